@@ -1,0 +1,218 @@
+"""Commitment records: the SQL behind every commitment write and read.
+
+Writes go through the server-side functions of migration 0001 (``commitment_create``,
+``commitment_transition``), one round trip each; the database checks the version, the
+guards and the transition table, and writes history, audit and idempotency rows in the
+same transaction. This module knows nothing of who may do what: ``settlement`` decides
+that and passes the guard values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ledger.database import Database
+from ledger.errors import RecordNotFound, translate
+from ledger.idempotency import resolve
+
+
+@dataclass(frozen=True)
+class CommitmentRecord:
+    id: UUID
+    owner_party: str
+    deal_ref: str
+    amount: Decimal
+    currency: str
+    state: str
+    last_event: str
+    version: int
+    created_by: str
+    submitted_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    version: int
+    from_state: str | None
+    to_state: str
+    event: str
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a create or transition did; ``replayed`` when an idempotency key matched."""
+
+    commitment_id: UUID
+    event: str
+    from_state: str | None
+    to_state: str
+    version: int
+    audit_seq: int
+    entry_hash: str
+    replayed: bool
+
+    @classmethod
+    def from_response(cls, response: dict[str, Any], replayed: bool) -> WriteResult:
+        return cls(
+            commitment_id=UUID(response["commitment_id"]),
+            event=response["event"],
+            from_state=response["from_state"],
+            to_state=response["to_state"],
+            version=int(response["version"]),
+            audit_seq=int(response["audit_seq"]),
+            entry_hash=response["entry_hash"],
+            replayed=replayed,
+        )
+
+
+@dataclass(frozen=True)
+class LedgerRef:
+    """Where a ledger transaction that caused an audit entry landed."""
+
+    chain: str
+    tx_hash: str
+    ledger_index: int | None = None
+    ledger_hash: str | None = None
+
+
+_CREATE = text(
+    "SELECT outcome, response FROM commitment_create(:id, :owner_party, :deal_ref, :amount,"
+    " :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at)"
+)
+_TRANSITION = text(
+    "SELECT outcome, response FROM commitment_transition(:id, :expected_version, :event, :actor,"
+    " :reason, :require_owner, :forbid_submitter, :key, :fingerprint, :payload, :at, :chain,"
+    " :tx_hash, :ledger_index, :ledger_hash)"
+)
+_COLUMNS = (
+    "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"
+    " submitted_by, created_at, updated_at, expires_at"
+)
+
+
+def create(
+    db: Database,
+    *,
+    commitment_id: UUID,
+    owner_party: str,
+    deal_ref: str,
+    amount: Decimal,
+    currency: str,
+    expires_at: datetime | None,
+    actor: str,
+    at: datetime,
+    payload: str,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+) -> WriteResult:
+    row = db.call_one(
+        str(_CREATE),
+        {
+            "id": commitment_id,
+            "owner_party": owner_party,
+            "deal_ref": deal_ref,
+            "amount": amount,
+            "currency": currency,
+            "expires_at": expires_at,
+            "actor": actor,
+            "key": idempotency_key,
+            "fingerprint": fingerprint,
+            "payload": payload,
+            "at": at,
+        },
+    )
+    replayed, response = resolve(row[0], row[1], actor=actor, key=idempotency_key)
+    return WriteResult.from_response(response, replayed)
+
+
+def transition(
+    db: Database,
+    *,
+    commitment_id: UUID,
+    expected_version: int | None,
+    event: str,
+    actor: str,
+    reason: str | None,
+    require_owner: str | None,
+    forbid_submitter: str | None,
+    at: datetime,
+    payload: str,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+    ledger_ref: LedgerRef | None,
+) -> WriteResult:
+    row = db.call_one(
+        str(_TRANSITION),
+        {
+            "id": commitment_id,
+            "expected_version": expected_version,
+            "event": event,
+            "actor": actor,
+            "reason": reason,
+            "require_owner": require_owner,
+            "forbid_submitter": forbid_submitter,
+            "key": idempotency_key,
+            "fingerprint": fingerprint,
+            "payload": payload,
+            "at": at,
+            "chain": ledger_ref.chain if ledger_ref else None,
+            "tx_hash": ledger_ref.tx_hash if ledger_ref else None,
+            "ledger_index": ledger_ref.ledger_index if ledger_ref else None,
+            "ledger_hash": ledger_ref.ledger_hash if ledger_ref else None,
+        },
+    )
+    replayed, response = resolve(row[0], row[1], actor=actor, key=idempotency_key)
+    return WriteResult.from_response(response, replayed)
+
+
+def load(connection: Connection, commitment_id: UUID) -> CommitmentRecord:
+    try:
+        row = connection.execute(
+            text(f"SELECT {_COLUMNS} FROM commitments WHERE id = :id"), {"id": commitment_id}
+        ).one_or_none()
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    if row is None:
+        raise RecordNotFound(f"commitment {commitment_id} not found")
+    return CommitmentRecord(*row)
+
+
+def list_records(connection: Connection, *, state: str | None = None, limit: int = 100) -> list[CommitmentRecord]:
+    try:
+        rows = connection.execute(
+            text(
+                f"SELECT {_COLUMNS} FROM commitments WHERE (CAST(:state AS text) IS NULL OR state = :state)"
+                " ORDER BY created_at DESC, id LIMIT :limit"
+            ),
+            {"state": state, "limit": limit},
+        )
+        return [CommitmentRecord(*row) for row in rows]
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+
+
+def history(connection: Connection, commitment_id: UUID) -> list[HistoryRow]:
+    try:
+        rows = connection.execute(
+            text(
+                "SELECT version, from_state, to_state, event, actor, reason, at"
+                " FROM state_transitions WHERE commitment_id = :id ORDER BY version"
+            ),
+            {"id": commitment_id},
+        )
+        return [HistoryRow(*row) for row in rows]
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc

@@ -1,0 +1,189 @@
+"""Connections, the unit of work, and transaction retries.
+
+``Database`` is built once by the composition root from two URLs: the owner URL (used
+for migrations only) and the application URL (role ``settlement_app``) that every
+engine path uses. All SQL errors leave this module translated (``ledger.errors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import Connection, Engine, Result, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ledger.errors import LedgerError, TransientConflict, translate
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+APP_ROLE = "settlement_app"
+#: retries after the first attempt for 40001 / 40P01 (DESIGN section 4)
+TRANSIENT_RETRIES = 3
+
+
+def app_url_for(owner_url: str, password: str | None = None) -> str:
+    """The application-role URL on the same server and database as ``owner_url``."""
+    url = make_url(owner_url).set(username=APP_ROLE, password=password)
+    return url.render_as_string(hide_password=False)
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` URLs and select the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _retrying(retries: int) -> Retrying:
+    return Retrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential_jitter(initial=0.005, max=0.2),
+        retry=retry_if_exception_type(TransientConflict),
+        before_sleep=before_sleep_log(log, logging.INFO),
+        reraise=True,
+    )
+
+
+class UnitOfWork:
+    """One database transaction: rolled back unless ``commit()`` was called.
+
+    ``execute`` raises translated ``LedgerError``s; ``savepoint()`` scopes a part of the
+    work so its failure rolls back only that part.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._committed = False
+
+    def __enter__(self) -> Self:
+        try:
+            self._connection = self._engine.connect()
+            self._connection.begin()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection = self._require()
+        try:
+            if not self._committed:
+                connection.rollback()
+        finally:
+            connection.close()
+            self._connection = None
+
+    @property
+    def connection(self) -> Connection:
+        return self._require()
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Result[Any]:
+        try:
+            return self._require().execute(text(sql), dict(params or {}))
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block in a SAVEPOINT; a ``LedgerError`` inside rolls back to it and re-raises."""
+        connection = self._require()
+        nested = connection.begin_nested()
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            nested.rollback()
+            raise translate(exc) from exc
+        except BaseException:
+            nested.rollback()
+            raise
+        else:
+            try:
+                nested.commit()
+            except SQLAlchemyError as exc:
+                raise translate(exc) from exc
+
+    def commit(self) -> None:
+        try:
+            self._require().commit()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        self._committed = True
+
+    def _require(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("unit of work used outside its `with` block")
+        return self._connection
+
+
+class Database:
+    """The application's access to PostgreSQL (as role ``settlement_app``)."""
+
+    def __init__(self, app_url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = normalise_url(app_url)
+        self.engine = create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=False,
+            echo=echo,
+            # timestamps come back in UTC whatever the server's default zone is
+            connect_args={"options": "-c timezone=UTC", "prepare_threshold": 2},
+        )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    def transaction(self, work: Callable[[UnitOfWork], T], *, retries: int = TRANSIENT_RETRIES) -> T:
+        """Run ``work`` in a fresh unit of work and commit it.
+
+        Serialization failures and deadlocks re-run the whole of ``work`` (at most
+        ``retries`` more times, exponential backoff with jitter); ``work`` must therefore
+        have no effects outside the database.
+        """
+        for attempt in _retrying(retries):
+            with attempt, self.unit_of_work() as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def call_one(self, sql: str, params: Mapping[str, Any]) -> Any:
+        """Run one statement as its own transaction (one round trip) and return its first row.
+
+        For server-side functions that do all their work atomically; retried like
+        ``transaction``.
+        """
+        for attempt in _retrying(TRANSIENT_RETRIES):
+            with attempt:
+                try:
+                    with self._autocommit.connect() as connection:
+                        return connection.execute(text(sql), dict(params)).one()
+                except SQLAlchemyError as exc:
+                    raise translate(exc) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["APP_ROLE", "Database", "LedgerError", "UnitOfWork", "app_url_for", "normalise_url"]

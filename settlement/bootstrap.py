@@ -1,0 +1,116 @@
+"""The composition root: the one place that builds infrastructure from settings.
+
+Entry points (CLI, API, worker, demo) and tests call ``build``; nothing else constructs
+database engines, clocks or services.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ledger import embedded, migrate
+from ledger.database import Database, app_url_for, normalise_url
+from ledger.errors import DatabaseUnavailable, translate
+from settlement.clock import Clock, SystemClock
+from settlement.service import CommitmentService
+from settlement.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    owner: str
+    app: str
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    clock: Clock
+    urls: DatabaseUrls
+    db: Database
+    commitments: CommitmentService
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(message)s")
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level)),
+    )
+
+
+def database_urls(settings: Settings, *, start_embedded: bool = True) -> DatabaseUrls:
+    """Owner and application URLs: the configured server, or the embedded one.
+
+    For the embedded server this starts it (or attaches to it) and creates the
+    database named by ``embedded_database`` when missing.
+    """
+    password = settings.app_password.get_secret_value() if settings.app_password else None
+    if not settings.uses_embedded_database:
+        owner = normalise_url(settings.database_url)
+        app = normalise_url(settings.app_database_url) if settings.app_database_url else app_url_for(
+            owner, password
+        )
+        return DatabaseUrls(owner=owner, app=app)
+    if not start_embedded and not embedded.is_running(settings.data_dir):
+        raise DatabaseUnavailable(
+            f"the embedded database in {settings.data_dir} is not running; run `settle db up`"
+        )
+    server = embedded.ensure_running(settings.data_dir)
+    ensure_database(server.url(), settings.embedded_database)
+    owner = server.url(settings.embedded_database)
+    return DatabaseUrls(owner=owner, app=app_url_for(owner, password))
+
+
+def ensure_database(maintenance_url: str, name: str) -> None:
+    engine = create_engine(normalise_url(maintenance_url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists is None:
+                connection.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+    finally:
+        engine.dispose()
+
+
+def migrate_database(settings: Settings, urls: DatabaseUrls) -> str:
+    password = settings.app_password.get_secret_value() if settings.app_password else None
+    return migrate.upgrade(urls.owner, app_password=password)
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    urls: DatabaseUrls | None = None,
+) -> Engine:
+    """Build the engine. Refuses to start on a database that is not at the head revision."""
+    settings = settings or load_settings()
+    urls = urls or database_urls(settings)
+    current = migrate.current_revision(urls.app)
+    head = migrate.head_revision()
+    if current != head:
+        raise DatabaseUnavailable(
+            f"database schema is at {current or 'nothing'}, the engine needs {head}; "
+            "run `settle db migrate`"
+        )
+    db = Database(urls.app, pool_size=settings.pool_size)
+    clock = clock or SystemClock()
+    return Engine(
+        settings=settings,
+        clock=clock,
+        urls=urls,
+        db=db,
+        commitments=CommitmentService(db, clock, reason_max_chars=settings.reason_max_chars),
+    )

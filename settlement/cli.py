@@ -1,0 +1,140 @@
+"""`settle`: the operator's command line. Commands parse, call the engine, and print.
+
+Commands that check something exit non-zero when the check fails, and take ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from ledger import embedded, migrate
+from ledger.errors import LedgerError
+from settlement import bootstrap
+from settlement.errors import SettlementError
+from settlement.settings import SettingsError, load_settings
+
+app = typer.Typer(help="Multi-leg settlement engine.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: embedded server and migrations.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> bootstrap.Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc), 2) from exc
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Start the embedded PostgreSQL (or reuse it) and print its owner URL."""
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        typer.echo(f"using the configured server; nothing to start: {settings.database_url}")
+        return
+    try:
+        urls = bootstrap.database_urls(settings)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(urls.owner)
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        raise _fail("SETTLEMENT_DATABASE_URL names an external server; it is not ours to stop")
+    try:
+        stopped = embedded.stop(settings.data_dir)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo("stopped" if stopped else "not running")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    revision: Annotated[str, typer.Option(help="Target revision; 'head' or e.g. '0001'.")] = "head",
+    downgrade: Annotated[bool, typer.Option(help="Move down to REVISION (e.g. 'base').")] = False,
+) -> None:
+    """Apply the migrations as the owner role (starting the embedded server if needed)."""
+    settings = _settings()
+    try:
+        urls = bootstrap.database_urls(settings)
+        if downgrade:
+            reached = migrate.downgrade(urls.owner, revision)
+        elif revision == "head":
+            reached = bootstrap.migrate_database(settings, urls)
+        else:
+            reached = migrate.upgrade(urls.owner, revision)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"database at revision {reached}")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonFlag = False) -> None:
+    """Recompute every audit chain; exit 1 and name the first broken entry if any."""
+    engine = _engine()
+    try:
+        report = engine.commitments.verify_audit()
+    except SettlementError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        typer.echo(f"ok: {report.chains} chains, {report.entries} entries verified")
+    else:
+        typer.echo(f"BROKEN: {len(report.breaks)} of {report.chains} chains")
+        for problem in report.breaks:
+            typer.echo(f"  {problem}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """Set up the embedded database and walk two commitments through the machine."""
+    from settlement import demo as demo_module
+
+    settings = _settings()
+    try:
+        urls = bootstrap.database_urls(settings)
+        bootstrap.migrate_database(settings, urls)
+        engine = bootstrap.build(settings, urls=urls)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        ok = demo_module.run(engine)
+    finally:
+        engine.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _engine() -> bootstrap.Engine:
+    settings = _settings()
+    bootstrap.configure_logging(settings)
+    try:
+        return bootstrap.build(settings)
+    except LedgerError as exc:
+        raise _fail(str(exc)) from exc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

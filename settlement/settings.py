@@ -1,0 +1,108 @@
+"""Settings: config/default.toml, then config/networks/<network>.toml, then the
+environment (prefix ``SETTLEMENT_``), each overriding the one before.
+
+Bad settings fail at start with ``SettingsError`` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "SETTLEMENT_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    network: Literal["local", "testnet"] = "local"
+    database_url: str = ""
+    app_database_url: str = ""
+    app_password: SecretStr | None = None
+    data_dir: Path = Path(".settlement")
+    embedded_database: str = Field(default="settlement", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool_size: int = Field(default=10, ge=1, le=200)
+    reason_max_chars: int = Field(default=2000, ge=1, le=100_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    xrpl_url: str = "http://127.0.0.1:5005"
+    horizon_url: str = "http://127.0.0.1:8000"
+    stellar_network_passphrase: str = "Standalone Network ; February 2017"
+
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment wins over the files, which arrive as init arguments
+        return (env_settings, init_settings)
+
+
+def config_dir() -> Path:
+    """``SETTLEMENT_CONFIG_DIR``, else ./config, else the config/ beside the packages."""
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    local = Path.cwd() / "config"
+    if (local / "default.toml").is_file():
+        return local
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from the files and the environment; ``overrides`` win over files."""
+    directory = config_dir()
+    values = _read_toml(directory / "default.toml")
+    network = overrides.get("network") or os.environ.get(f"{ENV_PREFIX}NETWORK") or values.get(
+        "network", "local"
+    )
+    if network not in ("local", "testnet"):
+        raise SettingsError(f"{ENV_PREFIX}NETWORK: must be 'local' or 'testnet', got {network!r}")
+    values.update(_read_toml(directory / "networks" / f"{network}.toml"))
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
