@@ -45,7 +45,11 @@ def canonical_json(value: Mapping[str, Any]) -> str:
     Floats are refused (``TypeError``): a payload that carries money must not round.
     """
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default,
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_json_default,
         allow_nan=False,
     )
 
@@ -55,7 +59,9 @@ def _json_default(value: object) -> str:
         return str(value)
     if isinstance(value, datetime):
         return format_timestamp(value)
-    raise TypeError(f"audit payloads take str, int, bool, Decimal, UUID, datetime; not {type(value)}")
+    raise TypeError(
+        f"audit payloads take str, int, bool, Decimal, UUID, datetime; not {type(value)}"
+    )
 
 
 def _refuse_floats(value: object) -> None:
@@ -245,14 +251,22 @@ def verify_chain(
     if count == 0:
         return broken(None, "commitment has no audit entries")
     if head is None or head != (expected_seq - 1, prev_hash):
-        return broken(None, f"chain ends at entry {expected_seq - 1} but the recorded head is "
-                            f"{head[0] if head else 'missing'}: entries were removed or added")
-    if current is not None and last_versioned is not None and (
-        (last_versioned.commitment_version, last_versioned.to_state) != current
+        return broken(
+            None,
+            f"chain ends at entry {expected_seq - 1} but the recorded head is "
+            f"{head[0] if head else 'missing'}: entries were removed or added",
+        )
+    if (
+        current is not None
+        and last_versioned is not None
+        and ((last_versioned.commitment_version, last_versioned.to_state) != current)
     ):
-        return broken(None, f"commitment is at version {current[0]} ({current[1]}) but its last "
-                            f"audited change is version {last_versioned.commitment_version} "
-                            f"({last_versioned.to_state})")
+        return broken(
+            None,
+            f"commitment is at version {current[0]} ({current[1]}) but its last "
+            f"audited change is version {last_versioned.commitment_version} "
+            f"({last_versioned.to_state})",
+        )
     return report
 
 
@@ -269,8 +283,9 @@ def verify_all(
         params: dict[str, Any] = {} if commitment_ids is None else {"ids": list(commitment_ids)}
         commitments = connection.execute(
             text(
-                "SELECT c.id, c.version, c.state, h.seq, h.head FROM commitments c "
-                f"LEFT JOIN audit_heads h ON h.commitment_id = c.id {where} ORDER BY c.created_at, c.id"
+                "SELECT c.id, c.version, c.state, h.seq, h.head FROM commitments c"
+                f" LEFT JOIN audit_heads h ON h.commitment_id = c.id {where}"
+                " ORDER BY c.created_at, c.id"
             ),
             params,
         ).all()

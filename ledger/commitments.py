@@ -190,11 +190,14 @@ def load(connection: Connection, commitment_id: UUID) -> CommitmentRecord:
     return CommitmentRecord(*row)
 
 
-def list_records(connection: Connection, *, state: str | None = None, limit: int = 100) -> list[CommitmentRecord]:
+def list_records(
+    connection: Connection, *, state: str | None = None, limit: int = 100
+) -> list[CommitmentRecord]:
     try:
         rows = connection.execute(
             text(
-                f"SELECT {_COLUMNS} FROM commitments WHERE (CAST(:state AS text) IS NULL OR state = :state)"
+                f"SELECT {_COLUMNS} FROM commitments"
+                " WHERE (CAST(:state AS text) IS NULL OR state = :state)"
                 " ORDER BY created_at DESC, id LIMIT :limit"
             ),
             {"state": state, "limit": limit},

@@ -21,7 +21,8 @@ from tenacity import (
     before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from ledger.errors import LedgerError, TransientConflict, translate
@@ -51,7 +52,7 @@ def normalise_url(url: str) -> str:
 def _retrying(retries: int) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(initial=0.005, max=0.2),
+        wait=wait_exponential(multiplier=0.005, max=0.2) + wait_random(0, 0.005),
         retry=retry_if_exception_type(TransientConflict),
         before_sleep=before_sleep_log(log, logging.INFO),
         reraise=True,
@@ -153,7 +154,9 @@ class Database:
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
 
-    def transaction(self, work: Callable[[UnitOfWork], T], *, retries: int = TRANSIENT_RETRIES) -> T:
+    def transaction(
+        self, work: Callable[[UnitOfWork], T], *, retries: int = TRANSIENT_RETRIES
+    ) -> T:
         """Run ``work`` in a fresh unit of work and commit it.
 
         Serialization failures and deadlocks re-run the whole of ``work`` (at most

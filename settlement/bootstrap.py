@@ -42,7 +42,9 @@ class Engine:
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(message)s")
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level)),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelName(settings.log_level)
+        ),
     )
 
 
@@ -55,8 +57,10 @@ def database_urls(settings: Settings, *, start_embedded: bool = True) -> Databas
     password = settings.app_password.get_secret_value() if settings.app_password else None
     if not settings.uses_embedded_database:
         owner = normalise_url(settings.database_url)
-        app = normalise_url(settings.app_database_url) if settings.app_database_url else app_url_for(
-            owner, password
+        app = (
+            normalise_url(settings.app_database_url)
+            if settings.app_database_url
+            else app_url_for(owner, password)
         )
         return DatabaseUrls(owner=owner, app=app)
     if not start_embedded and not embedded.is_running(settings.data_dir):
@@ -77,7 +81,9 @@ def ensure_database(maintenance_url: str, name: str) -> None:
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             ).first()
             if exists is None:
-                connection.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+                connection.execute(
+                    text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
+                )
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
     finally:

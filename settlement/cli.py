@@ -15,7 +15,7 @@ from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
 from settlement.errors import SettlementError
-from settlement.settings import SettingsError, load_settings
+from settlement.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="Multi-leg settlement engine.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded server and migrations.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings() -> bootstrap.Settings:
+def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:

@@ -30,8 +30,9 @@ def run(engine: Engine, echo: Printer = print) -> bool:
         echo(f"  v{result.version}  {arrow} {result.event:<13} by {actor.id}{note}")
 
     echo("Commitment 1: submitted, approved, then withdrawn by its allocator")
-    first = service.create(allocator, deal_ref="BOND-2031-XRPL", amount=Decimal("2500000.00"),
-                           currency="USD")
+    first = service.create(
+        allocator, deal_ref="BOND-2031-XRPL", amount=Decimal("2500000.00"), currency="USD"
+    )
     show(first, allocator)
     c1: UUID = first.commitment_id
     show(service.submit(allocator, c1, expected_version=1), allocator)
@@ -39,8 +40,9 @@ def run(engine: Engine, echo: Printer = print) -> bool:
     show(service.withdraw(allocator, c1, expected_version=3), allocator)
 
     echo("\nCommitment 2: sent back for information, then withdrawn")
-    second = service.create(allocator, deal_ref="FUND-III-CALL-7", amount=Decimal("750000.50"),
-                            currency="EUR")
+    second = service.create(
+        allocator, deal_ref="FUND-III-CALL-7", amount=Decimal("750000.50"), currency="EUR"
+    )
     show(second, allocator)
     c2 = second.commitment_id
     show(service.submit(allocator, c2, expected_version=1), allocator)
@@ -53,8 +55,11 @@ def run(engine: Engine, echo: Printer = print) -> bool:
         echo(f"\nAudit chain of {cid}")
         for entry in service.audit_trail(cid):
             prev = (entry.prev_hash or "-" * 12)[:12]
-            echo(f"  #{entry.seq} {entry.action:<13} {entry.from_state or '':>14} -> "
-                 f"{entry.to_state or '':<14} {entry.actor:<24} prev {prev}  hash {entry.entry_hash[:12]}")
+            echo(
+                f"  #{entry.seq} {entry.action:<13} {entry.from_state or '':>14} -> "
+                f"{entry.to_state or '':<14} {entry.actor:<24} "
+                f"prev {prev}  hash {entry.entry_hash[:12]}"
+            )
     report = service.verify_audit()
     ok = report.ok
     status = "verified" if ok else "BROKEN"

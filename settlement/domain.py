@@ -56,7 +56,9 @@ def parse_amount(value: object) -> Decimal:
     (never rounded) and more than 20 integer digits.
     """
     if isinstance(value, bool | float):
-        raise InvalidAmount(f"amount must be a decimal string or Decimal, not {type(value).__name__}")
+        raise InvalidAmount(
+            f"amount must be a decimal string or Decimal, not {type(value).__name__}"
+        )
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int):
@@ -67,7 +69,9 @@ def parse_amount(value: object) -> Decimal:
         except InvalidOperation:
             raise InvalidAmount(f"amount {value!r} is not a decimal number") from None
     else:
-        raise InvalidAmount(f"amount must be a decimal string or Decimal, not {type(value).__name__}")
+        raise InvalidAmount(
+            f"amount must be a decimal string or Decimal, not {type(value).__name__}"
+        )
     if not amount.is_finite():
         raise InvalidAmount(f"amount must be finite, got {amount}")
     if amount <= 0:

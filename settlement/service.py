@@ -38,7 +38,7 @@ from settlement.states import Authority, Event, State, authority_for, transition
 
 T = TypeVar("T")
 
-_ROLES_FOR: Mapping[Authority, frozenset[Role]] = {
+ROLES_FOR: Mapping[Authority, frozenset[Role]] = {
     Authority.OWNER: frozenset({Role.ALLOCATOR}),
     Authority.OFFICER: frozenset({Role.COMPLIANCE_OFFICER}),
     Authority.SYSTEM: frozenset({Role.SYSTEM}),
@@ -109,7 +109,10 @@ class CommitmentService:
         if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
             raise errors.InvalidInput("expires_at must be a timezone-aware time in the future")
         body: dict[str, Any] = {
-            "amount": value, "currency": code, "deal_ref": reference, "expires_at": expires_at,
+            "amount": value,
+            "currency": code,
+            "deal_ref": reference,
+            "expires_at": expires_at,
         }
         if commitment_id is not None:
             body["commitment_id"] = commitment_id
@@ -161,19 +164,30 @@ class CommitmentService:
         )
         key = parse_idempotency_key(idempotency_key)
         if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
             or expected_version < 1
         ):
             raise errors.InvalidInput("expected_version must be a positive integer")
         extra = dict(payload or {})
         if "reason" in extra:
             raise errors.InvalidInput("payload may not carry 'reason'; pass it as reason")
-        audit_payload = audit.payload_text({**extra, "reason": reason_text} if reason_text else extra)
-        body = {"event": parsed.value, "expected_version": expected_version,
-                "reason": reason_text, "payload": extra}
+        audit_payload = audit.payload_text(
+            {**extra, "reason": reason_text} if reason_text else extra
+        )
+        body: dict[str, Any] = {
+            "event": parsed.value,
+            "expected_version": expected_version,
+            "reason": reason_text,
+            "payload": extra,
+        }
         if ledger_ref is not None:
-            body["ledger_ref"] = [ledger_ref.chain, ledger_ref.tx_hash,
-                                  ledger_ref.ledger_index, ledger_ref.ledger_hash]
+            body["ledger_ref"] = [
+                ledger_ref.chain,
+                ledger_ref.tx_hash,
+                ledger_ref.ledger_index,
+                ledger_ref.ledger_hash,
+            ]
         with _translated():
             return records.transition(
                 self._db,
@@ -189,7 +203,8 @@ class CommitmentService:
                 idempotency_key=key,
                 fingerprint=(
                     self._fingerprint(actor, f"/commitments/{commitment_id}/events", body)
-                    if key else None
+                    if key
+                    else None
                 ),
                 ledger_ref=ledger_ref,
             )
@@ -233,9 +248,12 @@ class CommitmentService:
     def state_of(self, commitment_id: UUID) -> State:
         return State(self.get(commitment_id).state)
 
-    def list(self, *, state: State | None = None, limit: int = 100) -> list[CommitmentRecord]:
-        return self._read(lambda c: records.list_records(c, state=state.value if state else None,
-                                                         limit=limit))
+    def list_commitments(
+        self, *, state: State | None = None, limit: int = 100
+    ) -> list[CommitmentRecord]:
+        return self._read(
+            lambda c: records.list_records(c, state=state.value if state else None, limit=limit)
+        )
 
     def history(self, commitment_id: UUID) -> list[HistoryRow]:
         return self._read(lambda c: records.history(c, commitment_id))
@@ -257,7 +275,7 @@ class CommitmentService:
     @staticmethod
     def _authorise(actor: Actor, event: Event) -> None:
         authority = authority_for(event)
-        if actor.role not in _ROLES_FOR[authority]:
+        if actor.role not in ROLES_FOR[authority]:
             raise errors.NotAuthorised(
                 f"{event} is for the {authority}; {actor.id} acts as {actor.role}"
             )

@@ -35,12 +35,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     xrpl_url: str = "http://127.0.0.1:5005"
     horizon_url: str = "http://127.0.0.1:8000"
-    stellar_network_passphrase: str = "Standalone Network ; February 2017"
+    stellar_network_passphrase: str = "Standalone Network ; February 2017"  # noqa: S105 - public
 
     @field_validator("database_url", "app_database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
-        if value and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        if value and not value.startswith(
+            ("postgresql://", "postgresql+psycopg://", "postgres://")
+        ):
             raise ValueError("must be a postgresql:// URL")
         return value
 
@@ -91,8 +93,10 @@ def load_settings(**overrides: Any) -> Settings:
     """Load settings from the files and the environment; ``overrides`` win over files."""
     directory = config_dir()
     values = _read_toml(directory / "default.toml")
-    network = overrides.get("network") or os.environ.get(f"{ENV_PREFIX}NETWORK") or values.get(
-        "network", "local"
+    network = (
+        overrides.get("network")
+        or os.environ.get(f"{ENV_PREFIX}NETWORK")
+        or values.get("network", "local")
     )
     if network not in ("local", "testnet"):
         raise SettingsError(f"{ENV_PREFIX}NETWORK: must be 'local' or 'testnet', got {network!r}")

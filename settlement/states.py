@@ -82,18 +82,36 @@ TERMINAL: Final = frozenset({State.SETTLED, State.CANCELLED})
 TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(State.DRAFT, Event.SUBMIT, State.PENDING_REVIEW, Authority.OWNER),
     Transition(State.DRAFT, Event.WITHDRAW, State.CANCELLED, Authority.OWNER),
-    Transition(State.PENDING_REVIEW, Event.APPROVE, State.VERIFIED, Authority.OFFICER,
-               not_by_submitter=True),
-    Transition(State.PENDING_REVIEW, Event.REJECT, State.CANCELLED, Authority.OFFICER,
-               reason_required=True, not_by_submitter=True),
-    Transition(State.PENDING_REVIEW, Event.REQUEST_INFO, State.DRAFT, Authority.OFFICER,
-               reason_required=True, not_by_submitter=True),
+    Transition(
+        State.PENDING_REVIEW,
+        Event.APPROVE,
+        State.VERIFIED,
+        Authority.OFFICER,
+        not_by_submitter=True,
+    ),
+    Transition(
+        State.PENDING_REVIEW,
+        Event.REJECT,
+        State.CANCELLED,
+        Authority.OFFICER,
+        reason_required=True,
+        not_by_submitter=True,
+    ),
+    Transition(
+        State.PENDING_REVIEW,
+        Event.REQUEST_INFO,
+        State.DRAFT,
+        Authority.OFFICER,
+        reason_required=True,
+        not_by_submitter=True,
+    ),
     Transition(State.VERIFIED, Event.LOCK, State.ESCROWED, Authority.SYSTEM),
     Transition(State.VERIFIED, Event.WITHDRAW, State.CANCELLED, Authority.OWNER),
     Transition(State.ESCROWED, Event.SETTLE, State.SETTLED, Authority.SYSTEM),
     Transition(State.ESCROWED, Event.RELEASE, State.VERIFIED, Authority.SYSTEM_OR_ADMIN),
-    Transition(State.ESCROWED, Event.FORCE_CANCEL, State.CANCELLED, Authority.ADMIN,
-               reason_required=True),
+    Transition(
+        State.ESCROWED, Event.FORCE_CANCEL, State.CANCELLED, Authority.ADMIN, reason_required=True
+    ),
 )
 
 

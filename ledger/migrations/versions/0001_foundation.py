@@ -319,7 +319,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     prior idempotency_keys%ROWTYPE;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended(p_actor || E'\x1f' || p_key, 20261122)) THEN
+    IF NOT pg_try_advisory_xact_lock(
+            hashtextextended(p_actor || E'\x1f' || p_key, 20261122)) THEN
         outcome := 'in_flight';
         RETURN;
     END IF;
@@ -348,7 +349,8 @@ DECLARE
     v_hash text;
 BEGIN
     IF p_idempotency_key IS NOT NULL THEN
-        SELECT * INTO outcome, response FROM idempotency_probe(p_actor, p_idempotency_key, p_fingerprint);
+        SELECT * INTO outcome, response
+            FROM idempotency_probe(p_actor, p_idempotency_key, p_fingerprint);
         IF outcome IS NOT NULL THEN
             RETURN NEXT;
             RETURN;
@@ -358,7 +360,8 @@ BEGIN
                              version, created_by, created_at, updated_at, expires_at)
         VALUES (p_id, p_owner_party, p_deal_ref, p_amount, p_currency, 'DRAFT', 'create',
                 1, p_actor, p_at, p_at, p_expires_at);
-    INSERT INTO state_transitions (commitment_id, version, from_state, to_state, event, actor, at)
+    INSERT INTO state_transitions (commitment_id, version, from_state, to_state, event, actor,
+                                   at)
         VALUES (p_id, 1, NULL, 'DRAFT', 'create', p_actor, p_at);
     INSERT INTO audit_log (commitment_id, recorded_at, actor, action, from_state, to_state,
                            commitment_version, idempotency_key, payload, entry_hash)
@@ -368,7 +371,8 @@ BEGIN
         'commitment_id', p_id, 'event', 'create', 'from_state', NULL, 'to_state', 'DRAFT',
         'version', 1, 'audit_seq', v_seq, 'entry_hash', v_hash)::text;
     IF p_idempotency_key IS NOT NULL THEN
-        INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at, completed_at)
+        INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at,
+                                      completed_at)
             VALUES (p_actor, p_idempotency_key, p_fingerprint, 'completed', response, p_at, p_at);
     END IF;
     outcome := 'applied';
@@ -391,7 +395,8 @@ DECLARE
     v_hash text;
 BEGIN
     IF p_idempotency_key IS NOT NULL THEN
-        SELECT * INTO outcome, response FROM idempotency_probe(p_actor, p_idempotency_key, p_fingerprint);
+        SELECT * INTO outcome, response
+            FROM idempotency_probe(p_actor, p_idempotency_key, p_fingerprint);
         IF outcome IS NOT NULL THEN
             RETURN NEXT;
             RETURN;
@@ -423,7 +428,8 @@ BEGIN
         SET state = v_to, last_event = p_event, version = cur.version + 1, updated_at = p_at,
             submitted_by = CASE WHEN p_event = 'submit' THEN p_actor ELSE submitted_by END
         WHERE id = p_id;
-    INSERT INTO state_transitions (commitment_id, version, from_state, to_state, event, actor, reason, at)
+    INSERT INTO state_transitions (commitment_id, version, from_state, to_state, event, actor,
+                                   reason, at)
         VALUES (p_id, cur.version + 1, cur.state, v_to, p_event, p_actor, p_reason, p_at);
     INSERT INTO audit_log (commitment_id, recorded_at, actor, action, from_state, to_state,
                            commitment_version, idempotency_key, payload, chain, tx_hash,
@@ -436,7 +442,8 @@ BEGIN
         'commitment_id', p_id, 'event', p_event, 'from_state', cur.state, 'to_state', v_to,
         'version', cur.version + 1, 'audit_seq', v_seq, 'entry_hash', v_hash)::text;
     IF p_idempotency_key IS NOT NULL THEN
-        INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at, completed_at)
+        INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at,
+                                      completed_at)
             VALUES (p_actor, p_idempotency_key, p_fingerprint, 'completed', response, p_at, p_at);
     END IF;
     outcome := 'applied';

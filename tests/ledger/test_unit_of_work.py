@@ -1,0 +1,120 @@
+"""The unit of work: rollback by default, savepoints, and bounded retries."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from ledger.database import Database, UnitOfWork
+from ledger.errors import ConstraintViolation, DeadlockDetected, SerializationFailure
+from settlement.bootstrap import DatabaseUrls
+
+
+@pytest.fixture
+def scratch(shared_urls: DatabaseUrls, owner_engine: Engine) -> Iterator[Database]:
+    """A scratch table and a Database on the owner URL (infrastructure tests only)."""
+    with owner_engine.connect() as c:
+        c.execute(text("DROP TABLE IF EXISTS uow_scratch"))
+        c.execute(
+            text("CREATE TABLE uow_scratch (id int PRIMARY KEY, n int NOT NULL CHECK (n >= 0))")
+        )
+        c.execute(text("INSERT INTO uow_scratch VALUES (1, 0), (2, 0)"))
+    db = Database(shared_urls.owner)
+    yield db
+    db.dispose()
+
+
+def _count(db: Database, row: int) -> int:
+    with db.unit_of_work() as uow:
+        return int(
+            uow.execute("SELECT n FROM uow_scratch WHERE id = :id", {"id": row}).scalar_one()
+        )
+
+
+def test_rolled_back_unless_committed(scratch: Database) -> None:
+    with scratch.unit_of_work() as uow:
+        uow.execute("UPDATE uow_scratch SET n = 5 WHERE id = 1")
+    assert _count(scratch, 1) == 0
+
+
+def test_savepoint_rolls_back_only_its_part(scratch: Database) -> None:
+    def work(uow: UnitOfWork) -> None:
+        uow.execute("UPDATE uow_scratch SET n = 1 WHERE id = 1")
+        def violate() -> None:
+            with uow.savepoint():
+                uow.execute("UPDATE uow_scratch SET n = 7 WHERE id = 2")
+                uow.execute("UPDATE uow_scratch SET n = -1 WHERE id = 2")  # CHECK fails
+
+        with pytest.raises(ConstraintViolation):
+            violate()
+        with uow.savepoint():
+            uow.execute("UPDATE uow_scratch SET n = n + 2 WHERE id = 1")
+
+    scratch.transaction(work)
+    assert (_count(scratch, 1), _count(scratch, 2)) == (3, 0)
+
+
+def test_serialization_failure_retried_then_succeeds(scratch: Database) -> None:
+    attempts: list[int] = []
+
+    def work(uow: UnitOfWork) -> int:
+        attempts.append(1)
+        uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = 1")
+        if len(attempts) < 3:
+            uow.execute("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+        return len(attempts)
+
+    assert scratch.transaction(work) == 3
+    assert _count(scratch, 1) == 1, "the failed attempts left nothing behind"
+
+
+def test_gives_up_after_three_retries(scratch: Database) -> None:
+    attempts: list[int] = []
+
+    def work(uow: UnitOfWork) -> None:
+        attempts.append(1)
+        uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = 1")
+        uow.execute("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+
+    with pytest.raises(SerializationFailure):
+        scratch.transaction(work)
+    assert len(attempts) == 4
+    assert _count(scratch, 1) == 0
+
+
+def test_real_deadlock_is_retried_and_both_transactions_land(scratch: Database) -> None:
+    """Two transactions lock the rows in opposite orders; PostgreSQL kills one (40P01)."""
+    both_hold_first_lock = threading.Barrier(2, timeout=10)
+    deadlocks: list[str] = []
+    errors: list[BaseException] = []
+
+    def transfer(first: int, second: int) -> None:
+        def work(uow: UnitOfWork) -> None:
+            uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = :id", {"id": first})
+            # on the retry the barrier is broken: the other side has finished; go ahead
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_hold_first_lock.wait()
+            try:
+                uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = :id", {"id": second})
+            except DeadlockDetected:
+                deadlocks.append(f"{first}->{second}")
+                both_hold_first_lock.abort()
+                raise
+
+        try:
+            scratch.transaction(work)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=transfer, args=p) for p in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(deadlocks) == 1, "PostgreSQL chose exactly one victim"
+    assert (_count(scratch, 1), _count(scratch, 2)) == (2, 2)
