@@ -199,16 +199,14 @@ def verify_chain(
     commitment_id: UUID,
     entries: Iterable[AuditEntry],
     *,
-    head: tuple[int, str] | None,
     current: tuple[int, str] | None,
     check_ledger_ref: LedgerRefCheck | None = None,
     report: VerifyReport | None = None,
 ) -> VerifyReport:
     """Verify one commitment's chain; record its first break (if any) in the report.
 
-    ``head`` is the (seq, hash) the database recorded as the chain's head and
-    ``current`` the commitment row's (version, state); together they reveal a deleted
-    tail, which a hash chain alone cannot.
+    ``current`` is the commitment row's (version, state): the chain's last state change
+    must match it, which reveals a deleted tail (a hash chain alone cannot).
     """
     report = report if report is not None else VerifyReport()
     report.chains += 1
@@ -250,12 +248,6 @@ def verify_chain(
 
     if count == 0:
         return broken(None, "commitment has no audit entries")
-    if head is None or head != (expected_seq - 1, prev_hash):
-        return broken(
-            None,
-            f"chain ends at entry {expected_seq - 1} but the recorded head is "
-            f"{head[0] if head else 'missing'}: entries were removed or added",
-        )
     if (
         current is not None
         and last_versioned is not None
@@ -283,8 +275,7 @@ def verify_all(
         params: dict[str, Any] = {} if commitment_ids is None else {"ids": list(commitment_ids)}
         commitments = connection.execute(
             text(
-                "SELECT c.id, c.version, c.state, h.seq, h.head FROM commitments c"
-                f" LEFT JOIN audit_heads h ON h.commitment_id = c.id {where}"
+                f"SELECT c.id, c.version, c.state FROM commitments c {where}"
                 " ORDER BY c.created_at, c.id"
             ),
             params,
@@ -305,11 +296,10 @@ def verify_all(
                 entries_by_commitment.setdefault(entry.commitment_id, []).append(entry)
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
-    for commitment_id, version, state, head_seq, head_hash in commitments:
+    for commitment_id, version, state in commitments:
         verify_chain(
             commitment_id,
             entries_by_commitment.get(commitment_id, []),
-            head=None if head_seq is None else (head_seq, head_hash),
             current=(version, state),
             check_ledger_ref=check_ledger_ref,
             report=report,

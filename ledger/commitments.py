@@ -88,14 +88,16 @@ class LedgerRef:
     ledger_hash: str | None = None
 
 
-_CREATE = text(
-    "SELECT outcome, response FROM commitment_create(:id, :owner_party, :deal_ref, :amount,"
-    " :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at)"
+_CREATE = (
+    "SELECT outcome, response FROM commitment_create(%(id)s, %(owner_party)s, %(deal_ref)s,"
+    " %(amount)s, %(currency)s, %(expires_at)s, %(actor)s, %(key)s, %(fingerprint)s, %(payload)s,"
+    " %(at)s)"
 )
-_TRANSITION = text(
-    "SELECT outcome, response FROM commitment_transition(:id, :expected_version, :event, :actor,"
-    " :reason, :require_owner, :forbid_submitter, :key, :fingerprint, :payload, :at, :chain,"
-    " :tx_hash, :ledger_index, :ledger_hash)"
+_TRANSITION = (
+    "SELECT outcome, response FROM commitment_transition(%(id)s, %(expected_version)s::integer,"
+    " %(event)s, %(actor)s, %(reason)s, %(require_owner)s, %(forbid_submitter)s, %(key)s,"
+    " %(fingerprint)s, %(payload)s, %(at)s, %(chain)s, %(tx_hash)s, %(ledger_index)s::bigint,"
+    " %(ledger_hash)s)"
 )
 _COLUMNS = (
     "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"
@@ -119,7 +121,7 @@ def create(
     fingerprint: str | None,
 ) -> WriteResult:
     row = db.call_one(
-        str(_CREATE),
+        _CREATE,
         {
             "id": commitment_id,
             "owner_party": owner_party,
@@ -155,7 +157,7 @@ def transition(
     ledger_ref: LedgerRef | None,
 ) -> WriteResult:
     row = db.call_one(
-        str(_TRANSITION),
+        _TRANSITION,
         {
             "id": commitment_id,
             "expected_version": expected_version,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, Result, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -149,7 +150,16 @@ class Database:
             # timestamps come back in UTC whatever the server's default zone is
             connect_args={"options": "-c timezone=UTC", "prepare_threshold": 2},
         )
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # A second pool whose connections are in autocommit from birth, for one-statement
+        # calls of server-side functions: no BEGIN/COMMIT round trips, no per-checkout
+        # isolation toggling, and psycopg prepares each statement once per connection.
+        self._calls = create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c timezone=UTC", "prepare_threshold": 0},
+        )
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
@@ -170,23 +180,41 @@ class Database:
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def call_one(self, sql: str, params: Mapping[str, Any]) -> Any:
-        """Run one statement as its own transaction (one round trip) and return its first row.
+    def call_one(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Run one statement as its own transaction (one round trip); return its one row.
 
-        For server-side functions that do all their work atomically; retried like
-        ``transaction``.
+        ``sql`` uses psycopg placeholders (``%(name)s``) and goes to the driver as is,
+        prepared on the server. For server-side functions that do all their work
+        atomically; transient conflicts are retried like ``transaction``.
         """
-        for attempt in _retrying(TRANSIENT_RETRIES):
-            with attempt:
-                try:
-                    with self._autocommit.connect() as connection:
-                        return connection.execute(text(sql), dict(params)).one()
-                except SQLAlchemyError as exc:
-                    raise translate(exc) from exc
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        try:
+            # the common case pays nothing for the retry machinery
+            return self._call_once(sql, params)
+        except TransientConflict:
+            log.info("transient conflict; retrying call")
+        retrying = _retrying(TRANSIENT_RETRIES - 1)
+        return retrying(self._call_once, sql, params)
+
+    def _call_once(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        try:
+            raw = self._calls.raw_connection()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            cursor.close()
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        finally:
+            raw.close()
+        assert row is not None, "a server-side call returns one row"
+        return tuple(row)
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._calls.dispose()
 
 
 __all__ = ["APP_ROLE", "Database", "LedgerError", "UnitOfWork", "app_url_for", "normalise_url"]

@@ -72,11 +72,10 @@ def snapshot(engine: Engine, commitment_id: UUID) -> tuple[object, ...]:
             {"id": commitment_id},
         ).scalar_one()
         entries = c.execute(
-            text("SELECT count(*), max(entry_hash) FROM audit_log WHERE commitment_id = :id"),
+            text(
+                "SELECT count(*), string_agg(entry_hash, ',' ORDER BY seq) FROM audit_log"
+                " WHERE commitment_id = :id"
+            ),
             {"id": commitment_id},
         ).one()
-        head = c.execute(
-            text("SELECT seq, head FROM audit_heads WHERE commitment_id = :id"),
-            {"id": commitment_id},
-        ).one_or_none()
-    return (tuple(row), history, tuple(entries), tuple(head) if head else None)
+    return (tuple(row), history, tuple(entries))

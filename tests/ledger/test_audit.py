@@ -110,7 +110,7 @@ def test_edited_payload_with_recomputed_hash_breaks_the_next_link(
     # points at the old one
     _tamper(
         engine.urls.owner,
-        "UPDATE audit_log SET payload = '{\"reason\":\"forged\"}'"
+        'UPDATE audit_log SET payload = \'{"reason":"forged"}\''
         f" WHERE commitment_id = '{victim}' AND seq = 2",
         "UPDATE audit_log SET entry_hash = audit_entry_hash(commitment_id, seq, recorded_at,"
         " actor, action, from_state, to_state, commitment_version, idempotency_key, payload,"
@@ -137,7 +137,7 @@ def test_deleted_last_entry_detected(chain: tuple[SettlementEngine, UUID, UUID])
     )
     commitment, seq, problem = _first_break(engine)
     assert (commitment, seq) == (victim, None)
-    assert "chain ends at entry 4" in problem
+    assert "at version 5 (SETTLED) but its last audited change is version 4 (ESCROWED)" in problem
 
 
 def test_reordered_entries_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> None:

@@ -157,7 +157,10 @@ def test_commitment_must_start_in_draft(app_engine: Engine) -> None:
         ("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only", PermissionRefused),
         ("ALTER TABLE commitments DISABLE TRIGGER ALL", PermissionRefused),
         ("SET session_replication_role = replica", PermissionRefused),
-        ("UPDATE audit_heads SET head = 'x' WHERE commitment_id = :id", PermissionRefused),
+        (
+            "INSERT INTO valid_transitions VALUES ('SETTLED', 'reopen', 'DRAFT')",
+            PermissionRefused,
+        ),
         ("DROP TRIGGER commitments_guard_update ON commitments", LedgerError),
     ],
 )

@@ -44,6 +44,7 @@ def test_rolled_back_unless_committed(scratch: Database) -> None:
 def test_savepoint_rolls_back_only_its_part(scratch: Database) -> None:
     def work(uow: UnitOfWork) -> None:
         uow.execute("UPDATE uow_scratch SET n = 1 WHERE id = 1")
+
         def violate() -> None:
             with uow.savepoint():
                 uow.execute("UPDATE uow_scratch SET n = 7 WHERE id = 2")
@@ -118,3 +119,29 @@ def test_real_deadlock_is_retried_and_both_transactions_land(scratch: Database) 
     assert errors == []
     assert len(deadlocks) == 1, "PostgreSQL chose exactly one victim"
     assert (_count(scratch, 1), _count(scratch, 2)) == (2, 2)
+
+
+def test_one_statement_call_retried_on_serialization_failure(
+    scratch: Database, owner_engine: Engine
+) -> None:
+    with owner_engine.connect() as c:
+        c.execute(text("DROP SEQUENCE IF EXISTS flaky_calls"))
+        c.execute(text("CREATE SEQUENCE flaky_calls"))
+        # sequences are not rolled back, so they count attempts across the retries
+        c.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION flaky(fail_times int) RETURNS TABLE (attempt bigint)"
+                " LANGUAGE plpgsql AS $$ BEGIN attempt := nextval('flaky_calls');"
+                " UPDATE uow_scratch SET n = n + 1 WHERE id = 1;"
+                " IF attempt <= fail_times THEN RAISE EXCEPTION 'busy' USING ERRCODE = '40001';"
+                " END IF; RETURN NEXT; END $$"
+            )
+        )
+    assert scratch.call_one("SELECT attempt FROM flaky(%(n)s)", {"n": 3}) == (4,)
+    assert _count(scratch, 1) == 1, "only the attempt that succeeded left its update"
+    with owner_engine.connect() as c:
+        c.execute(text("SELECT setval('flaky_calls', 1, false)"))
+    with pytest.raises(SerializationFailure):
+        scratch.call_one("SELECT attempt FROM flaky(%(n)s)", {"n": 4})
+    with owner_engine.connect() as c:
+        assert c.execute(text("SELECT last_value FROM flaky_calls")).scalar_one() == 4

@@ -111,13 +111,6 @@ CREATE UNIQUE INDEX audit_log_one_per_version ON audit_log (commitment_id, commi
     WHERE commitment_version IS NOT NULL;
 CREATE INDEX audit_log_by_tx_hash ON audit_log (tx_hash) WHERE tx_hash IS NOT NULL;
 
--- Head of each commitment's chain; written only by the audit trigger (owner rights).
-CREATE TABLE audit_heads (
-    commitment_id uuid PRIMARY KEY REFERENCES commitments (id),
-    seq           integer NOT NULL,
-    head          text NOT NULL
-);
-
 CREATE TABLE idempotency_keys (
     actor        text NOT NULL,
     key          text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
@@ -170,22 +163,19 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- Whatever the inserting role wrote, the database assigns seq, prev_hash and the hash,
--- so no role can append an entry that breaks its chain.
+-- so no role can append an entry that breaks its chain. Appends to one chain are
+-- serialised by a lock on the commitment row (free when a transition already holds it).
 CREATE FUNCTION audit_chain_append() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
-    prior audit_heads%ROWTYPE;
-    has_head boolean;
+    prior_seq integer;
+    prior_hash text;
 BEGIN
-    SELECT * INTO prior FROM audit_heads WHERE commitment_id = NEW.commitment_id FOR UPDATE;
-    has_head := FOUND;
-    IF has_head THEN
-        NEW.seq := prior.seq + 1;
-        NEW.prev_hash := prior.head;
-    ELSE
-        NEW.seq := 1;
-        NEW.prev_hash := NULL;
-    END IF;
+    PERFORM 1 FROM commitments WHERE id = NEW.commitment_id FOR NO KEY UPDATE;
+    SELECT seq, entry_hash INTO prior_seq, prior_hash FROM audit_log
+        WHERE commitment_id = NEW.commitment_id ORDER BY seq DESC LIMIT 1;
+    NEW.seq := coalesce(prior_seq, 0) + 1;
+    NEW.prev_hash := prior_hash;
     IF NEW.recorded_at IS NULL THEN
         NEW.recorded_at := clock_timestamp();
     END IF;
@@ -194,13 +184,6 @@ BEGIN
         NEW.from_state, NEW.to_state, NEW.commitment_version, NEW.idempotency_key,
         NEW.payload, NEW.chain, NEW.tx_hash, NEW.ledger_index, NEW.ledger_hash,
         NEW.prev_hash);
-    IF has_head THEN
-        UPDATE audit_heads SET seq = NEW.seq, head = NEW.entry_hash
-            WHERE commitment_id = NEW.commitment_id;
-    ELSE
-        INSERT INTO audit_heads (commitment_id, seq, head)
-            VALUES (NEW.commitment_id, NEW.seq, NEW.entry_hash);
-    END IF;
     RETURN NEW;
 END $$;
 
@@ -465,12 +448,12 @@ BEGIN
     END IF;
 END $$;
 
-REVOKE ALL ON valid_transitions, commitments, state_transitions, audit_log, audit_heads,
-              idempotency_keys FROM PUBLIC;
+REVOKE ALL ON valid_transitions, commitments, state_transitions, audit_log, idempotency_keys
+    FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION commitment_create, commitment_transition, idempotency_probe,
                            audit_chain_append FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO {APP_ROLE};
-GRANT SELECT ON valid_transitions, audit_heads, alembic_version TO {APP_ROLE};
+GRANT SELECT ON valid_transitions, alembic_version TO {APP_ROLE};
 GRANT SELECT, INSERT, UPDATE ON commitments TO {APP_ROLE};
 GRANT SELECT, INSERT ON state_transitions, audit_log TO {APP_ROLE};
 GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO {APP_ROLE};
@@ -497,7 +480,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
-        DROP TABLE IF EXISTS idempotency_keys, audit_heads, audit_log, state_transitions,
+        DROP TABLE IF EXISTS idempotency_keys, audit_log, state_transitions,
                              commitments, valid_transitions CASCADE;
         DROP FUNCTION IF EXISTS commitment_transition, commitment_create, idempotency_probe,
             commitments_change_is_audited, commitments_refuse_delete, commitments_guard_update,
