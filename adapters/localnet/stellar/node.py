@@ -1,0 +1,351 @@
+"""StellarNode: the composition root of the local Stellar network.
+
+It owns the ledger (behind one lock), the clock, the fault handle, the ledger-close
+timer and the HTTP server, and implements Horizon's submission semantics:
+`submit()` answers at once for a transaction already in a ledger (so resubmitting
+after a timeout is safe), refuses an invalid one without touching the ledger, and
+otherwise waits for the ledger that includes it, up to `submission_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from stellar_sdk import Account as SdkAccount
+from stellar_sdk import Keypair, StrKey, TransactionBuilder
+from stellar_sdk import xdr as x
+
+from adapters.localnet.stellar import horizon, persistence, problems
+from adapters.localnet.stellar.clock import NodeClock
+from adapters.localnet.stellar.faults import AfterApply, Faults
+from adapters.localnet.stellar.ledger import AddStatus, LocalLedger
+from adapters.localnet.stellar.state import TxRecord
+from adapters.localnet.stellar.transaction import UnsupportedEnvelope, parse_envelope
+from adapters.localnet.stellar.xdrutil import root_keypair
+
+STANDALONE_PASSPHRASE = "Standalone Network ; February 2017"  # noqa: S105 - a network name
+FRIENDBOT_STARTING_BALANCE_STROOPS = 10_000 * 10_000_000  # what testnet's friendbot gives
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status and JSON body, or `drop` to close the connection unanswered."""
+
+    status: int
+    body: dict[str, Any]
+    drop: bool = False
+
+    @classmethod
+    def of(cls, problem: problems.Problem) -> Reply:
+        return cls(problem.status, problem.body())
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.record: TxRecord | None = None
+        self.refusal: x.TransactionResult | None = None
+
+
+class StellarNode:
+    """An in-process Stellar network that serves Horizon's REST API over HTTP.
+
+    Thread-safe. Ledger state changes only when a ledger closes: on the timer every
+    `close_interval_s` (0 = only on `close_ledger()`), with close times from `clock`
+    that strictly increase, whole seconds, as stellar-core's do.
+    """
+
+    def __init__(
+        self,
+        *,
+        close_interval_s: float = 1.0,
+        data_dir: Path | None = None,
+        base_fee_stroops: int = 100,
+        base_reserve_stroops: int = 5_000_000,
+        network_passphrase: str = STANDALONE_PASSPHRASE,
+        clock: NodeClock | None = None,
+        submission_timeout_s: float = 30.0,
+    ) -> None:
+        if close_interval_s < 0:
+            raise ValueError("close_interval_s must be >= 0")
+        self.close_interval_s = close_interval_s
+        self.network_passphrase = network_passphrase
+        self.submission_timeout_s = submission_timeout_s
+        self.clock = clock or NodeClock()
+        self.faults = Faults()
+        self.root_keypair: Keypair = root_keypair(network_passphrase)
+        self._data_dir = data_dir
+        self._lock = threading.RLock()
+        self._closed = threading.Condition(self._lock)
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._friendbot_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closer: threading.Thread | None = None
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self.base_url = ""
+
+        restored = persistence.load(data_dir, network_passphrase) if data_dir else None
+        if restored is not None:
+            self._ledger, offset_s = restored
+            self.clock.restore_offset(offset_s)
+        else:
+            self._ledger = LocalLedger(network_passphrase, base_fee_stroops, base_reserve_stroops)
+            # Close ledger 2 at once so the last close time is "now", not genesis (1970):
+            # time-bound checks before a ledger read the last close time.
+            self.close_ledger()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve HTTP on a background thread and start the close timer; returns the base URL."""
+        from adapters.localnet.stellar.server import make_server  # the server imports this module
+
+        if self._server is not None:
+            return self.base_url
+        self._stop.clear()
+        self._server = make_server(self, host, port)
+        bound_host, bound_port = self._server.server_address[:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        self._server_thread = threading.Thread(
+            target=self._server.serve_forever, name="stellar-horizon", daemon=True
+        )
+        self._server_thread.start()
+        if self.close_interval_s > 0:
+            self._closer = threading.Thread(
+                target=self._close_loop, name="stellar-closer", daemon=True
+            )
+            self._closer.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._closer is not None:
+            self._closer.join(timeout=5)
+            self._closer = None
+        with self._lock:
+            # Wake every waiting submission: it will answer 504 (outcome unknown).
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.done.set()
+
+    def __enter__(self) -> StellarNode:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- time and ledgers --------------------------------------------------------------
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the node clock forward; the next ledger closes at the new time."""
+        self.clock.advance(seconds)
+
+    def close_ledger(self) -> int:
+        """Close the next ledger now (whatever the timer and faults say); returns its sequence."""
+        with self._lock:
+            close_time = max(self.clock.now(), self._ledger.last_closed.closed_at + 1)
+            closed = self._ledger.close(close_time)
+            if self._data_dir is not None:
+                persistence.save(self._data_dir, self._ledger, self.clock.offset_s)
+            for record in closed.applied:
+                for waiter in self._waiters.pop(record.hash, []):
+                    waiter.record = record
+                    waiter.done.set()
+            for tx_hash, result in closed.dropped.items():
+                for waiter in self._waiters.pop(tx_hash, []):
+                    waiter.refusal = result
+                    waiter.done.set()
+            self._closed.notify_all()
+            return closed.record.sequence
+
+    def wait_for_ledger(self, sequence: int, timeout_s: float = 10.0) -> bool:
+        """Block until ledger `sequence` has closed; False on timeout."""
+        with self._lock:
+            return self._closed.wait_for(
+                lambda: self._ledger.last_closed.sequence >= sequence, timeout=timeout_s
+            )
+
+    @property
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._ledger.queue)
+
+    @property
+    def latest_ledger(self) -> int:
+        with self._lock:
+            return self._ledger.last_closed.sequence
+
+    def _close_loop(self) -> None:
+        while not self._stop.wait(self.close_interval_s):
+            if self.faults.ledgers_halted:
+                continue
+            try:
+                with self._lock:
+                    # Close times are whole seconds that must grow, so an empty ledger
+                    # waits for the clock; pending transactions do not wait.
+                    due = bool(self._ledger.queue) or (
+                        self.clock.now() > self._ledger.last_closed.closed_at
+                    )
+                    if due:
+                        self.close_ledger()
+            except Exception:  # the timer must survive a bug in one close
+                log.exception("closing a ledger failed")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read(self) -> _ReadGuard:
+        """`with node.read() as ledger:` gives a consistent view for building responses."""
+        return _ReadGuard(self)
+
+    # -- submission --------------------------------------------------------------------
+
+    def _upper_offset(self) -> int:
+        """stellar-core getUpperBoundCloseTimeOffset: the next close may be up to two
+        close intervals away, plus however far the clock already is past the last close."""
+        drift = max(0, self.clock.now() - self._ledger.last_closed.closed_at)
+        return 2 * math.ceil(self.close_interval_s) + drift
+
+    def submit(self, envelope_b64: str, *, honour_faults: bool = True) -> Reply:
+        """Horizon's POST /transactions, minus the HTTP."""
+        if honour_faults:
+            rejection = self.faults.take_rejection()
+            if rejection is not None:
+                return self._injected_rejection(envelope_b64, rejection.code)
+        try:
+            frame = parse_envelope(envelope_b64, self._ledger.network_id)
+        except UnsupportedEnvelope:
+            return self._refuse_unsupported(envelope_b64)
+        except ValueError:
+            return Reply.of(problems.transaction_malformed(envelope_b64))
+
+        with self._lock:
+            done = self._ledger.transactions.get(frame.hash_hex)
+            if done is not None:
+                return self._answer(done)
+            add = self._ledger.try_add(frame, self._upper_offset())
+            if add.status == AddStatus.ERROR:
+                assert add.result is not None
+                return Reply.of(problems.transaction_failed(envelope_b64, add.result))
+            # PENDING and DUPLICATE wait for the ledger; so does TRY_AGAIN_LATER (another
+            # transaction of this account is queued): Horizon waits for it too, and
+            # answers 504 unless the transaction shows up in a ledger in time.
+            waiter = _Waiter()
+            self._waiters.setdefault(frame.hash_hex, []).append(waiter)
+
+        waiter.done.wait(self.submission_timeout_s)
+        with self._lock:
+            if not waiter.done.is_set():
+                self._forget(frame.hash_hex, waiter)
+        if waiter.refusal is not None:
+            return Reply.of(problems.transaction_failed(envelope_b64, waiter.refusal))
+        if waiter.record is None:
+            return Reply.of(problems.submission_timeout(frame.hash_hex, envelope_b64))
+        after = self.faults.take_after_apply() if honour_faults else AfterApply.ANSWER
+        if after == AfterApply.DROP:
+            return Reply(0, {}, drop=True)
+        if after == AfterApply.TIMEOUT:
+            return Reply.of(problems.submission_timeout(frame.hash_hex, envelope_b64))
+        return self._answer(waiter.record)
+
+    def _forget(self, tx_hash: str, waiter: _Waiter) -> None:
+        waiters = self._waiters.get(tx_hash, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+        if not waiters:
+            self._waiters.pop(tx_hash, None)
+
+    def _answer(self, record: TxRecord) -> Reply:
+        if record.successful:
+            return Reply(200, horizon.transaction(self.base_url, record))
+        result = x.TransactionResult.from_xdr(record.result_xdr)
+        return Reply.of(problems.transaction_failed(record.envelope_xdr, result))
+
+    def _injected_rejection(self, envelope_b64: str, code: str | int) -> Reply:
+        if isinstance(code, int):
+            return Reply.of(problems.injected(code))
+        from adapters.localnet.stellar.codes import TX_CODES_BY_NAME
+        from adapters.localnet.stellar.ledger import tx_result
+
+        result = tx_result(self._ledger.base_fee, TX_CODES_BY_NAME[code])
+        return Reply.of(problems.transaction_failed(envelope_b64, result))
+
+    def _refuse_unsupported(self, envelope_b64: str) -> Reply:
+        from adapters.localnet.stellar.ledger import tx_result
+
+        result = tx_result(0, x.TransactionResultCode.txNOT_SUPPORTED)
+        return Reply.of(problems.transaction_failed(envelope_b64, result))
+
+    # -- friendbot ---------------------------------------------------------------------
+
+    def friendbot(self, address: str) -> Reply:
+        """Fund `address` with 10,000 XLM from the root account, as testnet's friendbot does."""
+        if not StrKey.is_valid_ed25519_public_key(address):
+            return Reply.of(problems.bad_request("addr", "invalid address"))
+        # One friendbot transaction at a time: the root account has one sequence.
+        with self._friendbot_lock:
+            with self._lock:
+                root = self._ledger.entries.accounts[self.root_keypair.public_key]
+            envelope = (
+                TransactionBuilder(
+                    SdkAccount(self.root_keypair.public_key, root.seq_num),
+                    self.network_passphrase,
+                    base_fee=self._ledger.base_fee,
+                )
+                .append_create_account_op(address, _xlm(FRIENDBOT_STARTING_BALANCE_STROOPS))
+                .add_time_bounds(0, 0)
+                .build()
+            )
+            envelope.sign(self.root_keypair)
+            return self.submit(envelope.to_xdr(), honour_faults=False)
+
+
+def _xlm(stroops: int) -> str:
+    from adapters.localnet.stellar.amounts import format_stroops
+
+    return format_stroops(stroops)
+
+
+class _ReadGuard:
+    def __init__(self, node: StellarNode) -> None:
+        self._node = node
+
+    def __enter__(self) -> LocalLedger:
+        self._node._lock.acquire()
+        return self._node._ledger
+
+    def __exit__(self, *exc: object) -> None:
+        self._node._lock.release()
+
+
+def run_node(port: int, close_interval_s: float, data_dir: Path | None) -> None:
+    """Run a node until interrupted (Ctrl-C): `settle node stellar`."""
+    node = StellarNode(close_interval_s=close_interval_s, data_dir=data_dir)
+    url = node.start(port=port)
+    log.info(
+        "local Stellar network (Horizon API) at %s, root %s", url, node.root_keypair.public_key
+    )
+    print(f"Horizon: {url}\nnetwork passphrase: {node.network_passphrase}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stop()

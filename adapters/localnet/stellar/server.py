@@ -1,0 +1,374 @@
+"""The HTTP face of the node: Horizon's routes over http.server.
+
+Handlers only translate: parse the request, ask the node or render a resource under
+the node's read lock, and write JSON. Anything unexpected becomes a 500 problem; the
+ledger is never changed here, so a bad request cannot corrupt state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import struct
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from stellar_sdk import StrKey
+
+from adapters.localnet.stellar import horizon, problems
+from adapters.localnet.stellar.ledger import LocalLedger
+from adapters.localnet.stellar.node import Reply, StellarNode
+from adapters.localnet.stellar.state import ClaimableBalance, TxRecord, toid
+from adapters.localnet.stellar.xdrutil import normalize_balance_id, parse_asset_param
+
+MAX_BODY_BYTES = 200 * 1024  # Horizon's default max-http-request-size
+log = logging.getLogger(__name__)
+
+Route = tuple[str, re.Pattern[str], Callable[..., Reply]]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], node: StellarNode) -> None:
+        self.node = node
+        super().__init__(address, _Handler)
+
+
+def make_server(node: StellarNode, host: str, port: int) -> ThreadingHTTPServer:
+    return _Server((host, port), node)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "stellar-localnet"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        node = self.server.node
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        if node.faults.partitioned and not path.startswith("/_admin"):
+            self._reset_connection()
+            return
+        delay_s = 0.0 if path.startswith("/_admin") else node.faults.take_delay()
+        if delay_s:
+            time.sleep(delay_s)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        try:
+            reply = self._route(method, path, query)
+        except horizon.QueryError as exc:
+            reply = Reply.of(problems.bad_request(exc.field, exc.reason))
+        except Exception:  # a bug must not kill the server thread or leak a traceback
+            log.exception("error handling %s %s", method, self.path)
+            reply = Reply.of(problems.server_error())
+        if reply.drop:
+            self._reset_connection()
+            return
+        self._write(reply)
+
+    def _route(self, method: str, path: str, query: dict[str, str]) -> Reply:
+        for route_method, pattern, handler in ROUTES:
+            match = pattern.fullmatch(path)
+            if match and route_method == method:
+                return handler(self, query, *match.groups())
+        return Reply.of(problems.not_found())
+
+    # -- I/O -------------------------------------------------------------------------------
+
+    def _write(self, reply: Reply) -> None:
+        body = json.dumps(reply.body, indent=2).encode()
+        is_problem = reply.status >= 400
+        self.send_response(reply.status)
+        self.send_header(
+            "Content-Type",
+            "application/problem+json; charset=utf-8"
+            if is_problem
+            else "application/hal+json; charset=utf-8",
+        )
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Latest-Ledger", str(self.server.node.latest_ledger))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reset_connection(self) -> None:
+        """Close with a TCP reset: what a client sees when a server is unreachable mid-way."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _read_form(self) -> dict[str, str] | Reply:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            # Horizon caps bodies; the form then reads as empty, so "tx" is malformed.
+            self.close_connection = True
+            return Reply.of(problems.transaction_malformed(""))
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in ("", "application/x-www-form-urlencoded"):
+            self.rfile.read(length)
+            return Reply.of(problems.unsupported_media_type())
+        raw = self.rfile.read(length).decode("utf-8", errors="replace")
+        return dict(parse_qsl(raw, keep_blank_values=True))
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _submit(self, query: dict[str, str]) -> Reply:
+        form = self._read_form()
+        if isinstance(form, Reply):
+            return form
+        envelope = form.get("tx", "")
+        if not envelope:
+            return Reply.of(problems.transaction_malformed(""))
+        return self.server.node.submit(envelope)
+
+    def _root(self, query: dict[str, str]) -> Reply:
+        with self.server.node.read() as ledger:
+            return Reply(200, horizon.root(self._base, ledger))
+
+    @property
+    def _base(self) -> str:
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.server.node.base_url
+
+    def _account(self, query: dict[str, str], account_id: str) -> Reply:
+        if not StrKey.is_valid_ed25519_public_key(account_id):
+            return Reply.of(problems.bad_request("account_id", "invalid account id"))
+        with self.server.node.read() as ledger:
+            doc = horizon.account(self._base, ledger, account_id)
+        return Reply(200, doc) if doc is not None else Reply.of(problems.not_found())
+
+    def _account_data(self, query: dict[str, str], account_id: str, key: str) -> Reply:
+        from urllib.parse import unquote
+
+        with self.server.node.read() as ledger:
+            entry = ledger.entries.data.get((account_id, unquote(key)))
+        if entry is None:
+            return Reply.of(problems.not_found())
+        import base64
+
+        return Reply(200, {"value": base64.b64encode(entry.value).decode()})
+
+    def _tx_page(
+        self, ledger: LocalLedger, path: str, query: dict[str, str], txs: list[TxRecord]
+    ) -> Reply:
+        return Reply(
+            200,
+            horizon.page(
+                self._base,
+                path,
+                query,
+                txs,
+                sort_key=lambda t: toid(t.ledger, t.application_order, 0),
+                cursor_key=int,
+                render=lambda t: horizon.transaction(self._base, t),
+                token=lambda t: t.paging_token,
+            ),
+        )
+
+    def _account_transactions(self, query: dict[str, str], account_id: str) -> Reply:
+        with self.server.node.read() as ledger:
+            txs = [
+                t
+                for h in ledger.tx_hashes
+                if account_id in (t := ledger.transactions[h]).participants
+            ]
+            if query.get("include_failed", "false") != "true":
+                txs = [t for t in txs if t.successful]
+            return self._tx_page(ledger, f"/accounts/{account_id}/transactions", query, txs)
+
+    def _transactions(self, query: dict[str, str]) -> Reply:
+        with self.server.node.read() as ledger:
+            txs = [ledger.transactions[h] for h in ledger.tx_hashes]
+            if query.get("include_failed", "false") != "true":
+                txs = [t for t in txs if t.successful]
+            return self._tx_page(ledger, "/transactions", query, txs)
+
+    def _ledger_transactions(self, query: dict[str, str], sequence: str) -> Reply:
+        with self.server.node.read() as ledger:
+            seq = int(sequence)
+            txs = [t for h in ledger.tx_hashes if (t := ledger.transactions[h]).ledger == seq]
+            if query.get("include_failed", "false") != "true":
+                txs = [t for t in txs if t.successful]
+            return self._tx_page(ledger, f"/ledgers/{seq}/transactions", query, txs)
+
+    def _transaction(self, query: dict[str, str], tx_hash: str) -> Reply:
+        with self.server.node.read() as ledger:
+            record = ledger.transactions.get(tx_hash.lower())
+            if record is None:
+                return Reply.of(problems.not_found())
+            return Reply(200, horizon.transaction(self._base, record))
+
+    def _ledgers(self, query: dict[str, str]) -> Reply:
+        with self.server.node.read() as ledger:
+            return Reply(
+                200,
+                horizon.page(
+                    self._base,
+                    "/ledgers",
+                    query,
+                    ledger.ledgers,
+                    sort_key=lambda r: r.sequence,
+                    cursor_key=lambda c: int(c) >> 32,
+                    render=lambda r: horizon.ledger_resource(self._base, r),
+                    token=lambda r: str(toid(r.sequence, 0, 0)),
+                ),
+            )
+
+    def _ledger(self, query: dict[str, str], sequence: str) -> Reply:
+        with self.server.node.read() as ledger:
+            seq = int(sequence)
+            if not 1 <= seq <= ledger.last_closed.sequence:
+                return Reply.of(problems.not_found())
+            return Reply(200, horizon.ledger_resource(self._base, ledger.ledgers[seq - 1]))
+
+    def _fee_stats(self, query: dict[str, str]) -> Reply:
+        with self.server.node.read() as ledger:
+            return Reply(200, horizon.fee_stats(ledger))
+
+    def _claimable_balances(self, query: dict[str, str]) -> Reply:
+        claimant = query.get("claimant")
+        sponsor = query.get("sponsor")
+        for name, value in (("claimant", claimant), ("sponsor", sponsor)):
+            if value is not None and not StrKey.is_valid_ed25519_public_key(value):
+                raise horizon.QueryError(
+                    name, "Account ID must start with `G` and contain 56 alphanum characters"
+                )
+        asset_filter = query.get("asset")
+        asset = None
+        if asset_filter is not None:
+            try:
+                asset = parse_asset_param(asset_filter)
+            except ValueError:
+                raise horizon.QueryError("asset", "invalid asset") from None
+
+        def wanted(cb: ClaimableBalance) -> bool:
+            return (
+                (claimant is None or any(c.destination == claimant for c in cb.claimants))
+                and (sponsor is None or cb.sponsor == sponsor)
+                and (asset_filter is None or cb.asset == asset)
+            )
+
+        def cursor_key(cursor: str) -> tuple[int, str]:
+            ledger_part, _, balance_id = cursor.partition("-")
+            return int(ledger_part), balance_id
+
+        with self.server.node.read() as ledger:
+            balances = [cb for cb in ledger.entries.claimable_balances.values() if wanted(cb)]
+            return Reply(
+                200,
+                horizon.page(
+                    self._base,
+                    "/claimable_balances",
+                    query,
+                    balances,
+                    sort_key=lambda cb: (cb.last_modified_ledger, cb.balance_id),
+                    cursor_key=cursor_key,
+                    render=lambda cb: horizon.claimable_balance(self._base, ledger, cb),
+                    token=lambda cb: f"{cb.last_modified_ledger}-{cb.balance_id}",
+                ),
+            )
+
+    def _claimable_balance(self, query: dict[str, str], raw_id: str) -> Reply:
+        balance_id = normalize_balance_id(raw_id)
+        if balance_id is None:
+            return Reply.of(problems.bad_request("id", "invalid claimable balance id"))
+        with self.server.node.read() as ledger:
+            cb = ledger.entries.claimable_balances.get(balance_id)
+            if cb is None:
+                return Reply.of(problems.not_found())
+            return Reply(200, horizon.claimable_balance(self._base, ledger, cb))
+
+    def _friendbot(self, query: dict[str, str]) -> Reply:
+        address = query.get("addr", "")
+        if not address and self.command == "POST":
+            form = self._read_form()
+            if isinstance(form, Reply):
+                return form
+            address = form.get("addr", "")
+        return self.server.node.friendbot(address)
+
+    # -- admin (not part of Horizon) ------------------------------------------------------
+
+    def _read_json(self) -> dict[str, Any] | Reply:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            return Reply.of(problems.bad_request("body", "too large"))
+        try:
+            doc = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return Reply.of(problems.bad_request("body", "not JSON"))
+        if not isinstance(doc, dict):
+            return Reply.of(problems.bad_request("body", "expected a JSON object"))
+        return doc
+
+    def _admin_faults_get(self, query: dict[str, str]) -> Reply:
+        return Reply(200, self.server.node.faults.snapshot())
+
+    def _admin_faults_post(self, query: dict[str, str]) -> Reply:
+        doc = self._read_json()
+        if isinstance(doc, Reply):
+            return doc
+        try:
+            self.server.node.faults.configure(doc)
+        except (ValueError, TypeError) as exc:
+            return Reply.of(problems.bad_request("action", str(exc)))
+        return Reply(200, self.server.node.faults.snapshot())
+
+    def _admin_close(self, query: dict[str, str]) -> Reply:
+        sequence = self.server.node.close_ledger()
+        return Reply(200, {"sequence": sequence})
+
+    def _admin_advance(self, query: dict[str, str]) -> Reply:
+        doc = self._read_json()
+        if isinstance(doc, Reply):
+            return doc
+        try:
+            seconds = int(doc.get("seconds", 0))
+            self.server.node.advance_time(seconds)
+        except (ValueError, TypeError) as exc:
+            return Reply.of(problems.bad_request("seconds", str(exc)))
+        return Reply(200, {"now": self.server.node.clock.now()})
+
+
+ROUTES: list[Route] = [
+    ("GET", re.compile(r"/"), _Handler._root),
+    ("GET", re.compile(r"/accounts/([^/]+)"), _Handler._account),
+    ("GET", re.compile(r"/accounts/([^/]+)/transactions"), _Handler._account_transactions),
+    ("GET", re.compile(r"/accounts/([^/]+)/data/([^/]+)"), _Handler._account_data),
+    ("GET", re.compile(r"/transactions"), _Handler._transactions),
+    ("POST", re.compile(r"/transactions"), _Handler._submit),
+    ("GET", re.compile(r"/transactions/([0-9a-fA-F]{64})"), _Handler._transaction),
+    ("GET", re.compile(r"/ledgers"), _Handler._ledgers),
+    ("GET", re.compile(r"/ledgers/(\d{1,10})"), _Handler._ledger),
+    ("GET", re.compile(r"/ledgers/(\d{1,10})/transactions"), _Handler._ledger_transactions),
+    ("GET", re.compile(r"/fee_stats"), _Handler._fee_stats),
+    ("GET", re.compile(r"/claimable_balances"), _Handler._claimable_balances),
+    ("GET", re.compile(r"/claimable_balances/([^/]+)"), _Handler._claimable_balance),
+    ("GET", re.compile(r"/friendbot"), _Handler._friendbot),
+    ("POST", re.compile(r"/friendbot"), _Handler._friendbot),
+    ("GET", re.compile(r"/_admin/faults"), _Handler._admin_faults_get),
+    ("POST", re.compile(r"/_admin/faults"), _Handler._admin_faults_post),
+    ("POST", re.compile(r"/_admin/close_ledger"), _Handler._admin_close),
+    ("POST", re.compile(r"/_admin/advance_time"), _Handler._admin_advance),
+]
