@@ -1,0 +1,212 @@
+"""The Chain port: what the settlement engine asks of a ledger, and what it gets back.
+
+The engine knows nothing of XRPL or Stellar; an adapter knows nothing of commitments
+or the database. A DVP leg moves through three purposes on its ledger:
+
+    lock    XRPL EscrowCreate with a crypto-condition / Stellar CreateClaimableBalance
+    commit  XRPL EscrowFinish with the fulfillment / Stellar claim + payment to receiver
+    unwind  XRPL EscrowCancel after CancelAfter / Stellar claim + payment back to sender
+
+Reliable submission (DESIGN section 4) is split into steps so the engine can persist
+between them: ``prepare_*`` builds and signs locally and returns a ``SignedSubmission``
+(its hash computed locally, its expiry fixed); the engine records it and commits that
+row; ``submit`` sends it and may well answer ``Pending`` (a lost response is not a
+failure); ``status`` polls by hash until the transaction is final: ``Applied`` in a
+validated ledger, ``Rejected`` with a final code, or ``Expired`` (its expiry passed
+without it in any validated ledger, so it can never apply). Only a final outcome
+allows a new signature for the same purpose.
+
+Outcomes are values, not exceptions; ``Unavailable`` means the ledger could not be
+asked (transport failure, or the circuit breaker is open) and says nothing about the
+transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class ChainName(StrEnum):
+    XRPL = "xrpl"
+    STELLAR = "stellar"
+
+
+class Purpose(StrEnum):
+    LOCK = "lock"
+    COMMIT = "commit"
+    UNWIND = "unwind"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """The native asset (``issuer`` None) or an issued token (code + issuer account)."""
+
+    code: str
+    issuer: str | None = None
+
+    @property
+    def is_native(self) -> bool:
+        return self.issuer is None
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One movement of a settlement: ``amount`` of ``asset`` from sender to receiver."""
+
+    chain: ChainName
+    asset: Asset
+    amount: Decimal
+    sender: str
+    receiver: str
+
+
+@dataclass(frozen=True)
+class LockTerms:
+    """What a lock must guarantee.
+
+    ``condition`` is the PREIMAGE-SHA-256 crypto-condition (hex, DER) of the engine's
+    secret, used by hash-locked ledgers; ``cancel_after`` is T_cancel, after which the
+    sender can always recover the funds even if the engine is gone.
+    """
+
+    condition_hex: str
+    cancel_after: datetime
+
+
+@dataclass(frozen=True)
+class LockRef:
+    """Where a lock lives on its ledger, as the commit or unwind of it must name it.
+
+    XRPL: the escrow owner and the sequence of the EscrowCreate. Stellar: the
+    claimable balance id.
+    """
+
+    chain: ChainName
+    owner: str
+    sequence: int | None = None
+    balance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SignedSubmission:
+    """A transaction signed locally, not yet known to be sent.
+
+    ``blob`` is what goes on the wire (XRPL tx_blob hex / Stellar envelope XDR base64);
+    ``tx_hash`` was computed locally and equals the ledger's; ``expires`` is the ledger
+    sequence (XRPL LastLedgerSequence) or the time (Stellar max time bound) after which
+    the transaction can never apply. ``lock_ref`` is set for a lock.
+    """
+
+    chain: ChainName
+    purpose: Purpose
+    tx_hash: str
+    blob: str
+    expires_ledger: int | None = None
+    expires_at: datetime | None = None
+    lock_ref: LockRef | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """In a validated ledger with a success result."""
+
+    tx_hash: str
+    ledger_index: int
+    ledger_hash: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Final failure: ``applied`` says whether it consumed a fee and sequence (XRPL tec,
+    Stellar tx_failed) or never entered a ledger (tem/tef, malformed, bad auth)."""
+
+    tx_hash: str
+    code: str
+    applied: bool
+    ledger_index: int | None = None
+    ledger_hash: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Not final yet: submitted or in flight, may still apply before its expiry."""
+
+    tx_hash: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Final: the expiry passed and the transaction is in no validated ledger."""
+
+    tx_hash: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The ledger could not be asked; nothing is known about the transaction."""
+
+    reason: str
+    breaker_open: bool = False
+
+
+Outcome = Applied | Rejected | Pending | Expired | Unavailable
+
+
+def is_final(outcome: Outcome) -> bool:
+    """Whether a new signature for the same purpose is allowed after ``outcome``."""
+    match outcome:
+        case Applied() | Rejected() | Expired():
+            return True
+        case Pending() | Unavailable():
+            return False
+
+
+@dataclass(frozen=True)
+class LedgerTx:
+    """A transaction as a validated ledger holds it: what `audit verify` checks."""
+
+    tx_hash: str
+    ledger_index: int
+    ledger_hash: str
+    validated: bool
+    successful: bool
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Chain(Protocol):
+    """A ledger as the settlement engine sees it."""
+
+    @property
+    def name(self) -> ChainName: ...
+
+    def validate_leg(self, leg: Leg) -> None:
+        """Raise ``adapters.errors.LegInvalid`` if the leg cannot settle as given:
+        precision of the amount, accounts that do not exist, missing trust lines."""
+        ...
+
+    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission: ...
+
+    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission: ...
+
+    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission: ...
+
+    def submit(self, submission: SignedSubmission) -> Outcome:
+        """Send a signed transaction; resending the same one is always safe."""
+        ...
+
+    def status(self, submission: SignedSubmission) -> Outcome:
+        """Where the transaction stands now, by hash and expiry."""
+        ...
+
+    def lookup(self, tx_hash: str) -> LedgerTx | None:
+        """The transaction in a ledger, or None if the ledger does not know it."""
+        ...
