@@ -111,33 +111,29 @@ def run_engine(app_url: str, clients: int, seconds: float) -> dict[str, float]:
     }
 
 
+def pgbench(server: embedded.EmbeddedServer, *args: str) -> str:
+    """Run the pgbench bundled with the embedded server against it; return its stdout."""
+    connection = ["-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres"]
+    command = [str(server.bin_dir / "pgbench"), *connection, *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
 def run_pgbench(
     server: embedded.EmbeddedServer, database: str, clients: int, seconds: float
 ) -> float:
-    out = subprocess.run(
-        [
-            str(server.bin_dir / "pgbench"),
-            "-h",
-            str(server.socket_dir),
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "-n",
-            "-b",
-            "tpcb-like",
-            "-c",
-            str(clients),
-            "-j",
-            str(min(clients, 2)),
-            "-T",
-            str(int(seconds)),
-            database,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = pgbench(
+        server,
+        "-n",
+        "-b",
+        "tpcb-like",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-T",
+        str(int(seconds)),
+        database,
+    )
     match = re.search(r"tps = ([0-9.]+)", out)
     assert match, out
     return float(match.group(1))
@@ -170,24 +166,7 @@ def main() -> None:
     migrate.upgrade(owner_url)
     app_url = app_url_for(owner_url)
     scale = max(clients)
-    subprocess.run(
-        [
-            str(server.bin_dir / "pgbench"),
-            "-h",
-            str(server.socket_dir),
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "-i",
-            "-q",
-            "-s",
-            str(scale),
-            "pgbench_bench",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    pgbench(server, "-i", "-q", "-s", str(scale), "pgbench_bench")
 
     print(
         f"PostgreSQL {server.pgdata.name} via {server.socket_dir}; {os.cpu_count()} cores; "
