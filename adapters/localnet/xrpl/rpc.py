@@ -1,0 +1,617 @@
+"""JSON-RPC methods, answered in rippled's shapes (API v2, with v1 where it differs).
+
+Every handler runs under the node's lock and returns the ``result`` object. Errors are
+``RpcError`` and become rippled's error shape: ``error``, ``error_code``,
+``error_message``, ``request`` and ``status: "error"``.
+
+Methods: account_info, account_lines, account_objects, account_tx, fee, ledger,
+ledger_accept, ledger_closed, ledger_current, ledger_entry, ping, server_info,
+server_state, submit, tx, and the admin method ``localnet_faults``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xrpl.core.addresscodec import is_valid_classic_address
+from xrpl.core.binarycodec import encode
+
+from adapters.localnet.xrpl import codes, hashing, protocol, trustlines
+from adapters.localnet.xrpl.amounts import amount_to_json, text
+from adapters.localnet.xrpl.engine import InvalidTransaction, LedgerChain, SubmitResult
+from adapters.localnet.xrpl.faults import FaultPlan
+from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
+from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
+
+BUILD_VERSION = "2.4.0-localnet"
+
+# (token, number, message) as in rippled's ErrorCodes.cpp
+_ERRORS: dict[str, tuple[int, str]] = {
+    "actMalformed": (35, "Account malformed."),
+    "actNotFound": (19, "Account not found."),
+    "entryNotFound": (21, "Entry not found."),
+    "internal": (73, "Internal error."),
+    "invalidParams": (31, "Invalid parameters."),
+    "lgrIdxMalformed": (58, "ledgerIndexMalformed"),
+    "lgrNotFound": (21, "ledgerNotFound"),
+    "notSynced": (18, "Not synced to the network."),
+    "txnNotFound": (29, "Transaction not found."),
+    "unknownCmd": (32, "Unknown method."),
+}
+
+_OBJECT_TYPES = {
+    "escrow": "Escrow",
+    "state": "RippleState",
+    "ticket": "Ticket",
+    "directory": "DirectoryNode",
+}
+
+
+class RpcError(Exception):
+    def __init__(self, token: str, message: str | None = None, **extra: Any) -> None:
+        number, default_message = _ERRORS[token]
+        super().__init__(token)
+        self.token = token
+        self.number = number
+        self.message = message or default_message
+        self.extra = extra
+
+    def to_result(self, request: JsonObject) -> JsonObject:
+        return {
+            **self.extra,
+            "error": self.token,
+            "error_code": self.number,
+            "error_message": self.message,
+            "request": request,
+            "status": "error",
+        }
+
+
+class NodeApi(Protocol):
+    """What the RPC layer needs from the node that hosts it."""
+
+    chain: LedgerChain
+    faults: FaultPlan
+    started_monotonic: float
+
+    def close_ledger(self) -> ClosedLedger: ...
+
+    def advance_time(self, seconds: int) -> None: ...
+
+
+@dataclass
+class _Selected:
+    """The ledger a request reads: a closed one, or the open one (``closed is None``)."""
+
+    state: LedgerState
+    closed: ClosedLedger | None
+    sequence: int
+
+    def fields(self, api_version: int) -> JsonObject:
+        if self.closed is None:
+            return {"ledger_current_index": self.sequence, "validated": False}
+        return {
+            "ledger_hash": self.closed.header.hash,
+            "ledger_index": self.sequence,
+            "validated": True,
+        }
+
+
+@dataclass
+class RpcService:
+    node: NodeApi
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def handle(self, method: str, params: JsonObject) -> JsonObject:
+        """The ``result`` object for one call (never raises for bad input)."""
+        request = {**params, "command": method}
+        handler: Callable[[JsonObject, int], JsonObject] | None = getattr(
+            self, f"_m_{method}", None
+        )
+        if handler is None:
+            return RpcError("unknownCmd").to_result(request)
+        api_version = params.get("api_version", 1)
+        if api_version not in (1, 2):
+            return {
+                "error": "invalid_API_version",
+                "error_code": 6,
+                "error_message": "API version must be an integer in range [1, 2].",
+                "request": request,
+                "status": "error",
+            }
+        try:
+            with self.lock:
+                result = handler(params, int(api_version))
+        except RpcError as exc:
+            return exc.to_result(request)
+        # invalidTransaction is an error rippled builds by hand (no error_code).
+        result.setdefault("status", "error" if "error" in result else "success")
+        return result
+
+    # --- helpers --------------------------------------------------------------------
+
+    @property
+    def chain(self) -> LedgerChain:
+        return self.node.chain
+
+    def _select(self, params: JsonObject, default: str = "current") -> _Selected:
+        chain = self.chain
+        if "ledger_hash" in params:
+            ledger = chain.ledger_by_hash(str(params["ledger_hash"]))
+            return self._closed_selection(ledger)
+        spec = params.get("ledger_index", default)
+        if spec in ("current", None):
+            return _Selected(chain.open_state, None, chain.open_sequence)
+        if spec in ("validated", "closed"):
+            return self._closed_selection(chain.last_closed)
+        if isinstance(spec, str) and spec.isdigit():
+            spec = int(spec)
+        if not isinstance(spec, int) or isinstance(spec, bool):
+            raise RpcError("invalidParams", "ledgerIndexMalformed")
+        if spec == chain.open_sequence:
+            return _Selected(chain.open_state, None, spec)
+        return self._closed_selection(chain.ledger(spec))
+
+    @staticmethod
+    def _closed_selection(ledger: ClosedLedger | None) -> _Selected:
+        if ledger is None or ledger.state is None:
+            raise RpcError("lgrNotFound")
+        return _Selected(ledger.state, ledger, ledger.header.sequence)
+
+    @staticmethod
+    def _account_param(params: JsonObject, name: str = "account") -> str:
+        if name not in params:
+            raise RpcError("invalidParams", f"Missing field '{name}'.")
+        account = params[name]
+        if not isinstance(account, str) or not is_valid_classic_address(account):
+            raise RpcError("actMalformed")
+        return account
+
+    @staticmethod
+    def _account_root(selected: _Selected, account: str, api_version: int) -> JsonObject:
+        root = selected.state.read(hashing.account_index(account))
+        if root is None:
+            raise RpcError("actNotFound", account=account, **selected.fields(api_version))
+        return root
+
+    # --- server ---------------------------------------------------------------------
+
+    def _m_ping(self, params: JsonObject, api_version: int) -> JsonObject:
+        return {}
+
+    def _validated_summary(self, in_drops: bool) -> JsonObject:
+        header = self.chain.last_closed.header
+        fees = self.chain.fees
+        age = max(0, self.node_now_ripple_s() - header.close_time)
+        summary: JsonObject = {"age": age, "hash": header.hash, "seq": header.sequence}
+        if in_drops:
+            summary |= {
+                "base_fee": fees.base_fee_drops,
+                "reserve_base": fees.reserve_base_drops,
+                "reserve_inc": fees.reserve_inc_drops,
+                "close_time": header.close_time,
+            }
+        else:
+            # server_info states these in XRP as JSON numbers (display only; the
+            # amounts clients compute with come from server_state or fee, in drops).
+            summary |= {
+                "base_fee_xrp": fees.base_fee_drops / protocol.DROPS_PER_XRP,
+                "reserve_base_xrp": fees.reserve_base_drops / protocol.DROPS_PER_XRP,
+                "reserve_inc_xrp": fees.reserve_inc_drops / protocol.DROPS_PER_XRP,
+            }
+        return summary
+
+    def node_now_ripple_s(self) -> int:
+        return self.chain.clock.ripple_now_s()
+
+    def _server_common(self) -> JsonObject:
+        chain = self.chain
+        first = chain.first_sequence
+        return {
+            "build_version": BUILD_VERSION,
+            "complete_ledgers": f"{first}-{chain.last_closed.header.sequence}",
+            "hostid": "LOCALNET",
+            "io_latency_ms": 1,
+            "last_close": {"converge_time_s": 0, "proposers": 0},
+            "network_id": chain.network_id,
+            "peers": 0,
+            "pubkey_node": "n9LocalnetStandaloneNodeKey",
+            "server_state": "full",
+            "time": close_time_iso(self.node_now_ripple_s()),
+            "uptime": int(time.monotonic() - self.node.started_monotonic),
+            "validation_quorum": 0,
+            "standalone": True,
+        }
+
+    def _m_server_info(self, params: JsonObject, api_version: int) -> JsonObject:
+        info = self._server_common() | {
+            "load_factor": 1,
+            "validated_ledger": self._validated_summary(in_drops=False),
+        }
+        return {"info": info}
+
+    def _m_server_state(self, params: JsonObject, api_version: int) -> JsonObject:
+        state = self._server_common() | {
+            "load_base": 256,
+            "load_factor": 256,
+            "validated_ledger": self._validated_summary(in_drops=True),
+        }
+        return {"state": state}
+
+    def _m_fee(self, params: JsonObject, api_version: int) -> JsonObject:
+        base = str(self.chain.fees.base_fee_drops)
+        return {
+            "current_ledger_size": str(len(self.chain.open_records)),
+            "current_queue_size": "0",
+            "drops": {
+                "base_fee": base,
+                "median_fee": str(self.chain.fees.base_fee_drops * 500),
+                "minimum_fee": base,
+                "open_ledger_fee": base,
+            },
+            "expected_ledger_size": "1000",
+            "ledger_current_index": self.chain.open_sequence,
+            "levels": {
+                "median_level": "128000",
+                "minimum_level": "256",
+                "open_ledger_level": "256",
+                "reference_level": "256",
+            },
+            "max_queue_size": "2000",
+        }
+
+    # --- ledgers --------------------------------------------------------------------
+
+    def _m_ledger_current(self, params: JsonObject, api_version: int) -> JsonObject:
+        return {"ledger_current_index": self.chain.open_sequence}
+
+    def _m_ledger_closed(self, params: JsonObject, api_version: int) -> JsonObject:
+        header = self.chain.last_closed.header
+        return {"ledger_hash": header.hash, "ledger_index": header.sequence}
+
+    def _m_ledger_accept(self, params: JsonObject, api_version: int) -> JsonObject:
+        if self.node.faults.closing_stalled:
+            raise RpcError("notSynced")
+        self.node.close_ledger()
+        return {"ledger_current_index": self.chain.open_sequence}
+
+    def _m_ledger(self, params: JsonObject, api_version: int) -> JsonObject:
+        selected = self._select(params, default="current")
+        want_txs = bool(params.get("transactions"))
+        expand = bool(params.get("expand"))
+        binary = bool(params.get("binary"))
+        if selected.closed is None:
+            parent = self.chain.last_closed.header
+            ledger: JsonObject = {
+                "closed": False,
+                "ledger_index": selected.sequence if api_version > 1 else str(selected.sequence),
+                "parent_close_time": parent.close_time,
+                "parent_hash": parent.hash,
+                "total_coins": str(parent.total_drops),
+            }
+            records = self.chain.open_records
+        else:
+            ledger = selected.closed.header.to_rpc(api_version)
+            records = self.chain.ledger_transactions(selected.closed)
+        if want_txs:
+            if expand:
+                ledger["transactions"] = [
+                    self._tx_entry(
+                        r,
+                        api_version,
+                        binary,
+                        validated=selected.closed is not None,
+                        in_ledger=True,
+                    )
+                    for r in records
+                ]
+            else:
+                ledger["transactions"] = [r.hash for r in records]
+        return {"ledger": ledger} | selected.fields(api_version)
+
+    # --- accounts -------------------------------------------------------------------
+
+    def _m_account_info(self, params: JsonObject, api_version: int) -> JsonObject:
+        account = self._account_param(params, "account" if "account" in params else "ident")
+        selected = self._select(params)
+        root = self._account_root(selected, account, api_version)
+        flags = int(root.get("Flags", 0))
+        return {
+            "account_data": root | {"index": hashing.account_index(account)},
+            "account_flags": {
+                "allowTrustLineLocking": bool(flags & protocol.LSF_ALLOW_TRUST_LINE_LOCKING),
+                "defaultRipple": bool(flags & protocol.LSF_DEFAULT_RIPPLE),
+                "depositAuth": False,
+                "disableMasterKey": bool(flags & protocol.LSF_DISABLE_MASTER),
+                "disallowIncomingXRP": bool(flags & protocol.LSF_DISALLOW_XRP),
+                "globalFreeze": False,
+                "noFreeze": False,
+                "passwordSpent": bool(flags & protocol.LSF_PASSWORD_SPENT),
+                "requireAuthorization": bool(flags & protocol.LSF_REQUIRE_AUTH),
+                "requireDestinationTag": bool(flags & protocol.LSF_REQUIRE_DEST_TAG),
+            },
+        } | selected.fields(api_version)
+
+    def _owned(self, selected: _Selected, account: str) -> list[JsonObject]:
+        objects = []
+        for index in owned_objects(selected.state, account):
+            data = selected.state.read(index)
+            if data is not None:
+                objects.append(data | {"index": index})
+        return objects
+
+    def _m_account_objects(self, params: JsonObject, api_version: int) -> JsonObject:
+        account = self._account_param(params)
+        selected = self._select(params)
+        self._account_root(selected, account, api_version)
+        objects = self._owned(selected, account)
+        wanted = params.get("type")
+        if wanted is not None:
+            if wanted not in _OBJECT_TYPES:
+                raise RpcError("invalidParams", "Invalid field 'type'.")
+            objects = [o for o in objects if o["LedgerEntryType"] == _OBJECT_TYPES[wanted]]
+        return {"account": account, "account_objects": objects} | selected.fields(api_version)
+
+    def _m_account_lines(self, params: JsonObject, api_version: int) -> JsonObject:
+        account = self._account_param(params)
+        peer_filter = self._account_param(params, "peer") if "peer" in params else None
+        selected = self._select(params)
+        self._account_root(selected, account, api_version)
+        lines = []
+        for line in self._owned(selected, account):
+            if line["LedgerEntryType"] != "RippleState":
+                continue
+            side = trustlines.side_of(line, account)
+            other = trustlines.HIGH if side is trustlines.LOW else trustlines.LOW
+            peer = line[other.limit_field]["issuer"]
+            if peer_filter is not None and peer != peer_filter:
+                continue
+            flags = int(line.get("Flags", 0))
+            entry: JsonObject = {
+                "account": peer,
+                "balance": text(trustlines.balance_of(line, account)),
+                "currency": line["Balance"]["currency"],
+                "limit": line[side.limit_field]["value"],
+                "limit_peer": line[other.limit_field]["value"],
+                "quality_in": 0,
+                "quality_out": 0,
+            }
+            if flags & side.no_ripple:
+                entry["no_ripple"] = True
+            if flags & other.no_ripple:
+                entry["no_ripple_peer"] = True
+            lines.append(entry)
+        return {"account": account, "lines": lines} | selected.fields(api_version)
+
+    def _m_account_tx(self, params: JsonObject, api_version: int) -> JsonObject:
+        account = self._account_param(params)
+        chain = self.chain
+        lowest = chain.first_sequence
+        highest = chain.last_closed.header.sequence
+        min_index = int(params.get("ledger_index_min", -1))
+        max_index = int(params.get("ledger_index_max", -1))
+        if "ledger_index" in params or "ledger_hash" in params:
+            selected = self._select(params, default="validated")
+            min_index = max_index = selected.sequence
+        min_index = lowest if min_index == -1 else min_index
+        max_index = highest if max_index == -1 else max_index
+        if min_index > max_index:
+            raise RpcError("lgrIdxMalformed")
+        if min_index < lowest or max_index > highest:
+            raise RpcError("lgrNotFound")
+        records = [
+            r
+            for r in chain.account_transactions(account)
+            if min_index <= r.ledger_sequence <= max_index
+        ]
+        forward = bool(params.get("forward", False))
+        if not forward:
+            records.reverse()
+        start = 0
+        marker = params.get("marker")
+        if isinstance(marker, dict) and "seq" in marker:
+            start = int(marker["seq"])
+        limit = max(1, min(int(params.get("limit", 200)), 400))
+        page = records[start : start + limit]
+        result: JsonObject = {
+            "account": account,
+            "ledger_index_max": max_index,
+            "ledger_index_min": min_index,
+            "limit": limit,
+            "transactions": [
+                self._tx_entry(
+                    r, api_version, bool(params.get("binary")), validated=True, in_ledger=False
+                )
+                for r in page
+            ],
+            "validated": True,
+        }
+        if start + limit < len(records):
+            result["marker"] = {"ledger": page[-1].ledger_sequence, "seq": start + limit}
+        return result
+
+    def _m_ledger_entry(self, params: JsonObject, api_version: int) -> JsonObject:
+        selected = self._select(params, default="validated")
+        index = self._entry_index(params)
+        data = selected.state.read(index)
+        if data is None:
+            raise RpcError("entryNotFound", **selected.fields(api_version))
+        return {"index": index, "node": data | {"index": index}} | selected.fields(api_version)
+
+    def _entry_index(self, params: JsonObject) -> str:
+        try:
+            if "index" in params:
+                return str(params["index"]).upper()
+            if "account_root" in params:
+                return hashing.account_index(str(params["account_root"]))
+            if "escrow" in params:
+                spec = params["escrow"]
+                if isinstance(spec, str):
+                    return spec.upper()
+                return hashing.escrow_index(str(spec["owner"]), int(spec["seq"]))
+            if "ticket" in params:
+                spec = params["ticket"]
+                if isinstance(spec, str):
+                    return spec.upper()
+                return hashing.ticket_index(str(spec["account"]), int(spec["ticket_seq"]))
+            if "ripple_state" in params:
+                spec = params["ripple_state"]
+                a, b = spec["accounts"]
+                return hashing.trust_line_index(str(a), str(b), str(spec["currency"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RpcError("invalidParams", "malformedRequest") from exc
+        raise RpcError("invalidParams", "No ledger_entry params provided.")
+
+    # --- transactions ---------------------------------------------------------------
+
+    def _m_submit(self, params: JsonObject, api_version: int) -> JsonObject:
+        blob = params.get("tx_blob")
+        if not isinstance(blob, str):
+            raise RpcError("invalidParams", "Missing field 'tx_blob'.")
+        rejection = self.node.faults.take_rejection()
+        try:
+            if rejection is not None:
+                tx_json, raw = self.chain.decode_blob(blob)
+                outcome = SubmitResult(
+                    rejection.code, tx_json, hashing.transaction_id(raw), applied=False, kept=False
+                )
+            else:
+                outcome = self.chain.submit(blob)
+        except InvalidTransaction as exc:
+            return {
+                "error": "invalidTransaction",
+                "error_exception": str(exc),
+                "request": {**params, "command": "submit"},
+                "status": "error",
+            }
+        tx_json = outcome.tx_json | {"hash": outcome.tx_hash}
+        root = self.chain.open_state.read(hashing.account_index(str(tx_json["Account"])))
+        next_sequence = int(root["Sequence"]) if root is not None else 0
+        return {
+            "accepted": outcome.applied or outcome.kept,
+            "account_sequence_available": next_sequence,
+            "account_sequence_next": next_sequence,
+            "applied": outcome.applied,
+            "broadcast": outcome.applied,
+            "engine_result": outcome.engine_result,
+            "engine_result_code": codes.code_of(outcome.engine_result),
+            "engine_result_message": codes.message_of(outcome.engine_result),
+            "kept": outcome.kept,
+            "open_ledger_cost": str(self.chain.fees.base_fee_drops),
+            "queued": False,
+            "tx_blob": blob.upper(),
+            "tx_json": tx_json,
+            "validated_ledger_index": self.chain.last_closed.header.sequence,
+        }
+
+    def _m_tx(self, params: JsonObject, api_version: int) -> JsonObject:
+        record = None
+        if "ctid" in params:
+            record = self._by_ctid(str(params["ctid"]))
+        elif isinstance(params.get("transaction"), str):
+            record = self.chain.transaction(str(params["transaction"]))
+        else:
+            raise RpcError("invalidParams", "Missing field 'transaction'.")
+        if record is None:
+            raise RpcError("txnNotFound")
+        validated = self.chain.is_closed(record)
+        return self._tx_entry(
+            record, api_version, bool(params.get("binary")), validated=validated, in_ledger=False
+        )
+
+    def _by_ctid(self, ctid: str) -> TxRecord | None:
+        if len(ctid) != 16 or not ctid.upper().startswith("C"):
+            raise RpcError("invalidParams", "Invalid field 'ctid'.")
+        value = int(ctid[1:], 16)
+        sequence, index, network = value >> 32, (value >> 16) & 0xFFFF, value & 0xFFFF
+        if network != self.chain.network_id:
+            return None
+        ledger = self.chain.ledger(sequence)
+        if ledger is None or index >= len(ledger.tx_hashes):
+            return None
+        return self.chain.transaction(ledger.tx_hashes[index])
+
+    def _tx_entry(
+        self,
+        record: TxRecord,
+        api_version: int,
+        binary: bool,
+        *,
+        validated: bool,
+        in_ledger: bool,
+    ) -> JsonObject:
+        """A transaction as tx, account_tx and ledger (expanded) present it."""
+        entry: JsonObject = {"hash": record.hash}
+        if validated:
+            ledger = self.chain.ledger(record.ledger_sequence)
+            assert ledger is not None
+            entry |= {
+                "ledger_index": record.ledger_sequence,
+                "ledger_hash": ledger.header.hash,
+                "close_time_iso": close_time_iso(ledger.header.close_time),
+            }
+            index = int(record.meta["TransactionIndex"])
+            if record.ledger_sequence < 0x0FFFFFFF and self.chain.network_id < 0xFFFF:
+                entry["ctid"] = (
+                    f"C{record.ledger_sequence:07X}{index:04X}{self.chain.network_id:04X}"
+                )
+        meta = dict(record.meta)
+        if record.tx_json.get("TransactionType") == "Payment" and validated:
+            meta["delivered_amount"] = (
+                record.delivered
+                if record.delivered is not None
+                else amount_to_json(0)
+                if record.result != "tesSUCCESS"
+                else "unavailable"
+            )
+        if binary:
+            entry["tx_blob"] = record.blob
+            if validated:
+                entry["meta_blob"] = encode(record.meta)
+        elif api_version > 1:
+            entry["tx_json"] = dict(record.tx_json)
+            if validated:
+                entry["meta"] = meta
+        else:
+            entry |= dict(record.tx_json)
+            if validated:
+                entry["meta" if not in_ledger else "metaData"] = meta
+                entry["inLedger"] = record.ledger_sequence
+        entry["validated"] = validated
+        return entry
+
+    # --- admin: faults and time -------------------------------------------------------
+
+    def _m_localnet_faults(self, params: JsonObject, api_version: int) -> JsonObject:
+        """Admin: inject faults. ``action`` is one of the FaultPlan operations."""
+        faults = self.node.faults
+        action = params.get("action")
+        try:
+            if action == "drop_submit_responses":
+                faults.drop_submit_responses(int(params.get("count", 1)))
+            elif action == "reject_submits":
+                faults.reject_submits(int(params.get("count", 1)), str(params["code"]))
+            elif action == "delay_responses":
+                count = params.get("count")
+                faults.delay_responses(
+                    float(params["seconds"]), int(count) if count is not None else None
+                )
+            elif action == "partition":
+                faults.partition(float(params["seconds"]))
+            elif action == "stall_closing":
+                faults.stall_closing()
+            elif action == "resume_closing":
+                faults.resume_closing()
+            elif action == "advance_time":
+                self.node.advance_time(int(params["seconds"]))
+            elif action == "clear":
+                faults.clear()
+            elif action != "status":
+                raise RpcError("invalidParams", f"Unknown fault action {action!r}.")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RpcError("invalidParams", str(exc)) from exc
+        return {"faults": faults.describe(), "clock_offset_s": self.chain.clock.offset_s}
