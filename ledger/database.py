@@ -8,12 +8,14 @@ engine path uses. All SQL errors leave this module translated (``ledger.errors``
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import Connection, Engine, Result, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +28,7 @@ from tenacity import (
     wait_random,
 )
 
-from ledger.errors import LedgerError, TransientConflict, translate
+from ledger.errors import DatabaseUnavailable, LedgerError, TransientConflict, translate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 APP_ROLE = "settlement_app"
 #: retries after the first attempt for 40001 / 40P01 (DESIGN section 4)
 TRANSIENT_RETRIES = 3
+#: how long a call waits for a free connection before the database counts as unavailable
+_CHECKOUT_TIMEOUT_S = 30.0
 
 
 def app_url_for(owner_url: str, password: str | None = None) -> str:
@@ -150,16 +154,19 @@ class Database:
             # timestamps come back in UTC whatever the server's default zone is
             connect_args={"options": "-c timezone=UTC", "prepare_threshold": 2},
         )
-        # A second pool whose connections are in autocommit from birth, for one-statement
-        # calls of server-side functions: no BEGIN/COMMIT round trips, no per-checkout
-        # isolation toggling, and psycopg prepares each statement once per connection.
-        self._calls = create_engine(
-            self.url,
-            pool_size=pool_size,
-            max_overflow=pool_size * 2,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"options": "-c timezone=UTC", "prepare_threshold": 0},
+        # A second pool (psycopg's own, the lightest checkout there is) whose connections
+        # are in autocommit from birth, for one-statement calls of server-side functions:
+        # no BEGIN/COMMIT round trips, and each statement prepared once per connection.
+        self._calls = ConnectionPool(
+            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1,
+            max_size=pool_size * 3,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "options": "-c timezone=UTC"},
+            open=False,
+            name="settlement-calls",
         )
+        self._calls_opened = False
+        self._open_lock = threading.Lock()
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
@@ -196,25 +203,33 @@ class Database:
         return retrying(self._call_once, sql, params)
 
     def _call_once(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        if not self._calls_opened:
+            self._open_calls()
         try:
-            raw = self._calls.raw_connection()
-        except SQLAlchemyError as exc:
-            raise translate(exc) from exc
-        try:
-            cursor = raw.cursor()
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-            cursor.close()
+            with self._calls.connection(timeout=_CHECKOUT_TIMEOUT_S) as connection:
+                row = connection.execute(sql, params).fetchone()
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection free within {_CHECKOUT_TIMEOUT_S} s"
+            ) from exc
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        finally:
-            raw.close()
         assert row is not None, "a server-side call returns one row"
         return tuple(row)
 
+    def _open_calls(self) -> None:
+        with self._open_lock:
+            if not self._calls_opened:
+                try:
+                    self._calls.open(wait=True, timeout=_CHECKOUT_TIMEOUT_S)
+                except PoolTimeout as exc:
+                    raise DatabaseUnavailable(f"cannot connect to {self._calls.conninfo}") from exc
+                self._calls_opened = True
+
     def dispose(self) -> None:
         self.engine.dispose()
-        self._calls.dispose()
+        if self._calls_opened:
+            self._calls.close()
 
 
 __all__ = ["APP_ROLE", "Database", "LedgerError", "UnitOfWork", "app_url_for", "normalise_url"]
