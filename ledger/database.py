@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from sqlalchemy import Connection, Engine, Result, create_engine, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import (
@@ -102,7 +102,7 @@ class UnitOfWork:
     def connection(self) -> Connection:
         return self._require()
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Result[Any]:
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> CursorResult[Any]:
         try:
             return self._require().execute(text(sql), dict(params or {}))
         except SQLAlchemyError as exc:

@@ -13,12 +13,15 @@ import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from compliance.errors import PolicyError
+from compliance.policy import ScreeningPolicy, load_policy
+from compliance.records import SanctionsIndexCache
 from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.clock import Clock, SystemClock
-from settlement.service import CommitmentService
-from settlement.settings import Settings, load_settings
+from settlement.service import CommitmentService, ComplianceService
+from settlement.settings import Settings, SettingsError, load_settings
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Engine:
     urls: DatabaseUrls
     db: Database
     commitments: CommitmentService
+    compliance: ComplianceService
 
     def close(self) -> None:
         self.db.dispose()
@@ -90,6 +94,19 @@ def ensure_database(maintenance_url: str, name: str) -> None:
         engine.dispose()
 
 
+def screening_policy(settings: Settings) -> ScreeningPolicy:
+    """The screening policy from settings and the policy files; ``SettingsError`` if bad."""
+    try:
+        return load_policy(
+            match_threshold=settings.sanctions_match_threshold,
+            four_eyes_threshold=settings.four_eyes_threshold,
+            jurisdictions_file=settings.config_path(settings.jurisdictions_file),
+            limits_file=settings.config_path(settings.limits_file),
+        )
+    except PolicyError as exc:
+        raise SettingsError(f"compliance policy: {exc}") from exc
+
+
 def migrate_database(settings: Settings, urls: DatabaseUrls) -> str:
     password = settings.app_password.get_secret_value() if settings.app_password else None
     return migrate.upgrade(urls.owner, app_password=password)
@@ -101,8 +118,10 @@ def build(
     clock: Clock | None = None,
     urls: DatabaseUrls | None = None,
 ) -> Engine:
-    """Build the engine. Refuses to start on a database that is not at the head revision."""
+    """Build the engine. Refuses to start on a database that is not at the head revision,
+    or with a bad screening policy (``SettingsError``)."""
     settings = settings or load_settings()
+    policy = screening_policy(settings)
     urls = urls or database_urls(settings)
     current = migrate.current_revision(urls.app)
     head = migrate.head_revision()
@@ -118,5 +137,12 @@ def build(
         clock=clock,
         urls=urls,
         db=db,
-        commitments=CommitmentService(db, clock, reason_max_chars=settings.reason_max_chars),
+        commitments=CommitmentService(
+            db,
+            clock,
+            policy=policy,
+            lists=SanctionsIndexCache(),
+            reason_max_chars=settings.reason_max_chars,
+        ),
+        compliance=ComplianceService(db, clock),
     )

@@ -5,17 +5,26 @@
     │   ├── UnknownState
     │   ├── UnknownEvent
     │   ├── InvalidAmount
-    │   └── InvalidText            missing, empty or oversize reason / reference
+    │   ├── InvalidText            missing, empty or oversize reason / reference
+    │   ├── InvalidPartyData       a KYC record field is missing or malformed
+    │   ├── UnknownParty           a party of the commitment has no KYC record
+    │   └── InvalidSanctionsList   unreadable or malformed list file; the old list stays
     ├── NotAuthorised              the actor's role or party may not do this (HTTP 403)
+    │   ├── NotAnOfficer           not an active registered compliance officer
+    │   └── SegregationOfDuties    the submitter approving, one officer approving twice,
+    │       │                      too few distinct approvals (four eyes)
+    │       └── OverrideRequired   a hard fail needs a senior officer's override reason
     ├── CommitmentNotFound         (HTTP 404)
     ├── Conflict                   the request lost a race; re-read and retry (HTTP 409)
     │   ├── StaleVersion
     │   └── RequestInFlight        same idempotency key being processed
     ├── IdempotencyKeyReused       same key, different request (HTTP 422)
     ├── TransitionNotAllowed       the event is not allowed in the current state (HTTP 409)
+    │   └── NotUnderReview         an officer acted on a commitment not in PENDING_REVIEW
     └── EngineUnavailable          the database cannot be reached (HTTP 503)
 
-``ledger`` errors are translated to these in one place: ``settlement.service``.
+``ledger`` and ``compliance`` errors are translated to these in one place:
+``settlement.service``.
 """
 
 from __future__ import annotations
@@ -47,8 +56,32 @@ class InvalidText(InvalidInput):
     code = "invalid_text"
 
 
+class InvalidPartyData(InvalidInput):
+    code = "invalid_party_data"
+
+
+class UnknownParty(InvalidInput):
+    code = "unknown_party"
+
+
+class InvalidSanctionsList(InvalidInput):
+    code = "invalid_sanctions_list"
+
+
 class NotAuthorised(SettlementError):
     code = "not_authorised"
+
+
+class NotAnOfficer(NotAuthorised):
+    code = "not_an_officer"
+
+
+class SegregationOfDuties(NotAuthorised):
+    code = "segregation_of_duties"
+
+
+class OverrideRequired(SegregationOfDuties):
+    code = "override_required"
 
 
 class CommitmentNotFound(SettlementError):
@@ -73,6 +106,10 @@ class IdempotencyKeyReused(SettlementError):
 
 class TransitionNotAllowed(SettlementError):
     code = "transition_not_allowed"
+
+
+class NotUnderReview(TransitionNotAllowed):
+    code = "not_under_review"
 
 
 class EngineUnavailable(SettlementError):

@@ -1,29 +1,60 @@
 """The commitment service: every transition of the state machine, with its actor,
-reason and idempotency key.
+reason and idempotency key; and the compliance service: KYC records, officers,
+sanctions lists and the review queue.
 
 Each call validates its input, authorises the actor against the transition table
 (``settlement.states``), and then makes one round trip to the database, which checks the
 version, ownership and segregation guards and the transition table again, and writes
 the history row, the audit entry and the idempotency record in the same transaction.
-``ledger`` errors become ``settlement.errors`` here and nowhere else.
+Two events do more:
+
+- submit screens the commitment (``compliance.screening``) under the row lock and stores
+  the result with the transition, in one unit of work; the screening is also in the
+  submit's audit entry, so it is covered by the hash chain;
+- approve is one call of ``commitment_approve``, which records the officer's approval
+  for the current review round and makes the transition only when the round has the
+  approvals its screening requires (four eyes above the threshold).
+
+``ledger`` and ``compliance`` errors become ``settlement.errors`` here and nowhere else.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+from sqlalchemy import text
+
+from compliance import audit as compliance_audit
+from compliance import errors as compliance_errors
+from compliance import kyc
+from compliance import records as compliance_records
+from compliance.policy import ScreeningPolicy
+from compliance.records import (
+    Approval,
+    KycVersionConflict,
+    ListVersion,
+    Officer,
+    QueueItem,
+    SanctionsIndexCache,
+    StoredScreening,
+)
+from compliance.sanctions import DEFAULT_LIST_NAME, FORMATS, ListFormat, read_list
+from compliance.screening import Screening, Subject, screen
 from ledger import audit
 from ledger import commitments as records
 from ledger import errors as db_errors
 from ledger.commitments import CommitmentRecord, HistoryRow, LedgerRef, WriteResult
-from ledger.database import Database
-from ledger.idempotency import fingerprint
+from ledger.database import Database, UnitOfWork
+from ledger.idempotency import fingerprint, resolve
 from settlement import errors
 from settlement.clock import Clock
 from settlement.domain import (
@@ -47,19 +78,39 @@ ROLES_FOR: Mapping[Authority, frozenset[Role]] = {
 }
 
 
+#: SQLSTATEs of migration 0002 (compliance), kept by ``ledger`` on ``DatabaseError``
+_COMPLIANCE_SQLSTATES: Mapping[str, type[errors.SettlementError]] = {
+    "SE430": errors.SegregationOfDuties,  # the submitter approving
+    "SE431": errors.SegregationOfDuties,  # one officer approving twice in a round
+    "SE432": errors.OverrideRequired,  # a hard fail without a senior override
+    "SE433": errors.NotAnOfficer,
+    "SE434": errors.SegregationOfDuties,  # too few distinct approvals (four eyes)
+    "SE435": errors.NotUnderReview,  # no screening for the current review round
+}
+OFFICER_EVENTS = frozenset({Event.APPROVE, Event.REJECT, Event.REQUEST_INFO})
+
+
 @contextmanager
-def _translated() -> Iterator[None]:
-    """The one place where ``ledger`` errors become engine errors."""
+def _translated(*, officer_event: bool = False) -> Iterator[None]:
+    """The one place where ``ledger`` and ``compliance`` errors become engine errors."""
     try:
         yield
     except db_errors.RecordNotFound as exc:
         raise errors.CommitmentNotFound(str(exc)) from exc
-    except db_errors.StaleVersion as exc:
+    except (db_errors.StaleVersion, KycVersionConflict) as exc:
         raise errors.StaleVersion(str(exc)) from exc
     except db_errors.GuardFailed as exc:
         raise errors.NotAuthorised(str(exc)) from exc
     except db_errors.TransitionRefused as exc:
-        raise errors.TransitionNotAllowed(str(exc)) from exc
+        refused = errors.NotUnderReview if officer_event else errors.TransitionNotAllowed
+        raise refused(str(exc)) from exc
+    except db_errors.DatabaseError as exc:
+        mapped = _COMPLIANCE_SQLSTATES.get(exc.sqlstate or "")
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from exc
+    except compliance_errors.ComplianceError as exc:
+        raise _from_compliance(exc) from exc
     except db_errors.IdempotencyInFlight as exc:
         raise errors.RequestInFlight(str(exc)) from exc
     except db_errors.IdempotencyKeyReused as exc:
@@ -72,11 +123,40 @@ def _translated() -> Iterator[None]:
         raise errors.EngineUnavailable(str(exc)) from exc
 
 
+def _from_compliance(exc: compliance_errors.ComplianceError) -> errors.SettlementError:
+    match exc:
+        case compliance_errors.InvalidPartyData():
+            return errors.InvalidPartyData(str(exc))
+        case compliance_errors.UnknownParty():
+            return errors.UnknownParty(str(exc))
+        case compliance_errors.UnknownOfficer():
+            return errors.NotAnOfficer(str(exc))
+        case compliance_errors.SanctionsListError():
+            return errors.InvalidSanctionsList(str(exc))
+        case _:
+            # PolicyError is a start-up problem (bootstrap reports it as a bad setting)
+            return errors.SettlementError(str(exc))
+
+
 class CommitmentService:
-    def __init__(self, db: Database, clock: Clock, *, reason_max_chars: int = 2000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        policy: ScreeningPolicy,
+        lists: SanctionsIndexCache | None = None,
+        reason_max_chars: int = 2000,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._policy = policy
+        self._lists = lists or SanctionsIndexCache()
         self._reason_max_chars = reason_max_chars
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     # -- writes -------------------------------------------------------------------
 
@@ -90,12 +170,17 @@ class CommitmentService:
         expires_at: datetime | None = None,
         commitment_id: UUID | None = None,
         idempotency_key: str | None = None,
+        counterparty: str | None = None,
     ) -> WriteResult:
         """Create a DRAFT commitment owned by the allocator's party.
 
+        ``counterparty`` names the other party (a KYC party id); screening on submit
+        covers both parties, and flags a commitment without one.
+
         Raises ``NotAuthorised`` unless ``actor`` is an allocator, ``InvalidInput`` for a
-        bad amount, currency, reference or expiry, ``Conflict`` if ``commitment_id`` is
-        taken; replays the first result if ``idempotency_key`` was used for the same request.
+        bad amount, currency, reference, counterparty or expiry, ``Conflict`` if
+        ``commitment_id`` is taken; replays the first result if ``idempotency_key`` was
+        used for the same request.
         """
         if actor.role is not Role.ALLOCATOR:
             raise errors.NotAuthorised(f"only an allocator creates commitments, not a {actor.role}")
@@ -116,11 +201,33 @@ class CommitmentService:
         }
         if commitment_id is not None:
             body["commitment_id"] = commitment_id
+        with _translated():
+            other = kyc.parse_party_id(counterparty) if counterparty is not None else None
+        if other is not None:
+            if other == actor.party:
+                raise errors.InvalidPartyData("the counterparty cannot be the allocator itself")
+            body["counterparty"] = other
         payload = audit.payload_text({**body, "owner_party": actor.party})
+        new_id = commitment_id or uuid.uuid4()
+        fp = self._fingerprint(actor, "/commitments", body) if key else None
+        if other is not None:
+            return self._create_with_counterparty(
+                actor=actor,
+                commitment_id=new_id,
+                deal_ref=reference,
+                amount=value,
+                currency=code,
+                expires_at=expires_at,
+                at=now,
+                payload=payload,
+                key=key,
+                fp=fp,
+                counterparty=other,
+            )
         with _translated():
             return records.create(
                 self._db,
-                commitment_id=commitment_id or uuid.uuid4(),
+                commitment_id=new_id,
                 owner_party=actor.party,
                 deal_ref=reference,
                 amount=value,
@@ -130,8 +237,50 @@ class CommitmentService:
                 at=now,
                 payload=payload,
                 idempotency_key=key,
-                fingerprint=self._fingerprint(actor, "/commitments", body) if key else None,
+                fingerprint=fp,
             )
+
+    def _create_with_counterparty(
+        self,
+        *,
+        actor: Actor,
+        commitment_id: UUID,
+        deal_ref: str,
+        amount: Decimal,
+        currency: str,
+        expires_at: datetime | None,
+        at: datetime,
+        payload: str,
+        key: str | None,
+        fp: str | None,
+        counterparty: str,
+    ) -> WriteResult:
+        # the counterparty row commits with the commitment or not at all
+        def work(uow: UnitOfWork) -> WriteResult:
+            row = uow.execute(
+                "SELECT outcome, response FROM commitment_create(:id, :owner, :deal_ref,"
+                " :amount, :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at)",
+                {
+                    "id": commitment_id,
+                    "owner": actor.party,
+                    "deal_ref": deal_ref,
+                    "amount": amount,
+                    "currency": currency,
+                    "expires_at": expires_at,
+                    "actor": actor.id,
+                    "key": key,
+                    "fingerprint": fp,
+                    "payload": payload,
+                    "at": at,
+                },
+            ).one()
+            replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)
+            if not replayed:
+                compliance_records.record_counterparty(uow, commitment_id, counterparty)
+            return WriteResult.from_response(response, replayed)
+
+        with _translated():
+            return self._db.transaction(work)
 
     def apply(
         self,
@@ -144,14 +293,22 @@ class CommitmentService:
         idempotency_key: str | None = None,
         payload: Mapping[str, Any] | None = None,
         ledger_ref: LedgerRef | None = None,
+        override_reason: str | None = None,
     ) -> WriteResult:
         """Cause ``event`` on a commitment.
 
         ``expected_version`` is the version the caller read; a commitment that moved on
         since raises ``StaleVersion`` and nothing changes. Raises ``NotAuthorised`` when
-        the actor may not cause the event (role, ownership, or the submitter approving),
-        ``TransitionNotAllowed`` when the event is not allowed in the current state,
-        ``InvalidText`` for a missing or oversize reason.
+        the actor may not cause the event (role, ownership, not a registered officer,
+        or a segregation-of-duties rule: ``SegregationOfDuties``, ``OverrideRequired``),
+        ``TransitionNotAllowed`` when the event is not allowed in the current state
+        (``NotUnderReview`` for officer events), ``InvalidText`` for a missing or
+        oversize reason, ``UnknownParty`` on submit when a party has no KYC record.
+
+        On submit the commitment is screened and the result stored with it. On approve
+        the result's ``to_state`` is PENDING_REVIEW (version unchanged) when the approval
+        was recorded but the round needs another officer's; ``override_reason`` is how
+        a senior officer approves a screening with a hard fail.
         """
         parsed = event if isinstance(event, Event) else Event.parse(event)
         self._authorise(actor, parsed)
@@ -162,6 +319,14 @@ class CommitmentService:
             max_chars=self._reason_max_chars,
             required=any(t.reason_required for t in spec),
         )
+        override = parse_text(
+            override_reason,
+            name="override reason",
+            max_chars=self._reason_max_chars,
+            required=False,
+        )
+        if override is not None and parsed is not Event.APPROVE:
+            raise errors.InvalidInput("only an approval takes an override reason")
         key = parse_idempotency_key(idempotency_key)
         if expected_version is not None and (
             isinstance(expected_version, bool)
@@ -172,15 +337,19 @@ class CommitmentService:
         extra = dict(payload or {})
         if "reason" in extra:
             raise errors.InvalidInput("payload may not carry 'reason'; pass it as reason")
-        audit_payload = audit.payload_text(
-            {**extra, "reason": reason_text} if reason_text else extra
-        )
+        if "screening" in extra or "override_reason" in extra:
+            raise errors.InvalidInput("payload may not carry 'screening' or 'override_reason'")
+        noted = {**extra, "reason": reason_text} if reason_text else dict(extra)
+        if override is not None:
+            noted["override_reason"] = override
         body: dict[str, Any] = {
             "event": parsed.value,
             "expected_version": expected_version,
             "reason": reason_text,
             "payload": extra,
         }
+        if override is not None:
+            body["override_reason"] = override
         if ledger_ref is not None:
             body["ledger_ref"] = [
                 ledger_ref.chain,
@@ -188,7 +357,36 @@ class CommitmentService:
                 ledger_ref.ledger_index,
                 ledger_ref.ledger_hash,
             ]
-        with _translated():
+        fp = self._fingerprint(actor, f"/commitments/{commitment_id}/events", body) if key else None
+        now = self._clock.now()
+        if parsed is Event.SUBMIT:
+            return self._submit(
+                actor=actor,
+                commitment_id=commitment_id,
+                expected_version=expected_version,
+                noted=noted,
+                key=key,
+                fp=fp,
+                now=now,
+            )
+        if parsed is Event.APPROVE:
+            with _translated(officer_event=True):
+                row = self._db.call_one(
+                    compliance_records.APPROVE_SQL,
+                    {
+                        "id": commitment_id,
+                        "expected_version": expected_version,
+                        "actor": actor.id,
+                        "override_reason": override,
+                        "key": key,
+                        "fingerprint": fp,
+                        "payload": audit.payload_text(noted),
+                        "at": now,
+                    },
+                )
+                replayed, response = resolve(row[0], row[1], actor=actor.id, key=key)
+                return WriteResult.from_response(response, replayed)
+        with _translated(officer_event=parsed in OFFICER_EVENTS):
             return records.transition(
                 self._db,
                 commitment_id=commitment_id,
@@ -198,16 +396,93 @@ class CommitmentService:
                 reason=reason_text,
                 require_owner=actor.party if authority_for(parsed) is Authority.OWNER else None,
                 forbid_submitter=actor.id if any(t.not_by_submitter for t in spec) else None,
-                at=self._clock.now(),
-                payload=audit_payload,
+                at=now,
+                payload=audit.payload_text(noted),
                 idempotency_key=key,
-                fingerprint=(
-                    self._fingerprint(actor, f"/commitments/{commitment_id}/events", body)
-                    if key
-                    else None
-                ),
+                fingerprint=fp,
                 ledger_ref=ledger_ref,
             )
+
+    def _submit(
+        self,
+        *,
+        actor: Actor,
+        commitment_id: UUID,
+        expected_version: int | None,
+        noted: Mapping[str, Any],
+        key: str | None,
+        fp: str | None,
+        now: datetime,
+    ) -> WriteResult:
+        """DRAFT -> PENDING_REVIEW with screening, in one unit of work.
+
+        Under the row lock: a keyed retry replays; a commitment the transition would
+        refuse (state, version, owner) goes straight to ``commitment_transition`` so the
+        database reports why; otherwise both parties' KYC records, the lists in force and
+        the limit totals are read, the commitment is screened, and the transition (with
+        the screening in its audit payload) and the screening row commit together.
+        """
+
+        def work(uow: UnitOfWork) -> WriteResult:
+            if key is not None:
+                probe = uow.execute(
+                    compliance_records.PROBE_SQL,
+                    {"actor": actor.id, "key": key, "fingerprint": fp},
+                ).one()
+                if probe.outcome is not None:
+                    replayed, response = resolve(
+                        probe.outcome, probe.response, actor=actor.id, key=key
+                    )
+                    return WriteResult.from_response(response, replayed)
+            context = compliance_records.lock_for_submit(uow, commitment_id, now=now)
+            screening: Screening | None = None
+            payload = dict(noted)
+            if (
+                context is not None
+                and context.state == State.DRAFT.value
+                and expected_version in (None, context.version)
+                and context.subject.owner_party == actor.party
+            ):
+                screening = self._screen(uow, context.subject, now)
+                payload["screening"] = screening.as_payload()
+            row = uow.execute(
+                compliance_records.TRANSITION_SQL,
+                {
+                    "id": commitment_id,
+                    "expected_version": expected_version,
+                    "event": Event.SUBMIT.value,
+                    "actor": actor.id,
+                    "reason": None,
+                    "require_owner": actor.party,
+                    "forbid_submitter": None,
+                    "key": key,
+                    "fingerprint": fp,
+                    "payload": audit.payload_text(payload),
+                    "at": now,
+                },
+            ).one()
+            replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)
+            result = WriteResult.from_response(response, replayed)
+            assert screening is not None or replayed, "a submit that applied was screened"
+            if screening is not None and not replayed:
+                compliance_records.save_screening(
+                    uow, commitment_id, result.version, screening, at=now
+                )
+            return result
+
+        with _translated():
+            return self._db.transaction(work)
+
+    def _screen(self, uow: UnitOfWork, subject: Subject, now: datetime) -> Screening:
+        parties = [subject.owner_party] + ([subject.counterparty] if subject.counterparty else [])
+        found = compliance_records.load_kyc(uow.connection, parties)
+        missing = [p for p in parties if p not in found]
+        if missing:
+            raise compliance_errors.UnknownParty(
+                f"no KYC record for {', '.join(missing)}: register the party before submitting"
+            )
+        index = self._lists.current(uow.connection)
+        return screen(subject, found, index, self._policy, compliance_records.today_of(now))
 
     def submit(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
         return self.apply(actor, commitment_id, Event.SUBMIT, **kw)
@@ -283,3 +558,248 @@ class CommitmentService:
     @staticmethod
     def _fingerprint(actor: Actor, path: str, body: Mapping[str, Any]) -> str:
         return fingerprint(actor.id, "POST", path, audit.canonical_json(body).encode())
+
+
+@dataclass(frozen=True)
+class ReviewDetail:
+    """What an officer sees of one commitment: terms, every screening round, every
+    approval, the history (who decided what) and the audit trail."""
+
+    commitment: CommitmentRecord
+    counterparty: str | None
+    #: when the current review round started; None unless under review
+    under_review_since: datetime | None
+    age: timedelta | None
+    screenings: list[StoredScreening]
+    approvals: list[Approval]
+    history: list[HistoryRow]
+    audit_trail: list[audit.AuditEntry]
+
+    @property
+    def current_screening(self) -> StoredScreening | None:
+        if self.commitment.state != State.PENDING_REVIEW.value:
+            return None
+        for stored in self.screenings:
+            if stored.review_version == self.commitment.version:
+                return stored
+        return None
+
+    @property
+    def current_approvals(self) -> list[Approval]:
+        if self.commitment.state != State.PENDING_REVIEW.value:
+            return []
+        return [a for a in self.approvals if a.review_version == self.commitment.version]
+
+
+@dataclass(frozen=True)
+class SanctionsLoad:
+    version: ListVersion
+    #: False when the file equals the version already in force (nothing was stored)
+    loaded: bool
+
+
+class ComplianceService:
+    """KYC records, the officer registry, sanctions lists and the review queue.
+
+    Every change is made with its entry in the compliance audit chain, in one
+    transaction (the database refuses a KYC or officer change without one).
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    # -- officers -----------------------------------------------------------------
+
+    def register_officer(
+        self,
+        actor: Actor,
+        officer_id: str,
+        *,
+        display_name: str,
+        senior: bool = False,
+        active: bool = True,
+    ) -> Officer:
+        """Register an officer key, or change its name, senior flag or active flag.
+
+        Only an admin may; an officer can never grant itself the senior flag.
+        """
+        if actor.role is not Role.ADMIN:
+            raise errors.NotAuthorised(f"only an admin registers officers; {actor.id} is not")
+        ident = parse_text(officer_id, name="officer id", max_chars=200, required=True)
+        name = parse_text(display_name, name="display name", max_chars=200, required=True)
+        assert ident is not None
+        assert name is not None
+        officer = Officer(ident, name, bool(senior), bool(active), 0)
+        return self._write(
+            lambda uow: compliance_records.save_officer(
+                uow, officer, actor=actor.id, at=self._clock.now()
+            )
+        )
+
+    def officers(self) -> list[Officer]:
+        return self._read(compliance_records.list_officers)
+
+    # -- KYC ----------------------------------------------------------------------
+
+    def create_kyc(self, actor: Actor, **fields: Any) -> kyc.KycRecord:
+        """Create a party's KYC record (fields of ``compliance.kyc.parse_record``).
+
+        Raises ``InvalidPartyData`` for a missing or malformed field, ``Conflict`` if
+        the party already has a record, ``NotAnOfficer`` unless an active officer acts.
+        """
+        with _translated():
+            record = kyc.parse_record(**fields)
+
+        def work(uow: UnitOfWork) -> kyc.KycRecord:
+            self._require_officer(uow, actor)
+            return compliance_records.save_kyc(
+                uow, record, prior_version=None, actor=actor.id, at=self._clock.now()
+            )
+
+        return self._write(work)
+
+    def update_kyc(
+        self, actor: Actor, party: str, *, expected_version: int, **changes: Any
+    ) -> kyc.KycRecord:
+        """Change fields of a party's record read at ``expected_version``.
+
+        Raises ``StaleVersion`` if it changed since, ``UnknownParty`` if there is none.
+        """
+
+        def work(uow: UnitOfWork) -> kyc.KycRecord:
+            self._require_officer(uow, actor)
+            current = compliance_records.load_kyc(uow.connection, [party]).get(party)
+            if current is None:
+                raise compliance_errors.UnknownParty(f"party {party!r} has no KYC record")
+            if current.version != expected_version:
+                raise KycVersionConflict(party, expected_version)
+            record = kyc.updated(current, **changes)
+            return compliance_records.save_kyc(
+                uow, record, prior_version=current.version, actor=actor.id, at=self._clock.now()
+            )
+
+        return self._write(work)
+
+    def get_kyc(self, party: str) -> kyc.KycRecord:
+        found = self._read(lambda c: compliance_records.load_kyc(c, [party]))
+        if party not in found:
+            raise errors.UnknownParty(f"party {party!r} has no KYC record")
+        return found[party]
+
+    def kyc_records(self) -> list[kyc.KycRecord]:
+        return self._read(compliance_records.list_kyc)
+
+    # -- sanctions lists ----------------------------------------------------------
+
+    def load_sanctions(
+        self,
+        actor: Actor,
+        path: Path,
+        *,
+        list_name: str | None = None,
+        list_format: str | None = None,
+        aliases_file: Path | None = None,
+    ) -> SanctionsLoad:
+        """Load a list file as the new version of ``list_name`` (default: by format).
+
+        The file is read and validated completely before anything is written; on any
+        problem ``InvalidSanctionsList`` is raised and the version in force stays.
+        A file identical to the version in force stores nothing (``loaded`` False).
+        """
+        if actor.role not in (Role.ADMIN, Role.COMPLIANCE_OFFICER):
+            raise errors.NotAuthorised("only an admin or an officer loads sanctions lists")
+        if list_format is not None and list_format not in FORMATS:
+            raise errors.InvalidInput(f"list format must be one of {', '.join(FORMATS)}")
+        fmt: ListFormat | None = list_format
+        with _translated():
+            parsed = read_list(path, list_format=fmt, aliases_file=aliases_file)
+        name = list_name or DEFAULT_LIST_NAME[parsed.format]
+        if not _LIST_NAME.fullmatch(name):
+            raise errors.InvalidInput(f"list name {name!r} must be 1-63 of a-z 0-9 . _ -")
+
+        def work(uow: UnitOfWork) -> SanctionsLoad:
+            if actor.role is Role.COMPLIANCE_OFFICER:
+                self._require_officer(uow, actor)
+            for current in compliance_records.list_versions(uow.connection)[::-1]:
+                if current.list_name == name:
+                    if current.sha256 == parsed.sha256:
+                        return SanctionsLoad(current, loaded=False)
+                    break
+            stored = compliance_records.store_list(
+                uow,
+                list_name=name,
+                parsed=parsed,
+                source_file=path.name,
+                actor=actor.id,
+                at=self._clock.now(),
+            )
+            return SanctionsLoad(stored, loaded=True)
+
+        return self._write(work)
+
+    def sanctions_lists(self) -> list[ListVersion]:
+        return self._read(compliance_records.list_versions)
+
+    # -- the review queue ---------------------------------------------------------
+
+    def review_queue(self, *, limit: int = 100) -> list[QueueItem]:
+        return self._read(lambda c: compliance_records.review_queue(c, limit=limit))
+
+    def review_detail(self, commitment_id: UUID) -> ReviewDetail:
+        def query(connection: Any) -> ReviewDetail:
+            record = records.load(connection, commitment_id)
+            history = records.history(connection, commitment_id)
+            since = history[-1].at if record.state == State.PENDING_REVIEW.value else None
+            counterparty = connection.execute(
+                text(
+                    "SELECT counterparty FROM commitment_counterparties WHERE commitment_id = :id"
+                ),
+                {"id": commitment_id},
+            ).scalar_one_or_none()
+            return ReviewDetail(
+                commitment=record,
+                counterparty=counterparty,
+                under_review_since=since,
+                age=self._clock.now() - since if since is not None else None,
+                screenings=compliance_records.screenings_of(connection, commitment_id),
+                approvals=compliance_records.approvals_of(connection, commitment_id),
+                history=history,
+                audit_trail=audit.read_chain(connection, commitment_id),
+            )
+
+        return self._read(query)
+
+    def verify_audit(self) -> compliance_audit.ComplianceVerifyReport:
+        return self._read(compliance_audit.verify)
+
+    def audit_entries(
+        self, *, subject_kind: str | None = None, subject: str | None = None
+    ) -> list[compliance_audit.ComplianceEntry]:
+        return self._read(
+            lambda c: compliance_audit.read_entries(c, subject_kind=subject_kind, subject=subject)
+        )
+
+    # -- helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def _require_officer(uow: UnitOfWork, actor: Actor) -> Officer:
+        if actor.role is not Role.COMPLIANCE_OFFICER:
+            raise errors.NotAuthorised(f"{actor.id} acts as {actor.role}, not as an officer")
+        officer = compliance_records.load_officer(uow.connection, actor.id)
+        if officer is None or not officer.active:
+            raise compliance_errors.UnknownOfficer(
+                f"{actor.id} is not an active registered compliance officer"
+            )
+        return officer
+
+    def _write(self, work: Callable[[UnitOfWork], T]) -> T:
+        with _translated():
+            return self._db.transaction(work)
+
+    def _read(self, query: Callable[[Any], T]) -> T:
+        with _translated(), self._db.unit_of_work() as uow:
+            return query(uow.connection)
+
+
+_LIST_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,20 @@ class Settings(BaseSettings):
     xrpl_url: str = "http://127.0.0.1:5005"
     horizon_url: str = "http://127.0.0.1:8000"
     stellar_network_passphrase: str = "Standalone Network ; February 2017"  # noqa: S105 - public
+    #: a name scoring at least this (0-100, rapidfuzz) against a sanctioned name is a hit
+    sanctions_match_threshold: int = Field(default=88, ge=50, le=100)
+    #: commitments strictly above this amount need two distinct officers' approvals
+    four_eyes_threshold: Decimal = Field(default=Decimal("1000000"), ge=0, allow_inf_nan=False)
+    #: screening policy files, relative to the config directory
+    jurisdictions_file: Path = Path("jurisdictions.toml")
+    limits_file: Path = Path("limits.toml")
+
+    @field_validator("four_eyes_threshold", mode="before")
+    @classmethod
+    def _no_float_money(cls, value: object) -> object:
+        if isinstance(value, float):
+            raise ValueError("give the amount as a decimal string, not a float")
+        return value
 
     @field_validator("database_url", "app_database_url")
     @classmethod
@@ -54,6 +69,10 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return not self.database_url
+
+    def config_path(self, path: Path) -> Path:
+        """``path`` as given if absolute, else inside the config directory."""
+        return path if path.is_absolute() else config_dir() / path
 
     @classmethod
     def settings_customise_sources(

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Engine, text
 
+from settlement import bootstrap
+from settlement.clock import ManualClock, SystemClock
 from settlement.domain import Actor, Role
-from settlement.service import CommitmentService
+from settlement.service import CommitmentService, ComplianceService
 from settlement.states import Event, State
+
+SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"
 
 ALLOCATOR = Actor("key-alloc-1", Role.ALLOCATOR, party="party-northwind")
 OTHER_ALLOCATOR = Actor("key-alloc-2", Role.ALLOCATOR, party="party-southbank")
@@ -51,9 +59,48 @@ def reason_for(event: Event) -> str | None:
     )
 
 
+_seeded: set[str] = set()
+
+
+def seed_compliance(service: CommitmentService) -> None:
+    """Give a database what submit and approve need since screening and the officer
+    registry exist (once per database): verified KYC records for the test allocators'
+    parties, the test officers, and the invented sample sanctions lists."""
+    db = service.database
+    if db.url in _seeded:
+        return
+    compliance = ComplianceService(db, SystemClock())
+    registered = {o.officer_id for o in compliance.officers()}
+    for officer in (OFFICER, OFFICER_2):
+        if officer.id not in registered:
+            compliance.register_officer(ADMIN, officer.id, display_name=officer.id)
+    known = {r.party for r in compliance.kyc_records()}
+    for party, name in (
+        ("party-northwind", "Northwind Test Capital"),
+        ("party-southbank", "Southbank Test Partners"),
+    ):
+        if party not in known:
+            compliance.create_kyc(
+                OFFICER,
+                party=party,
+                legal_name=name,
+                jurisdiction="GB",
+                risk_rating="low",
+                accredited=True,
+                status="verified",
+                expires_on=date(2099, 12, 31),
+            )
+    compliance.load_sanctions(
+        ADMIN, SAMPLES / "sample_sdn.csv", aliases_file=SAMPLES / "sample_alt.csv"
+    )
+    compliance.load_sanctions(ADMIN, SAMPLES / "sample_targets.simple.csv")
+    _seeded.add(db.url)
+
+
 def new_commitment(
     service: CommitmentService, state: State = State.DRAFT, amount: str = "1000.00"
 ) -> UUID:
+    seed_compliance(service)
     created = service.create(ALLOCATOR, deal_ref="DEAL-T", amount=amount, currency="USD")
     for event in PATH_TO[state]:
         service.apply(ENTITLED[event], created.commitment_id, event, reason=reason_for(event))
@@ -79,3 +126,51 @@ def snapshot(engine: Engine, commitment_id: UUID) -> tuple[object, ...]:
             {"id": commitment_id},
         ).one()
     return (tuple(row), history, tuple(entries))
+
+
+# -- the compliance tests' review desk ------------------------------------------------
+
+C_ALLOCATOR = Actor("key-alloc-c", Role.ALLOCATOR, party="northwind")
+ANNA = Actor("key-officer-anna", Role.COMPLIANCE_OFFICER)
+BORIS = Actor("key-officer-boris", Role.COMPLIANCE_OFFICER)
+SENIOR = Actor("key-officer-senior", Role.COMPLIANCE_OFFICER)
+
+
+@dataclass
+class Desk:
+    engine: bootstrap.Engine
+    clock: ManualClock
+
+    @property
+    def commitments(self) -> CommitmentService:
+        return self.engine.commitments
+
+    @property
+    def compliance(self) -> ComplianceService:
+        return self.engine.compliance
+
+    def party(self, party: str, legal_name: str, **overrides: Any) -> None:
+        fields: dict[str, Any] = {
+            "party": party,
+            "legal_name": legal_name,
+            "jurisdiction": "GB",
+            "risk_rating": "low",
+            "accredited": True,
+            "status": "verified",
+            "expires_on": date(2027, 12, 31),
+            **overrides,
+        }
+        self.compliance.create_kyc(ANNA, **fields)
+
+    def submitted(
+        self, amount: str = "1000", counterparty: str | None = "meridian", currency: str = "USD"
+    ) -> Any:
+        created = self.commitments.create(
+            C_ALLOCATOR,
+            deal_ref="DEAL-C",
+            amount=amount,
+            currency=currency,
+            counterparty=counterparty,
+        )
+        self.commitments.submit(C_ALLOCATOR, created.commitment_id, expected_version=1)
+        return created.commitment_id

@@ -20,7 +20,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from support import ALL_ACTORS, ENTITLED, OFFICER_2
+from support import ALL_ACTORS, ENTITLED, OFFICER_2, seed_compliance
 
 from settlement import errors
 from settlement.bootstrap import Engine
@@ -148,6 +148,7 @@ class CommitmentMachine(RuleBasedStateMachine):
 
 
 def test_random_event_sequences(engine: Engine, clock: ManualClock) -> None:
+    seed_compliance(engine.commitments)
     CommitmentMachine.engine = engine
     CommitmentMachine.clock = clock
     run_state_machine_as_test(
