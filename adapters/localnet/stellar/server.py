@@ -46,6 +46,9 @@ def make_server(node: StellarNode, host: str, port: int) -> ThreadingHTTPServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits
+    # for a delayed ACK (~40 ms) on every answer.
+    disable_nagle_algorithm = True
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "stellar-localnet"

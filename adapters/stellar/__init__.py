@@ -1,0 +1,13 @@
+"""The Stellar adapter: the Chain port over Horizon (stellar-sdk).
+
+- ``chain``: ``StellarChain``: validate, lock / commit / unwind, submit, status, lookup;
+- ``horizon``: typed reads and the one submission call, behind the chain's guard, and
+  the one place stellar-sdk and requests exceptions are translated;
+- ``results``: the exhaustive classification of Stellar transaction result codes;
+- ``legs``: amounts, accounts, trustlines and reserves a leg must satisfy;
+- ``timebounds``: ledger time and time bounds in whole seconds.
+"""
+
+from adapters.stellar.chain import StellarChain
+
+__all__ = ["StellarChain"]

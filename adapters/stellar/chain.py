@@ -1,0 +1,467 @@
+"""StellarChain: the Chain port over Horizon, with stellar-sdk.
+
+The three purposes of a leg (DESIGN.md section 4):
+
+    lock    the sender creates a claimable balance of the amount, claimable by the
+            settlement agent at once and by the sender only from T_cancel on
+    commit  the agent claims it and pays the receiver, in one transaction
+    unwind  the agent claims it and pays the sender back, in one transaction
+            (or the sender reclaims it alone after T_cancel)
+
+Time: every rule that depends on time reads ledger time, the close time of the latest
+ledger Horizon has ingested, never this machine's clock. A transaction's time bounds
+are [that close time, that close time + ``submission_window_s``]: stellar-core refuses
+(``tx_too_late``) an upper bound within about two close intervals of the last close, so
+the window must be well above that. The upper bound is the submission's expiry; the
+lower bound fences the window in which the transaction could have applied, which
+``status`` needs to prove it never did.
+
+Reliable submission: ``prepare_*`` signs exactly one transaction; ``submit`` sends that
+envelope and nothing else (sending it again is safe: Horizon answers an applied hash
+from history, and a used sequence number cannot apply twice); ``status`` and ``lookup``
+only read. Nothing in this adapter signs a second transaction for a purpose: that is
+the engine's decision after a final outcome.
+
+Errors: ``validate_leg`` and ``prepare_*`` raise ``LegInvalid`` when the leg cannot
+settle, ``SigningUnavailable`` when no key is held, ``TransportError`` (``BreakerOpen``)
+when Horizon cannot be asked. ``submit`` and ``status`` never raise for a ledger or
+transport condition: they return an ``Outcome``. ``lookup`` raises ``TransportError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from stellar_sdk import Account as SdkAccount
+from stellar_sdk import (
+    Claimant,
+    ClaimPredicate,
+    DecoratedSignature,
+    Keypair,
+    StrKey,
+    TransactionBuilder,
+    TransactionEnvelope,
+)
+from stellar_sdk.exceptions import BadSignatureError
+
+from adapters.chain import (
+    Applied,
+    ChainName,
+    Expired,
+    LedgerTx,
+    Leg,
+    LockRef,
+    LockTerms,
+    Outcome,
+    Pending,
+    Purpose,
+    Rejected,
+    SignedSubmission,
+    Unavailable,
+)
+from adapters.errors import (
+    AdapterError,
+    BreakerOpen,
+    LegInvalid,
+    SigningUnavailable,
+    TransportError,
+)
+from adapters.resilience import ChainGuard
+from adapters.signing import StellarSigner
+from adapters.stellar.horizon import (
+    TIMEOUT_TYPES,
+    AccountView,
+    Horizon,
+    LedgerHeader,
+    Reply,
+    ResponseLost,
+    TxView,
+    tx_view,
+)
+from adapters.stellar.legs import (
+    STROOPS_PER_UNIT,
+    amount_text,
+    available_native,
+    canonical,
+    check_can_receive,
+    check_holds_credit,
+    check_shape,
+)
+from adapters.stellar.results import Verdict, summarize
+from adapters.stellar.timebounds import Window, ceil_seconds, time_window, to_datetime
+
+TRANSACTION_FAILED = "https://stellar.org/horizon-errors/transaction_failed"
+#: claimants the lock creates; each is a base reserve the sender sponsors until claimed
+LOCK_CLAIMANTS = 2
+log = logging.getLogger(__name__)
+
+
+class StellarChain:
+    """The Chain port for Stellar, against one Horizon server.
+
+    ``agent`` is the settlement agent account: it claims every lock, pays out commits
+    and unwinds and their fees, and holds a trustline for every credit asset it
+    settles. ``signer`` must hold the agent's key and the senders' keys.
+    """
+
+    def __init__(
+        self,
+        horizon_url: str,
+        network_passphrase: str,
+        *,
+        agent: str,
+        signer: StellarSigner,
+        guard: ChainGuard,
+        submission_window_s: int = 60,
+        fee_per_op_stroops: int | None = None,
+        get_timeout_s: int = 11,
+        post_timeout_s: float = 35.0,
+    ) -> None:
+        if not StrKey.is_valid_ed25519_public_key(agent):
+            raise ValueError(f"settlement agent {agent!r} is not a Stellar account id")
+        if submission_window_s < 10:
+            raise ValueError(
+                "submission_window_s below 10 s is refused as too late by stellar-core"
+            )
+        self.agent = agent
+        self.network_passphrase = network_passphrase
+        self.submission_window_s = submission_window_s
+        self.fee_per_op_stroops = fee_per_op_stroops
+        self._signer = signer
+        self._horizon = Horizon(
+            horizon_url, guard, get_timeout_s=get_timeout_s, post_timeout_s=post_timeout_s
+        )
+
+    @property
+    def name(self) -> ChainName:
+        return ChainName.STELLAR
+
+    def close(self) -> None:
+        self._horizon.close()
+
+    # -- validation --------------------------------------------------------------------
+
+    def validate_leg(self, leg: Leg) -> None:
+        """Raise ``LegInvalid`` unless the leg can be locked and paid out as given:
+        precision (7 decimal places), accounts that exist, trustlines with room and
+        authorisation for a credit asset (receiver and agent, unless the issuer), and
+        a sender who holds the amount plus the fee and the reserve of the lock."""
+        check_shape(leg)
+        sender = self._existing(leg.sender, "sender")
+        receiver = self._existing(leg.receiver, "receiver")
+        agent = self._existing(self.agent, "settlement agent")
+        header = self._horizon.latest_ledger()
+        asset = leg.asset
+        if not asset.is_native:
+            check_can_receive(receiver, "receiver", asset, leg.amount)
+            check_can_receive(agent, "settlement agent", asset, leg.amount)
+            check_holds_credit(sender, asset, leg.amount)
+        fee = Decimal(self._fee_per_op(header)) / STROOPS_PER_UNIT
+        needed = fee + LOCK_CLAIMANTS * Decimal(header.base_reserve_stroops) / STROOPS_PER_UNIT
+        if asset.is_native:
+            needed += leg.amount
+        available = available_native(sender, header)
+        if available < needed:
+            raise LegInvalid(
+                f"sender {leg.sender} can spend {available} XLM above its reserve; the lock "
+                f"needs {needed} XLM (amount, fee and the lock's reserve)"
+            )
+
+    def _existing(self, account_id: str, role: str) -> AccountView:
+        account = self._horizon.account(account_id)
+        if account is None:
+            raise LegInvalid(f"{role} account {account_id} does not exist")
+        return account
+
+    # -- prepare: build and sign locally -----------------------------------------------
+
+    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission:
+        """The sender's CreateClaimableBalance: the agent may claim at once, the sender
+        only from ``terms.cancel_after`` (rounded up to a whole second) on."""
+        sdk_asset = check_shape(leg)
+        if terms.cancel_after.tzinfo is None:
+            raise ValueError("cancel_after must be an aware datetime")
+        cancel_after_s = ceil_seconds(terms.cancel_after)
+        header = self._horizon.latest_ledger()
+        window = self._window(header)
+        if cancel_after_s <= window.max_time:
+            raise LegInvalid(
+                f"T_cancel {terms.cancel_after.isoformat()} is not after the lock's expiry "
+                f"{to_datetime(window.max_time).isoformat()}: the sender could reclaim at once"
+            )
+        claimants = [
+            Claimant(self.agent, ClaimPredicate.predicate_unconditional()),
+            Claimant(
+                leg.sender,
+                ClaimPredicate.predicate_not(
+                    ClaimPredicate.predicate_before_absolute_time(cancel_after_s)
+                ),
+            ),
+        ]
+        builder = self._builder(leg.sender, header, window)
+        builder.append_create_claimable_balance_op(sdk_asset, amount_text(leg.amount), claimants)
+        envelope = builder.build()
+        self._sign(envelope, leg.sender)
+        balance_id = envelope.transaction.get_claimable_balance_id(0)
+        return self._signed(
+            envelope,
+            Purpose.LOCK,
+            window,
+            lock_ref=LockRef(ChainName.STELLAR, owner=leg.sender, balance_id=balance_id),
+        )
+
+    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission:
+        """The agent claims the lock and pays the receiver, atomically. The fulfillment
+        is XRPL's hash-lock secret; a Stellar lock needs none and it is ignored."""
+        del fulfillment_hex
+        return self._prepare_release(leg, lock, leg.receiver, Purpose.COMMIT)
+
+    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission:
+        """The agent claims the lock and pays the sender back, atomically."""
+        return self._prepare_release(leg, lock, leg.sender, Purpose.UNWIND)
+
+    def _prepare_release(
+        self, leg: Leg, lock: LockRef, payee: str, purpose: Purpose
+    ) -> SignedSubmission:
+        sdk_asset = check_shape(leg)
+        balance_id = self._check_lock(leg, lock)
+        header = self._horizon.latest_ledger()
+        window = self._window(header)
+        builder = self._builder(self.agent, header, window)
+        builder.append_claim_claimable_balance_op(balance_id)
+        builder.append_payment_op(payee, sdk_asset, amount_text(leg.amount))
+        envelope = builder.build()
+        self._sign(envelope, self.agent)
+        return self._signed(envelope, purpose, window)
+
+    def _check_lock(self, leg: Leg, lock: LockRef) -> str:
+        """The lock's balance id, after checking that the balance, while it exists,
+        holds exactly this leg: the agent pays out ``leg.amount`` from what it claims,
+        and must never make up a difference from its own funds. A balance already gone
+        is left to the ledger to refuse (``op_does_not_exist``)."""
+        if lock.chain != ChainName.STELLAR or not lock.balance_id:
+            raise ValueError(f"not a Stellar lock: {lock}")
+        if lock.owner != leg.sender:
+            raise LegInvalid(f"the lock belongs to {lock.owner}, not to the sender {leg.sender}")
+        balance = self._horizon.claimable_balance(lock.balance_id)
+        if balance is None:
+            return lock.balance_id
+        problems = []
+        if balance.asset != canonical(leg.asset):
+            problems.append(f"asset {balance.asset}, not {canonical(leg.asset)}")
+        if balance.amount != leg.amount:
+            problems.append(f"amount {balance.amount}, not {leg.amount}")
+        if not any(
+            c.destination == self.agent and c.predicate == {"unconditional": True}
+            for c in balance.claimants
+        ):
+            problems.append(f"the agent {self.agent} is not an unconditional claimant")
+        if problems:
+            raise LegInvalid(
+                f"claimable balance {lock.balance_id} is not this leg's lock: "
+                + "; ".join(problems)
+            )
+        return lock.balance_id
+
+    def _window(self, header: LedgerHeader) -> Window:
+        now_s = ceil_seconds(header.closed_at)
+        return Window(min_time=now_s, max_time=now_s + self.submission_window_s)
+
+    def _fee_per_op(self, header: LedgerHeader) -> int:
+        return self.fee_per_op_stroops or header.base_fee_stroops
+
+    def _builder(self, source: str, header: LedgerHeader, window: Window) -> TransactionBuilder:
+        account = self._horizon.account(source)
+        if account is None:
+            raise LegInvalid(f"source account {source} does not exist")
+        return TransactionBuilder(
+            SdkAccount(source, account.sequence),
+            self.network_passphrase,
+            base_fee=self._fee_per_op(header),
+        ).add_time_bounds(window.min_time, window.max_time)
+
+    def _sign(self, envelope: TransactionEnvelope, account_id: str) -> None:
+        """Sign with the signer's key for ``account_id``, checked before it is used."""
+        tx_hash = envelope.hash()
+        signature = self._signer.sign_stellar(account_id, tx_hash)
+        public = Keypair.from_public_key(account_id)
+        try:
+            public.verify(tx_hash, signature)
+        except BadSignatureError as exc:
+            raise SigningUnavailable(f"the key held for {account_id} does not sign for it") from exc
+        envelope.signatures.append(DecoratedSignature(public.signature_hint(), signature))
+
+    def _signed(
+        self,
+        envelope: TransactionEnvelope,
+        purpose: Purpose,
+        window: Window,
+        lock_ref: LockRef | None = None,
+    ) -> SignedSubmission:
+        return SignedSubmission(
+            chain=ChainName.STELLAR,
+            purpose=purpose,
+            tx_hash=envelope.hash_hex(),
+            blob=envelope.to_xdr(),
+            expires_at=to_datetime(window.max_time),
+            lock_ref=lock_ref,
+        )
+
+    # -- submit, status, lookup --------------------------------------------------------
+
+    def submit(self, submission: SignedSubmission) -> Outcome:
+        """POST the signed envelope once; see the module docstring for the outcomes."""
+        _check_submission(submission)
+        envelope = TransactionEnvelope.from_xdr(submission.blob, self.network_passphrase)
+        # stellar-sdk re-encodes the envelope it is given: it must be the bytes we keep
+        assert envelope.to_xdr() == submission.blob
+        assert envelope.hash_hex() == submission.tx_hash
+        try:
+            reply = self._horizon.submit(envelope)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except ResponseLost as exc:
+            return Pending(submission.tx_hash, f"submitted, no answer: {exc}")
+        except TransportError as exc:
+            return Unavailable(str(exc))
+        return self._answer(submission, reply)
+
+    def _answer(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+        tx_hash = submission.tx_hash
+        if reply.status == 200:
+            return self._found(tx_hash, tx_view(reply.body))
+        if reply.status == 504 or reply.problem_type in TIMEOUT_TYPES:
+            return Pending(tx_hash, "Horizon stopped waiting for a ledger; it may still apply")
+        if reply.problem_type == TRANSACTION_FAILED:
+            return self._refused(submission, reply)
+        if reply.status == 404:
+            return Unavailable(f"Horizon has no submission endpoint at {self._horizon.url}")
+        # transaction_malformed, a body too large: this envelope is refused as it is
+        kind = reply.problem_type.rsplit("/", 1)[-1] or f"http_{reply.status}"
+        detail = str(reply.body.get("detail", ""))
+        return Rejected(tx_hash, kind, applied=False, detail=detail)
+
+    def _refused(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+        """A 400 transaction_failed. Whether the transaction is in a ledger is read
+        from the ledger by hash, not inferred from the code: an applied failure is in
+        history, and a resubmission of an envelope that already applied can be answered
+        ``tx_bad_seq`` while history catches up."""
+        tx_hash = submission.tx_hash
+        summary = summarize(str(reply.body["extras"]["result_xdr"]))
+        try:
+            found = self._horizon.transaction(tx_hash)
+        except TransportError as exc:
+            return Pending(
+                tx_hash, f"refused ({summary.text}); the ledger could not be read: {exc}"
+            )
+        if found is not None:
+            return self._found(tx_hash, found)
+        match summary.verdict:
+            case Verdict.FAILED | Verdict.REFUSED:
+                detail = summary.explanation or "refused before a ledger: no fee, no sequence used"
+                return Rejected(tx_hash, summary.text, applied=False, detail=detail)
+            case Verdict.NOT_YET:
+                return Pending(tx_hash, f"refused for now ({summary.text}); final when it expires")
+            case Verdict.SUCCESS:
+                return Pending(tx_hash, "Horizon answered success but has no such transaction yet")
+
+    def status(self, submission: SignedSubmission) -> Outcome:
+        """Where the transaction stands, by hash and by ledger time.
+
+        ``Expired`` only when the latest ledger closed after the transaction's upper
+        time bound (no later ledger can include it) and Horizon's history reaches back
+        to its lower bound (no ledger that could have included it is missing). The
+        latest ledger is read before the transaction: a ledger that includes it and
+        closes between the two reads is then seen by the second.
+        """
+        _check_submission(submission)
+        try:
+            latest = self._horizon.latest_ledger()
+            found = self._horizon.transaction(submission.tx_hash)
+            if found is not None:
+                return self._found(submission.tx_hash, found)
+            window = time_window(submission.blob, self.network_passphrase)
+            if window.max_time == 0 or ceil_seconds(latest.closed_at) <= window.max_time:
+                return Pending(submission.tx_hash, "in no ledger yet")
+            if not self._history_reaches(window.min_time):
+                log.warning("%s: expired but history is pruned past it", submission.tx_hash)
+                return Pending(
+                    submission.tx_hash,
+                    "expired by ledger time, but Horizon's history no longer reaches the "
+                    "ledgers that could have included it: cannot prove it never applied",
+                )
+            return Expired(
+                submission.tx_hash,
+                f"ledger {latest.sequence} closed at {latest.closed_at.isoformat()}, after "
+                f"the upper time bound {to_datetime(window.max_time).isoformat()}",
+            )
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+
+    def _history_reaches(self, since_s: int) -> bool:
+        elder = self._horizon.history_elder_ledger()
+        if elder <= 1:
+            return True
+        header = self._horizon.ledger(elder)
+        return header is not None and ceil_seconds(header.closed_at) <= since_s
+
+    def _found(self, tx_hash: str, view: TxView) -> Outcome:
+        """The outcome of a transaction Horizon has in a ledger; Pending while that
+        ledger cannot be read (the outcome is known to Horizon but not yet to us)."""
+        if view.hash != tx_hash:
+            raise AdapterError(f"Horizon answered for {view.hash}, not for {tx_hash}")
+        try:
+            found = self._ledger_tx(view)
+        except TransportError as exc:
+            return Pending(tx_hash, f"in ledger {view.ledger}, which could not be read: {exc}")
+        if found.successful:
+            return Applied(tx_hash, found.ledger_index, found.ledger_hash, found.extra["code"])
+        return Rejected(
+            tx_hash,
+            found.extra["result"],
+            applied=True,
+            ledger_index=found.ledger_index,
+            ledger_hash=found.ledger_hash,
+            detail=found.extra["explanation"],
+        )
+
+    def lookup(self, tx_hash: str) -> LedgerTx | None:
+        """The transaction as Horizon's history holds it. Horizon ingests only ledgers
+        the network has externalised, which are final on Stellar: ``validated`` is true
+        for anything found. Raises ``TransportError`` when Horizon cannot be asked."""
+        found = self._horizon.transaction(tx_hash)
+        if found is None:
+            return None
+        return self._ledger_tx(found)
+
+    def _ledger_tx(self, found: TxView) -> LedgerTx:
+        header = self._horizon.ledger(found.ledger)
+        if header is None:
+            raise AdapterError(
+                f"Horizon has {found.hash} in ledger {found.ledger} but not the ledger"
+            )
+        summary = summarize(found.result_xdr)
+        if found.successful != (summary.verdict == Verdict.SUCCESS):
+            raise AdapterError(f"{found.hash}: successful={found.successful} but {summary.text}")
+        return LedgerTx(
+            tx_hash=found.hash,
+            ledger_index=found.ledger,
+            ledger_hash=header.hash,
+            validated=True,
+            successful=found.successful,
+            extra={
+                "code": summary.tx_name,
+                "result": summary.text,
+                "explanation": summary.explanation,
+                "fee_charged_stroops": str(found.fee_charged_stroops),
+                "source_account": found.source_account,
+            },
+        )
+
+
+def _check_submission(submission: SignedSubmission) -> None:
+    if submission.chain != ChainName.STELLAR:
+        raise ValueError(f"a {submission.chain} submission given to the Stellar adapter")

@@ -1,0 +1,305 @@
+"""Horizon as the Stellar adapter reads it: typed views, every call through the guard.
+
+stellar-sdk's ``Server`` does the HTTP, over a ``RequestsClient`` with retries off: its
+default resends a POST on a 504 or a broken connection by itself, and resending is a
+decision the reliable-submission rule must take, not the HTTP client. stellar-sdk's
+and requests' exceptions become ours in exactly one place, ``_transport``.
+
+Reads (GET) are idempotent and go through ``ChainGuard.call`` (breaker and retries).
+A submission (POST) goes through ``ChainGuard.call_once``: one attempt, because a
+POST may wait out Horizon's submission timeout (30 s) and the engine decides when to
+send the same envelope again; a transport failure still counts against the breaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import requests
+import urllib3.exceptions
+from stellar_sdk import Server, TransactionEnvelope
+from stellar_sdk import exceptions as sdk
+from stellar_sdk.client.requests_client import RequestsClient
+
+from adapters.errors import AdapterError, TransportError
+from adapters.resilience import ChainGuard
+
+Json = dict[str, Any]
+TIMEOUT_TYPES = (
+    "https://stellar.org/horizon-errors/transaction_submission_timeout",
+    "https://stellar.org/horizon-errors/timeout",  # older Horizon releases
+)
+
+
+class ResponseLost(TransportError):
+    """A submission was sent (or may have been) and no answer came back: a read
+    timeout, a connection reset mid-way. The transaction may well apply."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer from Horizon that is about the request (not a server fault)."""
+
+    status: int
+    body: Json
+
+    @property
+    def problem_type(self) -> str:
+        return str(self.body.get("type", ""))
+
+
+@dataclass(frozen=True)
+class LedgerHeader:
+    sequence: int
+    hash: str
+    closed_at: datetime
+    base_fee_stroops: int
+    base_reserve_stroops: int
+
+
+@dataclass(frozen=True)
+class TrustLine:
+    balance: Decimal
+    limit: Decimal
+    buying_liabilities: Decimal
+    selling_liabilities: Decimal
+    authorized: bool
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account_id: str
+    sequence: int
+    native_balance: Decimal
+    native_selling_liabilities: Decimal
+    subentry_count: int
+    num_sponsoring: int
+    num_sponsored: int
+    #: keyed by (asset code, issuer)
+    lines: dict[tuple[str, str], TrustLine]
+
+
+@dataclass(frozen=True)
+class TxView:
+    hash: str
+    ledger: int
+    successful: bool
+    result_xdr: str
+    fee_charged_stroops: int
+    source_account: str
+
+
+@dataclass(frozen=True)
+class Claimant:
+    destination: str
+    predicate: Json
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    balance_id: str
+    #: Horizon's canonical form: "native" or "CODE:ISSUER"
+    asset: str
+    amount: Decimal
+    claimants: tuple[Claimant, ...]
+
+
+class Horizon:
+    """One Horizon server; thread-safe as far as requests' session is."""
+
+    def __init__(
+        self,
+        url: str,
+        guard: ChainGuard,
+        *,
+        get_timeout_s: int = 11,
+        post_timeout_s: float = 35.0,
+    ) -> None:
+        self.url = url
+        self._guard = guard
+        self._server = Server(
+            url,
+            client=RequestsClient(
+                num_retries=0, request_timeout=get_timeout_s, post_timeout=post_timeout_s
+            ),
+        )
+
+    def close(self) -> None:
+        self._server.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def latest_ledger(self) -> LedgerHeader:
+        """The last ledger Horizon has ingested: its close time is "now" for the ledger."""
+        body = self._get(lambda: self._server.ledgers().order(desc=True).limit(1).call())
+        records = (body or {}).get("_embedded", {}).get("records", [])
+        if not records:
+            raise AdapterError("Horizon lists no ledger")
+        return _ledger(records[0])
+
+    def ledger(self, sequence: int) -> LedgerHeader | None:
+        body = self._get(lambda: self._server.ledgers().ledger(sequence).call())
+        return None if body is None else _ledger(body)
+
+    def history_elder_ledger(self) -> int:
+        """The oldest ledger whose transactions Horizon still serves."""
+        body = self._get(lambda: self._server.root().call())
+        if body is None:
+            raise AdapterError("Horizon has no root resource")
+        return int(body["history_elder_ledger"])
+
+    def account(self, account_id: str) -> AccountView | None:
+        body = self._get(lambda: self._server.accounts().account_id(account_id).call())
+        return None if body is None else _account(body)
+
+    def transaction(self, tx_hash: str) -> TxView | None:
+        body = self._get(lambda: self._server.transactions().transaction(tx_hash).call())
+        return None if body is None else tx_view(body)
+
+    def claimable_balance(self, balance_id: str) -> BalanceView | None:
+        body = self._get(
+            lambda: self._server.claimable_balances().claimable_balance(balance_id).call()
+        )
+        if body is None:
+            return None
+        return BalanceView(
+            balance_id=str(body["id"]),
+            asset=str(body["asset"]),
+            amount=Decimal(body["amount"]),
+            claimants=tuple(
+                Claimant(str(c["destination"]), dict(c["predicate"])) for c in body["claimants"]
+            ),
+        )
+
+    # -- submission ------------------------------------------------------------------------
+
+    def submit(self, envelope: TransactionEnvelope) -> Reply:
+        """POST /transactions once. Returns Horizon's answer, 504 (outcome unknown)
+        included; raises ``ResponseLost`` when no answer came back, ``TransportError``
+        when Horizon was not reached or failed (5xx, 429), ``BreakerOpen``."""
+        return self._guard.call_once(
+            _transport,
+            lambda: self._server.submit_transaction(envelope, skip_memo_required_check=True),
+            submission=True,
+        )
+
+    def _get(self, call: Callable[[], Json]) -> Json | None:
+        reply = self._guard.call(_transport, call)
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise AdapterError(f"Horizon answered {reply.status} to a read: {reply.body}")
+        return reply.body
+
+
+def _transport(call: Callable[[], Json], *, submission: bool = False) -> Reply:
+    """The one place stellar-sdk and requests exceptions become ours.
+
+    An HTTP answer about the request is a ``Reply``; a server fault (5xx, and 429: the
+    server is shedding load) is a ``TransportError``, except a 504 to a submission,
+    which is Horizon saying it stopped waiting for the ledger: an answer, "unknown".
+    """
+    try:
+        return Reply(200, call())
+    except sdk.BaseHorizonError as exc:
+        status = exc.status
+        if status == 504 and submission:
+            return Reply(status, _problem(exc))
+        if status >= 500 or status == 429:
+            raise TransportError(f"Horizon answered {status}: {exc.title or exc.type}") from exc
+        return Reply(status, _problem(exc))
+    except sdk.ConnectionError as exc:
+        if submission and not _never_sent(exc):
+            raise ResponseLost(f"no answer to a submission: {_cause(exc)}") from exc
+        raise TransportError(f"Horizon unreachable: {_cause(exc)}") from exc
+    except ValueError as exc:  # a 200 whose body is not JSON: not Horizon answering
+        raise TransportError(f"unreadable answer from Horizon: {exc}") from exc
+
+
+def _problem(exc: sdk.BaseHorizonError) -> Json:
+    return {
+        "type": exc.type or "",
+        "title": exc.title or "",
+        "detail": exc.detail or "",
+        "extras": exc.extras or {},
+    }
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether the request provably never reached the server (no connection was made)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectTimeout):
+            return True
+        reason = getattr(seen, "reason", None)  # urllib3's MaxRetryError
+        if isinstance(
+            reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        ):
+            return True
+        if isinstance(
+            seen, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        ):
+            return True
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = nested or seen.__cause__
+    return False
+
+
+def _cause(exc: BaseException) -> str:
+    root = exc.__cause__ or exc
+    return f"{type(root).__name__}: {root}"
+
+
+def tx_view(body: Json) -> TxView:
+    """A transaction resource (GET /transactions/{hash}, or a submission's 200)."""
+    return TxView(
+        hash=str(body["hash"]),
+        ledger=int(body["ledger"]),
+        successful=bool(body["successful"]),
+        result_xdr=str(body["result_xdr"]),
+        fee_charged_stroops=int(body["fee_charged"]),
+        source_account=str(body["source_account"]),
+    )
+
+
+def _ledger(body: Json) -> LedgerHeader:
+    return LedgerHeader(
+        sequence=int(body["sequence"]),
+        hash=str(body["hash"]),
+        closed_at=datetime.fromisoformat(str(body["closed_at"])),
+        base_fee_stroops=int(body["base_fee_in_stroops"]),
+        base_reserve_stroops=int(body["base_reserve_in_stroops"]),
+    )
+
+
+def _account(body: Json) -> AccountView:
+    native = Decimal(0)
+    native_selling = Decimal(0)
+    lines: dict[tuple[str, str], TrustLine] = {}
+    for balance in body["balances"]:
+        kind = balance["asset_type"]
+        if kind == "native":
+            native = Decimal(balance["balance"])
+            native_selling = Decimal(balance.get("selling_liabilities", "0"))
+        elif kind in ("credit_alphanum4", "credit_alphanum12"):
+            lines[(str(balance["asset_code"]), str(balance["asset_issuer"]))] = TrustLine(
+                balance=Decimal(balance["balance"]),
+                limit=Decimal(balance["limit"]),
+                buying_liabilities=Decimal(balance.get("buying_liabilities", "0")),
+                selling_liabilities=Decimal(balance.get("selling_liabilities", "0")),
+                authorized=bool(balance.get("is_authorized", True)),
+            )
+    return AccountView(
+        account_id=str(body["account_id"]),
+        sequence=int(body["sequence"]),
+        native_balance=native,
+        native_selling_liabilities=native_selling,
+        subentry_count=int(body["subentry_count"]),
+        num_sponsoring=int(body.get("num_sponsoring", 0)),
+        num_sponsored=int(body.get("num_sponsored", 0)),
+        lines=lines,
+    )

@@ -1,0 +1,507 @@
+"""``XrplChain``: the Chain port on the XRP Ledger, over rippled's JSON-RPC with xrpl-py.
+
+A leg is locked by an ``EscrowCreate`` from the sender to the receiver, held by the
+settlement's PREIMAGE-SHA-256 condition and cancellable after T_cancel; it is committed
+by an ``EscrowFinish`` carrying the fulfillment, and unwound by an ``EscrowCancel``;
+the settlement agent signs (and pays for) both. Every transaction is built explicitly
+(Sequence from ``account_info``, Fee from ``fee``, LastLedgerSequence = the validated
+ledger + ``ledger_window``), signed through the Signer port, and hashed locally, so the
+engine can persist it before it is sent.
+
+Every call to the server goes through the chain's ``ChainGuard`` (breaker and retries),
+and every xrpl-py / httpx failure is translated in ``_transport``. A submission is final
+only as ``status`` reports it: in a validated ledger, or refused for good, or expired
+(a validated ledger past its LastLedgerSequence, with the server holding every ledger
+it could have entered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import httpx
+from xrpl.asyncio.clients.exceptions import XRPLRequestFailureException
+from xrpl.clients import JsonRpcClient
+from xrpl.core.addresscodec import is_valid_classic_address
+from xrpl.core.binarycodec import encode, encode_for_signing
+from xrpl.core.keypairs import derive_classic_address, is_valid_message
+from xrpl.models.amounts import IssuedCurrencyAmount
+from xrpl.models.requests import (
+    AccountInfo,
+    AccountLines,
+    Fee,
+    Ledger,
+    Request,
+    ServerInfo,
+    ServerState,
+    SubmitOnly,
+    Tx,
+)
+from xrpl.models.transactions import EscrowCancel, EscrowCreate, EscrowFinish, Transaction
+
+from adapters.chain import (
+    ChainName,
+    Expired,
+    LedgerTx,
+    Leg,
+    LockRef,
+    LockTerms,
+    Outcome,
+    Pending,
+    Purpose,
+    Rejected,
+    SignedSubmission,
+    Unavailable,
+)
+from adapters.conditions import condition_of_fulfillment
+from adapters.errors import (
+    AdapterError,
+    BreakerOpen,
+    LegInvalid,
+    SigningUnavailable,
+    TransportError,
+)
+from adapters.resilience import ChainGuard
+from adapters.signing import Signer
+from adapters.xrpl.amounts import issued_amount, token_value, xrp_to_drops
+from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
+
+RIPPLE_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
+#: rippled charges an EscrowFinish with a fulfillment this many reference fees, plus one
+#: more per 16 bytes of fulfillment (``Escrow.cpp``, EscrowFinish::calculateBaseFee)
+ESCROW_FINISH_BASE_UNITS: Final = 33
+#: server states in which rippled cannot serve a request: a fault of the server, counted
+#: by the breaker like a refused connection, and retried
+_NOT_READY: Final = frozenset(
+    {"tooBusy", "noNetwork", "notSynced", "noCurrent", "noClosed", "slowDown", "notReady"}
+)
+
+
+class _MaybeDelivered(TransportError):
+    """The request may have reached the server (a timeout after sending, a lost or
+    unreadable answer): for a submit, the outcome is unknown, not a failure."""
+
+
+@contextmanager
+def _transport(url: str) -> Iterator[None]:
+    """The one place where xrpl-py and httpx failures become ``TransportError``."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise TransportError(f"XRPL server {url} not reached: {exc!r}") from exc
+    except (httpx.HTTPError, XRPLRequestFailureException, KeyError, TypeError) as exc:
+        raise _MaybeDelivered(f"XRPL server {url}: no usable answer: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class _LedgerHead:
+    index: int
+    hash: str
+    close_time_ripple_s: int
+
+
+def ripple_seconds(moment: datetime) -> int:
+    """``moment`` in whole seconds since the Ripple epoch, rounded up: a CancelAfter is
+    never earlier than the time the engine asked for."""
+    if moment.tzinfo is None:
+        raise ValueError("ledger times need an aware datetime")
+    delta = moment - RIPPLE_EPOCH
+    return delta.days * 86_400 + delta.seconds + (1 if delta.microseconds else 0)
+
+
+def escrow_finish_fee_units(fulfillment: bytes) -> int:
+    """Reference fees an EscrowFinish carrying ``fulfillment`` costs at least."""
+    return ESCROW_FINISH_BASE_UNITS + len(fulfillment) // 16
+
+
+class XrplChain:
+    """The XRP Ledger as the settlement engine sees it.
+
+    ``agent`` is the settlement agent account that signs and pays for every commit and
+    unwind; ``ledger_window`` is how many ledgers past the validated one a transaction
+    may still apply (its LastLedgerSequence; ``status`` also uses it to bound the ledgers
+    a submission could be in, so it must not shrink while submissions are outstanding);
+    ``max_fee_drops_per_unit`` caps what the
+    engine pays per reference fee when the open ledger's fee escalates (above it the
+    transaction waits in the queue, or expires).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        agent: str,
+        signer: Signer,
+        guard: ChainGuard,
+        ledger_window: int = 20,
+        max_fee_drops_per_unit: int = 1_000,
+    ) -> None:
+        if ledger_window < 1:
+            raise ValueError("ledger_window must be at least 1")
+        self.url = url
+        self.agent = agent
+        self._client = JsonRpcClient(url)
+        self._signer = signer
+        self._guard = guard
+        self.ledger_window = ledger_window
+        self._max_fee_drops_per_unit = max_fee_drops_per_unit
+
+    @property
+    def name(self) -> ChainName:
+        return ChainName.XRPL
+
+    # --- legs -----------------------------------------------------------------------
+
+    def validate_leg(self, leg: Leg) -> None:
+        """Raise ``LegInvalid`` unless the leg can lock and commit as given: precision,
+        accounts, the sender's funds, the receiver's trust line and limit, the issuer's
+        permission to lock its token. Raises ``TransportError`` if the ledger cannot be
+        asked."""
+        amount = self._ledger_amount(leg)
+        if leg.sender == leg.receiver:
+            raise LegInvalid(f"sender and receiver are the same account {leg.sender}")
+        sender = self._account(leg.sender, "sender")
+        self._account(leg.receiver, "receiver")
+        if isinstance(amount, str):
+            self._check_spendable_xrp(sender, int(amount))
+            return
+        issuer = self._account(amount.issuer, "issuer")
+        if not int(issuer["Flags"]) & LSF_ALLOW_TRUST_LINE_LOCKING:
+            raise LegInvalid(
+                f"issuer {amount.issuer} does not allow its tokens in escrow "
+                "(asfAllowTrustLineLocking is not set)"
+            )
+        if leg.sender == amount.issuer:
+            raise LegInvalid("an issuer cannot escrow its own token")
+        held = self._trust_line(leg.sender, amount)
+        if held is None or Decimal(held["balance"]) < leg.amount:
+            raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount} {leg.asset.code}")
+        if leg.receiver == amount.issuer:
+            return  # delivered to its issuer the token is redeemed; no line needed
+        line = self._trust_line(leg.receiver, amount)
+        if line is None:
+            raise LegInvalid(
+                f"receiver {leg.receiver} has no trust line for {leg.asset.code} of "
+                f"{amount.issuer}; the agent's EscrowFinish cannot create it (tecNO_LINE)"
+            )
+        if Decimal(line["balance"]) + leg.amount > Decimal(line["limit"]):
+            raise LegInvalid(
+                f"receiver {leg.receiver}'s trust line limit {line['limit']} cannot take "
+                f"{leg.amount} more {leg.asset.code} (tecLIMIT_EXCEEDED)"
+            )
+
+    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission:
+        """Sign the EscrowCreate of ``leg``; ``lock_ref`` names the escrow (sender and the
+        transaction's Sequence). Raises ``LegInvalid`` for an amount the ledger cannot
+        hold or a CancelAfter already passed in ledger time."""
+        amount = self._ledger_amount(leg)
+        cancel_after = ripple_seconds(terms.cancel_after)
+        condition = _condition(terms.condition_hex)
+        head = self._validated_head()
+        if cancel_after <= head.close_time_ripple_s:
+            raise LegInvalid(
+                f"CancelAfter {cancel_after} has passed in ledger time ({head.close_time_ripple_s})"
+            )
+        sequence = self._next_sequence(leg.sender)
+        tx = EscrowCreate(
+            account=leg.sender,
+            destination=leg.receiver,
+            amount=amount,
+            condition=condition,
+            cancel_after=cancel_after,
+            sequence=sequence,
+            fee=str(self._fee_drops(units=1)),
+            last_ledger_sequence=head.index + self.ledger_window,
+        )
+        lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=sequence)
+        return self._signed(Purpose.LOCK, leg.sender, tx, lock_ref=lock)
+
+    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission:
+        """Sign the agent's EscrowFinish of ``lock`` with the fulfillment, paying the
+        fulfillment surcharge rippled requires."""
+        sequence = _escrow_sequence(lock)
+        try:
+            condition = condition_of_fulfillment(fulfillment_hex)
+        except ValueError as exc:
+            raise LegInvalid(f"fulfillment: {exc}") from exc
+        units = escrow_finish_fee_units(bytes.fromhex(fulfillment_hex))
+        head = self._validated_head()
+        tx = EscrowFinish(
+            account=self.agent,
+            owner=lock.owner,
+            offer_sequence=sequence,
+            condition=condition,
+            fulfillment=fulfillment_hex.upper(),
+            sequence=self._next_sequence(self.agent),
+            fee=str(self._fee_drops(units=units)),
+            last_ledger_sequence=head.index + self.ledger_window,
+        )
+        return self._signed(Purpose.COMMIT, self.agent, tx)
+
+    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission:
+        """Sign the agent's EscrowCancel of ``lock``. It applies only once a validated
+        ledger's close time is past CancelAfter; before that the ledger answers
+        tecNO_PERMISSION (fee spent), so the engine waits for T_cancel first."""
+        sequence = _escrow_sequence(lock)
+        head = self._validated_head()
+        tx = EscrowCancel(
+            account=self.agent,
+            owner=lock.owner,
+            offer_sequence=sequence,
+            sequence=self._next_sequence(self.agent),
+            fee=str(self._fee_drops(units=1)),
+            last_ledger_sequence=head.index + self.ledger_window,
+        )
+        return self._signed(Purpose.UNWIND, self.agent, tx)
+
+    # --- submission -----------------------------------------------------------------
+
+    def submit(self, submission: SignedSubmission) -> Outcome:
+        """Send the signed blob (again, if need be: the ledger never applies it twice).
+        A lost answer is ``Pending`` and an unreachable server ``Unavailable``; a blob the
+        ledger already holds (tefPAST_SEQ, tefALREADY, tefMAX_LEDGER) is read back by
+        hash, so resending an applied or expired transaction answers its final status.
+
+        Sent once, not retried: the engine polls ``status`` and sends again itself."""
+        try:
+            answer = self._guard.call_once(self._rpc_once, SubmitOnly(tx_blob=submission.blob))
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except _MaybeDelivered as exc:
+            return Pending(submission.tx_hash, f"outcome unknown: {exc}")
+        except TransportError as exc:
+            return Unavailable(str(exc))
+        if "engine_result" not in answer:
+            error = str(answer.get("error", "no engine_result"))
+            if error == "invalidTransaction":  # a bad signature or encoding: never applies
+                detail = str(answer.get("error_exception", ""))
+                return Rejected(submission.tx_hash, error, applied=False, detail=detail)
+            return Unavailable(f"submit answered {error}")
+        server_hash = answer.get("tx_json", {}).get("hash")
+        # The engine polls by the hash it computed; if the ledger's differed, the
+        # transaction could apply unseen and look expired. That is a bug, not an outcome.
+        assert server_hash in (None, submission.tx_hash), (server_hash, submission.tx_hash)
+        code = str(answer["engine_result"])
+        if code in MAYBE_APPLIED:
+            return self.status(submission)
+        return submit_outcome(code, submission.tx_hash)
+
+    def status(self, submission: SignedSubmission) -> Outcome:
+        """Where the submission stands: final once a validated ledger holds it or has
+        passed its LastLedgerSequence without it."""
+        try:
+            return self._status(submission)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+
+    def _status(self, submission: SignedSubmission) -> Outcome:
+        assert submission.expires_ledger is not None, "an XRPL submission has an expiry"
+        # The validated ledger is read before the transaction: if it is already past the
+        # expiry then, a transaction missing afterwards was in none of its ledgers.
+        head = self._validated_head()
+        found = self._rpc(Tx(transaction=submission.tx_hash))
+        if found.get("validated") is True:
+            index = int(found["ledger_index"])
+            return ledger_outcome(
+                str(found["meta"]["TransactionResult"]),
+                submission.tx_hash,
+                index,
+                self._ledger_hash(found, index),
+            )
+        if "error" in found and found["error"] != "txnNotFound":
+            return Pending(submission.tx_hash, f"tx answered {found['error']}")
+        if head.index <= submission.expires_ledger:
+            return Pending(submission.tx_hash, f"not validated yet (ledger {head.index})")
+        first = submission.expires_ledger - self.ledger_window
+        if not self._holds_ledgers(first, submission.expires_ledger):
+            return Pending(
+                submission.tx_hash,
+                f"expired unless in ledgers {first}..{submission.expires_ledger}, "
+                "which this server does not hold",
+            )
+        return Expired(
+            submission.tx_hash,
+            f"validated ledger {head.index} is past LastLedgerSequence "
+            f"{submission.expires_ledger}, and it is in none of ledgers {first}.."
+            f"{submission.expires_ledger}",
+        )
+
+    def lookup(self, tx_hash: str) -> LedgerTx | None:
+        """The transaction as the server holds it, or None if unknown. Raises
+        ``TransportError`` (``BreakerOpen``) if the server cannot be asked."""
+        found = self._rpc(Tx(transaction=tx_hash))
+        if found.get("error") == "txnNotFound":
+            return None
+        if "error" in found:
+            raise AdapterError(f"tx {tx_hash} answered {found['error']}")
+        code = str(found.get("meta", {}).get("TransactionResult", ""))
+        tx_json = found.get("tx_json", {})
+        index = int(found.get("ledger_index", 0))
+        return LedgerTx(
+            tx_hash=str(found.get("hash", tx_hash)),
+            ledger_index=index,
+            ledger_hash=self._ledger_hash(found, index) if index else "",
+            validated=found.get("validated") is True,
+            successful=code == "tesSUCCESS",
+            extra={"result": code, "type": str(tx_json.get("TransactionType", ""))},
+        )
+
+    # --- building and signing ---------------------------------------------------------
+
+    def _ledger_amount(self, leg: Leg) -> str | IssuedCurrencyAmount:
+        if leg.chain is not ChainName.XRPL:
+            raise LegInvalid(f"leg is on {leg.chain}, not the XRP Ledger")
+        for role, address in (("sender", leg.sender), ("receiver", leg.receiver)):
+            if not is_valid_classic_address(address):
+                raise LegInvalid(f"{role} {address!r} is not an XRP Ledger address")
+        if leg.asset.is_native:
+            if leg.asset.code != "XRP":
+                raise LegInvalid(f"the native asset is XRP, not {leg.asset.code}")
+            return str(xrp_to_drops(leg.amount))
+        assert leg.asset.issuer is not None
+        if not is_valid_classic_address(leg.asset.issuer):
+            raise LegInvalid(f"issuer {leg.asset.issuer!r} is not an XRP Ledger address")
+        token_value(leg.amount)
+        return issued_amount(leg.asset, leg.amount)
+
+    def _signed(
+        self, purpose: Purpose, account: str, tx: Transaction, lock_ref: LockRef | None = None
+    ) -> SignedSubmission:
+        """Sign ``tx`` for ``account`` through the Signer port and hash it locally."""
+        public_key = self._signer.xrpl_public_key(account)
+        if derive_classic_address(public_key) != account:
+            raise SigningUnavailable(f"the key held for {account} is not its master key")
+        fields = tx.to_xrpl() | {"SigningPubKey": public_key}
+        message = bytes.fromhex(encode_for_signing(fields))
+        signature = self._signer.sign_xrpl(account, message)
+        if not is_valid_message(message, signature, public_key):
+            raise SigningUnavailable(f"the signer's signature for {account} does not verify")
+        fields["TxnSignature"] = signature.hex().upper()
+        signed = type(tx).from_xrpl(fields)
+        assert tx.last_ledger_sequence is not None
+        return SignedSubmission(
+            chain=ChainName.XRPL,
+            purpose=purpose,
+            tx_hash=signed.get_hash(),
+            blob=encode(fields),
+            expires_ledger=tx.last_ledger_sequence,
+            lock_ref=lock_ref,
+        )
+
+    def _fee_drops(self, units: int) -> int:
+        """``units`` reference fees at the open ledger's current level, within the cap;
+        never below the reference fee (less is refused: telINSUF_FEE_P)."""
+        drops = self._rpc(Fee())["drops"]
+        reference = int(drops["base_fee"])
+        per_unit = max(reference, min(int(drops["open_ledger_fee"]), self._max_fee_drops_per_unit))
+        return per_unit * units
+
+    # --- reading the ledger -----------------------------------------------------------
+
+    def _rpc(self, request: Request) -> dict[str, Any]:
+        """One JSON-RPC call through the guard: the ``result`` object (which may hold an
+        ``error`` the caller reads). Raises ``TransportError`` / ``BreakerOpen``."""
+        return self._guard.call(self._rpc_once, request)
+
+    def _rpc_once(self, request: Request) -> dict[str, Any]:
+        with _transport(self.url):
+            result: dict[str, Any] = self._client.request(request).result
+        if result.get("error") in _NOT_READY:
+            raise TransportError(f"XRPL server {self.url} not ready: {result['error']}")
+        return result
+
+    def _account(self, address: str, role: str) -> dict[str, Any]:
+        answer = self._rpc(AccountInfo(account=address, ledger_index="validated"))
+        if answer.get("error") == "actNotFound":
+            raise LegInvalid(f"{role} {address} does not exist on the XRP Ledger")
+        if "error" in answer:
+            raise AdapterError(f"account_info {address} answered {answer['error']}")
+        data: dict[str, Any] = answer["account_data"]
+        return data
+
+    def _next_sequence(self, address: str) -> int:
+        # "current" counts transactions already in the open ledger. Two preparations
+        # racing for one account get the same Sequence: at most one can ever apply, the
+        # other ends tefPAST_SEQ and expires. Never a double application.
+        answer = self._rpc(AccountInfo(account=address, ledger_index="current"))
+        if "error" in answer:
+            raise LegInvalid(f"{address} cannot sign: account_info answered {answer['error']}")
+        return int(answer["account_data"]["Sequence"])
+
+    def _check_spendable_xrp(self, sender: dict[str, Any], amount_drops: int) -> None:
+        ledger = self._rpc(ServerState())["state"]["validated_ledger"]
+        # the escrow itself adds one owned object to the sender's reserve
+        reserve = int(ledger["reserve_base"]) + int(ledger["reserve_inc"]) * (
+            int(sender.get("OwnerCount", 0)) + 1
+        )
+        spendable = int(sender["Balance"]) - reserve - int(ledger["base_fee"])
+        if spendable < amount_drops:
+            raise LegInvalid(
+                f"sender {sender['Account']} can spend {spendable} drops above its reserve, "
+                f"less than {amount_drops}"
+            )
+
+    def _trust_line(self, holder: str, amount: IssuedCurrencyAmount) -> dict[str, Any] | None:
+        answer = self._rpc(
+            AccountLines(account=holder, peer=amount.issuer, ledger_index="validated")
+        )
+        if "error" in answer:
+            raise AdapterError(f"account_lines {holder} answered {answer['error']}")
+        for line in answer["lines"]:
+            if line["currency"] == amount.currency:
+                found: dict[str, Any] = line
+                return found
+        return None
+
+    def _validated_head(self) -> _LedgerHead:
+        answer = self._rpc(Ledger(ledger_index="validated"))
+        if "error" in answer:
+            raise AdapterError(f"ledger answered {answer['error']}")
+        return _LedgerHead(
+            index=int(answer["ledger_index"]),
+            hash=str(answer["ledger_hash"]),
+            close_time_ripple_s=int(answer["ledger"]["close_time"]),
+        )
+
+    def _ledger_hash(self, found: dict[str, Any], index: int) -> str:
+        """The hash of the ledger holding ``found`` (a ``tx`` answer): API v2 states it;
+        otherwise it is read from that ledger's header."""
+        if "ledger_hash" in found:
+            return str(found["ledger_hash"])
+        answer = self._rpc(Ledger(ledger_index=index))
+        if "error" in answer:
+            raise AdapterError(f"ledger {index} answered {answer['error']}")
+        return str(answer["ledger_hash"])
+
+    def _holds_ledgers(self, first: int, last: int) -> bool:
+        """Whether the server holds every ledger from ``first`` to ``last``."""
+        complete = str(self._rpc(ServerInfo())["info"].get("complete_ledgers", ""))
+        for span in complete.split(","):
+            low, _, high = span.strip().partition("-")
+            if low.isdigit() and int(low) <= first and int(high or low) >= last:
+                return True
+        return False
+
+
+def _condition(condition_hex: str) -> str:
+    try:
+        blob = bytes.fromhex(condition_hex)
+    except ValueError as exc:
+        raise LegInvalid(f"condition is not hex: {exc}") from exc
+    if len(blob) != 39 or blob[:4] != bytes.fromhex("A0258020") or blob[36:38] != b"\x81\x01":
+        raise LegInvalid("condition is not a PREIMAGE-SHA-256 condition")
+    return blob.hex().upper()
+
+
+def _escrow_sequence(lock: LockRef) -> int:
+    if lock.chain is not ChainName.XRPL or lock.sequence is None:
+        raise LegInvalid(f"{lock} does not name an XRPL escrow")
+    return lock.sequence

@@ -1,0 +1,614 @@
+"""The Stellar adapter: the shared Chain contract, then what is Stellar's own.
+
+The contract runs twice on the local network (native XLM, and a credit asset over
+trustlines) and once on a public testnet when SETTLEMENT_HORIZON_URL names one (marked
+``testnet``; the tests that need to move ledger time or inject faults skip there).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from stellar_sdk import Asset as SdkAsset
+from stellar_sdk import Keypair, Network, Server, TransactionBuilder
+from stellar_sdk import xdr as x
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BadRequestError, NotFoundError
+
+from adapters.chain import (
+    Asset,
+    ChainName,
+    Expired,
+    Leg,
+    LockRef,
+    LockTerms,
+    Pending,
+    Rejected,
+    SignedSubmission,
+    Unavailable,
+    is_final,
+)
+from adapters.errors import BreakerOpen, LegInvalid, SigningUnavailable, TransportError
+from adapters.localnet.stellar import StellarNode
+from adapters.resilience import ChainGuard, ResiliencePolicy
+from adapters.signing import InMemoryKeystore
+from adapters.stellar import StellarChain
+from adapters.stellar.results import Verdict, summarize, verdict
+from adapters.stellar.timebounds import EPOCH
+from tests.adapters.contract import ChainContract, applied, settle
+
+STROOP = Decimal("0.0000001")
+POLICY = ResiliencePolicy(
+    fail_max=3, reset_timeout_s=0.3, attempts=2, backoff_initial_s=0.01, backoff_max_s=0.05
+)
+
+
+class CountingSigner:
+    """The keystore, counting the signatures it makes."""
+
+    def __init__(self, keystore: InMemoryKeystore) -> None:
+        self.keystore = keystore
+        self.count = 0
+
+    def sign_stellar(self, account_id: str, tx_hash: bytes) -> bytes:
+        self.count += 1
+        return self.keystore.sign_stellar(account_id, tx_hash)
+
+
+class StellarHarness:
+    """A Stellar ledger for the contract: a local node, or a testnet (``node`` None)."""
+
+    amount = Decimal("25.1234567")
+    too_precise = Decimal("1.00000001")
+    policy = POLICY
+
+    def __init__(
+        self,
+        horizon_url: str,
+        passphrase: str,
+        fund: Callable[[str], None],
+        *,
+        node: StellarNode | None = None,
+        credit: bool = False,
+        submission_window_s: int = 60,
+    ) -> None:
+        self.node = node
+        self.passphrase = passphrase
+        self._fund = fund
+        self.keystore = InMemoryKeystore()
+        self.signer = CountingSigner(self.keystore)
+        self.horizon = Server(horizon_url, client=RequestsClient(num_retries=0))
+        self.keys: dict[str, Keypair] = {}
+        self.issuer: Keypair | None = None
+        self.asset = Asset("XLM")
+        if credit:
+            self.issuer = Keypair.random()
+            fund(self.issuer.public_key)
+            self.asset = Asset("USDC", self.issuer.public_key)
+        self.agent = self.new_account()
+        self.chain = StellarChain(
+            horizon_url,
+            passphrase,
+            agent=self.agent,
+            signer=self.signer,
+            guard=ChainGuard("stellar", POLICY),
+            submission_window_s=submission_window_s,
+        )
+
+    def close(self) -> None:
+        self.chain.close()
+        self.horizon.close()
+
+    # -- accounts and balances ------------------------------------------------------------
+
+    def new_account(self, *, trust: bool = True, issue: Decimal = Decimal(1000)) -> str:
+        keypair = Keypair.random()
+        self._fund(keypair.public_key)
+        self.keys[keypair.public_key] = keypair
+        self.keystore.add_stellar(keypair)
+        if self.issuer is not None and trust:
+            self.trust(keypair.public_key)
+            self.issue(keypair.public_key, issue)
+        return keypair.public_key
+
+    @property
+    def sdk_asset(self) -> SdkAsset:
+        if self.asset.is_native:
+            return SdkAsset.native()
+        return SdkAsset(self.asset.code, self.asset.issuer)
+
+    def trust(self, account: str, limit: str | None = None) -> None:
+        self.send(account, lambda b: b.append_change_trust_op(self.sdk_asset, limit))
+
+    def issue(self, account: str, amount: Decimal) -> None:
+        assert self.issuer is not None
+        self.keys[self.issuer.public_key] = self.issuer
+        self.send(
+            self.issuer.public_key,
+            lambda b: b.append_payment_op(account, self.sdk_asset, f"{amount:f}"),
+        )
+
+    def send(self, source: str, add: Callable[[TransactionBuilder], object]) -> dict[str, object]:
+        """Build, sign and submit a transaction outside the adapter (test set-up)."""
+        builder = TransactionBuilder(
+            self.horizon.load_account(source), self.passphrase, base_fee=100
+        ).add_time_bounds(0, self.ledger_now_s() + 300)
+        add(builder)
+        envelope = builder.build()
+        envelope.sign(self.keys[source])
+        return self.horizon.submit_transaction(envelope, skip_memo_required_check=True)
+
+    def balance(self, account: str) -> Decimal:
+        doc = self.horizon.accounts().account_id(account).call()
+        for line in doc["balances"]:
+            if self.asset.is_native and line["asset_type"] == "native":
+                return Decimal(line["balance"])
+            if (line.get("asset_code"), line.get("asset_issuer")) == (
+                self.asset.code,
+                self.asset.issuer,
+            ):
+                return Decimal(line["balance"])
+        return Decimal(0)
+
+    def locked(self, lock: LockRef) -> Decimal:
+        assert lock.balance_id is not None
+        try:
+            doc = self.horizon.claimable_balances().claimable_balance(lock.balance_id).call()
+        except NotFoundError:
+            return Decimal(0)
+        return Decimal(doc["amount"])
+
+    def fee_paid(self, tx_hash: str) -> Decimal:
+        if not self.asset.is_native:
+            return Decimal(0)
+        doc = self.horizon.transactions().transaction(tx_hash).call()
+        return Decimal(int(doc["fee_charged"])) * STROOP
+
+    def signatures(self) -> int:
+        return self.signer.count
+
+    # -- time --------------------------------------------------------------------------------
+
+    def ledger_now_s(self) -> int:
+        """The close time of the latest ledger, in Unix seconds."""
+        records = self.horizon.ledgers().order(desc=True).limit(1).call()["_embedded"]["records"]
+        return int((datetime.fromisoformat(records[0]["closed_at"]) - EPOCH).total_seconds())
+
+    def terms(self, cancel_in_s: int) -> LockTerms:
+        return LockTerms(
+            condition_hex="",
+            cancel_after=EPOCH + timedelta(seconds=self.ledger_now_s() + cancel_in_s),
+        )
+
+    @property
+    def fulfillment_hex(self) -> str:
+        return ""
+
+    def make_unwindable(self, terms: LockTerms) -> None:
+        """The agent may claim a Stellar lock at once: nothing to wait for."""
+
+    def pass_time(self, seconds: int) -> None:
+        """Close a ledger ``seconds`` after the latest one (ledger time)."""
+        self.pass_time_to(self.ledger_now_s() + seconds)
+
+    def pass_time_to(self, target_s: int) -> None:
+        """Close a ledger at ``target_s`` or later. Close times run ahead of the node
+        clock when ledgers close faster than one a second, so the clock moves to the
+        target, not by a fixed step."""
+        if self.node is None:  # a public network: wait for its ledgers
+            while self.ledger_now_s() < target_s:
+                time.sleep(1)
+            return
+        self.node.advance_time(max(0, target_s - self.node.clock.now()))
+        self.node.close_ledger()
+        assert self.ledger_now_s() >= target_s
+
+    def pass_expiry(self, submission: SignedSubmission) -> None:
+        assert submission.expires_at is not None
+        self.pass_time_to(int((submission.expires_at - EPOCH).total_seconds()) + 1)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def _local(self, what: str) -> StellarNode:
+        if self.node is None:
+            pytest.skip(f"{what} needs the local network")
+        return self.node
+
+    def drop_next_response(self) -> None:
+        self._local("dropping a response").faults.drop_responses(1)
+
+    def partition(self) -> None:
+        self._local("a partition").faults.partition()
+
+    def heal(self) -> None:
+        self._local("a partition").faults.heal()
+
+
+def local_harness(node: StellarNode, *, credit: bool) -> StellarHarness:
+    def fund(account: str) -> None:
+        reply = node.friendbot(account)
+        assert reply.status == 200, reply.body
+
+    return StellarHarness(node.base_url, node.network_passphrase, fund, node=node, credit=credit)
+
+
+class TestStellarContract(ChainContract):
+    """The contract on the local network, settling native XLM."""
+
+    @pytest.fixture
+    def harness(self, stellar_node: StellarNode) -> Iterator[StellarHarness]:
+        h = local_harness(stellar_node, credit=False)
+        yield h
+        h.close()
+
+
+class TestStellarCreditContract(ChainContract):
+    """The contract on the local network, settling an issued asset over trustlines."""
+
+    @pytest.fixture
+    def harness(self, stellar_node: StellarNode) -> Iterator[StellarHarness]:
+        h = local_harness(stellar_node, credit=True)
+        yield h
+        h.close()
+
+
+@pytest.mark.testnet
+class TestStellarTestnetContract(ChainContract):
+    """The contract against SETTLEMENT_HORIZON_URL (a public testnet with friendbot)."""
+
+    @pytest.fixture
+    def harness(self) -> Iterator[StellarHarness]:
+        url = os.environ.get("SETTLEMENT_HORIZON_URL")
+        if not url:
+            pytest.skip("SETTLEMENT_HORIZON_URL is not set")
+        friendbot = os.environ.get("SETTLEMENT_FRIENDBOT_URL", "https://friendbot.stellar.org")
+        passphrase = os.environ.get(
+            "SETTLEMENT_STELLAR_PASSPHRASE", Network.TESTNET_NETWORK_PASSPHRASE
+        )
+
+        def fund(account: str) -> None:
+            response = requests.get(friendbot, {"addr": account}, timeout=30)
+            assert response.status_code == 200, response.text
+
+        # Public ledgers close every ~5 s: a 30 s window stays clear of tx_too_late.
+        h = StellarHarness(url, passphrase, fund, submission_window_s=30)
+        yield h
+        h.close()
+
+
+# -- Stellar's own -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local(stellar_node: StellarNode) -> Iterator[StellarHarness]:
+    h = local_harness(stellar_node, credit=False)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def credit(stellar_node: StellarNode) -> Iterator[StellarHarness]:
+    h = local_harness(stellar_node, credit=True)
+    yield h
+    h.close()
+
+
+def new_leg(h: StellarHarness, amount: Decimal | None = None) -> Leg:
+    return Leg(ChainName.STELLAR, h.asset, amount or h.amount, h.new_account(), h.new_account())
+
+
+def locked_leg(h: StellarHarness, cancel_in_s: int = 3600) -> tuple[Leg, LockRef, LockTerms]:
+    leg = new_leg(h)
+    terms = h.terms(cancel_in_s)
+    submission = h.chain.prepare_lock(leg, terms)
+    applied(settle(h, submission))
+    assert submission.lock_ref is not None
+    return leg, submission.lock_ref, terms
+
+
+def test_the_lock_on_the_ledger_has_the_agreed_claimants(local: StellarHarness) -> None:
+    leg, lock, terms = locked_leg(local)
+    assert lock.balance_id is not None and lock.owner == leg.sender
+    doc = local.horizon.claimable_balances().claimable_balance(lock.balance_id).call()
+    assert doc["amount"] == "25.1234567"
+    agent, sender = doc["claimants"]
+    assert agent == {"destination": local.agent, "predicate": {"unconditional": True}}
+    cancel_s = int((terms.cancel_after - EPOCH).total_seconds())
+    assert sender["destination"] == leg.sender
+    assert sender["predicate"]["not"]["abs_before_epoch"] == str(cancel_s)
+
+
+def test_time_bounds_follow_ledger_time_not_this_machine(local: StellarHarness) -> None:
+    """The node's ledgers run a day ahead of this machine: bounds from the local clock
+    would be refused as tx_too_late."""
+    local.pass_time(86_400)
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    assert submission.expires_at is not None
+    expires_s = int((submission.expires_at - EPOCH).total_seconds())
+    assert expires_s == local.ledger_now_s() + 60
+    applied(settle(local, submission))
+
+
+def test_sender_reclaims_alone_after_t_cancel_but_not_before(local: StellarHarness) -> None:
+    leg, lock, _ = locked_leg(local, cancel_in_s=600)
+    assert lock.balance_id is not None
+    balance_id = lock.balance_id
+
+    def reclaim() -> dict[str, object]:
+        return local.send(leg.sender, lambda b: b.append_claim_claimable_balance_op(balance_id))
+
+    with pytest.raises(BadRequestError) as refused:
+        reclaim()
+    assert refused.value.extras is not None
+    codes = refused.value.extras["result_codes"]
+    assert codes == {"transaction": "tx_failed", "operations": ["op_cannot_claim"]}
+    local.pass_time(601)
+    before = local.balance(leg.sender)
+    reclaim()
+    assert local.locked(lock) == 0
+    assert local.balance(leg.sender) == before + leg.amount - 100 * STROOP
+
+
+def test_unwind_after_the_sender_reclaimed_fails_clearly(local: StellarHarness) -> None:
+    leg, lock, _ = locked_leg(local, cancel_in_s=600)
+    assert lock.balance_id is not None
+    balance_id = lock.balance_id
+    local.pass_time(601)
+    local.send(leg.sender, lambda b: b.append_claim_claimable_balance_op(balance_id))
+    sender = local.balance(leg.sender)
+
+    outcome = settle(local, local.chain.prepare_unwind(leg, lock))
+
+    assert isinstance(outcome, Rejected), outcome
+    assert outcome.code == "tx_failed: op_does_not_exist, op_success"
+    assert outcome.applied and outcome.ledger_index and outcome.ledger_hash
+    assert "no longer exists" in outcome.detail
+    assert local.balance(leg.sender) == sender, "the sender is not paid twice"
+
+
+def test_commit_refuses_a_lock_that_does_not_hold_the_leg(local: StellarHarness) -> None:
+    leg, lock, _ = locked_leg(local)
+    bigger = Leg(leg.chain, leg.asset, leg.amount + 1, leg.sender, leg.receiver)
+    with pytest.raises(LegInvalid, match="amount"):
+        local.chain.prepare_commit(bigger, lock, "")
+    assert local.signatures() == 1, "nothing signed for a mismatched lock"
+
+
+def test_a_504_after_apply_is_pending_then_applied(local: StellarHarness) -> None:
+    """The SDK's own retry would have resent the POST and read 200: ours reports the
+    504 as it is, and status finds the transaction by hash."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    assert local.node is not None
+    local.node.faults.timeout_responses(1)
+    first = local.chain.submit(submission)
+    assert isinstance(first, Pending), first
+    assert "may still apply" in first.detail
+    applied(local.chain.status(submission))
+
+
+def test_a_used_sequence_is_tx_bad_seq_final_and_moves_nothing(local: StellarHarness) -> None:
+    leg = new_leg(local)
+    first = local.chain.prepare_lock(leg, local.terms(3600))
+    # On the same sequence number (a different transaction: building the same one
+    # again gives the same hash, which is simply the first transaction).
+    second = local.chain.prepare_lock(leg, local.terms(3601))
+    assert second.tx_hash != first.tx_hash
+    applied(settle(local, first))
+    before = local.balance(leg.sender)
+    outcome = local.chain.submit(second)
+    assert isinstance(outcome, Rejected), outcome
+    assert (outcome.code, outcome.applied) == ("tx_bad_seq", False)
+    assert is_final(outcome)
+    assert local.balance(leg.sender) == before
+
+
+def test_a_refusal_that_may_pass_later_is_not_final(local: StellarHarness) -> None:
+    """tx_insufficient_fee: the same envelope could still apply if sent again before
+    it expires, so no new one may be signed until then."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    assert local.node is not None
+    local.node.faults.reject_submissions(1, "tx_insufficient_fee")
+    outcome = local.chain.submit(submission)
+    assert isinstance(outcome, Pending) and "tx_insufficient_fee" in outcome.detail, outcome
+    assert isinstance(local.chain.status(submission), Pending)
+    local.pass_expiry(submission)
+    assert isinstance(local.chain.status(submission), Expired)
+
+
+def test_server_errors_are_unavailable_and_count_against_the_breaker(
+    local: StellarHarness,
+) -> None:
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    assert local.node is not None
+    local.node.faults.reject_submissions(POLICY.fail_max, 503)
+    outcomes = [local.chain.submit(submission) for _ in range(POLICY.fail_max + 1)]
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    last = outcomes[-1]
+    assert isinstance(last, Unavailable) and last.breaker_open
+    with pytest.raises(BreakerOpen):
+        local.chain.lookup(submission.tx_hash)  # reads fail fast too
+    time.sleep(POLICY.reset_timeout_s * 1.5)
+    applied(settle(local, submission))
+
+
+def test_a_refused_connection_is_unavailable(local: StellarHarness) -> None:
+    """Nothing listens: the request provably never left, so it is Unavailable (not
+    Pending), and preparing raises TransportError."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nowhere = StellarChain(
+        f"http://127.0.0.1:{port}",
+        local.passphrase,
+        agent=local.agent,
+        signer=local.signer,
+        guard=ChainGuard("stellar", POLICY),
+    )
+    try:
+        outcome = nowhere.submit(submission)
+        assert isinstance(outcome, Unavailable) and not outcome.breaker_open, outcome
+        assert isinstance(nowhere.status(submission), Unavailable)
+        with pytest.raises(TransportError):
+            nowhere.prepare_lock(leg, local.terms(3600))
+    finally:
+        nowhere.close()
+
+
+def test_no_key_no_signature(local: StellarHarness) -> None:
+    stranger = Keypair.random().public_key
+    local._fund(stranger)
+    leg = Leg(ChainName.STELLAR, local.asset, Decimal(1), stranger, local.new_account())
+    with pytest.raises(SigningUnavailable):
+        local.chain.prepare_lock(leg, local.terms(3600))
+
+
+def test_validate_leg_names_what_is_wrong(local: StellarHarness) -> None:
+    leg = new_leg(local)
+    missing = Keypair.random().public_key
+    cases: list[tuple[Leg, str]] = [
+        (Leg(ChainName.STELLAR, leg.asset, leg.amount, leg.sender, missing), "does not exist"),
+        (
+            Leg(ChainName.STELLAR, leg.asset, leg.amount, leg.sender, "GABC"),
+            "not a Stellar account",
+        ),
+        (Leg(ChainName.XRPL, leg.asset, leg.amount, leg.sender, leg.receiver), "xrpl leg"),
+        (Leg(ChainName.STELLAR, leg.asset, leg.amount, leg.sender, leg.sender), "same account"),
+        (Leg(ChainName.STELLAR, leg.asset, Decimal("1e12"), leg.sender, leg.receiver), "maximum"),
+        (Leg(ChainName.STELLAR, leg.asset, Decimal(-1), leg.sender, leg.receiver), "positive"),
+        (
+            Leg(ChainName.STELLAR, leg.asset, Decimal(9_999), leg.sender, leg.receiver),
+            "above its reserve",
+        ),
+    ]
+    for bad, message in cases:
+        with pytest.raises(LegInvalid, match=message):
+            local.chain.validate_leg(bad)
+
+
+def test_validate_leg_checks_trustlines_of_receiver_and_agent(credit: StellarHarness) -> None:
+    sender = credit.new_account()
+    untrusting = credit.new_account(trust=False)
+    with pytest.raises(LegInvalid, match=r"receiver .* no trustline"):
+        credit.chain.validate_leg(
+            Leg(ChainName.STELLAR, credit.asset, Decimal(5), sender, untrusting)
+        )
+    small = credit.new_account(trust=False)
+    credit.trust(small, limit="3")
+    with pytest.raises(LegInvalid, match="can take 3"):
+        credit.chain.validate_leg(Leg(ChainName.STELLAR, credit.asset, Decimal(5), sender, small))
+    with pytest.raises(LegInvalid, match="holds 1000"):
+        credit.chain.validate_leg(
+            Leg(ChainName.STELLAR, credit.asset, Decimal(1001), sender, credit.new_account())
+        )
+    # the issuer receives its own asset without a trustline
+    assert credit.issuer is not None
+    credit.chain.validate_leg(
+        Leg(ChainName.STELLAR, credit.asset, Decimal(5), sender, credit.issuer.public_key)
+    )
+
+
+def test_validate_leg_checks_the_agents_trustline(stellar_node: StellarNode) -> None:
+    h = local_harness(stellar_node, credit=True)
+    try:
+        agent_without_line = h.new_account(trust=False)
+        chain = StellarChain(
+            stellar_node.base_url,
+            stellar_node.network_passphrase,
+            agent=agent_without_line,
+            signer=h.signer,
+            guard=ChainGuard("stellar", POLICY),
+        )
+        leg = Leg(ChainName.STELLAR, h.asset, Decimal(5), h.new_account(), h.new_account())
+        with pytest.raises(LegInvalid, match=r"settlement agent .* no trustline"):
+            chain.validate_leg(leg)
+        chain.close()
+    finally:
+        h.close()
+
+
+# -- result codes ---------------------------------------------------------------------------
+
+
+def _failed_result(*ops: x.OperationResult) -> str:
+    return x.TransactionResult(
+        fee_charged=x.Int64(200),
+        result=x.TransactionResultResult(code=x.TransactionResultCode.txFAILED, results=list(ops)),
+        ext=x.TransactionResultExt(0),
+    ).to_xdr()
+
+
+def test_operation_codes_are_named_by_operation_type() -> None:
+    """PAYMENT_UNDERFUNDED and CLAIM_CLAIMABLE_BALANCE_CANNOT_CLAIM are both -2."""
+    claim = x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(
+            type=x.OperationType.CLAIM_CLAIMABLE_BALANCE,
+            claim_claimable_balance_result=x.ClaimClaimableBalanceResult(
+                x.ClaimClaimableBalanceResultCode.CLAIM_CLAIMABLE_BALANCE_CANNOT_CLAIM
+            ),
+        ),
+    )
+    pay = x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(
+            type=x.OperationType.PAYMENT,
+            payment_result=x.PaymentResult(x.PaymentResultCode.PAYMENT_UNDERFUNDED),
+        ),
+    )
+    summary = summarize(_failed_result(claim, pay))
+    assert summary.text == "tx_failed: op_cannot_claim, op_underfunded"
+    assert "not a claimant" in summary.explanation
+    assert "agent does not hold" in summary.explanation
+    assert summary.verdict == Verdict.FAILED
+
+
+def test_every_transaction_code_has_a_verdict() -> None:
+    verdicts = {code: verdict(code) for code in x.TransactionResultCode}
+    T = x.TransactionResultCode
+    assert verdicts[T.txSUCCESS] == Verdict.SUCCESS
+    assert verdicts[T.txFAILED] == Verdict.FAILED
+    assert verdicts[T.txBAD_SEQ] == Verdict.REFUSED
+    assert verdicts[T.txTOO_LATE] == Verdict.REFUSED
+    assert verdicts[T.txINSUFFICIENT_FEE] == Verdict.NOT_YET
+    assert verdicts[T.txINTERNAL_ERROR] == Verdict.NOT_YET
+
+
+def test_keystore_signs_only_for_accounts_it_holds() -> None:
+    keypair = Keypair.random()
+    keystore = InMemoryKeystore([keypair])
+    digest = bytes(32)
+    keypair.verify(digest, keystore.sign_stellar(keypair.public_key, digest))
+    with pytest.raises(SigningUnavailable):
+        keystore.sign_stellar(Keypair.random().public_key, digest)
+    with pytest.raises(ValueError, match="cannot sign"):
+        keystore.add_stellar(Keypair.from_public_key(keypair.public_key))
+
+
+def test_not_expired_while_history_cannot_prove_it_never_applied(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Horizon whose retained history starts after the submission's time bounds
+    cannot show that it never applied: it stays Pending, never Expired."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    local.pass_expiry(submission)
+    latest = local.horizon.ledgers().order(desc=True).limit(1).call()["_embedded"]["records"][0]
+    horizon = local.chain._horizon
+    monkeypatch.setattr(horizon, "history_elder_ledger", lambda: int(latest["sequence"]))
+    outcome = local.chain.status(submission)
+    assert isinstance(outcome, Pending) and "cannot prove" in outcome.detail, outcome
+    monkeypatch.undo()
+    assert isinstance(local.chain.status(submission), Expired)
