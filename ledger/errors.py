@@ -16,7 +16,8 @@ Every psycopg / SQLAlchemy error that leaves this package is translated here, in
     │   ├── TerminalRowImmutable   SE002
     │   ├── AuditAppendOnly        SE003 (UPDATE / DELETE / TRUNCATE of history)
     │   ├── ProtectedColumn        SE004 (identity columns, version discipline)
-    │   └── MissingAuditEntry      SE005 (a change committed without its audit entry)
+    │   ├── MissingAuditEntry      SE005 (a change committed without its audit entry)
+    │   └── SettlementRuleBroken   SE006 (decision, leg or submission rules of DVP)
     ├── IdempotencyInFlight        the same (actor, key) is being processed now
     ├── IdempotencyKeyReused       the key was used for a different request
     ├── PermissionRefused          SQLSTATE 42501 (the role may not do this)
@@ -93,6 +94,10 @@ class MissingAuditEntry(IntegrityRefused):
     sqlstate = "SE005"
 
 
+class SettlementRuleBroken(IntegrityRefused):
+    sqlstate = "SE006"
+
+
 class PermissionRefused(LedgerError):
     sqlstate = "42501"
 
@@ -117,6 +122,7 @@ _BY_SQLSTATE: dict[str, type[LedgerError]] = {
     "SE003": AuditAppendOnly,
     "SE004": ProtectedColumn,
     "SE005": MissingAuditEntry,
+    "SE006": SettlementRuleBroken,
     "42501": PermissionRefused,
 }
 

@@ -37,3 +37,24 @@ class ManualClock:
         with self._lock:
             self._now += delta
             return self._now
+
+
+class OffsetClock:
+    """The wall clock moved forward by a settable offset: for the local networks, whose
+    node clocks can be advanced; advancing both together keeps engine and ledger time
+    in step (the demo and the DVP tests)."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise ValueError("time does not go backwards")
+        with self._lock:
+            self._offset += delta
+        return self.now()

@@ -1,0 +1,358 @@
+"""Settlement records: the write-ahead bookkeeping of delivery versus payment.
+
+All SQL of settlements, legs and ledger submissions lives here; the coordinator
+(``settlement.dvp``) decides what to write. Every function takes a ``UnitOfWork`` so the
+caller chooses the transaction boundaries (the write-ahead rule needs a submission
+committed before it is sent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ledger.database import UnitOfWork
+from ledger.errors import RecordNotFound
+
+
+@dataclass(frozen=True)
+class SettlementRow:
+    id: UUID
+    commitment_id: UUID
+    status: str
+    decision: str | None
+    decision_reason: str | None
+    decided_at: datetime | None
+    settle_not_before: datetime | None
+    commit_deadline: datetime
+    cancel_after: datetime
+    condition_hex: str
+    secret_sealed: bytes
+    needs_review: bool
+    review_reason: str | None
+    cancel_requested_by: str | None
+    cancel_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LegRow:
+    settlement_id: UUID
+    leg_no: int
+    kind: str
+    chain: str
+    asset_code: str
+    asset_issuer: str | None
+    amount: Decimal
+    sender: str
+    receiver: str
+    state: str
+    lock_owner: str | None
+    lock_sequence: int | None
+    lock_balance_id: str | None
+
+
+@dataclass(frozen=True)
+class SubmissionRow:
+    id: int
+    settlement_id: UUID
+    leg_no: int
+    purpose: str
+    chain: str
+    tx_hash: str
+    blob: str
+    expires_ledger: int | None
+    expires_at: datetime | None
+    status: str
+    result_code: str | None
+    ledger_index: int | None
+    ledger_hash: str | None
+    signed_at: datetime
+    finalized_at: datetime | None
+
+
+_SETTLEMENT_COLUMNS = (
+    "id, commitment_id, status, decision, decision_reason, decided_at, settle_not_before,"
+    " commit_deadline,"
+    " cancel_after, condition_hex, secret_sealed, needs_review, review_reason,"
+    " cancel_requested_by, cancel_reason, created_by, created_at, updated_at"
+)
+_LEG_COLUMNS = (
+    "settlement_id, leg_no, kind, chain, asset_code, asset_issuer, amount, sender, receiver,"
+    " state, lock_owner, lock_sequence, lock_balance_id"
+)
+_SUBMISSION_COLUMNS = (
+    "id, settlement_id, leg_no, purpose, chain, tx_hash, blob, expires_ledger, expires_at,"
+    " status, result_code, ledger_index, ledger_hash, signed_at, finalized_at"
+)
+
+
+def insert_settlement(
+    uow: UnitOfWork,
+    *,
+    settlement_id: UUID,
+    commitment_id: UUID,
+    settle_not_before: datetime | None,
+    commit_deadline: datetime,
+    cancel_after: datetime,
+    condition_hex: str,
+    secret_sealed: bytes,
+    created_by: str,
+    at: datetime,
+    legs: list[dict[str, Any]],
+) -> None:
+    uow.execute(
+        "INSERT INTO settlements (id, commitment_id, status, settle_not_before, commit_deadline,"
+        " cancel_after, condition_hex, secret_sealed, created_by, created_at, updated_at)"
+        " VALUES (:id, :commitment_id, 'LOCKING', :settle_not_before, :commit_deadline,"
+        " :cancel_after, :condition_hex, :secret_sealed, :created_by, :at, :at)",
+        {
+            "id": settlement_id,
+            "commitment_id": commitment_id,
+            "settle_not_before": settle_not_before,
+            "commit_deadline": commit_deadline,
+            "cancel_after": cancel_after,
+            "condition_hex": condition_hex,
+            "secret_sealed": secret_sealed,
+            "created_by": created_by,
+            "at": at,
+        },
+    )
+    for leg in legs:
+        uow.execute(
+            "INSERT INTO settlement_legs (settlement_id, leg_no, kind, chain, asset_code,"
+            " asset_issuer, amount, sender, receiver, state) VALUES (:settlement_id, :leg_no,"
+            " :kind, :chain, :asset_code, :asset_issuer, :amount, :sender, :receiver, 'PENDING')",
+            {"settlement_id": settlement_id, **leg},
+        )
+
+
+def load_settlement(
+    uow: UnitOfWork, settlement_id: UUID, *, for_update: bool = False
+) -> SettlementRow:
+    lock = " FOR UPDATE" if for_update else ""
+    row = uow.execute(
+        f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE id = :id{lock}", {"id": settlement_id}
+    ).one_or_none()
+    if row is None:
+        raise RecordNotFound(f"settlement {settlement_id} not found")
+    return SettlementRow(*tuple(row))
+
+
+def settlements_of(uow: UnitOfWork, commitment_id: UUID) -> list[SettlementRow]:
+    rows = uow.execute(
+        f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE commitment_id = :id"
+        " ORDER BY created_at",
+        {"id": commitment_id},
+    )
+    return [SettlementRow(*tuple(row)) for row in rows]
+
+
+def load_legs(uow: UnitOfWork, settlement_id: UUID) -> list[LegRow]:
+    rows = uow.execute(
+        f"SELECT {_LEG_COLUMNS} FROM settlement_legs WHERE settlement_id = :id ORDER BY leg_no",
+        {"id": settlement_id},
+    )
+    return [LegRow(*tuple(row)) for row in rows]
+
+
+def submissions(uow: UnitOfWork, settlement_id: UUID) -> list[SubmissionRow]:
+    rows = uow.execute(
+        f"SELECT {_SUBMISSION_COLUMNS} FROM ledger_submissions WHERE settlement_id = :id"
+        " ORDER BY id",
+        {"id": settlement_id},
+    )
+    return [SubmissionRow(*tuple(row)) for row in rows]
+
+
+def record_submission(
+    uow: UnitOfWork,
+    *,
+    settlement_id: UUID,
+    leg_no: int,
+    purpose: str,
+    chain: str,
+    tx_hash: str,
+    blob: str,
+    expires_ledger: int | None,
+    expires_at: datetime | None,
+    at: datetime,
+) -> None:
+    """Write-ahead: record a signed transaction before it is sent.
+
+    The partial unique index refuses a second open submission for the same leg and
+    purpose (``ConstraintViolation``), so a purpose is never signed twice while an
+    earlier signature could still apply.
+    """
+    uow.execute(
+        "INSERT INTO ledger_submissions (settlement_id, leg_no, purpose, chain, tx_hash, blob,"
+        " expires_ledger, expires_at, status, signed_at) VALUES (:settlement_id, :leg_no,"
+        " :purpose, :chain, :tx_hash, :blob, :expires_ledger, :expires_at, 'SIGNED', :at)",
+        {
+            "settlement_id": settlement_id,
+            "leg_no": leg_no,
+            "purpose": purpose,
+            "chain": chain,
+            "tx_hash": tx_hash,
+            "blob": blob,
+            "expires_ledger": expires_ledger,
+            "expires_at": expires_at,
+            "at": at,
+        },
+    )
+
+
+def finalize_submission(
+    uow: UnitOfWork,
+    *,
+    tx_hash: str,
+    status: str,
+    result_code: str | None,
+    ledger_index: int | None,
+    ledger_hash: str | None,
+    at: datetime,
+) -> None:
+    updated = uow.execute(
+        "UPDATE ledger_submissions SET status = :status, result_code = :code,"
+        " ledger_index = :ledger_index, ledger_hash = :ledger_hash, finalized_at = :at"
+        " WHERE tx_hash = :tx_hash AND status = 'SIGNED'",
+        {
+            "status": status,
+            "code": result_code,
+            "ledger_index": ledger_index,
+            "ledger_hash": ledger_hash,
+            "at": at,
+            "tx_hash": tx_hash,
+        },
+    ).rowcount
+    if updated != 1:
+        raise RecordNotFound(f"no open submission {tx_hash}")
+
+
+def set_leg_state(
+    uow: UnitOfWork,
+    settlement_id: UUID,
+    leg_no: int,
+    state: str,
+    *,
+    lock_owner: str | None = None,
+    lock_sequence: int | None = None,
+    lock_balance_id: str | None = None,
+) -> None:
+    uow.execute(
+        "UPDATE settlement_legs SET state = :state,"
+        " lock_owner = coalesce(:lock_owner, lock_owner),"
+        " lock_sequence = coalesce(:lock_sequence, lock_sequence),"
+        " lock_balance_id = coalesce(:lock_balance_id, lock_balance_id)"
+        " WHERE settlement_id = :settlement_id AND leg_no = :leg_no",
+        {
+            "state": state,
+            "lock_owner": lock_owner,
+            "lock_sequence": lock_sequence,
+            "lock_balance_id": lock_balance_id,
+            "settlement_id": settlement_id,
+            "leg_no": leg_no,
+        },
+    )
+
+
+def decide(uow: UnitOfWork, settlement_id: UUID, decision: str, reason: str, at: datetime) -> None:
+    status = "COMMITTING" if decision == "COMMIT" else "UNWINDING"
+    uow.execute(
+        "UPDATE settlements SET decision = :decision, decision_reason = :reason, decided_at = :at,"
+        " status = :status, updated_at = :at WHERE id = :id",
+        {"decision": decision, "reason": reason, "at": at, "status": status, "id": settlement_id},
+    )
+
+
+def close(uow: UnitOfWork, settlement_id: UUID, status: str, at: datetime) -> None:
+    uow.execute(
+        "UPDATE settlements SET status = :status, updated_at = :at, lease_owner = NULL,"
+        " lease_until = NULL WHERE id = :id",
+        {"status": status, "at": at, "id": settlement_id},
+    )
+
+
+def flag_for_review(uow: UnitOfWork, settlement_id: UUID, reason: str, at: datetime) -> bool:
+    """Flag a settlement for a person; return True if it was not flagged before."""
+    return bool(
+        uow.execute(
+            "UPDATE settlements SET needs_review = true, review_reason = :reason, updated_at = :at"
+            " WHERE id = :id AND NOT needs_review",
+            {"reason": reason, "at": at, "id": settlement_id},
+        ).rowcount
+    )
+
+
+def request_cancel(
+    uow: UnitOfWork, settlement_id: UUID, actor: str, reason: str, at: datetime
+) -> None:
+    uow.execute(
+        "UPDATE settlements SET cancel_requested_by = :actor, cancel_reason = :reason,"
+        " updated_at = :at, lease_until = NULL WHERE id = :id",
+        {"actor": actor, "reason": reason, "at": at, "id": settlement_id},
+    )
+
+
+def claim_due(
+    uow: UnitOfWork, *, worker: str, now: datetime, lease_s: float, limit: int
+) -> list[UUID]:
+    """Lease open settlements nobody holds: ``FOR UPDATE SKIP LOCKED`` so several
+    workers never take the same one; an expired lease (a dead worker) is taken over."""
+    rows = uow.execute(
+        "WITH due AS (SELECT id FROM settlements"
+        "   WHERE status IN ('LOCKING', 'COMMITTING', 'UNWINDING')"
+        "     AND (lease_until IS NULL OR lease_until < :now)"
+        "   ORDER BY lease_until NULLS FIRST, created_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+        " UPDATE settlements s SET lease_owner = :worker,"
+        "   lease_until = :now + make_interval(secs => :lease_s)"
+        " FROM due WHERE s.id = due.id RETURNING s.id",
+        {"now": now, "worker": worker, "lease_s": lease_s, "limit": limit},
+    )
+    return [row[0] for row in rows]
+
+
+def release_lease(uow: UnitOfWork, settlement_id: UUID, worker: str, retry_at: datetime) -> None:
+    """Give the settlement back, due again at ``retry_at`` (leases double as timers)."""
+    uow.execute(
+        "UPDATE settlements SET lease_owner = NULL, lease_until = :retry_at"
+        " WHERE id = :id AND lease_owner = :worker",
+        {"retry_at": retry_at, "id": settlement_id, "worker": worker},
+    )
+
+
+def append_audit(
+    uow: UnitOfWork,
+    *,
+    commitment_id: UUID,
+    actor: str,
+    action: str,
+    payload: str,
+    at: datetime,
+    chain: str | None = None,
+    tx_hash: str | None = None,
+    ledger_index: int | None = None,
+    ledger_hash: str | None = None,
+) -> None:
+    """An audit entry that is not a state change (the chain trigger assigns its place)."""
+    uow.execute(
+        "INSERT INTO audit_log (commitment_id, recorded_at, actor, action, payload, chain,"
+        " tx_hash, ledger_index, ledger_hash, entry_hash) VALUES (:commitment_id, :at, :actor,"
+        " :action, :payload, :chain, :tx_hash, :ledger_index, :ledger_hash, '')",
+        {
+            "commitment_id": commitment_id,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "payload": payload,
+            "chain": chain,
+            "tx_hash": tx_hash,
+            "ledger_index": ledger_index,
+            "ledger_hash": ledger_hash,
+        },
+    )

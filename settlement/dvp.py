@@ -1,0 +1,798 @@
+"""Two-phase delivery versus payment: the coordinator.
+
+A settlement moves a VERIFIED commitment's legs on their ledgers, all or none:
+
+    LOCKING ──every leg locked in time──► COMMIT ──► COMMITTING ──► SETTLED (roll forward)
+       │
+       └──a lock fails, the deadline passes, an admin cancels──► ABORT ──► UNWINDING ──► UNWOUND
+
+All progress is in the database; ``step`` reads it, does the next thing that can be
+done, writes what happened, and returns. Calling ``step`` again, after any crash at any
+point, resumes from what was recorded. The rules it keeps (DESIGN section 4):
+
+- write-ahead: a transaction is signed, recorded and committed before it is sent; a lost
+  response is "pending", resolved by polling the hash, never by signing again; only a
+  final outcome (applied, rejected, expired) allows a new signature for the purpose, and
+  the database refuses a second open one;
+- legs that can be unwound at once (Stellar) are locked before legs that can only be
+  unwound after CancelAfter (XRPL escrow), one at a time;
+- the decision is written in its own transaction with an audit entry before phase 2;
+  after COMMIT the coordinator only rolls forward; commit starts only before the commit
+  deadline, and T_cancel = deadline + a safety margin;
+- a commit leg the ledger rejects, or a ledger unreachable too close to T_cancel, flags
+  the settlement for a person: it is never reported SETTLED.
+
+Commitment transitions (lock, settle, release, force_cancel) carry idempotency keys
+derived from the settlement, so a retry after a crash replays instead of failing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from uuid import UUID
+
+from adapters.chain import (
+    Applied,
+    Asset,
+    Chain,
+    ChainName,
+    Expired,
+    Leg,
+    LockRef,
+    LockTerms,
+    Outcome,
+    Pending,
+    Purpose,
+    Rejected,
+    SignedSubmission,
+    Unavailable,
+)
+from adapters.conditions import HashLock
+from adapters.errors import AdapterError, LegInvalid
+from ledger import errors as db_errors
+from ledger import settlements as records
+from ledger.audit import payload_text
+from ledger.database import Database, UnitOfWork
+from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from settlement import errors
+from settlement.clock import Clock
+from settlement.domain import SYSTEM, Actor, Role
+from settlement.sealing import Sealer
+from settlement.service import CommitmentService
+from settlement.states import State
+
+#: legs whose lock can only be undone after CancelAfter are locked last
+_LOCK_ORDER = {ChainName.STELLAR: 0, ChainName.XRPL: 1}
+#: chains whose unwind is refused by the ledger until CancelAfter has passed
+_UNWIND_AFTER_CANCEL = frozenset({ChainName.XRPL})
+
+
+class Progress(StrEnum):
+    DONE = "done"  # the settlement is closed (SETTLED or UNWOUND)
+    WAITING = "waiting"  # call step again later
+    NEEDS_REVIEW = "needs_review"  # a person must look; the worker keeps polling
+
+
+@dataclass(frozen=True)
+class LegInstruction:
+    chain: ChainName
+    asset: Asset
+    amount: Decimal
+    sender: str
+    receiver: str
+    kind: str = "principal"
+
+    def as_leg(self) -> Leg:
+        return Leg(self.chain, self.asset, self.amount, self.sender, self.receiver)
+
+
+@dataclass(frozen=True)
+class DvpPolicy:
+    #: T_cancel = commit deadline + this: several ledger closes plus clock skew
+    safety_margin_s: float = 120.0
+    #: the shortest commit window an instruction may ask for
+    min_window_s: float = 10.0
+    #: when waiting on a ledger, look again after this long
+    retry_after_s: float = 1.0
+    #: a commit still unresolved this close to T_cancel needs a person
+    review_before_cancel_s: float = 60.0
+    #: signatures per leg for a commit or an unwind the ledger keeps rejecting
+    max_rejected_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class StepResult:
+    progress: Progress
+    status: str
+    retry_after_s: float = 0.0
+    detail: str = ""
+
+
+class DvpCoordinator:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        service: CommitmentService,
+        chains: Mapping[ChainName, Chain],
+        sealer: Sealer,
+        clock: Clock,
+        policy: DvpPolicy | None = None,
+    ) -> None:
+        self._db = db
+        self._service = service
+        self._chains = dict(chains)
+        self._sealer = sealer
+        self._clock = clock
+        self.policy = policy or DvpPolicy()
+
+    # -- instruction ----------------------------------------------------------------
+
+    def instruct(
+        self,
+        actor: Actor,
+        commitment_id: UUID,
+        legs: Sequence[LegInstruction],
+        *,
+        commit_deadline: datetime,
+        settle_not_before: datetime | None = None,
+    ) -> UUID:
+        """Attach a settlement instruction to a VERIFIED commitment.
+
+        Everything is checked before anything is signed: at least two legs, known
+        chains, every leg valid on its ledger (precision, accounts, trust lines), no
+        account on both sides of a leg, the principal legs in the commitment's currency
+        pay exactly its amount against a delivery in another asset, and a deadline at
+        least ``min_window_s`` away. With ``settle_not_before`` (a settlement date) the
+        legs lock at once and the commitment rests ESCROWED until then; COMMIT is decided
+        only from that time on and before the deadline. Raises ``InvalidInput`` (nothing
+        is written) or ``TransitionNotAllowed`` when the commitment is not VERIFIED or
+        already has an open settlement.
+        """
+        if actor.role not in (Role.ADMIN, Role.SYSTEM, Role.ALLOCATOR):
+            raise errors.NotAuthorised(f"{actor.role} may not instruct a settlement")
+        commitment = self._service.get(commitment_id)
+        if actor.role is Role.ALLOCATOR and actor.party != commitment.owner_party:
+            raise errors.NotAuthorised(f"party {actor.party} does not own {commitment_id}")
+        if commitment.state != State.VERIFIED:
+            raise errors.TransitionNotAllowed(
+                f"a settlement needs a VERIFIED commitment; {commitment_id} is {commitment.state}"
+            )
+        now = self._clock.now()
+        if commit_deadline.tzinfo is None or commit_deadline < now + timedelta(
+            seconds=self.policy.min_window_s
+        ):
+            raise errors.InvalidInput(
+                f"commit deadline must be at least {self.policy.min_window_s:.0f} s in the future"
+            )
+        if settle_not_before is not None and not (
+            settle_not_before.tzinfo is not None and settle_not_before < commit_deadline
+        ):
+            raise errors.InvalidInput("settle_not_before must come before the commit deadline")
+        self._check_instruction(legs, commitment.amount, commitment.currency)
+        lock = HashLock.generate()
+        settlement_id = uuid.uuid4()
+        cancel_after = commit_deadline + timedelta(seconds=self.policy.safety_margin_s)
+        rows = [
+            {
+                "leg_no": n,
+                "kind": leg.kind,
+                "chain": leg.chain.value,
+                "asset_code": leg.asset.code,
+                "asset_issuer": leg.asset.issuer,
+                "amount": leg.amount,
+                "sender": leg.sender,
+                "receiver": leg.receiver,
+            }
+            for n, leg in enumerate(legs)
+        ]
+
+        def write(uow: UnitOfWork) -> None:
+            records.insert_settlement(
+                uow,
+                settlement_id=settlement_id,
+                commitment_id=commitment_id,
+                settle_not_before=settle_not_before,
+                commit_deadline=commit_deadline,
+                cancel_after=cancel_after,
+                condition_hex=lock.condition_hex,
+                secret_sealed=self._sealer.seal(lock.secret),
+                created_by=actor.id,
+                at=now,
+                legs=rows,
+            )
+            records.append_audit(
+                uow,
+                commitment_id=commitment_id,
+                actor=actor.id,
+                action="settlement_instructed",
+                at=now,
+                payload=payload_text(
+                    {
+                        "settlement_id": settlement_id,
+                        "settle_not_before": settle_not_before,
+                        "commit_deadline": commit_deadline,
+                        "cancel_after": cancel_after,
+                        "condition": lock.condition_hex,
+                        "legs": [{k: v for k, v in r.items() if v is not None} for r in rows],
+                    }
+                ),
+            )
+
+        try:
+            self._db.transaction(write)
+        except db_errors.ConstraintViolation as exc:
+            if exc.sqlstate == "23505":
+                raise errors.TransitionNotAllowed(
+                    f"commitment {commitment_id} already has an open settlement"
+                ) from exc
+            raise errors.InvalidInput(str(exc)) from exc
+        return settlement_id
+
+    def _check_instruction(
+        self, legs: Sequence[LegInstruction], amount: Decimal, currency: str
+    ) -> None:
+        if len(legs) < 2:
+            raise errors.InvalidInput("a settlement has at least two legs")
+        for leg in legs:
+            if leg.chain not in self._chains:
+                raise errors.InvalidInput(f"no adapter for chain {leg.chain!r}")
+            if leg.kind not in ("principal", "fee"):
+                raise errors.InvalidInput(f"leg kind must be principal or fee, not {leg.kind!r}")
+            if leg.sender == leg.receiver:
+                raise errors.InvalidInput(f"leg sends from {leg.sender} to itself")
+            if not isinstance(leg.amount, Decimal) or not leg.amount.is_finite() or leg.amount <= 0:
+                raise errors.InvalidAmount(f"leg amount must be a positive Decimal: {leg.amount!r}")
+            try:
+                self._chains[leg.chain].validate_leg(leg.as_leg())
+            except LegInvalid as exc:
+                raise errors.InvalidInput(f"{leg.chain} leg: {exc}") from exc
+        principal = [leg for leg in legs if leg.kind == "principal"]
+        if not any(leg.asset.code != currency for leg in principal):
+            # delivery versus payment: something is delivered against the payment
+            raise errors.InvalidInput(f"no principal leg delivers anything against {currency}")
+        paid = sum(
+            (leg.amount for leg in legs if leg.kind == "principal" and leg.asset.code == currency),
+            Decimal(0),
+        )
+        if paid != amount:
+            raise errors.InvalidInput(
+                f"the principal legs pay {paid} {currency}; the commitment is for {amount}"
+            )
+
+    def request_force_cancel(self, actor: Actor, settlement_id: UUID, reason: str) -> None:
+        """An admin asks to unwind a settlement that has not decided COMMIT."""
+        if actor.role is not Role.ADMIN:
+            raise errors.NotAuthorised("only an admin force-cancels a settlement")
+        if not reason or not reason.strip():
+            raise errors.InvalidText("reason is required")
+        now = self._clock.now()
+
+        def write(uow: UnitOfWork) -> None:
+            settlement = records.load_settlement(uow, settlement_id, for_update=True)
+            if settlement.decision == "COMMIT":
+                raise errors.TransitionNotAllowed(
+                    f"settlement {settlement_id} decided COMMIT; it only rolls forward"
+                )
+            if settlement.status not in ("LOCKING", "UNWINDING"):
+                raise errors.TransitionNotAllowed(f"settlement {settlement_id} is closed")
+            records.request_cancel(uow, settlement_id, actor.id, reason.strip(), now)
+            records.append_audit(
+                uow,
+                commitment_id=settlement.commitment_id,
+                actor=actor.id,
+                action="settlement_cancel_requested",
+                at=now,
+                payload=payload_text({"settlement_id": settlement_id, "reason": reason.strip()}),
+            )
+
+        self._db.transaction(write)
+
+    # -- driving --------------------------------------------------------------------
+
+    def step(self, settlement_id: UUID) -> StepResult:
+        """Advance the settlement as far as it can go now; safe to call at any time."""
+        settlement, legs, subs = self._load(settlement_id)
+        match settlement.status:
+            case "LOCKING":
+                return self._step_locking(settlement, legs, subs)
+            case "COMMITTING":
+                return self._step_committing(settlement, legs, subs)
+            case "UNWINDING":
+                return self._step_unwinding(settlement, legs, subs)
+            case _:
+                return StepResult(Progress.DONE, settlement.status)
+
+    def run_to_end(self, settlement_id: UUID, *, max_steps: int = 10_000) -> StepResult:
+        """Step until the settlement closes or needs a person (for tests and the demo);
+        the caller makes ledger time pass between steps if it must."""
+        result = self.step(settlement_id)
+        for _ in range(max_steps):
+            if result.progress is not Progress.WAITING:
+                return result
+            result = self.step(settlement_id)
+        return result
+
+    def _step_locking(
+        self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
+    ) -> StepResult:
+        if s.cancel_requested_by:
+            return self._decide(s, "ABORT", f"force-cancel requested by {s.cancel_requested_by}")
+        if self._clock.now() >= s.commit_deadline:
+            # unwinding resolves any lock still in flight before it undoes anything
+            return self._decide(s, "ABORT", "commit deadline passed before every leg locked")
+        for leg in sorted(legs, key=lambda leg: (_LOCK_ORDER[ChainName(leg.chain)], leg.leg_no)):
+            if leg.state != "PENDING":
+                continue
+            outcome = self._advance(s, leg, Purpose.LOCK, subs)
+            match outcome:
+                case Applied():
+                    continue
+                case Rejected(code=code):
+                    return self._decide(s, "ABORT", f"leg {leg.leg_no} lock rejected: {code}")
+                case Expired() | Pending() | Unavailable():
+                    # expired: never applied, so the next step signs the lock again
+                    return self._wait(s, outcome)
+        # every leg locked: the commitment is ESCROWED, then the decision
+        self._transition(s, "lock")
+        now = self._clock.now()
+        if now >= s.commit_deadline:
+            return self._decide(s, "ABORT", "commit deadline passed after every leg locked")
+        if s.settle_not_before is not None and now < s.settle_not_before:
+            wait_s = (s.settle_not_before - now).total_seconds()
+            return StepResult(
+                Progress.WAITING,
+                s.status,
+                retry_after_s=min(wait_s, 60.0),
+                detail=f"escrowed; settles from {s.settle_not_before}",
+            )
+        return self._decide(s, "COMMIT", "every leg locked before the commit deadline")
+
+    def _step_committing(
+        self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
+    ) -> StepResult:
+        fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
+        waiting: Outcome | None = None
+        for leg in legs:
+            if leg.state == "COMMITTED":
+                continue
+            outcome = self._advance(s, leg, Purpose.COMMIT, subs, fulfillment_hex=fulfillment)
+            match outcome:
+                case Applied():
+                    continue
+                case Rejected(code=code):
+                    self._flag(s, f"leg {leg.leg_no} commit rejected by {leg.chain}: {code}")
+                    waiting = waiting or outcome
+                case Expired() | Pending() | Unavailable():
+                    # expired: a new signature follows at the next step; the others wait
+                    waiting = waiting or outcome
+        if waiting is not None:
+            remaining = (s.cancel_after - self._clock.now()).total_seconds()
+            if remaining < self.policy.review_before_cancel_s and not isinstance(waiting, Rejected):
+                self._flag(s, f"commit not complete {remaining:.0f} s before T_cancel: {waiting}")
+            return self._wait(s, waiting)
+        self._transition(s, "settle")
+        self._close(s, "SETTLED")
+        return StepResult(Progress.DONE, "SETTLED")
+
+    def _step_unwinding(
+        self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
+    ) -> StepResult:
+        waiting: Outcome | None = None
+        for row in legs:
+            if row.state in ("UNWOUND", "NOT_LOCKED"):
+                continue
+            leg = row if row.state == "LOCKED" else self._resolve_lock(s, row, subs)
+            if not isinstance(leg, LegRow):
+                waiting = waiting or leg
+                continue
+            if leg.state != "LOCKED":
+                continue
+            chain = ChainName(leg.chain)
+            if chain in _UNWIND_AFTER_CANCEL and self._clock.now() <= s.cancel_after:
+                waiting = waiting or Pending("", f"leg {leg.leg_no} unwinds after {s.cancel_after}")
+                continue
+            outcome = self._advance(s, leg, Purpose.UNWIND, subs)
+            match outcome:
+                case Applied():
+                    continue
+                case Rejected(code=code):
+                    self._flag(s, f"leg {leg.leg_no} unwind rejected by {leg.chain}: {code}")
+                    waiting = waiting or outcome
+                case Expired() | Pending() | Unavailable():
+                    waiting = waiting or outcome
+        if waiting is not None:
+            return self._wait(s, waiting)
+        commitment = self._service.get(s.commitment_id)
+        if commitment.state == State.ESCROWED:
+            self._transition(s, "force_cancel" if s.cancel_requested_by else "release")
+        self._close(s, "UNWOUND")
+        return StepResult(Progress.DONE, "UNWOUND")
+
+    def _resolve_lock(
+        self, s: SettlementRow, leg: LegRow, subs: list[SubmissionRow]
+    ) -> LegRow | Outcome:
+        """A PENDING leg being unwound: a lock still in flight must be final before we
+        know whether there is anything to undo. Returns the leg as it now stands, or
+        the outcome to wait on."""
+        if _open(subs, leg, Purpose.LOCK) is None:
+            self._set_leg(s, leg, "NOT_LOCKED")
+            return self._leg(s.id, leg.leg_no)
+        outcome = self._advance(s, leg, Purpose.LOCK, subs)
+        match outcome:
+            case Applied():
+                return self._leg(s.id, leg.leg_no)
+            case Rejected() | Expired():
+                self._set_leg(s, leg, "NOT_LOCKED")
+                return self._leg(s.id, leg.leg_no)
+            case Pending() | Unavailable():
+                return outcome
+
+    # -- one leg, one purpose: reliable submission ----------------------------------
+
+    def _advance(
+        self,
+        s: SettlementRow,
+        leg: LegRow,
+        purpose: Purpose,
+        subs: list[SubmissionRow],
+        *,
+        fulfillment_hex: str | None = None,
+    ) -> Outcome:
+        """Drive one purpose of one leg one step: poll the open submission, or sign,
+        record and send a new one when (and only when) the last one is final."""
+        chain = self._chains[ChainName(leg.chain)]
+        open_sub = _open(subs, leg, purpose)
+        if open_sub is not None:
+            signed = _signed(open_sub)
+            outcome = chain.status(signed)
+            if isinstance(outcome, Pending):
+                resent = chain.submit(signed)  # the same blob: the ledger applies it once
+                outcome = resent if not isinstance(resent, Unavailable) else outcome
+            return self._settle_outcome(s, leg, open_sub.tx_hash, purpose, outcome)
+        history = _of(subs, leg, purpose)
+        applied = [x for x in history if x.status == "APPLIED"]
+        if applied:
+            a = applied[0]
+            assert a.ledger_index is not None
+            assert a.ledger_hash is not None
+            return Applied(a.tx_hash, a.ledger_index, a.ledger_hash, a.result_code or "")
+        rejected = [x for x in history if x.status == "REJECTED"]
+        if rejected and (
+            purpose is Purpose.LOCK or len(rejected) >= self.policy.max_rejected_attempts
+        ):
+            last = rejected[-1]
+            return Rejected(
+                last.tx_hash,
+                last.result_code or "",
+                applied=True,
+                ledger_index=last.ledger_index,
+                ledger_hash=last.ledger_hash,
+            )
+        try:
+            signed = self._prepare(chain, s, leg, purpose, fulfillment_hex)
+        except AdapterError as exc:
+            return Unavailable(f"cannot prepare {purpose} of leg {leg.leg_no}: {exc}")
+        now = self._clock.now()
+
+        def write_ahead(uow: UnitOfWork) -> None:
+            records.record_submission(
+                uow,
+                settlement_id=s.id,
+                leg_no=leg.leg_no,
+                purpose=purpose.value,
+                chain=leg.chain,
+                tx_hash=signed.tx_hash,
+                blob=signed.blob,
+                expires_ledger=signed.expires_ledger,
+                expires_at=signed.expires_at,
+                at=now,
+            )
+            if purpose is Purpose.LOCK and signed.lock_ref is not None:
+                ref = signed.lock_ref
+                records.set_leg_state(
+                    uow,
+                    s.id,
+                    leg.leg_no,
+                    "PENDING",
+                    lock_owner=ref.owner,
+                    lock_sequence=ref.sequence,
+                    lock_balance_id=ref.balance_id,
+                )
+
+        self._db.transaction(write_ahead)
+        outcome = chain.submit(signed)
+        return self._settle_outcome(s, leg, signed.tx_hash, purpose, outcome)
+
+    def _prepare(
+        self,
+        chain: Chain,
+        s: SettlementRow,
+        leg: LegRow,
+        purpose: Purpose,
+        fulfillment_hex: str | None,
+    ) -> SignedSubmission:
+        spec = _leg(leg)
+        match purpose:
+            case Purpose.LOCK:
+                return chain.prepare_lock(spec, LockTerms(s.condition_hex, s.cancel_after))
+            case Purpose.COMMIT:
+                assert fulfillment_hex is not None
+                return chain.prepare_commit(spec, _lock_ref(leg), fulfillment_hex)
+            case Purpose.UNWIND:
+                return chain.prepare_unwind(spec, _lock_ref(leg))
+
+    def _settle_outcome(
+        self, s: SettlementRow, leg: LegRow, tx_hash: str, purpose: Purpose, outcome: Outcome
+    ) -> Outcome:
+        """Record a final outcome (and the leg's new state) in one transaction."""
+        now = self._clock.now()
+        match outcome:
+            case Applied(ledger_index=index, ledger_hash=ledger_hash, code=code):
+                new_state = {
+                    Purpose.LOCK: "LOCKED",
+                    Purpose.COMMIT: "COMMITTED",
+                    Purpose.UNWIND: "UNWOUND",
+                }[purpose]
+
+                def applied(uow: UnitOfWork) -> None:
+                    records.finalize_submission(
+                        uow,
+                        tx_hash=tx_hash,
+                        status="APPLIED",
+                        result_code=code,
+                        ledger_index=index,
+                        ledger_hash=ledger_hash,
+                        at=now,
+                    )
+                    records.set_leg_state(uow, s.id, leg.leg_no, new_state)
+                    records.append_audit(
+                        uow,
+                        commitment_id=s.commitment_id,
+                        actor=SYSTEM.id,
+                        action=f"leg_{purpose.value}",
+                        at=now,
+                        chain=leg.chain,
+                        tx_hash=tx_hash,
+                        ledger_index=index,
+                        ledger_hash=ledger_hash,
+                        payload=payload_text(
+                            {"settlement_id": s.id, "leg_no": leg.leg_no, "result": code}
+                        ),
+                    )
+
+                self._db.transaction(applied)
+            case Rejected(code=code, ledger_index=index, ledger_hash=ledger_hash):
+                in_ledger = index is not None and ledger_hash is not None
+                self._final_failure(
+                    s,
+                    leg,
+                    purpose,
+                    tx_hash,
+                    status="REJECTED",
+                    code=code,
+                    now=now,
+                    ledger=(index, ledger_hash) if in_ledger else None,
+                )
+            case Expired():
+                self._final_failure(
+                    s, leg, purpose, tx_hash, status="EXPIRED", code=None, now=now, ledger=None
+                )
+            case Pending() | Unavailable():
+                pass
+        return outcome
+
+    def _final_failure(
+        self,
+        s: SettlementRow,
+        leg: LegRow,
+        purpose: Purpose,
+        tx_hash: str,
+        *,
+        status: str,
+        code: str | None,
+        now: datetime,
+        ledger: tuple[int | None, str | None] | None,
+    ) -> None:
+        """Record a rejection or expiry, with an audit entry: what the engine decides
+        next follows from it. A rejection inside a ledger (fee spent) carries that
+        ledger as its reference; one refused before any ledger names the hash only."""
+        index, ledger_hash = ledger if ledger is not None else (None, None)
+
+        def write(uow: UnitOfWork) -> None:
+            records.finalize_submission(
+                uow,
+                tx_hash=tx_hash,
+                status=status,
+                result_code=code,
+                ledger_index=index,
+                ledger_hash=ledger_hash,
+                at=now,
+            )
+            body = {"settlement_id": s.id, "leg_no": leg.leg_no, "result": code or status}
+            if ledger is None:
+                body["tx_hash"] = tx_hash
+            records.append_audit(
+                uow,
+                commitment_id=s.commitment_id,
+                actor=SYSTEM.id,
+                action=f"leg_{purpose.value}_{status.lower()}",
+                at=now,
+                chain=leg.chain if ledger is not None else None,
+                tx_hash=tx_hash if ledger is not None else None,
+                ledger_index=index,
+                ledger_hash=ledger_hash,
+                payload=payload_text(body),
+            )
+
+        self._db.transaction(write)
+
+    # -- decisions, transitions, review ---------------------------------------------
+
+    def _decide(self, s: SettlementRow, decision: str, reason: str) -> StepResult:
+        now = self._clock.now()
+
+        def write(uow: UnitOfWork) -> None:
+            current = records.load_settlement(uow, s.id, for_update=True)
+            if current.decision is not None:
+                return  # another worker decided first; its decision stands
+            records.decide(uow, s.id, decision, reason, now)
+            records.append_audit(
+                uow,
+                commitment_id=s.commitment_id,
+                actor=SYSTEM.id,
+                action=f"settlement_{decision.lower()}",
+                at=now,
+                payload=payload_text({"settlement_id": s.id, "reason": reason}),
+            )
+
+        self._db.transaction(write)
+        return StepResult(
+            Progress.WAITING, "COMMITTING" if decision == "COMMIT" else "UNWINDING", detail=reason
+        )
+
+    def _transition(self, s: SettlementRow, event: str) -> None:
+        actor = SYSTEM
+        reason = None
+        if event == "force_cancel":
+            assert s.cancel_requested_by is not None
+            actor = Actor(s.cancel_requested_by, Role.ADMIN)
+            reason = s.cancel_reason
+        try:
+            self._service.apply(
+                actor,
+                s.commitment_id,
+                event,
+                reason=reason,
+                idempotency_key=f"settlement:{s.id}:{event}",
+                payload={"settlement_id": str(s.id)},
+            )
+        except errors.TransitionNotAllowed:
+            # already there (a replay of this step after a crash found no key, e.g. the
+            # commitment moved by the same event in an earlier life of this settlement)
+            state = self._service.state_of(s.commitment_id)
+            expected = {
+                "lock": State.ESCROWED,
+                "settle": State.SETTLED,
+                "release": State.VERIFIED,
+                "force_cancel": State.CANCELLED,
+            }[event]
+            if state != expected:
+                raise
+
+    def _close(self, s: SettlementRow, status: str) -> None:
+        self._db.transaction(lambda uow: records.close(uow, s.id, status, self._clock.now()))
+
+    def _flag(self, s: SettlementRow, reason: str) -> None:
+        now = self._clock.now()
+
+        def write(uow: UnitOfWork) -> None:
+            if records.flag_for_review(uow, s.id, reason, now):
+                records.append_audit(
+                    uow,
+                    commitment_id=s.commitment_id,
+                    actor=SYSTEM.id,
+                    action="settlement_flagged",
+                    at=now,
+                    payload=payload_text({"settlement_id": s.id, "reason": reason}),
+                )
+
+        self._db.transaction(write)
+
+    def _wait(self, s: SettlementRow, outcome: Outcome) -> StepResult:
+        flagged = records_needs_review(self._db, s.id)
+        return StepResult(
+            Progress.NEEDS_REVIEW if flagged else Progress.WAITING,
+            s.status,
+            retry_after_s=self.policy.retry_after_s,
+            detail=_describe(outcome),
+        )
+
+    def _set_leg(self, s: SettlementRow, leg: LegRow, state: str) -> None:
+        self._db.transaction(lambda uow: records.set_leg_state(uow, s.id, leg.leg_no, state))
+
+    def _leg(self, settlement_id: UUID, leg_no: int) -> LegRow:
+        def read(uow: UnitOfWork) -> LegRow:
+            return next(x for x in records.load_legs(uow, settlement_id) if x.leg_no == leg_no)
+
+        return self._db.transaction(read)
+
+    def _load(self, settlement_id: UUID) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+        def read(uow: UnitOfWork) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+            return (
+                records.load_settlement(uow, settlement_id),
+                records.load_legs(uow, settlement_id),
+                records.submissions(uow, settlement_id),
+            )
+
+        try:
+            return self._db.transaction(read)
+        except db_errors.RecordNotFound as exc:
+            raise errors.CommitmentNotFound(str(exc)) from exc
+
+    # -- reads ----------------------------------------------------------------------
+
+    def settlement(
+        self, settlement_id: UUID
+    ) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+        return self._load(settlement_id)
+
+
+def records_needs_review(db: Database, settlement_id: UUID) -> bool:
+    return db.transaction(lambda uow: records.load_settlement(uow, settlement_id).needs_review)
+
+
+def _of(subs: list[SubmissionRow], leg: LegRow, purpose: Purpose) -> list[SubmissionRow]:
+    return [x for x in subs if x.leg_no == leg.leg_no and x.purpose == purpose.value]
+
+
+def _open(subs: list[SubmissionRow], leg: LegRow, purpose: Purpose) -> SubmissionRow | None:
+    return next((x for x in _of(subs, leg, purpose) if x.status == "SIGNED"), None)
+
+
+def _signed(row: SubmissionRow) -> SignedSubmission:
+    return SignedSubmission(
+        chain=ChainName(row.chain),
+        purpose=Purpose(row.purpose),
+        tx_hash=row.tx_hash,
+        blob=row.blob,
+        expires_ledger=row.expires_ledger,
+        expires_at=row.expires_at,
+    )
+
+
+def _leg(row: LegRow) -> Leg:
+    return Leg(
+        ChainName(row.chain),
+        Asset(row.asset_code, row.asset_issuer),
+        row.amount,
+        row.sender,
+        row.receiver,
+    )
+
+
+def _lock_ref(row: LegRow) -> LockRef:
+    assert row.lock_owner is not None, f"leg {row.leg_no} has no recorded lock"
+    return LockRef(ChainName(row.chain), row.lock_owner, row.lock_sequence, row.lock_balance_id)
+
+
+def _describe(outcome: Outcome) -> str:
+    match outcome:
+        case Pending(tx_hash=h, detail=d):
+            return f"pending {h[:12]} {d}".strip()
+        case Unavailable(reason=r):
+            return f"ledger unavailable: {r}"
+        case Rejected(code=c):
+            return f"rejected: {c}"
+        case Expired(tx_hash=h):
+            return f"expired {h[:12]}"
+        case Applied(tx_hash=h):
+            return f"applied {h[:12]}"
+
+
+__all__ = ["DvpCoordinator", "DvpPolicy", "LegInstruction", "Progress", "StepResult"]

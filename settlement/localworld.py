@@ -1,0 +1,180 @@
+"""Both local networks in one process, provisioned for a bond-versus-USDC settlement.
+
+The demo and the DVP tests use this: an XRP Ledger where an issuer's tokenised bond
+(``BND``) sits with the seller, a Stellar network where an issuer's ``USDC`` sits with
+the buyer, a settlement agent on each ledger (the Stellar agent trusts USDC: claiming a
+credit-asset balance needs a trustline), the keystore holding the keys the engine signs
+with, and one adapter per chain behind its circuit breaker. ``advance_time`` moves both
+ledgers' clocks and the engine's clock together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from stellar_sdk import Keypair
+from xrpl.wallet import Wallet
+
+from adapters.chain import Asset, Chain, ChainName
+from adapters.localnet.provision import StellarProvisioner, XrplProvisioner
+from adapters.localnet.stellar import StellarNode
+from adapters.localnet.xrpl import XrplNode
+from adapters.resilience import ChainGuard, ResiliencePolicy
+from adapters.signing import InMemoryKeystore
+from adapters.stellar import StellarChain
+from adapters.xrpl import XrplChain
+from settlement.clock import OffsetClock
+from settlement.dvp import LegInstruction
+
+BOND_CODE = "BND"
+USDC_CODE = "USDC"
+
+
+@dataclass
+class LocalWorld:
+    xrpl_node: XrplNode
+    stellar_node: StellarNode
+    xrpl: XrplProvisioner
+    stellar: StellarProvisioner
+    keystore: InMemoryKeystore
+    clock: OffsetClock
+    guards: dict[ChainName, ChainGuard]
+    chains: dict[ChainName, Chain]
+    bond: Asset
+    usdc: Asset
+    seller_xrpl: Wallet
+    buyer_xrpl: Wallet
+    buyer_stellar: Keypair
+    seller_stellar: Keypair
+    agent_xrpl: Wallet
+    agent_stellar: Keypair
+    extra_buyers: list[Keypair] = field(default_factory=list)
+
+    def legs(
+        self, bond_units: Decimal, usdc: Decimal, *, buyer_stellar: Keypair | None = None
+    ) -> list[LegInstruction]:
+        """Payment first (USDC on Stellar, buyer to seller), delivery second (the bond
+        on XRPL, seller to buyer)."""
+        payer = buyer_stellar or self.buyer_stellar
+        return [
+            LegInstruction(
+                ChainName.STELLAR, self.usdc, usdc, payer.public_key, self.seller_stellar.public_key
+            ),
+            LegInstruction(
+                ChainName.XRPL,
+                self.bond,
+                bond_units,
+                self.seller_xrpl.classic_address,
+                self.buyer_xrpl.classic_address,
+            ),
+        ]
+
+    def advance_time(self, seconds: int) -> None:
+        """Move both ledgers and the engine forward together."""
+        self.xrpl_node.advance_time(seconds)
+        self.stellar_node.advance_time(seconds)
+        self.clock.advance(timedelta(seconds=seconds))
+
+    def holdings(self) -> dict[str, Decimal]:
+        """Every balance of the two assets the world's accounts hold, for conservation."""
+        bond_holders = {
+            "seller": self.seller_xrpl.classic_address,
+            "buyer": self.buyer_xrpl.classic_address,
+        }
+        usdc_holders = {
+            "buyer": self.buyer_stellar.public_key,
+            "seller": self.seller_stellar.public_key,
+            "agent": self.agent_stellar.public_key,
+        }
+        usdc_holders |= {f"buyer{n}": k.public_key for n, k in enumerate(self.extra_buyers, 2)}
+        out = {f"BND:{k}": self.xrpl.token_balance(v, self.bond) for k, v in bond_holders.items()}
+        out |= {f"USDC:{k}": self.stellar.balance(v, self.usdc) for k, v in usdc_holders.items()}
+        return out
+
+    def close(self) -> None:
+        for chain in self.chains.values():
+            closer = getattr(chain, "close", None)
+            if closer is not None:
+                closer()
+        self.xrpl.close()
+        self.stellar.close()
+        self.xrpl_node.stop()
+        self.stellar_node.stop()
+
+
+def start_local_world(
+    *,
+    bond_units: Decimal = Decimal(1_000),
+    usdc: Decimal = Decimal(10_000_000),
+    xrpl_close_interval_s: float = 0.05,
+    stellar_close_interval_s: float = 0.02,
+    policy: ResiliencePolicy | None = None,
+    extra_buyers: int = 0,
+) -> LocalWorld:
+    """Start both nodes on free ports and provision the accounts and assets."""
+    xrpl_node = XrplNode(close_interval_s=xrpl_close_interval_s)
+    stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
+    xrpl_url = xrpl_node.start(port=0)
+    horizon_url = stellar_node.start(port=0)
+    xrpl = XrplProvisioner(xrpl_url)
+    stellar = StellarProvisioner(horizon_url, stellar_node.network_passphrase)
+    keystore = InMemoryKeystore()
+
+    issuer_x = xrpl.issuer(allow_trust_line_locking=True)
+    bond = Asset(BOND_CODE, issuer_x.classic_address)
+    seller_x, buyer_x, agent_x = xrpl.account(), xrpl.account(), xrpl.account()
+    for holder in (seller_x, buyer_x):
+        xrpl.trust(holder, bond, bond_units * 10)
+    xrpl.issue(issuer_x, seller_x.classic_address, bond, bond_units)
+
+    issuer_s = stellar.account()
+    usdc_asset = Asset(USDC_CODE, issuer_s.public_key)
+    buyer_s, seller_s, agent_s = stellar.account(), stellar.account(), stellar.account()
+    buyers = [buyer_s] + [stellar.account() for _ in range(extra_buyers)]
+    for keypair in (*buyers, seller_s, agent_s):
+        stellar.trust(keypair, usdc_asset)
+    for buyer in buyers:
+        stellar.issue(issuer_s, buyer.public_key, usdc_asset, usdc)
+
+    # the engine signs for the senders of locks and for its agents
+    for wallet in (seller_x, agent_x):
+        keystore.add_xrpl(wallet)
+    for signer in (*buyers, agent_s):
+        keystore.add_stellar(signer)
+    guards = {
+        ChainName.XRPL: ChainGuard("xrpl", policy),
+        ChainName.STELLAR: ChainGuard("stellar", policy),
+    }
+    chains: dict[ChainName, Chain] = {
+        ChainName.XRPL: XrplChain(
+            xrpl_url, agent=agent_x.classic_address, signer=keystore, guard=guards[ChainName.XRPL]
+        ),
+        ChainName.STELLAR: StellarChain(
+            horizon_url,
+            stellar_node.network_passphrase,
+            agent=agent_s.public_key,
+            signer=keystore,
+            guard=guards[ChainName.STELLAR],
+        ),
+    }
+    return LocalWorld(
+        xrpl_node=xrpl_node,
+        stellar_node=stellar_node,
+        xrpl=xrpl,
+        stellar=stellar,
+        keystore=keystore,
+        clock=OffsetClock(),
+        guards=guards,
+        chains=chains,
+        bond=bond,
+        usdc=usdc_asset,
+        seller_xrpl=seller_x,
+        buyer_xrpl=buyer_x,
+        buyer_stellar=buyer_s,
+        seller_stellar=seller_s,
+        agent_xrpl=agent_x,
+        agent_stellar=agent_s,
+        extra_buyers=buyers[1:],
+    )

@@ -1,0 +1,94 @@
+"""The settlement worker: claims open settlements and drives them.
+
+Several workers may run against one database. Each claims work with ``SELECT ... FOR
+UPDATE SKIP LOCKED`` and takes a lease; a lease that runs out (its worker died) lets
+another worker resume the settlement from what the database recorded. A settlement
+that must wait (a ledger closing, CancelAfter not yet passed) is handed back with its
+lease set to when it is due again, so the lease doubles as the timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from ledger import settlements as records
+from ledger.database import Database
+from settlement.clock import Clock
+from settlement.dvp import DvpCoordinator, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerPolicy:
+    #: how long a claimed settlement belongs to this worker before others may take it
+    lease_s: float = 30.0
+    #: settlements claimed per poll
+    batch: int = 8
+    #: idle wait between polls when nothing is due
+    idle_s: float = 0.5
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        coordinator: DvpCoordinator,
+        clock: Clock,
+        *,
+        name: str | None = None,
+        policy: WorkerPolicy | None = None,
+    ) -> None:
+        self._db = db
+        self._coordinator = coordinator
+        self._clock = clock
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.policy = policy or WorkerPolicy()
+        self._stop = threading.Event()
+
+    def run_once(self) -> int:
+        """Claim what is due, step each claimed settlement once; return how many."""
+        now = self._clock.now()
+        claimed = self._db.transaction(
+            lambda uow: records.claim_due(
+                uow,
+                worker=self.name,
+                now=now,
+                lease_s=self.policy.lease_s,
+                limit=self.policy.batch,
+            )
+        )
+        for settlement_id in claimed:
+            self._drive(settlement_id)
+        return len(claimed)
+
+    def _drive(self, settlement_id: UUID) -> None:
+        try:
+            result = self._coordinator.step(settlement_id)
+        except Exception:
+            # the lease runs out and the settlement is retried; nothing is lost
+            log.exception("settlement %s: step failed; retrying after the lease", settlement_id)
+            return
+        if result.progress is Progress.DONE:
+            return
+        retry_at = self._clock.now() + timedelta(seconds=result.retry_after_s)
+        self._db.transaction(
+            lambda uow: records.release_lease(uow, settlement_id, self.name, retry_at)
+        )
+
+    def run(self) -> None:
+        """Poll until ``stop()``."""
+        log.info("worker %s started", self.name)
+        while not self._stop.is_set():
+            if self.run_once() == 0:
+                self._stop.wait(self.policy.idle_s)
+        log.info("worker %s stopped", self.name)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,90 @@
+"""DVP fixtures: both local networks, a migrated database, the coordinator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+from cryptography.fernet import Fernet
+from support import ALLOCATOR, OFFICER, seed_compliance
+
+from adapters.chain import ChainName
+from adapters.resilience import ResiliencePolicy
+from ledger.audit import verify_all
+from settlement import bootstrap
+from settlement.bootstrap import DatabaseUrls
+from settlement.dvp import DvpCoordinator, DvpPolicy, Progress, StepResult
+from settlement.localworld import LocalWorld, start_local_world
+from settlement.sealing import Sealer
+from settlement.settings import load_settings
+from settlement.states import State
+
+FAST = ResiliencePolicy(fail_max=3, reset_timeout_s=0.5, attempts=2, backoff_initial_s=0.01)
+
+
+@dataclass
+class Dvp:
+    world: LocalWorld
+    engine: bootstrap.Engine
+    coordinator: DvpCoordinator
+
+    def verified_commitment(self, usdc: str = "1000") -> UUID:
+        service = self.engine.commitments
+        created = service.create(ALLOCATOR, deal_ref="BOND-DVP", amount=usdc, currency="USDC")
+        service.submit(ALLOCATOR, created.commitment_id)
+        service.approve(OFFICER, created.commitment_id)
+        assert service.state_of(created.commitment_id) is State.VERIFIED
+        return created.commitment_id
+
+    def drive(self, settlement_id: UUID, *, timeout_s: float = 30.0) -> StepResult:
+        """Step until the settlement closes or needs a person; ledgers close meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = self.coordinator.step(settlement_id)
+            if result.progress is not Progress.WAITING or time.monotonic() > deadline:
+                return result
+            time.sleep(0.02)
+
+    def ledger_ref_check(
+        self, chain: str, tx_hash: str, index: int | None, ledger_hash: str | None
+    ) -> str | None:
+        tx = self.world.chains[ChainName(chain)].lookup(tx_hash)
+        if tx is None:
+            return "transaction not found on the ledger"
+        if not tx.validated:
+            return "transaction not validated"
+        if (tx.ledger_index, tx.ledger_hash) != (index, ledger_hash):
+            return f"ledger {tx.ledger_index} {tx.ledger_hash} differs from the record"
+        return None
+
+    def verify_audit(self) -> None:
+        with self.engine.db.unit_of_work() as uow:
+            report = verify_all(uow.connection, check_ledger_ref=self.ledger_ref_check)
+        assert report.ok, report.breaks
+        assert report.ledger_refs_checked > 0
+
+
+@pytest.fixture
+def dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
+    world = start_local_world(policy=FAST, usdc=Decimal(5_000))
+    engine = bootstrap.build(
+        load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
+    )
+    seed_compliance(engine.commitments)
+    coordinator = DvpCoordinator(
+        engine.db,
+        service=engine.commitments,
+        chains=world.chains,
+        sealer=Sealer(Fernet.generate_key()),
+        clock=world.clock,
+        policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
+    )
+    try:
+        yield Dvp(world, engine, coordinator)
+    finally:
+        engine.close()
+        world.close()

@@ -1,0 +1,291 @@
+"""Delivery versus payment across the local XRP Ledger and Stellar networks.
+
+Real adapters, real HTTP, a real PostgreSQL. After each scenario: the commitment's
+state, the exact balances (every unit accounted for), one applied submission per leg and
+purpose at most, and the audit chain with every ledger reference checked on its ledger.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+from stellar_sdk import Asset as SdkAsset
+from support import ADMIN, OTHER_ALLOCATOR
+from xrpl.models.amounts import IssuedCurrencyAmount
+from xrpl.models.transactions import Payment
+
+from ledger.settlements import settlements_of
+from settlement import errors
+from settlement.domain import SYSTEM, Actor, Role
+from settlement.dvp import LegInstruction, Progress
+from settlement.states import State
+
+from .conftest import Dvp
+
+BOND = Decimal(10)
+PRICE = Decimal(1000)
+
+
+def _instruct(dvp: Dvp, cid: UUID, *, deadline_s: int = 60, settle_in_s: int | None = None) -> UUID:
+    now = dvp.world.clock.now()
+    return dvp.coordinator.instruct(
+        SYSTEM,
+        cid,
+        dvp.world.legs(BOND, PRICE),
+        commit_deadline=now + timedelta(seconds=deadline_s),
+        settle_not_before=None if settle_in_s is None else now + timedelta(seconds=settle_in_s),
+    )
+
+
+def _moved(before: dict[str, Decimal], after: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {k: after[k] - before[k] for k in before if after[k] != before[k]}
+
+
+def _submissions(dvp: Dvp, sid: UUID) -> Counter[tuple[int, str, str]]:
+    _, _, subs = dvp.coordinator.settlement(sid)
+    return Counter((s.leg_no, s.purpose, s.status) for s in subs)
+
+
+def test_bond_against_usdc_settles_every_leg(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    before = dvp.world.holdings()
+    sid = _instruct(dvp, cid)
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
+    assert dvp.engine.commitments.state_of(cid) is State.SETTLED
+    assert _moved(before, dvp.world.holdings()) == {
+        "BND:seller": -BOND,
+        "BND:buyer": BOND,
+        "USDC:buyer": -PRICE,
+        "USDC:seller": PRICE,
+    }
+    settlement, legs, _ = dvp.coordinator.settlement(sid)
+    assert settlement.decision == "COMMIT"
+    assert [leg.state for leg in legs] == ["COMMITTED", "COMMITTED"]
+    assert _submissions(dvp, sid) == Counter(
+        {
+            (0, "lock", "APPLIED"): 1,
+            (1, "lock", "APPLIED"): 1,
+            (0, "commit", "APPLIED"): 1,
+            (1, "commit", "APPLIED"): 1,
+        }
+    )
+    actions = [e.action for e in dvp.engine.commitments.audit_trail(cid)]
+    assert actions[-8:] == [
+        "settlement_instructed",
+        "leg_lock",
+        "leg_lock",
+        "lock",
+        "settlement_commit",
+        "leg_commit",
+        "leg_commit",
+        "settle",
+    ]
+    dvp.verify_audit()
+
+
+def test_stellar_lock_rejected_aborts_before_anything_is_locked_on_xrpl(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    sid = _instruct(dvp, cid)
+    # the buyer spends its USDC after the instruction was checked
+    buyer = dvp.world.buyer_stellar
+    balance = dvp.world.stellar.balance(buyer.public_key, dvp.world.usdc)
+    dvp.world.stellar.send(
+        buyer,
+        lambda b: b.append_payment_op(
+            dvp.world.usdc.issuer,
+            SdkAsset(dvp.world.usdc.code, dvp.world.usdc.issuer),
+            f"{balance:f}",
+        ),
+    )
+    before = dvp.world.holdings()
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    settlement, legs, _ = dvp.coordinator.settlement(sid)
+    assert settlement.decision == "ABORT"
+    assert "lock rejected" in (settlement.decision_reason or "")
+    assert [leg.state for leg in legs] == ["NOT_LOCKED", "NOT_LOCKED"]
+    assert _submissions(dvp, sid) == Counter({(0, "lock", "REJECTED"): 1})
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    assert _moved(before, dvp.world.holdings()) == {}
+    dvp.verify_audit()
+
+
+def test_xrpl_lock_rejected_unwinds_the_stellar_lock_at_once(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    before = dvp.world.holdings()
+    sid = _instruct(dvp, cid, deadline_s=20)
+    # the seller gives its bonds away after the instruction was checked
+    seller, bond = dvp.world.seller_xrpl, dvp.world.bond
+    dvp.world.xrpl.send(
+        Payment(
+            account=seller.classic_address,
+            destination=bond.issuer or "",
+            amount=IssuedCurrencyAmount(
+                currency=bond.code, issuer=bond.issuer or "", value=f"{Decimal(1000):f}"
+            ),
+        ),
+        seller,
+    )
+    result = dvp.drive(sid, timeout_s=60)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    settlement, legs, _ = dvp.coordinator.settlement(sid)
+    assert settlement.decision == "ABORT"
+    assert [leg.state for leg in legs] == ["UNWOUND", "NOT_LOCKED"]
+    counts = _submissions(dvp, sid)
+    assert counts[(0, "lock", "APPLIED")] == 1
+    assert counts[(0, "unwind", "APPLIED")] == 1
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    moved = _moved(before, dvp.world.holdings())
+    assert moved == {"BND:seller": Decimal(-1000)}, "the buyer got every USDC back"
+    dvp.verify_audit()
+
+
+def test_force_cancel_while_escrowed_unwinds_to_cancelled(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    before = dvp.world.holdings()
+    sid = _instruct(dvp, cid, deadline_s=600, settle_in_s=300)
+    result = dvp.drive(sid, timeout_s=10)
+    assert result.progress is Progress.WAITING
+    assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
+    with pytest.raises(errors.NotAuthorised):
+        dvp.coordinator.request_force_cancel(Actor("key-x", Role.ALLOCATOR, party="p"), sid, "x")
+    dvp.coordinator.request_force_cancel(ADMIN, sid, "counterparty default")
+    result = dvp.drive(sid, timeout_s=10)
+    # Stellar unwinds at once; the XRPL escrow only after CancelAfter
+    assert result.status == "UNWINDING"
+    _, legs, _ = dvp.coordinator.settlement(sid)
+    assert [leg.state for leg in legs] == ["UNWOUND", "LOCKED"]
+    dvp.world.advance_time(600 + 120 + 30)
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert dvp.engine.commitments.state_of(cid) is State.CANCELLED
+    history = dvp.engine.commitments.history(cid)
+    assert (history[-1].event, history[-1].actor, history[-1].reason) == (
+        "force_cancel",
+        ADMIN.id,
+        "counterparty default",
+    )
+    assert _moved(before, dvp.world.holdings()) == {}
+    dvp.verify_audit()
+
+
+def test_deadline_passing_while_escrowed_releases_to_verified(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    before = dvp.world.holdings()
+    sid = _instruct(dvp, cid, deadline_s=60, settle_in_s=50)
+    assert dvp.drive(sid, timeout_s=10).progress is Progress.WAITING
+    assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
+    dvp.world.advance_time(60 + 120 + 30)  # past the deadline and T_cancel
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    settlement, _, _ = dvp.coordinator.settlement(sid)
+    assert "deadline" in (settlement.decision_reason or "")
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    assert dvp.engine.commitments.history(cid)[-1].event == "release"
+    assert _moved(before, dvp.world.holdings()) == {}
+    dvp.verify_audit()
+
+
+def test_after_commit_there_is_no_cancel(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    sid = _instruct(dvp, cid)
+    assert dvp.drive(sid).status == "SETTLED"
+    with pytest.raises(errors.TransitionNotAllowed, match="only rolls forward"):
+        dvp.coordinator.request_force_cancel(ADMIN, sid, "too late")
+
+
+def test_one_open_settlement_per_commitment(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    _instruct(dvp, cid, settle_in_s=30)
+    with pytest.raises(errors.TransitionNotAllowed, match="already has an open settlement"):
+        _instruct(dvp, cid)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda legs: legs[:1], "at least two legs"),
+        (
+            lambda legs: [
+                legs[0],
+                LegInstruction(
+                    legs[1].chain, legs[1].asset, legs[1].amount, legs[1].sender, legs[1].sender
+                ),
+            ],
+            "to itself",
+        ),
+        (
+            lambda legs: [
+                LegInstruction(
+                    legs[0].chain, legs[0].asset, Decimal("999"), legs[0].sender, legs[0].receiver
+                ),
+                legs[1],
+            ],
+            "pay 999 USDC; the commitment is for 1000",
+        ),
+        (
+            lambda legs: [
+                legs[0],
+                LegInstruction(
+                    legs[1].chain,
+                    legs[1].asset,
+                    Decimal("10.0000000000000001"),
+                    legs[1].sender,
+                    legs[1].receiver,
+                ),
+            ],
+            "xrpl leg",
+        ),
+        (
+            lambda legs: [
+                LegInstruction(
+                    legs[0].chain,
+                    legs[0].asset,
+                    Decimal("1000.00000001"),
+                    legs[0].sender,
+                    legs[0].receiver,
+                ),
+                legs[1],
+            ],
+            "stellar leg",
+        ),
+    ],
+)
+def test_bad_instructions_refused_before_anything_is_signed(
+    dvp: Dvp, change: object, message: str
+) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    legs = change(dvp.world.legs(BOND, PRICE))  # type: ignore[operator]
+    with pytest.raises(errors.InvalidInput, match=message):
+        dvp.coordinator.instruct(
+            SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+        )
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    with dvp.engine.db.unit_of_work() as uow:
+        assert settlements_of(uow, cid) == [], "nothing was written"
+
+
+def test_instruction_needs_a_verified_commitment_and_a_future_deadline(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    legs = dvp.world.legs(BOND, PRICE)
+    with pytest.raises(errors.InvalidInput, match="deadline"):
+        dvp.coordinator.instruct(SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now())
+    with pytest.raises(errors.NotAuthorised):
+        dvp.coordinator.instruct(
+            OTHER_ALLOCATOR,
+            cid,
+            legs,
+            commit_deadline=dvp.world.clock.now() + timedelta(seconds=60),
+        )
+    dvp.engine.commitments.withdraw(
+        Actor("key-alloc-1", Role.ALLOCATOR, party="party-northwind"), cid
+    )
+    with pytest.raises(errors.TransitionNotAllowed, match="VERIFIED"):
+        dvp.coordinator.instruct(
+            SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+        )
