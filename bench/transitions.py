@@ -28,7 +28,6 @@ import multiprocessing as mp
 import os
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import time
