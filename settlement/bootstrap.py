@@ -20,7 +20,8 @@ from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.clock import Clock, SystemClock
-from settlement.service import CommitmentService, ComplianceService
+from settlement.review import ComplianceService
+from settlement.service import CommitmentService
 from settlement.settings import Settings, SettingsError, load_settings
 
 

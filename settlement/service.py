@@ -1,6 +1,6 @@
 """The commitment service: every transition of the state machine, with its actor,
-reason and idempotency key; and the compliance service: KYC records, officers,
-sanctions lists and the review queue.
+reason and idempotency key. (KYC records, officers, sanctions lists and the review
+queue are in ``settlement.review``; it is re-exported here.)
 
 Each call validates its input, authorises the actor against the transition table
 (``settlement.states``), and then makes one round trip to the database, which checks the
@@ -15,43 +15,28 @@ Two events do more:
   for the current review round and makes the transition only when the round has the
   approvals its screening requires (four eyes above the threshold).
 
-``ledger`` and ``compliance`` errors become ``settlement.errors`` here and nowhere else.
+``ledger`` and ``compliance`` errors become ``settlement.errors`` in ``settlement.translate``.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import text
-
-from compliance import audit as compliance_audit
 from compliance import errors as compliance_errors
 from compliance import kyc
 from compliance import records as compliance_records
 from compliance.policy import ScreeningPolicy
 from compliance.records import (
-    Approval,
-    KycVersionConflict,
-    ListVersion,
-    Officer,
-    QueueItem,
     SanctionsIndexCache,
-    StoredScreening,
 )
-from compliance.sanctions import DEFAULT_LIST_NAME, FORMATS, ListFormat, read_list
 from compliance.screening import Screening, Subject, screen
 from ledger import audit
 from ledger import commitments as records
-from ledger import errors as db_errors
 from ledger.commitments import CommitmentRecord, HistoryRow, LedgerRef, WriteResult
 from ledger.database import Database, UnitOfWork
 from ledger.idempotency import fingerprint, resolve
@@ -65,7 +50,9 @@ from settlement.domain import (
     parse_idempotency_key,
     parse_text,
 )
+from settlement.review import ComplianceService, ReviewDetail, SanctionsLoad
 from settlement.states import Authority, Event, State, authority_for, transitions_for_event
+from settlement.translate import OFFICER_EVENTS, translated
 
 T = TypeVar("T")
 
@@ -76,66 +63,6 @@ ROLES_FOR: Mapping[Authority, frozenset[Role]] = {
     Authority.SYSTEM_OR_ADMIN: frozenset({Role.SYSTEM, Role.ADMIN}),
     Authority.ADMIN: frozenset({Role.ADMIN}),
 }
-
-
-#: SQLSTATEs of migration 0002 (compliance), kept by ``ledger`` on ``DatabaseError``
-_COMPLIANCE_SQLSTATES: Mapping[str, type[errors.SettlementError]] = {
-    "SE430": errors.SegregationOfDuties,  # the submitter approving
-    "SE431": errors.SegregationOfDuties,  # one officer approving twice in a round
-    "SE432": errors.OverrideRequired,  # a hard fail without a senior override
-    "SE433": errors.NotAnOfficer,
-    "SE434": errors.SegregationOfDuties,  # too few distinct approvals (four eyes)
-    "SE435": errors.NotUnderReview,  # no screening for the current review round
-}
-OFFICER_EVENTS = frozenset({Event.APPROVE, Event.REJECT, Event.REQUEST_INFO})
-
-
-@contextmanager
-def _translated(*, officer_event: bool = False) -> Iterator[None]:
-    """The one place where ``ledger`` and ``compliance`` errors become engine errors."""
-    try:
-        yield
-    except db_errors.RecordNotFound as exc:
-        raise errors.CommitmentNotFound(str(exc)) from exc
-    except (db_errors.StaleVersion, KycVersionConflict) as exc:
-        raise errors.StaleVersion(str(exc)) from exc
-    except db_errors.GuardFailed as exc:
-        raise errors.NotAuthorised(str(exc)) from exc
-    except db_errors.TransitionRefused as exc:
-        refused = errors.NotUnderReview if officer_event else errors.TransitionNotAllowed
-        raise refused(str(exc)) from exc
-    except db_errors.DatabaseError as exc:
-        mapped = _COMPLIANCE_SQLSTATES.get(exc.sqlstate or "")
-        if mapped is None:
-            raise
-        raise mapped(str(exc)) from exc
-    except compliance_errors.ComplianceError as exc:
-        raise _from_compliance(exc) from exc
-    except db_errors.IdempotencyInFlight as exc:
-        raise errors.RequestInFlight(str(exc)) from exc
-    except db_errors.IdempotencyKeyReused as exc:
-        raise errors.IdempotencyKeyReused(str(exc)) from exc
-    except db_errors.ConstraintViolation as exc:
-        if exc.sqlstate == "23505":
-            raise errors.Conflict(f"already exists: {exc}") from exc
-        raise errors.InvalidInput(str(exc)) from exc
-    except (db_errors.DatabaseUnavailable, db_errors.TransientConflict) as exc:
-        raise errors.EngineUnavailable(str(exc)) from exc
-
-
-def _from_compliance(exc: compliance_errors.ComplianceError) -> errors.SettlementError:
-    match exc:
-        case compliance_errors.InvalidPartyData():
-            return errors.InvalidPartyData(str(exc))
-        case compliance_errors.UnknownParty():
-            return errors.UnknownParty(str(exc))
-        case compliance_errors.UnknownOfficer():
-            return errors.NotAnOfficer(str(exc))
-        case compliance_errors.SanctionsListError():
-            return errors.InvalidSanctionsList(str(exc))
-        case _:
-            # PolicyError is a start-up problem (bootstrap reports it as a bad setting)
-            return errors.SettlementError(str(exc))
 
 
 class CommitmentService:
@@ -201,7 +128,7 @@ class CommitmentService:
         }
         if commitment_id is not None:
             body["commitment_id"] = commitment_id
-        with _translated():
+        with translated():
             other = kyc.parse_party_id(counterparty) if counterparty is not None else None
         if other is not None:
             if other == actor.party:
@@ -224,7 +151,7 @@ class CommitmentService:
                 fp=fp,
                 counterparty=other,
             )
-        with _translated():
+        with translated():
             return records.create(
                 self._db,
                 commitment_id=new_id,
@@ -279,7 +206,7 @@ class CommitmentService:
                 compliance_records.record_counterparty(uow, commitment_id, counterparty)
             return WriteResult.from_response(response, replayed)
 
-        with _translated():
+        with translated():
             return self._db.transaction(work)
 
     def apply(
@@ -370,7 +297,7 @@ class CommitmentService:
                 now=now,
             )
         if parsed is Event.APPROVE:
-            with _translated(officer_event=True):
+            with translated(officer_event=True):
                 row = self._db.call_one(
                     compliance_records.APPROVE_SQL,
                     {
@@ -386,7 +313,7 @@ class CommitmentService:
                 )
                 replayed, response = resolve(row[0], row[1], actor=actor.id, key=key)
                 return WriteResult.from_response(response, replayed)
-        with _translated(officer_event=parsed in OFFICER_EVENTS):
+        with translated(officer_event=parsed in OFFICER_EVENTS):
             return records.transition(
                 self._db,
                 commitment_id=commitment_id,
@@ -470,7 +397,7 @@ class CommitmentService:
                 )
             return result
 
-        with _translated():
+        with translated():
             return self._db.transaction(work)
 
     def _screen(self, uow: UnitOfWork, subject: Subject, now: datetime) -> Screening:
@@ -544,7 +471,7 @@ class CommitmentService:
     # -- helpers ------------------------------------------------------------------
 
     def _read(self, query: Callable[[Any], T]) -> T:
-        with _translated(), self._db.unit_of_work() as uow:
+        with translated(), self._db.unit_of_work() as uow:
             return query(uow.connection)
 
     @staticmethod
@@ -560,246 +487,10 @@ class CommitmentService:
         return fingerprint(actor.id, "POST", path, audit.canonical_json(body).encode())
 
 
-@dataclass(frozen=True)
-class ReviewDetail:
-    """What an officer sees of one commitment: terms, every screening round, every
-    approval, the history (who decided what) and the audit trail."""
-
-    commitment: CommitmentRecord
-    counterparty: str | None
-    #: when the current review round started; None unless under review
-    under_review_since: datetime | None
-    age: timedelta | None
-    screenings: list[StoredScreening]
-    approvals: list[Approval]
-    history: list[HistoryRow]
-    audit_trail: list[audit.AuditEntry]
-
-    @property
-    def current_screening(self) -> StoredScreening | None:
-        if self.commitment.state != State.PENDING_REVIEW.value:
-            return None
-        for stored in self.screenings:
-            if stored.review_version == self.commitment.version:
-                return stored
-        return None
-
-    @property
-    def current_approvals(self) -> list[Approval]:
-        if self.commitment.state != State.PENDING_REVIEW.value:
-            return []
-        return [a for a in self.approvals if a.review_version == self.commitment.version]
-
-
-@dataclass(frozen=True)
-class SanctionsLoad:
-    version: ListVersion
-    #: False when the file equals the version already in force (nothing was stored)
-    loaded: bool
-
-
-class ComplianceService:
-    """KYC records, the officer registry, sanctions lists and the review queue.
-
-    Every change is made with its entry in the compliance audit chain, in one
-    transaction (the database refuses a KYC or officer change without one).
-    """
-
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self._db = db
-        self._clock = clock
-
-    # -- officers -----------------------------------------------------------------
-
-    def register_officer(
-        self,
-        actor: Actor,
-        officer_id: str,
-        *,
-        display_name: str,
-        senior: bool = False,
-        active: bool = True,
-    ) -> Officer:
-        """Register an officer key, or change its name, senior flag or active flag.
-
-        Only an admin may; an officer can never grant itself the senior flag.
-        """
-        if actor.role is not Role.ADMIN:
-            raise errors.NotAuthorised(f"only an admin registers officers; {actor.id} is not")
-        ident = parse_text(officer_id, name="officer id", max_chars=200, required=True)
-        name = parse_text(display_name, name="display name", max_chars=200, required=True)
-        assert ident is not None
-        assert name is not None
-        officer = Officer(ident, name, bool(senior), bool(active), 0)
-        return self._write(
-            lambda uow: compliance_records.save_officer(
-                uow, officer, actor=actor.id, at=self._clock.now()
-            )
-        )
-
-    def officers(self) -> list[Officer]:
-        return self._read(compliance_records.list_officers)
-
-    # -- KYC ----------------------------------------------------------------------
-
-    def create_kyc(self, actor: Actor, **fields: Any) -> kyc.KycRecord:
-        """Create a party's KYC record (fields of ``compliance.kyc.parse_record``).
-
-        Raises ``InvalidPartyData`` for a missing or malformed field, ``Conflict`` if
-        the party already has a record, ``NotAnOfficer`` unless an active officer acts.
-        """
-        with _translated():
-            record = kyc.parse_record(**fields)
-
-        def work(uow: UnitOfWork) -> kyc.KycRecord:
-            self._require_officer(uow, actor)
-            return compliance_records.save_kyc(
-                uow, record, prior_version=None, actor=actor.id, at=self._clock.now()
-            )
-
-        return self._write(work)
-
-    def update_kyc(
-        self, actor: Actor, party: str, *, expected_version: int, **changes: Any
-    ) -> kyc.KycRecord:
-        """Change fields of a party's record read at ``expected_version``.
-
-        Raises ``StaleVersion`` if it changed since, ``UnknownParty`` if there is none.
-        """
-
-        def work(uow: UnitOfWork) -> kyc.KycRecord:
-            self._require_officer(uow, actor)
-            current = compliance_records.load_kyc(uow.connection, [party]).get(party)
-            if current is None:
-                raise compliance_errors.UnknownParty(f"party {party!r} has no KYC record")
-            if current.version != expected_version:
-                raise KycVersionConflict(party, expected_version)
-            record = kyc.updated(current, **changes)
-            return compliance_records.save_kyc(
-                uow, record, prior_version=current.version, actor=actor.id, at=self._clock.now()
-            )
-
-        return self._write(work)
-
-    def get_kyc(self, party: str) -> kyc.KycRecord:
-        found = self._read(lambda c: compliance_records.load_kyc(c, [party]))
-        if party not in found:
-            raise errors.UnknownParty(f"party {party!r} has no KYC record")
-        return found[party]
-
-    def kyc_records(self) -> list[kyc.KycRecord]:
-        return self._read(compliance_records.list_kyc)
-
-    # -- sanctions lists ----------------------------------------------------------
-
-    def load_sanctions(
-        self,
-        actor: Actor,
-        path: Path,
-        *,
-        list_name: str | None = None,
-        list_format: str | None = None,
-        aliases_file: Path | None = None,
-    ) -> SanctionsLoad:
-        """Load a list file as the new version of ``list_name`` (default: by format).
-
-        The file is read and validated completely before anything is written; on any
-        problem ``InvalidSanctionsList`` is raised and the version in force stays.
-        A file identical to the version in force stores nothing (``loaded`` False).
-        """
-        if actor.role not in (Role.ADMIN, Role.COMPLIANCE_OFFICER):
-            raise errors.NotAuthorised("only an admin or an officer loads sanctions lists")
-        if list_format is not None and list_format not in FORMATS:
-            raise errors.InvalidInput(f"list format must be one of {', '.join(FORMATS)}")
-        fmt: ListFormat | None = list_format
-        with _translated():
-            parsed = read_list(path, list_format=fmt, aliases_file=aliases_file)
-        name = list_name or DEFAULT_LIST_NAME[parsed.format]
-        if not _LIST_NAME.fullmatch(name):
-            raise errors.InvalidInput(f"list name {name!r} must be 1-63 of a-z 0-9 . _ -")
-
-        def work(uow: UnitOfWork) -> SanctionsLoad:
-            if actor.role is Role.COMPLIANCE_OFFICER:
-                self._require_officer(uow, actor)
-            for current in compliance_records.list_versions(uow.connection)[::-1]:
-                if current.list_name == name:
-                    if current.sha256 == parsed.sha256:
-                        return SanctionsLoad(current, loaded=False)
-                    break
-            stored = compliance_records.store_list(
-                uow,
-                list_name=name,
-                parsed=parsed,
-                source_file=path.name,
-                actor=actor.id,
-                at=self._clock.now(),
-            )
-            return SanctionsLoad(stored, loaded=True)
-
-        return self._write(work)
-
-    def sanctions_lists(self) -> list[ListVersion]:
-        return self._read(compliance_records.list_versions)
-
-    # -- the review queue ---------------------------------------------------------
-
-    def review_queue(self, *, limit: int = 100) -> list[QueueItem]:
-        return self._read(lambda c: compliance_records.review_queue(c, limit=limit))
-
-    def review_detail(self, commitment_id: UUID) -> ReviewDetail:
-        def query(connection: Any) -> ReviewDetail:
-            record = records.load(connection, commitment_id)
-            history = records.history(connection, commitment_id)
-            since = history[-1].at if record.state == State.PENDING_REVIEW.value else None
-            counterparty = connection.execute(
-                text(
-                    "SELECT counterparty FROM commitment_counterparties WHERE commitment_id = :id"
-                ),
-                {"id": commitment_id},
-            ).scalar_one_or_none()
-            return ReviewDetail(
-                commitment=record,
-                counterparty=counterparty,
-                under_review_since=since,
-                age=self._clock.now() - since if since is not None else None,
-                screenings=compliance_records.screenings_of(connection, commitment_id),
-                approvals=compliance_records.approvals_of(connection, commitment_id),
-                history=history,
-                audit_trail=audit.read_chain(connection, commitment_id),
-            )
-
-        return self._read(query)
-
-    def verify_audit(self) -> compliance_audit.ComplianceVerifyReport:
-        return self._read(compliance_audit.verify)
-
-    def audit_entries(
-        self, *, subject_kind: str | None = None, subject: str | None = None
-    ) -> list[compliance_audit.ComplianceEntry]:
-        return self._read(
-            lambda c: compliance_audit.read_entries(c, subject_kind=subject_kind, subject=subject)
-        )
-
-    # -- helpers ------------------------------------------------------------------
-
-    @staticmethod
-    def _require_officer(uow: UnitOfWork, actor: Actor) -> Officer:
-        if actor.role is not Role.COMPLIANCE_OFFICER:
-            raise errors.NotAuthorised(f"{actor.id} acts as {actor.role}, not as an officer")
-        officer = compliance_records.load_officer(uow.connection, actor.id)
-        if officer is None or not officer.active:
-            raise compliance_errors.UnknownOfficer(
-                f"{actor.id} is not an active registered compliance officer"
-            )
-        return officer
-
-    def _write(self, work: Callable[[UnitOfWork], T]) -> T:
-        with _translated():
-            return self._db.transaction(work)
-
-    def _read(self, query: Callable[[Any], T]) -> T:
-        with _translated(), self._db.unit_of_work() as uow:
-            return query(uow.connection)
-
-
-_LIST_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+__all__ = [
+    "ROLES_FOR",
+    "CommitmentService",
+    "ComplianceService",
+    "ReviewDetail",
+    "SanctionsLoad",
+]

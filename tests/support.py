@@ -13,7 +13,8 @@ from sqlalchemy import Engine, text
 from settlement import bootstrap
 from settlement.clock import ManualClock, SystemClock
 from settlement.domain import Actor, Role
-from settlement.service import CommitmentService, ComplianceService
+from settlement.review import ComplianceService
+from settlement.service import CommitmentService
 from settlement.states import Event, State
 
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"

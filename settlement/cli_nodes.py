@@ -1,0 +1,49 @@
+"""`settle node xrpl|stellar`: run a local ledger network in the foreground.
+
+The networks live in ``adapters.localnet``; these commands only parse options and
+start them. Ctrl-C stops a node; with ``--data-dir`` its state survives a restart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+node_app = typer.Typer(
+    help="Local XRPL and Stellar networks (offline default).", no_args_is_help=True
+)
+
+Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port on 127.0.0.1.")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Keep the ledger state here across restarts.")
+]
+
+
+@node_app.command("xrpl")
+def node_xrpl(
+    port: Port = 5005,
+    close_interval: Annotated[
+        float, typer.Option(min=0, help="Seconds between ledger closes; 0: only on ledger_accept.")
+    ] = 0.0,
+    data_dir: DataDir = None,
+) -> None:
+    """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
+    from adapters.localnet.xrpl import run_node
+
+    run_node(port=port, close_interval_s=close_interval, data_dir=data_dir)
+
+
+@node_app.command("stellar")
+def node_stellar(
+    port: Port = 8000,
+    close_interval: Annotated[
+        float, typer.Option(min=0, help="Seconds between ledger closes; 0: only when told.")
+    ] = 1.0,
+    data_dir: DataDir = None,
+) -> None:
+    """A Stellar network speaking Horizon's REST API, with friendbot."""
+    from adapters.localnet.stellar import run_node
+
+    run_node(port=port, close_interval_s=close_interval, data_dir=data_dir)
