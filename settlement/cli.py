@@ -104,8 +104,11 @@ def audit_verify(as_json: JsonFlag = False) -> None:
 
 @app.command()
 def demo() -> None:
-    """Set up the embedded database and walk two commitments through the machine."""
+    """Set up the embedded database, walk commitments through the machine, then settle a
+    bond against USDC on local XRPL and Stellar networks (and abort one)."""
     from settlement import demo as demo_module
+    from settlement import demo_dvp
+    from settlement.sealing import Sealer, local_key
 
     settings = settings_or_exit()
     try:
@@ -116,6 +119,7 @@ def demo() -> None:
         raise fail(str(exc)) from exc
     try:
         ok = demo_module.run(engine)
+        ok = demo_dvp.run(engine, Sealer(local_key(settings.data_dir))) and ok
     finally:
         engine.close()
     if not ok:

@@ -252,6 +252,7 @@ class DvpCoordinator:
                 self._chains[leg.chain].validate_leg(leg.as_leg())
             except LegInvalid as exc:
                 raise errors.InvalidInput(f"{leg.chain} leg: {exc}") from exc
+        self._check_sender_totals(legs)
         principal = [leg for leg in legs if leg.kind == "principal"]
         if not any(leg.asset.code != currency for leg in principal):
             # delivery versus payment: something is delivered against the payment
@@ -264,6 +265,22 @@ class DvpCoordinator:
             raise errors.InvalidInput(
                 f"the principal legs pay {paid} {currency}; the commitment is for {amount}"
             )
+
+    def _check_sender_totals(self, legs: Sequence[LegInstruction]) -> None:
+        """Legs may pass one by one yet not together: check what each sender owes in
+        each asset, as one leg, when it sends more than one."""
+        groups: dict[tuple[ChainName, str, Asset], list[LegInstruction]] = {}
+        for leg in legs:
+            groups.setdefault((leg.chain, leg.sender, leg.asset), []).append(leg)
+        for (chain, sender, asset), together in groups.items():
+            if len(together) < 2:
+                continue
+            total = sum((leg.amount for leg in together), Decimal(0))
+            combined = Leg(chain, asset, total, sender, together[0].receiver)
+            try:
+                self._chains[chain].validate_leg(combined)
+            except LegInvalid as exc:
+                raise errors.InvalidInput(f"{chain} legs of {sender} together: {exc}") from exc
 
     def request_force_cancel(self, actor: Actor, settlement_id: UUID, reason: str) -> None:
         """An admin asks to unwind a settlement that has not decided COMMIT."""

@@ -50,6 +50,7 @@ class LocalWorld:
     seller_stellar: Keypair
     agent_xrpl: Wallet
     agent_stellar: Keypair
+    fee_stellar: Keypair
     extra_buyers: list[Keypair] = field(default_factory=list)
 
     def legs(
@@ -71,6 +72,18 @@ class LocalWorld:
             ),
         ]
 
+    def fee_leg(self, usdc: Decimal, *, payer: Keypair | None = None) -> LegInstruction:
+        """A fee in USDC from the buyer to the fee account, locked and settled with the rest."""
+        source = payer or self.buyer_stellar
+        return LegInstruction(
+            ChainName.STELLAR,
+            self.usdc,
+            usdc,
+            source.public_key,
+            self.fee_stellar.public_key,
+            kind="fee",
+        )
+
     def advance_time(self, seconds: int) -> None:
         """Move both ledgers and the engine forward together."""
         self.xrpl_node.advance_time(seconds)
@@ -87,6 +100,7 @@ class LocalWorld:
             "buyer": self.buyer_stellar.public_key,
             "seller": self.seller_stellar.public_key,
             "agent": self.agent_stellar.public_key,
+            "fees": self.fee_stellar.public_key,
         }
         usdc_holders |= {f"buyer{n}": k.public_key for n, k in enumerate(self.extra_buyers, 2)}
         out = {f"BND:{k}": self.xrpl.token_balance(v, self.bond) for k, v in bond_holders.items()}
@@ -132,8 +146,9 @@ def start_local_world(
     issuer_s = stellar.account()
     usdc_asset = Asset(USDC_CODE, issuer_s.public_key)
     buyer_s, seller_s, agent_s = stellar.account(), stellar.account(), stellar.account()
+    fees_s = stellar.account()
     buyers = [buyer_s] + [stellar.account() for _ in range(extra_buyers)]
-    for keypair in (*buyers, seller_s, agent_s):
+    for keypair in (*buyers, seller_s, agent_s, fees_s):
         stellar.trust(keypair, usdc_asset)
     for buyer in buyers:
         stellar.issue(issuer_s, buyer.public_key, usdc_asset, usdc)
@@ -176,5 +191,6 @@ def start_local_world(
         seller_stellar=seller_s,
         agent_xrpl=agent_x,
         agent_stellar=agent_s,
+        fee_stellar=fees_s,
         extra_buyers=buyers[1:],
     )

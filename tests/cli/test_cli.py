@@ -31,10 +31,17 @@ def test_demo_then_audit_verify(env: dict[str, str]) -> None:
     assert "approval 1 of 2 by key-officer-ada recorded" in out
     assert "Compliance audit chain verified: 6 entries recomputed" in out
     assert "Audit log verified: 2 chains, 9 entries recomputed" in out
+    assert "settlement SETTLED; commitment SETTLED" in out
+    assert "leg 1 lock   stellar REJECTED tx_failed: op_underfunded" in out
+    assert "settlement UNWOUND; commitment VERIFIED" in out
+    assert (
+        "Audit log verified against the ledgers: 4 chains, 30 entries recomputed, "
+        "9 ledger references found validated" in out
+    )
     code, out = settle("audit", "verify", "--json", env=env)
     assert code == 0, out
     report = json.loads(out)
-    assert report["ok"] is True and report["entries"] == 9
+    assert report["ok"] is True and report["entries"] == 30
 
 
 def test_audit_verify_fails_and_names_the_broken_entry(env: dict[str, str]) -> None:

@@ -289,3 +289,58 @@ def test_instruction_needs_a_verified_commitment_and_a_future_deadline(dvp: Dvp)
         dvp.coordinator.instruct(
             SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
         )
+
+
+def test_fee_leg_settles_with_the_rest(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    before = dvp.world.holdings()
+    legs = [dvp.world.fee_leg(Decimal("2.5")), *dvp.world.legs(BOND, PRICE)]
+    sid = dvp.coordinator.instruct(
+        SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+    )
+    assert dvp.drive(sid).status == "SETTLED"
+    assert _moved(before, dvp.world.holdings()) == {
+        "BND:seller": -BOND,
+        "BND:buyer": BOND,
+        "USDC:buyer": -PRICE - Decimal("2.5"),
+        "USDC:seller": PRICE,
+        "USDC:fees": Decimal("2.5"),
+    }
+    dvp.verify_audit()
+
+
+def test_stellar_lock_rejected_after_another_locked_unwinds_it(dvp: Dvp) -> None:
+    """The fee leg locks, then Stellar rejects the principal (the buyer's USDC left
+    after the instruction): ABORT, and the fee lock is paid back at once."""
+    cid = dvp.verified_commitment(str(PRICE))
+    legs = [dvp.world.fee_leg(Decimal("2.5")), *dvp.world.legs(BOND, PRICE)]
+    sid = dvp.coordinator.instruct(
+        SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+    )
+    buyer, usdc = dvp.world.buyer_stellar, dvp.world.usdc
+    spend = dvp.world.stellar.balance(buyer.public_key, usdc) - Decimal(100)
+    dvp.world.stellar.send(
+        buyer,
+        lambda b: b.append_payment_op(usdc.issuer, SdkAsset(usdc.code, usdc.issuer), f"{spend:f}"),
+    )
+    before = dvp.world.holdings()
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    _, states, _ = dvp.coordinator.settlement(sid)
+    assert [leg.state for leg in states] == ["UNWOUND", "NOT_LOCKED", "NOT_LOCKED"]
+    assert _submissions(dvp, sid) == Counter(
+        {(0, "lock", "APPLIED"): 1, (0, "unwind", "APPLIED"): 1, (1, "lock", "REJECTED"): 1}
+    )
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    assert _moved(before, dvp.world.holdings()) == {}
+    dvp.verify_audit()
+
+
+def test_legs_of_one_sender_are_checked_together(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    balance = dvp.world.stellar.balance(dvp.world.buyer_stellar.public_key, dvp.world.usdc)
+    legs = [dvp.world.fee_leg(balance - PRICE + Decimal(1)), *dvp.world.legs(BOND, PRICE)]
+    with pytest.raises(errors.InvalidInput, match="together"):
+        dvp.coordinator.instruct(
+            SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+        )
