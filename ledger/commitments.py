@@ -209,6 +209,27 @@ def list_records(
         raise translate(exc) from exc
 
 
+def expired(
+    connection: Connection, *, now: datetime, limit: int
+) -> list[tuple[UUID, int, datetime]]:
+    """Commitments past their expiry that are not settling: (id, version, expires_at)."""
+    try:
+        rows = connection.execute(
+            text(
+                "SELECT c.id, c.version, c.expires_at FROM commitments c"
+                " WHERE c.state IN ('DRAFT', 'PENDING_REVIEW', 'VERIFIED')"
+                "   AND c.expires_at <= :now"
+                "   AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.commitment_id = c.id"
+                "                   AND s.status IN ('LOCKING', 'COMMITTING', 'UNWINDING'))"
+                " ORDER BY c.expires_at LIMIT :limit"
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
+
+
 def history(connection: Connection, commitment_id: UUID) -> list[HistoryRow]:
     try:
         rows = connection.execute(

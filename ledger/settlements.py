@@ -35,6 +35,7 @@ class SettlementRow:
     review_reason: str | None
     cancel_requested_by: str | None
     cancel_reason: str | None
+    attempts_reset_at: datetime | None
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -80,7 +81,7 @@ _SETTLEMENT_COLUMNS = (
     "id, commitment_id, status, decision, decision_reason, decided_at, settle_not_before,"
     " commit_deadline,"
     " cancel_after, condition_hex, secret_sealed, needs_review, review_reason,"
-    " cancel_requested_by, cancel_reason, created_by, created_at, updated_at"
+    " cancel_requested_by, cancel_reason, attempts_reset_at, created_by, created_at, updated_at"
 )
 _LEG_COLUMNS = (
     "settlement_id, leg_no, kind, chain, asset_code, asset_issuer, amount, sender, receiver,"
@@ -355,4 +356,48 @@ def append_audit(
             "ledger_index": ledger_index,
             "ledger_hash": ledger_hash,
         },
+    )
+
+
+def count_open(uow: UnitOfWork) -> int:
+    return int(
+        uow.execute(
+            "SELECT count(*) FROM settlements"
+            " WHERE status IN ('LOCKING', 'COMMITTING', 'UNWINDING')"
+        ).scalar_one()
+    )
+
+
+def flagged(uow: UnitOfWork) -> list[SettlementRow]:
+    """Settlements that need a person, oldest first."""
+    rows = uow.execute(
+        f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE needs_review ORDER BY updated_at"
+    )
+    return [SettlementRow(*tuple(row)) for row in rows]
+
+
+def clear_flag(
+    uow: UnitOfWork,
+    settlement_id: UUID,
+    *,
+    actor: str,
+    at: datetime,
+    resolution: str | None,
+    reset_attempts: bool,
+) -> bool:
+    """Clear a settlement's review flag; False if it was not flagged."""
+    return bool(
+        uow.execute(
+            "UPDATE settlements SET needs_review = false, resolved_by = :actor,"
+            " resolution = :resolution, updated_at = :at, lease_until = NULL,"
+            " attempts_reset_at = CASE WHEN :reset THEN :at ELSE attempts_reset_at END"
+            " WHERE id = :id AND needs_review",
+            {
+                "actor": actor,
+                "resolution": resolution,
+                "at": at,
+                "reset": reset_attempts,
+                "id": settlement_id,
+            },
+        ).rowcount
     )

@@ -10,9 +10,15 @@ import logging
 from dataclasses import dataclass
 
 import structlog
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.chain import Chain, ChainName
+from adapters.keystore import KeystoreFile
+from adapters.resilience import ChainGuard
+from adapters.stellar import StellarChain
+from adapters.xrpl import XrplChain
 from compliance.errors import PolicyError
 from compliance.policy import ScreeningPolicy, load_policy
 from compliance.records import SanctionsIndexCache
@@ -20,9 +26,12 @@ from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.clock import Clock, SystemClock
+from settlement.dvp import DvpCoordinator
 from settlement.review import ComplianceService
+from settlement.sealing import Sealer, local_key
 from settlement.service import CommitmentService
 from settlement.settings import Settings, SettingsError, load_settings
+from settlement.settlement_desk import SettlementDesk
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class Engine:
     db: Database
     commitments: CommitmentService
     compliance: ComplianceService
+    settlements: SettlementDesk
 
     def close(self) -> None:
         self.db.dispose()
@@ -146,4 +156,59 @@ def build(
             reason_max_chars=settings.reason_max_chars,
         ),
         compliance=ComplianceService(db, clock),
+        settlements=SettlementDesk(db, clock, reason_max_chars=settings.reason_max_chars),
+    )
+
+
+# -- chains, keystore and the DVP coordinator -------------------------------------------
+
+
+def _fernet_key(settings: Settings, configured: SecretStr | None, name: str) -> bytes:
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    if settings.network != "local":
+        raise SettingsError(
+            f"SETTLEMENT_{name.upper()}_KEY: required on the {settings.network} network"
+        )
+    return local_key(settings.data_dir, name=name)
+
+
+def keystore_file(settings: Settings) -> KeystoreFile:
+    path = settings.keystore_file
+    if not path.is_absolute():
+        path = settings.data_dir / path
+    return KeystoreFile(path, _fernet_key(settings, settings.keystore_key, "keystore"))
+
+
+def build_chains(settings: Settings) -> dict[ChainName, Chain]:
+    """The XRPL and Stellar adapters from settings, signing with the keystore file."""
+    if not settings.xrpl_agent or not settings.stellar_agent:
+        raise SettingsError(
+            "SETTLEMENT_XRPL_AGENT and SETTLEMENT_STELLAR_AGENT: the settlement agents are required"
+        )
+    signer = keystore_file(settings).load()
+    return {
+        ChainName.XRPL: XrplChain(
+            settings.xrpl_url, agent=settings.xrpl_agent, signer=signer, guard=ChainGuard("xrpl")
+        ),
+        ChainName.STELLAR: StellarChain(
+            settings.horizon_url,
+            settings.stellar_network_passphrase,
+            agent=settings.stellar_agent,
+            signer=signer,
+            guard=ChainGuard("stellar"),
+        ),
+    }
+
+
+def build_coordinator(
+    engine: Engine, chains: dict[ChainName, Chain] | None = None
+) -> DvpCoordinator:
+    settings = engine.settings
+    return DvpCoordinator(
+        engine.db,
+        service=engine.commitments,
+        chains=chains if chains is not None else build_chains(settings),
+        sealer=Sealer(_fernet_key(settings, settings.sealing_key, "sealing")),
+        clock=engine.clock,
     )

@@ -19,6 +19,7 @@ from settlement import bootstrap
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
 from settlement.cli_nodes import node_app
 from settlement.cli_review import kyc_app, officers_app, review_app, sanctions_app
+from settlement.cli_worker import keystore_app, worker
 from settlement.errors import SettlementError
 
 app = typer.Typer(help="Multi-leg settlement engine.", no_args_is_help=True)
@@ -31,6 +32,8 @@ app.add_typer(sanctions_app, name="sanctions")
 app.add_typer(kyc_app, name="kyc")
 app.add_typer(officers_app, name="officers")
 app.add_typer(node_app, name="node")
+app.add_typer(keystore_app, name="keystore")
+app.command("worker")(worker)
 
 
 @db_app.command("up")

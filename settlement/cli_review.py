@@ -375,3 +375,59 @@ def review_request_info(
         reason=reason,
         expected_version=expected_version,
     )
+
+
+# -- settlements needing a person ----------------------------------------------------
+
+
+@review_app.command("settlements")
+def review_settlements(as_json: JsonFlag = False) -> None:
+    """Settlements flagged for manual review, oldest first."""
+    rows = run(lambda engine: engine.settlements.flagged())
+    if as_json:
+        echo_json(
+            [
+                {
+                    "settlement_id": str(s.id),
+                    "commitment_id": str(s.commitment_id),
+                    "status": s.status,
+                    "decision": s.decision,
+                    "reason": s.review_reason,
+                    "since": s.updated_at.isoformat(),
+                }
+                for s in rows
+            ]
+        )
+        return
+    if not rows:
+        typer.echo("no settlement needs review")
+        return
+    for s in rows:
+        typer.echo(
+            f"{s.id}  {s.status:<10} decision {s.decision or '-':<6} "
+            f"commitment {s.commitment_id}\n    {s.review_reason}"
+        )
+
+
+@review_app.command("retry")
+def review_retry(
+    settlement_id: UUID,
+    note: Annotated[str, typer.Option("--note", help="What was fixed.")],
+    as_key: AsKey,
+) -> None:
+    """Clear a settlement's flag and give its legs fresh attempts (admin)."""
+    actor = actor_from(as_key, Role.ADMIN.value)
+    run(lambda engine: engine.settlements.retry(actor, settlement_id, note))
+    typer.echo(f"settlement {settlement_id}: retrying")
+
+
+@review_app.command("resolve")
+def review_resolve(
+    settlement_id: UUID,
+    note: Annotated[str, typer.Option("--note", help="How it was handled.")],
+    as_key: AsKey,
+) -> None:
+    """Clear a settlement's flag: it was handled outside the engine (admin)."""
+    actor = actor_from(as_key, Role.ADMIN.value)
+    run(lambda engine: engine.settlements.resolve(actor, settlement_id, note))
+    typer.echo(f"settlement {settlement_id}: resolved")

@@ -479,7 +479,14 @@ class DvpCoordinator:
             assert a.ledger_index is not None
             assert a.ledger_hash is not None
             return Applied(a.tx_hash, a.ledger_index, a.ledger_hash, a.result_code or "")
-        rejected = [x for x in history if x.status == "REJECTED"]
+        rejected = [
+            x
+            for x in history
+            if x.status == "REJECTED"
+            and (
+                s.attempts_reset_at is None or (x.finalized_at or x.signed_at) > s.attempts_reset_at
+            )
+        ]
         if rejected and (
             purpose is Purpose.LOCK or len(rejected) >= self.policy.max_rejected_attempts
         ):

@@ -1,9 +1,8 @@
 """Secrets at rest: the hash-lock preimages are sealed (Fernet: AES-128-CBC + HMAC-SHA256).
 
-The key comes from the ``secret_key`` setting (``SETTLEMENT_SECRET_KEY``, a Fernet key).
-For the local network only, a missing key is generated once into
-``<data_dir>/keys/sealing.key`` (mode 0600) so `make demo` needs no set-up; any other
-network refuses to start without an explicit key.
+On the local network the key is generated once into ``<data_dir>/keys/sealing.key``
+(mode 0600) so `make demo` needs no set-up. A key setting for other networks (and an
+HSM or KMS behind the same ``Sealer`` shape) comes with the worker command.
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ class Sealer:
             raise SealingError("sealed secret cannot be opened with this key") from exc
 
 
-def local_key(data_dir: Path) -> bytes:
-    """The local network's sealing key, created on first use."""
-    path = data_dir / "keys" / "sealing.key"
+def local_key(data_dir: Path, *, name: str = "sealing") -> bytes:
+    """A local network's Fernet key (``<name>.key``), created on first use."""
+    path = data_dir / "keys" / f"{name}.key"
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

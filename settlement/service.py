@@ -43,6 +43,7 @@ from ledger.idempotency import fingerprint, resolve
 from settlement import errors
 from settlement.clock import Clock
 from settlement.domain import (
+    SYSTEM,
     Actor,
     Role,
     parse_amount,
@@ -441,6 +442,32 @@ class CommitmentService:
     def force_cancel(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
         """ESCROWED -> CANCELLED by an admin, after every leg was unwound."""
         return self.apply(actor, commitment_id, Event.FORCE_CANCEL, **kw)
+
+    def expire_due(self, *, limit: int = 100) -> list[WriteResult]:
+        """Cancel, as the system, commitments past their expiry that are not settling.
+
+        Each gets the ``expire`` transition with a reason and its audit entry; one that
+        moved on meanwhile (or started settling) is skipped, not an error. Idempotent:
+        a second run finds nothing to do.
+        """
+        now = self._clock.now()
+        due = self._read(lambda c: records.expired(c, now=now, limit=limit))
+        done: list[WriteResult] = []
+        for commitment_id, version, expires_at in due:
+            try:
+                done.append(
+                    self.apply(
+                        SYSTEM,
+                        commitment_id,
+                        Event.EXPIRE,
+                        expected_version=version,
+                        reason=f"expired at {expires_at.isoformat()}",
+                        idempotency_key=f"expire:{commitment_id}:{version}",
+                    )
+                )
+            except (errors.StaleVersion, errors.TransitionNotAllowed):
+                continue  # it moved (or began settling) after we read it
+        return done
 
     # -- reads --------------------------------------------------------------------
 

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     xrpl_url: str = "http://127.0.0.1:5005"
     horizon_url: str = "http://127.0.0.1:8000"
     stellar_network_passphrase: str = "Standalone Network ; February 2017"  # noqa: S105 - public
+    # the settlement agents: they pay the fees of commits and unwinds and receive claims
+    xrpl_agent: str = ""
+    stellar_agent: str = ""
+    # Fernet keys; on the local network both are generated under data_dir when unset
+    keystore_key: SecretStr | None = None
+    sealing_key: SecretStr | None = None
+    #: the encrypted keystore file (relative paths are relative to data_dir)
+    keystore_file: Path = Path("keys/keystore.fernet")
     #: a name scoring at least this (0-100, rapidfuzz) against a sanctioned name is a hit
     sanctions_match_threshold: int = Field(default=88, ge=50, le=100)
     #: commitments strictly above this amount need two distinct officers' approvals

@@ -1,4 +1,8 @@
-"""The commitment state machine: six states, ten transitions, one table.
+"""The commitment state machine: six states, thirteen transitions, one table.
+
+The ten transitions of DESIGN section 3, and ``expire``: a DRAFT, PENDING_REVIEW or
+VERIFIED commitment past its expiry is cancelled by the system, with a reason. (Reusing
+withdraw or reject for that would record an act its owner or an officer never made.)
 
 This table is the single source of truth. Migration 0001 seeds the database table
 ``valid_transitions`` from a frozen copy of it, the database trigger refuses any state
@@ -46,6 +50,7 @@ class Event(StrEnum):
     SETTLE = "settle"
     RELEASE = "release"
     FORCE_CANCEL = "force_cancel"
+    EXPIRE = "expire"
 
     @classmethod
     def parse(cls, name: str) -> Event:
@@ -111,6 +116,14 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(State.ESCROWED, Event.RELEASE, State.VERIFIED, Authority.SYSTEM_OR_ADMIN),
     Transition(
         State.ESCROWED, Event.FORCE_CANCEL, State.CANCELLED, Authority.ADMIN, reason_required=True
+    ),
+    # a commitment not yet settling that is past its expiry is cancelled by the system
+    Transition(State.DRAFT, Event.EXPIRE, State.CANCELLED, Authority.SYSTEM, reason_required=True),
+    Transition(
+        State.PENDING_REVIEW, Event.EXPIRE, State.CANCELLED, Authority.SYSTEM, reason_required=True
+    ),
+    Transition(
+        State.VERIFIED, Event.EXPIRE, State.CANCELLED, Authority.SYSTEM, reason_required=True
     ),
 )
 

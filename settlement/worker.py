@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -33,6 +35,8 @@ class WorkerPolicy:
     batch: int = 8
     #: idle wait between polls when nothing is due
     idle_s: float = 0.5
+    #: how often the worker also cancels expired commitments
+    expiry_sweep_s: float = 30.0
 
 
 class Worker:
@@ -44,6 +48,7 @@ class Worker:
         *,
         name: str | None = None,
         policy: WorkerPolicy | None = None,
+        expire: Callable[[], object] | None = None,
     ) -> None:
         self._db = db
         self._coordinator = coordinator
@@ -51,9 +56,18 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.policy = policy or WorkerPolicy()
         self._stop = threading.Event()
+        self._expire = expire
+        self._next_sweep = 0.0
 
     def run_once(self) -> int:
-        """Claim what is due, step each claimed settlement once; return how many."""
+        """Claim what is due, step each claimed settlement once; return how many. Every
+        ``expiry_sweep_s`` it also runs the expiry sweep (``CommitmentService.expire_due``)."""
+        if self._expire is not None and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self.policy.expiry_sweep_s
+            try:
+                self._expire()
+            except Exception:
+                log.exception("expiry sweep failed; it runs again later")
         now = self._clock.now()
         claimed = self._db.transaction(
             lambda uow: records.claim_due(
@@ -92,3 +106,10 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, waking early on ``stop()``."""
+        self._stop.wait(seconds)
+
+    def open_settlements(self) -> int:
+        return self._db.transaction(records.count_open)

@@ -39,6 +39,7 @@ ENTITLED = {
     Event.SETTLE: SYSTEM,
     Event.RELEASE: SYSTEM,
     Event.FORCE_CANCEL: ADMIN,
+    Event.EXPIRE: SYSTEM,
 }
 
 #: a legal path of events from creation to each state
@@ -55,7 +56,7 @@ PATH_TO = {
 def reason_for(event: Event) -> str | None:
     return (
         f"test reason for {event}"
-        if event in (Event.REJECT, Event.REQUEST_INFO, Event.FORCE_CANCEL)
+        if event in (Event.REJECT, Event.REQUEST_INFO, Event.FORCE_CANCEL, Event.EXPIRE)
         else None
     )
 

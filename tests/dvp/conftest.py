@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
@@ -40,14 +40,26 @@ class Dvp:
         assert service.state_of(created.commitment_id) is State.VERIFIED
         return created.commitment_id
 
-    def drive(self, settlement_id: UUID, *, timeout_s: float = 30.0) -> StepResult:
-        """Step until the settlement closes or needs a person; ledgers close meanwhile."""
+    def drive(
+        self,
+        settlement_id: UUID,
+        *,
+        timeout_s: float = 30.0,
+        until: Callable[[], bool] | None = None,
+    ) -> StepResult:
+        """Step until the settlement closes, needs a person, or ``until()`` holds; ledgers
+        close meanwhile."""
         deadline = time.monotonic() + timeout_s
         while True:
             result = self.coordinator.step(settlement_id)
             if result.progress is not Progress.WAITING or time.monotonic() > deadline:
                 return result
+            if until is not None and until():
+                return result
             time.sleep(0.02)
+
+    def escrowed(self, commitment_id: UUID) -> Callable[[], bool]:
+        return lambda: self.engine.commitments.state_of(commitment_id) is State.ESCROWED
 
     def ledger_ref_check(
         self, chain: str, tx_hash: str, index: int | None, ledger_hash: str | None

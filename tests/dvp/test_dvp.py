@@ -149,13 +149,18 @@ def test_force_cancel_while_escrowed_unwinds_to_cancelled(dvp: Dvp) -> None:
     cid = dvp.verified_commitment(str(PRICE))
     before = dvp.world.holdings()
     sid = _instruct(dvp, cid, deadline_s=600, settle_in_s=300)
-    result = dvp.drive(sid, timeout_s=10)
+    result = dvp.drive(sid, timeout_s=10, until=dvp.escrowed(cid))
     assert result.progress is Progress.WAITING
     assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
     with pytest.raises(errors.NotAuthorised):
         dvp.coordinator.request_force_cancel(Actor("key-x", Role.ALLOCATOR, party="p"), sid, "x")
     dvp.coordinator.request_force_cancel(ADMIN, sid, "counterparty default")
-    result = dvp.drive(sid, timeout_s=10)
+
+    def stellar_unwound() -> bool:
+        _, now_legs, _ = dvp.coordinator.settlement(sid)
+        return [leg.state for leg in now_legs] == ["UNWOUND", "LOCKED"]
+
+    result = dvp.drive(sid, timeout_s=10, until=stellar_unwound)
     # Stellar unwinds at once; the XRPL escrow only after CancelAfter
     assert result.status == "UNWINDING"
     _, legs, _ = dvp.coordinator.settlement(sid)
@@ -178,7 +183,7 @@ def test_deadline_passing_while_escrowed_releases_to_verified(dvp: Dvp) -> None:
     cid = dvp.verified_commitment(str(PRICE))
     before = dvp.world.holdings()
     sid = _instruct(dvp, cid, deadline_s=60, settle_in_s=50)
-    assert dvp.drive(sid, timeout_s=10).progress is Progress.WAITING
+    assert dvp.drive(sid, timeout_s=10, until=dvp.escrowed(cid)).progress is Progress.WAITING
     assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
     dvp.world.advance_time(60 + 120 + 30)  # past the deadline and T_cancel
     result = dvp.drive(sid)
@@ -344,3 +349,60 @@ def test_legs_of_one_sender_are_checked_together(dvp: Dvp) -> None:
         dvp.coordinator.instruct(
             SYSTEM, cid, legs, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
         )
+
+
+def test_database_refuses_state_changes_the_open_settlement_does_not_support(dvp: Dvp) -> None:
+    """Whatever the application sends: no withdraw while settling, no SETTLED with a leg
+    not committed, no release with a leg still locked."""
+    service = dvp.engine.commitments
+    cid = dvp.verified_commitment(str(PRICE))
+    sid = _instruct(dvp, cid, deadline_s=600, settle_in_s=300)
+    with pytest.raises(errors.TransitionNotAllowed, match="is settling"):
+        service.withdraw(Actor("key-alloc-1", Role.ALLOCATOR, party="party-northwind"), cid)
+    assert dvp.drive(sid, timeout_s=10, until=dvp.escrowed(cid)).progress is Progress.WAITING
+    assert service.state_of(cid) is State.ESCROWED  # every leg locked, settle date ahead
+    with pytest.raises(errors.TransitionNotAllowed, match="0 of 2 legs"):
+        service.settle(SYSTEM, cid)
+    with pytest.raises(errors.TransitionNotAllowed, match="0 of 2 legs"):
+        service.release(SYSTEM, cid)
+    assert service.state_of(cid) is State.ESCROWED
+
+
+def test_commit_rejected_after_commit_rolls_forward_flags_and_an_admin_retries(dvp: Dvp) -> None:
+    service, world = dvp.engine.commitments, dvp.world
+    cid = dvp.verified_commitment(str(PRICE))
+    before = world.holdings()
+    sid = _instruct(dvp, cid, deadline_s=600, settle_in_s=60)
+    assert dvp.drive(sid, timeout_s=10, until=dvp.escrowed(cid)).progress is Progress.WAITING
+    # the buyer lowers its bond trust line below the delivery: the escrow cannot finish
+    world.xrpl.trust(world.buyer_xrpl, world.bond, BOND - 1)
+    world.advance_time(61)
+    result = dvp.drive(sid, timeout_s=30)
+    assert result.progress is Progress.NEEDS_REVIEW, result
+    settlement, legs, subs = dvp.coordinator.settlement(sid)
+    assert settlement.decision == "COMMIT" and settlement.needs_review
+    assert "commit rejected" in (settlement.review_reason or "")
+    assert [leg.state for leg in legs] == ["COMMITTED", "LOCKED"], "roll forward where possible"
+    assert {s.result_code for s in subs if s.purpose == "commit" and s.leg_no == 1} == {
+        "tecLIMIT_EXCEEDED"
+    }
+    assert service.state_of(cid) is State.ESCROWED, "never SETTLED with a leg not committed"
+    assert [s.id for s in dvp.engine.settlements.flagged()] == [sid]
+
+    with pytest.raises(errors.NotAuthorised):
+        dvp.engine.settlements.retry(SYSTEM, sid, "not an admin")
+    world.xrpl.trust(world.buyer_xrpl, world.bond, BOND * 10)
+    dvp.engine.settlements.retry(ADMIN, sid, "buyer restored its BND trust line")
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
+    assert service.state_of(cid) is State.SETTLED
+    assert dvp.engine.settlements.flagged() == []
+    assert _moved(before, world.holdings()) == {
+        "BND:seller": -BOND,
+        "BND:buyer": BOND,
+        "USDC:buyer": -PRICE,
+        "USDC:seller": PRICE,
+    }
+    actions = [e.action for e in service.audit_trail(cid)]
+    assert "settlement_flagged" in actions and "settlement_retried" in actions
+    dvp.verify_audit()

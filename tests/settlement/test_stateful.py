@@ -40,10 +40,13 @@ MODEL: dict[tuple[str, str], str] = {
     ("ESCROWED", "settle"): "SETTLED",
     ("ESCROWED", "release"): "VERIFIED",
     ("ESCROWED", "force_cancel"): "CANCELLED",
+    ("DRAFT", "expire"): "CANCELLED",
+    ("PENDING_REVIEW", "expire"): "CANCELLED",
+    ("VERIFIED", "expire"): "CANCELLED",
 }
 ROLE_OF_EVENT = {e.value: {ENTITLED[e].role} for e in Event}
 ROLE_OF_EVENT["release"] = {ENTITLED[Event.RELEASE].role, ENTITLED[Event.FORCE_CANCEL].role}
-NEEDS_REASON = {"reject", "request_info", "force_cancel"}
+NEEDS_REASON = {"reject", "request_info", "force_cancel", "expire"}
 
 
 @dataclass

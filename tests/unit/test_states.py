@@ -21,10 +21,13 @@ EXPECTED = {
     (State.ESCROWED, Event.SETTLE): State.SETTLED,
     (State.ESCROWED, Event.RELEASE): State.VERIFIED,
     (State.ESCROWED, Event.FORCE_CANCEL): State.CANCELLED,
+    (State.DRAFT, Event.EXPIRE): State.CANCELLED,
+    (State.PENDING_REVIEW, Event.EXPIRE): State.CANCELLED,
+    (State.VERIFIED, Event.EXPIRE): State.CANCELLED,
 }
 
 
-def test_six_states_and_ten_transitions_as_designed() -> None:
+def test_six_states_and_the_ten_designed_transitions_plus_expiry() -> None:
     assert len(State) == 6
     assert {(t.source, t.event): t.target for t in TRANSITIONS} == EXPECTED
 

@@ -1,0 +1,99 @@
+"""`settle keystore` and `settle worker`: the keys the engine signs with, and the
+process that drives settlements."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from adapters.keystore import KeystoreError
+from ledger.errors import LedgerError
+from settlement import bootstrap
+from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
+from settlement.settings import SettingsError
+from settlement.worker import Worker, WorkerPolicy
+
+keystore_app = typer.Typer(help="The encrypted keystore of ledger accounts.", no_args_is_help=True)
+
+
+@keystore_app.command("add")
+def keystore_add(
+    chain: Annotated[str, typer.Argument(help="xrpl or stellar")],
+) -> None:
+    """Add an account by its secret (an XRPL seed or a Stellar S... secret), read from
+    standard input so it never appears in a process list or shell history."""
+    if chain not in ("xrpl", "stellar"):
+        raise fail("chain must be xrpl or stellar", 2)
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        raise fail("no secret on standard input", 2)
+    try:
+        keystore = bootstrap.keystore_file(settings_or_exit())
+        address = keystore.add_xrpl(secret) if chain == "xrpl" else keystore.add_stellar(secret)
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from exc
+    except KeystoreError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(address)
+
+
+@keystore_app.command("list")
+def keystore_list(as_json: JsonFlag = False) -> None:
+    """The accounts the engine can sign for (addresses only)."""
+    try:
+        accounts = bootstrap.keystore_file(settings_or_exit()).accounts()
+    except (SettingsError, KeystoreError) as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(accounts, indent=2))
+        return
+    for chain, addresses in accounts.items():
+        for address in addresses:
+            typer.echo(f"{chain:<8} {address}")
+
+
+def worker(
+    once: Annotated[bool, typer.Option(help="One pass over what is due, then exit.")] = False,
+    until_idle: Annotated[
+        bool, typer.Option(help="Run until no settlement is open, then exit.")
+    ] = False,
+    lease: Annotated[float, typer.Option(min=1, help="Lease per claimed settlement, s.")] = 30,
+) -> None:
+    """Drive settlements (lock, decide, commit or unwind) and expire stale commitments.
+    Several workers may run against one database."""
+    engine = engine_or_exit()
+    try:
+        coordinator = bootstrap.build_coordinator(engine)
+    except (SettingsError, KeystoreError, ValueError) as exc:
+        engine.close()
+        raise fail(str(exc), 2) from exc
+    runner = Worker(
+        engine.db,
+        coordinator,
+        engine.clock,
+        policy=WorkerPolicy(lease_s=lease),
+        expire=engine.commitments.expire_due,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        if once:
+            runner.run_once()
+        elif until_idle:
+            while runner.open_settlements() > 0:
+                if runner.run_once() == 0:
+                    runner.wait(runner.policy.idle_s)
+        else:
+            logging.getLogger(__name__).info("worker %s running; Ctrl-C stops it", runner.name)
+            try:
+                runner.run()
+            except KeyboardInterrupt:
+                runner.stop()
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.close()

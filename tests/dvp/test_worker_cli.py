@@ -1,0 +1,122 @@
+"""The operator's path: keys into the keystore, then `settle worker` drives settlements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from support import ALLOCATOR, OFFICER, seed_compliance
+from typer.testing import CliRunner
+from xrpl.wallet import Wallet
+
+from adapters.keystore import KeystoreError
+from settlement import bootstrap
+from settlement.bootstrap import DatabaseUrls
+from settlement.cli import app
+from settlement.domain import SYSTEM
+from settlement.localworld import LocalWorld, start_local_world
+from settlement.settings import load_settings
+from settlement.states import State
+
+
+@pytest.fixture
+def world() -> Iterator[LocalWorld]:
+    w = start_local_world(usdc=Decimal(5_000))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def operator_env(
+    world: LocalWorld, fresh_urls: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    env = {
+        "SETTLEMENT_DATABASE_URL": fresh_urls.owner,
+        "SETTLEMENT_DATA_DIR": str(tmp_path),
+        "SETTLEMENT_XRPL_URL": world.xrpl.url,
+        "SETTLEMENT_HORIZON_URL": world.stellar.url,
+        "SETTLEMENT_XRPL_AGENT": world.agent_xrpl.classic_address,
+        "SETTLEMENT_STELLAR_AGENT": world.agent_stellar.public_key,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def settle(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), input=stdin)
+    return result.exit_code, result.output
+
+
+def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str, str]) -> None:
+    for chain, secret in (
+        ("xrpl", world.seller_xrpl.seed),
+        ("xrpl", world.agent_xrpl.seed),
+        ("stellar", world.buyer_stellar.secret),
+        ("stellar", world.agent_stellar.secret),
+    ):
+        code, out = settle("keystore", "add", chain, stdin=f"{secret}\n")
+        assert code == 0, out
+    code, out = settle("keystore", "list", "--json")
+    assert code == 0, out
+    assert world.seller_xrpl.classic_address in out and world.agent_stellar.public_key in out
+    assert str(world.seller_xrpl.seed) not in out, "never a secret on screen"
+    keyfile = Path(operator_env["SETTLEMENT_DATA_DIR"]) / "keys" / "keystore.fernet"
+    assert keyfile.stat().st_mode & 0o077 == 0, "readable by its owner only"
+
+    engine = bootstrap.build(load_settings())
+    try:
+        seed_compliance(engine.commitments)
+        created = engine.commitments.create(
+            ALLOCATOR, deal_ref="OPS", amount="1000", currency="USDC"
+        )
+        cid = created.commitment_id
+        engine.commitments.submit(ALLOCATOR, cid)
+        engine.commitments.approve(OFFICER, cid)
+        coordinator = bootstrap.build_coordinator(engine)
+        coordinator.instruct(
+            SYSTEM,
+            cid,
+            world.legs(Decimal(10), Decimal(1000)),
+            commit_deadline=engine.clock.now() + timedelta(seconds=60),
+        )
+        code, out = settle("worker", "--until-idle")
+        assert code == 0, out
+        assert engine.commitments.state_of(cid) is State.SETTLED
+    finally:
+        engine.close()
+
+
+def test_worker_refuses_to_start_without_agents_or_with_a_wrong_key(
+    operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SETTLEMENT_XRPL_AGENT")
+    code, out = settle("worker", "--once")
+    assert code == 2
+    assert "SETTLEMENT_XRPL_AGENT" in out
+    monkeypatch.setenv("SETTLEMENT_XRPL_AGENT", operator_env["SETTLEMENT_XRPL_AGENT"])
+    assert settle("keystore", "add", "stellar", stdin="not-a-secret\n")[0] == 1
+    wallet = Wallet.create()
+    assert settle("keystore", "add", "xrpl", stdin=f"{wallet.seed}\n") == (
+        0,
+        f"{wallet.classic_address}\n",
+    )
+    monkeypatch.setenv("SETTLEMENT_KEYSTORE_KEY", "A" * 43 + "=")
+    code, out = settle("keystore", "list")
+    assert code == 1
+    assert "cannot be opened with this key" in out
+
+
+def test_keystore_errors_are_typed(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from adapters.keystore import KeystoreFile
+
+    store = KeystoreFile(tmp_path / "k", Fernet.generate_key())
+    with pytest.raises(KeystoreError, match="not an XRPL seed"):
+        store.add_xrpl("nonsense")
+    with pytest.raises(KeystoreError, match="not a Fernet key"):
+        KeystoreFile(tmp_path / "k", b"short")
