@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from adapters.errors import AdapterError
 from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
@@ -21,6 +22,8 @@ from settlement.cli_nodes import node_app
 from settlement.cli_review import kyc_app, officers_app, review_app, sanctions_app
 from settlement.cli_worker import keystore_app, worker
 from settlement.errors import SettlementError
+from settlement.ledger_refs import ledger_ref_checker
+from settlement.settings import SettingsError
 
 app = typer.Typer(help="Multi-leg settlement engine.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded server and migrations.", no_args_is_help=True)
@@ -84,11 +87,23 @@ def db_migrate(
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: JsonFlag = False) -> None:
+def audit_verify(
+    as_json: JsonFlag = False,
+    ledgers: Annotated[
+        bool, typer.Option(help="Also check every ledger reference on the ledger it names.")
+    ] = False,
+) -> None:
     """Recompute every audit chain; exit 1 and name the first broken entry if any."""
     engine = engine_or_exit()
+    check = None
+    if ledgers:
+        try:
+            check = ledger_ref_checker(bootstrap.build_chains(engine.settings))
+        except (SettingsError, AdapterError, ValueError) as exc:
+            engine.close()
+            raise fail(str(exc), 2) from exc
     try:
-        report = engine.commitments.verify_audit()
+        report = engine.commitments.verify_audit(check_ledger_ref=check)
     except SettlementError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -96,7 +111,8 @@ def audit_verify(as_json: JsonFlag = False) -> None:
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     elif report.ok:
-        typer.echo(f"ok: {report.chains} chains, {report.entries} entries verified")
+        refs = f", {report.ledger_refs_checked} ledger references" if ledgers else ""
+        typer.echo(f"ok: {report.chains} chains, {report.entries} entries verified{refs}")
     else:
         typer.echo(f"BROKEN: {len(report.breaks)} of {report.chains} chains")
         for problem in report.breaks:

@@ -23,11 +23,11 @@ from uuid import UUID
 
 from stellar_sdk import Asset as SdkAsset
 
-from adapters.chain import ChainName
 from ledger.audit import verify_all
 from settlement.bootstrap import Engine
 from settlement.domain import SYSTEM, Actor, Role
 from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, Progress, StepResult
+from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
 
@@ -147,18 +147,8 @@ def _drive(coordinator: DvpCoordinator, settlement_id: UUID, timeout_s: float = 
 
 
 def _verify(engine: Engine, world: LocalWorld, echo: Printer) -> bool:
-    def on_ledger(
-        chain: str, tx_hash: str, index: int | None, ledger_hash: str | None
-    ) -> str | None:
-        tx = world.chains[ChainName(chain)].lookup(tx_hash)
-        if tx is None or not tx.validated:
-            return "not in a validated ledger"
-        if (tx.ledger_index, tx.ledger_hash) != (index, ledger_hash):
-            return f"recorded ledger {index} differs from {tx.ledger_index}"
-        return None
-
     with engine.db.unit_of_work() as uow:
-        report = verify_all(uow.connection, check_ledger_ref=on_ledger)
+        report = verify_all(uow.connection, check_ledger_ref=ledger_ref_checker(world.chains))
     status = "verified" if report.ok else "BROKEN"
     echo(
         f"\nAudit log {status} against the ledgers: {report.chains} chains, {report.entries} "

@@ -12,12 +12,12 @@ import pytest
 from cryptography.fernet import Fernet
 from support import ALLOCATOR, OFFICER, seed_compliance
 
-from adapters.chain import ChainName
 from adapters.resilience import ResiliencePolicy
 from ledger.audit import verify_all
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.dvp import DvpCoordinator, DvpPolicy, Progress, StepResult
+from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
@@ -61,21 +61,11 @@ class Dvp:
     def escrowed(self, commitment_id: UUID) -> Callable[[], bool]:
         return lambda: self.engine.commitments.state_of(commitment_id) is State.ESCROWED
 
-    def ledger_ref_check(
-        self, chain: str, tx_hash: str, index: int | None, ledger_hash: str | None
-    ) -> str | None:
-        tx = self.world.chains[ChainName(chain)].lookup(tx_hash)
-        if tx is None:
-            return "transaction not found on the ledger"
-        if not tx.validated:
-            return "transaction not validated"
-        if (tx.ledger_index, tx.ledger_hash) != (index, ledger_hash):
-            return f"ledger {tx.ledger_index} {tx.ledger_hash} differs from the record"
-        return None
-
     def verify_audit(self) -> None:
         with self.engine.db.unit_of_work() as uow:
-            report = verify_all(uow.connection, check_ledger_ref=self.ledger_ref_check)
+            report = verify_all(
+                uow.connection, check_ledger_ref=ledger_ref_checker(self.world.chains)
+            )
         assert report.ok, report.breaks
         assert report.ledger_refs_checked > 0
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from support import ALLOCATOR, OFFICER, seed_compliance
 from typer.testing import CliRunner
 from xrpl.wallet import Wallet
@@ -120,3 +121,80 @@ def test_keystore_errors_are_typed(tmp_path: Path) -> None:
         store.add_xrpl("nonsense")
     with pytest.raises(KeystoreError, match="not a Fernet key"):
         KeystoreFile(tmp_path / "k", b"short")
+
+
+def test_audit_verify_checks_ledger_references_on_the_ledgers(
+    world: LocalWorld, operator_env: dict[str, str], fresh_urls: DatabaseUrls
+) -> None:
+    for chain, secret in (
+        ("xrpl", world.seller_xrpl.seed),
+        ("xrpl", world.agent_xrpl.seed),
+        ("stellar", world.buyer_stellar.secret),
+        ("stellar", world.agent_stellar.secret),
+    ):
+        assert settle("keystore", "add", chain, stdin=f"{secret}\n")[0] == 0
+    engine = bootstrap.build(load_settings())
+    try:
+        seed_compliance(engine.commitments)
+        cid = engine.commitments.create(
+            ALLOCATOR, deal_ref="REFS", amount="1000", currency="USDC"
+        ).commitment_id
+        engine.commitments.submit(ALLOCATOR, cid)
+        engine.commitments.approve(OFFICER, cid)
+        bootstrap.build_coordinator(engine).instruct(
+            SYSTEM,
+            cid,
+            world.legs(Decimal(10), Decimal(1000)),
+            commit_deadline=engine.clock.now() + timedelta(seconds=60),
+        )
+        assert settle("worker", "--until-idle")[0] == 0
+    finally:
+        engine.close()
+    code, out = settle("audit", "verify", "--ledgers")
+    assert code == 0, out
+    assert "4 ledger references" in out
+    # a recorded ledger hash that is not the ledger's
+    owner = create_engine(fresh_urls.owner)
+    with owner.begin() as c:
+        c.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        c.execute(
+            text(
+                "UPDATE audit_log SET ledger_hash = upper(reverse(ledger_hash))"
+                " WHERE action = 'leg_commit' AND chain = 'xrpl'"
+            )
+        )
+        c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    owner.dispose()
+    code, out = settle("audit", "verify", "--ledgers")
+    assert code == 1
+    assert "entry_hash does not match its contents (edited)" in out
+    # a careful forger rewrites the chain from there on: only the ledger can tell
+    owner = create_engine(fresh_urls.owner)
+    with owner.begin() as c:
+        c.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        seqs = (
+            c.execute(
+                text("SELECT seq FROM audit_log WHERE commitment_id = :id ORDER BY seq"),
+                {"id": cid},
+            )
+            .scalars()
+            .all()
+        )
+        prev = None
+        for seq in seqs:
+            prev = c.execute(
+                text(
+                    "UPDATE audit_log SET prev_hash = :prev, entry_hash = audit_entry_hash("
+                    " commitment_id, seq, recorded_at, actor, action, from_state, to_state,"
+                    " commitment_version, idempotency_key, payload, chain, tx_hash, ledger_index,"
+                    " ledger_hash, CAST(:prev AS text))"
+                    " WHERE commitment_id = :id AND seq = :seq RETURNING entry_hash"
+                ),
+                {"prev": prev, "id": cid, "seq": seq},
+            ).scalar_one()
+        c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    owner.dispose()
+    assert settle("audit", "verify")[0] == 0, "the rewritten chain is consistent in itself"
+    code, out = settle("audit", "verify", "--ledgers")
+    assert code == 1
+    assert "ledger reference: recorded ledger" in out
