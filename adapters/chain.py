@@ -19,6 +19,10 @@ allows a new signature for the same purpose.
 Outcomes are values, not exceptions; ``Unavailable`` means the ledger could not be
 asked (transport failure, or the circuit breaker is open) and says nothing about the
 transaction.
+
+Reconciliation reads locks back: ``lock_state`` says whether a lock still exists in
+the latest validated ledger and what it holds (``LockState``); ``locks_of`` lists the
+locks an account takes part in, so locks unknown to the engine can be found.
 """
 
 from __future__ import annotations
@@ -181,6 +185,53 @@ class LedgerTx:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LockClaimant:
+    """Who may take a lock's funds, and from when (Stellar claimable balances).
+
+    ``unconditional`` at any time; otherwise from ``not_before`` on when the predicate
+    is "not before an absolute time"; any other predicate leaves both unset and is
+    kept verbatim in ``predicate``.
+    """
+
+    destination: str
+    unconditional: bool
+    not_before: datetime | None = None
+    predicate: str = ""
+
+
+@dataclass(frozen=True)
+class LockState:
+    """A lock as the latest validated ledger holds it.
+
+    ``exists`` False (``LockState.absent``) means the ledger no longer holds it:
+    finished, cancelled, claimed, or never created; the terms are then None. ``key``
+    is the ledger's own name for the object (XRPL escrow ledger index, Stellar
+    balance id). ``sender`` is the escrow owner (XRPL) or the balance's sponsor, its
+    creator (Stellar); ``receiver`` the escrow destination (XRPL only); ``claimants``
+    the balance's claimants (Stellar only). ``cancel_after`` is when the sender can
+    take the funds back: XRPL CancelAfter, Stellar the sender's claim predicate.
+    ``condition_hex`` is the XRPL crypto-condition. ``ledger_index`` is the validated
+    ledger read, when the ledger says.
+    """
+
+    lock: LockRef
+    exists: bool
+    key: str = ""
+    asset: Asset | None = None
+    amount: Decimal | None = None
+    sender: str | None = None
+    receiver: str | None = None
+    claimants: tuple[LockClaimant, ...] = ()
+    cancel_after: datetime | None = None
+    condition_hex: str | None = None
+    ledger_index: int | None = None
+
+    @classmethod
+    def absent(cls, lock: LockRef, *, key: str = "", ledger_index: int | None = None) -> LockState:
+        return cls(lock=lock, exists=False, key=key, ledger_index=ledger_index)
+
+
 @runtime_checkable
 class Chain(Protocol):
     """A ledger as the settlement engine sees it."""
@@ -209,4 +260,14 @@ class Chain(Protocol):
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         """The transaction in a ledger, or None if the ledger does not know it."""
+        ...
+
+    def lock_state(self, lock: LockRef) -> LockState | Unavailable:
+        """Whether ``lock`` still exists in the latest validated ledger, and its terms.
+        Never raises for a transport failure: that is ``Unavailable``."""
+        ...
+
+    def locks_of(self, account: str) -> list[LockState] | Unavailable:
+        """Every lock in the latest validated ledger that ``account`` takes part in:
+        XRPL escrows it owns or receives, Stellar balances it may claim."""
         ...

@@ -359,6 +359,23 @@ def append_audit(
     )
 
 
+def all_settlement_ids(uow: UnitOfWork) -> list[UUID]:
+    return [row[0] for row in uow.execute("SELECT id FROM settlements ORDER BY created_at")]
+
+
+def known_lock_refs(uow: UnitOfWork) -> list[tuple[str, str, int | None, str | None]]:
+    """(chain, owner, sequence, balance id) of every lock the engine ever signed for."""
+    rows = uow.execute(
+        "SELECT chain, lock_owner, lock_sequence, lock_balance_id FROM settlement_legs"
+        " WHERE lock_owner IS NOT NULL"
+    )
+    out: list[tuple[str, str, int | None, str | None]] = []
+    for row in rows:
+        chain, owner, sequence, balance_id = tuple(row)
+        out.append((chain, owner, sequence, balance_id))
+    return out
+
+
 def count_open(uow: UnitOfWork) -> int:
     return int(
         uow.execute(

@@ -20,7 +20,7 @@ from settlement import bootstrap
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
 from settlement.cli_nodes import node_app
 from settlement.cli_review import kyc_app, officers_app, review_app, sanctions_app
-from settlement.cli_worker import keystore_app, worker
+from settlement.cli_worker import keystore_app, reconcile, worker
 from settlement.errors import SettlementError
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.settings import SettingsError
@@ -37,6 +37,7 @@ app.add_typer(officers_app, name="officers")
 app.add_typer(node_app, name="node")
 app.add_typer(keystore_app, name="keystore")
 app.command("worker")(worker)
+app.command("reconcile")(reconcile)
 
 
 @db_app.command("up")

@@ -97,3 +97,36 @@ def worker(
         raise fail(str(exc)) from exc
     finally:
         engine.close()
+
+
+def reconcile(as_json: JsonFlag = False) -> None:
+    """Compare the engine's records with the ledgers; exit 1 on breaks, 2 when a ledger
+    could not be checked (and nothing else was wrong), 0 when everything agrees."""
+    from settlement.reconcile import Reconciler
+
+    engine = engine_or_exit()
+    try:
+        chains = bootstrap.build_chains(engine.settings)
+    except (SettingsError, KeystoreError, ValueError) as exc:
+        engine.close()
+        raise fail(str(exc), 2) from exc
+    try:
+        report = Reconciler(engine.db, chains).run()
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"reconcile: {report.status}")
+        for item in report.breaks:
+            typer.echo(
+                f"  break {item.kind} [{item.chain}] expected {item.expected}; "
+                f"found {item.found}" + (f" ({item.detail})" if item.detail else "")
+            )
+        for down in report.unreachable:
+            typer.echo(
+                f"  unreachable {down.chain}: {down.reason} ({down.unchecked} checks skipped)"
+            )
+    raise typer.Exit(report.exit_code)

@@ -30,7 +30,9 @@ transport condition: they return an ``Outcome``. ``lookup`` raises ``TransportEr
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from stellar_sdk import Account as SdkAccount
@@ -47,11 +49,14 @@ from stellar_sdk.exceptions import BadSignatureError
 
 from adapters.chain import (
     Applied,
+    Asset,
     ChainName,
     Expired,
     LedgerTx,
     Leg,
+    LockClaimant,
     LockRef,
+    LockState,
     LockTerms,
     Outcome,
     Pending,
@@ -72,6 +77,7 @@ from adapters.signing import StellarSigner
 from adapters.stellar.horizon import (
     TIMEOUT_TYPES,
     AccountView,
+    BalanceView,
     Horizon,
     LedgerHeader,
     Reply,
@@ -308,6 +314,34 @@ class StellarChain:
             lock_ref=lock_ref,
         )
 
+    # -- locks as the ledger holds them --------------------------------------------------
+
+    def lock_state(self, lock: LockRef) -> LockState | Unavailable:
+        """The claimable balance ``lock`` names, as Horizon holds it now (Horizon serves
+        only externalised, final ledgers), or ``LockState.absent`` once claimed."""
+        if lock.chain != ChainName.STELLAR or not lock.balance_id:
+            raise ValueError(f"not a Stellar lock: {lock}")
+        try:
+            balance = self._horizon.claimable_balance(lock.balance_id)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+        if balance is None:
+            return LockState.absent(lock, key=lock.balance_id)
+        return _balance_state(balance, owner=lock.owner)
+
+    def locks_of(self, account: str) -> list[LockState] | Unavailable:
+        """Every claimable balance ``account`` is a claimant of; the lock's owner is the
+        balance's sponsor (its creator)."""
+        try:
+            balances = self._horizon.claimable_balances_for(account)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+        return [_balance_state(b, owner=b.sponsor) for b in balances]
+
     # -- submit, status, lookup --------------------------------------------------------
 
     def submit(self, submission: SignedSubmission) -> Outcome:
@@ -460,6 +494,46 @@ class StellarChain:
                 "source_account": found.source_account,
             },
         )
+
+
+def _balance_state(balance: BalanceView, *, owner: str) -> LockState:
+    claimants = tuple(_claimant(c.destination, c.predicate) for c in balance.claimants)
+    sender = balance.sponsor or owner
+    reclaim = [c for c in claimants if c.destination == sender and c.not_before is not None]
+    return LockState(
+        lock=LockRef(ChainName.STELLAR, owner=owner, balance_id=balance.balance_id),
+        exists=True,
+        key=balance.balance_id,
+        asset=_asset(balance.asset),
+        amount=balance.amount,
+        sender=sender,
+        claimants=claimants,
+        cancel_after=reclaim[0].not_before if reclaim else None,
+    )
+
+
+def _asset(canonical_name: str) -> Asset:
+    if canonical_name == "native":
+        return Asset("XLM")
+    code, _, issuer = canonical_name.partition(":")
+    return Asset(code, issuer)
+
+
+def _claimant(destination: str, predicate: dict[str, object]) -> LockClaimant:
+    """Horizon's predicate JSON: unconditional, "not before an absolute time" (the
+    sender's reclaim from T_cancel on), or anything else, kept as text."""
+    text = json.dumps(predicate, sort_keys=True)
+    if predicate == {"unconditional": True}:
+        return LockClaimant(destination, unconditional=True, predicate=text)
+    inner = predicate.get("not")
+    if isinstance(inner, dict) and set(inner) <= {"abs_before", "abs_before_epoch"}:
+        epoch = inner.get("abs_before_epoch")
+        if epoch is not None:
+            moment = datetime.fromtimestamp(int(str(epoch)), tz=UTC)
+        else:
+            moment = datetime.fromisoformat(str(inner["abs_before"]).replace("Z", "+00:00"))
+        return LockClaimant(destination, unconditional=False, not_before=moment, predicate=text)
+    return LockClaimant(destination, unconditional=False, predicate=text)
 
 
 def _check_submission(submission: SignedSubmission) -> None:

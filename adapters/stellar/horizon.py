@@ -106,6 +106,8 @@ class BalanceView:
     asset: str
     amount: Decimal
     claimants: tuple[Claimant, ...]
+    #: the account that sponsors the entry: its creator, unless sponsorship moved
+    sponsor: str = ""
 
 
 class Horizon:
@@ -164,16 +166,25 @@ class Horizon:
         body = self._get(
             lambda: self._server.claimable_balances().claimable_balance(balance_id).call()
         )
-        if body is None:
-            return None
-        return BalanceView(
-            balance_id=str(body["id"]),
-            asset=str(body["asset"]),
-            amount=Decimal(body["amount"]),
-            claimants=tuple(
-                Claimant(str(c["destination"]), dict(c["predicate"])) for c in body["claimants"]
-            ),
-        )
+        return None if body is None else _balance(body)
+
+    def claimable_balances_for(self, claimant: str, *, page_size: int = 200) -> list[BalanceView]:
+        """Every claimable balance ``claimant`` may claim (now or later), all pages."""
+        found: list[BalanceView] = []
+        cursor: str | None = None
+        while True:
+
+            def page(after: str | None = cursor) -> Json:
+                call = self._server.claimable_balances().for_claimant(claimant).limit(page_size)
+                answer: Json = (call.cursor(after) if after else call).call()
+                return answer
+
+            body = self._get(page)
+            records = (body or {}).get("_embedded", {}).get("records", [])
+            found.extend(_balance(r) for r in records)
+            if len(records) < page_size:
+                return found
+            cursor = str(records[-1]["paging_token"])
 
     # -- submission ------------------------------------------------------------------------
 
@@ -263,6 +274,18 @@ def tx_view(body: Json) -> TxView:
         result_xdr=str(body["result_xdr"]),
         fee_charged_stroops=int(body["fee_charged"]),
         source_account=str(body["source_account"]),
+    )
+
+
+def _balance(body: Json) -> BalanceView:
+    return BalanceView(
+        balance_id=str(body["id"]),
+        asset=str(body["asset"]),
+        amount=Decimal(body["amount"]),
+        claimants=tuple(
+            Claimant(str(c["destination"]), dict(c["predicate"])) for c in body["claimants"]
+        ),
+        sponsor=str(body.get("sponsor", "")),
     )
 
 

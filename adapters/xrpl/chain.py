@@ -17,25 +17,30 @@ it could have entered).
 
 from __future__ import annotations
 
+import hashlib
+import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 import httpx
 from xrpl.asyncio.clients.exceptions import XRPLRequestFailureException
 from xrpl.clients import JsonRpcClient
-from xrpl.core.addresscodec import is_valid_classic_address
+from xrpl.core.addresscodec import decode_classic_address, is_valid_classic_address
 from xrpl.core.binarycodec import encode, encode_for_signing
 from xrpl.core.keypairs import derive_classic_address, is_valid_message
 from xrpl.models.amounts import IssuedCurrencyAmount
 from xrpl.models.requests import (
     AccountInfo,
     AccountLines,
+    AccountObjects,
+    AccountObjectType,
     Fee,
     Ledger,
+    LedgerEntry,
     Request,
     ServerInfo,
     ServerState,
@@ -45,11 +50,13 @@ from xrpl.models.requests import (
 from xrpl.models.transactions import EscrowCancel, EscrowCreate, EscrowFinish, Transaction
 
 from adapters.chain import (
+    Asset,
     ChainName,
     Expired,
     LedgerTx,
     Leg,
     LockRef,
+    LockState,
     LockTerms,
     Outcome,
     Pending,
@@ -354,6 +361,83 @@ class XrplChain:
             extra={"result": code, "type": str(tx_json.get("TransactionType", ""))},
         )
 
+    # --- locks as the ledger holds them ------------------------------------------------
+
+    def lock_state(self, lock: LockRef) -> LockState | Unavailable:
+        """The escrow ``lock`` names (owner + EscrowCreate sequence) in the validated
+        ledger, or ``LockState.absent`` once it is finished or cancelled."""
+        sequence = _escrow_sequence(lock)
+        key = escrow_index(lock.owner, sequence)
+        try:
+            answer = self._rpc(LedgerEntry(index=key, ledger_index="validated"))
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+        index = int(answer["ledger_index"]) if "ledger_index" in answer else None
+        if answer.get("error") == "entryNotFound":
+            return LockState.absent(lock, key=key, ledger_index=index)
+        if "error" in answer:
+            raise AdapterError(f"ledger_entry escrow {key} answered {answer['error']}")
+        node: dict[str, Any] = answer["node"]
+        if node.get("LedgerEntryType") != "Escrow" or node.get("Account") != lock.owner:
+            raise AdapterError(f"ledger entry {key} is not an escrow of {lock.owner}: {node}")
+        return _escrow_state(lock, node, index)
+
+    def locks_of(self, account: str) -> list[LockState] | Unavailable:
+        """Every escrow in ``account``'s owner directory in the validated ledger (those
+        it owns and those it receives). The escrow object does not keep its creating
+        Sequence; it is read from the EscrowCreate the object names (PreviousTxnID)
+        and checked against the object's index, else left None."""
+        try:
+            return self._locks_of(account)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
+
+    def _locks_of(self, account: str) -> list[LockState]:
+        found: list[LockState] = []
+        marker: Any = None
+        while True:
+            answer = self._rpc(
+                AccountObjects(
+                    account=account,
+                    type=AccountObjectType.ESCROW,
+                    ledger_index="validated",
+                    limit=400,
+                    marker=marker,
+                )
+            )
+            if answer.get("error") == "actNotFound":
+                return []
+            if "error" in answer:
+                raise AdapterError(f"account_objects {account} answered {answer['error']}")
+            index = int(answer["ledger_index"]) if "ledger_index" in answer else None
+            for node in answer.get("account_objects", []):
+                if node.get("LedgerEntryType") != "Escrow":
+                    continue
+                owner = str(node["Account"])
+                sequence = self._escrow_create_sequence(owner, node)
+                lock = LockRef(ChainName.XRPL, owner=owner, sequence=sequence)
+                found.append(_escrow_state(lock, node, index))
+            marker = answer.get("marker")
+            if marker is None:
+                return found
+
+    def _escrow_create_sequence(self, owner: str, node: dict[str, Any]) -> int | None:
+        previous = node.get("PreviousTxnID")
+        if not previous:
+            return None
+        found = self._rpc(Tx(transaction=str(previous)))
+        tx_json = found.get("tx_json", {})
+        if "error" in found or tx_json.get("TransactionType") != "EscrowCreate":
+            return None
+        sequence = int(tx_json.get("Sequence") or tx_json.get("TicketSequence") or 0)
+        if sequence and escrow_index(owner, sequence) == str(node.get("index", "")).upper():
+            return sequence
+        return None
+
     # --- building and signing ---------------------------------------------------------
 
     def _ledger_amount(self, leg: Leg) -> str | IssuedCurrencyAmount:
@@ -489,6 +573,52 @@ class XrplChain:
             if low.isdigit() and int(low) <= first and int(high or low) >= last:
                 return True
         return False
+
+
+def escrow_index(owner: str, sequence: int) -> str:
+    """The ledger index of the escrow ``owner`` created with ``sequence``: SHA-512Half
+    of the escrow space key ``u`` (0x0075), the owner's AccountID and the sequence."""
+    preimage = b"\x00\x75" + decode_classic_address(owner) + sequence.to_bytes(4, "big")
+    return hashlib.sha512(preimage).digest()[:32].hex().upper()
+
+
+def _currency_name(code: str) -> str:
+    """A ledger currency code as the engine names it: 40-hex codes that spell a
+    printable ASCII name (how longer names are written) become that name."""
+    if len(code) != 40:
+        return code
+    try:
+        text = bytes.fromhex(code).rstrip(b"\x00").decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return code.upper()
+    if 3 < len(text) <= 20 and all(c in string.printable and not c.isspace() for c in text):
+        return text
+    return code.upper()
+
+
+def _escrow_state(lock: LockRef, node: dict[str, Any], ledger_index: int | None) -> LockState:
+    raw = node["Amount"]
+    if isinstance(raw, str):
+        asset = Asset("XRP")
+        amount = Decimal(raw) / 1_000_000
+    else:
+        asset = Asset(_currency_name(str(raw["currency"])), str(raw["issuer"]))
+        amount = Decimal(str(raw["value"]))
+    cancel_after = node.get("CancelAfter")
+    return LockState(
+        lock=lock,
+        exists=True,
+        key=str(node.get("index", "")).upper() or escrow_index(lock.owner, lock.sequence or 0),
+        asset=asset,
+        amount=amount,
+        sender=str(node["Account"]),
+        receiver=str(node["Destination"]),
+        cancel_after=(
+            None if cancel_after is None else RIPPLE_EPOCH + timedelta(seconds=int(cancel_after))
+        ),
+        condition_hex=str(node["Condition"]).upper() if "Condition" in node else None,
+        ledger_index=ledger_index,
+    )
 
 
 def _condition(condition_hex: str) -> str:

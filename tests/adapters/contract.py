@@ -16,13 +16,17 @@ What the contract says (DESIGN.md sections 4 and 8):
 - a lost response is ``Pending``, then ``status`` finds it ``Applied`` by hash;
 - an unreachable ledger is ``Unavailable``, the breaker opens, and the adapter recovers
   when the ledger is back;
-- ``Expired`` only once the ledger is past the expiry, never before.
+- ``Expired`` only once the ledger is past the expiry, never before;
+- ``lock_state`` reads a lock back with its terms while it exists and absent once it
+  is released; ``locks_of`` lists it for its sender; an unreachable ledger is
+  ``Unavailable`` for both, never "absent".
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -35,6 +39,7 @@ from adapters.chain import (
     Expired,
     Leg,
     LockRef,
+    LockState,
     LockTerms,
     Outcome,
     Pending,
@@ -257,6 +262,48 @@ class ChainContract:
         assert isinstance(outcome, Rejected) and is_final(outcome), outcome
         assert harness.balance(leg.receiver) == receiver
         assert harness.balance(leg.sender) == sender
+
+    # -- reading locks back (reconciliation) ------------------------------------------------
+
+    def test_lock_state_reads_the_lock_back_until_it_is_released(
+        self, harness: Harness, leg: Leg
+    ) -> None:
+        lock, terms, _ = self.lock(harness, leg)
+        state = harness.chain.lock_state(lock)
+        assert isinstance(state, LockState) and state.exists, state
+        assert (state.asset, state.amount, state.sender) == (leg.asset, leg.amount, leg.sender)
+        assert state.key and state.lock == lock
+        assert state.cancel_after is not None
+        assert terms.cancel_after <= state.cancel_after < terms.cancel_after + timedelta(seconds=1)
+        assert state.receiver == leg.receiver or any(
+            c.destination == harness.agent and c.unconditional for c in state.claimants
+        ), "the receiver (hash-locked) or the agent (at once) can take the lock"
+        listed = harness.chain.locks_of(leg.sender)
+        assert isinstance(listed, list), listed
+        # read in a later validated ledger, perhaps: the same lock all but the ledger
+        same = [replace(s, ledger_index=state.ledger_index) for s in listed if s.key == state.key]
+        assert same == [state]
+
+        applied(settle(harness, harness.chain.prepare_commit(leg, lock, harness.fulfillment_hex)))
+        gone = harness.chain.lock_state(lock)
+        assert isinstance(gone, LockState) and not gone.exists, gone
+        assert gone.amount is None and gone.key == state.key
+        listed = harness.chain.locks_of(leg.sender)
+        assert isinstance(listed, list) and all(s.key != state.key for s in listed)
+
+    def test_lock_state_of_an_unreachable_ledger_is_unavailable(
+        self, harness: Harness, leg: Leg
+    ) -> None:
+        lock, _, _ = self.lock(harness, leg)
+        harness.partition()
+        try:
+            assert isinstance(harness.chain.lock_state(lock), Unavailable)
+            assert isinstance(harness.chain.locks_of(leg.sender), Unavailable)
+        finally:
+            harness.heal()
+        time.sleep(harness.policy.reset_timeout_s * 1.5)
+        state = harness.chain.lock_state(lock)
+        assert isinstance(state, LockState) and state.exists, state
 
     # -- refusals --------------------------------------------------------------------------
 

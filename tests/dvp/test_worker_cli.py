@@ -153,6 +153,13 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
     code, out = settle("audit", "verify", "--ledgers")
     assert code == 0, out
     assert "4 ledger references" in out
+    code, out = settle("reconcile")
+    assert (code, out.strip()) == (0, "reconcile: ok")
+    world.xrpl_node.faults.partition(30)
+    code, out = settle("reconcile", "--json")
+    world.xrpl_node.faults.heal()
+    assert code == 2, out
+    assert '"unreachable"' in out
     # a recorded ledger hash that is not the ledger's
     owner = create_engine(fresh_urls.owner)
     with owner.begin() as c:

@@ -1,0 +1,203 @@
+"""Reconciliation of the engine's records with the local XRP Ledger and Stellar.
+
+Real ledgers, a real database: a clean run after a settled and an aborted settlement
+finds nothing; then each test breaks one thing behind the engine's back (a lock made
+outside it, a lock claimed by its sender, a ledger hash changed in the database, a
+ledger cut off) and the reconciler must name exactly that.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import create_engine, text
+from stellar_sdk import TransactionBuilder
+from support import ADMIN
+from xrpl.models.transactions import EscrowCreate
+
+from adapters.chain import Asset, ChainName
+from adapters.conditions import HashLock
+from adapters.xrpl.chain import ripple_seconds
+from settlement.bootstrap import DatabaseUrls
+from settlement.domain import SYSTEM
+from settlement.reconcile import (
+    BreakKind,
+    ExpectedBalance,
+    Reconciler,
+    ReconcileReport,
+)
+
+from .conftest import Dvp
+
+BOND = Decimal(10)
+PRICE = Decimal(1000)
+
+
+def _instruct(dvp: Dvp, *, deadline_s: int = 60, settle_in_s: int | None = None) -> UUID:
+    cid = dvp.verified_commitment(str(PRICE))
+    now = dvp.world.clock.now()
+    return dvp.coordinator.instruct(
+        SYSTEM,
+        cid,
+        dvp.world.legs(BOND, PRICE),
+        commit_deadline=now + timedelta(seconds=deadline_s),
+        settle_not_before=None if settle_in_s is None else now + timedelta(seconds=settle_in_s),
+    )
+
+
+def _settled(dvp: Dvp) -> UUID:
+    sid = _instruct(dvp)
+    assert dvp.drive(sid).status == "SETTLED"
+    return sid
+
+
+def _escrowed(dvp: Dvp, sid: UUID) -> None:
+    """Step until every leg is locked (the settlement then waits for its date)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        dvp.coordinator.step(sid)
+        _, legs, _ = dvp.coordinator.settlement(sid)
+        if all(leg.state == "LOCKED" for leg in legs):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"settlement {sid} did not lock: {legs}")
+
+
+def _balance(dvp: Dvp, chain: ChainName, account: str, asset: Asset) -> Decimal:
+    if chain is ChainName.XRPL:
+        return dvp.world.xrpl.token_balance(account, asset)
+    return dvp.world.stellar.balance(account, asset)
+
+
+def _reconcile(dvp: Dvp, expected: list[ExpectedBalance] | None = None) -> ReconcileReport:
+    reconciler = Reconciler(
+        dvp.engine.db, dvp.world.chains, balance_of=lambda c, a, s: _balance(dvp, c, a, s)
+    )
+    return reconciler.run(expected or [])
+
+
+def test_clean_after_a_settled_and_an_aborted_settlement(dvp: Dvp) -> None:
+    settled = _settled(dvp)
+    aborted = _instruct(dvp, deadline_s=600, settle_in_s=300)
+    _escrowed(dvp, aborted)
+    dvp.coordinator.request_force_cancel(ADMIN, aborted, "reconcile test")
+    dvp.world.advance_time(600 + 120 + 30)  # the XRPL escrow cancels after CancelAfter
+    assert dvp.drive(aborted).status == "UNWOUND"
+    world = dvp.world
+    expected = [
+        ExpectedBalance(ChainName.XRPL, world.buyer_xrpl.classic_address, world.bond, BOND),
+        ExpectedBalance(ChainName.STELLAR, world.seller_stellar.public_key, world.usdc, PRICE),
+    ]
+
+    report = _reconcile(dvp, expected)
+
+    assert report.ok and report.status == "ok" and report.exit_code == 0, report.to_json()
+    assert report.settlements == 2
+    # settled: 2 locks + 2 commits; aborted: 2 locks + 2 unwinds, every one looked up
+    assert report.submissions_checked == 8
+    assert report.legs_checked == 4
+    assert report.to_json()["breaks"] == []
+    assert settled != aborted
+
+    wrong = [expected[0], replace(expected[1], amount=PRICE + 1)]
+    report = _reconcile(dvp, wrong)
+    assert [b.kind for b in report.breaks] == [BreakKind.BALANCE_MISMATCH]
+    assert report.exit_code == 1
+
+
+def test_an_escrow_of_a_sender_unknown_to_the_engine_is_a_break(dvp: Dvp) -> None:
+    _settled(dvp)
+    seller = dvp.world.seller_xrpl
+    condition = HashLock.generate().condition_hex
+    dvp.world.xrpl.send(
+        EscrowCreate(
+            account=seller.classic_address,
+            destination=dvp.world.buyer_xrpl.classic_address,
+            amount="1000000",
+            condition=condition.upper(),
+            cancel_after=ripple_seconds(dvp.world.clock.now() + timedelta(hours=1)),
+        ),
+        seller,
+    )
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.chain) for b in report.breaks] == [
+        (BreakKind.UNKNOWN_LOCK, ChainName.XRPL)
+    ], report.to_json()
+    found = report.breaks[0].found
+    assert seller.classic_address in found and "1 XRP" in found
+    assert report.exit_code == 1
+
+
+def test_a_locked_balance_claimed_by_its_sender_is_a_break(dvp: Dvp) -> None:
+    sid = _instruct(dvp, deadline_s=600, settle_in_s=300)
+    _escrowed(dvp, sid)
+    _, legs, _ = dvp.coordinator.settlement(sid)
+    assert [leg.state for leg in legs] == ["LOCKED", "LOCKED"]
+    assert _reconcile(dvp).ok, "both locks on chain with the recorded terms"
+
+    # past T_cancel the buyer takes its USDC back, without the engine
+    dvp.world.advance_time(600 + 120 + 30)
+    buyer, stellar = dvp.world.buyer_stellar, dvp.world.stellar
+    assert legs[0].lock_balance_id is not None
+    envelope = (
+        TransactionBuilder(stellar.server.load_account(buyer.public_key), stellar.passphrase)
+        .add_time_bounds(0, 0)
+        .append_claim_claimable_balance_op(legs[0].lock_balance_id)
+        .build()
+    )
+    envelope.sign(buyer)
+    assert stellar.server.submit_transaction(envelope)["successful"]
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.chain, b.settlement_id, b.leg_no) for b in report.breaks] == [
+        (BreakKind.LOCK_MISSING, ChainName.STELLAR, sid, 0)
+    ], report.to_json()
+    assert legs[0].lock_balance_id in report.breaks[0].expected
+
+
+def test_a_tampered_ledger_hash_is_a_break(dvp: Dvp, fresh_urls: DatabaseUrls) -> None:
+    sid = _settled(dvp)
+    _, _, subs = dvp.coordinator.settlement(sid)
+    target = next(s for s in subs if s.chain == "xrpl" and s.purpose == "commit")
+    owner = create_engine(fresh_urls.owner)
+    try:
+        with owner.begin() as c:
+            c.execute(text("ALTER TABLE ledger_submissions DISABLE TRIGGER USER"))
+            c.execute(
+                text("UPDATE ledger_submissions SET ledger_hash = :h WHERE tx_hash = :t"),
+                {"h": "AB" * 32, "t": target.tx_hash},
+            )
+            c.execute(text("ALTER TABLE ledger_submissions ENABLE TRIGGER USER"))
+    finally:
+        owner.dispose()
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.tx_hash) for b in report.breaks] == [
+        (BreakKind.LEDGER_REF_MISMATCH, target.tx_hash)
+    ], report.to_json()
+    assert "AB" * 32 in report.breaks[0].expected
+    assert (target.ledger_hash or "") in report.breaks[0].found
+
+
+def test_a_partitioned_ledger_is_unreachable_not_ok(dvp: Dvp) -> None:
+    _settled(dvp)
+    dvp.world.xrpl_node.faults.partition(30)
+    try:
+        report = _reconcile(dvp)
+    finally:
+        dvp.world.xrpl_node.faults.heal()
+
+    assert report.breaks == [], report.to_json()
+    assert not report.ok
+    assert (report.status, report.exit_code) == ("incomplete", 2)
+    assert [u.chain for u in report.unreachable] == [ChainName.XRPL]
+    assert report.unreachable[0].unchecked > 0
+    assert (report.submissions_checked, report.legs_checked) == (2, 1), "Stellar still checked"
