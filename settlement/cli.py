@@ -18,6 +18,7 @@ from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
+from settlement.cli_keys import keys_app
 from settlement.cli_nodes import node_app
 from settlement.cli_review import kyc_app, officers_app, review_app, sanctions_app
 from settlement.cli_worker import keystore_app, reconcile, worker
@@ -38,6 +39,21 @@ app.add_typer(node_app, name="node")
 app.add_typer(keystore_app, name="keystore")
 app.command("worker")(worker)
 app.command("reconcile")(reconcile)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port on 127.0.0.1.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the signed HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    from settlement.api.server import serve as run_server
+
+    try:
+        run_server(port, host=host)
+    except (SettingsError, LedgerError) as exc:
+        raise fail(str(exc), 2 if isinstance(exc, SettingsError) else 1) from exc
 
 
 @db_app.command("up")

@@ -1,0 +1,364 @@
+"""The ASGI layer in front of every route except the public ones (health, OpenAPI).
+
+In order, for each request:
+
+1. body size: a Content-Length or a streamed body over the limit is 413, before the
+   body is read further;
+2. signature (RFC 9421, ``settlement.api.signing``): any failure is 401 with the reason
+   as the problem type; then the nonce is recorded (a reused one is 401); the key's
+   registration becomes the request's ``Actor`` (``scope["state"]["actor"]``);
+3. idempotency for mutating methods (DESIGN 6 at the HTTP level): the Idempotency-Key
+   header is required (400); the fingerprint is SHA-256 over key id, method, target
+   (path and query) and body, the body preceded by the If-Match value as a netstring
+   (the expected version is part of what was asked); a completed record with the same
+   fingerprint replays its stored status, body, ETag and Location with
+   ``Idempotent-Replayed: true``; another fingerprint is 422; a live claim is 409.
+   Only a 2xx response is stored; any other outcome releases the claim, so a request
+   that failed leaves its key unused (as the service does). Routes also pass the key
+   to the service, so a claim taken over after a crash replays the service's result
+   rather than acting twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TypeVar
+from urllib.parse import quote
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger import api_keys
+from ledger.api_keys import KeyRecord, StoredResponse
+from ledger.database import Database
+from ledger.idempotency import fingerprint
+from settlement import errors
+from settlement.api import problems, signing
+from settlement.api.keys import KeyService, actor_of
+from settlement.clock import Clock
+from settlement.domain import Actor, parse_idempotency_key
+from settlement.translate import translated
+
+T = TypeVar("T")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: how long a claimed idempotency key counts as in flight before another request may
+#: take it over (its holder is presumed dead)
+LEASE_S = 60
+PRUNE_EVERY_S = 60
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyService,
+        db: Database,
+        clock: Clock,
+        max_body_bytes: int,
+        public_paths: Iterable[str],
+        window_s: int = signing.WINDOW_S,
+    ) -> None:
+        self.app = app
+        self._keys = keys
+        self._db = db
+        self._clock = clock
+        self._max_body = max_body_bytes
+        self._public = frozenset(public_paths)
+        self._window_s = window_s
+        self._last_prune: datetime | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._public:
+            await self.app(scope, receive, send)
+            return
+        instance = scope["path"]
+        headers = _header_pairs(scope)
+        try:
+            body = await self._read_body(headers, receive)
+        except problems.ApiProblem as problem:
+            await _send_problem(send, problem, instance)
+            return
+        request = signing.IncomingRequest(
+            method=scope["method"], url=_target_uri(scope, headers), header_pairs=headers
+        )
+        try:
+            actor = await run_in_threadpool(self._authenticate, request, body)
+        except signing.SignatureRejected as exc:
+            await _send_problem(send, problems.ApiProblem(exc.code, str(exc)), instance)
+            return
+        except errors.SettlementError as exc:
+            await _send_engine_error(send, exc, instance)
+            return
+        scope.setdefault("state", {})["actor"] = actor
+        replay_receive = _replaying(body, receive)
+        if scope["method"] in SAFE_METHODS:
+            await self.app(scope, replay_receive, send)
+            return
+        await self._keyed(scope, replay_receive, send, actor=actor, headers=headers, body=body)
+
+    async def _read_body(self, headers: list[tuple[str, str]], receive: Receive) -> bytes:
+        declared = _header(headers, "content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise problems.ApiProblem("invalid_header", "Content-Length is not a number")
+            if int(declared) > self._max_body:
+                raise problems.ApiProblem(
+                    "payload_too_large", f"the body limit is {self._max_body} bytes"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise problems.ApiProblem(
+                    "payload_too_large", f"the body limit is {self._max_body} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _authenticate(self, request: signing.IncomingRequest, body: bytes) -> Actor:
+        found: list[KeyRecord] = []
+
+        def lookup(key_id: str) -> Ed25519PublicKey:
+            record, public = self._keys.active_public_key(key_id)
+            found.append(record)
+            return public
+
+        now = self._clock.now()
+        verified = signing.verify_request(
+            request, body, lookup=lookup, now=now, window_s=self._window_s
+        )
+        self._keys.accept_nonce(verified.key_id, verified.nonce)
+        if self._last_prune is None or now - self._last_prune > timedelta(seconds=PRUNE_EVERY_S):
+            self._last_prune = now
+            self._keys.prune_nonces(window_s=self._window_s)
+        assert len(found) == 1
+        assert found[0].key_id == verified.key_id
+        return actor_of(found[0])
+
+    async def _keyed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        actor: Actor,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> None:
+        instance = scope["path"]
+        key = _header(headers, "idempotency-key")
+        if key is None:
+            problem = problems.ApiProblem(
+                "idempotency_key_required", "a mutating request needs an Idempotency-Key header"
+            )
+            await _send_problem(send, problem, instance)
+            return
+        try:
+            parse_idempotency_key(key)
+        except errors.InvalidInput as exc:
+            await _send_problem(send, problems.ApiProblem("invalid_header", str(exc)), instance)
+            return
+        if_match = _header(headers, "if-match") or ""
+        fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
+        fp = fingerprint(actor.id, scope["method"], _target(scope), fingerprinted)
+        claim_id = uuid.uuid4()
+        now = self._clock.now()
+        try:
+            claimed = await self._db_call(
+                lambda: api_keys.claim(
+                    self._db,
+                    key_id=actor.id,
+                    idempotency_key=key,
+                    fingerprint=fp,
+                    claim_id=claim_id,
+                    at=now,
+                    lease_until=now + timedelta(seconds=LEASE_S),
+                )
+            )
+        except errors.SettlementError as exc:
+            await _send_engine_error(send, exc, instance)
+            return
+        match claimed.outcome:
+            case "replay":
+                assert claimed.response is not None
+                await _send_stored(send, claimed.response, replayed=True)
+                return
+            case "mismatch":
+                await _send_engine_error(
+                    send,
+                    errors.IdempotencyKeyReused(
+                        f"idempotency key {key!r} was already used for a different request"
+                    ),
+                    instance,
+                )
+                return
+            case "in_flight":
+                await _send_engine_error(
+                    send,
+                    errors.RequestInFlight(f"a request with idempotency key {key!r} is in flight"),
+                    instance,
+                    headers={"retry-after": "1"},
+                )
+                return
+            case "claimed":
+                pass
+        captured = _Captured()
+        try:
+            await self.app(scope, receive, captured.send)
+        except BaseException:
+            await self._release(actor.id, key, claim_id)
+            raise
+        response = captured.stored()
+        if 200 <= response.status < 300:
+            try:
+                await self._db_call(
+                    lambda: api_keys.complete(
+                        self._db,
+                        key_id=actor.id,
+                        idempotency_key=key,
+                        claim_id=claim_id,
+                        response=response,
+                        at=self._clock.now(),
+                    )
+                )
+            except errors.SettlementError:
+                # the change is made; the service replays it for a retry with this key
+                await self._release(actor.id, key, claim_id)
+        else:
+            await self._release(actor.id, key, claim_id)
+        await captured.forward(send)
+
+    async def _release(self, key_id: str, key: str, claim_id: uuid.UUID) -> None:
+        # on failure the lease runs out and a retry takes the claim over
+        with contextlib.suppress(errors.SettlementError):
+            await self._db_call(
+                lambda: api_keys.release(
+                    self._db, key_id=key_id, idempotency_key=key, claim_id=claim_id
+                )
+            )
+
+    @staticmethod
+    async def _db_call(call: Callable[[], T]) -> T:
+        def run() -> T:
+            with translated():
+                return call()
+
+        return await run_in_threadpool(run)
+
+
+class _Captured:
+    """A response held back until its idempotency record is written."""
+
+    def __init__(self) -> None:
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+
+    def stored(self) -> StoredResponse:
+        assert self.start is not None, "the route sent no response"
+        raw = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.start["headers"]}
+        return StoredResponse(
+            status=int(self.start["status"]),
+            content_type=raw.get("content-type"),
+            etag=raw.get("etag"),
+            location=raw.get("location"),
+            body=b"".join(self.chunks),
+        )
+
+    async def forward(self, send: Send) -> None:
+        assert self.start is not None
+        await send(self.start)
+        await send({"type": "http.response.body", "body": b"".join(self.chunks)})
+
+
+def _header_pairs(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    values = [v for n, v in headers if n.lower() == name]
+    return ", ".join(values) if values else None
+
+
+def _target(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"])
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+def _target_uri(scope: Scope, headers: list[tuple[str, str]]) -> str:
+    host = _header(headers, "host")
+    if host is None:
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    return f"{scope['scheme']}://{host}{_target(scope)}"
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_problem(send: Send, problem: problems.ApiProblem, instance: str) -> None:
+    body = problems.body(problem.code, problem.status, problem.detail, instance=instance)
+    headers = [("content-type", problems.MEDIA_TYPE), *problem.headers.items()]
+    await _send(send, problem.status, body, headers)
+
+
+async def _send_engine_error(
+    send: Send,
+    exc: errors.SettlementError,
+    instance: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    status = problems.status_of(exc)
+    await _send_problem(
+        send, problems.ApiProblem(exc.code, str(exc), status=status, headers=headers), instance
+    )
+
+
+async def _send_stored(send: Send, stored: StoredResponse, *, replayed: bool) -> None:
+    headers: list[tuple[str, str]] = []
+    if stored.content_type:
+        headers.append(("content-type", stored.content_type))
+    if stored.etag:
+        headers.append(("etag", stored.etag))
+    if stored.location:
+        headers.append(("location", stored.location))
+    if replayed:
+        headers.append(("idempotent-replayed", "true"))
+    await _send(send, stored.status, stored.body, headers)

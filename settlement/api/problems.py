@@ -1,0 +1,102 @@
+"""RFC 9457 problem details: every error the API returns, one stable ``type`` per code.
+
+``type`` is ``urn:settlement:problem:<code>``; ``code`` repeats the last part for
+clients that switch on a plain string. Engine errors (``settlement.errors``) carry
+their code; the API's own (signatures, idempotency, limits) are listed in ``API_CODES``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from settlement import errors
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:settlement:problem:"
+
+#: HTTP status of each engine error, most specific class first
+STATUS_OF: tuple[tuple[type[errors.SettlementError], int], ...] = (
+    (errors.IdempotencyKeyReused, 422),
+    (errors.InvalidInput, 422),
+    (errors.NotAuthorised, 403),
+    (errors.CommitmentNotFound, 404),
+    (errors.Conflict, 409),
+    (errors.TransitionNotAllowed, 409),
+    (errors.EngineUnavailable, 503),
+)
+
+#: the API's own problem codes: status and title
+API_CODES: Mapping[str, tuple[int, str]] = {
+    "signature_missing": (401, "Request is not signed"),
+    "signature_invalid": (401, "Signature is not valid"),
+    "signature_expired": (401, "Signature created outside the accepted window"),
+    "digest_mismatch": (401, "Content-Digest does not match the body"),
+    "nonce_reused": (401, "Nonce was already used by this key"),
+    "key_unknown": (401, "Unknown key"),
+    "key_revoked": (401, "Key is revoked"),
+    "forbidden": (403, "The key's role or party may not do this"),
+    "not_found": (404, "No such resource"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "idempotency_key_required": (400, "Idempotency-Key header is required"),
+    "invalid_header": (400, "A request header is malformed"),
+    "malformed_body": (400, "The body is not valid JSON"),
+    "payload_too_large": (413, "The body is larger than the limit"),
+    "validation_failed": (422, "The request does not match the schema"),
+    "precondition_required": (428, "The expected version is required (If-Match or body)"),
+    "internal_error": (500, "Internal error"),
+}
+
+
+def status_of(exc: errors.SettlementError) -> int:
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def title_of(code: str) -> str:
+    if code in API_CODES:
+        return API_CODES[code][1]
+    return code.replace("_", " ").capitalize()
+
+
+def body(
+    code: str,
+    status: int,
+    detail: str,
+    *,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    problem: dict[str, Any] = {
+        "type": TYPE_PREFIX + code,
+        "title": title_of(code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance is not None:
+        problem["instance"] = instance
+    if extra:
+        problem.update(extra)
+    return json.dumps(problem, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class ApiProblem(Exception):
+    """An API-level refusal raised inside a route or dependency."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.status = status if status is not None else API_CODES[code][0]
+        self.detail = detail
+        self.headers = dict(headers or {})

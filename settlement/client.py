@@ -1,0 +1,264 @@
+"""The Python client of the signed API.
+
+``SettlementClient`` signs every request (RFC 9421, Ed25519; ``settlement.api.signing``),
+gives every mutating call an idempotency key, and retries safely: a connection error,
+a timeout or a 409 ``request_in_flight`` is retried with the *same* idempotency key
+(re-signed, with a fresh nonce), so a retry can only replay, never act twice. Every
+other error is raised at once as ``ApiError`` with the RFC 9457 problem.
+
+    with SettlementClient.from_key_file(url, key_id, "alloc.pem") as client:
+        created = client.create_commitment(deal_ref="D-1", amount="1000.00", currency="USD")
+        client.submit(created["commitment_id"], expected_version=created["version"])
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from settlement.api import signing
+
+API_PREFIX = "/v1"
+DEFAULT_RETRIES = 4
+_RETRY_BASE_S = 0.1
+_RETRY_MAX_S = 2.0
+
+
+class ApiError(Exception):
+    """The API refused a request; ``problem`` is its RFC 9457 body."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problem = dict(problem)
+        self.code = str(problem.get("code", f"http_{status}"))
+        super().__init__(f"{status} {self.code}: {problem.get('detail', '')}")
+
+
+class SettlementClient:
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        private_key: Ed25519PrivateKey | bytes,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+        transport: httpx.BaseTransport | None = None,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``private_key`` is the key object or its PKCS#8 PEM; ``now`` is the signing
+        clock (default: the wall clock) and ``sleep`` the backoff between retries."""
+        self._key_id = key_id
+        self._key = (
+            private_key
+            if isinstance(private_key, Ed25519PrivateKey)
+            else signing.load_private_key(private_key)
+        )
+        self._retries = retries
+        self._now = now
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
+
+    @classmethod
+    def from_key_file(cls, base_url: str, key_id: str, path: Path | str, **kw: Any) -> Self:
+        return cls(base_url, key_id, Path(path).read_bytes(), **kw)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- allocator ----------------------------------------------------------------
+
+    def create_commitment(
+        self,
+        *,
+        deal_ref: str,
+        amount: str,
+        currency: str,
+        counterparty: str | None = None,
+        expires_at: datetime | None = None,
+        commitment_id: UUID | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a DRAFT commitment. ``amount`` is a decimal string (never a float)."""
+        if not isinstance(amount, str):
+            raise TypeError("amount must be a decimal string")
+        body: dict[str, Any] = {"deal_ref": deal_ref, "amount": amount, "currency": currency}
+        if counterparty is not None:
+            body["counterparty"] = counterparty
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        if commitment_id is not None:
+            body["commitment_id"] = str(commitment_id)
+        return self._write("/commitments", body, idempotency_key=idempotency_key)
+
+    def get_commitment(self, commitment_id: UUID | str) -> dict[str, Any]:
+        return self._read(f"/commitments/{commitment_id}")
+
+    def submit(
+        self, commitment_id: UUID | str, *, expected_version: int, **kw: Any
+    ) -> dict[str, Any]:
+        return self._event(f"/commitments/{commitment_id}/submit", expected_version, {}, **kw)
+
+    def withdraw(
+        self,
+        commitment_id: UUID | str,
+        *,
+        expected_version: int,
+        reason: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        extra = {"reason": reason} if reason is not None else {}
+        return self._event(f"/commitments/{commitment_id}/withdraw", expected_version, extra, **kw)
+
+    def audit_trail(self, commitment_id: UUID | str) -> list[dict[str, Any]]:
+        return self._read_list(f"/commitments/{commitment_id}/audit")
+
+    # -- compliance officer -------------------------------------------------------
+
+    def review_queue(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        return self._read_list("/review", params={"limit": limit})
+
+    def review_detail(self, commitment_id: UUID | str) -> dict[str, Any]:
+        return self._read(f"/review/{commitment_id}")
+
+    def approve(
+        self,
+        commitment_id: UUID | str,
+        *,
+        expected_version: int,
+        override_reason: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        extra = {"override_reason": override_reason} if override_reason is not None else {}
+        return self._event(f"/review/{commitment_id}/approve", expected_version, extra, **kw)
+
+    def reject(
+        self, commitment_id: UUID | str, *, expected_version: int, reason: str, **kw: Any
+    ) -> dict[str, Any]:
+        return self._event(
+            f"/review/{commitment_id}/reject", expected_version, {"reason": reason}, **kw
+        )
+
+    def request_info(
+        self, commitment_id: UUID | str, *, expected_version: int, reason: str, **kw: Any
+    ) -> dict[str, Any]:
+        return self._event(
+            f"/review/{commitment_id}/request-info", expected_version, {"reason": reason}, **kw
+        )
+
+    # -- auditor ------------------------------------------------------------------
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._read("/audit/verify")
+
+    # -- transport ----------------------------------------------------------------
+
+    def _event(
+        self,
+        path: str,
+        expected_version: int,
+        extra: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body = {"expected_version": expected_version, **extra}
+        return self._write(path, body, idempotency_key=idempotency_key)
+
+    def _read(self, path: str, *, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        result = self.request("GET", API_PREFIX + path, params=params)
+        assert isinstance(result, dict)
+        return result
+
+    def _read_list(
+        self, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        result = self.request("GET", API_PREFIX + path, params=params)
+        assert isinstance(result, list)
+        return result
+
+    def _write(
+        self, path: str, body: Mapping[str, Any], *, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        key = idempotency_key or str(uuid.uuid4())
+        result = self.request("POST", API_PREFIX + path, json=body, idempotency_key=key)
+        assert isinstance(result, dict)
+        return result
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one signed request (retrying as the module says); its JSON body."""
+        extra = dict(headers or {})
+        if idempotency_key is not None:
+            extra["Idempotency-Key"] = idempotency_key
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                method, path, json=json, params=dict(params or {}), headers=extra
+            )
+            signing.sign_request(
+                request,
+                key_id=self._key_id,
+                private_key=self._key,
+                created=self._now() if self._now else None,
+            )
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError:
+                if attempt >= self._retries:
+                    raise
+            else:
+                if not _in_flight(response) or attempt >= self._retries:
+                    return _result(response)
+            self._sleep(min(_RETRY_MAX_S, _RETRY_BASE_S * 2**attempt))
+            attempt += 1
+
+
+def _in_flight(response: httpx.Response) -> bool:
+    if response.status_code != 409:
+        return False
+    try:
+        problem = response.json()
+    except ValueError:
+        return False
+    return isinstance(problem, dict) and problem.get("code") == "request_in_flight"
+
+
+def _result(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text}
+    if not isinstance(problem, dict):
+        problem = {"detail": str(problem)}
+    raise ApiError(response.status_code, problem)

@@ -1,0 +1,152 @@
+"""The API on a real uvicorn server (port 0, a thread) over a real database.
+
+Keys are registered through the key service, officers through the compliance desk;
+every request goes over loopback HTTP, signed as a client from outside would sign it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from support import ADMIN, seed_compliance
+
+from settlement import bootstrap
+from settlement.api import signing
+from settlement.api.app import create_app
+from settlement.api.keys import KeyService
+from settlement.client import SettlementClient
+from settlement.clock import ManualClock
+from settlement.domain import Role
+from settlement.review import ComplianceService
+
+#: small, so the oversize test needs no large payload
+MAX_BODY_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Key:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+
+@dataclass
+class Api:
+    url: str
+    app: FastAPI
+    engine: bootstrap.Engine
+    clock: ManualClock
+    keys: KeyService
+    allocator: Key
+    other_allocator: Key
+    officer: Key
+    officer_2: Key
+    admin: Key
+    auditor: Key
+
+    def client(self, key: Key, **kw: Any) -> SettlementClient:
+        return SettlementClient(self.url, key.key_id, key.private_key, now=self.clock.now, **kw)
+
+    def send(
+        self,
+        key: Key | None,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        created: datetime | None = None,
+        nonce: str | None = None,
+        covered: tuple[str, ...] = signing.COVERED_COMPONENTS,
+        tamper: Any = None,
+    ) -> httpx.Response:
+        """One raw request, signed by ``key`` (unsigned if None); ``tamper`` may change
+        the signed request before it is sent."""
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            request = http.build_request(
+                method, path, json=json, content=content, headers=headers or {}
+            )
+            if key is not None:
+                signing.sign_request(
+                    request,
+                    key_id=key.key_id,
+                    private_key=key.private_key,
+                    created=created or self.clock.now(),
+                    nonce=nonce,
+                    covered=covered,
+                )
+            if tamper is not None:
+                request = tamper(request)
+            return http.send(request)
+
+
+def _register(keys: KeyService, role: Role, party: str | None = None) -> Key:
+    created = keys.create(role=role, party=party, created_by="test")
+    return Key(created.record.key_id, created.private_key)
+
+
+@pytest.fixture
+def api(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
+    seed_compliance(engine.commitments)
+    keys = KeyService(engine.db, clock)
+    officer = _register(keys, Role.COMPLIANCE_OFFICER)
+    officer_2 = _register(keys, Role.COMPLIANCE_OFFICER)
+    desk = ComplianceService(engine.db, clock)
+    for key in (officer, officer_2):
+        desk.register_officer(ADMIN, key.key_id, display_name=key.key_id)
+    app = create_app(engine, max_body_bytes=MAX_BODY_BYTES)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Api(
+        url=f"http://127.0.0.1:{port}",
+        app=app,
+        engine=engine,
+        clock=clock,
+        keys=keys,
+        allocator=_register(keys, Role.ALLOCATOR, "party-northwind"),
+        other_allocator=_register(keys, Role.ALLOCATOR, "party-southbank"),
+        officer=officer,
+        officer_2=officer_2,
+        admin=_register(keys, Role.ADMIN),
+        auditor=_register(keys, Role.AUDITOR),
+    )
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def problem_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with this status and code; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == f"urn:settlement:problem:{code}"
+    assert body["code"] == code
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+def create_draft(api: Api, amount: str = "1000.00") -> str:
+    """A DRAFT commitment of the allocator's party, created through the client."""
+    with api.client(api.allocator) as client:
+        created = client.create_commitment(deal_ref="DEAL-API", amount=amount, currency="USD")
+    assert created["to_state"] == "DRAFT"
+    return str(created["commitment_id"])

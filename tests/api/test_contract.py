@@ -1,0 +1,121 @@
+"""Strict bodies (unknown fields, JSON numbers for money, size limit), preconditions,
+and the OpenAPI document against the routes that exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from .conftest import MAX_BODY_BYTES, Api, create_draft, problem_of
+
+BODY = {"deal_ref": "DEAL-C", "amount": "10.00", "currency": "USD"}
+
+
+def post(api: Api, body: Any = None, *, path: str = "/v1/commitments", **kw: Any) -> Any:
+    headers = {"Idempotency-Key": f"k-{id(body)}-{path}", **kw.pop("headers", {})}
+    return api.send(api.allocator, "POST", path, json=body, headers=headers, **kw)
+
+
+def test_unknown_fields_are_refused(api: Api) -> None:
+    problem = problem_of(post(api, {**BODY, "priority": "high"}), 422, "validation_failed")
+    assert problem["errors"][0]["type"] == "extra_forbidden"
+    assert problem["errors"][0]["loc"] == ["body", "priority"]
+
+
+@pytest.mark.parametrize("amount", [10, 10.5, 1e3, True])
+def test_an_amount_must_be_a_decimal_string(api: Api, amount: Any) -> None:
+    problem_of(post(api, {**BODY, "amount": amount}), 422, "validation_failed")
+
+
+@pytest.mark.parametrize("amount", ["-1", "1e3", "0.0000000000000000001", "1,000", "NaN"])
+def test_a_malformed_amount_string_is_refused(api: Api, amount: str) -> None:
+    problem_of(post(api, {**BODY, "amount": amount}), 422, "validation_failed")
+
+
+def test_a_zero_amount_is_refused_by_the_service(api: Api) -> None:
+    problem_of(post(api, {**BODY, "amount": "0"}), 422, "invalid_amount")
+
+
+def test_malformed_json_is_400(api: Api) -> None:
+    response = post(
+        api, None, content=b'{"deal_ref": ', headers={"Content-Type": "application/json"}
+    )
+    problem_of(response, 400, "malformed_body")
+
+
+def test_a_body_over_the_limit_is_413(api: Api) -> None:
+    response = post(api, {**BODY, "deal_ref": "x" * (MAX_BODY_BYTES + 1)})
+    problem_of(response, 413, "payload_too_large")
+
+
+def test_an_event_needs_the_expected_version(api: Api) -> None:
+    cid = create_draft(api)
+    path = f"/v1/commitments/{cid}/submit"
+    problem_of(post(api, None, path=path), 428, "precondition_required")
+    problem_of(post(api, None, path=path, headers={"If-Match": "1"}), 400, "invalid_header")
+    disagree = post(api, {"expected_version": 1}, path=path, headers={"If-Match": '"2"'})
+    problem_of(disagree, 400, "invalid_header")
+    problem_of(post(api, {"expected_version": "1"}, path=path), 422, "validation_failed")
+
+
+def test_reject_needs_a_reason(api: Api) -> None:
+    cid = create_draft(api)
+    response = api.send(
+        api.officer,
+        "POST",
+        f"/v1/review/{cid}/reject",
+        json={"expected_version": 1},
+        headers={"Idempotency-Key": "r1"},
+    )
+    problem_of(response, 422, "validation_failed")
+
+
+EXPECTED_ROUTES = {
+    ("get", "/health"),
+    ("post", "/v1/commitments"),
+    ("get", "/v1/commitments/{commitment_id}"),
+    ("post", "/v1/commitments/{commitment_id}/submit"),
+    ("post", "/v1/commitments/{commitment_id}/withdraw"),
+    ("get", "/v1/commitments/{commitment_id}/audit"),
+    ("get", "/v1/review"),
+    ("get", "/v1/review/{commitment_id}"),
+    ("post", "/v1/review/{commitment_id}/approve"),
+    ("post", "/v1/review/{commitment_id}/reject"),
+    ("post", "/v1/review/{commitment_id}/request-info"),
+    ("get", "/v1/audit/verify"),
+}
+
+
+def test_openapi_describes_every_route_and_only_those(api: Api) -> None:
+    document = api.send(None, "GET", "/openapi.json").json()
+    listed = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert listed == EXPECTED_ROUTES
+    served = {
+        (m.lower(), route.path)
+        for route in api.app.routes
+        if isinstance(route, APIRoute)
+        for m in route.methods
+    }
+    assert served == EXPECTED_ROUTES
+
+
+def test_openapi_describes_signatures_problems_and_money(api: Api) -> None:
+    document = api.send(None, "GET", "/openapi.json").json()
+    create = document["paths"]["/v1/commitments"]["post"]
+    assert create["security"] == [{"httpMessageSignature": []}]
+    assert "security" not in document["paths"]["/health"]["get"]
+    params = {p["name"] for p in create["parameters"]}
+    assert "Idempotency-Key" in params
+    for status in ("401", "403", "409", "413", "422"):
+        content = create["responses"][status]["content"]
+        assert list(content) == ["application/problem+json"]
+    schemas = document["components"]["schemas"]
+    assert schemas["CommitmentCreate"]["additionalProperties"] is False
+    assert schemas["CommitmentCreate"]["properties"]["amount"]["type"] == "string"
+    assert schemas["CommitmentOut"]["properties"]["amount"]["type"] == "string"
+    assert "HTTPValidationError" not in schemas
+    submit = document["paths"]["/v1/commitments/{commitment_id}/submit"]["post"]
+    assert "If-Match" in {p["name"] for p in submit["parameters"]}
+    assert "428" in submit["responses"]
