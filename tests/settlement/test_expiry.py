@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from support import ALLOCATOR, ENTITLED, OFFICER, PATH_TO, reason_for, seed_compliance
 
 from settlement import errors
 from settlement.bootstrap import Engine
 from settlement.clock import ManualClock
 from settlement.states import State
-from support import ALLOCATOR, ENTITLED, OFFICER, PATH_TO, reason_for, seed_compliance
 
 
 def _expiring(engine: Engine, clock: ManualClock, state: State, hours: int = 24) -> object:
