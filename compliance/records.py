@@ -588,3 +588,69 @@ class SanctionsIndexCache:
         with self._lock:
             self._index = index
         return index
+
+
+# -- ledger accounts of parties ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyAccount:
+    chain: str
+    address: str
+    party: str
+    registered_by: str
+    registered_at: datetime
+
+
+def register_account(
+    uow: UnitOfWork, *, chain: str, address: str, party: str, actor: str, at: datetime
+) -> PartyAccount:
+    """Register a ledger account to a party, with its compliance audit entry."""
+    uow.execute(
+        "INSERT INTO party_accounts (chain, address, party, registered_by, registered_at)"
+        " VALUES (:chain, :address, :party, :actor, :at)",
+        {"chain": chain, "address": address, "party": party, "actor": actor, "at": at},
+    )
+    append_audit(
+        uow,
+        actor=actor,
+        action="ledger_account_registered",
+        subject_kind="ledger_account",
+        subject=f"{chain}:{address}",
+        subject_version=1,
+        payload={"chain": chain, "address": address, "party": party},
+        at=at,
+    )
+    return PartyAccount(chain, address, party, actor, at)
+
+
+def owners_of(
+    connection: Connection, accounts: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The party each (chain, address) is registered to; unregistered ones are absent."""
+    wanted = [f"{chain}:{address}" for chain, address in accounts]
+    rows = _rows(
+        connection,
+        "SELECT chain, address, party FROM party_accounts WHERE account = ANY(:wanted)",
+        {"wanted": wanted},
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def accounts_of(connection: Connection, party: str) -> list[PartyAccount]:
+    rows = _rows(
+        connection,
+        "SELECT chain, address, party, registered_by, registered_at FROM party_accounts"
+        " WHERE party = :party ORDER BY chain, address",
+        {"party": party},
+    )
+    return [PartyAccount(*row) for row in rows]
+
+
+def counterparty_of(connection: Connection, commitment_id: UUID) -> str | None:
+    rows = _rows(
+        connection,
+        "SELECT counterparty FROM commitment_counterparties WHERE commitment_id = :id",
+        {"id": commitment_id},
+    )
+    return str(rows[0][0]) if rows else None

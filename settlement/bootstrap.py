@@ -211,4 +211,5 @@ def build_coordinator(
         chains=chains if chains is not None else build_chains(settings),
         sealer=Sealer(_fernet_key(settings, settings.sealing_key, "sealing")),
         clock=engine.clock,
+        accounts=engine.compliance,
     )

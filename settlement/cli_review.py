@@ -153,6 +153,34 @@ def kyc_show(party: str, as_json: JsonFlag = False) -> None:
         )
 
 
+@kyc_app.command("account")
+def kyc_account(
+    party: str,
+    chain: Annotated[str, typer.Argument(help="xrpl or stellar")],
+    address: str,
+    as_key: AsKey,
+    role: RoleOption = Role.COMPLIANCE_OFFICER.value,
+) -> None:
+    """Register a ledger account to a party (an officer's act, audited); settlement legs
+    may only use registered accounts of the commitment's parties."""
+    actor = actor_from(as_key, role)
+    account = run(lambda e: e.compliance.register_account(actor, party, chain, address))
+    typer.echo(f"{account.chain} {account.address} registered to {account.party}")
+
+
+@kyc_app.command("accounts")
+def kyc_accounts(party: str, as_json: JsonFlag = False) -> None:
+    """A party's registered ledger accounts."""
+    accounts = run(lambda e: e.compliance.accounts_of(party))
+    if as_json:
+        echo_json([a.__dict__ for a in accounts])
+        return
+    for a in accounts:
+        typer.echo(
+            f"{a.chain:<8} {a.address}  registered by {a.registered_by} {a.registered_at:%Y-%m-%d}"
+        )
+
+
 # -- sanctions --------------------------------------------------------------------------
 
 

@@ -62,6 +62,7 @@ from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement import errors
 from settlement.clock import Clock
 from settlement.domain import SYSTEM, Actor, Role
+from settlement.review import ComplianceService
 from settlement.sealing import Sealer
 from settlement.service import CommitmentService
 from settlement.states import State
@@ -123,6 +124,7 @@ class DvpCoordinator:
         sealer: Sealer,
         clock: Clock,
         policy: DvpPolicy | None = None,
+        accounts: ComplianceService | None = None,
     ) -> None:
         self._db = db
         self._service = service
@@ -130,6 +132,7 @@ class DvpCoordinator:
         self._sealer = sealer
         self._clock = clock
         self.policy = policy or DvpPolicy()
+        self._accounts = accounts
 
     # -- instruction ----------------------------------------------------------------
 
@@ -175,6 +178,8 @@ class DvpCoordinator:
         ):
             raise errors.InvalidInput("settle_not_before must come before the commit deadline")
         self._check_instruction(legs, commitment.amount, commitment.currency)
+        if self._accounts is not None:
+            self._check_accounts(commitment_id, commitment.owner_party, legs)
         lock = HashLock.generate()
         settlement_id = uuid.uuid4()
         cancel_after = commit_deadline + timedelta(seconds=self.policy.safety_margin_s)
@@ -265,6 +270,32 @@ class DvpCoordinator:
             raise errors.InvalidInput(
                 f"the principal legs pay {paid} {currency}; the commitment is for {amount}"
             )
+
+    def _check_accounts(
+        self, commitment_id: UUID, owner: str, legs: Sequence[LegInstruction]
+    ) -> None:
+        """Every account on a leg is a KYC'd party's registered ledger account; the
+        principal legs move only between the commitment's own parties (its allocator
+        and its counterparty), and a fee is paid by one of them."""
+        assert self._accounts is not None
+        parties = {owner}
+        counterparty = self._accounts.counterparty_of(commitment_id)
+        if counterparty is not None:
+            parties.add(counterparty)
+        wanted = sorted({(leg.chain.value, a) for leg in legs for a in (leg.sender, leg.receiver)})
+        owners = self._accounts.owners_of(wanted)
+        for leg in legs:
+            for role, account in (("sender", leg.sender), ("receiver", leg.receiver)):
+                party = owners.get((leg.chain.value, account))
+                if party is None:
+                    raise errors.InvalidInput(
+                        f"{leg.chain} {role} {account} is not a registered account of any party"
+                    )
+                if (leg.kind == "principal" or role == "sender") and party not in parties:
+                    raise errors.InvalidInput(
+                        f"{leg.chain} {role} {account} belongs to {party}, not to a party of "
+                        f"commitment {commitment_id} ({', '.join(sorted(parties))})"
+                    )
 
     def _check_sender_totals(self, legs: Sequence[LegInstruction]) -> None:
         """Legs may pass one by one yet not together: check what each sender owes in

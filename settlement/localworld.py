@@ -26,7 +26,9 @@ from adapters.signing import InMemoryKeystore
 from adapters.stellar import StellarChain
 from adapters.xrpl import XrplChain
 from settlement.clock import OffsetClock
+from settlement.domain import Actor
 from settlement.dvp import LegInstruction
+from settlement.review import ComplianceService
 
 BOND_CODE = "BND"
 USDC_CODE = "USDC"
@@ -83,6 +85,24 @@ class LocalWorld:
             self.fee_stellar.public_key,
             kind="fee",
         )
+
+    def register_accounts(
+        self, compliance: ComplianceService, officer: Actor, *, buyer: str, seller: str
+    ) -> None:
+        """Register the world's ledger accounts to KYC'd parties: the buyer's to
+        ``buyer``, the seller's and the fee account to ``seller`` (idempotent)."""
+        owned = [
+            (buyer, "xrpl", self.buyer_xrpl.classic_address),
+            (buyer, "stellar", self.buyer_stellar.public_key),
+            *((buyer, "stellar", k.public_key) for k in self.extra_buyers),
+            (seller, "xrpl", self.seller_xrpl.classic_address),
+            (seller, "stellar", self.seller_stellar.public_key),
+            (seller, "stellar", self.fee_stellar.public_key),
+        ]
+        known = compliance.owners_of([(chain, address) for _, chain, address in owned])
+        for party, chain, address in owned:
+            if (chain, address) not in known:
+                compliance.register_account(officer, party, chain, address)
 
     def advance_time(self, seconds: int) -> None:
         """Move both ledgers and the engine forward together."""

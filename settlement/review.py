@@ -23,6 +23,7 @@ from compliance.records import (
     KycVersionConflict,
     ListVersion,
     Officer,
+    PartyAccount,
     QueueItem,
     StoredScreening,
 )
@@ -42,6 +43,10 @@ from settlement.states import State
 from settlement.translate import translated
 
 T = TypeVar("T")
+_ACCOUNT_PATTERNS = {
+    "xrpl": re.compile(r"r[1-9A-HJ-NP-Za-km-z]{24,34}"),
+    "stellar": re.compile(r"G[A-Z2-7]{55}"),
+}
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,40 @@ class ComplianceService:
 
     def review_queue(self, *, limit: int = 100) -> list[QueueItem]:
         return self._read(lambda c: compliance_records.review_queue(c, limit=limit))
+
+    def register_account(self, actor: Actor, party: str, chain: str, address: str) -> PartyAccount:
+        """Register a ledger account to a party with a KYC record (an officer's act).
+
+        Raises ``InvalidPartyData`` for an unknown chain or a malformed address,
+        ``UnknownParty`` when the party has no KYC record, ``Conflict`` when the account
+        is already registered (to anyone), ``NotAnOfficer`` unless an officer acts.
+        """
+        chain = chain.strip().lower()
+        address = address.strip()
+        pattern = _ACCOUNT_PATTERNS.get(chain)
+        if pattern is None:
+            raise errors.InvalidPartyData(f"chain must be xrpl or stellar, not {chain!r}")
+        if not pattern.fullmatch(address):
+            raise errors.InvalidPartyData(f"{address!r} is not a {chain} account address")
+
+        def work(uow: UnitOfWork) -> PartyAccount:
+            self._require_officer(uow, actor)
+            if not compliance_records.load_kyc(uow.connection, [party]):
+                raise errors.UnknownParty(f"party {party} has no KYC record")
+            return compliance_records.register_account(
+                uow, chain=chain, address=address, party=party, actor=actor.id, at=self._clock.now()
+            )
+
+        return self._write(work)
+
+    def accounts_of(self, party: str) -> list[PartyAccount]:
+        return self._read(lambda c: compliance_records.accounts_of(c, party))
+
+    def owners_of(self, accounts: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self._read(lambda c: compliance_records.owners_of(c, accounts))
+
+    def counterparty_of(self, commitment_id: UUID) -> str | None:
+        return self._read(lambda c: compliance_records.counterparty_of(c, commitment_id))
 
     def review_detail(self, commitment_id: UUID) -> ReviewDetail:
         def query(connection: Any) -> ReviewDetail:

@@ -34,7 +34,13 @@ class Dvp:
 
     def verified_commitment(self, usdc: str = "1000") -> UUID:
         service = self.engine.commitments
-        created = service.create(ALLOCATOR, deal_ref="BOND-DVP", amount=usdc, currency="USDC")
+        created = service.create(
+            ALLOCATOR,
+            deal_ref="BOND-DVP",
+            amount=usdc,
+            currency="USDC",
+            counterparty="party-southbank",
+        )
         service.submit(ALLOCATOR, created.commitment_id)
         service.approve(OFFICER, created.commitment_id)
         assert service.state_of(created.commitment_id) is State.VERIFIED
@@ -77,6 +83,9 @@ def dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )
     seed_compliance(engine.commitments)
+    world.register_accounts(
+        engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
+    )
     coordinator = DvpCoordinator(
         engine.db,
         service=engine.commitments,
@@ -84,6 +93,7 @@ def dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
         sealer=Sealer(Fernet.generate_key()),
         clock=world.clock,
         policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
+        accounts=engine.compliance,
     )
     try:
         yield Dvp(world, engine, coordinator)

@@ -8,13 +8,13 @@ purpose at most, and the audit chain with every ledger reference checked on its 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 from stellar_sdk import Asset as SdkAsset
-from support import ADMIN, OTHER_ALLOCATOR
+from support import ADMIN, OFFICER, OTHER_ALLOCATOR
 from xrpl.models.amounts import IssuedCurrencyAmount
 from xrpl.models.transactions import Payment
 
@@ -406,3 +406,60 @@ def test_commit_rejected_after_commit_rolls_forward_flags_and_an_admin_retries(d
     actions = [e.action for e in service.audit_trail(cid)]
     assert "settlement_flagged" in actions and "settlement_retried" in actions
     dvp.verify_audit()
+
+
+def test_legs_only_between_registered_accounts_of_the_commitments_parties(dvp: Dvp) -> None:
+    cid = dvp.verified_commitment(str(PRICE))
+    stranger = dvp.world.stellar.account()  # funded and trusting USDC, registered to nobody
+    dvp.world.stellar.trust(stranger, dvp.world.usdc)
+    legs = dvp.world.legs(BOND, PRICE)
+    unregistered = [
+        LegInstruction(
+            legs[0].chain, legs[0].asset, legs[0].amount, legs[0].sender, stranger.public_key
+        ),
+        legs[1],
+    ]
+    with pytest.raises(errors.InvalidInput, match="not a registered account"):
+        dvp.coordinator.instruct(
+            SYSTEM, cid, unregistered, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+        )
+    # registered, but to a party that is not on this commitment
+    compliance = dvp.engine.compliance
+    compliance.create_kyc(
+        OFFICER,
+        party="party-elsewhere",
+        legal_name="Elsewhere Holdings",
+        jurisdiction="GB",
+        risk_rating="low",
+        accredited=True,
+        status="verified",
+        expires_on=date(2099, 12, 31),
+    )
+    compliance.register_account(OFFICER, "party-elsewhere", "stellar", stranger.public_key)
+    with pytest.raises(errors.InvalidInput, match="belongs to party-elsewhere"):
+        dvp.coordinator.instruct(
+            SYSTEM, cid, unregistered, commit_deadline=dvp.world.clock.now() + timedelta(seconds=60)
+        )
+    with dvp.engine.db.unit_of_work() as uow:
+        assert settlements_of(uow, cid) == []
+
+
+def test_account_registration_rules(dvp: Dvp) -> None:
+    compliance, account = dvp.engine.compliance, dvp.world.stellar.account().public_key
+    with pytest.raises(errors.InvalidPartyData, match="not a stellar account"):
+        compliance.register_account(OFFICER, "party-northwind", "stellar", "GNOTANACCOUNT")
+    with pytest.raises(errors.InvalidPartyData, match="xrpl or stellar"):
+        compliance.register_account(OFFICER, "party-northwind", "bitcoin", account)
+    with pytest.raises(errors.UnknownParty):
+        compliance.register_account(OFFICER, "party-nobody", "stellar", account)
+    with pytest.raises(errors.NotAnOfficer):
+        compliance.register_account(
+            Actor("key-x", Role.COMPLIANCE_OFFICER), "party-northwind", "stellar", account
+        )
+    compliance.register_account(OFFICER, "party-northwind", "stellar", account)
+    with pytest.raises(errors.Conflict):
+        compliance.register_account(OFFICER, "party-southbank", "stellar", account)
+    assert account in [a.address for a in compliance.accounts_of("party-northwind")]
+    entries = compliance.audit_entries(subject_kind="ledger_account", subject=f"stellar:{account}")
+    assert [(e.action, e.actor) for e in entries] == [("ledger_account_registered", OFFICER.id)]
+    assert compliance.verify_audit().ok

@@ -71,8 +71,15 @@ def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str,
     engine = bootstrap.build(load_settings())
     try:
         seed_compliance(engine.commitments)
+        world.register_accounts(
+            engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
+        )
         created = engine.commitments.create(
-            ALLOCATOR, deal_ref="OPS", amount="1000", currency="USDC"
+            ALLOCATOR,
+            deal_ref="OPS",
+            amount="1000",
+            currency="USDC",
+            counterparty="party-southbank",
         )
         cid = created.commitment_id
         engine.commitments.submit(ALLOCATOR, cid)
@@ -136,8 +143,15 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
     engine = bootstrap.build(load_settings())
     try:
         seed_compliance(engine.commitments)
+        world.register_accounts(
+            engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
+        )
         cid = engine.commitments.create(
-            ALLOCATOR, deal_ref="REFS", amount="1000", currency="USDC"
+            ALLOCATOR,
+            deal_ref="REFS",
+            amount="1000",
+            currency="USDC",
+            counterparty="party-southbank",
         ).commitment_id
         engine.commitments.submit(ALLOCATOR, cid)
         engine.commitments.approve(OFFICER, cid)
