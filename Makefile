@@ -30,6 +30,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/transitions.py
+	$(BIN)/python bench/screening.py
+	$(BIN)/python bench/localnets.py
+	$(BIN)/python bench/dvp.py
 
 soak: setup
 	$(BIN)/pytest -m slow --timeout=1800

@@ -22,8 +22,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -245,6 +246,8 @@ class SanctionsIndex:
     _owners: list[tuple[int, int, str]] = field(default_factory=list)
     _entries: list[tuple[ListRef, SanctionsEntry]] = field(default_factory=list)
     _by_identifier: dict[str, list[int]] = field(default_factory=dict)
+    #: key length -> (keys of that length, their positions in ``_keys``)
+    _by_length: dict[int, tuple[list[str], list[int]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, lists: Iterable[tuple[ListRef, Sequence[SanctionsEntry]]]) -> SanctionsIndex:
@@ -265,6 +268,10 @@ class SanctionsIndex:
                     if id_key:
                         index._by_identifier.setdefault(id_key, []).append(position)
         index.lists = tuple(refs)
+        for position, key in enumerate(index._keys):
+            keys, positions = index._by_length.setdefault(len(key), ([], []))
+            keys.append(key)
+            positions.append(position)
         return index
 
     @property
@@ -278,13 +285,7 @@ class SanctionsIndex:
         queries = [(n, k) for n, k in queries if k]
         best: dict[int, Match] = {}
         for queried, key in queries:
-            for _choice, score, key_index in process.extract(
-                key,
-                self._keys,
-                scorer=fuzz.ratio,
-                score_cutoff=threshold,
-                limit=None,
-            ):
+            for score, key_index in self._candidates(key, threshold):
                 position, _, matched = self._owners[key_index]
                 ref, entry = self._entries[position]
                 tenths = round(score * 10)
@@ -292,6 +293,27 @@ class SanctionsIndex:
                 if prior is None or tenths > prior.score_tenths:
                     best[position] = Match(ref, entry, matched, queried, tenths, "name")
         return sorted(best.values(), key=lambda m: (-m.score_tenths, m.entry.entry_id))
+
+    def _candidates(self, key: str, threshold: int) -> Iterator[tuple[float, int]]:
+        """(score, key index) of every key scoring at least ``threshold`` against ``key``.
+
+        Only lengths that can reach the threshold are scanned: the normalised Indel
+        similarity of strings of lengths q and L is at most 1 - |q - L| / (q + L), so
+        with s = threshold / 100 a match needs q*s/(2-s) <= L <= q*(2-s)/s. The result is
+        the same as scanning every key (tests/compliance/test_length_filter.py), only faster.
+        """
+        q = len(key)
+        s = max(threshold, 1) / 100
+        shortest, longest = math.ceil(q * s / (2 - s) - 1e-9), math.floor(q * (2 - s) / s + 1e-9)
+        for length in range(max(shortest, 1), longest + 1):
+            bucket = self._by_length.get(length)
+            if bucket is None:
+                continue
+            keys, positions = bucket
+            for _choice, score, i in process.extract(
+                key, keys, scorer=fuzz.ratio, score_cutoff=threshold, limit=None
+            ):
+                yield score, positions[i]
 
     def match_identifiers(self, identifiers: Sequence[str]) -> list[Match]:
         found: list[Match] = []
