@@ -176,3 +176,27 @@ class Desk:
         )
         self.commitments.submit(C_ALLOCATOR, created.commitment_id, expected_version=1)
         return created.commitment_id
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: Any) -> None:
+    """Interrupt a child like Ctrl-C would, kill it if it lingers, close its pipe."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,17 +12,12 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support import free_port, stop_process
 
 
 @contextmanager
 def node(kind: str, *extra: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "settlement.cli", "node", kind, "--port", str(port), *extra],
         stdout=subprocess.PIPE,
@@ -44,14 +38,7 @@ def node(kind: str, *extra: str) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 def test_xrpl_node_answers_rippled_json_rpc() -> None:

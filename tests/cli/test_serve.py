@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port, stop_process
 from typer.testing import CliRunner
 
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli import app
 from settlement.client import ApiError, SettlementClient
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Path) -> None:
@@ -46,7 +39,7 @@ def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Pat
         env=env,
     )
     assert result.exit_code == 0, result.output
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "settlement.cli", "serve", "--port", str(port)],
         env=env,
@@ -81,11 +74,4 @@ def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Pat
             client.review_queue()
         assert refused.value.status == 403, "an allocator may not read the review queue"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -52,7 +53,8 @@ def settle(*args: str, stdin: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str, str]) -> None:
+def _add_engine_keys(world: LocalWorld) -> None:
+    """The keys the engine signs with: lock senders and both agents."""
     for chain, secret in (
         ("xrpl", world.seller_xrpl.seed),
         ("xrpl", world.agent_xrpl.seed),
@@ -61,31 +63,26 @@ def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str,
     ):
         code, out = settle("keystore", "add", chain, stdin=f"{secret}\n")
         assert code == 0, out
-    code, out = settle("keystore", "list", "--json")
-    assert code == 0, out
-    assert world.seller_xrpl.classic_address in out and world.agent_stellar.public_key in out
-    assert str(world.seller_xrpl.seed) not in out, "never a secret on screen"
-    keyfile = Path(operator_env["SETTLEMENT_DATA_DIR"]) / "keys" / "keystore.fernet"
-    assert keyfile.stat().st_mode & 0o077 == 0, "readable by its owner only"
 
+
+def _settle_through_the_worker(world: LocalWorld, deal_ref: str) -> UUID:
+    """A screened, approved commitment, instructed, then driven by `settle worker`."""
     engine = bootstrap.build(load_settings())
     try:
         seed_compliance(engine.commitments)
         world.register_accounts(
             engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
         )
-        created = engine.commitments.create(
+        cid = engine.commitments.create(
             ALLOCATOR,
-            deal_ref="OPS",
+            deal_ref=deal_ref,
             amount="1000",
             currency="USDC",
             counterparty="party-southbank",
-        )
-        cid = created.commitment_id
+        ).commitment_id
         engine.commitments.submit(ALLOCATOR, cid)
         engine.commitments.approve(OFFICER, cid)
-        coordinator = bootstrap.build_coordinator(engine)
-        coordinator.instruct(
+        bootstrap.build_coordinator(engine).instruct(
             SYSTEM,
             cid,
             world.legs(Decimal(10), Decimal(1000)),
@@ -94,8 +91,20 @@ def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str,
         code, out = settle("worker", "--until-idle")
         assert code == 0, out
         assert engine.commitments.state_of(cid) is State.SETTLED
+        return cid
     finally:
         engine.close()
+
+
+def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str, str]) -> None:
+    _add_engine_keys(world)
+    code, out = settle("keystore", "list", "--json")
+    assert code == 0, out
+    assert world.seller_xrpl.classic_address in out and world.agent_stellar.public_key in out
+    assert str(world.seller_xrpl.seed) not in out, "never a secret on screen"
+    keyfile = Path(operator_env["SETTLEMENT_DATA_DIR"]) / "keys" / "keystore.fernet"
+    assert keyfile.stat().st_mode & 0o077 == 0, "readable by its owner only"
+    _settle_through_the_worker(world, "OPS")
 
 
 def test_worker_refuses_to_start_without_agents_or_with_a_wrong_key(
@@ -133,37 +142,8 @@ def test_keystore_errors_are_typed(tmp_path: Path) -> None:
 def test_audit_verify_checks_ledger_references_on_the_ledgers(
     world: LocalWorld, operator_env: dict[str, str], fresh_urls: DatabaseUrls
 ) -> None:
-    for chain, secret in (
-        ("xrpl", world.seller_xrpl.seed),
-        ("xrpl", world.agent_xrpl.seed),
-        ("stellar", world.buyer_stellar.secret),
-        ("stellar", world.agent_stellar.secret),
-    ):
-        assert settle("keystore", "add", chain, stdin=f"{secret}\n")[0] == 0
-    engine = bootstrap.build(load_settings())
-    try:
-        seed_compliance(engine.commitments)
-        world.register_accounts(
-            engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
-        )
-        cid = engine.commitments.create(
-            ALLOCATOR,
-            deal_ref="REFS",
-            amount="1000",
-            currency="USDC",
-            counterparty="party-southbank",
-        ).commitment_id
-        engine.commitments.submit(ALLOCATOR, cid)
-        engine.commitments.approve(OFFICER, cid)
-        bootstrap.build_coordinator(engine).instruct(
-            SYSTEM,
-            cid,
-            world.legs(Decimal(10), Decimal(1000)),
-            commit_deadline=engine.clock.now() + timedelta(seconds=60),
-        )
-        assert settle("worker", "--until-idle")[0] == 0
-    finally:
-        engine.close()
+    _add_engine_keys(world)
+    cid = _settle_through_the_worker(world, "REFS")
     code, out = settle("audit", "verify", "--ledgers")
     assert code == 0, out
     assert "4 ledger references" in out
