@@ -226,6 +226,39 @@ class Database:
                     raise DatabaseUnavailable(f"cannot connect to {self._calls.conninfo}") from exc
                 self._calls_opened = True
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Hold a session-level advisory lock named ``name`` while the block runs; yields
+        False (and holds nothing) when another session holds it.
+
+        The lock lives on a connection of its own, so PostgreSQL releases it by itself
+        if the holding process dies: it guards work, such as stepping one settlement,
+        that must never run twice at once, whatever the clocks or leases say.
+        """
+        if not self._calls_opened:
+            self._open_calls()
+        try:
+            with self._calls.connection(timeout=_CHECKOUT_TIMEOUT_S) as connection:
+                row = connection.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 1121))",
+                    {"name": name},
+                ).fetchone()
+                held = bool(row and row[0])
+                try:
+                    yield held
+                finally:
+                    if held:
+                        connection.execute(
+                            "SELECT pg_advisory_unlock(hashtextextended(%(name)s, 1121))",
+                            {"name": name},
+                        )
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection free within {_CHECKOUT_TIMEOUT_S} s"
+            ) from exc
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._calls_opened:

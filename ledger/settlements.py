@@ -295,7 +295,10 @@ def request_cancel(
 ) -> None:
     uow.execute(
         "UPDATE settlements SET cancel_requested_by = :actor, cancel_reason = :reason,"
-        " updated_at = :at, lease_until = NULL WHERE id = :id",
+        " updated_at = :at,"
+        # due at once, unless a worker holds it: that worker sees the request next step
+        " lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE lease_until END"
+        " WHERE id = :id",
         {"actor": actor, "reason": reason, "at": at, "id": settlement_id},
     )
 

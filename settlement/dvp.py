@@ -257,6 +257,8 @@ class DvpCoordinator:
                 self._chains[leg.chain].validate_leg(leg.as_leg())
             except LegInvalid as exc:
                 raise errors.InvalidInput(f"{leg.chain} leg: {exc}") from exc
+            except AdapterError as exc:
+                raise errors.EngineUnavailable(f"{leg.chain} cannot check the leg: {exc}") from exc
         self._check_sender_totals(legs)
         principal = [leg for leg in legs if leg.kind == "principal"]
         if not any(leg.asset.code != currency for leg in principal):
@@ -381,8 +383,12 @@ class DvpCoordinator:
             match outcome:
                 case Applied():
                     continue
-                case Rejected(code=code):
+                case Rejected(code=code, applied=True) | Rejected(code=code, ledger_index=int()):
                     return self._decide(s, "ABORT", f"leg {leg.leg_no} lock rejected: {code}")
+                case Rejected(applied=False) if self._may_sign_again(leg, Purpose.LOCK):
+                    return self._wait(s, outcome)  # refused before any ledger: sign again
+                case Rejected(code=code):
+                    return self._decide(s, "ABORT", f"leg {leg.leg_no} lock refused: {code}")
                 case Expired() | Pending() | Unavailable():
                     # expired: never applied, so the next step signs the lock again
                     return self._wait(s, outcome)
@@ -518,14 +524,19 @@ class DvpCoordinator:
                 s.attempts_reset_at is None or (x.finalized_at or x.signed_at) > s.attempts_reset_at
             )
         ]
-        if rejected and (
-            purpose is Purpose.LOCK or len(rejected) >= self.policy.max_rejected_attempts
-        ):
-            last = rejected[-1]
+        # A lock the ledger rejected inside a ledger (fee spent: underfunded, no trust
+        # line) is final for the settlement; one refused before any ledger (a sequence
+        # taken by another transaction of the same account) never applied and is signed
+        # again, like any rejected purpose, a bounded number of times.
+        in_ledger = [x for x in rejected if x.ledger_index is not None]
+        if (purpose is Purpose.LOCK and in_ledger) or len(
+            rejected
+        ) >= self.policy.max_rejected_attempts:
+            last = (in_ledger or rejected)[-1]
             return Rejected(
                 last.tx_hash,
                 last.result_code or "",
-                applied=True,
+                applied=last.ledger_index is not None,
                 ledger_index=last.ledger_index,
                 ledger_hash=last.ledger_hash,
             )
@@ -560,9 +571,26 @@ class DvpCoordinator:
                     lock_balance_id=ref.balance_id,
                 )
 
-        self._db.transaction(write_ahead)
+        try:
+            self._db.transaction(write_ahead)
+        except db_errors.ConstraintViolation as exc:
+            if exc.sqlstate != "23505":
+                raise
+            # byte-identical to a transaction already recorded (signed again before the
+            # ledger moved on): nothing new to send; the next step signs afresh
+            return Pending(signed.tx_hash, "identical to a recorded transaction")
         outcome = chain.submit(signed)
         return self._settle_outcome(s, leg, signed.tx_hash, purpose, outcome)
+
+    def _may_sign_again(self, leg: LegRow, purpose: Purpose) -> bool:
+        def count(uow: UnitOfWork) -> int:
+            return sum(
+                1
+                for x in records.submissions(uow, leg.settlement_id)
+                if x.leg_no == leg.leg_no and x.purpose == purpose.value and x.status == "REJECTED"
+            )
+
+        return self._db.transaction(count) < self.policy.max_rejected_attempts
 
     def _prepare(
         self,

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerPolicy:
-    #: how long a claimed settlement belongs to this worker before others may take it
-    lease_s: float = 30.0
+    #: how long a claimed settlement belongs to this worker before others may take it;
+    #: longer than the slowest ledger call (a Horizon submit may wait 35 s)
+    lease_s: float = 60.0
     #: settlements claimed per poll
     batch: int = 8
     #: idle wait between polls when nothing is due
@@ -83,12 +84,22 @@ class Worker:
         return len(claimed)
 
     def _drive(self, settlement_id: UUID) -> None:
-        try:
-            result = self._coordinator.step(settlement_id)
-        except Exception:
-            # the lease runs out and the settlement is retried; nothing is lost
-            log.exception("settlement %s: step failed; retrying after the lease", settlement_id)
-            return
+        # A lease schedules work; the advisory lock makes a step exclusive even when a
+        # lease ran out under a slow ledger call (another worker then skips it here).
+        with self._db.exclusive(f"settlement-step:{settlement_id}") as mine:
+            if not mine:
+                log.info("settlement %s: another worker is inside a step; skipped", settlement_id)
+                soon = self._clock.now() + timedelta(seconds=1)
+                self._db.transaction(
+                    lambda uow: records.release_lease(uow, settlement_id, self.name, soon)
+                )
+                return
+            try:
+                result = self._coordinator.step(settlement_id)
+            except Exception:
+                # the lease runs out and the settlement is retried; nothing is lost
+                log.exception("settlement %s: step failed; retrying after the lease", settlement_id)
+                return
         if result.progress is Progress.DONE:
             return
         retry_at = self._clock.now() + timedelta(seconds=result.retry_after_s)
