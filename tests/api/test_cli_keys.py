@@ -7,21 +7,16 @@ import stat
 from pathlib import Path
 
 import pytest
-import typer
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from settlement.api import signing
 from settlement.bootstrap import DatabaseUrls
-from settlement.cli_keys import keys_app
-
-# the lead registers keys_app in settlement.cli; until then the tests mount it themselves
-cli = typer.Typer()
-cli.add_typer(keys_app, name="keys")
+from settlement.cli import app
 
 
 def settle(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
+    result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.output
 
 

@@ -29,7 +29,7 @@ and a new submit start a new round, and older approvals no longer count.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ What the database itself enforces from this revision on:
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations
