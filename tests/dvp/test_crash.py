@@ -254,6 +254,24 @@ def test_worker_killed_at_random_points_resumes_without_partial_settlement(
                     if in_flight:
                         kills[f"{status} with a transaction in flight"] += 1
 
+    def finish(condition: Callable[[], bool], timeout_s: float = 90) -> None:
+        """One life that is not killed, until ``condition`` holds: the kill budget of a
+        round may run out first, and moving time past deadlines before the round is done
+        would turn settlements that should settle into (correct) aborts."""
+        if condition():
+            return
+        pid = h.spawn()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not condition():
+                assert time.monotonic() < deadline, "a round did not finish without kills"
+                time.sleep(0.05)
+        finally:
+            _kill(pid)
+
+    def closed(targets: list[UUID]) -> Callable[[], bool]:
+        return lambda: all(status in CLOSED for status, _ in h.statuses(targets).values())
+
     # round 1: two plain settlements, one with a fee leg, one refused by Stellar after its
     # fee leg locked (ABORT, the fee lock paid back at once), one resting escrowed until a
     # settlement date that comes after its deadline
@@ -292,7 +310,9 @@ def test_worker_killed_at_random_points_resumes_without_partial_settlement(
         return check
 
     unwound = [refused]
-    life_cycle(ids, max_kills=40, stop=waits_escrowed(escrowed, [i for i in ids if i != escrowed]))
+    round_one = waits_escrowed(escrowed, [i for i in ids if i != escrowed])
+    life_cycle(ids, max_kills=40, stop=round_one)
+    finish(round_one)
     unwound.append(escrowed)
 
     # round 2: the deadline passes while escrowed (ABORT, Stellar unwinds at once, the XRPL
@@ -301,6 +321,7 @@ def test_worker_killed_at_random_points_resumes_without_partial_settlement(
     for _ in range(2):
         ids.append(_instruct(h, w.legs(Decimal(4), Decimal(400)), Decimal(400), window_s=120))
     life_cycle(ids, max_kills=40)
+    finish(closed(ids))
 
     # more rounds until the kills are enough: plain settlements, and one resting escrowed
     # past its deadline, so kills land while both its legs unwind
@@ -317,8 +338,10 @@ def test_worker_killed_at_random_points_resumes_without_partial_settlement(
         ids.extend([*batch, late])
         unwound.append(late)
         life_cycle([*batch, late], max_kills=20, stop=waits_escrowed(late, batch))
+        finish(waits_escrowed(late, batch))
         h.advance_time(60 + 120 + 5)
         life_cycle([*batch, late], max_kills=20)
+        finish(closed([*batch, late]))
 
     # the last life: a freshly started process that runs until everything is closed
     done = subprocess.run(
