@@ -15,7 +15,6 @@ the audit chains are verified with each ledger reference checked on its ledger.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -26,7 +25,7 @@ from stellar_sdk import Asset as SdkAsset
 from ledger.audit import verify_all
 from settlement.bootstrap import Engine
 from settlement.domain import SYSTEM, Actor, Role
-from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, Progress, StepResult
+from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
@@ -114,7 +113,7 @@ def _settlement(
     if abort:
         _spend_buyers_usdc(world)
         before = world.holdings()
-    result = _drive(coordinator, settlement_id)
+    result = coordinator.run_to_end(settlement_id)
     settlement, _, submissions = coordinator.settlement(settlement_id)
     for sub in submissions:
         where = f"ledger {sub.ledger_index} {sub.ledger_hash[:16]}..." if sub.ledger_hash else ""
@@ -143,15 +142,6 @@ def _spend_buyers_usdc(world: LocalWorld) -> None:
         buyer,
         lambda b: b.append_payment_op(usdc.issuer, SdkAsset(usdc.code, usdc.issuer), f"{spend:f}"),
     )
-
-
-def _drive(coordinator: DvpCoordinator, settlement_id: UUID, timeout_s: float = 60) -> StepResult:
-    deadline = time.monotonic() + timeout_s
-    result = coordinator.step(settlement_id)
-    while result.progress is Progress.WAITING and time.monotonic() < deadline:
-        time.sleep(0.02)
-        result = coordinator.step(settlement_id)
-    return result
 
 
 def _verify(engine: Engine, world: LocalWorld, ours: list[UUID], echo: Printer) -> bool:

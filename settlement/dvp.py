@@ -28,8 +28,9 @@ derived from the settlement, so a retry after a crash replays instead of failing
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -358,13 +359,23 @@ class DvpCoordinator:
             case _:
                 return StepResult(Progress.DONE, settlement.status)
 
-    def run_to_end(self, settlement_id: UUID, *, max_steps: int = 10_000) -> StepResult:
-        """Step until the settlement closes or needs a person (for tests and the demo);
-        the caller makes ledger time pass between steps if it must."""
+    def run_to_end(
+        self,
+        settlement_id: UUID,
+        *,
+        timeout_s: float = 60.0,
+        poll_s: float = 0.02,
+        until: Callable[[], bool] | None = None,
+    ) -> StepResult:
+        """Step in the foreground until the settlement closes, needs a person, ``until()``
+        holds, or ``timeout_s`` passes (the demo and the tests; workers use ``step``).
+        Ledgers keep closing meanwhile; the caller moves ledger time if it must."""
+        deadline = time.monotonic() + timeout_s
         result = self.step(settlement_id)
-        for _ in range(max_steps):
-            if result.progress is not Progress.WAITING:
-                return result
+        while result.progress is Progress.WAITING and time.monotonic() < deadline:
+            if until is not None and until():
+                break
+            time.sleep(poll_s)
             result = self.step(settlement_id)
         return result
 
@@ -385,13 +396,14 @@ class DvpCoordinator:
                     continue
                 case Rejected(code=code, applied=True) | Rejected(code=code, ledger_index=int()):
                     return self._decide(s, "ABORT", f"leg {leg.leg_no} lock rejected: {code}")
-                case Rejected(applied=False) if self._may_sign_again(leg, Purpose.LOCK):
-                    return self._wait(s, outcome)  # refused before any ledger: sign again
+                case Rejected(applied=False) if self._may_sign_again(leg, Purpose.LOCK, subs):
+                    # refused before any ledger: sign again
+                    return self._wait(s, outcome, flagged=s.needs_review)
                 case Rejected(code=code):
                     return self._decide(s, "ABORT", f"leg {leg.leg_no} lock refused: {code}")
                 case Expired() | Pending() | Unavailable():
                     # expired: never applied, so the next step signs the lock again
-                    return self._wait(s, outcome)
+                    return self._wait(s, outcome, flagged=s.needs_review)
         # every leg locked: the commitment is ESCROWED, then the decision
         self._transition(s, "lock")
         now = self._clock.now()
@@ -412,6 +424,7 @@ class DvpCoordinator:
     ) -> StepResult:
         fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
         waiting: Outcome | None = None
+        flagged = s.needs_review
         for leg in legs:
             if leg.state == "COMMITTED":
                 continue
@@ -421,6 +434,7 @@ class DvpCoordinator:
                     continue
                 case Rejected(code=code):
                     self._flag(s, f"leg {leg.leg_no} commit rejected by {leg.chain}: {code}")
+                    flagged = True
                     waiting = waiting or outcome
                 case Expired() | Pending() | Unavailable():
                     # expired: a new signature follows at the next step; the others wait
@@ -429,7 +443,8 @@ class DvpCoordinator:
             remaining = (s.cancel_after - self._clock.now()).total_seconds()
             if remaining < self.policy.review_before_cancel_s and not isinstance(waiting, Rejected):
                 self._flag(s, f"commit not complete {remaining:.0f} s before T_cancel: {waiting}")
-            return self._wait(s, waiting)
+                flagged = True
+            return self._wait(s, waiting, flagged=flagged)
         self._transition(s, "settle")
         self._close(s, "SETTLED")
         return StepResult(Progress.DONE, "SETTLED")
@@ -438,6 +453,7 @@ class DvpCoordinator:
         self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
     ) -> StepResult:
         waiting: Outcome | None = None
+        flagged = s.needs_review
         for row in legs:
             if row.state in ("UNWOUND", "NOT_LOCKED"):
                 continue
@@ -457,11 +473,12 @@ class DvpCoordinator:
                     continue
                 case Rejected(code=code):
                     self._flag(s, f"leg {leg.leg_no} unwind rejected by {leg.chain}: {code}")
+                    flagged = True
                     waiting = waiting or outcome
                 case Expired() | Pending() | Unavailable():
                     waiting = waiting or outcome
         if waiting is not None:
-            return self._wait(s, waiting)
+            return self._wait(s, waiting, flagged=flagged)
         commitment = self._service.get(s.commitment_id)
         if commitment.state == State.ESCROWED:
             self._transition(s, "force_cancel" if s.cancel_requested_by else "release")
@@ -582,15 +599,11 @@ class DvpCoordinator:
         outcome = chain.submit(signed)
         return self._settle_outcome(s, leg, signed.tx_hash, purpose, outcome)
 
-    def _may_sign_again(self, leg: LegRow, purpose: Purpose) -> bool:
-        def count(uow: UnitOfWork) -> int:
-            return sum(
-                1
-                for x in records.submissions(uow, leg.settlement_id)
-                if x.leg_no == leg.leg_no and x.purpose == purpose.value and x.status == "REJECTED"
-            )
-
-        return self._db.transaction(count) < self.policy.max_rejected_attempts
+    def _may_sign_again(self, leg: LegRow, purpose: Purpose, subs: list[SubmissionRow]) -> bool:
+        """Whether a purpose just rejected may be signed again: the rejections this step
+        loaded, and the one it has just recorded, stay below the allowed attempts."""
+        earlier = sum(1 for x in _of(subs, leg, purpose) if x.status == "REJECTED")
+        return earlier + 1 < self.policy.max_rejected_attempts
 
     def _prepare(
         self,
@@ -787,8 +800,7 @@ class DvpCoordinator:
 
         self._db.transaction(write)
 
-    def _wait(self, s: SettlementRow, outcome: Outcome) -> StepResult:
-        flagged = records_needs_review(self._db, s.id)
+    def _wait(self, s: SettlementRow, outcome: Outcome, *, flagged: bool) -> StepResult:
         return StepResult(
             Progress.NEEDS_REVIEW if flagged else Progress.WAITING,
             s.status,
@@ -824,10 +836,6 @@ class DvpCoordinator:
         self, settlement_id: UUID
     ) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
         return self._load(settlement_id)
-
-
-def records_needs_review(db: Database, settlement_id: UUID) -> bool:
-    return db.transaction(lambda uow: records.load_settlement(uow, settlement_id).needs_review)
 
 
 def _of(subs: list[SubmissionRow], leg: LegRow, purpose: Purpose) -> list[SubmissionRow]:

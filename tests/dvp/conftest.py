@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,7 +15,7 @@ from adapters.resilience import ResiliencePolicy
 from ledger.audit import verify_all
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.dvp import DvpCoordinator, DvpPolicy, Progress, StepResult
+from settlement.dvp import DvpCoordinator, DvpPolicy, StepResult
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
@@ -55,14 +54,7 @@ class Dvp:
     ) -> StepResult:
         """Step until the settlement closes, needs a person, or ``until()`` holds; ledgers
         close meanwhile."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            result = self.coordinator.step(settlement_id)
-            if result.progress is not Progress.WAITING or time.monotonic() > deadline:
-                return result
-            if until is not None and until():
-                return result
-            time.sleep(0.02)
+        return self.coordinator.run_to_end(settlement_id, timeout_s=timeout_s, until=until)
 
     def escrowed(self, commitment_id: UUID) -> Callable[[], bool]:
         return lambda: self.engine.commitments.state_of(commitment_id) is State.ESCROWED

@@ -50,7 +50,7 @@ from adapters.xrpl import XrplChain
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.domain import SYSTEM
-from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, Progress, StepResult
+from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, StepResult
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
@@ -684,10 +684,8 @@ def test_two_workers_locking_from_one_account_both_settle(dvp: Dvp) -> None:
         t.join(30)
     barrier.abort()  # from here on one coordinator drives both, a step at a time
     plain = _coordinator_for(dvp, dict(dvp.world.chains), sealer)
-    deadline = time.monotonic() + 30
     for sid in ids:
-        while plain.step(sid).progress is Progress.WAITING and time.monotonic() < deadline:
-            time.sleep(0.02)
+        plain.run_to_end(sid, timeout_s=45)
     settled = load(dvp.engine.db, dvp.engine.commitments, ids)
     assert [x.settlement.status for x in settled] == ["SETTLED", "SETTLED"], [
         x.settlement.decision_reason for x in settled
