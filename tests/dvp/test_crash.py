@@ -657,6 +657,12 @@ class RendezvousChain:
         return signed
 
 
+# In make soak, not CI: when both workers sign from one account their sequence numbers
+# collide, and a settlement can wait out a 60 s submission window (or repeat the
+# collision on the shared agent) before it comes round; how long depends on the load,
+# so a fixed budget made CI fail now and then. Parallel submission needs channel
+# accounts / tickets (issue 5).
+@pytest.mark.slow
 def test_two_workers_locking_from_one_account_both_settle(dvp: Dvp) -> None:
     sealer = Sealer(Fernet.generate_key())
     barrier = threading.Barrier(2)
