@@ -20,6 +20,20 @@ Outcomes are values, not exceptions; ``Unavailable`` means the ledger could not 
 asked (transport failure, or the circuit breaker is open) and says nothing about the
 transaction.
 
+Ledger time: ``ledger_time`` is the close time of the latest validated ledger. The
+ledgers judge their time rules (XRPL CancelAfter, Stellar claim predicates and time
+bounds) against their own close times, not against the engine's clock, and the two can
+differ by any amount (clock skew, fast or slow closes), so the engine checks its
+deadlines on both.
+
+Parallel submission: ``submission_channels`` lists the channel accounts (Stellar) a
+``prepare_*`` may be given as ``channel``: the transaction then takes its sequence
+number and fee from the channel while its operations keep the sender or the agent as
+source, so transactions of one account need not wait for each other. A channel must
+carry one transaction at a time until that one is final; the caller keeps that rule
+(the engine records it with the write-ahead row). An adapter with no channels refuses
+one.
+
 Reconciliation reads locks back: ``lock_state`` says whether a lock still exists in
 the latest validated ledger and what it holds (``LockState``); ``locks_of`` lists the
 locks an account takes part in, so locks unknown to the engine can be found.
@@ -102,7 +116,8 @@ class SignedSubmission:
     ``blob`` is what goes on the wire (XRPL tx_blob hex / Stellar envelope XDR base64);
     ``tx_hash`` was computed locally and equals the ledger's; ``expires`` is the ledger
     sequence (XRPL LastLedgerSequence) or the time (Stellar max time bound) after which
-    the transaction can never apply. ``lock_ref`` is set for a lock.
+    the transaction can never apply. ``lock_ref`` is set for a lock. ``channel`` is
+    the channel account the transaction takes its sequence and fee from, if any.
     """
 
     chain: ChainName
@@ -112,6 +127,7 @@ class SignedSubmission:
     expires_ledger: int | None = None
     expires_at: datetime | None = None
     lock_ref: LockRef | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,11 +260,21 @@ class Chain(Protocol):
         precision of the amount, accounts that do not exist, missing trust lines."""
         ...
 
-    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission: ...
+    def submission_channels(self) -> tuple[str, ...]:
+        """The channel accounts ``prepare_*`` accepts; empty when it accepts none."""
+        ...
 
-    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission: ...
+    def prepare_lock(
+        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+    ) -> SignedSubmission: ...
 
-    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission: ...
+    def prepare_commit(
+        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
+    ) -> SignedSubmission: ...
+
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission: ...
 
     def submit(self, submission: SignedSubmission) -> Outcome:
         """Send a signed transaction; resending the same one is always safe."""
@@ -270,4 +296,10 @@ class Chain(Protocol):
     def locks_of(self, account: str) -> list[LockState] | Unavailable:
         """Every lock in the latest validated ledger that ``account`` takes part in:
         XRPL escrows it owns or receives, Stellar balances it may claim."""
+        ...
+
+    def ledger_time(self) -> datetime | Unavailable:
+        """The close time (aware, UTC) of the latest validated ledger: the time the
+        ledger's next transactions are judged against. Never earlier than any time this
+        chain answered before. Never raises for a failure to ask: ``Unavailable``."""
         ...

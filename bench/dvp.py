@@ -16,15 +16,19 @@ had to be made again (a Sequence taken by a concurrent transaction from the same
 account expires and is signed anew), and peak RSS of this process (which also holds
 both networks).
 
-What limits it: every XRPL lock is signed by the one seller account and every commit on
-both chains by the one agent account. An account's transactions need consecutive
-sequence numbers, so concurrent workers collide and the loser waits out its
-LastLedgerSequence (20 ledgers) before signing again; a single worker steps one
-settlement at a time and waits a ledger close per phase. The issue's target of >= 100
-settlements/s needs XRPL Tickets and Stellar channel accounts (independent sequence
-numbers per in-flight transaction), which are not built.
+What limits it: every XRPL lock is signed by the one seller account and every XRPL
+commit by the one agent account. An account's transactions need consecutive sequence
+numbers, so concurrent workers collide and the loser waits out its LastLedgerSequence
+(20 ledgers) before signing again. Stellar transactions take their sequence from one of
+``--channels`` channel accounts (0: each signer's own sequence, as before channels were
+built), so they no longer collide. ``--concurrency`` steps that many claimed
+settlements of a worker side by side (a Horizon submit waits for its ledger). XRPL
+Tickets are not built, so the XRPL side still serialises per account and the issue's
+target of >= 100 settlements/s is not reached; the local networks also run inside this
+process, not as separate processes as the issue asks.
 
     python bench/dvp.py [--seconds 30] [--workers 1,4] [--in-flight 4]
+                        [--channels 8] [--concurrency 1]
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ BOND = Decimal(1)
 
 
 def own_chains(world: LocalWorld, policy: ResiliencePolicy) -> dict[ChainName, Chain]:
+    """A worker's own adapters, on the world's accounts and channel accounts."""
     return {
         ChainName.XRPL: XrplChain(
             world.xrpl.url,
@@ -83,6 +88,7 @@ def own_chains(world: LocalWorld, policy: ResiliencePolicy) -> dict[ChainName, C
             agent=world.agent_stellar.public_key,
             signer=world.keystore,
             guard=ChainGuard("stellar", policy),
+            channels=[c.public_key for c in world.channels_stellar],
         ),
     }
 
@@ -112,6 +118,7 @@ def run(
     seconds: float,
     in_flight: int,
     drain_s: float,
+    concurrency: int = 1,
 ) -> dict[str, float]:
     sealer = Sealer(Fernet.generate_key())
     policy = ResiliencePolicy()
@@ -133,7 +140,7 @@ def run(
             c,
             world.clock,
             name=f"bench-{workers_n}-{n}",
-            policy=WorkerPolicy(lease_s=30, batch=in_flight, idle_s=0.02),
+            policy=WorkerPolicy(lease_s=30, batch=in_flight, idle_s=0.02, concurrency=concurrency),
         )
         for n, c in enumerate(coordinators)
     ]
@@ -265,6 +272,12 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=float, default=90.0, help="seconds to let open settlements finish"
     )
+    parser.add_argument(
+        "--channels", type=int, default=8, help="Stellar channel accounts (0: none)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="settlements a worker steps at once"
+    )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",")]
 
@@ -286,7 +299,9 @@ def main() -> None:
     print(
         f"{os.cpu_count()} cores; ledgers close every {CLOSE_INTERVAL_S:.0f} s on both local"
         f" networks; {args.seconds:.0f} s per run; {args.in_flight} settlements in flight per"
-        " worker; workers are threads of this process, which also runs both networks\n"
+        f" worker; {args.channels} Stellar channel accounts; each worker steps"
+        f" {args.concurrency} settlement(s) at once; workers are threads of this process,"
+        " which also runs both networks\n"
     )
     header = (
         f"{'K':>3} {'settled':>8} {'DVP/s':>7} {'VERIFIED->SETTLED p50/p99 s':>28}"
@@ -304,6 +319,7 @@ def main() -> None:
             xrpl_close_interval_s=CLOSE_INTERVAL_S,
             stellar_close_interval_s=CLOSE_INTERVAL_S,
             extra_buyers=7,
+            stellar_channels=args.channels,
         )
         engine = bootstrap.build(
             load_settings(database_url=owner_url, pool_size=10),
@@ -311,7 +327,7 @@ def main() -> None:
             urls=DatabaseUrls(owner=owner_url, app=app_url_for(owner_url)),
         )
         try:
-            r = run(world, engine, k, args.seconds, args.in_flight, args.drain)
+            r = run(world, engine, k, args.seconds, args.in_flight, args.drain, args.concurrency)
         finally:
             engine.close()
             world.close()

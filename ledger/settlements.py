@@ -8,6 +8,7 @@ committed before it is sent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -75,6 +76,8 @@ class SubmissionRow:
     ledger_hash: str | None
     signed_at: datetime
     finalized_at: datetime | None
+    #: the channel account that is the transaction's source (Stellar), if any
+    channel: str | None = None
 
 
 _SETTLEMENT_COLUMNS = (
@@ -89,7 +92,7 @@ _LEG_COLUMNS = (
 )
 _SUBMISSION_COLUMNS = (
     "id, settlement_id, leg_no, purpose, chain, tx_hash, blob, expires_ledger, expires_at,"
-    " status, result_code, ledger_index, ledger_hash, signed_at, finalized_at"
+    " status, result_code, ledger_index, ledger_hash, signed_at, finalized_at, channel"
 )
 
 
@@ -183,17 +186,21 @@ def record_submission(
     expires_ledger: int | None,
     expires_at: datetime | None,
     at: datetime,
+    channel: str | None = None,
 ) -> None:
     """Write-ahead: record a signed transaction before it is sent.
 
     The partial unique index refuses a second open submission for the same leg and
     purpose (``ConstraintViolation``), so a purpose is never signed twice while an
-    earlier signature could still apply.
+    earlier signature could still apply. With ``channel``, another refuses a second
+    open submission on that channel account (``ConstraintViolation`` naming
+    ``CHANNEL_TAKEN``): one transaction at a time per channel.
     """
     uow.execute(
         "INSERT INTO ledger_submissions (settlement_id, leg_no, purpose, chain, tx_hash, blob,"
-        " expires_ledger, expires_at, status, signed_at) VALUES (:settlement_id, :leg_no,"
-        " :purpose, :chain, :tx_hash, :blob, :expires_ledger, :expires_at, 'SIGNED', :at)",
+        " expires_ledger, expires_at, status, signed_at, channel) VALUES (:settlement_id,"
+        " :leg_no, :purpose, :chain, :tx_hash, :blob, :expires_ledger, :expires_at, 'SIGNED',"
+        " :at, :channel)",
         {
             "settlement_id": settlement_id,
             "leg_no": leg_no,
@@ -204,8 +211,25 @@ def record_submission(
             "expires_ledger": expires_ledger,
             "expires_at": expires_at,
             "at": at,
+            "channel": channel,
         },
     )
+
+
+#: the index that holds a channel account for its one open submission (migration 0009)
+CHANNEL_TAKEN = "ledger_submissions_one_open_per_channel"
+
+
+def busy_channels(uow: UnitOfWork, chain: str, channels: Sequence[str]) -> set[str]:
+    """Which of ``channels`` carry a submission that could still apply (status SIGNED).
+    A snapshot: another worker may take a free one before this one records it, which
+    the unique index then refuses."""
+    rows = uow.execute(
+        "SELECT DISTINCT channel FROM ledger_submissions"
+        " WHERE chain = :chain AND status = 'SIGNED' AND channel = ANY(:channels)",
+        {"chain": chain, "channels": list(channels)},
+    )
+    return {str(row[0]) for row in rows}
 
 
 def finalize_submission(

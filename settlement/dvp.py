@@ -19,6 +19,15 @@ point, resumes from what was recorded. The rules it keeps (DESIGN section 4):
 - the decision is written in its own transaction with an audit entry before phase 2;
   after COMMIT the coordinator only rolls forward; commit starts only before the commit
   deadline, and T_cancel = deadline + a safety margin;
+- time is judged on every clock that matters, never on an estimate of skew: the ledgers
+  enforce CancelAfter and claim predicates on their own close times, which may run ahead
+  of or behind the engine's clock by any amount. COMMIT is decided only while the engine
+  clock AND the latest validated close time of every ledger of the settlement are before
+  the commit deadline; an XRPL commit is signed only while that ledger's time is
+  ``commit_send_margin_s`` before T_cancel (after it the ledger refuses EscrowFinish);
+  an XRPL escrow is unwound only once that ledger's time is past CancelAfter (before it
+  the ledger refuses EscrowCancel), whatever the engine's clock says. A ledger whose
+  time cannot be read is waited for, as if unreachable;
 - a commit leg the ledger rejects, or a ledger unreachable too close to T_cancel, flags
   the settlement for a person: it is never reported SETTLED.
 
@@ -28,6 +37,7 @@ derived from the settlement, so a retry after a crash replays instead of failing
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -105,6 +115,10 @@ class DvpPolicy:
     review_before_cancel_s: float = 60.0
     #: signatures per leg for a commit or an unwind the ledger keeps rejecting
     max_rejected_attempts: int = 3
+    #: an XRPL commit (EscrowFinish) is signed only while the ledger's own time is at
+    #: least this far before T_cancel: the ledger refuses it once its parent close time
+    #: passes CancelAfter, and the transaction needs a few closes to get in
+    commit_send_margin_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class DvpCoordinator:
         self._clock = clock
         self.policy = policy or DvpPolicy()
         self._accounts = accounts
+        # chooses among free channel accounts; not security-relevant
+        self._random = random.Random()  # noqa: S311 - spreads load, guards nothing
 
     # -- instruction ----------------------------------------------------------------
 
@@ -417,6 +433,29 @@ class DvpCoordinator:
                 retry_after_s=min(wait_s, 60.0),
                 detail=f"escrowed; settles from {s.settle_not_before}",
             )
+        return self._decide_on_every_clock(s, legs)
+
+    def _decide_on_every_clock(self, s: SettlementRow, legs: list[LegRow]) -> StepResult:
+        """Every leg is locked and the engine clock is before the deadline: COMMIT if
+        every ledger's own clock is too, ABORT if one is not, wait if one cannot say."""
+        # The ledgers judge CancelAfter and the claim predicates on their own clocks: a
+        # deadline met on the engine's clock alone may already have passed on a ledger
+        # whose time runs ahead, leaving less than the safety margin there before a
+        # sender may cancel. Every clock must be before the deadline.
+        ledger_now = _LedgerTimes(self._chains)
+        for chain in sorted({ChainName(leg.chain) for leg in legs}):
+            at = ledger_now(chain)
+            if isinstance(at, Unavailable):
+                # no decision blind; the engine clock still aborts at the deadline
+                return self._wait(s, at, flagged=s.needs_review)
+            if at >= s.commit_deadline:
+                return self._decide(
+                    s,
+                    "ABORT",
+                    f"commit deadline passed on the {chain} ledger's clock ({at.isoformat()})",
+                )
+        if self._clock.now() >= s.commit_deadline:
+            return self._decide(s, "ABORT", "commit deadline passed while reading ledger times")
         return self._decide(s, "COMMIT", "every leg locked before the commit deadline")
 
     def _step_committing(
@@ -425,8 +464,16 @@ class DvpCoordinator:
         fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
         waiting: Outcome | None = None
         flagged = s.needs_review
+        ledger_now = _LedgerTimes(self._chains)
         for leg in legs:
             if leg.state == "COMMITTED":
+                continue
+            refused = self._commit_refused_by_ledger_time(s, leg, subs, ledger_now)
+            if refused is not None:
+                if not isinstance(refused, Unavailable):
+                    self._flag(s, refused.detail)
+                    flagged = True
+                waiting = waiting or refused
                 continue
             outcome = self._advance(s, leg, Purpose.COMMIT, subs, fulfillment_hex=fulfillment)
             match outcome:
@@ -454,6 +501,7 @@ class DvpCoordinator:
     ) -> StepResult:
         waiting: Outcome | None = None
         flagged = s.needs_review
+        ledger_now = _LedgerTimes(self._chains)
         for row in legs:
             if row.state in ("UNWOUND", "NOT_LOCKED"):
                 continue
@@ -464,9 +512,18 @@ class DvpCoordinator:
             if leg.state != "LOCKED":
                 continue
             chain = ChainName(leg.chain)
-            if chain in _UNWIND_AFTER_CANCEL and self._clock.now() <= s.cancel_after:
-                waiting = waiting or Pending("", f"leg {leg.leg_no} unwinds after {s.cancel_after}")
-                continue
+            if chain in _UNWIND_AFTER_CANCEL and _open(subs, leg, Purpose.UNWIND) is None:
+                # the ledger refuses the cancel until its own time is past CancelAfter;
+                # the engine's clock says nothing about that
+                at = ledger_now(chain)
+                if isinstance(at, Unavailable):
+                    waiting = waiting or at
+                    continue
+                if not _past(at, s.cancel_after):
+                    waiting = waiting or Pending(
+                        "", f"leg {leg.leg_no} unwinds once {chain} time passes {s.cancel_after}"
+                    )
+                    continue
             outcome = self._advance(s, leg, Purpose.UNWIND, subs)
             match outcome:
                 case Applied():
@@ -484,6 +541,35 @@ class DvpCoordinator:
             self._transition(s, "force_cancel" if s.cancel_requested_by else "release")
         self._close(s, "UNWOUND")
         return StepResult(Progress.DONE, "UNWOUND")
+
+    def _commit_refused_by_ledger_time(
+        self,
+        s: SettlementRow,
+        leg: LegRow,
+        subs: list[SubmissionRow],
+        ledger_now: _LedgerTimes,
+    ) -> Pending | Unavailable | None:
+        """Before signing a new commit on a ledger that refuses it after T_cancel (XRPL
+        EscrowFinish past CancelAfter): None when it may be signed; ``Unavailable`` when
+        that ledger's time cannot be read; ``Pending`` (to be flagged) when the ledger's
+        own time is too close to T_cancel for it to apply. An open commit is always
+        polled and resent: it was signed in time, and the ledger alone decides it. On
+        other ledgers (Stellar: the agent may claim at any time) the roll-forward is
+        always attempted, since stopping could only leave the settlement partial."""
+        chain = ChainName(leg.chain)
+        if chain not in _UNWIND_AFTER_CANCEL or _open(subs, leg, Purpose.COMMIT) is not None:
+            return None
+        at = ledger_now(chain)
+        if isinstance(at, Unavailable):
+            return at
+        latest = s.cancel_after - timedelta(seconds=self.policy.commit_send_margin_s)
+        if at < latest:
+            return None
+        return Pending(
+            "",
+            f"leg {leg.leg_no} commit not signed: {chain} ledger time {at.isoformat()} is "
+            f"within {self.policy.commit_send_margin_s:.0f} s of T_cancel {s.cancel_after}",
+        )
 
     def _resolve_lock(
         self, s: SettlementRow, leg: LegRow, subs: list[SubmissionRow]
@@ -557,8 +643,11 @@ class DvpCoordinator:
                 ledger_index=last.ledger_index,
                 ledger_hash=last.ledger_hash,
             )
+        channel = self._free_channel(chain)
+        if isinstance(channel, Pending):
+            return channel
         try:
-            signed = self._prepare(chain, s, leg, purpose, fulfillment_hex)
+            signed = self._prepare(chain, s, leg, purpose, fulfillment_hex, channel=channel)
         except AdapterError as exc:
             return Unavailable(f"cannot prepare {purpose} of leg {leg.leg_no}: {exc}")
         now = self._clock.now()
@@ -575,6 +664,7 @@ class DvpCoordinator:
                 expires_ledger=signed.expires_ledger,
                 expires_at=signed.expires_at,
                 at=now,
+                channel=signed.channel,
             )
             if purpose is Purpose.LOCK and signed.lock_ref is not None:
                 ref = signed.lock_ref
@@ -593,11 +683,32 @@ class DvpCoordinator:
         except db_errors.ConstraintViolation as exc:
             if exc.sqlstate != "23505":
                 raise
+            if records.CHANNEL_TAKEN in str(exc):
+                # another settlement recorded a transaction on this channel first; this
+                # signature was never sent and never will be: the next step signs again
+                return Pending(signed.tx_hash, f"channel {signed.channel} taken meanwhile")
             # byte-identical to a transaction already recorded (signed again before the
             # ledger moved on): nothing new to send; the next step signs afresh
             return Pending(signed.tx_hash, "identical to a recorded transaction")
         outcome = chain.submit(signed)
         return self._settle_outcome(s, leg, signed.tx_hash, purpose, outcome)
+
+    def _free_channel(self, chain: Chain) -> str | Pending | None:
+        """A channel account of ``chain`` with no transaction that could still apply, or
+        None when the chain has no channels (the signer's own sequence is used), or
+        ``Pending`` when every channel is busy. Picked at random among the free ones so
+        that workers racing for channels rarely choose the same; the write-ahead row's
+        unique index settles a collision."""
+        channels = chain.submission_channels()
+        if not channels:
+            return None
+        busy = self._db.transaction(
+            lambda uow: records.busy_channels(uow, chain.name.value, channels)
+        )
+        free = [c for c in channels if c not in busy]
+        if not free:
+            return Pending("", f"every {chain.name} channel carries a transaction")
+        return self._random.choice(free)
 
     def _may_sign_again(self, leg: LegRow, purpose: Purpose, subs: list[SubmissionRow]) -> bool:
         """Whether a purpose just rejected may be signed again: the rejections this step
@@ -612,16 +723,19 @@ class DvpCoordinator:
         leg: LegRow,
         purpose: Purpose,
         fulfillment_hex: str | None,
+        *,
+        channel: str | None,
     ) -> SignedSubmission:
         spec = _leg(leg)
         match purpose:
             case Purpose.LOCK:
-                return chain.prepare_lock(spec, LockTerms(s.condition_hex, s.cancel_after))
+                terms = LockTerms(s.condition_hex, s.cancel_after)
+                return chain.prepare_lock(spec, terms, channel=channel)
             case Purpose.COMMIT:
                 assert fulfillment_hex is not None
-                return chain.prepare_commit(spec, _lock_ref(leg), fulfillment_hex)
+                return chain.prepare_commit(spec, _lock_ref(leg), fulfillment_hex, channel=channel)
             case Purpose.UNWIND:
-                return chain.prepare_unwind(spec, _lock_ref(leg))
+                return chain.prepare_unwind(spec, _lock_ref(leg), channel=channel)
 
     def _settle_outcome(
         self, s: SettlementRow, leg: LegRow, tx_hash: str, purpose: Purpose, outcome: Outcome
@@ -838,6 +952,30 @@ class DvpCoordinator:
         return self._load(settlement_id)
 
 
+class _LedgerTimes:
+    """Each chain's latest validated close time, read at most once per step (a step
+    that needs it on several legs of one chain asks the ledger once)."""
+
+    def __init__(self, chains: Mapping[ChainName, Chain]) -> None:
+        self._chains = chains
+        self._read: dict[ChainName, datetime | Unavailable] = {}
+
+    def __call__(self, chain: ChainName) -> datetime | Unavailable:
+        if chain not in self._read:
+            self._read[chain] = self._chains[chain].ledger_time()
+        return self._read[chain]
+
+
+def _past(ledger_time: datetime, moment: datetime) -> bool:
+    """Whether a ledger whose close time is ``ledger_time`` (whole seconds) is strictly
+    after ``moment`` as a ledger records it: rounded up to the second, as the adapters
+    round CancelAfter, so a cancel is never sent the ledger would still refuse."""
+    whole = moment.replace(microsecond=0)
+    if moment.microsecond:
+        whole += timedelta(seconds=1)
+    return ledger_time > whole
+
+
 def _of(subs: list[SubmissionRow], leg: LegRow, purpose: Purpose) -> list[SubmissionRow]:
     return [x for x in subs if x.leg_no == leg.leg_no and x.purpose == purpose.value]
 
@@ -854,6 +992,7 @@ def _signed(row: SubmissionRow) -> SignedSubmission:
         blob=row.blob,
         expires_ledger=row.expires_ledger,
         expires_at=row.expires_at,
+        channel=row.channel,
     )
 
 

@@ -54,6 +54,8 @@ class LocalWorld:
     agent_stellar: Keypair
     fee_stellar: Keypair
     extra_buyers: list[Keypair] = field(default_factory=list)
+    #: Stellar channel accounts the engine signs with (transaction source, fees)
+    channels_stellar: list[Keypair] = field(default_factory=list)
 
     def legs(
         self, bond_units: Decimal, usdc: Decimal, *, buyer_stellar: Keypair | None = None
@@ -143,12 +145,27 @@ def start_local_world(
     bond_units: Decimal = Decimal(1_000),
     usdc: Decimal = Decimal(10_000_000),
     xrpl_close_interval_s: float = 0.05,
+    xrpl_idle_interval_s: float | None = 1.0,
     stellar_close_interval_s: float = 0.02,
     policy: ResiliencePolicy | None = None,
     extra_buyers: int = 0,
+    stellar_channels: int = 4,
 ) -> LocalWorld:
-    """Start both nodes on free ports and provision the accounts and assets."""
-    xrpl_node = XrplNode(close_interval_s=xrpl_close_interval_s)
+    """Start both nodes on free ports and provision the accounts and assets.
+
+    The XRPL node closes a ledger holding transactions every ``xrpl_close_interval_s``
+    (fast, for tests) but an empty one only every ``xrpl_idle_interval_s``: each close
+    moves XRPL ledger time at least 1 s, so closing empty ledgers 20 times a second
+    would run ledger time ahead of the engine's clock without bound. Busy periods still
+    push it ahead by about a second per ledger; the engine judges deadlines on each
+    ledger's own time, so that costs window, never safety.
+
+    ``stellar_channels`` channel accounts (funded with XLM only) let the engine sign
+    Stellar transactions of one sender or of the agent in parallel; 0 makes every
+    transaction use its signer's own sequence."""
+    xrpl_node = XrplNode(
+        close_interval_s=xrpl_close_interval_s, idle_interval_s=xrpl_idle_interval_s
+    )
     stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
     xrpl_url = xrpl_node.start(port=0)
     horizon_url = stellar_node.start(port=0)
@@ -176,7 +193,8 @@ def start_local_world(
     # the engine signs for the senders of locks and for its agents
     for wallet in (seller_x, agent_x):
         keystore.add_xrpl(wallet)
-    for signer in (*buyers, agent_s):
+    channels = [stellar.account() for _ in range(stellar_channels)]
+    for signer in (*buyers, agent_s, *channels):
         keystore.add_stellar(signer)
     guards = {
         ChainName.XRPL: ChainGuard("xrpl", policy),
@@ -192,6 +210,7 @@ def start_local_world(
             agent=agent_s.public_key,
             signer=keystore,
             guard=guards[ChainName.STELLAR],
+            channels=[c.public_key for c in channels],
         ),
     }
     return LocalWorld(
@@ -213,4 +232,5 @@ def start_local_world(
         agent_stellar=agent_s,
         fee_stellar=fees_s,
         extra_buyers=buyers[1:],
+        channels_stellar=channels,
     )

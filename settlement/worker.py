@@ -5,6 +5,11 @@ UPDATE SKIP LOCKED`` and takes a lease; a lease that runs out (its worker died) 
 another worker resume the settlement from what the database recorded. A settlement
 that must wait (a ledger closing, CancelAfter not yet passed) is handed back with its
 lease set to when it is due again, so the lease doubles as the timer.
+
+A worker may step the settlements it claimed side by side, ``concurrency`` at a time: a
+step that waits on a ledger (a Horizon submit answers only once the transaction is in
+a ledger) does not hold up the others. One settlement is still never stepped twice at
+once, by this worker or another: each step runs under that settlement's advisory lock.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -38,6 +44,13 @@ class WorkerPolicy:
     idle_s: float = 0.5
     #: how often the worker also cancels expired commitments
     expiry_sweep_s: float = 30.0
+    #: claimed settlements stepped at the same time (threads; each holds two database
+    #: connections while it steps, the advisory lock's and the step's own). Raise it
+    #: only where concurrent settlements do not sign from one account's sequence: XRPL
+    #: senders and the XRPL agent have no tickets yet, so two of their transactions
+    #: signed at once collide and one waits out its LastLedgerSequence; Stellar
+    #: transactions do not collide when the adapter has channel accounts
+    concurrency: int = 1
 
 
 class Worker:
@@ -79,8 +92,14 @@ class Worker:
                 limit=self.policy.batch,
             )
         )
-        for settlement_id in claimed:
-            self._drive(settlement_id)
+        workers = min(self.policy.concurrency, len(claimed))
+        if workers <= 1:
+            for settlement_id in claimed:
+                self._drive(settlement_id)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-step") as pool:
+                # _drive logs and swallows a failed step; the results carry nothing else
+                list(pool.map(self._drive, claimed))
         return len(claimed)
 
     def _drive(self, settlement_id: UUID) -> None:

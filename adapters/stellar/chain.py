@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -108,7 +109,13 @@ class StellarChain:
 
     ``agent`` is the settlement agent account: it claims every lock, pays out commits
     and unwinds and their fees, and holds a trustline for every credit asset it
-    settles. ``signer`` must hold the agent's key and the senders' keys.
+    settles. ``signer`` must hold the agent's key and the senders' keys, and the keys
+    of the ``channels``: channel accounts the engine holds, each funded with enough XLM
+    for fees. A transaction prepared with a channel has the channel as its source (its
+    sequence number and fee) and the sender or the agent as the source of every
+    operation, and is signed by both; the claimable balance it creates is still the
+    sender's (sponsored by the operation's source), its id derived from the channel's
+    sequence.
     """
 
     def __init__(
@@ -123,9 +130,14 @@ class StellarChain:
         fee_per_op_stroops: int | None = None,
         get_timeout_s: int = 11,
         post_timeout_s: float = 35.0,
+        channels: Sequence[str] = (),
     ) -> None:
         if not StrKey.is_valid_ed25519_public_key(agent):
             raise ValueError(f"settlement agent {agent!r} is not a Stellar account id")
+        for channel in channels:
+            if not StrKey.is_valid_ed25519_public_key(channel) or channel == agent:
+                raise ValueError(f"channel {channel!r} is not a Stellar account id of its own")
+        self.channels = tuple(dict.fromkeys(channels))
         if submission_window_s < 10:
             raise ValueError(
                 "submission_window_s below 10 s is refused as too late by stellar-core"
@@ -182,7 +194,12 @@ class StellarChain:
 
     # -- prepare: build and sign locally -----------------------------------------------
 
-    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission:
+    def submission_channels(self) -> tuple[str, ...]:
+        return self.channels
+
+    def prepare_lock(
+        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+    ) -> SignedSubmission:
         """The sender's CreateClaimableBalance: the agent may claim at once, the sender
         only from ``terms.cancel_after`` (rounded up to a whole second) on."""
         sdk_asset = check_shape(leg)
@@ -205,41 +222,66 @@ class StellarChain:
                 ),
             ),
         ]
-        builder = self._builder(leg.sender, header, window)
-        builder.append_create_claimable_balance_op(sdk_asset, amount_text(leg.amount), claimants)
+        source = self._source(channel, leg.sender)
+        builder = self._builder(source or leg.sender, header, window)
+        builder.append_create_claimable_balance_op(
+            sdk_asset, amount_text(leg.amount), claimants, source=source and leg.sender
+        )
         envelope = builder.build()
         self._sign(envelope, leg.sender)
+        if source is not None:
+            self._sign(envelope, source)
+        # the id hashes the transaction's source and sequence: the channel's, if any
         balance_id = envelope.transaction.get_claimable_balance_id(0)
         return self._signed(
             envelope,
             Purpose.LOCK,
             window,
             lock_ref=LockRef(ChainName.STELLAR, owner=leg.sender, balance_id=balance_id),
+            channel=source,
         )
 
-    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission:
+    def prepare_commit(
+        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
+    ) -> SignedSubmission:
         """The agent claims the lock and pays the receiver, atomically. The fulfillment
         is XRPL's hash-lock secret; a Stellar lock needs none and it is ignored."""
         del fulfillment_hex
-        return self._prepare_release(leg, lock, leg.receiver, Purpose.COMMIT)
+        return self._prepare_release(leg, lock, leg.receiver, Purpose.COMMIT, channel)
 
-    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission:
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission:
         """The agent claims the lock and pays the sender back, atomically."""
-        return self._prepare_release(leg, lock, leg.sender, Purpose.UNWIND)
+        return self._prepare_release(leg, lock, leg.sender, Purpose.UNWIND, channel)
 
     def _prepare_release(
-        self, leg: Leg, lock: LockRef, payee: str, purpose: Purpose
+        self, leg: Leg, lock: LockRef, payee: str, purpose: Purpose, channel: str | None
     ) -> SignedSubmission:
         sdk_asset = check_shape(leg)
+        source = self._source(channel, self.agent)
         balance_id = self._check_lock(leg, lock)
         header = self._horizon.latest_ledger()
         window = self._window(header)
-        builder = self._builder(self.agent, header, window)
-        builder.append_claim_claimable_balance_op(balance_id)
-        builder.append_payment_op(payee, sdk_asset, amount_text(leg.amount))
+        builder = self._builder(source or self.agent, header, window)
+        op_source = source and self.agent
+        builder.append_claim_claimable_balance_op(balance_id, source=op_source)
+        builder.append_payment_op(payee, sdk_asset, amount_text(leg.amount), source=op_source)
         envelope = builder.build()
         self._sign(envelope, self.agent)
-        return self._signed(envelope, purpose, window)
+        if source is not None:
+            self._sign(envelope, source)
+        return self._signed(envelope, purpose, window, channel=source)
+
+    def _source(self, channel: str | None, signer: str) -> str | None:
+        """The channel to use as transaction source, or None to use ``signer``'s own."""
+        if channel is None:
+            return None
+        if channel not in self.channels:
+            raise ValueError(f"{channel} is not one of this adapter's channel accounts")
+        if channel == signer:
+            raise ValueError(f"channel {channel} is the operations' own source")
+        return channel
 
     def _check_lock(self, leg: Leg, lock: LockRef) -> str:
         """The lock's balance id, after checking that the balance, while it exists,
@@ -304,6 +346,7 @@ class StellarChain:
         purpose: Purpose,
         window: Window,
         lock_ref: LockRef | None = None,
+        channel: str | None = None,
     ) -> SignedSubmission:
         return SignedSubmission(
             chain=ChainName.STELLAR,
@@ -312,6 +355,7 @@ class StellarChain:
             blob=envelope.to_xdr(),
             expires_at=to_datetime(window.max_time),
             lock_ref=lock_ref,
+            channel=channel,
         )
 
     # -- locks as the ledger holds them --------------------------------------------------
@@ -341,6 +385,17 @@ class StellarChain:
         except TransportError as exc:
             return Unavailable(str(exc))
         return [_balance_state(b, owner=b.sponsor) for b in balances]
+
+    def ledger_time(self) -> datetime | Unavailable:
+        """``closed_at`` of the last ledger Horizon has ingested: the close time claim
+        predicates and time bounds of the next ledger are judged against (Horizon
+        serves only final ledgers). A Horizon that cannot answer is ``Unavailable``."""
+        try:
+            return self._horizon.latest_ledger().closed_at
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except AdapterError as exc:
+            return Unavailable(str(exc))
 
     # -- submit, status, lookup --------------------------------------------------------
 

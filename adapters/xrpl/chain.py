@@ -203,10 +203,17 @@ class XrplChain:
                 f"{leg.amount} more {leg.asset.code} (tecLIMIT_EXCEEDED)"
             )
 
-    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission:
+    def submission_channels(self) -> tuple[str, ...]:
+        """None: XRPL transactions use their signer's own Sequence."""
+        return ()
+
+    def prepare_lock(
+        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+    ) -> SignedSubmission:
         """Sign the EscrowCreate of ``leg``; ``lock_ref`` names the escrow (sender and the
         transaction's Sequence). Raises ``LegInvalid`` for an amount the ledger cannot
         hold or a CancelAfter already passed in ledger time."""
+        _no_channel(channel)
         amount = self._ledger_amount(leg)
         cancel_after = ripple_seconds(terms.cancel_after)
         condition = _condition(terms.condition_hex)
@@ -229,9 +236,12 @@ class XrplChain:
         lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=sequence)
         return self._signed(Purpose.LOCK, leg.sender, tx, lock_ref=lock)
 
-    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission:
+    def prepare_commit(
+        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
+    ) -> SignedSubmission:
         """Sign the agent's EscrowFinish of ``lock`` with the fulfillment, paying the
         fulfillment surcharge rippled requires."""
+        _no_channel(channel)
         sequence = _escrow_sequence(lock)
         try:
             condition = condition_of_fulfillment(fulfillment_hex)
@@ -251,10 +261,13 @@ class XrplChain:
         )
         return self._signed(Purpose.COMMIT, self.agent, tx)
 
-    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission:
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission:
         """Sign the agent's EscrowCancel of ``lock``. It applies only once a validated
         ledger's close time is past CancelAfter; before that the ledger answers
         tecNO_PERMISSION (fee spent), so the engine waits for T_cancel first."""
+        _no_channel(channel)
         sequence = _escrow_sequence(lock)
         head = self._validated_head()
         tx = EscrowCancel(
@@ -395,6 +408,19 @@ class XrplChain:
             return Unavailable(str(exc), breaker_open=True)
         except TransportError as exc:
             return Unavailable(str(exc))
+
+    def ledger_time(self) -> datetime | Unavailable:
+        """The close time of the latest validated ledger (``ledger`` method). rippled
+        judges CancelAfter / FinishAfter against the parent ledger's close time, which
+        for the next ledger is exactly this one's. A server that cannot answer, or
+        answers with an error, is ``Unavailable``."""
+        try:
+            head = self._validated_head()
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except AdapterError as exc:
+            return Unavailable(str(exc))
+        return RIPPLE_EPOCH + timedelta(seconds=head.close_time_ripple_s)
 
     def _locks_of(self, account: str) -> list[LockState]:
         found: list[LockState] = []
@@ -573,6 +599,11 @@ class XrplChain:
             if low.isdigit() and int(low) <= first and int(high or low) >= last:
                 return True
         return False
+
+
+def _no_channel(channel: str | None) -> None:
+    if channel is not None:
+        raise ValueError(f"the XRPL adapter has no channel accounts (given {channel})")
 
 
 def escrow_index(owner: str, sequence: int) -> str:

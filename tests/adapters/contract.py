@@ -17,6 +17,8 @@ What the contract says (DESIGN.md sections 4 and 8):
 - an unreachable ledger is ``Unavailable``, the breaker opens, and the adapter recovers
   when the ledger is back;
 - ``Expired`` only once the ledger is past the expiry, never before;
+- ``ledger_time`` is the latest validated close time, aware, following the ledger's own
+  clock (not the engine's), never going back; an unreachable ledger is ``Unavailable``;
 - ``lock_state`` reads a lock back with its terms while it exists and absent once it
   is released; ``locks_of`` lists it for its sender; an unreachable ledger is
   ``Unavailable`` for both, never "absent".
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -103,6 +105,11 @@ class Harness(Protocol):
 
     def pass_expiry(self, submission: SignedSubmission) -> None:
         """Move the ledger past the submission's expiry and close a ledger."""
+        ...
+
+    def advance_ledger_time(self, seconds: int) -> None:
+        """Move the ledger's own clock (not the engine's) forward and close a ledger;
+        skips the test on a ledger whose clock cannot be moved."""
         ...
 
     def signatures(self) -> int:
@@ -304,6 +311,23 @@ class ChainContract:
         time.sleep(harness.policy.reset_timeout_s * 1.5)
         state = harness.chain.lock_state(lock)
         assert isinstance(state, LockState) and state.exists, state
+
+    def test_ledger_time_follows_the_ledgers_own_clock(self, harness: Harness) -> None:
+        before = harness.chain.ledger_time()
+        assert isinstance(before, datetime) and before.tzinfo is not None, before
+        harness.advance_ledger_time(3600)
+        after = harness.chain.ledger_time()
+        assert isinstance(after, datetime), after
+        # XRPL rounds close times to its resolution (10 s): allow for it, not for more
+        assert after >= before + timedelta(seconds=3600 - 30), (before, after)
+        harness.partition()
+        try:
+            assert isinstance(harness.chain.ledger_time(), Unavailable)
+        finally:
+            harness.heal()
+        time.sleep(harness.policy.reset_timeout_s * 1.5)
+        again = harness.chain.ledger_time()
+        assert isinstance(again, datetime) and again >= after, again
 
     # -- refusals --------------------------------------------------------------------------
 

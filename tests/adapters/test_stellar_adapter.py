@@ -210,6 +210,11 @@ class StellarHarness:
         self.node.close_ledger()
         assert self.ledger_now_s() >= target_s
 
+    def advance_ledger_time(self, seconds: int) -> None:
+        if self.node is None:
+            pytest.skip("a public ledger's clock cannot be moved")
+        self.pass_time(seconds)
+
     def pass_expiry(self, submission: SignedSubmission) -> None:
         assert submission.expires_at is not None
         self.pass_time_to(int((submission.expires_at - EPOCH).total_seconds()) + 1)
@@ -612,3 +617,62 @@ def test_not_expired_while_history_cannot_prove_it_never_applied(
     assert isinstance(outcome, Pending) and "cannot prove" in outcome.detail, outcome
     monkeypatch.undo()
     assert isinstance(local.chain.status(submission), Expired)
+
+
+# -- channel accounts ------------------------------------------------------------------------
+
+
+def _sequence(h: StellarHarness, account: str) -> int:
+    return int(h.horizon.accounts().account_id(account).call()["sequence"])
+
+
+def test_channels_let_one_sender_lock_twice_at_once_and_pay_the_fees(
+    credit: StellarHarness, stellar_node: StellarNode
+) -> None:
+    h = credit
+    channels = [h.new_account(trust=False) for _ in range(2)]
+    chain = StellarChain(
+        stellar_node.base_url,
+        stellar_node.network_passphrase,
+        agent=h.agent,
+        signer=h.signer,
+        guard=ChainGuard("stellar", POLICY),
+        channels=channels,
+    )
+    try:
+        assert chain.submission_channels() == tuple(channels)
+        leg = new_leg(h)
+        sender_seq = _sequence(h, leg.sender)
+        receiver_before = h.balance(leg.receiver)
+        xlm_before = {a: _xlm(h, a) for a in (leg.sender, h.agent)}
+        # both signed before either is sent: without channels they would share the
+        # sender's next sequence and the second would be refused tx_bad_seq
+        first, second = (chain.prepare_lock(leg, h.terms(3600), channel=c) for c in channels)
+        assert (first.channel, second.channel) == tuple(channels)
+        locks = []
+        for submission in (first, second):
+            applied(settle(h, submission))
+            assert submission.lock_ref is not None
+            assert submission.lock_ref.owner == leg.sender
+            locks.append(submission.lock_ref)
+            assert h.locked(submission.lock_ref) == leg.amount
+        commit = chain.prepare_commit(leg, locks[0], "", channel=channels[0])
+        unwind = chain.prepare_unwind(leg, locks[1], channel=channels[1])
+        applied(settle(h, commit))
+        applied(settle(h, unwind))
+        assert h.balance(leg.receiver) == receiver_before + leg.amount
+        assert _sequence(h, leg.sender) == sender_seq, "the sender's sequence is untouched"
+        assert {a: _xlm(h, a) for a in (leg.sender, h.agent)} == xlm_before, "channels pay fees"
+        listed = chain.locks_of(leg.sender)
+        assert isinstance(listed, list) and listed == []
+        with pytest.raises(ValueError, match="not one of this adapter's channel"):
+            chain.prepare_lock(leg, h.terms(3600), channel=h.agent)
+        with pytest.raises(ValueError, match="not one of this adapter's channel"):
+            h.chain.prepare_lock(leg, h.terms(3600), channel=channels[0])
+    finally:
+        chain.close()
+
+
+def _xlm(h: StellarHarness, account: str) -> Decimal:
+    doc = h.horizon.accounts().account_id(account).call()
+    return next(Decimal(b["balance"]) for b in doc["balances"] if b["asset_type"] == "native")

@@ -192,6 +192,10 @@ class XrplHarness:
     def pass_expiry(self, submission: SignedSubmission) -> None:
         self.ledger.pass_expiry(submission)
 
+    def advance_ledger_time(self, seconds: int) -> None:
+        self.ledger.node.advance_time(seconds)
+        self.ledger.node.close_ledger()
+
     def signatures(self) -> int:
         return self.ledger.keystore.signatures
 

@@ -387,7 +387,13 @@ class FakeChain:
         if self.ledger.balance(leg.sender, leg.asset) < leg.amount:
             raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount}")
 
-    def prepare_lock(self, leg: Leg, terms: LockTerms) -> SignedSubmission:
+    def submission_channels(self) -> tuple[str, ...]:
+        return ()
+
+    def prepare_lock(
+        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+    ) -> SignedSubmission:
+        assert channel is None, "the fake ledger has no channel accounts"
         return self.ledger.sign(
             Purpose.LOCK,
             leg.sender,
@@ -401,14 +407,20 @@ class FakeChain:
             },
         )[1]
 
-    def prepare_commit(self, leg: Leg, lock: LockRef, fulfillment_hex: str) -> SignedSubmission:
+    def prepare_commit(
+        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
+    ) -> SignedSubmission:
+        assert channel is None, "the fake ledger has no channel accounts"
         return self.ledger.sign(
             Purpose.COMMIT,
             self.ledger.agent,
             {"lock_id": _lock_id(lock), "fulfillment": fulfillment_hex},
         )[1]
 
-    def prepare_unwind(self, leg: Leg, lock: LockRef) -> SignedSubmission:
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission:
+        assert channel is None, "the fake ledger has no channel accounts"
         return self.ledger.sign(Purpose.UNWIND, self.ledger.agent, {"lock_id": _lock_id(lock)})[1]
 
     def submit(self, submission: SignedSubmission) -> Outcome:
@@ -419,6 +431,12 @@ class FakeChain:
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         return self.ledger.lookup(tx_hash)
+
+    def ledger_time(self) -> datetime | Unavailable:
+        if self.ledger.partitioned:
+            return Unavailable(f"{self.ledger.chain}: connection refused")
+        assert self.ledger.close_time is not None
+        return self.ledger.close_time
 
 
 def _lock_id(lock: LockRef) -> str:

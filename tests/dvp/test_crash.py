@@ -166,7 +166,13 @@ def harness(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
     # (test_simulation.test_xrpl_ledger_time_keeps_to_the_engine_clock_...); at two a
     # second it gains about a second a second, well inside the margins over this test
     world = start_local_world(
-        policy=FAST, usdc=Decimal(100_000), extra_buyers=1, xrpl_close_interval_s=0.5
+        policy=FAST,
+        usdc=Decimal(100_000),
+        extra_buyers=1,
+        xrpl_close_interval_s=0.5,
+        # empty ledgers close on every tick too: an expiry (LastLedgerSequence) then
+        # passes in seconds, which keeps the many lives of this test short
+        xrpl_idle_interval_s=None,
     )
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
@@ -437,6 +443,7 @@ def _own_chains(world: LocalWorld) -> dict[ChainName, Chain]:
             agent=world.agent_stellar.public_key,
             signer=world.keystore,
             guard=ChainGuard("stellar", FAST),
+            channels=[c.public_key for c in world.channels_stellar],
         ),
     }
 
@@ -457,7 +464,11 @@ def slow_close_dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
     """The DVP fixture with four XRPL closes a second, not twenty: XRPL ledger time runs
     ahead of the clock by up to a second a close, which the test must not outlast."""
     world = start_local_world(
-        policy=FAST, usdc=Decimal(5_000), xrpl_close_interval_s=0.25, extra_buyers=5
+        policy=FAST,
+        usdc=Decimal(5_000),
+        xrpl_close_interval_s=0.25,
+        xrpl_idle_interval_s=None,  # as in the crash harness: expiries pass quickly
+        extra_buyers=5,
     )
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
@@ -609,6 +620,54 @@ def test_a_step_longer_than_the_lease_is_not_shared_with_another_worker(dvp: Dvp
     assert not tracker.overlaps, f"worker B stepped {sid} while worker A was inside it"
 
 
+def test_a_worker_steps_its_other_settlements_while_one_waits_on_a_ledger(
+    slow_close_dvp: Dvp,
+) -> None:
+    dvp = slow_close_dvp
+    sealer = Sealer(Fernet.generate_key())
+    tracker = StepTracker()
+    chains = _own_chains(dvp.world)
+    blocking = BlockingChain(chains[ChainName.STELLAR])
+    chains[ChainName.STELLAR] = blocking  # type: ignore[assignment]
+    coordinator = _coordinator_for(dvp, chains, sealer)
+    tracker.wrap(coordinator, "worker-a")
+    worker = Worker(
+        dvp.engine.db,
+        coordinator,
+        dvp.world.clock,
+        name="worker-a",
+        policy=WorkerPolicy(batch=3, concurrency=3),
+    )
+    ids = [
+        coordinator.instruct(
+            SYSTEM,
+            dvp.verified_commitment("400"),
+            dvp.world.legs(Decimal(2), Decimal(400)),
+            commit_deadline=dvp.world.clock.now() + timedelta(seconds=600),
+        )
+        for _ in range(3)
+    ]
+
+    def with_a_lock_applied() -> int:
+        subs = [dvp.coordinator.settlement(sid)[2] for sid in ids]
+        return sum(any(x.status == "APPLIED" for x in one) for one in subs)
+
+    a = threading.Thread(target=worker.run_once)
+    a.start()
+    try:
+        assert blocking.entered.wait(10), "the worker never reached the ledger"
+        # well before the blocked call gives up by itself (20 s)
+        deadline = time.monotonic() + 8
+        while with_a_lock_applied() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # one step is stuck inside a ledger call; the others went on meanwhile
+        assert with_a_lock_applied() >= 1
+    finally:
+        blocking.release.set()
+        a.join(30)
+    assert not tracker.overlaps
+
+
 def test_a_force_cancel_does_not_hand_a_leased_settlement_to_another_worker(dvp: Dvp) -> None:
     sealer = Sealer(Fernet.generate_key())
     tracker = StepTracker()
@@ -651,19 +710,20 @@ class RendezvousChain:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def prepare_lock(self, leg: Any, terms: Any) -> SignedSubmission:
-        signed = self._inner.prepare_lock(leg, terms)
+    def prepare_lock(self, leg: Any, terms: Any, *, channel: str | None = None) -> SignedSubmission:
+        signed = self._inner.prepare_lock(leg, terms, channel=channel)
         self._barrier.wait(10)
         return signed
 
 
-# In make soak, not CI: when both workers sign from one account their sequence numbers
-# collide, and a settlement can wait out a 60 s submission window (or repeat the
-# collision on the shared agent) before it comes round; how long depends on the load,
-# so a fixed budget made CI fail now and then. Parallel submission needs channel
-# accounts / tickets (issue 5).
-@pytest.mark.slow
-def test_two_workers_locking_from_one_account_both_settle(dvp: Dvp) -> None:
+# Both workers sign from one Stellar account (the buyer's locks, then the agent's
+# commits) at the same moment. Each transaction takes its sequence from a channel account
+# the engine holds, one transaction per channel at a time, so neither waits for the
+# other's sequence (before channels this test collided and ran only in make soak).
+def test_two_workers_locking_from_one_account_both_settle(slow_close_dvp: Dvp) -> None:
+    # the XRPL seller's sequence still collides (no tickets yet): one lock waits out its
+    # LastLedgerSequence, which passes in seconds with this fixture's closes
+    dvp = slow_close_dvp
     sealer = Sealer(Fernet.generate_key())
     barrier = threading.Barrier(2)
     coordinators = []
@@ -696,3 +756,9 @@ def test_two_workers_locking_from_one_account_both_settle(dvp: Dvp) -> None:
     assert [x.settlement.status for x in settled] == ["SETTLED", "SETTLED"], [
         x.settlement.decision_reason for x in settled
     ]
+    stellar = [x for one in settled for x in one.subs if x.chain == "stellar"]
+    # every Stellar transaction went through a channel, none lost a race for a sequence
+    assert stellar and all(
+        x.channel in dvp.world.chains[ChainName.STELLAR].submission_channels() for x in stellar
+    )
+    assert {x.status for x in stellar} == {"APPLIED"}, [(x.status, x.result_code) for x in stellar]

@@ -39,6 +39,13 @@ class XrplNode:
 
     ``close_interval_s`` of 0 closes ledgers only on ``ledger_accept`` (or
     ``close_ledger()``), like a standalone rippled; a positive value closes on a timer.
+    With ``idle_interval_s`` the timer closes an open ledger that holds no transaction
+    only once that long has passed since the last close, as rippled's consensus does
+    (``shouldCloseLedger``: an idle ledger closes after the idle interval, 15 s on the
+    network); without it every tick closes, as a script calling ``ledger_accept`` in a
+    loop does. It matters for ledger time: each close time is at least its parent's
+    + 1 s (``effCloseTime``), so empty ledgers closed faster than once a second push
+    ledger time ahead of the wall clock without bound.
     Use as a context manager or call ``start()`` and ``stop()``.
     """
 
@@ -52,9 +59,13 @@ class XrplNode:
         reserve_inc_drops: int = 200_000,
         network_id: int = 0,
         clock: NodeClock | None = None,
+        idle_interval_s: float | None = None,
     ) -> None:
         if close_interval_s < 0:
             raise ValueError("close_interval_s must be >= 0")
+        if idle_interval_s is not None and idle_interval_s <= 0:
+            raise ValueError("idle_interval_s must be positive")
+        self.idle_interval_s = idle_interval_s
         self.clock = clock or NodeClock()
         self.faults = FaultPlan()
         self.close_interval_s = close_interval_s
@@ -146,9 +157,18 @@ class XrplNode:
         _log.info("restored XRPL localnet at ledger %s", self.chain.last_closed.header.sequence)
 
     def _close_periodically(self) -> None:
+        last_close_s = time.monotonic()
         while not self._stopping.wait(self.close_interval_s):
-            if not self.faults.closing_stalled:
-                self.close_ledger()
+            if self.faults.closing_stalled:
+                continue
+            if (
+                self.idle_interval_s is not None
+                and not self.chain.open_records
+                and time.monotonic() - last_close_s < self.idle_interval_s
+            ):
+                continue
+            self.close_ledger()
+            last_close_s = time.monotonic()
 
     def _fund(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Pay from genesis, as the testnet faucet does; answer once it is validated."""
