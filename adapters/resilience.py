@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import pybreaker
@@ -53,8 +54,11 @@ class _StateLog(pybreaker.CircuitBreakerListener):
 @dataclass(frozen=True)
 class BreakerState:
     chain: str
+    #: pybreaker's name: ``closed``, ``open`` or ``half-open``
     state: str
     consecutive_failures: int
+    #: when the breaker last opened (aware, UTC; the breaker's own clock), if ever
+    opened_at: datetime | None = None
 
 
 class ChainGuard:
@@ -70,6 +74,8 @@ class ChainGuard:
         self.chain = chain
         self.policy = policy or ResiliencePolicy()
         self._sleep = sleep
+        # kept to read when the breaker opened; the default storage, made explicit
+        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=self.policy.fail_max,
             reset_timeout=self.policy.reset_timeout_s,
@@ -78,6 +84,7 @@ class ChainGuard:
             listeners=[_StateLog()],
             name=chain,
             throw_new_error_on_trip=False,
+            state_storage=self._storage,
         )
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -117,6 +124,7 @@ class ChainGuard:
             chain=self.chain,
             state=str(self._breaker.current_state),
             consecutive_failures=int(self._breaker.fail_counter),
+            opened_at=self._storage.opened_at,
         )
 
     def reset(self) -> None:

@@ -7,6 +7,7 @@ database engines, clocks or services.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -180,8 +181,12 @@ def keystore_file(settings: Settings) -> KeystoreFile:
     return KeystoreFile(path, _fernet_key(settings, settings.keystore_key, "keystore"))
 
 
-def build_chains(settings: Settings) -> dict[ChainName, Chain]:
-    """The XRPL and Stellar adapters from settings, signing with the keystore file."""
+def build_chains(
+    settings: Settings, guards: Mapping[ChainName, ChainGuard] | None = None
+) -> dict[ChainName, Chain]:
+    """The XRPL and Stellar adapters from settings, signing with the keystore file;
+    each behind its guard from ``guards`` (a fresh ``ChainGuard`` when not given)."""
+    guards = guards or {}
     if not settings.xrpl_agent or not settings.stellar_agent:
         raise SettingsError(
             "SETTLEMENT_XRPL_AGENT and SETTLEMENT_STELLAR_AGENT: the settlement agents are required"
@@ -189,14 +194,18 @@ def build_chains(settings: Settings) -> dict[ChainName, Chain]:
     signer = keystore_file(settings).load()
     return {
         ChainName.XRPL: XrplChain(
-            settings.xrpl_url, agent=settings.xrpl_agent, signer=signer, guard=ChainGuard("xrpl")
+            settings.xrpl_url,
+            agent=settings.xrpl_agent,
+            signer=signer,
+            guard=guards.get(ChainName.XRPL) or ChainGuard("xrpl"),
         ),
         ChainName.STELLAR: StellarChain(
             settings.horizon_url,
             settings.stellar_network_passphrase,
             agent=settings.stellar_agent,
             signer=signer,
-            guard=ChainGuard("stellar"),
+            guard=guards.get(ChainName.STELLAR) or ChainGuard("stellar"),
+            channels=settings.stellar_channel_accounts,
         ),
     }
 
@@ -213,3 +222,29 @@ def build_coordinator(
         clock=engine.clock,
         accounts=engine.compliance,
     )
+
+
+@dataclass
+class Ledgers:
+    """What a process that talks to ledgers holds: the adapters, the breaker of each
+    (to publish and reset, ``settlement.breakers``) and the coordinator over them."""
+
+    chains: dict[ChainName, Chain]
+    guards: dict[ChainName, ChainGuard]
+    coordinator: DvpCoordinator
+
+    def close(self) -> None:
+        for chain in self.chains.values():
+            closer = getattr(chain, "close", None)
+            if closer is not None:
+                closer()
+
+
+def build_ledgers(engine: Engine) -> Ledgers:
+    """Both chains from the engine's settings, their guards and the coordinator.
+
+    Raises ``SettingsError`` when the settlement agents or the keys are not configured.
+    """
+    guards = {ChainName.XRPL: ChainGuard("xrpl"), ChainName.STELLAR: ChainGuard("stellar")}
+    chains = build_chains(engine.settings, guards)
+    return Ledgers(chains=chains, guards=guards, coordinator=build_coordinator(engine, chains))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -134,6 +134,176 @@ class SettlementClient:
     def audit_trail(self, commitment_id: UUID | str) -> list[dict[str, Any]]:
         return self._read_list(f"/commitments/{commitment_id}/audit")
 
+    def list_commitments(
+        self,
+        *,
+        state: str | None = None,
+        party: str | None = None,
+        deal_ref: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page: ``{"items": [...], "next_cursor": str | None}``. An allocator's
+        key sees only its own party's commitments."""
+        params = {
+            k: v
+            for k, v in (
+                ("state", state),
+                ("party", party),
+                ("deal_ref", deal_ref),
+                ("limit", limit),
+                ("cursor", cursor),
+            )
+            if v is not None
+        }
+        return self._read("/commitments", params=params)
+
+    def iter_commitments(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every commitment matching ``filters`` (as ``list_commitments``), page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_commitments(cursor=cursor, **filters)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    def start_settlement(
+        self,
+        commitment_id: UUID | str,
+        *,
+        legs: list[Mapping[str, Any]],
+        commit_deadline: datetime,
+        settle_not_before: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Fund a VERIFIED commitment with its settlement instruction. Each leg is
+        ``{"kind": "principal"|"fee", "chain": "xrpl"|"stellar", "asset": {"code": ...,
+        "issuer": ...}, "amount": "<decimal string>", "sender": ..., "receiver": ...}``."""
+        for leg in legs:
+            if not isinstance(leg.get("amount"), str):
+                raise TypeError("leg amounts must be decimal strings")
+        body: dict[str, Any] = {
+            "legs": [dict(leg) for leg in legs],
+            "commit_deadline": commit_deadline.isoformat(),
+        }
+        if settle_not_before is not None:
+            body["settle_not_before"] = settle_not_before.isoformat()
+        return self._write(
+            f"/commitments/{commitment_id}/settlement", body, idempotency_key=idempotency_key
+        )
+
+    def get_settlement(self, commitment_id: UUID | str) -> dict[str, Any]:
+        """The commitment's latest settlement with its legs and ledger submissions."""
+        return self._read(f"/commitments/{commitment_id}/settlement")
+
+    def ledger_references(self, commitment_id: UUID | str) -> list[dict[str, Any]]:
+        return self._read_list(f"/commitments/{commitment_id}/ledger-references")
+
+    # -- admin --------------------------------------------------------------------
+
+    def settlements(
+        self,
+        *,
+        needs_review: bool | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if needs_review is not None:
+            params["needs_review"] = "true" if needs_review else "false"
+        if status is not None:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = limit
+        return self._read_list("/settlements", params=params)
+
+    def force_cancel(
+        self, settlement_id: UUID | str, *, reason: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._write(
+            f"/settlements/{settlement_id}/force-cancel",
+            {"reason": reason},
+            idempotency_key=idempotency_key,
+        )
+
+    def retry_settlement(
+        self, settlement_id: UUID | str, *, note: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._write(
+            f"/settlements/{settlement_id}/retry", {"note": note}, idempotency_key=idempotency_key
+        )
+
+    def resolve_settlement(
+        self, settlement_id: UUID | str, *, note: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._write(
+            f"/settlements/{settlement_id}/resolve",
+            {"note": note},
+            idempotency_key=idempotency_key,
+        )
+
+    def breakers(self) -> dict[str, Any]:
+        """``{"breakers": [...per scope and chain...], "recent_resets": [...]}``."""
+        return self._read("/breakers")
+
+    def reset_breaker(self, chain: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._write(f"/breakers/{chain}/reset", {}, idempotency_key=idempotency_key)
+
+    # -- parties ------------------------------------------------------------------
+
+    def parties(self) -> list[dict[str, Any]]:
+        return self._read_list("/parties")
+
+    def party(self, party: str) -> dict[str, Any]:
+        """``{"kyc": {...}, "accounts": [...]}``."""
+        return self._read(f"/parties/{party}")
+
+    def create_kyc(
+        self, party: str, *, idempotency_key: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Fields: legal_name, jurisdiction, risk_rating, accredited, status, and
+        optionally expires_on (``YYYY-MM-DD``), aliases, lei, registration_number."""
+        return self._write(f"/parties/{party}/kyc", fields, idempotency_key=idempotency_key)
+
+    def update_kyc(
+        self,
+        party: str,
+        *,
+        expected_version: int,
+        idempotency_key: str | None = None,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        body = {"expected_version": expected_version, **changes}
+        return self._write(
+            f"/parties/{party}/kyc", body, idempotency_key=idempotency_key, method="PATCH"
+        )
+
+    def register_account(
+        self, party: str, *, chain: str, address: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._write(
+            f"/parties/{party}/accounts",
+            {"chain": chain, "address": address},
+            idempotency_key=idempotency_key,
+        )
+
+    # -- operations (unsigned routes; signing them is harmless) ---------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether ``/readyz`` says ready, and its per-check detail (200 and 503 alike)."""
+        response = self._http.get("/readyz")
+        body = response.json()
+        if response.status_code not in (200, 503) or not isinstance(body, dict):
+            raise ApiError(response.status_code, body if isinstance(body, dict) else {})
+        return response.status_code == 200, body
+
+    def metrics_text(self) -> str:
+        response = self._http.get("/metrics")
+        if not response.is_success:
+            raise ApiError(response.status_code, {"detail": response.text})
+        return response.text
+
     # -- compliance officer -------------------------------------------------------
 
     def review_queue(self, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -169,8 +339,9 @@ class SettlementClient:
 
     # -- auditor ------------------------------------------------------------------
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self._read("/audit/verify")
+    def verify_audit(self, *, ledgers: bool = False) -> dict[str, Any]:
+        """Recompute every chain; with ``ledgers`` also check every ledger reference."""
+        return self._read("/audit/verify", params={"ledgers": "true"} if ledgers else None)
 
     # -- transport ----------------------------------------------------------------
 
@@ -198,10 +369,15 @@ class SettlementClient:
         return result
 
     def _write(
-        self, path: str, body: Mapping[str, Any], *, idempotency_key: str | None
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str | None,
+        method: str = "POST",
     ) -> dict[str, Any]:
         key = idempotency_key or str(uuid.uuid4())
-        result = self.request("POST", API_PREFIX + path, json=body, idempotency_key=key)
+        result = self.request(method, API_PREFIX + path, json=body, idempotency_key=key)
         assert isinstance(result, dict)
         return result
 

@@ -3,140 +3,75 @@
 ``create_app(engine)`` builds it from the composition root's ``Engine``. No business
 rule lives here: transitions, guards and screening are the services' (and the
 database's); a route checks only which roles may call it and, for reads, that an
-allocator reads its own party's commitments. Every route except ``/health`` and the
-OpenAPI documents is behind ``settlement.api.guard`` (signature, size limit,
-idempotency).
+allocator reads its own party's commitments. Every route except the public ones
+(``PUBLIC_PATHS``: health probes, metrics, the OpenAPI documents) is behind
+``settlement.api.guard`` (signature, size limit, idempotency), and every request,
+refused or not, is counted by ``settlement.api.observe``. Route modules live in
+``settlement.api.routes``; shared dependencies in ``settlement.api.deps``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from settlement import bootstrap, errors
 from settlement.api import problems, schemas
+from settlement.api.deps import (
+    API_PREFIX,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Allocator,
+    EngineDep,
+    IdempotencyKey,
+    IfMatch,
+    Officer,
+    Operations,
+    OpsDep,
+    Reader,
+    Verifier,
+    etag,
+    expected_version,
+    own_or_forbidden,
+)
 from settlement.api.guard import Guard
 from settlement.api.keys import KeyService
-from settlement.domain import Actor, Role
+from settlement.api.observe import RequestMetrics
+from settlement.api.routes import operations as operation_routes
+from settlement.api.routes import parties, settlements
+from settlement.breakers import BreakerBoard
+from settlement.domain import Actor
+from settlement.ledger_refs import ledger_ref_checker
+from settlement.metrics import ApiMetrics
 from settlement.states import Event
 
-API_PREFIX = "/v1"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-PUBLIC_PATHS = ("/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
-_IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"')
-
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Chosen by the client; a retry with the same key and request replays "
-        "the stored response (DESIGN 6).",
-    ),
-]
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description='The version read, as an ETag: "3"'),
-]
-
-
-def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "Malformed header, body or missing Idempotency-Key",
-        401: "Missing or bad signature, digest mismatch, stale created, reused nonce, "
-        "unknown or revoked key",
-        403: "The key's role or party may not do this",
-        404: "No such commitment",
-        409: "Stale version, transition not allowed, or the same key in flight",
-        413: "Body over the size limit",
-        422: "Schema violation, invalid value, or idempotency key reused",
-        428: "No expected version given",
-        503: "The database is unavailable",
-    }
-    return {s: {"model": schemas.Problem, "description": descriptions[s]} for s in statuses}
-
-
-READ_ERRORS = _problem_responses(400, 401, 403, 404, 413, 422, 503)
-WRITE_ERRORS = _problem_responses(400, 401, 403, 404, 409, 413, 422, 428, 503)
-
-
-# -- dependencies -----------------------------------------------------------------------
-
-
-def engine_of(request: Request) -> bootstrap.Engine:
-    engine = request.app.state.engine
-    assert isinstance(engine, bootstrap.Engine)
-    return engine
-
-
-def current_actor(request: Request) -> Actor:
-    actor = getattr(request.state, "actor", None)
-    assert isinstance(actor, Actor), "the guard sets the actor of every signed route"
-    return actor
-
-
-def require(*roles: Role) -> Callable[[Actor], Actor]:
-    allowed = frozenset(roles)
-    names = ", ".join(sorted(r.value for r in allowed))
-
-    def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        if actor.role not in allowed:
-            raise problems.ApiProblem(
-                "forbidden", f"this route is for {names}; key {actor.id} acts as {actor.role}"
-            )
-        return actor
-
-    return dependency
-
-
-EngineDep = Annotated[bootstrap.Engine, Depends(engine_of)]
-Allocator = Annotated[Actor, Depends(require(Role.ALLOCATOR))]
-Officer = Annotated[Actor, Depends(require(Role.COMPLIANCE_OFFICER))]
-Reader = Annotated[
-    Actor,
-    Depends(require(Role.ALLOCATOR, Role.COMPLIANCE_OFFICER, Role.ADMIN, Role.AUDITOR)),
-]
-Verifier = Annotated[Actor, Depends(require(Role.AUDITOR, Role.ADMIN))]
-
-
-def expected_version(if_match: str | None, body: schemas.VersionedBody | None) -> int:
-    """The version the caller read: If-Match or the body's field (equal if both)."""
-    from_header: int | None = None
-    if if_match is not None:
-        found = _IF_MATCH.fullmatch(if_match.strip())
-        if found is None:
-            raise problems.ApiProblem("invalid_header", 'If-Match must be one ETag: "<version>"')
-        from_header = int(found.group(1))
-    from_body = body.expected_version if body is not None else None
-    if from_header is not None and from_body is not None and from_header != from_body:
-        raise problems.ApiProblem(
-            "invalid_header", "If-Match and expected_version name different versions"
-        )
-    version = from_header if from_header is not None else from_body
-    if version is None:
-        raise problems.ApiProblem(
-            "precondition_required", 'send the version you read as If-Match: "<version>"'
-        )
-    return version
-
-
-def _own_or_forbidden(actor: Actor, owner_party: str) -> None:
-    if actor.role is Role.ALLOCATOR and owner_party != actor.party:
-        raise problems.ApiProblem(
-            "forbidden", f"key {actor.id} acts for {actor.party}, not for this commitment's party"
-        )
-
-
-def _etag(version: int) -> str:
-    return f'"{version}"'
+#: unsigned: probes, scrapers and the OpenAPI documents
+PUBLIC_PATHS = (
+    "/health",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+)
+DEFAULT_READINESS_TIMEOUT_S = 3.0
+DEFAULT_PUBLISH_EVERY_S = 5.0
 
 
 def _transition(
@@ -163,7 +98,7 @@ def _transition(
         idempotency_key=key,
         **extra,
     )
-    response.headers["ETag"] = _etag(result.version)
+    response.headers["ETag"] = etag(result.version)
     return schemas.TransitionOut.of(result)
 
 
@@ -206,7 +141,7 @@ def _routes(app: FastAPI) -> None:
             idempotency_key=key,
             counterparty=body.counterparty,
         )
-        response.headers["ETag"] = _etag(result.version)
+        response.headers["ETag"] = etag(result.version)
         response.headers["Location"] = f"{API_PREFIX}/commitments/{result.commitment_id}"
         return schemas.TransitionOut.of(result)
 
@@ -221,8 +156,8 @@ def _routes(app: FastAPI) -> None:
     ) -> schemas.CommitmentOut:
         """One commitment; its ETag is its version."""
         record = engine.commitments.get(commitment_id)
-        _own_or_forbidden(actor, record.owner_party)
-        response.headers["ETag"] = _etag(record.version)
+        own_or_forbidden(actor, record.owner_party)
+        response.headers["ETag"] = etag(record.version)
         return schemas.CommitmentOut.of(record)
 
     @app.post(
@@ -301,7 +236,7 @@ def _routes(app: FastAPI) -> None:
     ) -> schemas.ReviewDetailOut:
         """Terms, screenings, approvals and history of one commitment."""
         detail = engine.compliance.review_detail(commitment_id)
-        response.headers["ETag"] = _etag(detail.commitment.version)
+        response.headers["ETag"] = etag(detail.commitment.version)
         return schemas.ReviewDetailOut.of(detail)
 
     @app.post(
@@ -402,7 +337,7 @@ def _routes(app: FastAPI) -> None:
     ) -> list[schemas.AuditEntryOut]:
         """A commitment's audit chain, oldest entry first."""
         record = engine.commitments.get(commitment_id)
-        _own_or_forbidden(actor, record.owner_party)
+        own_or_forbidden(actor, record.owner_party)
         return [schemas.AuditEntryOut.of(e) for e in engine.commitments.audit_trail(commitment_id)]
 
     @app.get(
@@ -411,9 +346,21 @@ def _routes(app: FastAPI) -> None:
         responses=READ_ERRORS,
         tags=["auditor"],
     )
-    def audit_verify(engine: EngineDep, actor: Verifier) -> schemas.VerifyOut:
-        """Recompute every audit chain (ledger references are not yet checked here)."""
-        return schemas.VerifyOut.model_validate(engine.commitments.verify_audit().as_dict())
+    def audit_verify(
+        engine: EngineDep,
+        ops: OpsDep,
+        actor: Verifier,
+        ledgers: Annotated[
+            bool,
+            Query(description="Also check every ledger reference against its ledger"),
+        ] = False,
+    ) -> schemas.VerifyOut:
+        """Recompute every audit chain; with ``ledgers=true`` also check that every
+        ledger reference is a validated transaction with the recorded ledger hash (503
+        when this process has no ledgers)."""
+        check = ledger_ref_checker(ops.require_ledgers().chains) if ledgers else None
+        report = engine.commitments.verify_audit(check_ledger_ref=check)
+        return schemas.VerifyOut.model_validate(report.as_dict())
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -480,6 +427,15 @@ _SIGNATURE_DOC = (
 )
 
 
+def _is_problem(response: dict[str, Any]) -> bool:
+    """Whether a documented error response is a problem (every one but readiness's
+    503, which answers its checks)."""
+    schemas_of = [c.get("schema", {}) for c in response.get("content", {}).values()]
+    return not any(
+        s.get("$ref", "").endswith("/ReadyOut") for s in schemas_of if isinstance(s, dict)
+    )
+
+
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -501,7 +457,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         for path, operations in document.get("paths", {}).items():
             for operation in operations.values():
                 for status, response in operation.get("responses", {}).items():
-                    if status.isdigit() and int(status) >= 400:
+                    if status.isdigit() and int(status) >= 400 and _is_problem(response):
                         response["content"] = {problems.MEDIA_TYPE: {"schema": problem_ref}}
                 if path not in PUBLIC_PATHS:
                     operation["security"] = [{"httpMessageSignature": []}]
@@ -511,18 +467,72 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, including those of included routers (which some FastAPI
+    versions keep behind one wrapper route)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
+
+
+def default_scope() -> str:
+    """The breaker scope of this API process: host and process id."""
+    return f"api:{socket.gethostname()}:{os.getpid()}"
+
+
 def create_app(
-    engine: bootstrap.Engine, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    engine: bootstrap.Engine,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ledgers: bootstrap.Ledgers | None = None,
+    scope: str | None = None,
+    readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S,
+    publish_breakers_every_s: float = DEFAULT_PUBLISH_EVERY_S,
 ) -> FastAPI:
-    """The API over ``engine``. The caller owns the engine (and closes it)."""
+    """The API over ``engine``. The caller owns the engine and the ledgers (and closes
+    them). Without ``ledgers`` the settlement routes and ``audit/verify?ledgers=true``
+    answer 503 ``ledgers_unavailable`` and readiness checks the database only.
+    ``scope`` names this process in the shared breaker table (default: host and pid);
+    while the app runs (its lifespan), it publishes its breakers every
+    ``publish_breakers_every_s`` seconds, so reset requests reach it without a request.
+    """
+    operations_state = Operations(
+        ledgers=ledgers,
+        board=BreakerBoard(engine.db, engine.clock),
+        metrics=ApiMetrics(engine.db),
+        scope=scope or default_scope(),
+        readiness_timeout_s=readiness_timeout_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        publisher = None
+        if ledgers is not None:
+            publisher = asyncio.create_task(
+                operation_routes.publish_forever(operations_state, publish_breakers_every_s)
+            )
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
+
     app = FastAPI(
         title="Settlement engine API",
         version="1",
-        description="Signed API of the multi-leg settlement engine. Every route but "
-        "/health is signed (RFC 9421, Ed25519); errors are RFC 9457 problem+json; "
-        "mutating routes need an Idempotency-Key and the expected version.",
+        description="Signed API of the multi-leg settlement engine. Every route under /v1 "
+        "is signed (RFC 9421, Ed25519); /health, /healthz, /readyz and /metrics are not. "
+        "Errors are RFC 9457 problem+json; mutating routes need an Idempotency-Key, and "
+        "transitions the expected version.",
+        lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.operations = operations_state
     keys = KeyService(engine.db, engine.clock)
     app.add_middleware(
         Guard,
@@ -533,6 +543,13 @@ def create_app(
         public_paths=PUBLIC_PATHS,
     )
     _routes(app)
+    app.include_router(settlements.router)
+    app.include_router(parties.router)
+    app.include_router(operation_routes.router)
+    # added last, so outermost: it sees the guard's refusals (401, 413) too
+    app.add_middleware(
+        RequestMetrics, metrics=operations_state.metrics, routes=list(api_routes(app.routes))
+    )
     _error_handlers(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

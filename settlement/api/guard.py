@@ -2,6 +2,8 @@
 
 In order, for each request:
 
+0. a request with neither a Signature nor a Signature-Input header is 401
+   ``signature_missing`` at once, its body unread;
 1. body size: a Content-Length or a streamed body over the limit is 413, before the
    body is read further;
 2. signature (RFC 9421, ``settlement.api.signing``): any failure is 401 with the reason
@@ -79,6 +81,16 @@ class Guard:
             return
         instance = scope["path"]
         headers = _header_pairs(scope)
+        if _header(headers, "signature") is None and _header(headers, "signature-input") is None:
+            # an unsigned request is refused as unsigned whatever its size, unread
+            await _send_problem(
+                send,
+                problems.ApiProblem(
+                    "signature_missing", "the request has no Signature and no Signature-Input"
+                ),
+                instance,
+            )
+            return
         try:
             body = await self._read_body(headers, receive)
         except problems.ApiProblem as problem:

@@ -7,16 +7,19 @@ number. Responses carry amounts as decimal strings too.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from compliance.records import Approval, QueueItem, StoredScreening
+from compliance.kyc import KycRecord
+from compliance.records import Approval, PartyAccount, QueueItem, StoredScreening
 from ledger.audit import AuditEntry
+from ledger.breakers import BreakerRow, ResetRequest
 from ledger.commitments import CommitmentRecord, HistoryRow, WriteResult
+from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.service import ReviewDetail
 
 #: a positive decimal that fits NUMERIC(38, 18); the service checks the value again
@@ -314,3 +317,328 @@ class Problem(BaseModel):
     errors: Annotated[
         list[dict[str, Any]] | None, Field(description="Schema violations (validation_failed)")
     ] = None
+
+
+# -- lists, settlements, parties, audit references, operations ---------------------------
+
+
+class CommitmentPage(BaseModel):
+    items: list[CommitmentOut]
+    next_cursor: Annotated[
+        str | None,
+        Field(description="Opaque; pass as ?cursor= for the next page; null on the last"),
+    ]
+
+
+ChainLiteral = Literal["xrpl", "stellar"]
+#: the kinds the coordinator accepts: a delivery is a principal leg in another asset
+LegKind = Literal["principal", "fee"]
+
+
+class AssetIn(_Request):
+    code: Annotated[str, Field(min_length=1, max_length=40, examples=["USDC"])]
+    issuer: Annotated[
+        str | None, Field(max_length=100, description="null for the native asset")
+    ] = None
+
+
+class LegIn(_Request):
+    kind: Annotated[
+        LegKind,
+        Field(
+            description="principal (payment in the commitment's currency, or the delivery "
+            "against it in another asset) or fee"
+        ),
+    ]
+    chain: ChainLiteral
+    asset: AssetIn
+    amount: Amount
+    sender: Annotated[str, Field(min_length=1, max_length=100)]
+    receiver: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class SettlementCreate(_Request):
+    legs: Annotated[list[LegIn], Field(min_length=2, max_length=16)]
+    commit_deadline: Annotated[AwareDatetime, Field(strict=False)]
+    settle_not_before: Annotated[AwareDatetime | None, Field(strict=False)] = None
+
+
+class LegOut(BaseModel):
+    leg_no: int
+    kind: str
+    chain: str
+    asset: dict[str, str | None]
+    amount: Amount
+    sender: str
+    receiver: str
+    status: Annotated[str, Field(description="PENDING, LOCKED, COMMITTED, UNWOUND, ...")]
+
+    @classmethod
+    def of(cls, row: LegRow) -> LegOut:
+        return cls(
+            leg_no=row.leg_no,
+            kind=row.kind,
+            chain=row.chain,
+            asset={"code": row.asset_code, "issuer": row.asset_issuer},
+            amount=amount_text(row.amount),
+            sender=row.sender,
+            receiver=row.receiver,
+            status=row.state,
+        )
+
+
+class SubmissionOut(BaseModel):
+    leg_no: int
+    purpose: str
+    chain: str
+    tx_hash: str
+    status: str
+    outcome: Annotated[str | None, Field(description="The ledger's result code")]
+    ledger_index: int | None
+    ledger_hash: str | None
+    signed_at: datetime
+    finalized_at: datetime | None
+
+    @classmethod
+    def of(cls, row: SubmissionRow) -> SubmissionOut:
+        return cls(
+            leg_no=row.leg_no,
+            purpose=row.purpose,
+            chain=row.chain,
+            tx_hash=row.tx_hash,
+            status=row.status,
+            outcome=row.result_code,
+            ledger_index=row.ledger_index,
+            ledger_hash=row.ledger_hash,
+            signed_at=row.signed_at,
+            finalized_at=row.finalized_at,
+        )
+
+
+class SettlementSummaryOut(BaseModel):
+    id: UUID
+    commitment_id: UUID
+    status: str
+    decision: str | None
+    decision_reason: str | None
+    decided_at: datetime | None
+    settle_not_before: datetime | None
+    commit_deadline: datetime
+    cancel_after: datetime
+    needs_review: bool
+    review_reason: str | None
+    cancel_requested_by: str | None
+    cancel_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def fields_of(cls, row: SettlementRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "commitment_id": row.commitment_id,
+            "status": row.status,
+            "decision": row.decision,
+            "decision_reason": row.decision_reason,
+            "decided_at": row.decided_at,
+            "settle_not_before": row.settle_not_before,
+            "commit_deadline": row.commit_deadline,
+            "cancel_after": row.cancel_after,
+            "needs_review": row.needs_review,
+            "review_reason": row.review_reason,
+            "cancel_requested_by": row.cancel_requested_by,
+            "cancel_reason": row.cancel_reason,
+            "created_by": row.created_by,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+
+    @classmethod
+    def of(cls, row: SettlementRow) -> SettlementSummaryOut:
+        return cls(**cls.fields_of(row))
+
+
+class SettlementOut(SettlementSummaryOut):
+    legs: list[LegOut]
+    submissions: list[SubmissionOut]
+
+    @classmethod
+    def full(
+        cls, row: SettlementRow, legs: list[LegRow], submissions: list[SubmissionRow]
+    ) -> SettlementOut:
+        return cls(
+            **cls.fields_of(row),
+            legs=[LegOut.of(leg) for leg in legs],
+            submissions=[SubmissionOut.of(s) for s in submissions],
+        )
+
+
+class ReasonOnlyBody(_Request):
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class NoteBody(_Request):
+    note: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class KycCreate(_Request):
+    legal_name: Annotated[str, Field(min_length=1, max_length=300)]
+    jurisdiction: Annotated[str, Field(description="ISO 3166 alpha-2", examples=["GB"])]
+    risk_rating: Literal["low", "medium", "high"]
+    accredited: bool
+    status: Literal["pending", "verified", "rejected", "expired"]
+    expires_on: Annotated[date | None, Field(strict=False)] = None
+    aliases: Annotated[list[str], Field(max_length=50)] = []
+    lei: Annotated[str | None, Field(max_length=40)] = None
+    registration_number: Annotated[str | None, Field(max_length=100)] = None
+
+
+class KycUpdate(VersionedBody):
+    """Only the fields sent change; the record is validated again as a whole."""
+
+    legal_name: Annotated[str | None, Field(min_length=1, max_length=300)] = None
+    jurisdiction: str | None = None
+    risk_rating: Literal["low", "medium", "high"] | None = None
+    accredited: bool | None = None
+    status: Literal["pending", "verified", "rejected", "expired"] | None = None
+    expires_on: Annotated[date | None, Field(strict=False)] = None
+    aliases: Annotated[list[str] | None, Field(max_length=50)] = None
+    lei: Annotated[str | None, Field(max_length=40)] = None
+    registration_number: Annotated[str | None, Field(max_length=100)] = None
+
+
+class KycOut(BaseModel):
+    party: str
+    legal_name: str
+    aliases: list[str]
+    lei: str | None
+    registration_number: str | None
+    jurisdiction: str
+    risk_rating: str
+    accredited: bool
+    status: str
+    expires_on: date | None
+    version: int
+
+    @classmethod
+    def of(cls, record: KycRecord) -> KycOut:
+        return cls(
+            party=record.party,
+            legal_name=record.legal_name,
+            aliases=list(record.aliases),
+            lei=record.lei,
+            registration_number=record.registration_number,
+            jurisdiction=record.jurisdiction,
+            risk_rating=record.risk_rating.value,
+            accredited=record.accredited,
+            status=record.status.value,
+            expires_on=record.expires_on,
+            version=record.version,
+        )
+
+
+class AccountCreate(_Request):
+    chain: ChainLiteral
+    address: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class AccountOut(BaseModel):
+    chain: str
+    address: str
+    party: str
+    registered_by: str
+    registered_at: datetime
+
+    @classmethod
+    def of(cls, account: PartyAccount) -> AccountOut:
+        return cls(
+            chain=account.chain,
+            address=account.address,
+            party=account.party,
+            registered_by=account.registered_by,
+            registered_at=account.registered_at,
+        )
+
+
+class PartyOut(BaseModel):
+    kyc: KycOut
+    accounts: list[AccountOut]
+
+
+class LedgerRefOut(BaseModel):
+    seq: int
+    action: str
+    recorded_at: datetime
+    chain: str
+    tx_hash: str
+    ledger_index: int | None
+    ledger_hash: str | None
+
+
+class BreakerOut(BaseModel):
+    scope: Annotated[str, Field(description="The process that published it: api:... or a worker")]
+    chain: str
+    state: Literal["closed", "open", "half_open"]
+    failure_count: int
+    opened_at: datetime | None
+    updated_at: Annotated[datetime, Field(description="When the process last published it")]
+    last_reset_at: datetime | None
+
+    @classmethod
+    def of(cls, row: BreakerRow) -> BreakerOut:
+        return cls(
+            scope=row.scope,
+            chain=row.chain,
+            state=row.state,  # the table's CHECK allows only these
+            failure_count=row.failure_count,
+            opened_at=row.opened_at,
+            updated_at=row.updated_at,
+            last_reset_at=row.last_reset_at,
+        )
+
+
+class ResetOut(BaseModel):
+    id: int
+    chain: str
+    requested_by: str
+    requested_at: datetime
+
+    @classmethod
+    def of(cls, request: ResetRequest) -> ResetOut:
+        return cls(
+            id=request.id,
+            chain=request.chain,
+            requested_by=request.requested_by,
+            requested_at=request.requested_at,
+        )
+
+
+class BreakersOut(BaseModel):
+    breakers: list[BreakerOut]
+    recent_resets: list[ResetOut]
+
+
+class ResetAcceptedOut(ResetOut):
+    applied_here: Annotated[
+        bool, Field(description="Whether this API process closed its own breaker already")
+    ]
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckOut]
+
+
+class LiveOut(BaseModel):
+    status: Literal["ok"]
+
+
+def decimal_of(amount: str) -> Decimal:
+    """A validated ``Amount`` string as a Decimal (exact; never through float)."""
+    return Decimal(amount)

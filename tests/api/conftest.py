@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +27,7 @@ from settlement.api import signing
 from settlement.api.app import create_app
 from settlement.api.keys import KeyService
 from settlement.client import SettlementClient
-from settlement.clock import ManualClock
+from settlement.clock import Clock, ManualClock
 from settlement.domain import Role
 from settlement.review import ComplianceService
 
@@ -44,7 +46,7 @@ class Api:
     url: str
     app: FastAPI
     engine: bootstrap.Engine
-    clock: ManualClock
+    clock: Clock
     keys: KeyService
     allocator: Key
     other_allocator: Key
@@ -52,6 +54,15 @@ class Api:
     officer_2: Key
     admin: Key
     auditor: Key
+
+    def keys_by_role(self) -> dict[str, Key]:
+        """One key of each role, the allocator of party-northwind as "allocator"."""
+        return {
+            "allocator": self.allocator,
+            "compliance_officer": self.officer,
+            "admin": self.admin,
+            "auditor": self.auditor,
+        }
 
     def client(self, key: Key, **kw: Any) -> SettlementClient:
         return SettlementClient(self.url, key.key_id, key.private_key, now=self.clock.now, **kw)
@@ -95,16 +106,9 @@ def _register(keys: KeyService, role: Role, party: str | None = None) -> Key:
     return Key(created.record.key_id, created.private_key)
 
 
-@pytest.fixture
-def api(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
-    seed_compliance(engine.commitments)
-    keys = KeyService(engine.db, clock)
-    officer = _register(keys, Role.COMPLIANCE_OFFICER)
-    officer_2 = _register(keys, Role.COMPLIANCE_OFFICER)
-    desk = ComplianceService(engine.db, clock)
-    for key in (officer, officer_2):
-        desk.register_officer(ADMIN, key.key_id, display_name=key.key_id)
-    app = create_app(engine, max_body_bytes=MAX_BODY_BYTES)
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real uvicorn server on a free loopback port, in a thread; its URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -114,21 +118,55 @@ def api(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield Api(
-        url=f"http://127.0.0.1:{port}",
-        app=app,
-        engine=engine,
-        clock=clock,
-        keys=keys,
-        allocator=_register(keys, Role.ALLOCATOR, "party-northwind"),
-        other_allocator=_register(keys, Role.ALLOCATOR, "party-southbank"),
-        officer=officer,
-        officer_2=officer_2,
-        admin=_register(keys, Role.ADMIN),
-        auditor=_register(keys, Role.AUDITOR),
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def running_api(
+    engine: bootstrap.Engine,
+    clock: Clock,
+    *,
+    ledgers: bootstrap.Ledgers | None = None,
+    scope: str | None = None,
+) -> Iterator[Api]:
+    """The API over ``engine`` (and ``ledgers``, if given) with one key per role."""
+    seed_compliance(engine.commitments)
+    keys = KeyService(engine.db, clock)
+    officer = _register(keys, Role.COMPLIANCE_OFFICER)
+    officer_2 = _register(keys, Role.COMPLIANCE_OFFICER)
+    desk = ComplianceService(engine.db, clock)
+    for key in (officer, officer_2):
+        desk.register_officer(ADMIN, key.key_id, display_name=key.key_id)
+    app = create_app(
+        engine,
+        max_body_bytes=MAX_BODY_BYTES,
+        ledgers=ledgers,
+        scope=scope or f"api-test-{uuid.uuid4()}",
     )
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield Api(
+            url=url,
+            app=app,
+            engine=engine,
+            clock=clock,
+            keys=keys,
+            allocator=_register(keys, Role.ALLOCATOR, "party-northwind"),
+            other_allocator=_register(keys, Role.ALLOCATOR, "party-southbank"),
+            officer=officer,
+            officer_2=officer_2,
+            admin=_register(keys, Role.ADMIN),
+            auditor=_register(keys, Role.AUDITOR),
+        )
+
+
+@pytest.fixture
+def api(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
+    with running_api(engine, clock) as running:
+        yield running
 
 
 def problem_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
+
+from settlement.api.app import api_routes
 
 from .conftest import MAX_BODY_BYTES, Api, create_draft, problem_of
 
@@ -85,7 +86,26 @@ EXPECTED_ROUTES = {
     ("post", "/v1/review/{commitment_id}/reject"),
     ("post", "/v1/review/{commitment_id}/request-info"),
     ("get", "/v1/audit/verify"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/commitments"),
+    ("post", "/v1/commitments/{commitment_id}/settlement"),
+    ("get", "/v1/commitments/{commitment_id}/settlement"),
+    ("get", "/v1/commitments/{commitment_id}/ledger-references"),
+    ("get", "/v1/settlements"),
+    ("post", "/v1/settlements/{settlement_id}/force-cancel"),
+    ("post", "/v1/settlements/{settlement_id}/retry"),
+    ("post", "/v1/settlements/{settlement_id}/resolve"),
+    ("get", "/v1/parties"),
+    ("get", "/v1/parties/{party}"),
+    ("post", "/v1/parties/{party}/kyc"),
+    ("patch", "/v1/parties/{party}/kyc"),
+    ("post", "/v1/parties/{party}/accounts"),
+    ("get", "/v1/breakers"),
+    ("post", "/v1/breakers/{chain}/reset"),
 }
+UNSIGNED = {"/health", "/healthz", "/readyz", "/metrics"}
 
 
 def test_openapi_describes_every_route_and_only_those(api: Api) -> None:
@@ -93,10 +113,7 @@ def test_openapi_describes_every_route_and_only_those(api: Api) -> None:
     listed = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert listed == EXPECTED_ROUTES
     served = {
-        (m.lower(), route.path)
-        for route in api.app.routes
-        if isinstance(route, APIRoute)
-        for m in route.methods
+        (m.lower(), route.path) for route in api_routes(api.app.routes) for m in route.methods
     }
     assert served == EXPECTED_ROUTES
 
@@ -119,3 +136,26 @@ def test_openapi_describes_signatures_problems_and_money(api: Api) -> None:
     submit = document["paths"]["/v1/commitments/{commitment_id}/submit"]["post"]
     assert "If-Match" in {p["name"] for p in submit["parameters"]}
     assert "428" in submit["responses"]
+
+
+def test_openapi_marks_every_signed_route_and_documents_its_problems(api: Api) -> None:
+    document = api.send(None, "GET", "/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path in UNSIGNED:
+                assert "security" not in operation, (method, path)
+                continue
+            assert operation["security"] == [{"httpMessageSignature": []}], (method, path)
+            for status in ("401", "403", "422"):
+                content = operation["responses"][status]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, status)
+            assert any(s.startswith("2") for s in operation["responses"]), (method, path)
+    fund = document["paths"]["/v1/commitments/{commitment_id}/settlement"]["post"]
+    assert "202" in fund["responses"] and "503" in fund["responses"]
+    leg = document["components"]["schemas"]["LegIn"]
+    assert leg["properties"]["kind"]["enum"] == ["principal", "fee"]
+    assert leg["additionalProperties"] is False
+    unready = document["paths"]["/readyz"]["get"]["responses"]["503"]["content"]
+    assert unready["application/json"]["schema"]["$ref"].endswith("/ReadyOut")
+    metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert any(m.startswith("text/plain") for m in metrics)

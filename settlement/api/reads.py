@@ -1,0 +1,137 @@
+"""The API's read models: the paginated commitment list and settlement views.
+
+Keyset pagination walks commitments in (created_at, id) order, oldest first; the cursor
+is the last row's key, encoded opaquely. Rows inserted while a client pages never shift
+the rows it has not read yet, so a walk sees every row that existed when it started
+exactly once (new rows appear at the end).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+
+from ledger import settlements as records
+from ledger.commitments import CommitmentRecord
+from ledger.database import Database
+from ledger.errors import RecordNotFound
+from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from settlement.api import problems
+from settlement.translate import translated
+
+_COLUMNS = (
+    "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"
+    " submitted_by, created_at, updated_at, expires_at"
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[CommitmentRecord]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, commitment_id: UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(commitment_id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The key a cursor names; ``invalid_cursor`` (400) for anything this API did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_text, id_text = json.loads(raw)
+        at = datetime.fromisoformat(at_text)
+        if at.tzinfo is None:
+            raise ValueError("naive time")
+        return at, UUID(id_text)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise problems.ApiProblem("invalid_cursor", f"cursor {cursor[:40]!r} is not valid") from exc
+
+
+def commitment_page(
+    db: Database,
+    *,
+    state: str | None,
+    party: str | None,
+    deal_ref: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1}
+    if state is not None:
+        where.append("state = :state")
+        params["state"] = state
+    if party is not None:
+        where.append("owner_party = :party")
+        params["party"] = party
+    if deal_ref is not None:
+        where.append("deal_ref = :deal_ref")
+        params["deal_ref"] = deal_ref
+    if cursor is not None:
+        params["after_at"], params["after_id"] = decode_cursor(cursor)
+        where.append("(created_at, id) > (:after_at, :after_id)")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    # the clauses are fixed text; every value is a bound parameter
+    sql = f"SELECT {_COLUMNS} FROM commitments{clause} ORDER BY created_at, id LIMIT :limit"  # noqa: S608 - fixed clauses, bound values
+    with translated(), db.unit_of_work() as uow:
+        rows = [CommitmentRecord(*tuple(r)) for r in uow.connection.execute(text(sql), params)]
+    if len(rows) <= limit:
+        return Page(rows, None)
+    last = rows[limit - 1]
+    return Page(rows[:limit], encode_cursor(last.created_at, last.id))
+
+
+def latest_settlement(
+    db: Database, commitment_id: UUID
+) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]] | None:
+    with translated(), db.unit_of_work() as uow:
+        found = records.settlements_of(uow, commitment_id)
+        if not found:
+            return None
+        latest = found[-1]
+        return latest, records.load_legs(uow, latest.id), records.submissions(uow, latest.id)
+
+
+def settlement(
+    db: Database, settlement_id: UUID
+) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+    """One settlement with its legs and submissions; ``settlement_not_found`` (404)."""
+    with translated(), db.unit_of_work() as uow:
+        try:
+            row = records.load_settlement(uow, settlement_id)
+        except RecordNotFound as exc:
+            raise problems.ApiProblem("settlement_not_found", str(exc)) from exc
+        return row, records.load_legs(uow, settlement_id), records.submissions(uow, settlement_id)
+
+
+def settlements(
+    db: Database, *, needs_review: bool | None, status: str | None, limit: int
+) -> list[SettlementRow]:
+    """Settlements, newest first, optionally only those flagged or in one status."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if needs_review is not None:
+        where.append("needs_review = :needs_review")
+        params["needs_review"] = needs_review
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    with translated(), db.unit_of_work() as uow:
+        ids = [
+            r[0]
+            for r in uow.execute(
+                f"SELECT id FROM settlements{clause} ORDER BY created_at DESC, id LIMIT :limit",  # noqa: S608 - fixed clauses, bound values
+                params,
+            )
+        ]
+        return [records.load_settlement(uow, i) for i in ids]

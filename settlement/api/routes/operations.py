@@ -1,0 +1,164 @@
+"""Operations: liveness, readiness, Prometheus metrics and the circuit breakers.
+
+``/healthz``, ``/readyz`` and ``/metrics`` are unsigned (probes and scrapers hold no
+keys) and reveal no business data. Breakers are signed routes: every process that talks
+to ledgers publishes its breakers into the database (``settlement.breakers``); this
+process publishes its own whenever they are read here, and a reset request reaches the
+other processes on their next publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import TypeVar
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from adapters.chain import Chain, Unavailable
+from settlement import errors
+from settlement.api import schemas
+from settlement.api.deps import (
+    API_PREFIX,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Admin,
+    EngineDep,
+    IdempotencyKey,
+    Operations,
+    OpsDep,
+    Verifier,
+    problem_responses,
+)
+from settlement.breakers import chain_name
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def _publish_quietly(ops: Operations) -> None:
+    # reading breakers must not fail because this process could not write its own
+    try:
+        ops.publish_breakers()
+    except errors.SettlementError as exc:
+        log.warning("could not publish this process's breakers: %s", exc)
+
+
+async def publish_forever(ops: Operations, every_s: float) -> None:
+    """Publish this process's breakers (and apply reset requests) every ``every_s``
+    seconds until cancelled: the serving process's share of ``settlement.breakers``."""
+    while True:
+        await run_in_threadpool(_publish_quietly, ops)
+        await asyncio.sleep(every_s)
+
+
+@router.get("/healthz", response_model=schemas.LiveOut, tags=["health"])
+def healthz() -> schemas.LiveOut:
+    """Liveness: the process answers. No I/O; unsigned."""
+    return schemas.LiveOut(status="ok")
+
+
+async def _bounded(call: Callable[[], T], timeout_s: float) -> T:
+    return await asyncio.wait_for(run_in_threadpool(call), timeout=timeout_s)
+
+
+def _database_check(engine: EngineDep) -> schemas.CheckOut:
+    engine.db.call_one("SELECT 1", {})
+    return schemas.CheckOut(ok=True, detail="answered")
+
+
+def _ledger_check(chain: Chain) -> schemas.CheckOut:
+    answer = chain.ledger_time()
+    if isinstance(answer, Unavailable):
+        state = "breaker open" if answer.breaker_open else "unreachable"
+        return schemas.CheckOut(ok=False, detail=f"{state}: {answer.reason}")
+    assert isinstance(answer, datetime)
+    return schemas.CheckOut(ok=True, detail=f"validated ledger closed at {answer.isoformat()}")
+
+
+@router.get(
+    "/readyz",
+    response_model=schemas.ReadyOut,
+    responses={503: {"model": schemas.ReadyOut, "description": "A check failed"}},
+    tags=["health"],
+)
+async def readyz(engine: EngineDep, ops: OpsDep, response: Response) -> schemas.ReadyOut:
+    """Readiness: the database answers and every configured ledger serves a validated
+    ledger, each within a short timeout. 200 when all pass, else 503; unsigned."""
+    timeout_s = ops.readiness_timeout_s
+    checks: dict[str, schemas.CheckOut] = {}
+    try:
+        checks["database"] = await _bounded(lambda: _database_check(engine), timeout_s)
+    except TimeoutError:
+        checks["database"] = schemas.CheckOut(ok=False, detail=f"no answer in {timeout_s} s")
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; it is reported
+        checks["database"] = schemas.CheckOut(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    if ops.ledgers is not None:
+        for name, chain in sorted(ops.ledgers.chains.items()):
+            try:
+                checks[name.value] = await _bounded(partial(_ledger_check, chain), timeout_s)
+            except TimeoutError:
+                checks[name.value] = schemas.CheckOut(
+                    ok=False, detail=f"no answer in {timeout_s} s"
+                )
+        if checks["database"].ok:
+            await run_in_threadpool(_publish_quietly, ops)
+    ready = all(c.ok for c in checks.values())
+    if not ready:
+        response.status_code = 503
+    return schemas.ReadyOut(status="ready" if ready else "unavailable", checks=checks)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    tags=["health"],
+)
+def metrics(ops: OpsDep) -> Response:
+    """Prometheus metrics (text format 0.0.4): requests and latencies of this process;
+    transitions, settlements and breakers as the database records them. Unsigned."""
+    _publish_quietly(ops)
+    return Response(content=ops.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    f"{API_PREFIX}/breakers",
+    response_model=schemas.BreakersOut,
+    responses=READ_ERRORS,
+    tags=["admin"],
+)
+def breakers(ops: OpsDep, actor: Verifier) -> schemas.BreakersOut:
+    """Every process's circuit breaker per chain (closed, open or half_open), with when
+    it was last published, and the latest reset requests."""
+    _publish_quietly(ops)
+    return schemas.BreakersOut(
+        breakers=[schemas.BreakerOut.of(r) for r in ops.board.states()],
+        recent_resets=[schemas.ResetOut.of(r) for r in ops.board.resets(limit=20)],
+    )
+
+
+@router.post(
+    f"{API_PREFIX}/breakers/{{chain}}/reset",
+    status_code=202,
+    response_model=schemas.ResetAcceptedOut,
+    responses={**WRITE_ERRORS, **problem_responses(503)},
+    tags=["admin"],
+)
+def reset_breaker(
+    chain: str, engine: EngineDep, ops: OpsDep, actor: Admin, key: IdempotencyKey
+) -> schemas.ResetAcceptedOut:
+    """Ask every process to close its breaker of ``chain`` (202): this process does at
+    once, workers on their next publish. The request is kept with who asked and when."""
+    name = chain_name(chain)
+    request = ops.board.request_reset(actor, name.value)
+    applied = name in ops.publish_breakers()
+    return schemas.ResetAcceptedOut(
+        **schemas.ResetOut.of(request).model_dump(), applied_here=applied
+    )
