@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 
@@ -17,6 +18,8 @@ from adapters.errors import AdapterError
 from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
+from settlement.cli_api import DEFAULT_URL, KeyIdOption, KeyOption, UrlOption, api_call, target
+from settlement.cli_commitments import commitments_app, show_audit
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
 from settlement.cli_keys import keys_app
 from settlement.cli_nodes import node_app
@@ -40,18 +43,28 @@ app.add_typer(keystore_app, name="keystore")
 app.command("worker")(worker)
 app.command("reconcile")(reconcile)
 app.add_typer(keys_app, name="keys")
+app.add_typer(commitments_app, name="commitments")
 
 
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port on 127.0.0.1.")] = 8080,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    ledgers: Annotated[
+        bool | None,
+        typer.Option(
+            "--ledgers/--no-ledgers",
+            help="Connect to both ledgers (settlement routes, readiness, breakers); "
+            "default: when both settlement agents are configured.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the signed HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    """Run the signed HTTP API (OpenAPI at /openapi.json, docs at /docs; /healthz,
+    /readyz and /metrics unsigned)."""
     from settlement.api.server import serve as run_server
 
     try:
-        run_server(port, host=host)
+        run_server(port, host=host, with_ledgers=ledgers)
     except (SettingsError, LedgerError) as exc:
         raise fail(str(exc), 2 if isinstance(exc, SettingsError) else 1) from exc
 
@@ -105,12 +118,56 @@ def db_migrate(
 
 @audit_app.command("verify")
 def audit_verify(
+    *,
     as_json: JsonFlag = False,
     ledgers: Annotated[
         bool, typer.Option(help="Also check every ledger reference on the ledger it names.")
     ] = False,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct",
+            help="Check the database directly (operators on the database host; no key).",
+        ),
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
 ) -> None:
-    """Recompute every audit chain; exit 1 and name the first broken entry if any."""
+    """Recompute every audit chain; exit 1 and name the first broken entry if any.
+
+    Through the API when a key is given (--key or SETTLEMENT_API_KEY); on the database
+    with --direct, or when no key is given.
+
+    Exit codes: 0 verified; 1 a chain or ledger reference failed, or the API refused;
+    2 usage error; 3 the API is unreachable or failing (5xx).
+    """
+    if direct:
+        _audit_verify_direct(as_json=as_json, ledgers=ledgers)
+        return
+    if key is None:
+        raise fail("give --key (verify through the API) or --direct (read the database)", 2)
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        report = client.verify_audit(ledgers=ledgers)
+    _echo_verify(report, as_json=as_json, ledgers=ledgers)
+
+
+def _echo_verify(report: dict[str, Any], *, as_json: bool, ledgers: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    elif report["ok"]:
+        refs = f", {report['ledger_refs_checked']} ledger references" if ledgers else ""
+        typer.echo(f"ok: {report['chains']} chains, {report['entries']} entries verified{refs}")
+    else:
+        typer.echo(f"BROKEN: {len(report['breaks'])} of {report['chains']} chains")
+        for problem in report["breaks"]:
+            where = f" entry {problem['seq']}" if problem.get("seq") is not None else ""
+            typer.echo(f"  commitment {problem['commitment_id']}{where}: {problem['problem']}")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def _audit_verify_direct(*, as_json: bool, ledgers: bool) -> None:
     engine = engine_or_exit()
     check = None
     if ledgers:
@@ -136,6 +193,19 @@ def audit_verify(
             typer.echo(f"  {problem}")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(
+    commitment_id: UUID,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A commitment's audit entries through the API, oldest first, with ledger references.
+    Exit codes: 0 shown; 1 refused (4xx); 2 usage error; 3 API unreachable or failing."""
+    show_audit(target(url, key, key_id), commitment_id, as_json)
 
 
 @app.command()

@@ -1,7 +1,13 @@
-"""`settle officers|kyc|sanctions|review`: the compliance desk from a terminal."""
+"""`settle officers|kyc|sanctions|review`: the compliance desk from a terminal.
+
+``review`` talks to a running API server with a signed key (``settlement.cli_api``;
+the key decides who acts). ``officers``, ``kyc`` and ``sanctions`` are operator set-up
+commands on the database directly, acting as the identity given with ``--as``.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -9,10 +15,28 @@ from uuid import UUID
 import typer
 
 from settlement import bootstrap
+from settlement.cli_api import (
+    DEFAULT_URL,
+    EXIT_CODES_HELP,
+    Column,
+    KeyIdOption,
+    KeyOption,
+    UrlOption,
+    api_call,
+    col,
+    echo_table,
+    short_time,
+    target,
+)
+from settlement.cli_commitments import echo_transition, version_to_send
 from settlement.cli_common import AsKey, JsonFlag, RoleOption, actor_from, echo_json, run
+from settlement.clock import SystemClock
 from settlement.domain import Role
 
-review_app = typer.Typer(help="The compliance review queue.", no_args_is_help=True)
+review_app = typer.Typer(
+    help="The compliance review queue, through the signed API. " + EXIT_CODES_HELP,
+    no_args_is_help=True,
+)
 sanctions_app = typer.Typer(help="Sanctions lists screening uses.", no_args_is_help=True)
 kyc_app = typer.Typer(help="KYC records of parties.", no_args_is_help=True)
 officers_app = typer.Typer(help="The compliance officer registry.", no_args_is_help=True)
@@ -227,7 +251,7 @@ def sanctions_list(as_json: JsonFlag = False) -> None:
         )
 
 
-# -- review -----------------------------------------------------------------------------
+# -- review (through the signed API) -----------------------------------------------------
 
 
 def _age(seconds: float) -> str:
@@ -235,227 +259,234 @@ def _age(seconds: float) -> str:
     return f"{minutes // 1440}d{minutes // 60 % 24:02d}h{minutes % 60:02d}m"
 
 
+def _age_of(since: str | None, now: datetime) -> str:
+    if since is None:
+        return "-"
+    return _age((now - datetime.fromisoformat(since)).total_seconds())
+
+
+QUEUE_COLUMNS: list[Column] = [
+    ("COMMITMENT", col("commitment_id")),
+    ("AGE", col("age")),
+    ("SCREENING", lambda r: str(r["outcome"]).upper()),
+    ("AMOUNT", col("amount")),
+    ("CCY", col("currency")),
+    ("PARTY", col("owner_party")),
+    ("COUNTERPARTY", col("counterparty")),
+    ("V", col("version")),
+    ("APPROVALS", lambda r: f"{r['approvals']}/{r['approvals_required']}"),
+]
+
+
 @review_app.command("list")
-def review_list(as_json: JsonFlag = False) -> None:
-    """Commitments under review, oldest first, with screening outcome and approvals."""
-
-    def query(e: bootstrap.Engine) -> tuple[Any, Any]:
-        return e.compliance.review_queue(), e.clock.now()
-
-    items, now = run(query)
+def review_list(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Commitments under review, oldest first, with screening outcome and approvals
+    (compliance officers)."""
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        items = client.review_queue(limit=limit)
     if as_json:
-        echo_json(
-            [{**i.__dict__, "age_s": int((now - i.submitted_at).total_seconds())} for i in items]
-        )
+        echo_json(items)
         return
-    if not items:
-        typer.echo("the review queue is empty")
-    for i in items:
+    now = SystemClock().now()
+    rows = [{**i, "age": _age_of(i["submitted_at"], now)} for i in items]
+    echo_table(rows, QUEUE_COLUMNS, "the review queue is empty")
+
+
+def _echo_detail(detail: dict[str, Any]) -> None:
+    c = detail["commitment"]
+    typer.echo(f"commitment {c['id']}  {c['state']} v{c['version']}")
+    typer.echo(f"  {c['amount']} {c['currency']}  deal {c['deal_ref']}")
+    typer.echo(f"  allocator {c['owner_party']}  counterparty {detail['counterparty'] or '(none)'}")
+    if detail["under_review_since"] is not None:
+        age = _age_of(detail["under_review_since"], SystemClock().now())
+        typer.echo(f"  under review for {age}")
+    current = max((s["review_version"] for s in detail["screenings"]), default=None)
+    for stored in detail["screenings"]:
+        s = stored["screening"]
+        mark = " (current round)" if stored["review_version"] == current else ""
         typer.echo(
-            f"{i.commitment_id}  {_age((now - i.submitted_at).total_seconds()):>10}  "
-            f"{i.outcome.upper():<9}  {i.amount:>24} {i.currency:<4} {i.owner_party} -> "
-            f"{i.counterparty or '(none)'}  approvals {i.approvals}/{i.approvals_required}"
+            f"\nScreening of round v{stored['review_version']}{mark}: "
+            f"{str(s.get('outcome', '')).upper()}, {s.get('approvals_required')} approval(s) "
+            f"required, lists {s.get('list_versions')}"
+        )
+        for f in s.get("findings", []):
+            where = (
+                f" [list {f.get('list_name')} v{f.get('list_version')} entry {f['entry_id']} "
+                f"score {f.get('score')}]"
+                if f.get("entry_id")
+                else ""
+            )
+            typer.echo(f"  {str(f['severity']).upper():<9} {f['rule']:<12} {f['detail']}{where}")
+    if detail["approvals"]:
+        typer.echo("\nApprovals")
+        for a in detail["approvals"]:
+            why = a["override_reason"]
+            override = f'  override: "{why}"' if why else ""
+            senior = " (senior)" if a["senior"] else ""
+            typer.echo(
+                f"  round v{a['review_version']}  {short_time(a['approved_at'])}  "
+                f"{a['officer_id']}{senior}{override}"
+            )
+    typer.echo("\nHistory")
+    for h in detail["history"]:
+        why = h["reason"]
+        reason = f'  "{why}"' if why else ""
+        typer.echo(
+            f"  v{h['version']} {short_time(h['at'])} {h['event']:<13} "
+            f"{h['from_state'] or '(new)':>14} -> {h['to_state']:<14} by {h['actor']}{reason}"
         )
 
 
 @review_app.command("show")
-def review_show(commitment_id: UUID, as_json: JsonFlag = False) -> None:
-    """One commitment: terms, screening results, approvals, who decided what."""
-    detail = run(lambda e: e.compliance.review_detail(commitment_id))
-    c = detail.commitment
-    if as_json:
-        echo_json(
-            {
-                "commitment": c.__dict__,
-                "counterparty": detail.counterparty,
-                "under_review_since": detail.under_review_since,
-                "age_s": int(detail.age.total_seconds()) if detail.age else None,
-                "screenings": [
-                    {
-                        "review_version": s.review_version,
-                        "screened_at": s.screened_at,
-                        **s.screening.as_payload(),
-                    }
-                    for s in detail.screenings
-                ],
-                "approvals": [a.__dict__ for a in detail.approvals],
-                "history": [h.__dict__ for h in detail.history],
-            }
-        )
-        return
-    typer.echo(f"commitment {c.id}  {c.state} v{c.version}")
-    typer.echo(f"  {c.amount} {c.currency}  deal {c.deal_ref}")
-    typer.echo(f"  allocator {c.owner_party}  counterparty {detail.counterparty or '(none)'}")
-    if detail.age is not None:
-        typer.echo(f"  under review for {_age(detail.age.total_seconds())}")
-    for stored in detail.screenings:
-        s = stored.screening
-        current = " (current round)" if stored is detail.current_screening else ""
-        typer.echo(
-            f"\nScreening of round v{stored.review_version}{current}: {s.outcome.upper()}, "
-            f"{s.approvals_required} approval(s) required, lists {list(s.list_versions)}"
-        )
-        for f in s.findings:
-            where = f" [list {f.list_name} v{f.list_version} entry {f.entry_id} score {f.score}]"
-            typer.echo(
-                f"  {f.severity.upper():<9} {f.rule:<12} {f.detail}{where if f.entry_id else ''}"
-            )
-    if detail.approvals:
-        typer.echo("\nApprovals")
-        for a in detail.approvals:
-            override = f'  override: "{a.override_reason}"' if a.override_reason else ""
-            senior = " (senior)" if a.senior else ""
-            typer.echo(
-                f"  round v{a.review_version}  {a.approved_at:%Y-%m-%d %H:%M:%S}  "
-                f"{a.officer_id}{senior}{override}"
-            )
-    typer.echo("\nHistory")
-    for h in detail.history:
-        reason = f'  "{h.reason}"' if h.reason else ""
-        typer.echo(
-            f"  v{h.version} {h.at:%Y-%m-%d %H:%M:%S} {h.event:<13} "
-            f"{h.from_state or '(new)':>14} -> {h.to_state:<14} by {h.actor}{reason}"
-        )
-
-
-def _decide(
+def review_show(
     commitment_id: UUID,
-    event: str,
-    as_key: str,
-    role: str,
-    *,
-    reason: str | None = None,
-    override_reason: str | None = None,
-    expected_version: int | None = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    actor = actor_from(as_key, role)
-    result = run(
-        lambda e: e.commitments.apply(
-            actor,
-            commitment_id,
-            event,
-            reason=reason,
-            override_reason=override_reason,
-            expected_version=expected_version,
-        )
-    )
-    if result.to_state == result.from_state:
-        typer.echo(
-            f"approval by {actor.id} recorded; commitment {commitment_id} stays "
-            f"{result.to_state} until another officer approves"
-        )
-    else:
-        typer.echo(f"{commitment_id}: {result.from_state} -> {result.to_state} (v{result.version})")
+    """One commitment: terms, screening results, approvals, who decided what."""
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        detail = client.review_detail(commitment_id)
+    if as_json:
+        echo_json(detail)
+        return
+    _echo_detail(detail)
 
 
 ExpectedVersion = Annotated[
-    int | None, typer.Option("--expected-version", help="The version you reviewed.")
+    int | None,
+    typer.Option(
+        "--expected-version", min=1, help="The version you reviewed (default: read it now)."
+    ),
 ]
 
 
 @review_app.command("approve")
 def review_approve(
     commitment_id: UUID,
-    as_key: AsKey,
+    *,
     override_reason: Annotated[
         str | None, typer.Option("--override-reason", help="Senior officers: override a hard fail.")
     ] = None,
     expected_version: ExpectedVersion = None,
-    role: RoleOption = Role.COMPLIANCE_OFFICER.value,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Approve (the second distinct approval above the four-eyes threshold verifies)."""
-    _decide(
-        commitment_id,
-        "approve",
-        as_key,
-        role,
-        override_reason=override_reason,
-        expected_version=expected_version,
-    )
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        version = version_to_send(client, commitment_id, expected_version)
+        result = client.approve(
+            commitment_id, expected_version=version, override_reason=override_reason
+        )
+    echo_transition(result, as_json)
 
 
 @review_app.command("reject")
 def review_reject(
     commitment_id: UUID,
+    *,
     reason: Annotated[str, typer.Option("--reason")],
-    as_key: AsKey,
     expected_version: ExpectedVersion = None,
-    role: RoleOption = Role.COMPLIANCE_OFFICER.value,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Reject: the commitment is cancelled (reason required)."""
-    _decide(commitment_id, "reject", as_key, role, reason=reason, expected_version=expected_version)
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        version = version_to_send(client, commitment_id, expected_version)
+        result = client.reject(commitment_id, expected_version=version, reason=reason)
+    echo_transition(result, as_json)
 
 
 @review_app.command("request-info")
 def review_request_info(
     commitment_id: UUID,
+    *,
     reason: Annotated[str, typer.Option("--reason")],
-    as_key: AsKey,
     expected_version: ExpectedVersion = None,
-    role: RoleOption = Role.COMPLIANCE_OFFICER.value,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Send back to the allocator as DRAFT (reason required); a re-submit starts a new round."""
-    _decide(
-        commitment_id,
-        "request_info",
-        as_key,
-        role,
-        reason=reason,
-        expected_version=expected_version,
-    )
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        version = version_to_send(client, commitment_id, expected_version)
+        result = client.request_info(commitment_id, expected_version=version, reason=reason)
+    echo_transition(result, as_json)
 
 
-# -- settlements needing a person ----------------------------------------------------
+# -- settlements needing a person (admin, through the signed API) ------------------------
+
+SETTLEMENT_COLUMNS: list[Column] = [
+    ("SETTLEMENT", col("id")),
+    ("STATUS", col("status")),
+    ("DECISION", col("decision")),
+    ("COMMITMENT", col("commitment_id")),
+    ("SINCE", lambda r: short_time(r.get("updated_at"))),
+    ("REASON", col("review_reason")),
+]
 
 
 @review_app.command("settlements")
-def review_settlements(as_json: JsonFlag = False) -> None:
-    """Settlements flagged for manual review, oldest first."""
-    rows = run(lambda engine: engine.settlements.flagged())
+def review_settlements(
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Settlements flagged for manual review (admins and auditors)."""
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        rows = client.settlements(needs_review=True)
     if as_json:
-        echo_json(
-            [
-                {
-                    "settlement_id": str(s.id),
-                    "commitment_id": str(s.commitment_id),
-                    "status": s.status,
-                    "decision": s.decision,
-                    "reason": s.review_reason,
-                    "since": s.updated_at.isoformat(),
-                }
-                for s in rows
-            ]
-        )
+        echo_json(rows)
         return
-    if not rows:
-        typer.echo("no settlement needs review")
-        return
-    for s in rows:
-        typer.echo(
-            f"{s.id}  {s.status:<10} decision {s.decision or '-':<6} "
-            f"commitment {s.commitment_id}\n    {s.review_reason}"
-        )
+    echo_table(rows, SETTLEMENT_COLUMNS, "no settlement needs review")
 
 
 @review_app.command("retry")
 def review_retry(
     settlement_id: UUID,
+    *,
     note: Annotated[str, typer.Option("--note", help="What was fixed.")],
-    as_key: AsKey,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Clear a settlement's flag and give its legs fresh attempts (admin)."""
-    actor = actor_from(as_key, Role.ADMIN.value)
-    run(lambda engine: engine.settlements.retry(actor, settlement_id, note))
-    typer.echo(f"settlement {settlement_id}: retrying")
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        found = client.retry_settlement(settlement_id, note=note)
+    if as_json:
+        echo_json(found)
+        return
+    typer.echo(f"settlement {settlement_id}: retrying ({found['status']})")
 
 
 @review_app.command("resolve")
 def review_resolve(
     settlement_id: UUID,
+    *,
     note: Annotated[str, typer.Option("--note", help="How it was handled.")],
-    as_key: AsKey,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    key_id: KeyIdOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Clear a settlement's flag: it was handled outside the engine (admin)."""
-    actor = actor_from(as_key, Role.ADMIN.value)
-    run(lambda engine: engine.settlements.resolve(actor, settlement_id, note))
-    typer.echo(f"settlement {settlement_id}: resolved")
+    with api_call(target(url, key, key_id), as_json=as_json) as client:
+        found = client.resolve_settlement(settlement_id, note=note)
+    if as_json:
+        echo_json(found)
+        return
+    typer.echo(f"settlement {settlement_id}: resolved ({found['status']})")

@@ -1,138 +1,276 @@
-"""`settle demo`: the engine end to end on the embedded defaults.
+"""`settle demo`: the engine end to end, every act through the signed HTTP API.
 
-First the compliance set-up an operator would make: two officers registered, KYC records
-for the allocator and its counterparty, and the invented sample sanctions lists loaded
-(all skipped when already there, so the demo can run again). Then two commitments walk
-the state machine (one is screened and approved by two officers, four eyes, then
-withdrawn; the other is sent back for more information and withdrawn), every transition
-is printed, and each audit chain is read back and verified independently of the database.
+The demo runs what a deployment runs, in one process so it needs nothing installed:
+the API server (uvicorn, on a free loopback port), and for the settlement half
+(``settlement.demo_dvp``) both local ledger networks and a settlement worker. People
+act only through ``SettlementClient`` with their own Ed25519 keys: an allocator, two
+compliance officers, an admin and an auditor.
+
+What an operator does on the database host stays an operator's act here too, because
+the API offers no route for it: registering the keys (as ``settle keys new`` does),
+registering the officers and loading the invented sample sanctions lists (as
+``settle officers add`` and ``settle sanctions load`` do). The keys are revoked when
+the demo ends, so every run registers fresh ones and can run again on the same database.
+
+This half: KYC records of both parties created through the API (skipped when there),
+then a commitment screened, sent back for information and withdrawn, its audit chain
+read back and every chain recomputed by the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import getpass
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
-from uuid import UUID
+from typing import Any
 
-from ledger.commitments import WriteResult
-from settlement.bootstrap import Engine
+import uvicorn
+
+from settlement import errors
+from settlement.api import signing
+from settlement.api.app import create_app
+from settlement.api.keys import KeyService
+from settlement.bootstrap import Engine, Ledgers
+from settlement.cli_api import col, short_time, table
+from settlement.client import ApiError, SettlementClient
 from settlement.domain import Actor, Role
 
 Printer = Callable[[str], None]
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"
-ADMIN = Actor("key-admin-demo", Role.ADMIN)
+ALLOCATOR_PARTY = "northwind-capital"
+COUNTERPARTY = "meridian-bond-trust"
 PARTIES = (
-    ("northwind-capital", "Northwind Capital Partners LLP", "GB", True),
-    ("meridian-bond-trust", "Meridian Bond Trust S.A.", "LU", False),
+    (ALLOCATOR_PARTY, "Northwind Capital Partners LLP", "GB", True),
+    (COUNTERPARTY, "Meridian Bond Trust S.A.", "LU", False),
 )
+#: the people of the story, by the role their key is registered with
+PEOPLE = (
+    ("allocator", Role.ALLOCATOR, ALLOCATOR_PARTY),
+    ("officer-ada", Role.COMPLIANCE_OFFICER, None),
+    ("officer-grace", Role.COMPLIANCE_OFFICER, None),
+    ("admin", Role.ADMIN, None),
+    ("auditor", Role.AUDITOR, None),
+)
+SERVER_START_S = 15.0
 
 
-def set_up_compliance(engine: Engine, officers: tuple[Actor, ...], echo: Printer) -> None:
-    compliance = engine.compliance
-    known = {o.officer_id for o in compliance.officers()}
-    for officer in officers:
-        if officer.id not in known:
-            compliance.register_officer(ADMIN, officer.id, display_name=officer.id)
-            echo(f"  officer {officer.id} registered by {ADMIN.id}")
-    records = {r.party for r in compliance.kyc_records()}
-    expiry = (engine.clock.now() + timedelta(days=365)).date()
-    for party, name, country, accredited in PARTIES:
-        if party not in records:
-            compliance.create_kyc(
-                officers[0],
-                party=party,
-                legal_name=name,
-                jurisdiction=country,
-                risk_rating="low",
-                accredited=accredited,
-                status="verified",
-                expires_on=expiry,
-            )
-            echo(f"  KYC {party} ({name}) verified until {expiry} by {officers[0].id}")
+class DemoFailed(errors.SettlementError):
+    """The demo could not go on (a server that did not start, a state never reached)."""
+
+    code = "demo_failed"
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    key_id: str
+    path: Path
+
+
+@dataclass
+class ApiStack:
+    """A running API server with the demo's people's keys; ``client(name)`` signs as
+    one of them. ``ledgers`` is set when the server can settle."""
+
+    engine: Engine
+    url: str
+    keys: dict[str, DemoKey]
+    ledgers: Ledgers | None = None
+    _clients: dict[str, SettlementClient] = field(default_factory=dict)
+
+    def client(self, name: str) -> SettlementClient:
+        if name not in self._clients:
+            key = self.keys[name]
+            self._clients[name] = SettlementClient.from_key_file(self.url, key.key_id, key.path)
+        return self._clients[name]
+
+    def close_clients(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def _operator() -> str:
+    return f"operator:{getpass.getuser()}:demo"
+
+
+@contextmanager
+def _serving(engine: Engine, ledgers: Ledgers | None) -> Iterator[str]:
+    """The API on uvicorn in a thread, on a free loopback port; its base URL."""
+    app = create_app(engine, ledgers=ledgers, scope=f"demo:{os.getpid()}")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_S
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise DemoFailed("the API server did not start")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SERVER_START_S)
+
+
+def _register_people(engine: Engine, key_dir: Path, echo: Printer) -> dict[str, DemoKey]:
+    """One key per person (written 0600 as ``settle keys new`` writes it); the officers
+    registered, the sample sanctions lists loaded: the operator's set-up."""
+    service = KeyService(engine.db, engine.clock)
+    keys: dict[str, DemoKey] = {}
+    for name, role, party in PEOPLE:
+        created = service.create(role=role, party=party, created_by=_operator())
+        path = key_dir / f"{created.record.key_id}.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(signing.private_key_pem(created.private_key))
+        keys[name] = DemoKey(created.record.key_id, path)
+        echo(
+            f"  key {created.record.key_id} for the {name} ({role}{f', {party}' if party else ''})"
+        )
+    operator = Actor(_operator(), Role.ADMIN)
+    for name, role, _ in PEOPLE:
+        if role is Role.COMPLIANCE_OFFICER:
+            engine.compliance.register_officer(operator, keys[name].key_id, display_name=name)
+            echo(f"  officer {keys[name].key_id} ({name}) registered by {operator.id}")
     for loaded in (
-        compliance.load_sanctions(
-            ADMIN, SAMPLES / "sample_sdn.csv", aliases_file=SAMPLES / "sample_alt.csv"
+        engine.compliance.load_sanctions(
+            operator, SAMPLES / "sample_sdn.csv", aliases_file=SAMPLES / "sample_alt.csv"
         ),
-        compliance.load_sanctions(ADMIN, SAMPLES / "sample_targets.simple.csv"),
+        engine.compliance.load_sanctions(operator, SAMPLES / "sample_targets.simple.csv"),
     ):
         v = loaded.version
         state = "loaded" if loaded.loaded else "already in force"
         echo(f"  sanctions list {v.list_name} v{v.version_id} ({v.entry_count} entries) {state}")
+    return keys
+
+
+def _revoke(engine: Engine, keys: dict[str, DemoKey]) -> None:
+    service = KeyService(engine.db, engine.clock)
+    for key in keys.values():
+        service.revoke(key.key_id, revoked_by=_operator())
+
+
+@contextmanager
+def api_stack(
+    engine: Engine, echo: Printer = print, *, ledgers: Ledgers | None = None
+) -> Iterator[ApiStack]:
+    """Register the people's keys, start the API server over ``engine`` (and
+    ``ledgers``); on the way out stop the server and revoke the keys."""
+    with tempfile.TemporaryDirectory(prefix="settle-demo-keys-") as key_dir:
+        echo("Operator set-up (on the database host)")
+        keys = _register_people(engine, Path(key_dir), echo)
+        try:
+            with _serving(engine, ledgers) as url:
+                echo(f"  API server listening at {url}")
+                stack = ApiStack(engine=engine, url=url, keys=keys, ledgers=ledgers)
+                try:
+                    yield stack
+                finally:
+                    stack.close_clients()
+        finally:
+            _revoke(engine, keys)
+
+
+def ensure_parties(stack: ApiStack, echo: Printer) -> None:
+    """KYC records of both parties, created through the API by an officer unless the
+    party has one already."""
+    officer = stack.client("officer-ada")
+    expiry = (stack.engine.clock.now() + timedelta(days=365)).date()
+    for party, name, country, accredited in PARTIES:
+        try:
+            known = officer.party(party)["kyc"]
+        except ApiError as exc:
+            if exc.code != "party_not_found":
+                raise
+        else:
+            echo(f"  KYC {party}: {known['status']} (v{known['version']}), already on file")
+            continue
+        record = officer.create_kyc(
+            party,
+            legal_name=name,
+            jurisdiction=country,
+            risk_rating="low",
+            accredited=accredited,
+            status="verified",
+            expires_on=expiry.isoformat(),
+        )
+        echo(f"  KYC {party} ({name}) {record['status']} until {record['expires_on']}")
+
+
+def echo_transition(echo: Printer, result: dict[str, Any], who: str, note: str = "") -> None:
+    arrow = f"{result['from_state'] or '(new)':>14} -> {result['to_state']:<14}"
+    echo(f"  v{result['version']}  {arrow} {result['event']:<13} by {who}{note}")
+
+
+def echo_audit(echo: Printer, entries: list[dict[str, Any]]) -> None:
+    columns = [
+        ("SEQ", col("seq")),
+        ("ACTION", col("action")),
+        ("FROM", col("from_state")),
+        ("TO", col("to_state")),
+        ("ACTOR", col("actor")),
+        ("RECORDED", lambda r: short_time(r.get("recorded_at"))),
+        ("PREV", lambda r: (r.get("prev_hash") or "")[:12] or None),
+        ("HASH", lambda r: str(r["entry_hash"])[:12]),
+        (
+            "LEDGER REF",
+            lambda r: f"{r['chain']} tx {str(r['tx_hash'])[:12]}" if r["chain"] else None,
+        ),
+    ]
+    for line in table(entries, columns):
+        echo(f"  {line}")
+
+
+def verify_chains(stack: ApiStack, echo: Printer) -> bool:
+    """The auditor asks the server to recompute every audit chain."""
+    report = stack.client("auditor").verify_audit()
+    status = "verified" if report["ok"] else "BROKEN"
+    echo(
+        f"\nAudit log {status} by the server: {report['chains']} chains, "
+        f"{report['entries']} entries recomputed"
+    )
+    for problem in report["breaks"]:
+        echo(
+            f"  commitment {problem['commitment_id']} entry {problem['seq']}: {problem['problem']}"
+        )
+    return bool(report["ok"])
 
 
 def run(engine: Engine, echo: Printer = print) -> bool:
-    """Run the demo; return True when every audit chain verified."""
-    service = engine.commitments
-    allocator = Actor("key-allocator-northwind", Role.ALLOCATOR, party="northwind-capital")
-    officer = Actor("key-officer-ada", Role.COMPLIANCE_OFFICER)
-    second_officer = Actor("key-officer-grace", Role.COMPLIANCE_OFFICER)
-    echo("Compliance set-up")
-    set_up_compliance(engine, (officer, second_officer), echo)
-
-    def show(result: WriteResult, actor: Actor, reason: str | None = None) -> None:
-        arrow = f"{result.from_state or '(new)':>14} -> {result.to_state:<14}"
-        note = f'  "{reason}"' if reason else ""
-        echo(f"  v{result.version}  {arrow} {result.event:<13} by {actor.id}{note}")
-
-    echo("\nCommitment 1: screened, approved by two officers (four eyes), then withdrawn")
-    first = service.create(
-        allocator,
-        deal_ref="BOND-2031-XRPL",
-        amount=Decimal("2500000.00"),
-        currency="USD",
-        counterparty="meridian-bond-trust",
-    )
-    show(first, allocator)
-    c1: UUID = first.commitment_id
-    show(service.submit(allocator, c1, expected_version=1), allocator)
-    screening = engine.compliance.review_detail(c1).current_screening
-    assert screening is not None
-    s = screening.screening
-    echo(
-        f"      screening: {s.outcome}, {len(s.findings)} finding(s), "
-        f"{s.approvals_required} approvals required, lists {list(s.list_versions)}"
-    )
-    first_approval = service.approve(officer, c1, expected_version=2)
-    echo(f"      approval 1 of 2 by {officer.id} recorded (audit #{first_approval.audit_seq})")
-    show(service.approve(second_officer, c1, expected_version=2), second_officer)
-    show(service.withdraw(allocator, c1, expected_version=3), allocator)
-
-    echo("\nCommitment 2: sent back for information, then withdrawn")
-    second = service.create(
-        allocator,
-        deal_ref="FUND-III-CALL-7",
-        amount=Decimal("750000.50"),
-        currency="EUR",
-        counterparty="meridian-bond-trust",
-    )
-    show(second, allocator)
-    c2 = second.commitment_id
-    show(service.submit(allocator, c2, expected_version=1), allocator)
-    reason = "source-of-funds letter missing"
-    show(service.request_info(officer, c2, expected_version=2, reason=reason), officer, reason)
-    show(service.withdraw(allocator, c2, expected_version=3), allocator)
-
-    ok = True
-    for cid in (c1, c2):
-        echo(f"\nAudit chain of {cid}")
-        for entry in service.audit_trail(cid):
-            prev = (entry.prev_hash or "-" * 12)[:12]
-            echo(
-                f"  #{entry.seq} {entry.action:<17} {entry.from_state or '':>14} -> "
-                f"{entry.to_state or '':<14} {entry.actor:<24} "
-                f"prev {prev}  hash {entry.entry_hash[:12]}"
-            )
-    report = service.verify_audit()
-    compliance_report = engine.compliance.verify_audit()
-    ok = report.ok and compliance_report.ok
-    status = "verified" if ok else "BROKEN"
-    echo(f"\nAudit log {status}: {report.chains} chains, {report.entries} entries recomputed")
-    for problem in report.breaks:
-        echo(f"  {problem}")
-    status = "verified" if compliance_report.ok else "BROKEN"
-    echo(f"Compliance audit chain {status}: {compliance_report.entries} entries recomputed")
-    for text in compliance_report.breaks:
-        echo(f"  {text}")
-    return ok
+    """The review half: return True when the commitment ended as described and every
+    audit chain verified."""
+    with api_stack(engine, echo) as stack:
+        ensure_parties(stack, echo)
+        allocator, officer = stack.client("allocator"), stack.client("officer-ada")
+        echo("\nA commitment sent back for information, then withdrawn")
+        created = allocator.create_commitment(
+            deal_ref="FUND-III-CALL-7",
+            amount="750000.50",
+            currency="EUR",
+            counterparty=COUNTERPARTY,
+        )
+        echo_transition(echo, created, "allocator")
+        cid = created["commitment_id"]
+        echo_transition(echo, allocator.submit(cid, expected_version=1), "allocator")
+        screening = officer.review_detail(cid)["screenings"][-1]["screening"]
+        echo(
+            f"      screening: {screening['outcome']}, {len(screening['findings'])} finding(s), "
+            f"{screening['approvals_required']} approval(s) required"
+        )
+        reason = "source-of-funds letter missing"
+        sent_back = officer.request_info(cid, expected_version=2, reason=reason)
+        echo_transition(echo, sent_back, "officer-ada", f'  "{reason}"')
+        withdrawn = allocator.withdraw(cid, expected_version=sent_back["version"])
+        echo_transition(echo, withdrawn, "allocator")
+        echo(f"\nAudit chain of {cid}, read through the API")
+        echo_audit(echo, allocator.audit_trail(cid))
+        return verify_chains(stack, echo) and withdrawn["to_state"] == "CANCELLED"

@@ -28,18 +28,19 @@ def test_demo_then_audit_verify(env: dict[str, str]) -> None:
     code, out = settle("demo", env=env)
     assert code == 0, out
     assert "PENDING_REVIEW -> DRAFT          request_info" in out
-    assert "approval 1 of 2 by key-officer-ada recorded" in out
-    assert "Compliance audit chain verified: 6 entries recomputed" in out
-    assert "Audit log verified: 2 chains, 9 entries recomputed" in out
-    assert "settlement SETTLED; commitment SETTLED" in out
-    assert "leg 1 lock   stellar REJECTED tx_failed: op_underfunded" in out
-    assert "settlement UNWOUND; commitment VERIFIED" in out
-    assert "Audit log verified: 4 chains, 30 entries recomputed" in out
-    assert "Ledger references of this run verified: 9 found in a validated ledger" in out
-    code, out = settle("audit", "verify", "--json", env=env)
+    assert "approval by officer-ada recorded" in out
+    assert "PENDING_REVIEW -> VERIFIED       approve       by officer-grace" in out
+    assert "Audit log verified by the server: 1 chains, 4 entries recomputed" in out
+    assert "commitment " in out and ": SETTLED (v5)" in out
+    assert "tx_failed: op_underfunded" in out
+    assert "balances moved on the ledgers: none (every lock undone)" in out
+    assert "VERIFIED -> CANCELLED      withdraw" in out
+    assert "Audit log verified by the server: 3 chains, 27 entries recomputed" in out
+    assert "Ledger references of this run verified: 9 checked" in out
+    code, out = settle("audit", "verify", "--direct", "--json", env=env)
     assert code == 0, out
     report = json.loads(out)
-    assert report["ok"] is True and report["entries"] == 30
+    assert report["ok"] is True and report["entries"] == 27
 
 
 def test_audit_verify_fails_and_names_the_broken_entry(env: dict[str, str]) -> None:
@@ -58,10 +59,10 @@ def test_audit_verify_fails_and_names_the_broken_entry(env: dict[str, str]) -> N
         )
         c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     owner.dispose()
-    code, out = settle("audit", "verify", env=env)
+    code, out = settle("audit", "verify", "--direct", env=env)
     assert code == 1
     assert f"commitment {victim} entry 3: entry_hash does not match its contents (edited)" in out
-    code, out = settle("audit", "verify", "--json", env=env)
+    code, out = settle("audit", "verify", "--direct", "--json", env=env)
     assert code == 1
     assert json.loads(out)["breaks"] == [
         {
@@ -74,16 +75,16 @@ def test_audit_verify_fails_and_names_the_broken_entry(env: dict[str, str]) -> N
 
 def test_engine_refuses_an_unmigrated_database(env: dict[str, str]) -> None:
     migrate.downgrade(env["SETTLEMENT_DATABASE_URL"], "base")
-    code, out = settle("audit", "verify", env=env)
+    code, out = settle("audit", "verify", "--direct", env=env)
     assert code == 1
     assert "run `settle db migrate`" in out
     code, out = settle("db", "migrate", env=env)
     assert code == 0 and f"database at revision {migrate.head_revision()}" in out
-    assert settle("audit", "verify", env=env)[0] == 0
+    assert settle("audit", "verify", "--direct", env=env)[0] == 0
 
 
 def test_bad_setting_exits_2_naming_it(env: dict[str, str]) -> None:
-    code, out = settle("audit", "verify", env={**env, "SETTLEMENT_POOL_SIZE": "lots"})
+    code, out = settle("audit", "verify", "--direct", env={**env, "SETTLEMENT_POOL_SIZE": "lots"})
     assert code == 2
     assert "SETTLEMENT_POOL_SIZE" in out
 

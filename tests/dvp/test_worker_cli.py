@@ -144,7 +144,7 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
 ) -> None:
     _add_engine_keys(world)
     cid = _settle_through_the_worker(world, "REFS")
-    code, out = settle("audit", "verify", "--ledgers")
+    code, out = settle("audit", "verify", "--direct", "--ledgers")
     assert code == 0, out
     assert "4 ledger references" in out
     code, out = settle("reconcile")
@@ -166,7 +166,7 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
         )
         c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     owner.dispose()
-    code, out = settle("audit", "verify", "--ledgers")
+    code, out = settle("audit", "verify", "--direct", "--ledgers")
     assert code == 1
     assert "entry_hash does not match its contents (edited)" in out
     # a careful forger rewrites the chain from there on: only the ledger can tell
@@ -195,7 +195,7 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
             ).scalar_one()
         c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     owner.dispose()
-    assert settle("audit", "verify")[0] == 0, "the rewritten chain is consistent in itself"
-    code, out = settle("audit", "verify", "--ledgers")
+    assert settle("audit", "verify", "--direct")[0] == 0, "the rewritten chain is consistent in itself"
+    code, out = settle("audit", "verify", "--direct", "--ledgers")
     assert code == 1
     assert "ledger reference: recorded ledger" in out
