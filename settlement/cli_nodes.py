@@ -28,11 +28,25 @@ def node_xrpl(
         float, typer.Option(min=0, help="Seconds between ledger closes; 0: only on ledger_accept.")
     ] = 0.0,
     data_dir: DataDir = None,
+    idle_interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Close a ledger holding no transaction only this long after the last "
+            "close (rippled: 15 s). Each close time is at least its parent's + 1 s, so "
+            "closing empty ledgers faster than once a second runs ledger time ahead of "
+            "the wall clock. Default: 1 s when --close-interval is below 1 s.",
+        ),
+    ] = None,
 ) -> None:
     """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
     from adapters.localnet.xrpl import run_node
 
-    run_node(port=port, close_interval_s=close_interval, data_dir=data_dir)
+    if idle_interval is None and 0 < close_interval < 1:
+        idle_interval = 1.0
+    run_node(
+        port=port, close_interval_s=close_interval, data_dir=data_dir, idle_interval_s=idle_interval
+    )
 
 
 @node_app.command("stellar")

@@ -14,6 +14,7 @@ import typer
 from adapters.keystore import KeystoreError
 from ledger.errors import LedgerError
 from settlement import bootstrap
+from settlement.breakers import BreakerBoard
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
 from settlement.settings import SettingsError
 from settlement.worker import Worker, WorkerPolicy
@@ -68,16 +69,20 @@ def worker(
     Several workers may run against one database."""
     engine = engine_or_exit()
     try:
-        coordinator = bootstrap.build_coordinator(engine)
+        ledgers = bootstrap.build_ledgers(engine)
     except (SettingsError, KeystoreError, ValueError) as exc:
         engine.close()
         raise fail(str(exc), 2) from exc
+    board = BreakerBoard(engine.db, engine.clock)
     runner = Worker(
         engine.db,
-        coordinator,
+        ledgers.coordinator,
         engine.clock,
         policy=WorkerPolicy(lease_s=lease),
         expire=engine.commitments.expire_due,
+        # breaker states go where `settle serve` and operators can see them, and an
+        # admin's reset reaches this process's breakers
+        housekeeping=lambda: board.publish(f"worker:{runner.name}", ledgers.guards),
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -96,6 +101,7 @@ def worker(
     except LedgerError as exc:
         raise fail(str(exc)) from exc
     finally:
+        ledgers.close()
         engine.close()
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # the settlement agents: they pay the fees of commits and unwinds and receive claims
     xrpl_agent: str = ""
     stellar_agent: str = ""
+    #: Stellar channel accounts (comma-separated G... addresses whose keys are in the
+    #: keystore): each is the source of one in-flight transaction at a time, so
+    #: settlements from one sender or the agent submit side by side; none = one account
+    stellar_channels: str = ""
     # Fernet keys; on the local network both are generated under data_dir when unset
     keystore_key: SecretStr | None = None
     sealing_key: SecretStr | None = None
@@ -73,6 +77,10 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def stellar_channel_accounts(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.stellar_channels.split(",") if a.strip())
 
     @property
     def uses_embedded_database(self) -> bool:

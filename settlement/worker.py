@@ -44,6 +44,9 @@ class WorkerPolicy:
     idle_s: float = 0.5
     #: how often the worker also cancels expired commitments
     expiry_sweep_s: float = 30.0
+    #: how often the worker runs its housekeeping (publishing its breakers' states and
+    #: applying an admin's reset, ``settlement.breakers``)
+    housekeeping_s: float = 5.0
     #: claimed settlements stepped at the same time (threads; each holds two database
     #: connections while it steps, the advisory lock's and the step's own). Raise it
     #: only where concurrent settlements do not sign from one account's sequence: XRPL
@@ -63,6 +66,7 @@ class Worker:
         name: str | None = None,
         policy: WorkerPolicy | None = None,
         expire: Callable[[], object] | None = None,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
         self._db = db
         self._coordinator = coordinator
@@ -72,6 +76,8 @@ class Worker:
         self._stop = threading.Event()
         self._expire = expire
         self._next_sweep = 0.0
+        self._housekeeping = housekeeping
+        self._next_housekeeping = 0.0
 
     def run_once(self) -> int:
         """Claim what is due, step each claimed settlement once; return how many. Every
@@ -82,6 +88,12 @@ class Worker:
                 self._expire()
             except Exception:
                 log.exception("expiry sweep failed; it runs again later")
+        if self._housekeeping is not None and time.monotonic() >= self._next_housekeeping:
+            self._next_housekeeping = time.monotonic() + self.policy.housekeeping_s
+            try:
+                self._housekeeping()
+            except Exception:
+                log.exception("housekeeping failed; it runs again later")
         now = self._clock.now()
         claimed = self._db.transaction(
             lambda uow: records.claim_due(

@@ -233,9 +233,16 @@ class XrplNode:
             time.sleep(min(0.05, self.close_interval_s or 0.05))
 
 
-def run_node(port: int, close_interval_s: float, data_dir: Path | None) -> None:
+def run_node(
+    port: int,
+    close_interval_s: float,
+    data_dir: Path | None,
+    idle_interval_s: float | None = None,
+) -> None:
     """Run a node in the foreground until interrupted (``settle node xrpl``)."""
-    node = XrplNode(close_interval_s=close_interval_s, data_dir=data_dir)
+    node = XrplNode(
+        close_interval_s=close_interval_s, data_dir=data_dir, idle_interval_s=idle_interval_s
+    )
     url = node.start(host="127.0.0.1", port=port)
     _log.info("XRPL localnet serving JSON-RPC at %s", url)
     print(f"XRPL localnet: JSON-RPC at {url}, faucet at {url}/accounts", flush=True)
