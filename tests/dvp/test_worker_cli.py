@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -51,6 +52,15 @@ def operator_env(
 def settle(*args: str, stdin: str | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args), input=stdin)
     return result.exit_code, result.output
+
+
+def _query(env: dict[str, str], sql: str) -> list[Any]:
+    owner = create_engine(env["SETTLEMENT_DATABASE_URL"])
+    try:
+        with owner.connect() as c:
+            return list(c.execute(text(sql)).all())
+    finally:
+        owner.dispose()
 
 
 def _add_engine_keys(world: LocalWorld) -> None:
@@ -105,6 +115,34 @@ def test_keystore_then_worker_settles(world: LocalWorld, operator_env: dict[str,
     keyfile = Path(operator_env["SETTLEMENT_DATA_DIR"]) / "keys" / "keystore.fernet"
     assert keyfile.stat().st_mode & 0o077 == 0, "readable by its owner only"
     _settle_through_the_worker(world, "OPS")
+    # the worker showed its breakers on the shared board, one row per chain
+    rows = _query(operator_env, "SELECT scope, chain, state FROM breaker_states")
+    assert {(chain, state) for _, chain, state in rows} == {
+        ("xrpl", "closed"),
+        ("stellar", "closed"),
+    }
+    assert all(scope.startswith("worker:") for scope, _, _ in rows), rows
+
+
+def test_worker_submits_stellar_transactions_through_configured_channels(
+    world: LocalWorld, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add_engine_keys(world)
+    channels = world.channels_stellar[:2]
+    for channel in channels:
+        code, out = settle("keystore", "add", "stellar", stdin=f"{channel.secret}\n")
+        assert code == 0, out
+    monkeypatch.setenv("SETTLEMENT_STELLAR_CHANNELS", ",".join(c.public_key for c in channels))
+    _settle_through_the_worker(world, "OPS-CHANNELS")
+    used = [
+        row[0]
+        for row in _query(
+            operator_env,
+            "SELECT DISTINCT channel FROM ledger_submissions"
+            " WHERE chain = 'stellar' AND status = 'APPLIED'",
+        )
+    ]
+    assert used and set(used) <= {c.public_key for c in channels}, used
 
 
 def test_worker_refuses_to_start_without_agents_or_with_a_wrong_key(
@@ -195,7 +233,8 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
             ).scalar_one()
         c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     owner.dispose()
-    assert settle("audit", "verify", "--direct")[0] == 0, "the rewritten chain is consistent in itself"
+    code, _ = settle("audit", "verify", "--direct")
+    assert code == 0, "the rewritten chain is consistent in itself"
     code, out = settle("audit", "verify", "--direct", "--ledgers")
     assert code == 1
     assert "ledger reference: recorded ledger" in out
