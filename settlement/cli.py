@@ -23,7 +23,8 @@ from settlement.cli_commitments import commitments_app, show_audit
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
 from settlement.cli_keys import keys_app
 from settlement.cli_nodes import node_app
-from settlement.cli_review import kyc_app, officers_app, review_app, sanctions_app
+from settlement.cli_officers import officers_app
+from settlement.cli_review import kyc_app, review_app, sanctions_app
 from settlement.cli_worker import keystore_app, reconcile, worker
 from settlement.errors import SettlementError
 from settlement.ledger_refs import ledger_ref_checker
@@ -58,13 +59,26 @@ def serve(
             "default: when both settlement agents are configured.",
         ),
     ] = None,
+    console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the officers' web console.")
+    ] = True,
+    insecure_cookies: Annotated[
+        bool,
+        typer.Option(
+            help="Console cookies without the Secure flag: only for plain HTTP on a "
+            "host other than localhost, behind nothing (browsers send Secure cookies "
+            "to https and to localhost)."
+        ),
+    ] = False,
 ) -> None:
     """Run the signed HTTP API (OpenAPI at /openapi.json, docs at /docs; /healthz,
-    /readyz and /metrics unsigned)."""
+    /readyz and /metrics unsigned) and the officers' console at /console."""
+    from settlement.api.app import ConsoleOptions
     from settlement.api.server import serve as run_server
 
+    options = ConsoleOptions(secure_cookies=not insecure_cookies) if console else None
     try:
-        run_server(port, host=host, with_ledgers=ledgers)
+        run_server(port, host=host, with_ledgers=ledgers, console=options)
     except (SettingsError, LedgerError) as exc:
         raise fail(str(exc), 2 if isinstance(exc, SettingsError) else 1) from exc
 

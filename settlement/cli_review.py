@@ -1,7 +1,7 @@
-"""`settle officers|kyc|sanctions|review`: the compliance desk from a terminal.
+"""`settle kyc|sanctions|review`: the compliance desk from a terminal.
 
 ``review`` talks to a running API server with a signed key (``settlement.cli_api``;
-the key decides who acts). ``officers``, ``kyc`` and ``sanctions`` are operator set-up
+the key decides who acts). ``kyc`` and ``sanctions`` are operator set-up
 commands on the database directly, acting as the identity given with ``--as``.
 """
 
@@ -39,45 +39,6 @@ review_app = typer.Typer(
 )
 sanctions_app = typer.Typer(help="Sanctions lists screening uses.", no_args_is_help=True)
 kyc_app = typer.Typer(help="KYC records of parties.", no_args_is_help=True)
-officers_app = typer.Typer(help="The compliance officer registry.", no_args_is_help=True)
-
-
-# -- officers -------------------------------------------------------------------------
-
-
-@officers_app.command("add")
-def officers_add(
-    officer_id: Annotated[str, typer.Argument(help="The officer's key id.")],
-    *,
-    name: Annotated[str, typer.Option("--name", help="Display name.")],
-    as_key: AsKey,
-    senior: Annotated[bool, typer.Option(help="May override hard fails.")] = False,
-    active: Annotated[bool, typer.Option(help="--no-active withdraws the officer.")] = True,
-    role: RoleOption = Role.ADMIN.value,
-) -> None:
-    """Register an officer, or change one (admin only)."""
-    actor = actor_from(as_key, role)
-    officer = run(
-        lambda e: e.compliance.register_officer(
-            actor, officer_id, display_name=name, senior=senior, active=active
-        )
-    )
-    typer.echo(
-        f"officer {officer.officer_id} v{officer.version}: senior={officer.senior} "
-        f"active={officer.active}"
-    )
-
-
-@officers_app.command("list")
-def officers_list(as_json: JsonFlag = False) -> None:
-    """Every registered officer."""
-    officers = run(lambda e: e.compliance.officers())
-    if as_json:
-        echo_json([o.__dict__ for o in officers])
-        return
-    for o in officers:
-        flags = " ".join(f for f, on in (("senior", o.senior), ("inactive", not o.active)) if on)
-        typer.echo(f"{o.officer_id:<30} {o.display_name:<30} v{o.version} {flags}")
 
 
 # -- KYC ------------------------------------------------------------------------------

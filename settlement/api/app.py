@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -53,12 +54,24 @@ from settlement.api.observe import RequestMetrics
 from settlement.api.routes import operations as operation_routes
 from settlement.api.routes import parties, settlements
 from settlement.breakers import BreakerBoard
+from settlement.console import install_console
 from settlement.domain import Actor
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.metrics import ApiMetrics
 from settlement.states import Event
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+CONSOLE_PREFIX = "/console"
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """How ``settle serve`` runs the console: Secure cookies unless told otherwise (a
+    browser sends them to https and to localhost only), and optional explorer links."""
+
+    secure_cookies: bool = True
+    explorer_urls: Mapping[str, str] = field(default_factory=dict)
+
 #: unsigned: probes, scrapers and the OpenAPI documents
 PUBLIC_PATHS = (
     "/health",
@@ -491,6 +504,7 @@ def create_app(
     scope: str | None = None,
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S,
     publish_breakers_every_s: float = DEFAULT_PUBLISH_EVERY_S,
+    console: ConsoleOptions | None = None,
 ) -> FastAPI:
     """The API over ``engine``. The caller owns the engine and the ledgers (and closes
     them). Without ``ledgers`` the settlement routes and ``audit/verify?ledgers=true``
@@ -498,6 +512,8 @@ def create_app(
     ``scope`` names this process in the shared breaker table (default: host and pid);
     while the app runs (its lifespan), it publishes its breakers every
     ``publish_breakers_every_s`` seconds, so reset requests reach it without a request.
+    With ``console`` the officers' web console is served under /console; it signs its
+    users in with its own sessions, so the signature guard lets that prefix through.
     """
     operations_state = Operations(
         ledgers=ledgers,
@@ -541,6 +557,7 @@ def create_app(
         clock=engine.clock,
         max_body_bytes=max_body_bytes,
         public_paths=PUBLIC_PATHS,
+        public_prefixes=(CONSOLE_PREFIX,) if console is not None else (),
     )
     _routes(app)
     app.include_router(settlements.router)
@@ -550,6 +567,13 @@ def create_app(
     app.add_middleware(
         RequestMetrics, metrics=operations_state.metrics, routes=list(api_routes(app.routes))
     )
+    if console is not None:
+        install_console(
+            app,
+            engine,
+            secure_cookies=console.secure_cookies,
+            explorer_urls=console.explorer_urls,
+        )
     _error_handlers(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

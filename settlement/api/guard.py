@@ -64,6 +64,7 @@ class Guard:
         clock: Clock,
         max_body_bytes: int,
         public_paths: Iterable[str],
+        public_prefixes: Iterable[str] = (),
         window_s: int = signing.WINDOW_S,
     ) -> None:
         self.app = app
@@ -72,11 +73,19 @@ class Guard:
         self._clock = clock
         self._max_body = max_body_bytes
         self._public = frozenset(public_paths)
+        # a prefix covers itself and everything below it ("/console", "/console/...");
+        # what lives there authenticates on its own (the console's sessions)
+        self._public_prefixes = tuple(p.rstrip("/") for p in public_prefixes)
         self._window_s = window_s
         self._last_prune: datetime | None = None
 
+    def _is_public(self, path: str) -> bool:
+        if path in self._public:
+            return True
+        return any(path == p or path.startswith(p + "/") for p in self._public_prefixes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._public:
+        if scope["type"] != "http" or self._is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         instance = scope["path"]

@@ -7,7 +7,7 @@ import logging
 import uvicorn
 
 from settlement import bootstrap
-from settlement.api.app import create_app
+from settlement.api.app import ConsoleOptions, create_app
 from settlement.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ def serve(
     settings: Settings | None = None,
     engine: bootstrap.Engine | None = None,
     with_ledgers: bool | None = None,
+    console: ConsoleOptions | None = None,
 ) -> None:
     """Run the API until interrupted; builds the engine from settings unless given one.
 
@@ -27,7 +28,8 @@ def serve(
     ``with_ledgers`` is true, or when it is None and both settlement agents are
     configured; without them the settlement routes answer 503 and readiness checks the
     database only. Raises what ``bootstrap.build`` and ``bootstrap.build_ledgers`` raise
-    (``SettingsError``, ``DatabaseUnavailable``) before listening.
+    (``SettingsError``, ``DatabaseUnavailable``) before listening. ``console`` serves
+    the officers' web console under /console (None: no console).
     """
     owned = engine is None
     built = engine or bootstrap.build(settings)
@@ -41,7 +43,7 @@ def serve(
         else:
             log.warning("serving without ledgers: settlement routes answer 503")
         uvicorn.run(
-            create_app(built, ledgers=ledgers),
+            create_app(built, ledgers=ledgers, console=console),
             host=host,
             port=port,
             log_level=built.settings.log_level.lower(),
