@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/screening.py
 	$(BIN)/python bench/localnets.py
 	$(BIN)/python bench/dvp.py
+	$(BIN)/python bench/api.py
 
 soak: setup
 	$(BIN)/pytest -m slow --timeout=1800

@@ -1,0 +1,390 @@
+"""The signed API through uvicorn on loopback: signed against unsigned, and a fixed rate.
+
+Two apps are built from one engine (one database, one connection pool) and served by
+one uvicorn process on two ports:
+
+- signed: ``create_app(engine)`` as deployed;
+- unsigned: the same app with the ``Guard`` middleware removed and a tiny middleware
+  in its place that sets ``scope["state"]["actor"]`` to the same allocator. The routes,
+  their validation, the service call (with its own idempotency record in the engine's
+  transaction), serialisation and any other middleware are identical. What the
+  unsigned app skips is exactly the guard's work: the body size check, the RFC 9421
+  verification (parsing Signature-Input, the key lookup in the database, the
+  Content-Digest hash and the Ed25519 check), recording the nonce (one INSERT), the
+  periodic nonce prune, and for POST the HTTP idempotency claim and completion (two
+  more round trips, and holding the response until it is stored).
+
+Routes: GET /v1/commitments/{id} (one commitment) and POST /v1/commitments (create a
+DRAFT, a fresh Idempotency-Key each). For each route and each app, a closed loop of 50
+concurrent clients sends ``--requests`` requests; then a fixed-rate run sends signed
+GETs at ``--rate`` per second for ``--rate-seconds`` (open loop: latency counts from
+the moment a request was due, so a slow server cannot hide its queueing).
+
+Cores: the machine has two. The server (one uvicorn process: its event loop and the
+thread pool that runs the sync routes and the guard's database calls), PostgreSQL's
+backends and the load generator (a separate process: one asyncio loop with one
+``httpx.AsyncClient``, 50 keep-alive connections) all share them; nothing is pinned.
+The load generator is itself a Python HTTP client, so absolute requests/s are a floor
+for the server; the ratio between the apps is the figure to read.
+
+Client-side signing is excluded from the timed runs: every request is built and
+signed (its own nonce and ``created``) before its run starts, and the signing cost
+per request is printed separately. The unsigned app gets the same requests without the
+signature headers.
+
+Last, the guard's steps are timed one by one in this process (no HTTP), to show where
+a signed request's extra time goes: the Ed25519/RFC 9421 verification (CPU), the key
+lookup (one read) and recording the nonce (one durable INSERT: a WAL flush per
+request, reads included).
+
+    python bench/api.py [--requests 2000] [--clients 50] [--rate 200] [--rate-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import create_engine, text
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledger import embedded, migrate
+from ledger.database import app_url_for
+from settlement import bootstrap
+from settlement.api import signing
+from settlement.api.app import create_app
+from settlement.api.guard import Guard
+from settlement.api.keys import KeyService, actor_of
+from settlement.bootstrap import DatabaseUrls
+from settlement.clock import SystemClock
+from settlement.domain import Actor, Role
+from settlement.settings import load_settings
+
+PARTY = "bench-party"
+CLOCK = SystemClock()
+
+
+def build(owner_url: str, pool_size: int) -> bootstrap.Engine:
+    urls = DatabaseUrls(owner=owner_url, app=app_url_for(owner_url))
+    return bootstrap.build(load_settings(database_url=owner_url, pool_size=pool_size), urls=urls)
+
+
+# -- the server process -----------------------------------------------------------
+
+
+class FixedActor:
+    """Stands in for the guard in the unsigned app: every request acts as one actor."""
+
+    def __init__(self, app: ASGIApp, *, actor: Actor) -> None:
+        self.app = app
+        self._actor = actor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["actor"] = self._actor
+        await self.app(scope, receive, send)
+
+
+def serve(owner_url: str, key_id: str) -> None:
+    """Serve both apps until stdin closes; print their ports on one line first."""
+    engine = build(owner_url, pool_size=20)
+    record = KeyService(engine.db, CLOCK).active_public_key(key_id)[0]
+    signed = create_app(engine)
+    unsigned = create_app(engine)
+    unsigned.user_middleware = [
+        m for m in unsigned.user_middleware if getattr(m, "cls", None) is not Guard
+    ]
+    assert len(unsigned.user_middleware) == len(signed.user_middleware) - 1
+    unsigned.add_middleware(FixedActor, actor=actor_of(record))
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        for app in (signed, unsigned)
+    ]
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not all(s.started for s in servers):
+            await asyncio.sleep(0.01)
+        ports = [s.servers[0].sockets[0].getsockname()[1] for s in servers]
+        print("READY", *ports, flush=True)
+        await asyncio.gather(*tasks)
+
+    def stop_on_eof() -> None:
+        sys.stdin.read()
+        for s in servers:
+            s.should_exit = True
+
+    threading.Thread(target=stop_on_eof, daemon=True).start()
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+
+
+# -- the load generator -----------------------------------------------------------
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)]
+
+
+def prepare(
+    base: str,
+    method: str,
+    path: str,
+    count: int,
+    key: tuple[str, Ed25519PrivateKey] | None,
+) -> tuple[list[httpx.Request], float]:
+    """``count`` requests, each signed with its own nonce if ``key``; and the signing
+    cost in microseconds per request."""
+    requests: list[httpx.Request] = []
+    signing_s = 0.0
+    for _ in range(count):
+        if method == "POST":
+            request = httpx.Request(
+                "POST",
+                f"{base}{path}",
+                json={"deal_ref": "BENCH-API", "amount": "1000.25", "currency": "USD"},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+        else:
+            request = httpx.Request(method, f"{base}{path}")
+        if key is not None:
+            t0 = time.perf_counter()
+            signing.sign_request(request, key_id=key[0], private_key=key[1], created=CLOCK.now())
+            signing_s += time.perf_counter() - t0
+        requests.append(request)
+    return requests, signing_s / count * 1e6
+
+
+async def _send(
+    client: httpx.AsyncClient, request: httpx.Request, expect: int, failures: list[str]
+) -> None:
+    response = await client.send(request)
+    await response.aread()
+    if response.status_code != expect:
+        failures.append(f"{response.status_code} {response.text[:200]}")
+
+
+async def closed_loop(
+    requests: list[httpx.Request], clients: int, expect: int
+) -> tuple[float, list[float]]:
+    """``clients`` workers send the requests back to back; requests/s and latencies (ms)."""
+    latencies_ms: list[float] = []
+    failures: list[str] = []
+    pending = iter(requests)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for request in pending:
+                t0 = time.perf_counter()
+                await _send(client, request, expect, failures)
+                latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+        # open every connection before the clock starts
+        await asyncio.gather(
+            *(client.get(str(requests[0].url.join("/health"))) for _ in range(clients))
+        )
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
+    return len(requests) / elapsed, latencies_ms
+
+
+async def fixed_rate(requests: list[httpx.Request], rate: float, expect: int) -> list[float]:
+    """Send request i at start + i/rate regardless of earlier answers; latencies (ms)
+    from each request's due time."""
+    latencies_ms: list[float] = []
+    failures: list[str] = []
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(request: httpx.Request, due: float) -> None:
+            await _send(client, request, expect, failures)
+            latencies_ms.append((time.perf_counter() - due) * 1000)
+
+        await client.get(str(requests[0].url.join("/health")))
+        start = time.perf_counter() + 0.1
+        tasks: list[asyncio.Task[None]] = []
+        for i, request in enumerate(requests):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(request, due)))
+        await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
+    return latencies_ms
+
+
+def guard_steps(owner_url: str, signer: tuple[str, Ed25519PrivateKey], count: int = 300) -> None:
+    """Time the guard's steps for a signed GET one at a time, in this process."""
+    engine = build(owner_url, pool_size=2)
+    keys = KeyService(engine.db, CLOCK)
+    key_id = signer[0]
+    requests, _ = prepare("http://127.0.0.1:1", "GET", "/v1/commitments/x", count, signer)
+    incoming = [
+        signing.IncomingRequest(
+            "GET", str(r.url), [(n.decode(), v.decode()) for n, v in r.headers.raw]
+        )
+        for r in requests
+    ]
+    public = keys.active_public_key(key_id)[1]
+
+    def per_call_us(call: Callable[[int], object]) -> float:
+        t0 = time.perf_counter()
+        for i in range(count):
+            call(i)
+        return (time.perf_counter() - t0) / count * 1e6
+
+    verify_us = per_call_us(
+        lambda i: signing.verify_request(incoming[i], b"", lookup=lambda _: public, now=CLOCK.now())
+    )
+    lookup_us = per_call_us(lambda _: keys.active_public_key(key_id))
+    prefix = uuid.uuid4().hex
+    nonce_us = per_call_us(lambda i: keys.accept_nonce(key_id, f"{prefix}-{i}"))
+    engine.close()
+    print(
+        f"\nguard steps, {count} calls each, microseconds per call: verify (CPU)"
+        f" {verify_us:.0f}, key lookup {lookup_us:.0f}, nonce INSERT {nonce_us:.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per route and app")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument("--serve", nargs=2, metavar=("OWNER_URL", "KEY_ID"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+
+    data_dir = Path(os.environ.get("SETTLEMENT_DATA_DIR", ".settlement")).resolve()
+    pg = embedded.ensure_running(data_dir)
+    # a database of this run only, so a concurrent benchmark cannot migrate it under us
+    name = f"bench_api_{os.getpid()}"
+    admin = create_engine(pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        c.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
+    owner_url = pg.url(name)
+    migrate.upgrade(owner_url)
+    setup = build(owner_url, pool_size=2)
+    key = KeyService(setup.db, CLOCK).create(role=Role.ALLOCATOR, party=PARTY, created_by="bench")
+    setup.close()
+    signer = (key.record.key_id, key.private_key)
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", owner_url, key.record.key_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline().split()
+        if not ready or ready[0] != "READY":
+            raise RuntimeError(f"the server did not start: {ready}")
+        bases = {
+            "signed": f"http://127.0.0.1:{ready[1]}",
+            "unsigned": f"http://127.0.0.1:{ready[2]}",
+        }
+        report(args, bases, signer)
+        guard_steps(owner_url, signer)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def report(
+    args: argparse.Namespace, bases: dict[str, str], signer: tuple[str, Ed25519PrivateKey]
+) -> None:
+    # the commitment every GET reads, created through the signed app
+    created_requests, _ = prepare(bases["signed"], "POST", "/v1/commitments", 1, signer)
+    with httpx.Client(timeout=30) as http:
+        created = http.send(created_requests[0])
+    assert created.status_code == 201, created.text
+    get_path = f"/v1/commitments/{created.json()['commitment_id']}"
+
+    print(f"{os.cpu_count()} cores shared by server, PostgreSQL and load generator")
+    print(
+        f"closed loop: {args.clients} clients, {args.requests} requests per route and app;"
+        " latencies in ms; client-side signing excluded (shown separately)\n"
+    )
+    header = f"{'route':<26} {'app':<9} {'req/s':>8} {'p50':>7} {'p99':>7} {'sign us/req':>12}"
+    print(header)
+    print("-" * len(header))
+    routes = [
+        ("GET", get_path, 200, "GET /v1/commitments/{id}"),
+        ("POST", "/v1/commitments", 201, "POST /v1/commitments"),
+    ]
+    for method, path, expect, label in routes:
+        # a short warm-up of both apps (imports, prepared statements, connections)
+        for mode in ("signed", "unsigned"):
+            warm, _ = prepare(bases[mode], method, path, 200, signer if mode == "signed" else None)
+            asyncio.run(closed_loop(warm, args.clients, expect))
+        rps: dict[str, float] = {}
+        for mode in ("signed", "unsigned"):
+            requests, sign_us = prepare(
+                bases[mode], method, path, args.requests, signer if mode == "signed" else None
+            )
+            rps[mode], latencies = asyncio.run(closed_loop(requests, args.clients, expect))
+            sign = f"{sign_us:>12.0f}" if mode == "signed" else f"{'-':>12}"
+            print(
+                f"{label:<26} {mode:<9} {rps[mode]:>8.0f} {_p(latencies, 0.5):>7.2f}"
+                f" {_p(latencies, 0.99):>7.2f} {sign}",
+                flush=True,
+            )
+        # the extra server time a signed request costs, relative to an unsigned one
+        ratio = rps["unsigned"] / rps["signed"]
+        print(
+            f"{'':<26} unsigned/signed throughput {ratio:.2f}:"
+            f" signing overhead {ratio - 1:.0%} (target < 20%)",
+            flush=True,
+        )
+
+    count = int(args.rate * args.rate_seconds)
+    requests, _ = prepare(bases["signed"], "GET", get_path, count, signer)
+    result = asyncio.run(fixed_rate(requests, args.rate, 200))
+    print(
+        f"\nfixed rate: signed GET at {args.rate:.0f} req/s for {args.rate_seconds:.0f} s"
+        f" ({count} requests): p50 {_p(result, 0.5):.2f} ms, p99 {_p(result, 0.99):.2f} ms,"
+        f" max {max(result):.2f} ms (target p99 < 25 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
