@@ -22,8 +22,10 @@ the moment a request was due, so a slow server cannot hide its queueing).
 
 Cores: the machine has two. The server (one uvicorn process: its event loop and the
 thread pool that runs the sync routes and the guard's database calls), PostgreSQL's
-backends and the load generator (a separate process: one asyncio loop with one
-``httpx.AsyncClient``, 50 keep-alive connections) all share them; nothing is pinned.
+backends and the load generator (a separate process: one asyncio loop, one
+``httpx.AsyncClient`` with one keep-alive connection per simulated client, since a
+single pool of 50 cost the generator more CPU than the server used) all share them;
+nothing is pinned.
 The load generator is itself a Python HTTP client, so absolute requests/s are a floor
 for the server; the ratio between the apps is the figure to read.
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -195,21 +198,27 @@ async def closed_loop(
     latencies_ms: list[float] = []
     failures: list[str] = []
     pending = iter(requests)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    # one client (one keep-alive connection) per worker: httpx checks every pooled
+    # connection on each request, so one pool of 50 costs the load generator more CPU
+    # than the server spends, on a machine where both share two cores
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=30)
+            )
+            for _ in range(clients)
+        ]
 
-        async def worker() -> None:
+        async def worker(client: httpx.AsyncClient) -> None:
             for request in pending:
                 t0 = time.perf_counter()
                 await _send(client, request, expect, failures)
                 latencies_ms.append((time.perf_counter() - t0) * 1000)
 
         # open every connection before the clock starts
-        await asyncio.gather(
-            *(client.get(str(requests[0].url.join("/health"))) for _ in range(clients))
-        )
+        await asyncio.gather(*(c.get(str(requests[0].url.join("/health"))) for c in pool))
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(worker(c) for c in pool))
         elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
@@ -221,14 +230,20 @@ async def fixed_rate(requests: list[httpx.Request], rate: float, expect: int) ->
     from each request's due time."""
     latencies_ms: list[float] = []
     failures: list[str] = []
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    # small pools, used in turn, for the reason closed_loop gives
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(limits=httpx.Limits(max_connections=4), timeout=30)
+            )
+            for _ in range(25)
+        ]
 
-        async def one(request: httpx.Request, due: float) -> None:
+        async def one(client: httpx.AsyncClient, request: httpx.Request, due: float) -> None:
             await _send(client, request, expect, failures)
             latencies_ms.append((time.perf_counter() - due) * 1000)
 
-        await client.get(str(requests[0].url.join("/health")))
+        await asyncio.gather(*(c.get(str(requests[0].url.join("/health"))) for c in pool))
         start = time.perf_counter() + 0.1
         tasks: list[asyncio.Task[None]] = []
         for i, request in enumerate(requests):
@@ -236,7 +251,7 @@ async def fixed_rate(requests: list[httpx.Request], rate: float, expect: int) ->
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(request, due)))
+            tasks.append(asyncio.create_task(one(pool[i % len(pool)], request, due)))
         await asyncio.gather(*tasks)
     if failures:
         raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
