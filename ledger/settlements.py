@@ -403,6 +403,47 @@ def known_lock_refs(uow: UnitOfWork) -> list[tuple[str, str, int | None, str | N
     return out
 
 
+@dataclass(frozen=True)
+class SettlementDetail:
+    """A settlement with its legs (by leg number) and submissions (in signing order)."""
+
+    settlement: SettlementRow
+    legs: list[LegRow]
+    submissions: list[SubmissionRow]
+
+
+def detail(uow: UnitOfWork, settlement: SettlementRow) -> SettlementDetail:
+    return SettlementDetail(
+        settlement, load_legs(uow, settlement.id), submissions(uow, settlement.id)
+    )
+
+
+def details_of(uow: UnitOfWork, commitment_id: UUID) -> list[SettlementDetail]:
+    """Every settlement of a commitment, oldest first, each with its legs and submissions."""
+    return [detail(uow, s) for s in settlements_of(uow, commitment_id)]
+
+
+def list_settlements(
+    uow: UnitOfWork, *, needs_review: bool | None, status: str | None, limit: int
+) -> list[SettlementRow]:
+    """Settlements newest first, optionally only flagged ones or one status: one query."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if needs_review is not None:
+        where.append("needs_review = :needs_review")
+        params["needs_review"] = needs_review
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = uow.execute(
+        f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements{clause}"
+        " ORDER BY created_at DESC, id LIMIT :limit",
+        params,
+    )
+    return [SettlementRow(*tuple(row)) for row in rows]
+
+
 def count_open(uow: UnitOfWork) -> int:
     return int(
         uow.execute(

@@ -72,6 +72,7 @@ class ConsoleOptions:
     secure_cookies: bool = True
     explorer_urls: Mapping[str, str] = field(default_factory=dict)
 
+
 #: unsigned: probes, scrapers and the OpenAPI documents
 PUBLIC_PATHS = (
     "/health",

@@ -22,7 +22,7 @@ from ledger import settlements as records
 from ledger.commitments import CommitmentRecord
 from ledger.database import Database
 from ledger.errors import RecordNotFound
-from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from ledger.settlements import SettlementDetail, SettlementRow
 from settlement.api import problems
 from settlement.translate import translated
 
@@ -90,48 +90,25 @@ def commitment_page(
     return Page(rows[:limit], encode_cursor(last.created_at, last.id))
 
 
-def latest_settlement(
-    db: Database, commitment_id: UUID
-) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]] | None:
+def latest_settlement(db: Database, commitment_id: UUID) -> SettlementDetail | None:
     with translated(), db.unit_of_work() as uow:
         found = records.settlements_of(uow, commitment_id)
-        if not found:
-            return None
-        latest = found[-1]
-        return latest, records.load_legs(uow, latest.id), records.submissions(uow, latest.id)
+        return records.detail(uow, found[-1]) if found else None
 
 
-def settlement(
-    db: Database, settlement_id: UUID
-) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+def settlement(db: Database, settlement_id: UUID) -> SettlementDetail:
     """One settlement with its legs and submissions; ``settlement_not_found`` (404)."""
     with translated(), db.unit_of_work() as uow:
         try:
             row = records.load_settlement(uow, settlement_id)
         except RecordNotFound as exc:
             raise problems.ApiProblem("settlement_not_found", str(exc)) from exc
-        return row, records.load_legs(uow, settlement_id), records.submissions(uow, settlement_id)
+        return records.detail(uow, row)
 
 
 def settlements(
     db: Database, *, needs_review: bool | None, status: str | None, limit: int
 ) -> list[SettlementRow]:
     """Settlements, newest first, optionally only those flagged or in one status."""
-    where: list[str] = []
-    params: dict[str, Any] = {"limit": limit}
-    if needs_review is not None:
-        where.append("needs_review = :needs_review")
-        params["needs_review"] = needs_review
-    if status is not None:
-        where.append("status = :status")
-        params["status"] = status
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
     with translated(), db.unit_of_work() as uow:
-        ids = [
-            r[0]
-            for r in uow.execute(
-                f"SELECT id FROM settlements{clause} ORDER BY created_at DESC, id LIMIT :limit",  # noqa: S608 - fixed clauses, bound values
-                params,
-            )
-        ]
-        return [records.load_settlement(uow, i) for i in ids]
+        return records.list_settlements(uow, needs_review=needs_review, status=status, limit=limit)

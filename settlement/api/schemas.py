@@ -19,7 +19,7 @@ from compliance.records import Approval, PartyAccount, QueueItem, StoredScreenin
 from ledger.audit import AuditEntry
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.commitments import CommitmentRecord, HistoryRow, WriteResult
-from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from ledger.settlements import LegRow, SettlementDetail, SettlementRow, SubmissionRow
 from settlement.service import ReviewDetail
 
 #: a positive decimal that fits NUMERIC(38, 18); the service checks the value again
@@ -464,13 +464,11 @@ class SettlementOut(SettlementSummaryOut):
     submissions: list[SubmissionOut]
 
     @classmethod
-    def full(
-        cls, row: SettlementRow, legs: list[LegRow], submissions: list[SubmissionRow]
-    ) -> SettlementOut:
+    def full(cls, found: SettlementDetail) -> SettlementOut:
         return cls(
-            **cls.fields_of(row),
-            legs=[LegOut.of(leg) for leg in legs],
-            submissions=[SubmissionOut.of(s) for s in submissions],
+            **cls.fields_of(found.settlement),
+            legs=[LegOut.of(leg) for leg in found.legs],
+            submissions=[SubmissionOut.of(s) for s in found.submissions],
         )
 
 

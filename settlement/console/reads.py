@@ -13,16 +13,9 @@ from uuid import UUID
 from sqlalchemy import text
 
 from ledger import settlements as records
-from ledger.database import Database, UnitOfWork
-from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from ledger.database import Database
+from ledger.settlements import SettlementDetail
 from settlement.translate import translated
-
-
-@dataclass(frozen=True)
-class SettlementView:
-    settlement: SettlementRow
-    legs: list[LegRow]
-    submissions: list[SubmissionRow]
 
 
 @dataclass(frozen=True)
@@ -37,17 +30,10 @@ class LedgerRefView:
     ledger_hash: str | None
 
 
-def settlements_of(db: Database, commitment_id: UUID) -> list[SettlementView]:
+def settlements_of(db: Database, commitment_id: UUID) -> list[SettlementDetail]:
     """Every settlement of a commitment with its legs and ledger submissions."""
-
-    def read(uow: UnitOfWork) -> list[SettlementView]:
-        return [
-            SettlementView(s, records.load_legs(uow, s.id), records.submissions(uow, s.id))
-            for s in records.settlements_of(uow, commitment_id)
-        ]
-
     with translated(), db.unit_of_work() as uow:
-        return read(uow)
+        return records.details_of(uow, commitment_id)
 
 
 def recent_ledger_refs(db: Database, *, limit: int = 50) -> list[LedgerRefView]:

@@ -121,7 +121,7 @@ def start_settlement(
         settle_not_before=body.settle_not_before,
     )
     response.headers["Location"] = f"{API_PREFIX}/commitments/{commitment_id}/settlement"
-    return schemas.SettlementOut.full(*reads.settlement(engine.db, settlement_id))
+    return schemas.SettlementOut.full(reads.settlement(engine.db, settlement_id))
 
 
 @router.get(
@@ -139,7 +139,7 @@ def get_settlement(commitment_id: UUID, engine: EngineDep, actor: Reader) -> sch
         raise problems.ApiProblem(
             "settlement_not_found", f"commitment {commitment_id} has no settlement"
         )
-    return schemas.SettlementOut.full(*found)
+    return schemas.SettlementOut.full(found)
 
 
 @router.get(
@@ -185,7 +185,7 @@ def force_cancel(
     ledgers = ops.require_ledgers()
     with translated():
         ledgers.coordinator.request_force_cancel(actor, settlement_id, body.reason)
-    return schemas.SettlementOut.full(*reads.settlement(engine.db, settlement_id))
+    return schemas.SettlementOut.full(reads.settlement(engine.db, settlement_id))
 
 
 @router.post(
@@ -205,7 +205,7 @@ def retry_settlement(
     flagged."""
     reads.settlement(engine.db, settlement_id)
     engine.settlements.retry(actor, settlement_id, body.note)
-    return schemas.SettlementOut.full(*reads.settlement(engine.db, settlement_id))
+    return schemas.SettlementOut.full(reads.settlement(engine.db, settlement_id))
 
 
 @router.post(
@@ -225,7 +225,7 @@ def resolve_settlement(
     how). 409 if not flagged."""
     reads.settlement(engine.db, settlement_id)
     engine.settlements.resolve(actor, settlement_id, body.note)
-    return schemas.SettlementOut.full(*reads.settlement(engine.db, settlement_id))
+    return schemas.SettlementOut.full(reads.settlement(engine.db, settlement_id))
 
 
 @router.get(
