@@ -26,13 +26,15 @@ bounds) against their own close times, not against the engine's clock, and the t
 differ by any amount (clock skew, fast or slow closes), so the engine checks its
 deadlines on both.
 
-Parallel submission: ``submission_channels`` lists the channel accounts (Stellar) a
-``prepare_*`` may be given as ``channel``: the transaction then takes its sequence
-number and fee from the channel while its operations keep the sender or the agent as
-source, so transactions of one account need not wait for each other. A channel must
-carry one transaction at a time until that one is final; the caller keeps that rule
-(the engine records it with the write-ahead row). An adapter with no channels refuses
-one.
+Parallel submission: ``submission_channels(leg, purpose)`` lists the channels a
+``prepare_*`` of that purpose may be given as ``channel``, so transactions of one
+account need not wait for each other's sequence number. On Stellar a channel is a
+channel account: the transaction takes its sequence number and fee from it while its
+operations keep the sender or the agent as source. On the XRP Ledger it is a Ticket of
+the signing account (``ACCOUNT:TICKET``), spent by the one transaction that enters a
+ledger with it. A channel must carry one transaction at a time until that one is final;
+the caller keeps that rule (the engine records it with the write-ahead row). An empty
+list means the signer's own sequence is used; a channel not offered is refused.
 
 Reconciliation reads locks back: ``lock_state`` says whether a lock still exists in
 the latest validated ledger and what it holds (``LockState``); ``locks_of`` lists the
@@ -117,11 +119,12 @@ class SignedSubmission:
     ``tx_hash`` was computed locally and equals the ledger's; ``expires`` is the ledger
     sequence (XRPL LastLedgerSequence) or the time (Stellar max time bound) after which
     the transaction can never apply. ``lock_ref`` is set for a lock. ``channel`` is
-    the channel account the transaction takes its sequence and fee from, if any.
+    the channel the transaction takes its sequence from, if any. ``purpose`` is None
+    for account set-up that is no leg's (XRPL TicketCreate).
     """
 
     chain: ChainName
-    purpose: Purpose
+    purpose: Purpose | None
     tx_hash: str
     blob: str
     expires_ledger: int | None = None
@@ -260,8 +263,10 @@ class Chain(Protocol):
         precision of the amount, accounts that do not exist, missing trust lines."""
         ...
 
-    def submission_channels(self) -> tuple[str, ...]:
-        """The channel accounts ``prepare_*`` accepts; empty when it accepts none."""
+    def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
+        """The channels ``prepare_*`` of ``purpose`` for ``leg`` accepts now; empty when
+        the signer's own sequence is to be used. May ask the ledger (XRPL tickets):
+        raises ``adapters.errors.TransportError`` if it cannot."""
         ...
 
     def prepare_lock(

@@ -8,7 +8,6 @@ committed before it is sent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -220,14 +219,14 @@ def record_submission(
 CHANNEL_TAKEN = "ledger_submissions_one_open_per_channel"
 
 
-def busy_channels(uow: UnitOfWork, chain: str, channels: Sequence[str]) -> set[str]:
-    """Which of ``channels`` carry a submission that could still apply (status SIGNED).
-    A snapshot: another worker may take a free one before this one records it, which
-    the unique index then refuses."""
+def busy_channels(uow: UnitOfWork, chain: str) -> set[str]:
+    """The channels of ``chain`` that carry a submission that could still apply (status
+    SIGNED). A snapshot: another worker may take a free one before this one records
+    it, which the unique index then refuses."""
     rows = uow.execute(
-        "SELECT DISTINCT channel FROM ledger_submissions"
-        " WHERE chain = :chain AND status = 'SIGNED' AND channel = ANY(:channels)",
-        {"chain": chain, "channels": list(channels)},
+        "SELECT channel FROM ledger_submissions"
+        " WHERE chain = :chain AND status = 'SIGNED' AND channel IS NOT NULL",
+        {"chain": chain},
     )
     return {str(row[0]) for row in rows}
 

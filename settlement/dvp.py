@@ -643,10 +643,10 @@ class DvpCoordinator:
                 ledger_index=last.ledger_index,
                 ledger_hash=last.ledger_hash,
             )
-        channel = self._free_channel(chain)
-        if isinstance(channel, Pending):
-            return channel
         try:
+            channel = self._free_channel(chain, leg, purpose)
+            if isinstance(channel, Pending):
+                return channel
             signed = self._prepare(chain, s, leg, purpose, fulfillment_hex, channel=channel)
         except AdapterError as exc:
             return Unavailable(f"cannot prepare {purpose} of leg {leg.leg_no}: {exc}")
@@ -693,18 +693,22 @@ class DvpCoordinator:
         outcome = chain.submit(signed)
         return self._settle_outcome(s, leg, signed.tx_hash, purpose, outcome)
 
-    def _free_channel(self, chain: Chain) -> str | Pending | None:
-        """A channel account of ``chain`` with no transaction that could still apply, or
-        None when the chain has no channels (the signer's own sequence is used), or
-        ``Pending`` when every channel is busy. Picked at random among the free ones so
-        that workers racing for channels rarely choose the same; the write-ahead row's
-        unique index settles a collision."""
-        channels = chain.submission_channels()
+    def _free_channel(self, chain: Chain, leg: LegRow, purpose: Purpose) -> str | Pending | None:
+        """A channel (Stellar channel account, XRPL ticket) for ``purpose`` of ``leg`` with
+        no transaction that could still apply, or None when the chain offers none (the
+        signer's own sequence is used), or ``Pending`` when every one is busy. Picked at
+        random among the free ones so that workers racing for channels rarely choose the
+        same; the write-ahead row's unique index settles a collision.
+
+        The open submissions are read before the ledger's channels: an XRPL ticket is
+        gone from the validated ledger once a transaction spent it, so one still listed
+        after the read can only be spent by a transaction recorded since, which the
+        unique index refuses or (if that one has also become final meanwhile) the ledger
+        refuses before any ledger (tefNO_TICKET), spending nothing."""
+        busy = self._db.transaction(lambda uow: records.busy_channels(uow, chain.name.value))
+        channels = chain.submission_channels(_leg(leg), purpose)
         if not channels:
             return None
-        busy = self._db.transaction(
-            lambda uow: records.busy_channels(uow, chain.name.value, channels)
-        )
         free = [c for c in channels if c not in busy]
         if not free:
             return Pending("", f"every {chain.name} channel carries a transaction")

@@ -29,15 +29,26 @@ from settlement.clock import OffsetClock
 from settlement.domain import Actor
 from settlement.dvp import LegInstruction
 from settlement.review import ComplianceService
+from settlement.tickets import describe, top_up_tickets
 
 BOND_CODE = "BND"
 USDC_CODE = "USDC"
 
 
+@dataclass(frozen=True)
+class NetworkUrls:
+    """Local networks already running elsewhere (``settle node xrpl|stellar``)."""
+
+    xrpl_url: str
+    horizon_url: str
+    stellar_network_passphrase: str = "Standalone Network ; February 2017"  # noqa: S105 - public
+
+
 @dataclass
 class LocalWorld:
-    xrpl_node: XrplNode
-    stellar_node: StellarNode
+    #: the networks when they run in this process; None when they run elsewhere
+    xrpl_node: XrplNode | None
+    stellar_node: StellarNode | None
     xrpl: XrplProvisioner
     stellar: StellarProvisioner
     keystore: InMemoryKeystore
@@ -107,7 +118,9 @@ class LocalWorld:
                 compliance.register_account(officer, party, chain, address)
 
     def advance_time(self, seconds: int) -> None:
-        """Move both ledgers and the engine forward together."""
+        """Move both ledgers and the engine forward together (networks in this process)."""
+        if self.xrpl_node is None or self.stellar_node is None:
+            raise RuntimeError("the networks run in other processes; their time is their own")
         self.xrpl_node.advance_time(seconds)
         self.stellar_node.advance_time(seconds)
         self.clock.advance(timedelta(seconds=seconds))
@@ -136,8 +149,10 @@ class LocalWorld:
                 closer()
         self.xrpl.close()
         self.stellar.close()
-        self.xrpl_node.stop()
-        self.stellar_node.stop()
+        if self.xrpl_node is not None:
+            self.xrpl_node.stop()
+        if self.stellar_node is not None:
+            self.stellar_node.stop()
 
 
 def start_local_world(
@@ -150,6 +165,8 @@ def start_local_world(
     policy: ResiliencePolicy | None = None,
     extra_buyers: int = 0,
     stellar_channels: int = 4,
+    xrpl_tickets: int = 0,
+    networks: NetworkUrls | None = None,
 ) -> LocalWorld:
     """Start both nodes on free ports and provision the accounts and assets.
 
@@ -162,15 +179,25 @@ def start_local_world(
 
     ``stellar_channels`` channel accounts (funded with XLM only) let the engine sign
     Stellar transactions of one sender or of the agent in parallel; 0 makes every
-    transaction use its signer's own sequence."""
-    xrpl_node = XrplNode(
-        close_interval_s=xrpl_close_interval_s, idle_interval_s=xrpl_idle_interval_s
-    )
-    stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
-    xrpl_url = xrpl_node.start(port=0)
-    horizon_url = stellar_node.start(port=0)
+    transaction use its signer's own sequence. ``xrpl_tickets`` Tickets for the XRPL
+    seller (who signs locks) and agent (commits, unwinds) do the same on the XRP
+    Ledger; 0 leaves both on their own Sequence.
+
+    ``networks`` provisions networks already running elsewhere instead of starting
+    them here (the close intervals are then theirs, and ``advance_time`` refuses)."""
+    xrpl_node: XrplNode | None = None
+    stellar_node: StellarNode | None = None
+    if networks is None:
+        xrpl_node = XrplNode(
+            close_interval_s=xrpl_close_interval_s, idle_interval_s=xrpl_idle_interval_s
+        )
+        stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
+        networks = NetworkUrls(
+            xrpl_node.start(port=0), stellar_node.start(port=0), stellar_node.network_passphrase
+        )
+    xrpl_url, horizon_url = networks.xrpl_url, networks.horizon_url
     xrpl = XrplProvisioner(xrpl_url)
-    stellar = StellarProvisioner(horizon_url, stellar_node.network_passphrase)
+    stellar = StellarProvisioner(horizon_url, networks.stellar_network_passphrase)
     keystore = InMemoryKeystore()
 
     issuer_x = xrpl.issuer(allow_trust_line_locking=True)
@@ -206,13 +233,22 @@ def start_local_world(
         ),
         ChainName.STELLAR: StellarChain(
             horizon_url,
-            stellar_node.network_passphrase,
+            networks.stellar_network_passphrase,
             agent=agent_s.public_key,
             signer=keystore,
             guard=guards[ChainName.STELLAR],
             channels=[c.public_key for c in channels],
         ),
     }
+    if xrpl_tickets:
+        xrpl_chain = chains[ChainName.XRPL]
+        assert isinstance(xrpl_chain, XrplChain)
+        for wallet in (seller_x, agent_x):
+            done = top_up_tickets(xrpl_chain, wallet.classic_address, xrpl_tickets)
+            if not done.ok or done.after < xrpl_tickets:
+                raise RuntimeError(
+                    f"tickets for {wallet.classic_address}: {describe(done.outcome)}"
+                )
     return LocalWorld(
         xrpl_node=xrpl_node,
         stellar_node=stellar_node,

@@ -194,7 +194,9 @@ class StellarChain:
 
     # -- prepare: build and sign locally -----------------------------------------------
 
-    def submission_channels(self) -> tuple[str, ...]:
+    def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
+        """Every channel account, whatever the leg: the channel is only the transaction's
+        source, never an operation's."""
         return self.channels
 
     def prepare_lock(

@@ -8,6 +8,16 @@ the settlement agent signs (and pays for) both. Every transaction is built expli
 ledger + ``ledger_window``), signed through the Signer port, and hashed locally, so the
 engine can persist it before it is sent.
 
+Tickets: an account that holds Tickets (created by ``prepare_ticket_create``) can have
+many transactions in flight at once, each consuming its own ticket instead of the next
+Sequence, so concurrent settlements stop racing for one Sequence. ``submission_channels``
+offers the signing account's tickets in the validated ledger as channels named
+``ACCOUNT:TICKET``; a transaction prepared on one carries Sequence 0 and that
+TicketSequence, and an escrow it creates is named by the ticket. A ticket is spent only
+when a transaction using it enters a ledger (tes or tec); one that expired or was
+refused before any ledger leaves it to be used again. With no ticket offered the
+account's own Sequence is used, as before.
+
 Every call to the server goes through the chain's ``ChainGuard`` (breaker and retries),
 and every xrpl-py / httpx failure is translated in ``_transport``. A submission is final
 only as ``status`` reports it: in a validated ledger, or refused for good, or expired
@@ -47,7 +57,13 @@ from xrpl.models.requests import (
     SubmitOnly,
     Tx,
 )
-from xrpl.models.transactions import EscrowCancel, EscrowCreate, EscrowFinish, Transaction
+from xrpl.models.transactions import (
+    EscrowCancel,
+    EscrowCreate,
+    EscrowFinish,
+    TicketCreate,
+    Transaction,
+)
 
 from adapters.chain import (
     Asset,
@@ -83,6 +99,8 @@ LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 #: rippled charges an EscrowFinish with a fulfillment this many reference fees, plus one
 #: more per 16 bytes of fulfillment (``Escrow.cpp``, EscrowFinish::calculateBaseFee)
 ESCROW_FINISH_BASE_UNITS: Final = 33
+#: rippled lets an account hold at most this many tickets (``Ticket.h``, maxTicketThreshold)
+MAX_TICKETS_PER_ACCOUNT: Final = 250
 #: server states in which rippled cannot serve a request: a fault of the server, counted
 #: by the breaker like a refused connection, and retried
 _NOT_READY: Final = frozenset(
@@ -136,7 +154,8 @@ class XrplChain:
     a submission could be in, so it must not shrink while submissions are outstanding);
     ``max_fee_drops_per_unit`` caps what the
     engine pays per reference fee when the open ledger's fee escalates (above it the
-    transaction waits in the queue, or expires).
+    transaction waits in the queue, or expires). ``use_tickets`` False never offers
+    tickets as channels (the accounts' tickets are then left to other uses).
     """
 
     def __init__(
@@ -148,6 +167,7 @@ class XrplChain:
         guard: ChainGuard,
         ledger_window: int = 20,
         max_fee_drops_per_unit: int = 1_000,
+        use_tickets: bool = True,
     ) -> None:
         if ledger_window < 1:
             raise ValueError("ledger_window must be at least 1")
@@ -158,6 +178,7 @@ class XrplChain:
         self._guard = guard
         self.ledger_window = ledger_window
         self._max_fee_drops_per_unit = max_fee_drops_per_unit
+        self.use_tickets = use_tickets
 
     @property
     def name(self) -> ChainName:
@@ -203,9 +224,66 @@ class XrplChain:
                 f"{leg.amount} more {leg.asset.code} (tecLIMIT_EXCEEDED)"
             )
 
-    def submission_channels(self) -> tuple[str, ...]:
-        """None: XRPL transactions use their signer's own Sequence."""
-        return ()
+    def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
+        """The tickets the account that signs ``purpose`` of ``leg`` holds in the validated
+        ledger (the sender for a lock, the agent otherwise), as ``ACCOUNT:TICKET``; empty
+        when it holds none or tickets are not used. A ticket in use by a transaction not
+        yet validated is still listed: the caller's own record of open submissions says
+        it is taken. Raises ``TransportError`` (``BreakerOpen``) if the ledger cannot be
+        asked."""
+        if not self.use_tickets:
+            return ()
+        account = leg.sender if purpose is Purpose.LOCK else self.agent
+        return tuple(f"{account}:{ticket}" for ticket in self.tickets(account))
+
+    def tickets(self, account: str) -> list[int]:
+        """The TicketSequence of every ticket ``account`` holds in the validated ledger,
+        ascending; empty for an account that does not exist."""
+        found: list[int] = []
+        marker: Any = None
+        while True:
+            answer = self._rpc(
+                AccountObjects(
+                    account=account,
+                    type=AccountObjectType.TICKET,
+                    ledger_index="validated",
+                    limit=400,
+                    marker=marker,
+                )
+            )
+            if answer.get("error") == "actNotFound":
+                return []
+            if "error" in answer:
+                raise AdapterError(f"account_objects {account} answered {answer['error']}")
+            found.extend(
+                int(node["TicketSequence"])
+                for node in answer.get("account_objects", [])
+                if node.get("LedgerEntryType") == "Ticket"
+            )
+            marker = answer.get("marker")
+            if marker is None:
+                return sorted(found)
+
+    def prepare_ticket_create(self, account: str, count: int) -> SignedSubmission:
+        """Sign a TicketCreate of ``count`` tickets for ``account`` on its own Sequence.
+        Account set-up, not a leg: ``purpose`` is None. Each ticket adds one owned object
+        to the account's reserve. Raises ``ValueError`` for a count the ledger refuses
+        (temINVALID_COUNT) or one that would pass 250 tickets (tecDIR_FULL)."""
+        held = len(self.tickets(account))
+        if not 1 <= count <= MAX_TICKETS_PER_ACCOUNT - held:
+            raise ValueError(
+                f"{account} holds {held} tickets; it can take 1 to "
+                f"{MAX_TICKETS_PER_ACCOUNT - held} more, not {count}"
+            )
+        head = self._validated_head()
+        tx = TicketCreate(
+            account=account,
+            ticket_count=count,
+            sequence=self._next_sequence(account),
+            fee=str(self._fee_drops(units=1)),
+            last_ledger_sequence=head.index + self.ledger_window,
+        )
+        return self._signed(None, account, tx)
 
     def prepare_lock(
         self, leg: Leg, terms: LockTerms, *, channel: str | None = None
@@ -213,7 +291,7 @@ class XrplChain:
         """Sign the EscrowCreate of ``leg``; ``lock_ref`` names the escrow (sender and the
         transaction's Sequence). Raises ``LegInvalid`` for an amount the ledger cannot
         hold or a CancelAfter already passed in ledger time."""
-        _no_channel(channel)
+        ticket = _ticket(channel, leg.sender)
         amount = self._ledger_amount(leg)
         cancel_after = ripple_seconds(terms.cancel_after)
         condition = _condition(terms.condition_hex)
@@ -222,7 +300,7 @@ class XrplChain:
             raise LegInvalid(
                 f"CancelAfter {cancel_after} has passed in ledger time ({head.close_time_ripple_s})"
             )
-        sequence = self._next_sequence(leg.sender)
+        sequence = 0 if ticket is not None else self._next_sequence(leg.sender)
         tx = EscrowCreate(
             account=leg.sender,
             destination=leg.receiver,
@@ -230,18 +308,21 @@ class XrplChain:
             condition=condition,
             cancel_after=cancel_after,
             sequence=sequence,
+            ticket_sequence=ticket,
             fee=str(self._fee_drops(units=1)),
             last_ledger_sequence=head.index + self.ledger_window,
         )
-        lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=sequence)
-        return self._signed(Purpose.LOCK, leg.sender, tx, lock_ref=lock)
+        # rippled names the escrow by the ticket when the EscrowCreate used one
+        named_by = ticket if ticket is not None else sequence
+        lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=named_by)
+        return self._signed(Purpose.LOCK, leg.sender, tx, lock_ref=lock, channel=channel)
 
     def prepare_commit(
         self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
     ) -> SignedSubmission:
         """Sign the agent's EscrowFinish of ``lock`` with the fulfillment, paying the
         fulfillment surcharge rippled requires."""
-        _no_channel(channel)
+        ticket = _ticket(channel, self.agent)
         sequence = _escrow_sequence(lock)
         try:
             condition = condition_of_fulfillment(fulfillment_hex)
@@ -255,11 +336,12 @@ class XrplChain:
             offer_sequence=sequence,
             condition=condition,
             fulfillment=fulfillment_hex.upper(),
-            sequence=self._next_sequence(self.agent),
+            sequence=0 if ticket is not None else self._next_sequence(self.agent),
+            ticket_sequence=ticket,
             fee=str(self._fee_drops(units=units)),
             last_ledger_sequence=head.index + self.ledger_window,
         )
-        return self._signed(Purpose.COMMIT, self.agent, tx)
+        return self._signed(Purpose.COMMIT, self.agent, tx, channel=channel)
 
     def prepare_unwind(
         self, leg: Leg, lock: LockRef, *, channel: str | None = None
@@ -267,18 +349,19 @@ class XrplChain:
         """Sign the agent's EscrowCancel of ``lock``. It applies only once a validated
         ledger's close time is past CancelAfter; before that the ledger answers
         tecNO_PERMISSION (fee spent), so the engine waits for T_cancel first."""
-        _no_channel(channel)
+        ticket = _ticket(channel, self.agent)
         sequence = _escrow_sequence(lock)
         head = self._validated_head()
         tx = EscrowCancel(
             account=self.agent,
             owner=lock.owner,
             offer_sequence=sequence,
-            sequence=self._next_sequence(self.agent),
+            sequence=0 if ticket is not None else self._next_sequence(self.agent),
+            ticket_sequence=ticket,
             fee=str(self._fee_drops(units=1)),
             last_ledger_sequence=head.index + self.ledger_window,
         )
-        return self._signed(Purpose.UNWIND, self.agent, tx)
+        return self._signed(Purpose.UNWIND, self.agent, tx, channel=channel)
 
     # --- submission -----------------------------------------------------------------
 
@@ -483,7 +566,12 @@ class XrplChain:
         return issued_amount(leg.asset, leg.amount)
 
     def _signed(
-        self, purpose: Purpose, account: str, tx: Transaction, lock_ref: LockRef | None = None
+        self,
+        purpose: Purpose | None,
+        account: str,
+        tx: Transaction,
+        lock_ref: LockRef | None = None,
+        channel: str | None = None,
     ) -> SignedSubmission:
         """Sign ``tx`` for ``account`` through the Signer port and hash it locally."""
         public_key = self._signer.xrpl_public_key(account)
@@ -504,6 +592,7 @@ class XrplChain:
             blob=encode(fields),
             expires_ledger=tx.last_ledger_sequence,
             lock_ref=lock_ref,
+            channel=channel,
         )
 
     def _fee_drops(self, units: int) -> int:
@@ -601,9 +690,15 @@ class XrplChain:
         return False
 
 
-def _no_channel(channel: str | None) -> None:
-    if channel is not None:
-        raise ValueError(f"the XRPL adapter has no channel accounts (given {channel})")
+def _ticket(channel: str | None, signer: str) -> int | None:
+    """The TicketSequence a channel ``ACCOUNT:TICKET`` names, which must be ``signer``'s;
+    None for no channel. Raises ``ValueError`` for any other channel."""
+    if channel is None:
+        return None
+    account, _, number = channel.partition(":")
+    if account != signer or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"channel {channel!r} is not a ticket of {signer}")
+    return int(number)
 
 
 def escrow_index(owner: str, sequence: int) -> str:

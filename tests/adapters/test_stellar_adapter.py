@@ -30,6 +30,7 @@ from adapters.chain import (
     LockRef,
     LockTerms,
     Pending,
+    Purpose,
     Rejected,
     SignedSubmission,
     Unavailable,
@@ -640,8 +641,9 @@ def test_channels_let_one_sender_lock_twice_at_once_and_pay_the_fees(
         channels=channels,
     )
     try:
-        assert chain.submission_channels() == tuple(channels)
         leg = new_leg(h)
+        for purpose in Purpose:
+            assert chain.submission_channels(leg, purpose) == tuple(channels)
         sender_seq = _sequence(h, leg.sender)
         receiver_before = h.balance(leg.receiver)
         xlm_before = {a: _xlm(h, a) for a in (leg.sender, h.agent)}

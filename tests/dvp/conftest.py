@@ -69,8 +69,11 @@ class Dvp:
 
 
 @pytest.fixture
-def dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
-    world = start_local_world(policy=FAST, usdc=Decimal(5_000))
+def dvp(fresh_urls: DatabaseUrls, request: pytest.FixtureRequest) -> Iterator[Dvp]:
+    """Both local networks and the coordinator; parametrize it indirectly with a dict of
+    ``start_local_world`` options (e.g. ``{"xrpl_tickets": 4}``) to change the world."""
+    options = getattr(request, "param", {})
+    world = start_local_world(policy=FAST, usdc=Decimal(5_000), **options)
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )

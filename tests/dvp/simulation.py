@@ -387,7 +387,7 @@ class FakeChain:
         if self.ledger.balance(leg.sender, leg.asset) < leg.amount:
             raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount}")
 
-    def submission_channels(self) -> tuple[str, ...]:
+    def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
         return ()
 
     def prepare_lock(

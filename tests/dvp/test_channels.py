@@ -9,7 +9,6 @@ from uuid import UUID
 
 import pytest
 
-from adapters.chain import ChainName
 from ledger import errors as db_errors
 from ledger import settlements as records
 from ledger.database import UnitOfWork
@@ -79,7 +78,7 @@ def test_a_settlement_waits_while_every_channel_is_busy_then_signs_on_a_free_one
     dvp: Dvp,
 ) -> None:
     busy, waiting = _instruct(dvp), _instruct(dvp)
-    channels = dvp.world.chains[ChainName.STELLAR].submission_channels()
+    channels = [c.public_key for c in dvp.world.channels_stellar]
     assert len(channels) == len(dvp.world.channels_stellar) > 1
     for n, channel in enumerate(channels):
         # one open submission per leg and purpose: spread the holds over fresh settlements
