@@ -198,6 +198,7 @@ def build_chains(
             agent=settings.xrpl_agent,
             signer=signer,
             guard=guards.get(ChainName.XRPL) or ChainGuard("xrpl"),
+            use_tickets=settings.xrpl_use_tickets,
         ),
         ChainName.STELLAR: StellarChain(
             settings.horizon_url,

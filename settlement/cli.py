@@ -25,6 +25,7 @@ from settlement.cli_keys import keys_app
 from settlement.cli_nodes import node_app
 from settlement.cli_officers import officers_app
 from settlement.cli_review import kyc_app, review_app, sanctions_app
+from settlement.cli_tickets import xrpl_app
 from settlement.cli_worker import keystore_app, reconcile, worker
 from settlement.errors import SettlementError
 from settlement.ledger_refs import ledger_ref_checker
@@ -40,6 +41,7 @@ app.add_typer(sanctions_app, name="sanctions")
 app.add_typer(kyc_app, name="kyc")
 app.add_typer(officers_app, name="officers")
 app.add_typer(node_app, name="node")
+app.add_typer(xrpl_app, name="xrpl")
 app.add_typer(keystore_app, name="keystore")
 app.command("worker")(worker)
 app.command("reconcile")(reconcile)

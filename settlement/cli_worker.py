@@ -11,12 +11,15 @@ from typing import Annotated
 
 import typer
 
+from adapters.chain import ChainName
 from adapters.keystore import KeystoreError
+from adapters.xrpl.chain import XrplChain
 from ledger.errors import LedgerError
 from settlement import bootstrap
 from settlement.breakers import BreakerBoard
 from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
-from settlement.settings import SettingsError
+from settlement.settings import Settings, SettingsError
+from settlement.tickets import TicketKeeper
 from settlement.worker import Worker, WorkerPolicy
 
 keystore_app = typer.Typer(help="The encrypted keystore of ledger accounts.", no_args_is_help=True)
@@ -64,6 +67,15 @@ def worker(
         bool, typer.Option(help="Run until no settlement is open, then exit.")
     ] = False,
     lease: Annotated[float, typer.Option(min=1, help="Lease per claimed settlement, s.")] = 30,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Settlements stepped at once. Above 1, give the XRPL signers Tickets and "
+            "Stellar channel accounts, or their transactions race for one sequence.",
+        ),
+    ] = 1,
 ) -> None:
     """Drive settlements (lock, decide, commit or unwind) and expire stale commitments.
     Several workers may run against one database."""
@@ -74,15 +86,22 @@ def worker(
         engine.close()
         raise fail(str(exc), 2) from exc
     board = BreakerBoard(engine.db, engine.clock)
+    keeper = _ticket_keeper(engine.settings, ledgers)
+
+    def housekeeping() -> None:
+        # breaker states go where `settle serve` and operators can see them, and an
+        # admin's reset reaches this process's breakers
+        board.publish(f"worker:{runner.name}", ledgers.guards)
+        if keeper is not None:
+            keeper.tend()
+
     runner = Worker(
         engine.db,
         ledgers.coordinator,
         engine.clock,
-        policy=WorkerPolicy(lease_s=lease),
+        policy=WorkerPolicy(lease_s=lease, concurrency=concurrency),
         expire=engine.commitments.expire_due,
-        # breaker states go where `settle serve` and operators can see them, and an
-        # admin's reset reaches this process's breakers
-        housekeeping=lambda: board.publish(f"worker:{runner.name}", ledgers.guards),
+        housekeeping=housekeeping,
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -103,6 +122,14 @@ def worker(
     finally:
         ledgers.close()
         engine.close()
+
+
+def _ticket_keeper(settings: Settings, ledgers: bootstrap.Ledgers) -> TicketKeeper | None:
+    """The keeper of the XRPL accounts' tickets when the settings ask for one."""
+    chain = ledgers.chains[ChainName.XRPL]
+    if settings.xrpl_ticket_target == 0 or not isinstance(chain, XrplChain):
+        return None
+    return TicketKeeper(chain, list(settings.xrpl_ticket_holders), settings.xrpl_ticket_target)
 
 
 def reconcile(as_json: JsonFlag = False) -> None:

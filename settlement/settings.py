@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     #: keystore): each is the source of one in-flight transaction at a time, so
     #: settlements from one sender or the agent submit side by side; none = one account
     stellar_channels: str = ""
+    #: sign XRPL transactions on the signing account's Tickets when it holds any (see
+    #: ``settle xrpl tickets``), so they need not wait for one Sequence each
+    xrpl_use_tickets: bool = True
+    #: each `settle worker` keeps these XRPL accounts (comma-separated; none = the agent)
+    #: at this many Tickets, topping up below half; 0: tickets are the operator's job
+    #: (`settle xrpl tickets`)
+    xrpl_ticket_target: int = Field(default=0, ge=0, le=250)
+    xrpl_ticket_accounts: str = ""
     # Fernet keys; on the local network both are generated under data_dir when unset
     keystore_key: SecretStr | None = None
     sealing_key: SecretStr | None = None
@@ -81,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def stellar_channel_accounts(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.stellar_channels.split(",") if a.strip())
+
+    @property
+    def xrpl_ticket_holders(self) -> tuple[str, ...]:
+        named = tuple(a.strip() for a in self.xrpl_ticket_accounts.split(",") if a.strip())
+        return named or (self.xrpl_agent,)
 
     @property
     def uses_embedded_database(self) -> bool:

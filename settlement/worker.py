@@ -45,14 +45,14 @@ class WorkerPolicy:
     #: how often the worker also cancels expired commitments
     expiry_sweep_s: float = 30.0
     #: how often the worker runs its housekeeping (publishing its breakers' states and
-    #: applying an admin's reset, ``settlement.breakers``)
+    #: applying an admin's reset, ``settlement.breakers``; topping up XRPL tickets)
     housekeeping_s: float = 5.0
     #: claimed settlements stepped at the same time (threads; each holds two database
     #: connections while it steps, the advisory lock's and the step's own). Raise it
-    #: only where concurrent settlements do not sign from one account's sequence: XRPL
-    #: senders and the XRPL agent have no tickets yet, so two of their transactions
-    #: signed at once collide and one waits out its LastLedgerSequence; Stellar
-    #: transactions do not collide when the adapter has channel accounts
+    #: where concurrent settlements do not sign from one account's sequence: XRPL
+    #: senders and the agent holding Tickets (``settle xrpl tickets``), Stellar with
+    #: channel accounts. Without them two transactions of one account signed at once
+    #: collide and one waits out its expiry before it is signed again
     concurrency: int = 1
 
 

@@ -753,8 +753,9 @@ class RendezvousChain:
 # the engine holds, one transaction per channel at a time, so neither waits for the
 # other's sequence (before channels this test collided and ran only in make soak).
 def test_two_workers_locking_from_one_account_both_settle(slow_close_dvp: Dvp) -> None:
-    # the XRPL seller's sequence still collides (no tickets yet): one lock waits out its
-    # LastLedgerSequence, which passes in seconds with this fixture's closes
+    # the XRPL seller has no tickets in this world, so its sequence collides: one lock
+    # waits out its LastLedgerSequence, which passes in seconds with this fixture's
+    # closes (test_tickets has the same race on tickets, where both apply first time)
     dvp = slow_close_dvp
     sealer = Sealer(Fernet.generate_key())
     barrier = threading.Barrier(2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -15,7 +17,9 @@ from support import ALLOCATOR, OFFICER, seed_compliance
 from typer.testing import CliRunner
 from xrpl.wallet import Wallet
 
+from adapters.chain import ChainName
 from adapters.keystore import KeystoreError
+from adapters.xrpl.chain import XrplChain
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli import app
@@ -143,6 +147,53 @@ def test_worker_submits_stellar_transactions_through_configured_channels(
         )
     ]
     assert used and set(used) <= {c.public_key for c in channels}, used
+
+
+def test_tickets_command_and_the_worker_signing_xrpl_on_tickets(
+    world: LocalWorld, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add_engine_keys(world)
+    agent, seller = world.agent_xrpl.classic_address, world.seller_xrpl.classic_address
+    code, out = settle("xrpl", "tickets", "--target", "2", "--json")
+    assert code == 0, out
+    (report,) = json.loads(out)
+    assert (report["account"], report["before"], report["after"], report["ok"]) == (
+        agent,
+        0,
+        2,
+        True,
+    )
+    assert len(report["tx_hash"]) == 64 and len(report["ledger_hash"]) == 64
+    code, out = settle("xrpl", "tickets", seller, "--target", "2")
+    assert (code, out.split(";")[0]) == (0, f"{seller}: 0 -> 2 tickets"), out
+    code, out = settle("xrpl", "tickets", seller, "--target", "2")
+    assert (code, out.strip()) == (0, f"{seller}: 2 -> 2 tickets; enough tickets already")
+    stranger = world.xrpl.account()  # exists on the ledger; its key is not in the keystore
+    code, out = settle("xrpl", "tickets", stranger.classic_address, "--target", "1")
+    assert code == 2, out
+    code, out = settle("xrpl", "tickets", "--target", "251")
+    assert code == 2, out
+
+    # the worker keeps the agent at 6 tickets: below half (3) it tops up
+    monkeypatch.setenv("SETTLEMENT_XRPL_TICKET_TARGET", "6")
+    _settle_through_the_worker(world, "OPS-TICKETS")
+    rows = _query(
+        operator_env,
+        "SELECT purpose, channel FROM ledger_submissions WHERE chain = 'xrpl'"
+        " AND status = 'APPLIED' ORDER BY id",
+    )
+    assert [purpose for purpose, _ in rows] == ["lock", "commit"]
+    (lock_channel, commit_channel) = [channel for _, channel in rows]
+    assert lock_channel.startswith(f"{seller}:") and commit_channel.startswith(f"{agent}:")
+    xrpl = world.chains[ChainName.XRPL]
+    assert isinstance(xrpl, XrplChain)
+    assert len(xrpl.tickets(seller)) == 1, "the seller is not kept: only the agent is named"
+    # the worker's first housekeeping found the agent at 2 of 6 (below half) and asked for
+    # 4 more; the commit spent one of the agent's tickets either before or after
+    deadline = time.monotonic() + 20
+    while len(xrpl.tickets(agent)) != 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(xrpl.tickets(agent)) == 5
 
 
 def test_worker_refuses_to_start_without_agents_or_with_a_wrong_key(
