@@ -42,9 +42,11 @@ def result_class(code: str) -> ResultClass | None:
         return None
 
 
-#: tef results that say "this blob, or another for its sequence, may already be in a
-#: ledger": only the status by hash can tell whether it applied.
-MAYBE_APPLIED: Final = frozenset({"tefPAST_SEQ", "tefALREADY", "tefMAX_LEDGER"})
+#: tef results that say "this blob, or another for its sequence or ticket, may already be
+#: in a ledger": only the status by hash can tell whether it applied. A transaction on a
+#: Ticket sent again after it applied finds its own ticket spent: tefNO_TICKET, as a
+#: Sequence transaction finds tefPAST_SEQ.
+MAYBE_APPLIED: Final = frozenset({"tefPAST_SEQ", "tefALREADY", "tefMAX_LEDGER", "tefNO_TICKET"})
 
 
 def submit_outcome(code: str, tx_hash: str) -> Outcome:

@@ -604,6 +604,7 @@ def test_ripple_time_rounds_up_and_needs_a_zone() -> None:
         ("tefPAST_SEQ", False),
         ("tefALREADY", False),
         ("tefMAX_LEDGER", False),
+        ("tefNO_TICKET", False),
         ("tefBAD_AUTH", True),
         ("temBAD_AMOUNT", True),
         ("telINSUF_FEE_P", False),

@@ -162,3 +162,20 @@ def test_the_keeper_tops_up_below_half_and_never_has_two_top_ups_open(world: Wor
     assert len(world.chain.tickets(alice)) == 4
     with pytest.raises(ValueError, match="ticket target"):
         TicketKeeper(world.chain, [alice], target=0)
+
+
+def test_a_ticket_transaction_sent_again_after_it_applied_reads_as_applied(world: World) -> None:
+    # sent again, the blob finds its own ticket spent (tefNO_TICKET): that must send the
+    # engine to the status by hash, never read as a refusal that allows a new signature
+    alice = world.alice.classic_address
+    top_up(world, alice, 1)
+    leg = world.leg("3")
+    (channel,) = world.chain.submission_channels(leg, Purpose.LOCK)
+    signed = world.chain.prepare_lock(leg, world.terms(), channel=channel)
+    assert isinstance(world.chain.submit(signed), Pending)
+    world.close()
+    raw = world.ledger.raw("submit", tx_blob=signed.blob)
+    assert raw["engine_result"] == "tefNO_TICKET", raw
+    again = world.chain.submit(signed)
+    assert isinstance(again, Applied), again
+    assert again.tx_hash == signed.tx_hash

@@ -55,6 +55,7 @@ from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
 from settlement.states import State
+from settlement.tickets import top_up_tickets
 from settlement.worker import Worker, WorkerPolicy
 
 from .conftest import FAST, Dvp
@@ -174,6 +175,11 @@ def harness(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
         # passes in seconds, which keeps the many lives of this test short
         xrpl_idle_interval_s=None,
     )
+    # the seller locks on Tickets, the agent commits and unwinds on its Sequence: a kill
+    # lands in either kind of submission
+    xrpl = world.chains[ChainName.XRPL]
+    assert isinstance(xrpl, XrplChain)
+    assert top_up_tickets(xrpl, world.seller_xrpl.classic_address, 40).ok
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )
