@@ -7,15 +7,25 @@ is pybreaker's (closed -> open after ``fail_max`` consecutive failures -> half-o
 after ``reset_timeout_s`` -> closed on a success); retries are tenacity's, exponential
 with jitter. Breaker state is readable for health, metrics and the CLI, and an admin
 can reset it.
+
+Calls run side by side. pybreaker holds its lock for the whole of a call it wraps, so
+one guard would let one ledger call at a time through a whole process (a Horizon
+submit waits about a ledger close): every worker thread queued behind it. The guard
+instead asks the breaker's state before a call (open and not yet due for a trial:
+``BreakerOpen`` without calling) and then replays the call's outcome through the
+breaker, which counts it and opens, half-opens or closes as pybreaker decides. What
+this loosens: while half-open, calls that started together may all be trials, not
+just one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 import pybreaker
@@ -112,11 +122,39 @@ class ChainGuard:
         return self._once(fn, *args, **kwargs)
 
     def _once(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._refusing():
+            raise BreakerOpen(f"{self.chain}: circuit breaker open")
         try:
-            result: T = self._breaker.call(fn, *args, **kwargs)
-        except pybreaker.CircuitBreakerError as exc:
-            raise BreakerOpen(f"{self.chain}: circuit breaker open") from exc
+            result: T = fn(*args, **kwargs)
+        except Exception as exc:
+            self._record(exc)
+            raise
+        self._record(None)
         return result
+
+    def _refusing(self) -> bool:
+        """Open, and its reset timeout not yet passed (pybreaker's own rule and clock:
+        past it, the next call through the breaker is a trial)."""
+        if self._breaker.current_state != pybreaker.STATE_OPEN:
+            return False
+        opened_at = self._storage.opened_at
+        if opened_at is None:
+            return False
+        due = opened_at + timedelta(seconds=self.policy.reset_timeout_s)
+        return datetime.now(UTC) < due
+
+    def _record(self, failure: Exception | None) -> None:
+        """Count an outcome: pybreaker's lock is held only for this replay. A breaker
+        that opened meanwhile refuses the replay (CircuitBreakerError); the outcome is
+        the caller's either way."""
+
+        def replay() -> None:
+            if failure is not None:
+                raise failure
+
+        # out comes the replayed failure itself, or CircuitBreakerError
+        with contextlib.suppress(Exception):
+            self._breaker.call(replay)
 
     @property
     def state(self) -> BreakerState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -94,6 +95,47 @@ def test_admin_reset_closes_an_open_breaker() -> None:
     assert g.state.state == "open"
     g.reset()
     assert g.call(Flaky(failures=0)) == "ok"
+
+
+def test_calls_through_one_guard_run_side_by_side() -> None:
+    # each call waits for the other to be inside too: one at a time, they never meet
+    g, _ = guard(fail_max=2)
+    inside = threading.Barrier(2, timeout=5)
+    results: list[str] = []
+
+    def call() -> None:
+        results.append(g.call(lambda: "ok" if inside.wait() >= 0 else "no"))
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == ["ok", "ok"]
+    assert not inside.broken
+
+
+def test_failures_from_concurrent_calls_still_open_the_breaker() -> None:
+    g, _ = guard(fail_max=3, reset_timeout_s=60)
+    errors: list[Exception] = []
+
+    def failing() -> None:
+        try:
+            g.call(Flaky(failures=1))
+        except TransportError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=failing) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 3
+    assert g.state.state == "open"
+    never = Flaky(failures=0)
+    with pytest.raises(BreakerOpen):
+        g.call(never)
+    assert never.calls == 0, "refused without calling the ledger"
 
 
 def test_finality_of_outcomes() -> None:

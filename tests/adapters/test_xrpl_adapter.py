@@ -460,7 +460,10 @@ def test_partition_is_unavailable_opens_the_breaker_and_recovers(world: World) -
     world.ledger.node.faults.partition(60)
     try:
         first = world.chain.submit(submission)
-        assert isinstance(first, Unavailable) and not first.breaker_open, first
+        # a kept-alive connection cut mid-request leaves the outcome unknown (Pending);
+        # a refused one says the server was never reached (Unavailable): never final
+        assert isinstance(first, Unavailable | Pending), first
+        assert not (isinstance(first, Unavailable) and first.breaker_open), first
         outcomes = [world.chain.status(submission) for _ in range(POLICY.fail_max)]
         assert all(isinstance(o, Unavailable) for o in outcomes)
         assert world.chain._guard.state.state == "open"

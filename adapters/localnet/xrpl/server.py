@@ -12,8 +12,11 @@ connections altogether (the listening socket is closed during a partition).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +60,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_text(405, "Method Not Allowed")
 
     def do_POST(self) -> None:
+        if self.server.faults.partition_remaining_s() > 0:
+            # the listening socket is closed, but a kept-alive connection outlives it:
+            # a partition cuts those too
+            self._reset_connection()
+            return
         body = self._read_body()
         if body is None:
             return
@@ -70,6 +78,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(404, "Not Found")
             return
         self._json_rpc(body)
+
+    def _reset_connection(self) -> None:
+        """Close with a TCP reset: what a client sees when a server is unreachable mid-way."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _read_body(self) -> bytes | None:
         length_header = self.headers.get("Content-Length")
