@@ -6,10 +6,13 @@ another worker resume the settlement from what the database recorded. A settleme
 that must wait (a ledger closing, CancelAfter not yet passed) is handed back with its
 lease set to when it is due again, so the lease doubles as the timer.
 
-A worker may step the settlements it claimed side by side, ``concurrency`` at a time: a
-step that waits on a ledger (a Horizon submit answers only once the transaction is in
-a ledger) does not hold up the others. One settlement is still never stepped twice at
-once, by this worker or another: each step runs under that settlement's advisory lock.
+A worker may step settlements side by side, ``concurrency`` at a time: a step that
+waits on a ledger (a Horizon submit answers only once the transaction is in a ledger)
+does not hold up the others. ``run`` keeps ``concurrency`` lanes, each claiming its
+next due settlement as soon as its last step ends, so one slow step never holds a whole
+batch back; ``run_once`` steps one claimed batch and returns. One settlement is still
+never stepped twice at once, by this worker or another: each step runs under that
+settlement's advisory lock.
 """
 
 from __future__ import annotations
@@ -82,6 +85,20 @@ class Worker:
     def run_once(self) -> int:
         """Claim what is due, step each claimed settlement once; return how many. Every
         ``expiry_sweep_s`` it also runs the expiry sweep (``CommitmentService.expire_due``)."""
+        self._chores()
+        claimed = self._claim(self.policy.batch)
+        workers = min(self.policy.concurrency, len(claimed))
+        if workers <= 1:
+            for settlement_id in claimed:
+                self._drive(settlement_id)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-step") as pool:
+                # _drive logs and swallows a failed step; the results carry nothing else
+                list(pool.map(self._drive, claimed))
+        return len(claimed)
+
+    def _chores(self) -> None:
+        """The expiry sweep and the housekeeping, each when it is due."""
         if self._expire is not None and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.policy.expiry_sweep_s
             try:
@@ -94,25 +111,14 @@ class Worker:
                 self._housekeeping()
             except Exception:
                 log.exception("housekeeping failed; it runs again later")
+
+    def _claim(self, limit: int) -> list[UUID]:
         now = self._clock.now()
-        claimed = self._db.transaction(
+        return self._db.transaction(
             lambda uow: records.claim_due(
-                uow,
-                worker=self.name,
-                now=now,
-                lease_s=self.policy.lease_s,
-                limit=self.policy.batch,
+                uow, worker=self.name, now=now, lease_s=self.policy.lease_s, limit=limit
             )
         )
-        workers = min(self.policy.concurrency, len(claimed))
-        if workers <= 1:
-            for settlement_id in claimed:
-                self._drive(settlement_id)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-step") as pool:
-                # _drive logs and swallows a failed step; the results carry nothing else
-                list(pool.map(self._drive, claimed))
-        return len(claimed)
 
     def _drive(self, settlement_id: UUID) -> None:
         # A lease schedules work; the advisory lock makes a step exclusive even when a
@@ -139,12 +145,56 @@ class Worker:
         )
 
     def run(self) -> None:
-        """Poll until ``stop()``."""
+        """Poll until ``stop()``: batch by batch with ``concurrency`` 1, else in lanes."""
         log.info("worker %s started", self.name)
-        while not self._stop.is_set():
-            if self.run_once() == 0:
-                self._stop.wait(self.policy.idle_s)
+        if self.policy.concurrency <= 1:
+            while not self._stop.is_set():
+                if self.run_once() == 0:
+                    self._stop.wait(self.policy.idle_s)
+        else:
+            self._run_lanes()
         log.info("worker %s stopped", self.name)
+
+    def _run_lanes(self) -> None:
+        """``concurrency`` lanes fed by this thread: it claims as many due settlements
+        as lanes are free, and claims again as soon as one frees (or after ``idle_s``
+        when none was due), so one slow step never holds the others back and idle lanes
+        do not each poll the database. A failure to claim (the database away) is logged
+        and retried after the idle wait."""
+        free = threading.Semaphore(self.policy.concurrency)
+        freed = threading.Event()
+
+        def lane(settlement_id: UUID) -> None:
+            try:
+                self._drive(settlement_id)
+            except Exception:
+                # handing the lease back failed; it runs out and the settlement is retried
+                log.exception("worker %s: settlement %s not handed back", self.name, settlement_id)
+            finally:
+                free.release()
+                freed.set()
+
+        with ThreadPoolExecutor(
+            self.policy.concurrency, thread_name_prefix=f"{self.name}-lane"
+        ) as lanes:
+            while not self._stop.is_set():
+                self._chores()
+                freed.clear()  # before counting free lanes: a lane freed later wakes us
+                slots = 0
+                while free.acquire(blocking=False):
+                    slots += 1
+                claimed: list[UUID] = []
+                if slots:
+                    try:
+                        claimed = self._claim(slots)
+                    except Exception:
+                        log.exception("worker %s: claiming failed; trying again", self.name)
+                for _ in range(slots - len(claimed)):
+                    free.release()
+                for settlement_id in claimed:
+                    lanes.submit(lane, settlement_id)
+                # every lane busy, or nothing more due: wait for a lane or the idle tick
+                freed.wait(self.policy.idle_s)
 
     def stop(self) -> None:
         self._stop.set()

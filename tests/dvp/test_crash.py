@@ -706,6 +706,67 @@ def test_a_worker_steps_its_other_settlements_while_one_waits_on_a_ledger(
     assert not tracker.overlaps
 
 
+def test_a_running_worker_settles_the_rest_while_one_lane_waits_on_a_ledger(
+    slow_close_dvp: Dvp,
+) -> None:
+    # run() in lanes: a lane freed by a finished step takes the next due settlement at
+    # once, while another lane still waits inside a ledger call
+    dvp = slow_close_dvp
+    sealer = Sealer(Fernet.generate_key())
+    tracker = StepTracker()
+    chains = _own_chains(dvp.world)
+    blocking = BlockingChain(chains[ChainName.STELLAR])
+    chains[ChainName.STELLAR] = blocking  # type: ignore[assignment]
+    coordinator = _coordinator_for(dvp, chains, sealer)
+    tracker.wrap(coordinator, "lanes")
+    worker = Worker(
+        dvp.engine.db,
+        coordinator,
+        dvp.world.clock,
+        name="lanes",
+        policy=WorkerPolicy(batch=8, concurrency=3, idle_s=0.02),
+    )
+    buyers = [dvp.world.buyer_stellar, *dvp.world.extra_buyers]
+    ids = [
+        coordinator.instruct(
+            SYSTEM,
+            dvp.verified_commitment("400"),
+            dvp.world.legs(Decimal(2), Decimal(400), buyer_stellar=buyers[n]),
+            commit_deadline=dvp.world.clock.now() + timedelta(seconds=600),
+        )
+        for n in range(4)
+    ]
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        assert blocking.entered.wait(10), "the worker never reached the ledger"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            settled = [
+                x.settlement.status for x in load(dvp.engine.db, dvp.engine.commitments, ids)
+            ]
+            if settled.count("SETTLED") == 3:
+                break
+            time.sleep(0.1)
+        # three settled end to end on the two free lanes while the third lane was held
+        assert settled.count("SETTLED") == 3, settled
+        assert not blocking.release.is_set()
+    finally:
+        blocking.release.set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(
+        x.settlement.status != "SETTLED" for x in load(dvp.engine.db, dvp.engine.commitments, ids)
+    ):
+        time.sleep(0.1)
+    worker.stop()
+    runner.join(30)
+    assert not runner.is_alive(), "stop() ends the lanes"
+    assert [x.settlement.status for x in load(dvp.engine.db, dvp.engine.commitments, ids)] == [
+        "SETTLED"
+    ] * 4
+    assert not tracker.overlaps
+
+
 def test_a_force_cancel_does_not_hand_a_leased_settlement_to_another_worker(dvp: Dvp) -> None:
     sealer = Sealer(Fernet.generate_key())
     tracker = StepTracker()
