@@ -109,15 +109,36 @@ def list_keys(db: Database) -> list[KeyRecord]:
         return [_key(tuple(row)) for row in rows]
 
 
-def record_nonce(db: Database, key_id: str, nonce: str, *, at: datetime) -> bool:
-    """Remember a nonce of a key; False if the key used it before (a replay)."""
+NonceOutcome = Literal["accepted", "replayed", "revoked", "unknown"]
+
+
+def accept_nonce(db: Database, key_id: str, nonce: str, *, at: datetime) -> NonceOutcome:
+    """In one statement: check that the key is still registered and not revoked, and
+    record its nonce. "replayed" when the key used the nonce before; nothing is recorded
+    for a revoked or unknown key.
+
+    The nonce's transaction commits asynchronously (``synchronous_commit`` off for it
+    alone): it is visible to every later request at once, so a replay is refused as
+    before, but it does not wait for its own WAL flush. Any later synchronous commit,
+    such as the effect of a mutating request, flushes the WAL up to itself and so makes
+    the nonce durable first. A database crash can lose only the nonces of the last
+    moments' requests that changed nothing (at most about three ``wal_writer_delay``):
+    such a request, replayed inside its 300 s window after the restart, is refused for
+    any other reason it was, or reads again what it read."""
     row = db.call_one(
-        "WITH ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
-        " VALUES (%(key_id)s, %(nonce)s, %(at)s) ON CONFLICT DO NOTHING RETURNING 1)"
-        " SELECT count(*) FROM ins",
+        "WITH k AS (SELECT revoked_at FROM api_keys WHERE key_id = %(key_id)s),"
+        " ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
+        "   SELECT %(key_id)s, %(nonce)s, %(at)s FROM k WHERE k.revoked_at IS NULL"
+        "   ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM k WHERE revoked_at IS NULL),"
+        " (SELECT count(*) FROM ins), set_config('synchronous_commit', 'off', true)",
         {"key_id": key_id, "nonce": nonce, "at": at},
     )
-    return bool(row[0])
+    if not row[0]:
+        return "unknown"
+    if not row[1]:
+        return "revoked"
+    return "accepted" if row[2] else "replayed"
 
 
 def prune_nonces(db: Database, *, before: datetime) -> int:

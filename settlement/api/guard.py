@@ -153,7 +153,7 @@ class Guard:
         found: list[KeyRecord] = []
 
         def lookup(key_id: str) -> Ed25519PublicKey:
-            record, public = self._keys.active_public_key(key_id)
+            record, public = self._keys.public_key(key_id)
             found.append(record)
             return public
 

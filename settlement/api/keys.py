@@ -26,6 +26,8 @@ from settlement.translate import translated
 #: roles a key may be registered with (``system`` is the engine itself, never a key)
 KEY_ROLES = (Role.ALLOCATOR, Role.COMPLIANCE_OFFICER, Role.ADMIN, Role.AUDITOR)
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: public keys kept per process for verifying signatures
+_VERIFYING_CACHE_MAX = 10_000
 
 
 class KeyNotFound(errors.SettlementError):
@@ -47,6 +49,7 @@ class KeyService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._verifying: dict[str, tuple[KeyRecord, Ed25519PublicKey]] = {}
 
     def create(
         self,
@@ -128,12 +131,38 @@ class KeyService:
             raise signing.KeyRevoked(f"key {key_id!r} was revoked")
         return record, Ed25519PublicKey.from_public_bytes(record.public_key)
 
+    def public_key(self, key_id: str) -> tuple[KeyRecord, Ed25519PublicKey]:
+        """The key's record and public key, to verify a signature with, from this
+        process's cache when it is there: a registered key's public key, role and party
+        never change. Revocation is not read here: ``accept_nonce`` checks it in the
+        same round trip that records the nonce. ``KeyUnknown`` / ``KeyRevoked`` when the
+        database is read and says so."""
+        cached = self._verifying.get(key_id)
+        if cached is not None:
+            return cached
+        record, public = self.active_public_key(key_id)
+        if len(self._verifying) >= _VERIFYING_CACHE_MAX:
+            self._verifying.clear()  # keys are few; a flood of new ones only costs reads
+        self._verifying[key_id] = (record, public)
+        return record, public
+
     def accept_nonce(self, key_id: str, nonce: str) -> None:
-        """Record a nonce; ``NonceReused`` if this key used it before."""
+        """Check the key is still registered and not revoked, and record the nonce, in
+        one round trip; ``KeyRevoked`` / ``KeyUnknown``, or ``NonceReused`` if this key
+        used the nonce before."""
         with translated():
-            fresh = api_keys.record_nonce(self._db, key_id, nonce, at=self._clock.now())
-        if not fresh:
-            raise signing.NonceReused(f"nonce {nonce!r} was already used by {key_id}")
+            outcome = api_keys.accept_nonce(self._db, key_id, nonce, at=self._clock.now())
+        match outcome:
+            case "accepted":
+                return
+            case "replayed":
+                raise signing.NonceReused(f"nonce {nonce!r} was already used by {key_id}")
+            case "revoked":
+                self._verifying.pop(key_id, None)
+                raise signing.KeyRevoked(f"key {key_id!r} was revoked")
+            case "unknown":
+                self._verifying.pop(key_id, None)
+                raise signing.KeyUnknown(f"no registered key {key_id!r}")
 
     def prune_nonces(self, *, window_s: int = signing.WINDOW_S) -> int:
         """Forget nonces no replay could still use: a signature recorded more than two

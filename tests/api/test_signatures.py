@@ -106,6 +106,21 @@ def test_a_revoked_key_is_401_key_revoked_from_the_next_request(api: Api) -> Non
     problem_of(create(api, api.allocator), 401, "key_revoked")
 
 
+def test_a_cached_key_is_still_checked_for_revocation_and_replay_in_the_database(
+    api: Api,
+) -> None:
+    # the server keeps public keys in memory; revocation and nonces are read each time
+    assert create(api, api.allocator, nonce="n-first").status_code == 201
+    problem_of(create(api, api.allocator, nonce="n-first"), 401, "nonce_reused")
+    assert api.keys.revoke(api.allocator.key_id, revoked_by="test") is True
+    problem_of(create(api, api.allocator, nonce="n-after"), 401, "key_revoked")
+    with api.engine.db.unit_of_work() as uow:
+        nonces = uow.execute(
+            "SELECT nonce FROM api_nonces WHERE key_id = :k", {"k": api.allocator.key_id}
+        ).all()
+    assert [n for (n,) in nonces] == ["n-first"], "nothing recorded for a revoked key"
+
+
 @pytest.mark.parametrize(
     "covered",
     [("@method", "@target-uri"), ("@method", "content-digest"), ("@target-uri", "content-digest")],
