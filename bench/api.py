@@ -9,10 +9,11 @@ one uvicorn process on two ports:
   their validation, the service call (with its own idempotency record in the engine's
   transaction), serialisation and any other middleware are identical. What the
   unsigned app skips is exactly the guard's work: the body size check, the RFC 9421
-  verification (parsing Signature-Input, the key lookup in the database, the
-  Content-Digest hash and the Ed25519 check), recording the nonce (one INSERT), the
-  periodic nonce prune, and for POST the HTTP idempotency claim and completion (two
-  more round trips, and holding the response until it is stored).
+  verification (parsing Signature-Input, the public key from the process's cache, the
+  Content-Digest hash and the Ed25519 check), one statement that checks the key is not
+  revoked and records the nonce (committed asynchronously), the periodic nonce prune,
+  and for POST the HTTP idempotency claim and completion (two more round trips, and
+  holding the response until it is stored).
 
 Routes: GET /v1/commitments/{id} (one commitment) and POST /v1/commitments (create a
 DRAFT, a fresh Idempotency-Key each). For each route and each app, a closed loop of 50
@@ -281,13 +282,14 @@ def guard_steps(owner_url: str, signer: tuple[str, Ed25519PrivateKey], count: in
     verify_us = per_call_us(
         lambda i: signing.verify_request(incoming[i], b"", lookup=lambda _: public, now=CLOCK.now())
     )
-    lookup_us = per_call_us(lambda _: keys.active_public_key(key_id))
+    lookup_us = per_call_us(lambda _: keys.active_public_key(key_id))  # a cache miss
     prefix = uuid.uuid4().hex
     nonce_us = per_call_us(lambda i: keys.accept_nonce(key_id, f"{prefix}-{i}"))
     engine.close()
     print(
         f"\nguard steps, {count} calls each, microseconds per call: verify (CPU)"
-        f" {verify_us:.0f}, key lookup {lookup_us:.0f}, nonce INSERT {nonce_us:.0f}"
+        f" {verify_us:.0f}; key check + nonce (one statement) {nonce_us:.0f};"
+        f" key read on a cache miss only {lookup_us:.0f}"
     )
 
 

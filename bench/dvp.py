@@ -1,34 +1,31 @@
 """End-to-end two-leg DVP throughput over the local XRPL and Stellar networks.
 
-Figures, not a pass/fail test. Both local networks run in this process with a 1 s ledger
-close interval (as the real networks close every 3-5 s, this is optimistic), against
-the embedded PostgreSQL. For each worker count K (threads, each with its own
-coordinator and its own adapters, all on one database, as separate worker processes
-would be), a closed loop keeps ``--in-flight`` settlements per worker open: as one
-closes, the next commitment is approved and instructed. Each settlement is the bond on
-XRPL against USDC on Stellar (lock both, decide, commit both: four ledger transactions).
+Figures, not a pass/fail test. Both local networks run as processes of their own
+(``settle node xrpl|stellar``) with a 1 s ledger close interval (the real networks
+close every 3-5 s, so this is optimistic), against the embedded PostgreSQL. For each
+ticket count T and worker count K (threads, each with its own coordinator and its own
+adapters, all on one database, as separate worker processes would be), a closed loop
+keeps ``--in-flight`` settlements per worker open: as one closes, the next commitment is
+approved and instructed. Each settlement is the bond on XRPL against USDC on Stellar
+(lock both, decide, commit both: four ledger transactions).
 
-Printed per K: settled DVPs per second (settled / time from the start to the last
+Printed per (T, K): settled DVPs per second (settled / time from the start to the last
 settlement; new work stops after ``--seconds`` and what is open gets ``--drain`` more
-seconds to finish), p50/p99 from VERIFIED (approval) to SETTLED,
-ledger transactions per close on each chain (mean and max), the share of signatures that
-had to be made again (a Sequence taken by a concurrent transaction from the same
-account expires and is signed anew), and peak RSS of this process (which also holds
-both networks).
+seconds to finish), p50/p99 from VERIFIED (approval) to SETTLED, ledger transactions per
+close on each chain (mean and max), the share of signatures that had to be made again (a
+Sequence taken by a concurrent transaction from the same account expires and is signed
+anew), and peak RSS of this process and of each network's process.
 
 What limits it: every XRPL lock is signed by the one seller account and every XRPL
-commit by the one agent account. An account's transactions need consecutive sequence
-numbers, so concurrent workers collide and the loser waits out its LastLedgerSequence
-(20 ledgers) before signing again. Stellar transactions take their sequence from one of
-``--channels`` channel accounts (0: each signer's own sequence, as before channels were
-built), so they no longer collide. ``--concurrency`` steps that many claimed
-settlements of a worker side by side (a Horizon submit waits for its ledger). XRPL
-Tickets are not built, so the XRPL side still serialises per account and the issue's
-target of >= 100 settlements/s is not reached; the local networks also run inside this
-process, not as separate processes as the issue asks.
+commit by the one agent account. Without Tickets (T = 0) an account's transactions need
+consecutive sequence numbers, so concurrent workers collide and the loser waits out its
+LastLedgerSequence (20 ledgers) before signing again; with T tickets each transaction
+takes a ticket of its own. Stellar transactions take their sequence from one of
+``--channels`` channel accounts. ``--concurrency`` steps that many claimed settlements
+of a worker side by side (each submit waits for its ledger).
 
-    python bench/dvp.py [--seconds 30] [--workers 1,4] [--in-flight 4]
-                        [--channels 8] [--concurrency 1]
+    python bench/dvp.py [--seconds 20] [--workers 1,4] [--in-flight 16]
+                        [--channels 32] [--concurrency 8] [--tickets 0,200]
 """
 
 from __future__ import annotations
@@ -37,16 +34,20 @@ import argparse
 import logging
 import os
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
@@ -63,18 +64,20 @@ from ledger.database import app_url_for
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.dvp import DvpCoordinator, DvpPolicy
-from settlement.localworld import LocalWorld, start_local_world
+from settlement.localworld import LocalWorld, NetworkUrls, start_local_world
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
 from settlement.worker import Worker, WorkerPolicy
 
 CLOSE_INTERVAL_S = 1.0
+#: threads approving and instructing new settlements
+FEEDERS = 8
 PRICE = Decimal(100)
 BOND = Decimal(1)
 
 
 def own_chains(world: LocalWorld, policy: ResiliencePolicy) -> dict[ChainName, Chain]:
-    """A worker's own adapters, on the world's accounts and channel accounts."""
+    """A worker's own adapters, on the world's accounts, tickets and channel accounts."""
     return {
         ChainName.XRPL: XrplChain(
             world.xrpl.url,
@@ -84,7 +87,7 @@ def own_chains(world: LocalWorld, policy: ResiliencePolicy) -> dict[ChainName, C
         ),
         ChainName.STELLAR: StellarChain(
             world.stellar.url,
-            world.stellar_node.network_passphrase,
+            world.stellar.passphrase,
             agent=world.agent_stellar.public_key,
             signer=world.keystore,
             guard=ChainGuard("stellar", policy),
@@ -119,7 +122,7 @@ def run(
     in_flight: int,
     drain_s: float,
     concurrency: int = 1,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     sealer = Sealer(Fernet.generate_key())
     policy = ResiliencePolicy()
     dvp_policy = DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.1)
@@ -146,12 +149,18 @@ def run(
     ]
     buyers = [world.buyer_stellar, *world.extra_buyers]
     service = engine.commitments
+    target_open = in_flight * workers_n
     ids: list[UUID] = []
-    verified_at: dict[UUID, float] = {}
-    settled_at: dict[UUID, float] = {}
+    verified_at: dict[UUID, datetime] = {}
+    state = threading.Condition()
+    live = 0  # instructed and not yet closed, or being made
+    made = 0
+    stop_feeding = threading.Event()
 
     def open_ids() -> list[UUID]:
-        if not ids:
+        with state:
+            known = list(ids)
+        if not known:
             return []
         return engine.db.transaction(
             lambda uow: [
@@ -159,60 +168,72 @@ def run(
                 for row in uow.execute(
                     "SELECT id FROM settlements WHERE id = ANY(:ids)"
                     " AND status IN ('LOCKING', 'COMMITTING', 'UNWINDING')",
-                    {"ids": ids},
+                    {"ids": known},
                 ).all()
             ]
         )
+
+    def feed() -> None:
+        """One of several feeders (approving and instructing is ledger-bound: each
+        instruction checks its legs against both ledgers), so the load generator keeps
+        ``target_open`` settlements open however fast the workers close them."""
+        nonlocal live, made
+        while not stop_feeding.is_set():
+            with state:
+                while live >= target_open and not stop_feeding.is_set():
+                    state.wait(0.1)
+                if stop_feeding.is_set():
+                    return
+                live += 1
+                n = made
+                made += 1
+            created = service.create(
+                ALLOCATOR, deal_ref=f"BENCH-DVP-{n}", amount=f"{PRICE:f}", currency="USDC"
+            )
+            service.submit(ALLOCATOR, created.commitment_id)
+            service.approve(OFFICER, created.commitment_id)
+            approved = world.clock.now()
+            sid = coordinators[0].instruct(
+                SYSTEM,
+                created.commitment_id,
+                world.legs(BOND, PRICE, buyer_stellar=buyers[n % len(buyers)]),
+                commit_deadline=world.clock.now() + timedelta(seconds=300),
+            )
+            with state:
+                ids.append(sid)
+                verified_at[sid] = approved
 
     failures = _Count()
     worker_log = logging.getLogger("settlement.worker")
     worker_log.addHandler(failures)
     worker_log.propagate = False  # counted, not printed
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    feeders = [threading.Thread(target=feed, daemon=True) for _ in range(FEEDERS)]
     started = time.monotonic()
-    for t in threads:
+    started_at = world.clock.now()
+    for t in (*threads, *feeders):
         t.start()
-    n = 0
     while time.monotonic() - started < seconds:
-        live = open_ids()
-        for sid in set(ids) - set(live) - set(settled_at):
-            settled_at[sid] = time.monotonic()
-        for _ in range(in_flight * workers_n - len(live)):
-            created = service.create(
-                ALLOCATOR, deal_ref=f"BENCH-DVP-{n}", amount=f"{PRICE:f}", currency="USDC"
-            )
-            service.submit(ALLOCATOR, created.commitment_id)
-            service.approve(OFFICER, created.commitment_id)
-            approved = time.monotonic()
-            buyer = buyers[n % len(buyers)]
-            n += 1
-            sid = coordinators[0].instruct(
-                SYSTEM,
-                created.commitment_id,
-                world.legs(BOND, PRICE, buyer_stellar=buyer),
-                commit_deadline=world.clock.now() + timedelta(seconds=300),
-            )
-            ids.append(sid)
-            verified_at[sid] = approved
-        time.sleep(0.05)
-    window_s = time.monotonic() - started
+        still_open = len(open_ids())
+        with state:
+            live = still_open + (made - len(ids))  # those being made count as open
+            state.notify_all()
+        time.sleep(0.1)
+    stop_feeding.set()
+    for t in feeders:
+        t.join(60)
     # no new work: let what is open finish (or give up), so latencies include the slow ones
     drain_until = time.monotonic() + drain_s
-    while time.monotonic() < drain_until:
-        live = open_ids()
-        for sid in set(ids) - set(live) - set(settled_at):
-            settled_at[sid] = time.monotonic()
-        if not live:
-            break
+    while time.monotonic() < drain_until and open_ids():
         time.sleep(0.1)
-    elapsed = (max(settled_at.values()) - started) if settled_at else window_s
     for w in workers:
         w.stop()
     for t in threads:
         t.join(60)
     rows = engine.db.transaction(
         lambda uow: uow.execute(
-            "SELECT s.id, s.status, x.chain, x.ledger_index, x.status FROM settlements s"
+            "SELECT s.id, s.status, x.chain, x.ledger_index, x.status, x.purpose,"
+            " x.result_code FROM settlements s"
             " JOIN ledger_submissions x ON x.settlement_id = s.id WHERE s.id = ANY(:ids)",
             {"ids": ids},
         ).all()
@@ -224,15 +245,31 @@ def run(
             ).all()
         )
     )
-    done_in_window = [sid for sid in settled_at if statuses.get(sid) == "SETTLED"]
+    closed_at = dict(
+        engine.db.transaction(
+            lambda uow: uow.execute(
+                "SELECT id, updated_at FROM settlements WHERE id = ANY(:ids)"
+                " AND status = 'SETTLED'",
+                {"ids": ids},
+            ).all()
+        )
+    )
     logging.getLogger("settlement.worker").removeHandler(failures)
-    latencies = [settled_at[sid] - verified_at[sid] for sid in done_in_window]
+    # engine-clock times: approval as the feeder saw it, close as the database recorded it
+    latencies = [(closed_at[sid] - verified_at[sid]).total_seconds() for sid in closed_at]
+    elapsed = (
+        (max(closed_at.values()) - started_at).total_seconds()
+        if closed_at
+        else time.monotonic() - started
+    )
     per_ledger: dict[str, Counter[int]] = {"xrpl": Counter(), "stellar": Counter()}
     signatures = resigned = 0
-    for _sid, _status, chain, ledger_index, sub_status in rows:
+    causes: Counter[str] = Counter()
+    for _sid, _status, chain, ledger_index, sub_status, purpose, code in rows:
         signatures += 1
         if sub_status == "EXPIRED" or sub_status == "REJECTED":
             resigned += 1
+            causes[f"{chain} {purpose} {code or sub_status}"] += 1
         if sub_status == "APPLIED" and ledger_index is not None:
             per_ledger[chain][ledger_index] += 1
 
@@ -246,8 +283,8 @@ def run(
     x_mean, x_max = tx_per_close("xrpl")
     s_mean, s_max = tx_per_close("stellar")
     return {
-        "settled": len(done_in_window),
-        "dvp_per_s": len(done_in_window) / elapsed,
+        "settled": len(closed_at),
+        "dvp_per_s": len(closed_at) / elapsed,
         "p50_s": _p(latencies, 0.5),
         "p99_s": _p(latencies, 0.99),
         "mean_s": statistics.fmean(latencies) if latencies else float("nan"),
@@ -261,25 +298,108 @@ def run(
         "instructed": len(ids),
         "step_failures": failures.count,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "causes": ", ".join(f"{k} x{n}" for k, n in causes.most_common()),
     }
+
+
+class NodeProcesses:
+    """``settle node xrpl`` and ``settle node stellar`` as processes of their own, each
+    closing a ledger every ``CLOSE_INTERVAL_S``; their peak RSS is read from /proc."""
+
+    def __init__(self) -> None:
+        self.xrpl_port, self.stellar_port = _free_port(), _free_port()
+        self.procs = [
+            self._spawn("xrpl", self.xrpl_port),
+            self._spawn("stellar", self.stellar_port),
+        ]
+        self.urls = NetworkUrls(
+            f"http://127.0.0.1:{self.xrpl_port}", f"http://127.0.0.1:{self.stellar_port}"
+        )
+        deadline = time.monotonic() + 60
+        for url, probe in ((self.urls.xrpl_url, _xrpl_up), (self.urls.horizon_url, _horizon_up)):
+            while not probe(url):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                    self.stop()
+                    raise RuntimeError(f"local network at {url} did not start")
+                time.sleep(0.1)
+
+    @staticmethod
+    def _spawn(kind: str, port: int) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-c",
+            "from settlement.cli import app; app()",
+            "node",
+            kind,
+            "--port",
+            str(port),
+            "--close-interval",
+            str(CLOSE_INTERVAL_S),
+        ]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def peak_rss_mib(self) -> list[float]:
+        peaks = []
+        for proc in self.procs:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+            peaks.append(kib / 1024)
+        return peaks
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _xrpl_up(url: str) -> bool:
+    try:
+        answer = httpx.post(url, json={"method": "server_info", "params": [{}]}, timeout=2)
+        return answer.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _horizon_up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", default="1,4")
-    parser.add_argument("--in-flight", type=int, default=4, help="open settlements per worker")
+    parser.add_argument("--in-flight", type=int, default=16, help="open settlements per worker")
     parser.add_argument(
-        "--drain", type=float, default=90.0, help="seconds to let open settlements finish"
+        "--drain", type=float, default=60.0, help="seconds to let open settlements finish"
     )
     parser.add_argument(
-        "--channels", type=int, default=8, help="Stellar channel accounts (0: none)"
+        "--channels", type=int, default=32, help="Stellar channel accounts (0: none)"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=1, help="settlements a worker steps at once"
+        "--concurrency", type=int, default=8, help="settlements a worker steps at once"
+    )
+    parser.add_argument(
+        "--tickets",
+        default="0,200",
+        help="XRPL Tickets for the seller and the agent, one run per value (0: Sequence)",
     )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",")]
+    ticket_counts = [int(t) for t in args.tickets.split(",")]
 
     data_dir = Path(os.environ.get("SETTLEMENT_DATA_DIR", ".settlement")).resolve()
     server = embedded.ensure_running(data_dir)
@@ -298,54 +418,69 @@ def main() -> None:
 
     print(
         f"{os.cpu_count()} cores; ledgers close every {CLOSE_INTERVAL_S:.0f} s on both local"
-        f" networks; {args.seconds:.0f} s per run; {args.in_flight} settlements in flight per"
-        f" worker; {args.channels} Stellar channel accounts; each worker steps"
-        f" {args.concurrency} settlement(s) at once; workers are threads of this process,"
-        " which also runs both networks\n"
+        f" networks, each a process of its own; {args.seconds:.0f} s per run;"
+        f" {args.in_flight} settlements in flight per worker; {args.channels} Stellar channel"
+        f" accounts; each worker steps {args.concurrency} settlement(s) at once; workers are"
+        " threads of this process. T: XRPL Tickets for the seller and the agent"
+        " (0: each signs on its own Sequence)\n"
     )
     header = (
-        f"{'K':>3} {'settled':>8} {'DVP/s':>7} {'VERIFIED->SETTLED p50/p99 s':>28}"
+        f"{'T':>4} {'K':>3} {'settled':>8} {'DVP/s':>7} {'VERIFIED->SETTLED p50/p99 s':>28}"
         f" {'XRPL tx/close mean/max':>23} {'Stellar tx/close mean/max':>26}"
-        f" {'re-signed %':>11} {'peak RSS MiB':>13}"
+        f" {'re-signed %':>11} {'peak RSS MiB engine/xrpl/stellar':>33}"
     )
     print(header)
     print("-" * len(header))
-    for k in worker_counts:
-        name = fresh_database(k)
-        owner_url = server.url(name)
-        world = start_local_world(
-            bond_units=Decimal(1_000_000),
-            usdc=Decimal(100_000_000),
-            xrpl_close_interval_s=CLOSE_INTERVAL_S,
-            stellar_close_interval_s=CLOSE_INTERVAL_S,
-            extra_buyers=7,
-            stellar_channels=args.channels,
-        )
-        engine = bootstrap.build(
-            load_settings(database_url=owner_url, pool_size=10),
-            clock=world.clock,
-            urls=DatabaseUrls(owner=owner_url, app=app_url_for(owner_url)),
-        )
-        try:
-            r = run(world, engine, k, args.seconds, args.in_flight, args.drain, args.concurrency)
-        finally:
-            engine.close()
-            world.close()
-        print(
-            f"{k:>3} {r['settled']:>8.0f} {r['dvp_per_s']:>7.2f}"
-            f" {r['p50_s']:>14.2f}/{r['p99_s']:<13.2f}"
-            f" {r['xrpl_tx_per_close']:>15.2f}/{r['xrpl_max']:<7.0f}"
-            f" {r['stellar_tx_per_close']:>18.2f}/{r['stellar_max']:<7.0f}"
-            f" {r['resigned_pct']:>11.1f} {r['rss_mib']:>13.0f}",
-            flush=True,
-        )
-        print(
-            f"    instructed {r['instructed']:.0f}, unwound {r['unwound']:.0f}, still open"
-            f" {r['open']:.0f}; steps that failed (each waits out a lease):"
-            f" {r['step_failures']:.0f}"
-        )
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    nodes = NodeProcesses()
+    try:
+        for tickets in ticket_counts:
+            for k in worker_counts:
+                name = fresh_database(k)
+                owner_url = server.url(name)
+                world = start_local_world(
+                    bond_units=Decimal(1_000_000),
+                    usdc=Decimal(100_000_000),
+                    extra_buyers=7,
+                    stellar_channels=args.channels,
+                    xrpl_tickets=tickets,
+                    networks=nodes.urls,
+                )
+                # each stepping thread holds two connections (its advisory lock's and its
+                # step's own); the pool may grow to three times its size
+                pool_size = max(10, -(-(2 * k * args.concurrency + 8) // 3))
+                engine = bootstrap.build(
+                    load_settings(database_url=owner_url, pool_size=pool_size),
+                    clock=world.clock,
+                    urls=DatabaseUrls(owner=owner_url, app=app_url_for(owner_url)),
+                )
+                try:
+                    r = run(
+                        world, engine, k, args.seconds, args.in_flight, args.drain, args.concurrency
+                    )
+                finally:
+                    engine.close()
+                    world.close()
+                xrpl_rss, stellar_rss = nodes.peak_rss_mib()
+                rss = f"{r['rss_mib']:.0f}/{xrpl_rss:.0f}/{stellar_rss:.0f}"
+                print(
+                    f"{tickets:>4} {k:>3} {r['settled']:>8.0f} {r['dvp_per_s']:>7.2f}"
+                    f" {r['p50_s']:>14.2f}/{r['p99_s']:<13.2f}"
+                    f" {r['xrpl_tx_per_close']:>15.2f}/{r['xrpl_max']:<7.0f}"
+                    f" {r['stellar_tx_per_close']:>18.2f}/{r['stellar_max']:<7.0f}"
+                    f" {r['resigned_pct']:>11.1f} {rss:>33}",
+                    flush=True,
+                )
+                print(
+                    f"         instructed {r['instructed']:.0f}, unwound {r['unwound']:.0f},"
+                    f" still open {r['open']:.0f}; steps that failed (each waits out a lease):"
+                    f" {r['step_failures']:.0f}"
+                )
+                if r["causes"]:
+                    print(f"         signed again after: {r['causes']}")
+                with admin.connect() as c:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        nodes.stop()
     admin.dispose()
 
 
