@@ -247,30 +247,10 @@ class XrplChain:
     def tickets(self, account: str) -> list[int]:
         """The TicketSequence of every ticket ``account`` holds in the validated ledger,
         ascending; empty for an account that does not exist."""
-        found: list[int] = []
-        marker: Any = None
-        while True:
-            answer = self._rpc(
-                AccountObjects(
-                    account=account,
-                    type=AccountObjectType.TICKET,
-                    ledger_index="validated",
-                    limit=400,
-                    marker=marker,
-                )
-            )
-            if answer.get("error") == "actNotFound":
-                return []
-            if "error" in answer:
-                raise AdapterError(f"account_objects {account} answered {answer['error']}")
-            found.extend(
-                int(node["TicketSequence"])
-                for node in answer.get("account_objects", [])
-                if node.get("LedgerEntryType") == "Ticket"
-            )
-            marker = answer.get("marker")
-            if marker is None:
-                return sorted(found)
+        return sorted(
+            int(node["TicketSequence"])
+            for node, _ in self._objects(account, AccountObjectType.TICKET, "Ticket")
+        )
 
     def prepare_ticket_create(self, account: str, count: int) -> SignedSubmission:
         """Sign a TicketCreate of ``count`` tickets for ``account`` on its own Sequence.
@@ -515,32 +495,41 @@ class XrplChain:
 
     def _locks_of(self, account: str) -> list[LockState]:
         found: list[LockState] = []
+        for node, index in self._objects(account, AccountObjectType.ESCROW, "Escrow"):
+            owner = str(node["Account"])
+            sequence = self._escrow_create_sequence(owner, node)
+            lock = LockRef(ChainName.XRPL, owner=owner, sequence=sequence)
+            found.append(_escrow_state(lock, node, index))
+        return found
+
+    def _objects(
+        self, account: str, kind: AccountObjectType, entry_type: str
+    ) -> Iterator[tuple[dict[str, Any], int | None]]:
+        """Every ``entry_type`` object in ``account``'s owner directory in the validated
+        ledger, page by page, each with the ledger index read; none for an account that
+        does not exist."""
         marker: Any = None
         while True:
             answer = self._rpc(
                 AccountObjects(
                     account=account,
-                    type=AccountObjectType.ESCROW,
+                    type=kind,
                     ledger_index="validated",
                     limit=400,
                     marker=marker,
                 )
             )
             if answer.get("error") == "actNotFound":
-                return []
+                return
             if "error" in answer:
                 raise AdapterError(f"account_objects {account} answered {answer['error']}")
             index = int(answer["ledger_index"]) if "ledger_index" in answer else None
             for node in answer.get("account_objects", []):
-                if node.get("LedgerEntryType") != "Escrow":
-                    continue
-                owner = str(node["Account"])
-                sequence = self._escrow_create_sequence(owner, node)
-                lock = LockRef(ChainName.XRPL, owner=owner, sequence=sequence)
-                found.append(_escrow_state(lock, node, index))
+                if node.get("LedgerEntryType") == entry_type:
+                    yield node, index
             marker = answer.get("marker")
             if marker is None:
-                return found
+                return
 
     def _escrow_create_sequence(self, owner: str, node: dict[str, Any]) -> int | None:
         previous = node.get("PreviousTxnID")
