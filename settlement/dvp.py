@@ -703,8 +703,8 @@ class DvpCoordinator:
         The open submissions are read before the ledger's channels: an XRPL ticket is
         gone from the validated ledger once a transaction spent it, so one still listed
         after the read can only be spent by a transaction recorded since, which the
-        unique index refuses or (if that one has also become final meanwhile) the ledger
-        refuses before any ledger (tefNO_TICKET), spending nothing."""
+        unique index refuses, or (if that one has also become final meanwhile) the ledger
+        refuses (tefNO_TICKET): it never applies, and is final once its expiry passes."""
         busy = self._db.transaction(lambda uow: records.busy_channels(uow, chain.name.value))
         channels = chain.submission_channels(_leg(leg), purpose)
         if not channels:
