@@ -113,18 +113,30 @@ NonceOutcome = Literal["accepted", "replayed", "revoked", "unknown"]
 
 
 def accept_nonce(db: Database, key_id: str, nonce: str, *, at: datetime) -> NonceOutcome:
-    """In one statement: check that the key is still registered and not revoked, and
-    record its nonce. "replayed" when the key used the nonce before; nothing is recorded
-    for a revoked or unknown key.
+    """In one statement (one round trip): check that the key is still registered and not
+    revoked, and record its nonce. "replayed" when the key used the nonce before;
+    nothing is recorded for a revoked or unknown key. Nonces are per key: another key
+    may use the same one.
 
     The nonce's transaction commits asynchronously (``synchronous_commit`` off for it
-    alone): it is visible to every later request at once, so a replay is refused as
-    before, but it does not wait for its own WAL flush. Any later synchronous commit,
-    such as the effect of a mutating request, flushes the WAL up to itself and so makes
-    the nonce durable first. A database crash can lose only the nonces of the last
-    moments' requests that changed nothing (at most about three ``wal_writer_delay``):
-    such a request, replayed inside its 300 s window after the restart, is refused for
-    any other reason it was, or reads again what it read."""
+    alone; PostgreSQL reads the setting at commit). It is visible to every later
+    request as soon as this returns, so a replay is refused exactly as before; only
+    its WAL flush is not awaited. Why losing it in a crash is acceptable:
+
+    - WAL is one sequence and recovery replays a prefix of it, so any later
+      synchronous commit (which flushes the WAL up to its own record) makes this
+      nonce durable too. A mutating request takes its idempotency claim, a
+      synchronous commit, after its nonce and before the route acts: its nonce is
+      durable before anything it asks for happens.
+    - So a crash can lose only nonces of requests that changed nothing (reads;
+      writes refused, or answered from their idempotency record), recorded in the
+      last moments before it (the WAL writer flushes within three
+      ``wal_writer_delay``, 600 ms by default). Such a request, captured and replayed
+      after the restart while its ``created`` is still inside the window (300 s), is
+      answered once more: a read with the resource as it stands then; a write goes
+      through its idempotency key like any retry, so what it asked for is done at
+      most once.
+    """
     row = db.call_one(
         "WITH k AS (SELECT revoked_at FROM api_keys WHERE key_id = %(key_id)s),"
         " ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
@@ -142,10 +154,13 @@ def accept_nonce(db: Database, key_id: str, nonce: str, *, at: datetime) -> Nonc
 
 
 def prune_nonces(db: Database, *, before: datetime) -> int:
-    """Forget nonces recorded before ``before``; returns how many."""
+    """Forget nonces recorded before ``before``; returns how many.
+
+    Commits asynchronously: a prune lost in a crash leaves rows the next one deletes.
+    """
     row = db.call_one(
         "WITH del AS (DELETE FROM api_nonces WHERE created_at < %(before)s RETURNING 1)"
-        " SELECT count(*) FROM del",
+        " SELECT count(*), set_config('synchronous_commit', 'off', true) FROM del",
         {"before": before},
     )
     return int(row[0])
