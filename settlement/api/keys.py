@@ -1,8 +1,9 @@
 """The key registry: who may sign API requests, in which role, for which party.
 
 Keys are created by operators (``settle keys new``, straight on the database); the API
-only reads them. A revoked key is refused from the next request on: the registry is
-read on every request, never cached.
+only reads them. A registered key's public key, role and party never change, so they
+may be kept in memory; whether it is revoked is read on every request, in the statement
+that records the nonce, so a revoked key is refused from the next request on.
 """
 
 from __future__ import annotations
