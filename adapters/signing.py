@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from stellar_sdk import Keypair
-from xrpl.core.keypairs import sign as xrpl_sign
 from xrpl.wallet import Wallet
 
+from adapters import xrpl_signatures
 from adapters.errors import SigningUnavailable
 
 
@@ -94,7 +94,7 @@ class InMemoryKeystore:
         return self._xrpl_wallet(address).public_key
 
     def sign_xrpl(self, address: str, message: bytes) -> bytes:
-        return bytes.fromhex(xrpl_sign(message, self._xrpl_wallet(address).private_key))
+        return xrpl_signatures.sign(message, self._xrpl_wallet(address).private_key)
 
     def _xrpl_wallet(self, address: str) -> Wallet:
         wallet = self._xrpl.get(address)

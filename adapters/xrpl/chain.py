@@ -43,7 +43,7 @@ from xrpl.asyncio.clients.exceptions import XRPLRequestFailureException
 from xrpl.asyncio.clients.utils import json_to_response, request_to_json_rpc
 from xrpl.core.addresscodec import decode_classic_address, is_valid_classic_address
 from xrpl.core.binarycodec import encode, encode_for_signing
-from xrpl.core.keypairs import derive_classic_address, is_valid_message
+from xrpl.core.keypairs import derive_classic_address
 from xrpl.models.amounts import IssuedCurrencyAmount
 from xrpl.models.requests import (
     AccountInfo,
@@ -95,6 +95,7 @@ from adapters.resilience import ChainGuard
 from adapters.signing import Signer
 from adapters.xrpl.amounts import issued_amount, token_value, xrp_to_drops
 from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
+from adapters.xrpl_signatures import verify as signature_verifies
 
 RIPPLE_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
@@ -577,7 +578,7 @@ class XrplChain:
         fields = tx.to_xrpl() | {"SigningPubKey": public_key}
         message = bytes.fromhex(encode_for_signing(fields))
         signature = self._signer.sign_xrpl(account, message)
-        if not is_valid_message(message, signature, public_key):
+        if not signature_verifies(message, signature, public_key):
             raise SigningUnavailable(f"the signer's signature for {account} does not verify")
         fields["TxnSignature"] = signature.hex().upper()
         signed = type(tx).from_xrpl(fields)

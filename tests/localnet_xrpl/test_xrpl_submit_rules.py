@@ -246,3 +246,27 @@ def test_tickets_let_transactions_use_reserved_sequences(ledger) -> None:
     root = ledger.account(alice.classic_address)
     assert root["OwnerCount"] == 1
     assert root["Sequence"] == seq + 3  # using a ticket leaves Sequence alone
+
+
+def test_a_signature_that_is_not_fully_canonical_is_refused(ledger) -> None:
+    """rippled (RequireFullyCanonicalSig) refuses the high-S twin of a valid secp256k1
+    signature, which is the same ECDSA point and which xrpl-py would accept."""
+    from cryptography.hazmat.primitives.asymmetric import utils
+    from xrpl.constants import CryptoAlgorithm
+    from xrpl.core.binarycodec import encode_for_signing
+    from xrpl.core.keypairs import sign as sign_message
+
+    from adapters.xrpl_signatures import SECP256K1_ORDER
+
+    wallet = Wallet.create(CryptoAlgorithm.SECP256K1)
+    ledger.node.fund(wallet.classic_address, 100)
+    tx = _payment(ledger, wallet, sequence=ledger.next_sequence(wallet.classic_address))
+    tx["SigningPubKey"] = wallet.public_key
+    low = bytes.fromhex(sign_message(bytes.fromhex(encode_for_signing(tx)), wallet.private_key))
+    r, s = utils.decode_dss_signature(low)
+    tx["TxnSignature"] = utils.encode_dss_signature(r, SECP256K1_ORDER - s).hex().upper()
+    result = ledger.raw("submit", tx_blob=encode(tx))
+    assert result["error"] == "invalidTransaction"
+    assert "Invalid signature" in result["error_exception"]
+    tx["TxnSignature"] = low.hex().upper()  # the canonical twin is accepted
+    assert ledger.raw("submit", tx_blob=encode(tx))["engine_result"] == "tesSUCCESS"

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xrpl.core.binarycodec import encode_for_signing
-from xrpl.core.keypairs import derive_classic_address, is_valid_message
+from xrpl.core.keypairs import derive_classic_address
 
+from adapters import xrpl_signatures
 from adapters.localnet.xrpl import codes, hashing, protocol
 from adapters.localnet.xrpl.accounts import (
     adjust_owner_count,
@@ -51,11 +52,12 @@ def signature_failure(tx_json: JsonObject) -> str | None:
         return "Invalid signature."
     try:
         message = bytes.fromhex(encode_for_signing(tx_json))
-        valid = is_valid_message(message, bytes.fromhex(signature), public_key)
-    # The key libraries raise assorted types on malformed keys or signatures; any of
-    # them means the signature does not verify, which is the answer we give.
+        raw = bytes.fromhex(signature)
+    # the codec raises assorted types on fields it cannot encode; such a transaction's
+    # signature cannot verify, which is the answer we give
     except Exception:  # noqa: BLE001
-        valid = False
+        return "Invalid signature."
+    valid = xrpl_signatures.verify(message, raw, public_key)
     return None if valid else "Invalid signature."
 
 
