@@ -158,10 +158,18 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Pending:
-    """Not final yet: submitted or in flight, may still apply before its expiry."""
+    """Not final yet: submitted or in flight, may still apply before its expiry.
+
+    ``held``: the server said it holds the transaction (in its open ledger, its queue,
+    or a ledger not yet validated), so sending the same blob again cannot help; only
+    waiting can. ``look_again_s``: when the chain expects its next validated ledger,
+    before which asking again is wasted; None when it cannot say.
+    """
 
     tx_hash: str
     detail: str = ""
+    held: bool = False
+    look_again_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,13 @@ class DvpPolicy:
     safety_margin_s: float = 120.0
     #: the shortest commit window an instruction may ask for
     min_window_s: float = 10.0
-    #: when waiting on a ledger, look again after this long
+    #: when waiting on a ledger that cannot say when it next moves, look again after
+    #: this long; a chain that expects its next validated ledger at a known time
+    #: (``Pending.look_again_s``) is looked at again just after it, within the bounds
+    #: below
     retry_after_s: float = 1.0
+    min_poll_s: float = 0.05
+    max_poll_s: float = 10.0
     #: a commit still unresolved this close to T_cancel needs a person
     review_before_cancel_s: float = 60.0
     #: signatures per leg for a commit or an unwind the ledger keeps rejecting
@@ -463,6 +468,7 @@ class DvpCoordinator:
     ) -> StepResult:
         fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
         waiting: Outcome | None = None
+        waits: list[Outcome] = []  # every leg's, for when to look again
         flagged = s.needs_review
         ledger_now = _LedgerTimes(self._chains)
         for leg in legs:
@@ -474,6 +480,7 @@ class DvpCoordinator:
                     self._flag(s, refused.detail)
                     flagged = True
                 waiting = waiting or refused
+                waits.append(refused)
                 continue
             outcome = self._advance(s, leg, Purpose.COMMIT, subs, fulfillment_hex=fulfillment)
             match outcome:
@@ -483,15 +490,17 @@ class DvpCoordinator:
                     self._flag(s, f"leg {leg.leg_no} commit rejected by {leg.chain}: {code}")
                     flagged = True
                     waiting = waiting or outcome
+                    waits.append(outcome)
                 case Expired() | Pending() | Unavailable():
                     # expired: a new signature follows at the next step; the others wait
                     waiting = waiting or outcome
+                    waits.append(outcome)
         if waiting is not None:
             remaining = (s.cancel_after - self._clock.now()).total_seconds()
             if remaining < self.policy.review_before_cancel_s and not isinstance(waiting, Rejected):
                 self._flag(s, f"commit not complete {remaining:.0f} s before T_cancel: {waiting}")
                 flagged = True
-            return self._wait(s, waiting, flagged=flagged)
+            return self._wait(s, waiting, flagged=flagged, also=waits)
         self._transition(s, "settle")
         self._close(s, "SETTLED")
         return StepResult(Progress.DONE, "SETTLED")
@@ -500,6 +509,7 @@ class DvpCoordinator:
         self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
     ) -> StepResult:
         waiting: Outcome | None = None
+        waits: list[Outcome] = []  # every leg's, for when to look again
         flagged = s.needs_review
         ledger_now = _LedgerTimes(self._chains)
         for row in legs:
@@ -508,6 +518,7 @@ class DvpCoordinator:
             leg = row if row.state == "LOCKED" else self._resolve_lock(s, row, subs)
             if not isinstance(leg, LegRow):
                 waiting = waiting or leg
+                waits.append(leg)
                 continue
             if leg.state != "LOCKED":
                 continue
@@ -518,6 +529,7 @@ class DvpCoordinator:
                 at = ledger_now(chain)
                 if isinstance(at, Unavailable):
                     waiting = waiting or at
+                    waits.append(at)
                     continue
                 if not _past(at, s.cancel_after):
                     waiting = waiting or Pending(
@@ -532,10 +544,12 @@ class DvpCoordinator:
                     self._flag(s, f"leg {leg.leg_no} unwind rejected by {leg.chain}: {code}")
                     flagged = True
                     waiting = waiting or outcome
+                    waits.append(outcome)
                 case Expired() | Pending() | Unavailable():
                     waiting = waiting or outcome
+                    waits.append(outcome)
         if waiting is not None:
-            return self._wait(s, waiting, flagged=flagged)
+            return self._wait(s, waiting, flagged=flagged, also=waits)
         commitment = self._service.get(s.commitment_id)
         if commitment.state == State.ESCROWED:
             self._transition(s, "force_cancel" if s.cancel_requested_by else "release")
@@ -608,8 +622,10 @@ class DvpCoordinator:
         if open_sub is not None:
             signed = _signed(open_sub)
             outcome = chain.status(signed)
-            if isinstance(outcome, Pending):
-                resent = chain.submit(signed)  # the same blob: the ledger applies it once
+            if isinstance(outcome, Pending) and not outcome.held:
+                # lost on the way, dropped, or never sent: the same blob (the ledger
+                # applies it once); one the server holds only needs time
+                resent = chain.submit(signed)
                 outcome = resent if not isinstance(resent, Unavailable) else outcome
             return self._settle_outcome(s, leg, open_sub.tx_hash, purpose, outcome)
         history = _of(subs, leg, purpose)
@@ -918,13 +934,28 @@ class DvpCoordinator:
 
         self._db.transaction(write)
 
-    def _wait(self, s: SettlementRow, outcome: Outcome, *, flagged: bool) -> StepResult:
+    def _wait(
+        self,
+        s: SettlementRow,
+        outcome: Outcome,
+        *,
+        flagged: bool,
+        also: Sequence[Outcome] = (),
+    ) -> StepResult:
+        """Hand the settlement back until the soonest of ``outcome`` and ``also`` can
+        have changed."""
         return StepResult(
             Progress.NEEDS_REVIEW if flagged else Progress.WAITING,
             s.status,
-            retry_after_s=self.policy.retry_after_s,
+            retry_after_s=min(self._retry_after(x) for x in (outcome, *also)),
             detail=_describe(outcome),
         )
+
+    def _retry_after(self, outcome: Outcome) -> float:
+        if isinstance(outcome, Pending) and outcome.look_again_s is not None:
+            p = self.policy
+            return min(max(outcome.look_again_s, p.min_poll_s), p.max_poll_s)
+        return self.policy.retry_after_s
 
     def _set_leg(self, s: SettlementRow, leg: LegRow, state: str) -> None:
         self._db.transaction(lambda uow: records.set_leg_state(uow, s.id, leg.leg_no, state))

@@ -32,7 +32,7 @@ import string
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -67,6 +67,7 @@ from xrpl.models.transactions import (
     Transaction,
 )
 
+from adapters.cadence import HeadWatch
 from adapters.chain import (
     Asset,
     ChainName,
@@ -134,6 +135,10 @@ class _LedgerHead:
     close_time_ripple_s: int
 
 
+def _head_index(head: _LedgerHead) -> int:
+    return head.index
+
+
 def ripple_seconds(moment: datetime) -> int:
     """``moment`` in whole seconds since the Ripple epoch, rounded up: a CancelAfter is
     never earlier than the time the engine asked for."""
@@ -171,6 +176,7 @@ class XrplChain:
         ledger_window: int = 20,
         max_fee_drops_per_unit: int = 1_000,
         use_tickets: bool = True,
+        head_fresh_s: float = 0.05,
     ) -> None:
         if ledger_window < 1:
             raise ValueError("ledger_window must be at least 1")
@@ -188,6 +194,8 @@ class XrplChain:
         self.ledger_window = ledger_window
         self._max_fee_drops_per_unit = max_fee_drops_per_unit
         self.use_tickets = use_tickets
+        # the threads of a worker share the validated head they read, for ``head_fresh_s``
+        self._head = HeadWatch(self._read_validated_head, _head_index, fresh_s=head_fresh_s)
 
     @property
     def name(self) -> ChainName:
@@ -382,7 +390,10 @@ class XrplChain:
         code = str(answer["engine_result"])
         if code in MAYBE_APPLIED:
             return self.status(submission)
-        return submit_outcome(code, submission.tx_hash)
+        outcome = submit_outcome(code, submission.tx_hash)
+        if isinstance(outcome, Pending):
+            return replace(outcome, look_again_s=self._look_again_s())
+        return outcome
 
     def status(self, submission: SignedSubmission) -> Outcome:
         """Where the submission stands: final once a validated ledger holds it or has
@@ -409,9 +420,19 @@ class XrplChain:
                 self._ledger_hash(found, index),
             )
         if "error" in found and found["error"] != "txnNotFound":
-            return Pending(submission.tx_hash, f"tx answered {found['error']}")
+            return Pending(
+                submission.tx_hash,
+                f"tx answered {found['error']}",
+                look_again_s=self._look_again_s(),
+            )
         if head.index <= submission.expires_ledger:
-            return Pending(submission.tx_hash, f"not validated yet (ledger {head.index})")
+            # found without an error: in the open ledger or one not yet validated
+            return Pending(
+                submission.tx_hash,
+                f"not validated yet (ledger {head.index})",
+                held="error" not in found,
+                look_again_s=self._look_again_s(),
+            )
         first = submission.expires_ledger - self.ledger_window
         if not self._holds_ledgers(first, submission.expires_ledger):
             return Pending(
@@ -669,6 +690,15 @@ class XrplChain:
         return None
 
     def _validated_head(self) -> _LedgerHead:
+        """The latest validated ledger, as read within ``head_fresh_s`` (adapters.cadence:
+        every caller compares it with what it reads afterwards, so an older one is
+        sound). Raises ``TransportError`` / ``AdapterError``."""
+        return self._head.get()
+
+    def _look_again_s(self) -> float | None:
+        return self._head.next_ledger_in_s()
+
+    def _read_validated_head(self) -> _LedgerHead:
         answer = self._rpc(Ledger(ledger_index="validated"))
         if "error" in answer:
             raise AdapterError(f"ledger answered {answer['error']}")

@@ -61,7 +61,10 @@ def submit_outcome(code: str, tx_hash: str) -> Outcome:
         case None:
             return Pending(tx_hash, f"{code}: not an XRPL result; the status by hash decides")
         case ResultClass.SUCCESS | ResultClass.CLAIMED | ResultClass.RETRY:
-            return Pending(tx_hash, f"{code}: provisional until a validated ledger holds it")
+            # in this server's open ledger, or held for a later one (terQUEUED, terPRE_SEQ)
+            return Pending(
+                tx_hash, f"{code}: provisional until a validated ledger holds it", held=True
+            )
         case ResultClass.LOCAL:
             return Pending(tx_hash, f"{code}: refused by this server for now; final at expiry")
         case ResultClass.FAILED if code in MAYBE_APPLIED:
