@@ -506,9 +506,11 @@ class XrplChain:
         """The close time of the latest validated ledger (``ledger`` method). rippled
         judges CancelAfter / FinishAfter against the parent ledger's close time, which
         for the next ledger is exactly this one's. A server that cannot answer, or
-        answers with an error, is ``Unavailable``."""
+        answers with an error, is ``Unavailable``. Read afresh, not from the head the
+        adapter's threads share: a deadline is judged on it, and a server that cannot be
+        asked now must say so now."""
         try:
-            head = self._validated_head()
+            head = self._head.observe(self._read_validated_head())
         except BreakerOpen as exc:
             return Unavailable(str(exc), breaker_open=True)
         except AdapterError as exc:

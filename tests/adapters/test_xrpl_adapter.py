@@ -145,6 +145,9 @@ class Ledger:
 def make_chain(node: XrplNode, keystore: CountingKeystore, agent: str, **options: Any) -> XrplChain:
     assert node.url is not None
     guard = ChainGuard("xrpl", POLICY, sleep=lambda _: None)
+    # these tests close ledgers by hand and look at once: no head shared between reads
+    # (test_a_head_read_is_shared_for_a_moment covers the default)
+    options.setdefault("head_fresh_s", 0.0)
     return XrplChain(node.url, agent=agent, signer=keystore, guard=guard, **options)
 
 
@@ -437,6 +440,53 @@ def test_lost_response_is_pending_then_applied_and_signed_once(world: World) -> 
     assert ledger.xrp(alice) == before - leg.amount - ledger.fee(submission.tx_hash)
     owned = ledger.raw("account_objects", account=alice, type="escrow", ledger_index="validated")
     assert len(owned["account_objects"]) == 1
+
+
+def test_pending_says_whether_the_server_holds_the_transaction(world: World) -> None:
+    """The coordinator resends a pending blob only when the server does not hold it."""
+    submission = world.chain.prepare_lock(world.leg("10"), world.terms())
+    unsent = world.chain.status(submission)
+    assert isinstance(unsent, Pending) and not unsent.held, unsent  # never reached it
+    sent = world.chain.submit(submission)
+    assert isinstance(sent, Pending) and sent.held, sent  # in the open ledger
+    in_open_ledger = world.chain.status(submission)
+    assert isinstance(in_open_ledger, Pending) and in_open_ledger.held, in_open_ledger
+    world.ledger.node.faults.drop_submit_responses(1)
+    other = world.chain.prepare_lock(world.leg("11"), world.terms())
+    lost = world.chain.submit(other)
+    assert isinstance(lost, Pending) and not lost.held, "an answer lost says nothing held"
+    world.close()
+    assert isinstance(world.chain.status(submission), Applied)
+
+
+def test_a_head_read_is_shared_for_a_moment_and_teaches_the_cadence() -> None:
+    keystore = CountingKeystore()
+    with XrplNode(close_interval_s=0) as node:
+        ledger = Ledger(node, keystore)
+        agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
+        chain = make_chain(node, keystore, agent.classic_address, head_fresh_s=0.5)
+        leg = Leg(ChainName.XRPL, XRP, Decimal(5), alice.classic_address, bob.classic_address)
+        terms = LockTerms(HashLock.generate().condition_hex, ledger.now() + timedelta(hours=1))
+        submission = chain.prepare_lock(leg, terms)
+        first = chain.status(submission)
+        assert isinstance(first, Pending) and first.look_again_s is None  # no cadence yet
+        node.close_ledger()
+        shared = chain.status(submission)
+        # the head read a moment ago still answers: the new ledger is not seen yet
+        assert isinstance(shared, Pending) and f"ledger {_index(first)}" in shared.detail
+        time.sleep(0.55)
+        for _ in range(3):
+            node.close_ledger()
+            time.sleep(0.55)
+            chain.status(submission)
+        later = chain.status(submission)
+        assert isinstance(later, Pending), later
+        assert later.look_again_s is not None and 0 < later.look_again_s < 1.5, later
+        ledger.http.close()
+
+
+def _index(pending: Pending) -> int:
+    return int(pending.detail.rsplit(" ", 1)[-1].rstrip(")"))
 
 
 def test_a_lock_past_its_last_ledger_sequence_expires(world: World) -> None:
