@@ -17,10 +17,35 @@ lower bound fences the window in which the transaction could have applied, which
 ``status`` needs to prove it never did.
 
 Reliable submission: ``prepare_*`` signs exactly one transaction; ``submit`` sends that
-envelope and nothing else (sending it again is safe: Horizon answers an applied hash
-from history, and a used sequence number cannot apply twice); ``status`` and ``lookup``
-only read. Nothing in this adapter signs a second transaction for a purpose: that is
-the engine's decision after a final outcome.
+envelope and nothing else (sending it again is safe: a used sequence number cannot
+apply twice); ``status`` and ``lookup`` only read. Nothing in this adapter signs a
+second transaction for a purpose: that is the engine's decision after a final outcome.
+
+``submit`` uses Horizon's POST /transactions_async by default (``asynchronous_submit``):
+Horizon relays stellar-core's verdict on queueing the envelope without waiting for the
+ledger, so a submission no longer holds a request (and a worker) for a ledger close.
+Its answers become outcomes as follows; ``status`` then finds the transaction by hash.
+
+    PENDING, DUPLICATE     Pending (held: core has it queued); poll by hash; sending
+                           the same envelope again is answered DUPLICATE while queued
+    TRY_AGAIN_LATER        Pending: core took nothing now (the source account has a
+                           transaction queued); the same envelope is sent again at the
+                           next step and expires by its time bounds if it never gets in
+    ERROR                  the result code, read as the synchronous route's
+                           transaction_failed is: by hash first (an envelope that
+                           already applied is answered tx_bad_seq), then by verdict
+    transaction_malformed  Rejected, never applied
+    403 (disabled), 404    Unavailable: this Horizon does not submit
+    5xx, 429, refused      Unavailable (counted against the breaker)
+    no answer              Pending: it may be queued
+
+With ``asynchronous_submit=False`` the synchronous POST /transactions is used: 200 is
+the transaction in a ledger, 504 Pending, 400 transaction_failed as ERROR above.
+
+A tx_bad_seq is final only once Horizon's own view of the source account shows the
+sequence number used, read before the transaction is looked up: stellar-core answers
+from ledgers Horizon may not have ingested yet, and an envelope that applied in one of
+them must not be taken for one that never will.
 
 Errors: ``validate_leg`` and ``prepare_*`` raise ``LegInvalid`` when the leg cannot
 settle, ``SigningUnavailable`` when no key is held, ``TransportError`` (``BreakerOpen``)
@@ -33,6 +58,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -46,8 +72,10 @@ from stellar_sdk import (
     TransactionBuilder,
     TransactionEnvelope,
 )
+from stellar_sdk import xdr as sdk_xdr
 from stellar_sdk.exceptions import BadSignatureError
 
+from adapters.cadence import HeadWatch
 from adapters.chain import (
     Applied,
     Asset,
@@ -131,6 +159,8 @@ class StellarChain:
         get_timeout_s: int = 11,
         post_timeout_s: float = 35.0,
         channels: Sequence[str] = (),
+        asynchronous_submit: bool = True,
+        head_fresh_s: float = 0.05,
     ) -> None:
         if not StrKey.is_valid_ed25519_public_key(agent):
             raise ValueError(f"settlement agent {agent!r} is not a Stellar account id")
@@ -146,9 +176,15 @@ class StellarChain:
         self.network_passphrase = network_passphrase
         self.submission_window_s = submission_window_s
         self.fee_per_op_stroops = fee_per_op_stroops
+        self.asynchronous_submit = asynchronous_submit
         self._signer = signer
         self._horizon = Horizon(
             horizon_url, guard, get_timeout_s=get_timeout_s, post_timeout_s=post_timeout_s
+        )
+        # the threads of a worker share the latest ledger they read, for ``head_fresh_s``
+        # (adapters.cadence: each use compares it with what is read afterwards)
+        self._head = HeadWatch(
+            self._horizon.latest_ledger, _header_sequence, fresh_s=head_fresh_s
         )
 
     @property
@@ -169,7 +205,7 @@ class StellarChain:
         sender = self._existing(leg.sender, "sender")
         receiver = self._existing(leg.receiver, "receiver")
         agent = self._existing(self.agent, "settlement agent")
-        header = self._horizon.latest_ledger()
+        header = self._head.get()
         asset = leg.asset
         if not asset.is_native:
             check_can_receive(receiver, "receiver", asset, leg.amount)
@@ -208,7 +244,7 @@ class StellarChain:
         if terms.cancel_after.tzinfo is None:
             raise ValueError("cancel_after must be an aware datetime")
         cancel_after_s = ceil_seconds(terms.cancel_after)
-        header = self._horizon.latest_ledger()
+        header = self._head.get()
         window = self._window(header)
         if cancel_after_s <= window.max_time:
             raise LegInvalid(
@@ -263,7 +299,7 @@ class StellarChain:
         sdk_asset = check_shape(leg)
         source = self._source(channel, self.agent)
         balance_id = self._check_lock(leg, lock)
-        header = self._horizon.latest_ledger()
+        header = self._head.get()
         window = self._window(header)
         builder = self._builder(source or self.agent, header, window)
         op_source = source and self.agent
@@ -393,7 +429,9 @@ class StellarChain:
         predicates and time bounds of the next ledger are judged against (Horizon
         serves only final ledgers). A Horizon that cannot answer is ``Unavailable``."""
         try:
-            return self._horizon.latest_ledger().closed_at
+            # read afresh: a deadline is judged on it, and a Horizon that cannot be
+            # asked now must say so now
+            return self._head.observe(self._horizon.latest_ledger()).closed_at
         except BreakerOpen as exc:
             return Unavailable(str(exc), breaker_open=True)
         except AdapterError as exc:
@@ -403,44 +441,101 @@ class StellarChain:
 
     def submit(self, submission: SignedSubmission) -> Outcome:
         """POST the signed envelope once; see the module docstring for the outcomes."""
+        return self._timed(self._submit(submission))
+
+    def _timed(self, outcome: Outcome) -> Outcome:
+        """A Pending outcome says when the next ledger is due (``Pending.look_again_s``)."""
+        if isinstance(outcome, Pending) and outcome.look_again_s is None:
+            return replace(outcome, look_again_s=self._head.next_ledger_in_s())
+        return outcome
+
+    def _submit(self, submission: SignedSubmission) -> Outcome:
         _check_submission(submission)
         envelope = TransactionEnvelope.from_xdr(submission.blob, self.network_passphrase)
         # stellar-sdk re-encodes the envelope it is given: it must be the bytes we keep
         assert envelope.to_xdr() == submission.blob
         assert envelope.hash_hex() == submission.tx_hash
         try:
-            reply = self._horizon.submit(envelope)
+            if self.asynchronous_submit:
+                reply = self._horizon.submit_async(envelope)
+            else:
+                reply = self._horizon.submit(envelope)
         except BreakerOpen as exc:
             return Unavailable(str(exc), breaker_open=True)
         except ResponseLost as exc:
             return Pending(submission.tx_hash, f"submitted, no answer: {exc}")
         except TransportError as exc:
             return Unavailable(str(exc))
+        if self.asynchronous_submit:
+            return self._core_answer(submission, reply)
         return self._answer(submission, reply)
 
-    def _answer(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+    def _core_answer(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+        """POST /transactions_async: stellar-core's status, or a problem."""
         tx_hash = submission.tx_hash
+        status = reply.tx_status
+        if status is None and reply.status < 400:  # not Horizon's shape: nothing is final
+            return Pending(tx_hash, f"Horizon answered {reply.status} without a core status")
+        if status is None:
+            return self._problem(submission, reply)
+        answered = str(reply.body.get("hash", "")).lower()
+        if answered != tx_hash:
+            return Unavailable(f"Horizon answered {status} for {answered!r}, not for {tx_hash}")
+        match status:
+            case "PENDING":
+                return Pending(
+                    tx_hash, "queued by stellar-core; in a ledger once it closes", held=True
+                )
+            case "DUPLICATE":
+                return Pending(tx_hash, "already queued by stellar-core", held=True)
+            case "TRY_AGAIN_LATER":
+                return Pending(
+                    tx_hash,
+                    "stellar-core queued nothing now (its source account has a transaction "
+                    "queued); the same envelope is sent again, and expires if never taken",
+                )
+        result_xdr = reply.body.get("error_result_xdr") or reply.body.get("errorResultXdr")
+        if not isinstance(result_xdr, str) or not result_xdr:
+            return Unavailable(f"Horizon answered ERROR for {tx_hash} without a result")
+        return self._refused(submission, result_xdr)
+
+    def _answer(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+        """POST /transactions: the transaction in a ledger, or a problem."""
         if reply.status == 200:
-            return self._found(tx_hash, tx_view(reply.body))
+            return self._found(submission.tx_hash, tx_view(reply.body))
+        if reply.problem_type == TRANSACTION_FAILED:
+            return self._refused(submission, str(reply.body["extras"]["result_xdr"]))
+        return self._problem(submission, reply)
+
+    def _problem(self, submission: SignedSubmission, reply: Reply) -> Outcome:
+        """A problem document about a submission, on either route."""
+        tx_hash = submission.tx_hash
         if reply.status == 504 or reply.problem_type in TIMEOUT_TYPES:
             return Pending(tx_hash, "Horizon stopped waiting for a ledger; it may still apply")
-        if reply.problem_type == TRANSACTION_FAILED:
-            return self._refused(submission, reply)
         if reply.status == 404:
             return Unavailable(f"Horizon has no submission endpoint at {self._horizon.url}")
+        if reply.status == 403:
+            return Unavailable(f"Horizon at {self._horizon.url} does not accept submissions")
         # transaction_malformed, a body too large: this envelope is refused as it is
         kind = reply.problem_type.rsplit("/", 1)[-1] or f"http_{reply.status}"
         detail = str(reply.body.get("detail", ""))
         return Rejected(tx_hash, kind, applied=False, detail=detail)
 
-    def _refused(self, submission: SignedSubmission, reply: Reply) -> Outcome:
-        """A 400 transaction_failed. Whether the transaction is in a ledger is read
-        from the ledger by hash, not inferred from the code: an applied failure is in
-        history, and a resubmission of an envelope that already applied can be answered
-        ``tx_bad_seq`` while history catches up."""
+    def _refused(self, submission: SignedSubmission, result_xdr: str) -> Outcome:
+        """A result refusing the envelope: 400 transaction_failed (synchronous route) or
+        ERROR (asynchronous). Whether the transaction is in a ledger is read from the
+        ledger by hash, not inferred from the code: an applied failure is in history,
+        and a resubmission of an envelope that already applied is answered
+        ``tx_bad_seq``. That code is final only when Horizon's account, read before the
+        lookup, shows the sequence number used: the ledger that used it is then in
+        Horizon's history, and the lookup would have found this transaction there."""
         tx_hash = submission.tx_hash
-        summary = summarize(str(reply.body["extras"]["result_xdr"]))
+        summary = summarize(result_xdr)
+        bad_seq = summary.code == sdk_xdr.TransactionResultCode.txBAD_SEQ
+        tx = TransactionEnvelope.from_xdr(submission.blob, self.network_passphrase).transaction
+        source = tx.source.account_id
         try:
+            account = self._horizon.account(source) if bad_seq else None
             found = self._horizon.transaction(tx_hash)
         except TransportError as exc:
             return Pending(
@@ -448,6 +543,13 @@ class StellarChain:
             )
         if found is not None:
             return self._found(tx_hash, found)
+        if bad_seq and (account is None or account.sequence < tx.sequence):
+            seen = "no account" if account is None else f"sequence {account.sequence}"
+            return Pending(
+                tx_hash,
+                f"refused (tx_bad_seq) but Horizon shows {seen} for {source}, not "
+                f"{tx.sequence} used: stellar-core may be ahead of Horizon's history",
+            )
         match summary.verdict:
             case Verdict.FAILED | Verdict.REFUSED:
                 detail = summary.explanation or "refused before a ledger: no fee, no sequence used"
@@ -465,13 +567,22 @@ class StellarChain:
         to its lower bound (no ledger that could have included it is missing). The
         latest ledger is read before the transaction: a ledger that includes it and
         closes between the two reads is then seen by the second.
+
+        Two reads per poll, three only when the transaction is found in a ledger other
+        than that latest one: the latest ledger's header gives the hash of the ledger
+        holding it when it is the same (a closed ledger's hash never changes). The
+        latest ledger may be one another thread read up to ``head_fresh_s`` ago: it is
+        still read before the transaction.
         """
+        return self._timed(self._status(submission))
+
+    def _status(self, submission: SignedSubmission) -> Outcome:
         _check_submission(submission)
         try:
-            latest = self._horizon.latest_ledger()
+            latest = self._head.get()
             found = self._horizon.transaction(submission.tx_hash)
             if found is not None:
-                return self._found(submission.tx_hash, found)
+                return self._found(submission.tx_hash, found, known=latest)
             window = time_window(submission.blob, self.network_passphrase)
             if window.max_time == 0 or ceil_seconds(latest.closed_at) <= window.max_time:
                 return Pending(submission.tx_hash, "in no ledger yet")
@@ -499,13 +610,14 @@ class StellarChain:
         header = self._horizon.ledger(elder)
         return header is not None and ceil_seconds(header.closed_at) <= since_s
 
-    def _found(self, tx_hash: str, view: TxView) -> Outcome:
+    def _found(self, tx_hash: str, view: TxView, *, known: LedgerHeader | None = None) -> Outcome:
         """The outcome of a transaction Horizon has in a ledger; Pending while that
-        ledger cannot be read (the outcome is known to Horizon but not yet to us)."""
+        ledger cannot be read (the outcome is known to Horizon but not yet to us).
+        ``known`` is a ledger header already read, used if it is the ledger's."""
         if view.hash != tx_hash:
             raise AdapterError(f"Horizon answered for {view.hash}, not for {tx_hash}")
         try:
-            found = self._ledger_tx(view)
+            found = self._ledger_tx(view, known=known)
         except TransportError as exc:
             return Pending(tx_hash, f"in ledger {view.ledger}, which could not be read: {exc}")
         if found.successful:
@@ -528,8 +640,11 @@ class StellarChain:
             return None
         return self._ledger_tx(found)
 
-    def _ledger_tx(self, found: TxView) -> LedgerTx:
-        header = self._horizon.ledger(found.ledger)
+    def _ledger_tx(self, found: TxView, *, known: LedgerHeader | None = None) -> LedgerTx:
+        if known is not None and known.sequence == found.ledger:
+            header: LedgerHeader | None = known
+        else:
+            header = self._horizon.ledger(found.ledger)
         if header is None:
             raise AdapterError(
                 f"Horizon has {found.hash} in ledger {found.ledger} but not the ledger"
@@ -551,6 +666,10 @@ class StellarChain:
                 "source_account": found.source_account,
             },
         )
+
+
+def _header_sequence(header: LedgerHeader) -> int:
+    return header.sequence
 
 
 def _balance_state(balance: BalanceView, *, owner: str) -> LockState:

@@ -9,10 +9,19 @@ Reads (GET) are idempotent and go through ``ChainGuard.call`` (breaker and retri
 A submission (POST) goes through ``ChainGuard.call_once``: one attempt, because a
 POST may wait out Horizon's submission timeout (30 s) and the engine decides when to
 send the same envelope again; a transport failure still counts against the breaker.
+
+Two submission routes: ``submit`` (POST /transactions) holds the request until the
+ledger that includes the transaction closes; ``submit_async`` (POST
+/transactions_async) relays stellar-core's verdict on queueing it at once, a body
+``{"tx_status": PENDING | DUPLICATE | TRY_AGAIN_LATER | ERROR, "hash": ...}`` under
+201, 409, 503 and 400. Such a body is Horizon answering about the transaction, a
+``Reply`` whatever its status (a 503 TRY_AGAIN_LATER included); any other 5xx is a
+server fault.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +30,14 @@ from typing import Any
 
 import requests
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 from stellar_sdk import Server, TransactionEnvelope
 from stellar_sdk import exceptions as sdk
-from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.client.requests_client import (
+    IDENTIFICATION_HEADERS,
+    USER_AGENT,
+    RequestsClient,
+)
 
 from adapters.errors import AdapterError, TransportError
 from adapters.resilience import ChainGuard
@@ -33,6 +47,8 @@ TIMEOUT_TYPES = (
     "https://stellar.org/horizon-errors/transaction_submission_timeout",
     "https://stellar.org/horizon-errors/timeout",  # older Horizon releases
 )
+#: stellar-core's statuses, as POST /transactions_async relays them in ``tx_status``
+ASYNC_STATUSES = ("PENDING", "DUPLICATE", "TRY_AGAIN_LATER", "ERROR")
 
 
 class ResponseLost(TransportError):
@@ -50,6 +66,12 @@ class Reply:
     @property
     def problem_type(self) -> str:
         return str(self.body.get("type", ""))
+
+    @property
+    def tx_status(self) -> str | None:
+        """stellar-core's status in an answer of POST /transactions_async, else None."""
+        status = self.body.get("tx_status")
+        return status if status in ASYNC_STATUSES else None
 
 
 @dataclass(frozen=True)
@@ -120,15 +142,17 @@ class Horizon:
         *,
         get_timeout_s: int = 11,
         post_timeout_s: float = 35.0,
+        pool_size: int = 64,
     ) -> None:
         self.url = url
         self._guard = guard
-        self._server = Server(
-            url,
-            client=RequestsClient(
-                num_retries=0, request_timeout=get_timeout_s, post_timeout=post_timeout_s
-            ),
+        client = RequestsClient(
+            num_retries=0,
+            request_timeout=get_timeout_s,
+            post_timeout=post_timeout_s,
+            session=_session(url, pool_size),
         )
+        self._server = Server(url, client=client)
 
     def close(self) -> None:
         self._server.close()
@@ -198,6 +222,20 @@ class Horizon:
             submission=True,
         )
 
+    def submit_async(self, envelope: TransactionEnvelope) -> Reply:
+        """POST /transactions_async once. Returns Horizon's answer: core's status (201
+        PENDING, 409 DUPLICATE, 400 ERROR, 503 TRY_AGAIN_LATER) or a problem about the
+        request (400 transaction_malformed, 403 submission disabled); raises
+        ``ResponseLost`` when no answer came back, ``TransportError`` when Horizon was
+        not reached or failed (500 transaction_submission_failed, other 5xx, 429),
+        ``BreakerOpen``."""
+        return self._guard.call_once(
+            _transport,
+            lambda: self._server.submit_transaction_async(envelope, skip_memo_required_check=True),
+            submission=True,
+            success_status=201,
+        )
+
     def _get(self, call: Callable[[], Json]) -> Json | None:
         reply = self._guard.call(_transport, call)
         if reply.status == 404:
@@ -207,17 +245,26 @@ class Horizon:
         return reply.body
 
 
-def _transport(call: Callable[[], Json], *, submission: bool = False) -> Reply:
+def _transport(
+    call: Callable[[], Json], *, submission: bool = False, success_status: int = 200
+) -> Reply:
     """The one place stellar-sdk and requests exceptions become ours.
 
     An HTTP answer about the request is a ``Reply``; a server fault (5xx, and 429: the
     server is shedding load) is a ``TransportError``, except a 504 to a submission,
-    which is Horizon saying it stopped waiting for the ledger: an answer, "unknown".
+    which is Horizon saying it stopped waiting for the ledger: an answer, "unknown",
+    and stellar-core's status relayed by the asynchronous route (a 503
+    TRY_AGAIN_LATER is core declining the transaction for now, not a server fault).
+    stellar-sdk returns the body of a 2xx without its status: ``success_status`` is
+    the one the route documents.
     """
     try:
-        return Reply(200, call())
+        return Reply(success_status, call())
     except sdk.BaseHorizonError as exc:
         status = exc.status
+        core = _core_status(exc) if submission else None
+        if core is not None:
+            return Reply(status, core)
         if status == 504 and submission:
             return Reply(status, _problem(exc))
         if status >= 500 or status == 429:
@@ -229,6 +276,35 @@ def _transport(call: Callable[[], Json], *, submission: bool = False) -> Reply:
         raise TransportError(f"Horizon unreachable: {_cause(exc)}") from exc
     except ValueError as exc:  # a 200 whose body is not JSON: not Horizon answering
         raise TransportError(f"unreadable answer from Horizon: {exc}") from exc
+
+
+def _core_status(exc: sdk.BaseHorizonError) -> Json | None:
+    """The body of an asynchronous submission's answer that relays core's status
+    (stellar-sdk raises for its 400, 409 and 503 and keeps only the text)."""
+    try:
+        body = json.loads(exc.message)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("tx_status") in ASYNC_STATUSES:
+        return body
+    return None
+
+
+def _session(url: str, pool_size: int) -> requests.Session:
+    """The HTTP session under stellar-sdk's client, built here rather than by it for
+    two reasons. requests reads the proxy settings from the environment again for every
+    request (about 1.5 ms of CPU each, a good share of a poll): they are read once, now,
+    so an operator's HTTPS_PROXY / NO_PROXY apply as set at start. And the client's
+    default pool keeps 10 connections, fewer than a worker's threads: the others would
+    open a connection per request. No retries, as ``RequestsClient(num_retries=0)``."""
+    session = requests.Session()
+    session.headers.update(IDENTIFICATION_HEADERS | {"User-Agent": USER_AGENT})
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.trust_env = False
+    return session
 
 
 def _problem(exc: sdk.BaseHorizonError) -> Json:

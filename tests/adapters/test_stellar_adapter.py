@@ -7,6 +7,8 @@ trustlines) and once on a public testnet when SETTLEMENT_HORIZON_URL names one (
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -23,6 +25,7 @@ from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BadRequestError, NotFoundError
 
 from adapters.chain import (
+    Applied,
     Asset,
     ChainName,
     Expired,
@@ -41,6 +44,7 @@ from adapters.localnet.stellar import StellarNode
 from adapters.resilience import ChainGuard, ResiliencePolicy
 from adapters.signing import InMemoryKeystore
 from adapters.stellar import StellarChain
+from adapters.stellar.horizon import LedgerHeader
 from adapters.stellar.results import Verdict, summarize, verdict
 from adapters.stellar.timebounds import EPOCH
 from tests.adapters.contract import ChainContract, applied, settle
@@ -79,6 +83,7 @@ class StellarHarness:
         node: StellarNode | None = None,
         credit: bool = False,
         submission_window_s: int = 60,
+        asynchronous_submit: bool = True,
     ) -> None:
         self.node = node
         self.passphrase = passphrase
@@ -101,6 +106,10 @@ class StellarHarness:
             signer=self.signer,
             guard=ChainGuard("stellar", POLICY),
             submission_window_s=submission_window_s,
+            asynchronous_submit=asynchronous_submit,
+            # these tests close ledgers by hand and look at once: no shared head
+            # (test_a_latest_ledger_read_is_shared_for_a_moment covers the default)
+            head_fresh_s=0.0,
         )
 
     def close(self) -> None:
@@ -237,12 +246,21 @@ class StellarHarness:
         self._local("a partition").faults.heal()
 
 
-def local_harness(node: StellarNode, *, credit: bool) -> StellarHarness:
+def local_harness(
+    node: StellarNode, *, credit: bool, asynchronous_submit: bool = True
+) -> StellarHarness:
     def fund(account: str) -> None:
         reply = node.friendbot(account)
         assert reply.status == 200, reply.body
 
-    return StellarHarness(node.base_url, node.network_passphrase, fund, node=node, credit=credit)
+    return StellarHarness(
+        node.base_url,
+        node.network_passphrase,
+        fund,
+        node=node,
+        credit=credit,
+        asynchronous_submit=asynchronous_submit,
+    )
 
 
 class TestStellarContract(ChainContract):
@@ -251,6 +269,16 @@ class TestStellarContract(ChainContract):
     @pytest.fixture
     def harness(self, stellar_node: StellarNode) -> Iterator[StellarHarness]:
         h = local_harness(stellar_node, credit=False)
+        yield h
+        h.close()
+
+
+class TestStellarSyncContract(ChainContract):
+    """The contract with the synchronous route (POST /transactions), native XLM."""
+
+    @pytest.fixture
+    def harness(self, stellar_node: StellarNode) -> Iterator[StellarHarness]:
+        h = local_harness(stellar_node, credit=False, asynchronous_submit=False)
         yield h
         h.close()
 
@@ -295,6 +323,14 @@ class TestStellarTestnetContract(ChainContract):
 @pytest.fixture
 def local(stellar_node: StellarNode) -> Iterator[StellarHarness]:
     h = local_harness(stellar_node, credit=False)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def sync_local(stellar_node: StellarNode) -> Iterator[StellarHarness]:
+    """The adapter on the synchronous route, POST /transactions."""
+    h = local_harness(stellar_node, credit=False, asynchronous_submit=False)
     yield h
     h.close()
 
@@ -388,33 +424,43 @@ def test_commit_refuses_a_lock_that_does_not_hold_the_leg(local: StellarHarness)
     assert local.signatures() == 1, "nothing signed for a mismatched lock"
 
 
-def test_a_504_after_apply_is_pending_then_applied(local: StellarHarness) -> None:
+def test_a_504_after_apply_is_pending_then_applied(sync_local: StellarHarness) -> None:
     """The SDK's own retry would have resent the POST and read 200: ours reports the
-    504 as it is, and status finds the transaction by hash."""
-    leg = new_leg(local)
-    submission = local.chain.prepare_lock(leg, local.terms(3600))
-    assert local.node is not None
-    local.node.faults.timeout_responses(1)
-    first = local.chain.submit(submission)
+    504 as it is, and status finds the transaction by hash (the synchronous route: the
+    asynchronous one never waits for a ledger)."""
+    leg = new_leg(sync_local)
+    submission = sync_local.chain.prepare_lock(leg, sync_local.terms(3600))
+    assert sync_local.node is not None
+    sync_local.node.faults.timeout_responses(1)
+    first = sync_local.chain.submit(submission)
     assert isinstance(first, Pending), first
     assert "may still apply" in first.detail
-    applied(local.chain.status(submission))
+    applied(sync_local.chain.status(submission))
 
 
-def test_a_used_sequence_is_tx_bad_seq_final_and_moves_nothing(local: StellarHarness) -> None:
-    leg = new_leg(local)
-    first = local.chain.prepare_lock(leg, local.terms(3600))
-    # On the same sequence number (a different transaction: building the same one
-    # again gives the same hash, which is simply the first transaction).
-    second = local.chain.prepare_lock(leg, local.terms(3601))
-    assert second.tx_hash != first.tx_hash
-    applied(settle(local, first))
-    before = local.balance(leg.sender)
-    outcome = local.chain.submit(second)
-    assert isinstance(outcome, Rejected), outcome
-    assert (outcome.code, outcome.applied) == ("tx_bad_seq", False)
-    assert is_final(outcome)
-    assert local.balance(leg.sender) == before
+@pytest.mark.parametrize("asynchronous", [True, False], ids=["async", "sync"])
+def test_a_used_sequence_is_tx_bad_seq_final_and_moves_nothing(
+    stellar_node: StellarNode, asynchronous: bool
+) -> None:
+    """A different transaction on a sequence number already used: ERROR tx_bad_seq
+    (POST /transactions_async) or transaction_failed (POST /transactions), final."""
+    local = local_harness(stellar_node, credit=False, asynchronous_submit=asynchronous)
+    try:
+        leg = new_leg(local)
+        first = local.chain.prepare_lock(leg, local.terms(3600))
+        # On the same sequence number (a different transaction: building the same one
+        # again gives the same hash, which is simply the first transaction).
+        second = local.chain.prepare_lock(leg, local.terms(3601))
+        assert second.tx_hash != first.tx_hash
+        applied(settle(local, first))
+        before = local.balance(leg.sender)
+        outcome = local.chain.submit(second)
+        assert isinstance(outcome, Rejected), outcome
+        assert (outcome.code, outcome.applied) == ("tx_bad_seq", False)
+        assert is_final(outcome)
+        assert local.balance(leg.sender) == before
+    finally:
+        local.close()
 
 
 def test_a_refusal_that_may_pass_later_is_not_final(local: StellarHarness) -> None:
@@ -678,3 +724,222 @@ def test_channels_let_one_sender_lock_twice_at_once_and_pay_the_fees(
 def _xlm(h: StellarHarness, account: str) -> Decimal:
     doc = h.horizon.accounts().account_id(account).call()
     return next(Decimal(b["balance"]) for b in doc["balances"] if b["asset_type"] == "native")
+
+
+# -- asynchronous submission (POST /transactions_async) --------------------------------------
+
+
+@contextlib.contextmanager
+def halted(h: StellarHarness) -> Iterator[StellarNode]:
+    """The local node with its close timer stopped: ledgers close when the test says."""
+    assert h.node is not None
+    h.node.faults.halt_ledgers()
+    try:
+        yield h.node
+    finally:
+        h.node.faults.resume_ledgers()
+
+
+def test_an_async_lock_is_pending_at_once_then_applied(local: StellarHarness) -> None:
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    with halted(local) as node:
+        outcome = local.chain.submit(submission)
+        assert isinstance(outcome, Pending) and "queued" in outcome.detail, outcome
+        assert outcome.held, "core holds it: only waiting helps"
+        assert node.pending_count == 1
+        polled = local.chain.status(submission)
+        assert isinstance(polled, Pending) and not polled.held, "Horizon cannot see the queue"
+        again = local.chain.submit(submission)  # so the coordinator sends it again
+        assert isinstance(again, Pending) and "already queued" in again.detail, again
+        assert again.held
+        ledger = node.close_ledger()
+    found = applied(local.chain.status(submission))
+    assert found.ledger_index == ledger
+    assert submission.lock_ref is not None and local.locked(submission.lock_ref) == leg.amount
+    assert local.signatures() == 1
+
+
+def test_a_lost_async_answer_resolves_by_hash_and_is_never_signed_twice(
+    local: StellarHarness,
+) -> None:
+    """The queue took it, the answer was lost: Pending. Sent again it is DUPLICATE while
+    queued, then tx_bad_seq once applied (core knows only its used sequence number),
+    which the lookup by hash turns into Applied, never into a rejection."""
+    leg = new_leg(local)
+    before = local.balance(leg.sender)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    with halted(local) as node:
+        node.faults.drop_responses(1)
+        lost = local.chain.submit(submission)
+        assert isinstance(lost, Pending) and "no answer" in lost.detail, lost
+        assert node.pending_count == 1
+        assert isinstance(local.chain.submit(submission), Pending)
+        ledger = node.close_ledger()
+        resent = local.chain.submit(submission)
+    assert isinstance(resent, Applied) and resent.ledger_index == ledger, resent
+    assert local.chain.status(submission) == resent
+    fee = local.fee_paid(submission.tx_hash)
+    assert local.balance(leg.sender) == before - leg.amount - fee, "applied once"
+    assert local.signatures() == 1
+
+
+def test_bad_seq_is_not_final_while_horizon_has_not_seen_the_sequence_used(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stellar-core answers from its own ledger, which Horizon may not have ingested yet:
+    while Horizon's account still shows the sequence number unused, the envelope may be
+    the one that used it, and tx_bad_seq is not final."""
+    leg = new_leg(local)
+    first = local.chain.prepare_lock(leg, local.terms(3600))
+    second = local.chain.prepare_lock(leg, local.terms(3601))
+    applied(settle(local, first))
+    horizon = local.chain._horizon
+    seen = horizon.account(leg.sender)
+    assert seen is not None
+    behind = dataclasses.replace(seen, sequence=seen.sequence - 1)
+    monkeypatch.setattr(horizon, "account", lambda account_id: behind)
+    outcome = local.chain.submit(second)
+    assert isinstance(outcome, Pending) and "ahead of Horizon" in outcome.detail, outcome
+    monkeypatch.undo()
+    outcome = local.chain.submit(second)
+    assert isinstance(outcome, Rejected) and outcome.code == "tx_bad_seq", outcome
+
+
+def test_try_again_later_is_pending_and_nothing_is_queued(local: StellarHarness) -> None:
+    """Two transactions of one source account: core queues the first, answers the
+    second TRY_AGAIN_LATER and keeps nothing of it. Once the first applied, the second
+    (on the same sequence number) is final tx_bad_seq."""
+    leg = new_leg(local)
+    first = local.chain.prepare_lock(leg, local.terms(3600))
+    second = local.chain.prepare_lock(leg, local.terms(3601))
+    with halted(local) as node:
+        assert isinstance(local.chain.submit(first), Pending)
+        later = local.chain.submit(second)
+        assert isinstance(later, Pending) and "queued nothing" in later.detail, later
+        assert not later.held, "nothing queued: the same envelope must be sent again"
+        assert node.pending_count == 1
+        node.close_ledger()
+        applied(local.chain.status(first))
+        assert isinstance(local.chain.status(second), Pending), "not in a ledger, not expired"
+        outcome = local.chain.submit(second)
+    assert isinstance(outcome, Rejected) and outcome.code == "tx_bad_seq", outcome
+
+
+def test_a_sender_that_cannot_pay_the_fee_is_an_error_that_may_pass_later(
+    local: StellarHarness,
+) -> None:
+    """ERROR tx_insufficient_balance: refused before a ledger, but the same envelope
+    applies once the account is funded, before it expires: Pending, never final."""
+    leg = new_leg(local, amount=Decimal(1))
+    # leave the sender exactly its reserve (2 x 0.5 XLM): nothing to pay a fee with
+    spare = local.balance(leg.sender) - Decimal(1) - 100 * STROOP
+    local.send(
+        leg.sender,
+        lambda b: b.append_payment_op(leg.receiver, SdkAsset.native(), f"{spare:f}"),
+    )
+    assert local.balance(leg.sender) == Decimal(1)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    outcome = local.chain.submit(submission)
+    assert isinstance(outcome, Pending), outcome
+    assert "tx_insufficient_balance" in outcome.detail, outcome
+    funder = local.new_account()
+    local.send(funder, lambda b: b.append_payment_op(leg.sender, SdkAsset.native(), "10"))
+    applied(settle(local, submission))
+    assert local.signatures() == 1
+
+
+def test_a_server_error_on_the_async_route_is_unavailable(local: StellarHarness) -> None:
+    """500 (transaction_submission_failed) and a 503 that is no core status are server
+    faults; a 503 TRY_AGAIN_LATER is not (see above)."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    assert local.node is not None
+    for status in (500, 503):
+        local.node.faults.reject_submissions(1, status)
+        outcome = local.chain.submit(submission)
+        assert isinstance(outcome, Unavailable) and not outcome.breaker_open, outcome
+        assert str(status) in outcome.reason
+    assert local.node.pending_count == 0
+    applied(settle(local, submission))
+
+
+def test_a_partition_on_the_async_route_is_never_final(local: StellarHarness) -> None:
+    """The node resets the connection after accepting it: the request may have been
+    read, so the answer is lost, Pending; nothing was queued, and the same envelope
+    applies once the partition heals."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    local.partition()
+    try:
+        outcome = local.chain.submit(submission)
+        assert not is_final(outcome), outcome
+    finally:
+        local.heal()
+    time.sleep(POLICY.reset_timeout_s * 1.5)
+    applied(settle(local, submission))
+    assert local.signatures() == 1
+
+
+def test_status_reads_the_ledger_only_when_it_is_not_the_latest(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Horizon reads per poll when the transaction is in the latest ledger: its
+    header (read first, for the expiry) gives the ledger hash."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    with halted(local) as node:
+        local.chain.submit(submission)
+        node.close_ledger()
+        horizon = local.chain._horizon
+        reads: list[int] = []
+        real_ledger = horizon.ledger
+
+        def counted(sequence: int) -> LedgerHeader | None:
+            reads.append(sequence)
+            return real_ledger(sequence)
+
+        monkeypatch.setattr(horizon, "ledger", counted)
+        first = applied(local.chain.status(submission))
+        assert reads == []
+        node.close_ledger()  # now it is in an older ledger
+        again = applied(local.chain.status(submission))
+        assert reads == [first.ledger_index]
+        assert again == first
+
+
+def test_a_latest_ledger_read_is_shared_for_a_moment_and_teaches_the_cadence(
+    local: StellarHarness,
+) -> None:
+    """With ``head_fresh_s`` the adapter's threads share one read of the latest ledger
+    for a moment, and a pending transaction says when to look again."""
+    assert local.node is not None
+    chain = StellarChain(
+        local.node.base_url,
+        local.passphrase,
+        agent=local.agent,
+        signer=local.signer,
+        guard=ChainGuard("stellar", POLICY),
+        head_fresh_s=0.5,
+    )
+    try:
+        leg, second = new_leg(local), new_leg(local)
+        with halted(local) as node:
+            submission = chain.prepare_lock(leg, local.terms(3600))
+            first = chain.submit(submission)
+            assert isinstance(first, Pending) and first.look_again_s is None  # no cadence
+            ledger = node.close_ledger()
+            # the transaction is looked up by hash whatever latest ledger is shared; the
+            # hash of its ledger is then read, since the shared header is an older one
+            assert applied(chain.status(submission)).ledger_index == ledger
+            for _ in range(3):
+                node.close_ledger()
+                time.sleep(0.55)
+                chain.ledger_time()
+            other = chain.prepare_lock(second, local.terms(3600))
+            later = chain.submit(other)
+            assert isinstance(later, Pending), later
+            assert later.look_again_s is not None and 0 < later.look_again_s < 1.5, later
+            node.close_ledger()
+    finally:
+        chain.close()

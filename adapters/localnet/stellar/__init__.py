@@ -2,7 +2,9 @@
 
 stellar-sdk's `Server`, unchanged, works against it as against Horizon with
 stellar-core behind it: real signatures and thresholds, sequence numbers, fees and
-reserves, stellar-core's result codes, ledgers that close on a timer with a clock
+reserves, stellar-core's result codes and its one-transaction-per-account queue, both
+submission routes (POST /transactions waits for the ledger, POST /transactions_async
+answers with core's queue status at once), ledgers that close on a timer with a clock
 tests can move, and injectable faults. Public entry points:
 
 - `StellarNode`: the in-process node (`start()`, `stop()`, `close_ledger()`,

@@ -3,13 +3,17 @@
 The handle is shared by the in-process API (`node.faults`) and the admin endpoint
 (POST /_admin/faults). Each fault imitates something a Horizon client really meets:
 
-- drop_responses(n): the next n submissions are applied, then the connection is
-  closed without an answer (a lost response);
-- timeout_responses(n): the next n submissions are applied, then answered 504
-  ("timed out", although the transaction is in a ledger);
-- reject_submissions(n, code): the next n submissions are refused without being
-  applied: a Horizon result code such as "tx_insufficient_fee" gives a 400
-  transaction_failed, an HTTP status (429, 500, 502, 503) the matching problem;
+- drop_responses(n): the next n submissions are taken, then the connection is closed
+  without an answer (a lost response): on POST /transactions once the transaction is
+  in a ledger, on POST /transactions_async once it is in the queue (PENDING or
+  DUPLICATE; a refused one is answered);
+- timeout_responses(n): the next n synchronous submissions (POST /transactions) are
+  applied, then answered 504 ("timed out", although the transaction is in a ledger);
+  the asynchronous route never waits for a ledger and is not affected;
+- reject_submissions(n, code): the next n submissions, on either route, are refused
+  without being queued: a Horizon result code such as "tx_insufficient_fee" gives a
+  400 transaction_failed (POST /transactions) or a 400 ERROR carrying that result
+  (POST /transactions_async), an HTTP status (429, 500, 502, 503) the matching problem;
 - delay(seconds, n): the next n requests (all, if n is None) wait before being handled;
 - partition(seconds): every request (except /_admin) is refused by resetting the
   connection, for `seconds` or until heal();
@@ -140,6 +144,14 @@ class Faults:
                 self._timeout -= 1
                 return AfterApply.TIMEOUT
             return AfterApply.ANSWER
+
+    def take_drop(self) -> bool:
+        """Whether to drop this answer (the asynchronous route: no 504 there)."""
+        with self._lock:
+            if self._drop:
+                self._drop -= 1
+                return True
+            return False
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

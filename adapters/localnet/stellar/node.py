@@ -1,10 +1,20 @@
 """StellarNode: the composition root of the local Stellar network.
 
 It owns the ledger (behind one lock), the clock, the fault handle, the ledger-close
-timer and the HTTP server, and implements Horizon's submission semantics:
-`submit()` answers at once for a transaction already in a ledger (so resubmitting
-after a timeout is safe), refuses an invalid one without touching the ledger, and
-otherwise waits for the ledger that includes it, up to `submission_timeout_s`.
+timer and the HTTP server, and implements Horizon's two submission routes:
+
+- `submit()` (POST /transactions) answers at once for a transaction already in a
+  ledger (so resubmitting after a timeout is safe), refuses an invalid one without
+  touching the ledger, and otherwise waits for the ledger that includes it, up to
+  `submission_timeout_s`;
+- `submit_async()` (POST /transactions_async) relays stellar-core's verdict on adding
+  the transaction to its queue and does not wait: 201 PENDING (queued), 409 DUPLICATE
+  (this envelope is already queued), 400 ERROR with the TransactionResult (refused
+  before a ledger: tx_bad_seq, tx_bad_auth, tx_insufficient_fee, tx_too_early,
+  tx_too_late, ...), 503 TRY_AGAIN_LATER (core will not take it now: the source
+  account already has another transaction queued). Like Horizon's handler it never
+  reads history: an envelope that already applied gets core's answer to its used
+  sequence number, ERROR tx_bad_seq.
 """
 
 from __future__ import annotations
@@ -20,11 +30,12 @@ from typing import Any
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Keypair, StrKey, TransactionBuilder
 from stellar_sdk import xdr as x
+from stellar_sdk.fee_bump_transaction_envelope import FeeBumpTransactionEnvelope
 
 from adapters.localnet.stellar import horizon, persistence, problems
 from adapters.localnet.stellar.clock import NodeClock
 from adapters.localnet.stellar.faults import AfterApply, Faults
-from adapters.localnet.stellar.ledger import AddStatus, LocalLedger
+from adapters.localnet.stellar.ledger import AddStatus, LocalLedger, tx_result
 from adapters.localnet.stellar.state import TxRecord
 from adapters.localnet.stellar.transaction import UnsupportedEnvelope, parse_envelope
 from adapters.localnet.stellar.xdrutil import root_keypair
@@ -34,17 +45,41 @@ FRIENDBOT_STARTING_BALANCE_STROOPS = 10_000 * 10_000_000  # what testnet's frien
 log = logging.getLogger(__name__)
 
 
+#: Horizon's HTTP status for each stellar-core status relayed by POST /transactions_async
+#: (stellar/go support/render/httpjson: coreStatusToHTTPStatus)
+ASYNC_HTTP_STATUS = {
+    AddStatus.PENDING: 201,
+    AddStatus.DUPLICATE: 409,
+    AddStatus.TRY_AGAIN_LATER: 503,
+    AddStatus.ERROR: 400,
+}
+
+
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status and JSON body, or `drop` to close the connection unanswered."""
+    """An HTTP answer: status and JSON body, or `drop` to close the connection unanswered.
+    A body is a problem+json document when `status` is 400 or more, unless `problem` is
+    False (the asynchronous submission's answers carry a core status, not a problem)."""
 
     status: int
     body: dict[str, Any]
     drop: bool = False
+    problem: bool = True
 
     @classmethod
     def of(cls, problem: problems.Problem) -> Reply:
         return cls(problem.status, problem.body())
+
+    @classmethod
+    def async_status(
+        cls, status: AddStatus, tx_hash: str, result: x.TransactionResult | None = None
+    ) -> Reply:
+        """Horizon's AsyncTransactionSubmissionResponse; `error_result_xdr` only for ERROR."""
+        body: dict[str, Any] = {"tx_status": status.value, "hash": tx_hash}
+        if status == AddStatus.ERROR:
+            assert result is not None
+            body["error_result_xdr"] = result.to_xdr()
+        return cls(ASYNC_HTTP_STATUS[status], body, problem=False)
 
 
 class _Waiter:
@@ -265,6 +300,38 @@ class StellarNode:
             return Reply.of(problems.submission_timeout(frame.hash_hex, envelope_b64))
         return self._answer(waiter.record)
 
+    def submit_async(self, envelope_b64: str, *, honour_faults: bool = True) -> Reply:
+        """Horizon's POST /transactions_async, minus the HTTP: stellar-core's verdict on
+        queueing the transaction, at once. Faults: a rejection replaces the verdict (a
+        result code is an ERROR, an HTTP status its problem); a dropped response applies
+        once the transaction is in the queue (PENDING or DUPLICATE). A 504 after apply
+        is the synchronous route's alone: this one never waits for a ledger."""
+        rejection = self.faults.take_rejection() if honour_faults else None
+        if rejection is not None and isinstance(rejection.code, int):
+            return Reply.of(problems.injected(rejection.code))
+        try:
+            frame = parse_envelope(envelope_b64, self._ledger.network_id)
+        except UnsupportedEnvelope:
+            result = tx_result(0, x.TransactionResultCode.txNOT_SUPPORTED)
+            return Reply.async_status(AddStatus.ERROR, self._any_hash(envelope_b64), result)
+        except ValueError:
+            return Reply.of(problems.transaction_malformed(envelope_b64))
+        if rejection is not None:
+            result = self._rejection_result(str(rejection.code))
+            return Reply.async_status(AddStatus.ERROR, frame.hash_hex, result)
+        with self._lock:
+            add = self._ledger.try_add(frame, self._upper_offset())
+        queued = add.status in (AddStatus.PENDING, AddStatus.DUPLICATE)
+        if queued and honour_faults and self.faults.take_drop():
+            return Reply(0, {}, drop=True)
+        return Reply.async_status(add.status, frame.hash_hex, add.result)
+
+    def _any_hash(self, envelope_b64: str) -> str:
+        """The hash of an envelope this node does not apply (a fee bump), as Horizon
+        computes it for the answer."""
+        envelope = FeeBumpTransactionEnvelope.from_xdr(envelope_b64, self.network_passphrase)
+        return str(envelope.hash_hex())
+
     def _forget(self, tx_hash: str, waiter: _Waiter) -> None:
         waiters = self._waiters.get(tx_hash, [])
         if waiter in waiters:
@@ -281,15 +348,14 @@ class StellarNode:
     def _injected_rejection(self, envelope_b64: str, code: str | int) -> Reply:
         if isinstance(code, int):
             return Reply.of(problems.injected(code))
-        from adapters.localnet.stellar.codes import TX_CODES_BY_NAME
-        from adapters.localnet.stellar.ledger import tx_result
+        return Reply.of(problems.transaction_failed(envelope_b64, self._rejection_result(code)))
 
-        result = tx_result(self._ledger.base_fee, TX_CODES_BY_NAME[code])
-        return Reply.of(problems.transaction_failed(envelope_b64, result))
+    def _rejection_result(self, code: str) -> x.TransactionResult:
+        from adapters.localnet.stellar.codes import TX_CODES_BY_NAME
+
+        return tx_result(self._ledger.base_fee, TX_CODES_BY_NAME[code])
 
     def _refuse_unsupported(self, envelope_b64: str) -> Reply:
-        from adapters.localnet.stellar.ledger import tx_result
-
         result = tx_result(0, x.TransactionResultCode.txNOT_SUPPORTED)
         return Reply.of(problems.transaction_failed(envelope_b64, result))
 

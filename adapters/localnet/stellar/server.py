@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, reply: Reply) -> None:
         body = json.dumps(reply.body, indent=2).encode()
-        is_problem = reply.status >= 400
+        is_problem = reply.status >= 400 and reply.problem
         self.send_response(reply.status)
         self.send_header(
             "Content-Type",
@@ -136,13 +136,22 @@ class _Handler(BaseHTTPRequestHandler):
     # -- handlers --------------------------------------------------------------------------
 
     def _submit(self, query: dict[str, str]) -> Reply:
+        envelope = self._envelope()
+        return envelope if isinstance(envelope, Reply) else self.server.node.submit(envelope)
+
+    def _submit_async(self, query: dict[str, str]) -> Reply:
+        envelope = self._envelope()
+        return envelope if isinstance(envelope, Reply) else self.server.node.submit_async(envelope)
+
+    def _envelope(self) -> str | Reply:
+        """The form field `tx` of a submission, or the problem Horizon answers without it."""
         form = self._read_form()
         if isinstance(form, Reply):
             return form
         envelope = form.get("tx", "")
         if not envelope:
             return Reply.of(problems.transaction_malformed(""))
-        return self.server.node.submit(envelope)
+        return envelope
 
     def _root(self, query: dict[str, str]) -> Reply:
         with self.server.node.read() as ledger:
@@ -361,6 +370,7 @@ ROUTES: list[Route] = [
     ("GET", re.compile(r"/accounts/([^/]+)/data/([^/]+)"), _Handler._account_data),
     ("GET", re.compile(r"/transactions"), _Handler._transactions),
     ("POST", re.compile(r"/transactions"), _Handler._submit),
+    ("POST", re.compile(r"/transactions_async"), _Handler._submit_async),
     ("GET", re.compile(r"/transactions/([0-9a-fA-F]{64})"), _Handler._transaction),
     ("GET", re.compile(r"/ledgers"), _Handler._ledgers),
     ("GET", re.compile(r"/ledgers/(\d{1,10})"), _Handler._ledger),
