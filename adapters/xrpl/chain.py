@@ -40,7 +40,7 @@ from typing import Any, Final
 import httpx
 from xrpl.asyncio.clients.client import REQUEST_TIMEOUT
 from xrpl.asyncio.clients.exceptions import XRPLRequestFailureException
-from xrpl.asyncio.clients.utils import json_to_response, request_to_json_rpc
+from xrpl.asyncio.clients.utils import request_to_json_rpc
 from xrpl.core.addresscodec import decode_classic_address, is_valid_classic_address
 from xrpl.core.binarycodec import encode, encode_for_signing
 from xrpl.core.keypairs import derive_classic_address
@@ -139,6 +139,22 @@ def _head_index(head: _LedgerHead) -> int:
     return head.index
 
 
+def _fees_ledger(drops: dict[str, Any]) -> int:
+    return int(drops["ledger_current_index"])
+
+
+def transaction_hash(blob_hex: str) -> str:
+    """The hash of a signed transaction blob: SHA-512Half of ``TXN\0`` + the blob."""
+    return hashlib.sha512(_TXN_PREFIX + bytes.fromhex(blob_hex)).digest()[:32].hex().upper()
+
+
+#: the hash prefix of a signed transaction ("TXN\0")
+_TXN_PREFIX = bytes.fromhex("54584E00")
+# requests that never change: built (and validated by xrpl-py) once
+_VALIDATED_LEDGER = Ledger(ledger_index="validated")
+_FEE = Fee()
+
+
 def ripple_seconds(moment: datetime) -> int:
     """``moment`` in whole seconds since the Ripple epoch, rounded up: a CancelAfter is
     never earlier than the time the engine asked for."""
@@ -196,6 +212,8 @@ class XrplChain:
         self.use_tickets = use_tickets
         # the threads of a worker share the validated head they read, for ``head_fresh_s``
         self._head = HeadWatch(self._read_validated_head, _head_index, fresh_s=head_fresh_s)
+        # and the open ledger's fee levels, which change per ledger at most
+        self._fees = HeadWatch(self._read_fees, _fees_ledger, fresh_s=head_fresh_s)
 
     @property
     def name(self) -> ChainName:
@@ -604,13 +622,15 @@ class XrplChain:
         if not signature_verifies(message, signature, public_key):
             raise SigningUnavailable(f"the signer's signature for {account} does not verify")
         fields["TxnSignature"] = signature.hex().upper()
-        signed = type(tx).from_xrpl(fields)
         assert tx.last_ledger_sequence is not None
+        blob = encode(fields)
         return SignedSubmission(
             chain=ChainName.XRPL,
             purpose=purpose,
-            tx_hash=signed.get_hash(),
-            blob=encode(fields),
+            # what xrpl-py's Transaction.get_hash computes, from the blob already encoded
+            # (rebuilding the model to ask it would validate and encode it all again)
+            tx_hash=transaction_hash(blob),
+            blob=blob,
             expires_ledger=tx.last_ledger_sequence,
             lock_ref=lock_ref,
             channel=channel,
@@ -619,7 +639,7 @@ class XrplChain:
     def _fee_drops(self, units: int) -> int:
         """``units`` reference fees at the open ledger's current level, within the cap;
         never below the reference fee (less is refused: telINSUF_FEE_P)."""
-        drops = self._rpc(Fee())["drops"]
+        drops = self._fees.get()
         reference = int(drops["base_fee"])
         per_unit = max(reference, min(int(drops["open_ledger_fee"]), self._max_fee_drops_per_unit))
         return per_unit * units
@@ -643,7 +663,14 @@ class XrplChain:
                 raise XRPLRequestFailureException(
                     {"error": answer.status_code, "error_message": answer.text[:200]}
                 ) from exc
-            result: dict[str, Any] = json_to_response(body).result
+            result = body.get("result") if isinstance(body, dict) else None
+            if not isinstance(result, dict) or "status" not in result:
+                raise XRPLRequestFailureException(
+                    {"error": answer.status_code, "error_message": "no JSON-RPC result"}
+                )
+            # what xrpl-py's json_to_response keeps of it (the result, without its
+            # status), without building and validating a Response model per call
+            del result["status"]
         if result.get("error") in _NOT_READY:
             raise TransportError(f"XRPL server {self.url} not ready: {result['error']}")
         return result
@@ -700,8 +727,13 @@ class XrplChain:
     def _look_again_s(self) -> float | None:
         return self._head.next_ledger_in_s()
 
+    def _read_fees(self) -> dict[str, Any]:
+        answer = self._rpc(_FEE)
+        drops: dict[str, Any] = answer["drops"]
+        return drops | {"ledger_current_index": int(answer.get("ledger_current_index", 0))}
+
     def _read_validated_head(self) -> _LedgerHead:
-        answer = self._rpc(Ledger(ledger_index="validated"))
+        answer = self._rpc(_VALIDATED_LEDGER)
         if "error" in answer:
             raise AdapterError(f"ledger answered {answer['error']}")
         return _LedgerHead(
