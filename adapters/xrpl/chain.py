@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -213,6 +214,9 @@ class XrplChain:
         # the threads of a worker share the validated head they read, for ``head_fresh_s``
         self._head = HeadWatch(self._read_validated_head, _head_index, fresh_s=head_fresh_s)
         # and the open ledger's fee levels, which change per ledger at most
+        self._tickets_lock = threading.Lock()
+        #: account -> (validated ledger index, its tickets there)
+        self._tickets_seen: dict[str, tuple[int, list[int]]] = {}
         self._fees = HeadWatch(self._read_fees, _fees_ledger, fresh_s=head_fresh_s)
 
     @property
@@ -269,7 +273,27 @@ class XrplChain:
         if not self.use_tickets:
             return ()
         account = leg.sender if purpose is Purpose.LOCK else self.agent
-        return tuple(f"{account}:{ticket}" for ticket in self.tickets(account))
+        return tuple(f"{account}:{ticket}" for ticket in self._tickets_now(account))
+
+    def _tickets_now(self, account: str) -> list[int]:
+        """``tickets(account)`` as of the latest validated ledger, read afresh: the caller
+        has just read which tickets its own open transactions hold, and a ticket spent
+        by one that became final before that read is gone from this ledger. The list is
+        kept per account and ledger: while no new ledger has validated, asking again
+        (a ``ledger`` call) is cheaper than listing every ticket again."""
+        head = self._head.observe(self._read_validated_head())
+        with self._tickets_lock:
+            kept = self._tickets_seen.get(account)
+        if kept is not None and kept[0] == head.index:
+            return kept[1]
+        found = self._objects(account, AccountObjectType.TICKET, "Ticket")
+        listed = [(int(node["TicketSequence"]), index) for node, index in found]
+        tickets = sorted(ticket for ticket, _ in listed)
+        indexes = {index for _, index in listed}
+        if len(indexes) == 1 and (index := indexes.pop()) is not None and index >= head.index:
+            with self._tickets_lock:
+                self._tickets_seen[account] = (index, tickets)
+        return tickets
 
     def tickets(self, account: str) -> list[int]:
         """The TicketSequence of every ticket ``account`` holds in the validated ledger,

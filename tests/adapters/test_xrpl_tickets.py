@@ -84,6 +84,24 @@ def test_two_locks_of_one_sender_signed_before_either_applies_both_apply(world: 
     assert world.chain.tickets(world.agent.classic_address) == []
 
 
+def test_tickets_offered_are_those_of_the_latest_validated_ledger(world: World) -> None:
+    """The list is kept while no new ledger validates (asked again it costs a ``ledger``
+    call, not a listing), and a ticket spent in a ledger is never offered after it."""
+    alice = world.alice.classic_address
+    top_up(world, alice, 3)
+    leg = world.leg("10")
+    offered = world.chain.submission_channels(leg, Purpose.LOCK)
+    assert len(offered) == 3
+    requests_before = world.ledger.node.rpc.calls["account_objects"]
+    assert world.chain.submission_channels(leg, Purpose.LOCK) == offered
+    assert world.ledger.node.rpc.calls["account_objects"] == requests_before
+    spent = world.chain.prepare_lock(leg, world.terms(), channel=offered[0])
+    assert isinstance(world.chain.submit(spent), Pending)
+    world.close()
+    assert isinstance(world.chain.status(spent), Applied)
+    assert world.chain.submission_channels(leg, Purpose.LOCK) == offered[1:]
+
+
 def test_a_ticket_whose_transaction_expired_is_used_again(world: World) -> None:
     alice = world.alice.classic_address
     top_up(world, alice, 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,6 +106,8 @@ class _Selected:
 class RpcService:
     node: NodeApi
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: calls handled, by method (what a client costs the node; tests and drills read it)
+    calls: Counter[str] = field(default_factory=Counter)
 
     def handle(self, method: str, params: JsonObject) -> JsonObject:
         """The ``result`` object for one call (never raises for bad input)."""
@@ -125,6 +128,7 @@ class RpcService:
             }
         try:
             with self.lock:
+                self.calls[method] += 1
                 result = handler(params, int(api_version))
         except RpcError as exc:
             return exc.to_result(request)
