@@ -1,12 +1,15 @@
 """API keys, seen nonces and HTTP idempotency records: the SQL behind the signed API.
 
-Tables and rules are those of migration 0004. Every call is one statement (one round
-trip) through ``Database.call_one``, except listings. This module knows nothing of HTTP
-or signatures: ``settlement.api`` decides what to store.
+Tables and rules are those of migration 0004 (and 0010 for ``claim_requests``). Every
+call is one statement (one round trip) through ``Database.call_one``, except listings;
+``accept_nonces``, ``claim_requests`` and ``complete_many`` decide many requests in
+their one statement. This module knows nothing of HTTP or signatures:
+``settlement.api`` decides what to store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -112,45 +115,87 @@ def list_keys(db: Database) -> list[KeyRecord]:
 NonceOutcome = Literal["accepted", "replayed", "revoked", "unknown"]
 
 
-def accept_nonce(db: Database, key_id: str, nonce: str, *, at: datetime) -> NonceOutcome:
-    """In one statement (one round trip): check that the key is still registered and not
-    revoked, and record its nonce. "replayed" when the key used the nonce before;
-    nothing is recorded for a revoked or unknown key. Nonces are per key: another key
-    may use the same one.
+#: one nonce to check: the key id, the nonce, and when the request was received
+NonceCheck = tuple[str, str, datetime]
 
-    The nonce's transaction commits asynchronously (``synchronous_commit`` off for it
-    alone; PostgreSQL reads the setting at commit). It is visible to every later
+_ACCEPT_NONCES = (
+    "WITH req AS (SELECT r.key_id, r.nonce, r.at, r.ord FROM unnest(%(keys)s::text[],"
+    " %(nonces)s::text[], %(ats)s::timestamptz[]) WITH ORDINALITY AS r(key_id, nonce, at, ord)),"
+    " k AS (SELECT key_id, revoked_at FROM api_keys"
+    "   WHERE key_id = ANY (%(keys)s::text[])),"
+    " ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
+    "   SELECT req.key_id, req.nonce, req.at FROM req JOIN k ON k.key_id = req.key_id"
+    "   WHERE k.revoked_at IS NULL ORDER BY req.key_id, req.nonce"
+    "   ON CONFLICT DO NOTHING RETURNING key_id, nonce)"
+    " SELECT array_agg(CASE WHEN k.key_id IS NULL THEN 'unknown'"
+    "   WHEN k.revoked_at IS NOT NULL THEN 'revoked'"
+    "   WHEN ins.nonce IS NOT NULL THEN 'accepted' ELSE 'replayed' END ORDER BY req.ord),"
+    " set_config('synchronous_commit', 'off', true)"
+    " FROM req LEFT JOIN k ON k.key_id = req.key_id"
+    " LEFT JOIN ins ON ins.key_id = req.key_id AND ins.nonce = req.nonce"
+)
+
+
+def accept_nonces(db: Database, checks: Sequence[NonceCheck]) -> list[NonceOutcome]:
+    """For each check, in one statement (one round trip, one commit): is the key still
+    registered and not revoked, and is the nonce new for it (recorded if so)? The
+    outcome of each, in order, as if they had run one after another: "replayed" when
+    the key used the nonce before; nothing is recorded for a revoked or unknown key.
+    Nonces are per key: another key may use the same one.
+
+    A (key, nonce) pair that occurs more than once counts once: its first occurrence
+    decides, and every later one is "replayed" (or refused as the first was, for a
+    revoked or unknown key). The statement sees each pair once (a row proposed twice in
+    one INSERT would report both as new), and its inserts go in (key, nonce) order, so
+    batches of several processes that share pairs cannot deadlock. Which of two
+    concurrent statements records a shared pair is the primary key's decision: the
+    other waits for it and finds the pair taken.
+
+    The transaction commits asynchronously (``synchronous_commit`` off for it alone;
+    PostgreSQL reads the setting at commit). Its nonces are visible to every later
     request as soon as this returns, so a replay is refused exactly as before; only
-    its WAL flush is not awaited. Why losing it in a crash is acceptable:
+    its WAL flush is not awaited. Why losing them in a crash is acceptable:
 
     - WAL is one sequence and recovery replays a prefix of it, so any later
-      synchronous commit (which flushes the WAL up to its own record) makes this
-      nonce durable too. A mutating request takes its idempotency claim, a
-      synchronous commit, after its nonce and before the route acts: its nonce is
-      durable before anything it asks for happens.
-    - So a crash can lose only nonces of requests that changed nothing (reads;
-      writes refused, or answered from their idempotency record), recorded in the
-      last moments before it (the WAL writer flushes within three
-      ``wal_writer_delay``, 600 ms by default). Such a request, captured and replayed
-      after the restart while its ``created`` is still inside the window (300 s), is
-      answered once more: a read with the resource as it stands then; a write goes
-      through its idempotency key like any retry, so what it asked for is done at
-      most once.
+      synchronous commit (which flushes the WAL up to its own record) makes these
+      nonces durable too. A mutating request's nonce is recorded with its idempotency
+      claim (``claim_requests``), a synchronous commit, before the route acts; one
+      refused before its claim (no or a malformed Idempotency-Key) changes nothing.
+    - So a crash can lose only nonces of requests that changed nothing (reads; writes
+      refused before their claim), recorded in the last moments before it (the WAL
+      writer flushes within three ``wal_writer_delay``, 600 ms by default). Such a
+      request, captured and replayed after the restart while its ``created`` is still
+      inside the window (300 s), is answered once more: a read with the resource as
+      it stands then; a refused write is refused again.
     """
+    first: dict[tuple[str, str], int] = {}
+    unique: list[NonceCheck] = []
+    for key_id, nonce, at in checks:
+        if (key_id, nonce) not in first:
+            first[(key_id, nonce)] = len(unique)
+            unique.append((key_id, nonce, at))
+    if not unique:
+        return []
     row = db.call_one(
-        "WITH k AS (SELECT revoked_at FROM api_keys WHERE key_id = %(key_id)s),"
-        " ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
-        "   SELECT %(key_id)s, %(nonce)s, %(at)s FROM k WHERE k.revoked_at IS NULL"
-        "   ON CONFLICT DO NOTHING RETURNING 1)"
-        " SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM k WHERE revoked_at IS NULL),"
-        " (SELECT count(*) FROM ins), set_config('synchronous_commit', 'off', true)",
-        {"key_id": key_id, "nonce": nonce, "at": at},
+        _ACCEPT_NONCES,
+        {
+            "keys": [c[0] for c in unique],
+            "nonces": [c[1] for c in unique],
+            "ats": [c[2] for c in unique],
+        },
     )
-    if not row[0]:
-        return "unknown"
-    if not row[1]:
-        return "revoked"
-    return "accepted" if row[2] else "replayed"
+    decided: list[NonceOutcome] = list(row[0])
+    assert len(decided) == len(unique), "one outcome per distinct (key, nonce)"
+    outcomes: list[NonceOutcome] = []
+    seen: set[tuple[str, str]] = set()
+    for key_id, nonce, _ in checks:
+        pair = (key_id, nonce)
+        outcome = decided[first[pair]]
+        if pair in seen and outcome == "accepted":
+            outcome = "replayed"
+        seen.add(pair)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def prune_nonces(db: Database, *, before: datetime) -> int:
@@ -206,35 +251,130 @@ def claim(
     return Claim(outcome)
 
 
-def complete(
-    db: Database,
-    *,
-    key_id: str,
-    idempotency_key: str,
-    claim_id: UUID,
-    response: StoredResponse,
-    at: datetime,
-) -> bool:
-    """Store the response of a claimed request; False if the claim was lost meanwhile."""
+@dataclass(frozen=True)
+class ClaimRequest:
+    """A mutating request's key check, nonce and idempotency claim (``claim_requests``)."""
+
+    key_id: str
+    nonce: str
+    idempotency_key: str
+    fingerprint: str
+    claim_id: UUID
+    at: datetime
+    lease_until: datetime
+
+
+_NONCE_OUTCOMES: dict[str, NonceOutcome] = {
+    "key_unknown": "unknown",
+    "key_revoked": "revoked",
+    "nonce_reused": "replayed",
+}
+
+
+def claim_requests(
+    db: Database, requests: Sequence[ClaimRequest]
+) -> list[tuple[NonceOutcome, Claim | None]]:
+    """For each request, as if one after another, in one statement (one round trip, one
+    synchronous commit; migration 0010): check its key, record its nonce and claim its
+    Idempotency-Key. Each answer (in the order of ``requests``) is the nonce outcome
+    (as ``accept_nonces``') and, when "accepted", the claim (as ``claim``'s). A nonce
+    or an Idempotency-Key used twice in one call is found by the second use.
+
+    The requests go in (key, Idempotency-Key) order, in their given order among equal
+    ones: two statements running at once that claim the same keys (a client's retries)
+    lock them in one order and cannot deadlock.
+    """
+    if not requests:
+        return []
+    order = sorted(
+        range(len(requests)), key=lambda i: (requests[i].key_id, requests[i].idempotency_key)
+    )
+    sent = [requests[i] for i in order]
     row = db.call_one(
-        "WITH upd AS (UPDATE api_idempotency SET status = 'completed',"
-        " response_status = %(status)s, response_type = %(type)s, response_etag = %(etag)s,"
-        " response_location = %(location)s, response_body = %(body)s, completed_at = %(at)s"
-        " WHERE key_id = %(key_id)s AND idempotency_key = %(key)s AND claim = %(claim)s"
-        " AND status = 'in_flight' RETURNING 1) SELECT count(*) FROM upd",
+        "SELECT array_agg(outcome ORDER BY ord), array_agg(response_status ORDER BY ord),"
+        " array_agg(response_type ORDER BY ord), array_agg(response_etag ORDER BY ord),"
+        " array_agg(response_location ORDER BY ord), array_agg(response_body ORDER BY ord)"
+        " FROM api_request_claims(%(key_ids)s::text[], %(nonces)s::text[],"
+        " %(ats)s::timestamptz[], %(keys)s::text[], %(fingerprints)s::text[],"
+        " %(claims)s::uuid[], %(lease_untils)s::timestamptz[])",
         {
-            "key_id": key_id,
-            "key": idempotency_key,
-            "claim": claim_id,
-            "status": response.status,
-            "type": response.content_type,
-            "etag": response.etag,
-            "location": response.location,
-            "body": response.body,
-            "at": at,
+            "key_ids": [r.key_id for r in sent],
+            "nonces": [r.nonce for r in sent],
+            "ats": [r.at for r in sent],
+            "keys": [r.idempotency_key for r in sent],
+            "fingerprints": [r.fingerprint for r in sent],
+            "claims": [r.claim_id for r in sent],
+            "lease_untils": [r.lease_until for r in sent],
         },
     )
-    return bool(row[0])
+    outcomes, statuses, types, etags, locations, bodies = row
+    assert len(outcomes) == len(requests), "one outcome per request"
+    answers: list[tuple[NonceOutcome, Claim | None]] = []
+    for i, outcome in enumerate(outcomes):
+        refused = _NONCE_OUTCOMES.get(outcome)
+        if refused is not None:
+            answers.append((refused, None))
+        elif outcome == "replay":
+            stored = StoredResponse(
+                status=int(statuses[i]),
+                content_type=types[i],
+                etag=etags[i],
+                location=locations[i],
+                body=bytes(bodies[i]),
+            )
+            answers.append(("accepted", Claim("replay", stored)))
+        else:
+            assert outcome in ("claimed", "mismatch", "in_flight"), outcome
+            answers.append(("accepted", Claim(outcome)))
+    by_position = dict(zip(order, answers, strict=True))
+    return [by_position[i] for i in range(len(requests))]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A claimed request's response, to store (``complete_many``)."""
+
+    key_id: str
+    idempotency_key: str
+    claim_id: UUID
+    response: StoredResponse
+    at: datetime
+
+
+def complete_many(db: Database, completions: Sequence[Completion]) -> list[bool]:
+    """Store the responses of claimed requests, in one statement (one round trip, one
+    synchronous commit): for each, in order, whether its response was stored (False if
+    its claim was lost meanwhile)."""
+    if not completions:
+        return []
+    row = db.call_one(
+        "WITH r AS (SELECT * FROM unnest(%(key_ids)s::text[], %(keys)s::text[],"
+        " %(claims)s::uuid[], %(statuses)s::smallint[], %(types)s::text[], %(etags)s::text[],"
+        " %(locations)s::text[], %(bodies)s::bytea[], %(ats)s::timestamptz[])"
+        " WITH ORDINALITY AS r(key_id, idempotency_key, claim, status, type, etag, location,"
+        " body, at, ord)),"
+        " upd AS (UPDATE api_idempotency AS i SET status = 'completed',"
+        " response_status = r.status, response_type = r.type, response_etag = r.etag,"
+        " response_location = r.location, response_body = r.body, completed_at = r.at"
+        " FROM r WHERE i.key_id = r.key_id AND i.idempotency_key = r.idempotency_key"
+        " AND i.claim = r.claim AND i.status = 'in_flight' RETURNING r.ord)"
+        " SELECT array_agg(upd.ord IS NOT NULL ORDER BY r.ord)"
+        " FROM r LEFT JOIN upd ON upd.ord = r.ord",
+        {
+            "key_ids": [c.key_id for c in completions],
+            "keys": [c.idempotency_key for c in completions],
+            "claims": [c.claim_id for c in completions],
+            "statuses": [c.response.status for c in completions],
+            "types": [c.response.content_type for c in completions],
+            "etags": [c.response.etag for c in completions],
+            "locations": [c.response.location for c in completions],
+            "bodies": [c.response.body for c in completions],
+            "ats": [c.at for c in completions],
+        },
+    )
+    stored = [bool(done) for done in row[0]]
+    assert len(stored) == len(completions), "one answer per completion"
+    return stored
 
 
 def release(db: Database, *, key_id: str, idempotency_key: str, claim_id: UUID) -> None:

@@ -9,19 +9,24 @@ In order, for each request:
 2. signature (RFC 9421, ``settlement.api.signing``): any failure is 401 with the reason
    as the problem type. The signature is verified on the event loop with the public key
    held in memory (read from the database, in a worker thread, the first time this
-   guard sees a key id); then one statement, in a worker thread, checks the key is
-   still registered and not revoked and records the nonce (a revoked key, or a reused
-   nonce, is 401 from that very request on). The key's registration becomes the
-   request's ``Actor`` (``scope["state"]["actor"]``). At most every ``PRUNE_EVERY_S``
-   an authenticated request starts a prune of nonces too old to replay, in the
-   background: no request waits for it;
+   guard sees a key id). Then the database checks that the key is still registered and
+   not revoked and records the nonce (a revoked key, or a reused nonce, is 401 from
+   that very request on): for a read, one statement that decides the checks of all
+   the reads arriving meanwhile; for a mutating request with a well-formed
+   Idempotency-Key, the same check in the statement that claims the key (step 3),
+   shared likewise with the other mutating requests (``settlement.api.batching``). The
+   key's registration becomes the request's ``Actor`` (``scope["state"]["actor"]``). At
+   most every ``PRUNE_EVERY_S`` an accepted request starts a prune of nonces too old to
+   replay, in the background: no request waits for it;
 3. idempotency for mutating methods (DESIGN 6 at the HTTP level): the Idempotency-Key
-   header is required (400); the fingerprint is SHA-256 over key id, method, target
+   header is required (400, after the nonce check: a replay is a 401 whatever else is
+   wrong); the fingerprint is SHA-256 over key id, method, target
    (path and query) and body, the body preceded by the If-Match value as a netstring
    (the expected version is part of what was asked); a completed record with the same
    fingerprint replays its stored status, body, ETag and Location with
    ``Idempotent-Replayed: true``; another fingerprint is 422; a live claim is 409.
-   Only a 2xx response is stored; any other outcome releases the claim, so a request
+   Only a 2xx response is stored (in one statement with the responses of the other
+   requests completing meanwhile); any other outcome releases the claim, so a request
    that failed leaves its key unused (as the service does). Routes also pass the key
    to the service, so a claim taken over after a crash replays the service's result
    rather than acting twice.
@@ -33,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import quote
@@ -43,11 +48,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger import api_keys
-from ledger.api_keys import KeyRecord, StoredResponse
+from ledger.api_keys import Claim, KeyRecord, StoredResponse
 from ledger.database import Database
 from ledger.idempotency import fingerprint
 from settlement import errors
 from settlement.api import problems, signing
+from settlement.api.batching import GroupCall
 from settlement.api.keys import KeyService, actor_of
 from settlement.clock import Clock
 from settlement.domain import Actor, parse_idempotency_key
@@ -97,6 +103,11 @@ class Guard:
         # trigger refuses it), so what is held stays right; revocation is not held: the
         # nonce statement reads it on every request.
         self._held: dict[str, tuple[KeyRecord, Ed25519PublicKey]] = {}
+        # the guard's database calls, each shared by the requests arriving together
+        # (settlement.api.batching)
+        self.nonces = GroupCall(keys.accept_nonces)
+        self.claims = GroupCall(self._claim_requests)
+        self.completions = GroupCall(self._complete_many)
 
     def _is_public(self, path: str) -> bool:
         if path in self._public:
@@ -127,21 +138,27 @@ class Guard:
         request = signing.IncomingRequest(
             method=scope["method"], url=_target_uri(scope, headers), header_pairs=headers
         )
+        now = self._clock.now()
         try:
-            actor = await self._authenticate(request, body)
+            verified, record = await self._verified(request, body, now)
+            if scope["method"] in SAFE_METHODS:
+                await self._accept_nonce(verified, now)
         except signing.SignatureRejected as exc:
             await _send_problem(send, problems.ApiProblem(exc.code, str(exc)), instance)
             return
         except errors.SettlementError as exc:
             await _send_engine_error(send, exc, instance)
             return
-        self._prune_when_due()
+        actor = actor_of(record)
         scope.setdefault("state", {})["actor"] = actor
         replay_receive = _replaying(body, receive)
         if scope["method"] in SAFE_METHODS:
+            self._prune_when_due()
             await self.app(scope, replay_receive, send)
             return
-        await self._keyed(scope, replay_receive, send, actor=actor, headers=headers, body=body)
+        await self._keyed(
+            scope, replay_receive, send, verified=verified, actor=actor, headers=headers, body=body
+        )
 
     async def _read_body(self, headers: list[tuple[str, str]], receive: Receive) -> bytes:
         declared = _header(headers, "content-length")
@@ -169,27 +186,38 @@ class Guard:
                 break
         return b"".join(chunks)
 
-    async def _authenticate(self, request: signing.IncomingRequest, body: bytes) -> Actor:
+    async def _verified(
+        self, request: signing.IncomingRequest, body: bytes, now: datetime
+    ) -> tuple[signing.Verified, KeyRecord]:
         # Verification is CPU only (Ed25519 even releases the GIL), so it runs here on
         # the loop: in a worker thread the same check cost about 0.4 ms more CPU per
         # request (GIL hand-offs; bench/api.py). Only database calls go to threads.
-        now = self._clock.now()
         try:
-            verified, record = self._verify(request, body, now)
+            return self._verify(request, body, now)
         except signing.KeyNotLoaded as missing:
             record, public = await run_in_threadpool(self._keys.public_key, missing.key_id)
             if len(self._held) >= KEYS_HELD_MAX:
                 self._held.clear()
             self._held[record.key_id] = (record, public)
-            verified, record = self._verify(request, body, now)
-        try:
-            await run_in_threadpool(self._keys.accept_nonce, verified.key_id, verified.nonce)
-        except (signing.KeyRevoked, signing.KeyUnknown):
+            return self._verify(request, body, now)
+
+    async def _accept_nonce(self, verified: signing.Verified, now: datetime) -> None:
+        """The key and nonce check, in one statement with those of the requests arriving
+        meanwhile (``settlement.api.batching``); a ``SignatureRejected`` if refused."""
+        outcome = await self.nonces((verified.key_id, verified.nonce, now))
+        self._refuse_unless_accepted(outcome, verified)
+
+    def _refuse_unless_accepted(
+        self, outcome: api_keys.NonceOutcome, verified: signing.Verified
+    ) -> None:
+        refused = self._keys.refusal(outcome, verified.key_id, verified.nonce)
+        if refused is None:
+            return
+        if isinstance(refused, signing.KeyRevoked | signing.KeyUnknown):
             # a revoked key is refused by the database on each request anyway; not
             # holding it only saves memory
             self._held.pop(verified.key_id, None)
-            raise
-        return actor_of(record)
+        raise refused
 
     def _verify(
         self, request: signing.IncomingRequest, body: bytes, now: datetime
@@ -237,43 +265,50 @@ class Guard:
         receive: Receive,
         send: Send,
         *,
+        verified: signing.Verified,
         actor: Actor,
         headers: list[tuple[str, str]],
         body: bytes,
     ) -> None:
         instance = scope["path"]
         key = _header(headers, "idempotency-key")
-        if key is None:
-            problem = problems.ApiProblem(
-                "idempotency_key_required", "a mutating request needs an Idempotency-Key header"
-            )
-            await _send_problem(send, problem, instance)
-            return
-        try:
-            parse_idempotency_key(key)
-        except errors.InvalidInput as exc:
-            await _send_problem(send, problems.ApiProblem("invalid_header", str(exc)), instance)
-            return
-        if_match = _header(headers, "if-match") or ""
-        fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
-        fp = fingerprint(actor.id, scope["method"], _target(scope), fingerprinted)
-        claim_id = uuid.uuid4()
         now = self._clock.now()
         try:
-            claimed = await self._db_call(
-                lambda: api_keys.claim(
-                    self._db,
+            refusal = _idempotency_key_refusal(key)
+            if refusal is not None:
+                # authenticated (its nonce spent) first, as every request is: a bad
+                # signature or a replay is a 401 whatever else is wrong
+                await self._accept_nonce(verified, now)
+                await _send_problem(send, refusal, instance)
+                return
+            assert key is not None
+            if_match = _header(headers, "if-match") or ""
+            fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
+            claim_id = uuid.uuid4()
+            # key check, nonce and claim in one statement with those of the mutating
+            # requests arriving meanwhile (migration 0010)
+            outcome, claimed = await self.claims(
+                api_keys.ClaimRequest(
                     key_id=actor.id,
+                    nonce=verified.nonce,
                     idempotency_key=key,
-                    fingerprint=fp,
+                    fingerprint=fingerprint(
+                        actor.id, scope["method"], _target(scope), fingerprinted
+                    ),
                     claim_id=claim_id,
                     at=now,
                     lease_until=now + timedelta(seconds=LEASE_S),
                 )
             )
+            self._refuse_unless_accepted(outcome, verified)
+        except signing.SignatureRejected as exc:
+            await _send_problem(send, problems.ApiProblem(exc.code, str(exc)), instance)
+            return
         except errors.SettlementError as exc:
             await _send_engine_error(send, exc, instance)
             return
+        self._prune_when_due()
+        assert claimed is not None
         match claimed.outcome:
             case "replay":
                 assert claimed.response is not None
@@ -298,6 +333,18 @@ class Guard:
                 return
             case "claimed":
                 pass
+        await self._act_and_store(scope, receive, send, actor=actor, key=key, claim_id=claim_id)
+
+    async def _act_and_store(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        actor: Actor,
+        key: str,
+        claim_id: uuid.UUID,
+    ) -> None:
         captured = _Captured()
         try:
             await self.app(scope, receive, captured.send)
@@ -307,9 +354,8 @@ class Guard:
         response = captured.stored()
         if 200 <= response.status < 300:
             try:
-                await self._db_call(
-                    lambda: api_keys.complete(
-                        self._db,
+                await self.completions(
+                    api_keys.Completion(
                         key_id=actor.id,
                         idempotency_key=key,
                         claim_id=claim_id,
@@ -332,6 +378,16 @@ class Guard:
                     self._db, key_id=key_id, idempotency_key=key, claim_id=claim_id
                 )
             )
+
+    def _claim_requests(
+        self, requests: Sequence[api_keys.ClaimRequest]
+    ) -> list[tuple[api_keys.NonceOutcome, Claim | None]]:
+        with translated():
+            return api_keys.claim_requests(self._db, requests)
+
+    def _complete_many(self, completions: Sequence[api_keys.Completion]) -> list[bool]:
+        with translated():
+            return api_keys.complete_many(self._db, completions)
 
     @staticmethod
     async def _db_call(call: Callable[[], T]) -> T:
@@ -370,6 +426,19 @@ class _Captured:
         assert self.start is not None
         await send(self.start)
         await send({"type": "http.response.body", "body": b"".join(self.chunks)})
+
+
+def _idempotency_key_refusal(key: str | None) -> problems.ApiProblem | None:
+    """Why a mutating request's Idempotency-Key header is refused; None if it is not."""
+    if key is None:
+        return problems.ApiProblem(
+            "idempotency_key_required", "a mutating request needs an Idempotency-Key header"
+        )
+    try:
+        parse_idempotency_key(key)
+    except errors.InvalidInput as exc:
+        return problems.ApiProblem("invalid_header", str(exc))
+    return None
 
 
 def _header_pairs(scope: Scope) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,7 +136,7 @@ class KeyService:
     def public_key(self, key_id: str) -> tuple[KeyRecord, Ed25519PublicKey]:
         """The key's record and public key, to verify a signature with, from this
         process's cache when it is there: a registered key's public key, role and party
-        never change. Revocation is not read here: ``accept_nonce`` checks it in the
+        never change. Revocation is not read here: ``accept_nonces`` checks it in the
         same round trip that records the nonce. ``KeyUnknown`` / ``KeyRevoked`` when the
         database is read and says so."""
         cached = self._verifying.get(key_id)
@@ -147,23 +148,30 @@ class KeyService:
         self._verifying[key_id] = (record, public)
         return record, public
 
-    def accept_nonce(self, key_id: str, nonce: str) -> None:
-        """Check the key is still registered and not revoked, and record the nonce, in
-        one round trip; ``KeyRevoked`` / ``KeyUnknown``, or ``NonceReused`` if this key
-        used the nonce before."""
+    def accept_nonces(
+        self, checks: Sequence[api_keys.NonceCheck]
+    ) -> Sequence[api_keys.NonceOutcome]:
+        """Check that each key is still registered and not revoked and record each
+        nonce, for many requests in one statement (``api_keys.accept_nonces``): each
+        one's outcome, in order (``refusal`` says what it means). Engine errors only."""
         with translated():
-            outcome = api_keys.accept_nonce(self._db, key_id, nonce, at=self._clock.now())
+            return api_keys.accept_nonces(self._db, checks)
+
+    def refusal(
+        self, outcome: api_keys.NonceOutcome, key_id: str, nonce: str
+    ) -> signing.SignatureRejected | None:
+        """Why a request with this nonce check outcome is refused; None if accepted."""
         match outcome:
             case "accepted":
-                return
+                return None
             case "replayed":
-                raise signing.NonceReused(f"nonce {nonce!r} was already used by {key_id}")
+                return signing.NonceReused(f"nonce {nonce!r} was already used by {key_id}")
             case "revoked":
                 self._verifying.pop(key_id, None)
-                raise signing.KeyRevoked(f"key {key_id!r} was revoked")
+                return signing.KeyRevoked(f"key {key_id!r} was revoked")
             case "unknown":
                 self._verifying.pop(key_id, None)
-                raise signing.KeyUnknown(f"no registered key {key_id!r}")
+                return signing.KeyUnknown(f"no registered key {key_id!r}")
 
     def prune_nonces(self, *, window_s: int = signing.WINDOW_S) -> int:
         """Forget nonces no replay could still use: a signature recorded more than two
