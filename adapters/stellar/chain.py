@@ -57,6 +57,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -177,6 +179,9 @@ class StellarChain:
         self.submission_window_s = submission_window_s
         self.fee_per_op_stroops = fee_per_op_stroops
         self.asynchronous_submit = asynchronous_submit
+        self._queued_lock = threading.Lock()
+        #: tx hash -> when stellar-core last answered PENDING or DUPLICATE for it
+        self._queued: dict[str, float] = {}
         self._signer = signer
         self._horizon = Horizon(
             horizon_url, guard, get_timeout_s=get_timeout_s, post_timeout_s=post_timeout_s
@@ -443,6 +448,23 @@ class StellarChain:
         """POST the signed envelope once; see the module docstring for the outcomes."""
         return self._timed(self._submit(submission))
 
+    def _queued_now(self, tx_hash: str) -> None:
+        with self._queued_lock:
+            if len(self._queued) >= _QUEUED_KEPT_MAX:
+                self._queued.clear()  # only costs a resend each: DUPLICATE answers
+            self._queued[tx_hash] = time.monotonic()
+
+    def _queued_recently(self, tx_hash: str) -> bool:
+        """Whether stellar-core said it queued ``tx_hash`` (PENDING or DUPLICATE, to this
+        adapter) recently enough that it still holds it: core keeps a queued transaction
+        for a few ledgers, then drops it. Horizon cannot show the queue, so this is what
+        lets ``status`` say ``held`` and spare a resend per poll; after it, or for one
+        another process sent, the same envelope is sent again, as always safe."""
+        interval = self._head.interval_s or _ASSUMED_CLOSE_S
+        with self._queued_lock:
+            at = self._queued.get(tx_hash)
+        return at is not None and time.monotonic() - at < _QUEUE_TRUST_CLOSES * interval
+
     def _timed(self, outcome: Outcome) -> Outcome:
         """A Pending outcome says when the next ledger is due (``Pending.look_again_s``)."""
         if isinstance(outcome, Pending) and outcome.look_again_s is None:
@@ -481,6 +503,8 @@ class StellarChain:
         answered = str(reply.body.get("hash", "")).lower()
         if answered != tx_hash:
             return Unavailable(f"Horizon answered {status} for {answered!r}, not for {tx_hash}")
+        if status in ("PENDING", "DUPLICATE"):
+            self._queued_now(tx_hash)
         match status:
             case "PENDING":
                 return Pending(
@@ -585,7 +609,11 @@ class StellarChain:
                 return self._found(submission.tx_hash, found, known=latest)
             window = time_window(submission.blob, self.network_passphrase)
             if window.max_time == 0 or ceil_seconds(latest.closed_at) <= window.max_time:
-                return Pending(submission.tx_hash, "in no ledger yet")
+                return Pending(
+                    submission.tx_hash,
+                    "in no ledger yet",
+                    held=self._queued_recently(submission.tx_hash),
+                )
             if not self._history_reaches(window.min_time):
                 log.warning("%s: expired but history is pruned past it", submission.tx_hash)
                 return Pending(
@@ -666,6 +694,13 @@ class StellarChain:
                 "source_account": found.source_account,
             },
         )
+
+
+#: stellar-core drops a queued transaction that no ledger took within a few ledgers
+#: (TRANSACTION_QUEUE_TIMEOUT_LEDGERS, 4); trust a PENDING for fewer than that
+_QUEUE_TRUST_CLOSES = 3
+_ASSUMED_CLOSE_S = 5.0
+_QUEUED_KEPT_MAX = 100_000
 
 
 def _header_sequence(header: LedgerHeader) -> int:

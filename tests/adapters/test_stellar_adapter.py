@@ -749,8 +749,21 @@ def test_an_async_lock_is_pending_at_once_then_applied(local: StellarHarness) ->
         assert outcome.held, "core holds it: only waiting helps"
         assert node.pending_count == 1
         polled = local.chain.status(submission)
-        assert isinstance(polled, Pending) and not polled.held, "Horizon cannot see the queue"
-        again = local.chain.submit(submission)  # so the coordinator sends it again
+        # Horizon cannot show core's queue: the adapter remembers what core told it
+        assert isinstance(polled, Pending) and polled.held, polled
+        elsewhere = StellarChain(
+            node.base_url,
+            local.passphrase,
+            agent=local.agent,
+            signer=local.signer,
+            guard=ChainGuard("stellar", POLICY),
+        )
+        try:
+            told_nothing = elsewhere.status(submission)  # another worker's adapter
+            assert isinstance(told_nothing, Pending) and not told_nothing.held, told_nothing
+        finally:
+            elsewhere.close()
+        again = local.chain.submit(submission)  # which sends it again
         assert isinstance(again, Pending) and "already queued" in again.detail, again
         assert again.held
         ledger = node.close_ledger()
