@@ -3,34 +3,45 @@
 Figures, not a pass/fail test. Both local networks run as processes of their own
 (``settle node xrpl|stellar``) with a 1 s ledger close interval (the real networks
 close every 3-5 s, so this is optimistic), against the embedded PostgreSQL. For each
-ticket count T and worker count K (threads, each with its own coordinator and its own
-adapters, all on one database, as separate worker processes would be), a closed loop
-keeps ``--in-flight`` settlements per worker open: as one closes, the next commitment is
-approved and instructed. Each settlement is the bond on XRPL against USDC on Stellar
-(lock both, decide, commit both: four ledger transactions).
+ticket count T and worker count K, K ``settle worker --concurrency C`` processes run
+as an operator runs them (settings from the environment, the engine's keys in an
+encrypted keystore file, the XRPL signers' tickets kept stocked by the workers), all on
+one database; ``--threads`` runs them as threads of this process instead. A closed
+loop keeps ``--in-flight`` settlements per worker open: as one closes, feeder threads
+in this process create, submit, approve and instruct the next commitment (the
+instruction checks every leg against both ledgers). Each settlement is the bond on
+XRPL against USDC on Stellar (lock both, decide, commit both: four ledger
+transactions).
 
 Printed per (T, K): settled DVPs per second (settled / time from the start to the last
 settlement; new work stops after ``--seconds`` and what is open gets ``--drain`` more
 seconds to finish), p50/p99 from VERIFIED (approval) to SETTLED, ledger transactions per
 close on each chain (mean and max), the share of signatures that had to be made again (a
 Sequence taken by a concurrent transaction from the same account expires and is signed
-anew), and peak RSS of this process and of each network's process.
+anew), peak RSS of a worker and of each network's process, and the CPU time each part
+spent per settled DVP while feeding and settling: this process (the feeders), the
+workers, each network and PostgreSQL. On two shared cores their sum bounds the rate:
+2 cores / (CPU s per DVP) is the most the machine can settle, whatever the ledgers'
+closes allow.
 
-What limits it: every XRPL lock is signed by the one seller account and every XRPL
-commit by the one agent account. Without Tickets (T = 0) an account's transactions need
-consecutive sequence numbers, so concurrent workers collide and the loser waits out its
-LastLedgerSequence (20 ledgers) before signing again; with T tickets each transaction
-takes a ticket of its own. Stellar transactions take their sequence from one of
-``--channels`` channel accounts. ``--concurrency`` steps that many claimed settlements
-of a worker side by side (each submit waits for its ledger).
+What limits it otherwise: every XRPL lock is signed by the one seller account and every
+XRPL commit by the one agent account. Without Tickets (T = 0) an account's transactions
+need consecutive sequence numbers, so concurrent workers collide and the loser waits out
+its LastLedgerSequence (20 ledgers) before signing again; with T tickets each
+transaction takes a ticket of its own. Stellar transactions take their sequence from one
+of ``--channels`` channel accounts and go through Horizon's asynchronous submission, so
+no step waits for a close; a waiting settlement is looked at again just after the next
+close of its ledger.
 
-    python bench/dvp.py [--seconds 20] [--workers 1,4] [--in-flight 16]
+    python bench/dvp.py [--seconds 20] [--workers 1,4] [--in-flight 32]
                         [--channels 32] [--concurrency 8] [--tickets 0,200]
+                        [--feeders 8] [--threads]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -38,6 +49,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -48,6 +60,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import psutil
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
@@ -56,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transitions import ALLOCATOR, OFFICER, SYSTEM, seed
 
 from adapters.chain import Chain, ChainName
+from adapters.keystore import KeystoreFile
 from adapters.resilience import ChainGuard, ResiliencePolicy
 from adapters.stellar import StellarChain
 from adapters.xrpl import XrplChain
@@ -122,8 +136,12 @@ def run(
     in_flight: int,
     drain_s: float,
     concurrency: int = 1,
+    cpu: CpuMeter | None = None,
+    processes: WorkerProcesses | None = None,
+    feeders: int = FEEDERS,
 ) -> dict[str, Any]:
-    sealer = Sealer(Fernet.generate_key())
+    sealing_key = processes.sealing_key if processes is not None else Fernet.generate_key()
+    sealer = Sealer(sealing_key)
     policy = ResiliencePolicy()
     dvp_policy = DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.1)
     coordinators = [
@@ -135,18 +153,24 @@ def run(
             clock=world.clock,
             policy=dvp_policy,
         )
-        for _ in range(workers_n)
+        for _ in range(1 if processes is not None else workers_n)
     ]
-    workers = [
-        Worker(
-            engine.db,
-            c,
-            world.clock,
-            name=f"bench-{workers_n}-{n}",
-            policy=WorkerPolicy(lease_s=30, batch=in_flight, idle_s=0.02, concurrency=concurrency),
-        )
-        for n, c in enumerate(coordinators)
-    ]
+    workers = (
+        []
+        if processes is not None
+        else [
+            Worker(
+                engine.db,
+                c,
+                world.clock,
+                name=f"bench-{workers_n}-{n}",
+                policy=WorkerPolicy(
+                    lease_s=30, batch=in_flight, idle_s=0.02, concurrency=concurrency
+                ),
+            )
+            for n, c in enumerate(coordinators)
+        ]
+    )
     buyers = [world.buyer_stellar, *world.extra_buyers]
     service = engine.commitments
     target_open = in_flight * workers_n
@@ -208,10 +232,13 @@ def run(
     worker_log.addHandler(failures)
     worker_log.propagate = False  # counted, not printed
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    feeders = [threading.Thread(target=feed, daemon=True) for _ in range(FEEDERS)]
+    feeding = [threading.Thread(target=feed, daemon=True) for _ in range(feeders)]
+    if processes is not None:
+        processes.start(workers_n, concurrency)
     started = time.monotonic()
     started_at = world.clock.now()
-    for t in (*threads, *feeders):
+    cpu_before = cpu.read() if cpu is not None else {}
+    for t in (*threads, *feeding):
         t.start()
     while time.monotonic() - started < seconds:
         still_open = len(open_ids())
@@ -220,16 +247,19 @@ def run(
             state.notify_all()
         time.sleep(0.1)
     stop_feeding.set()
-    for t in feeders:
+    for t in feeding:
         t.join(60)
     # no new work: let what is open finish (or give up), so latencies include the slow ones
     drain_until = time.monotonic() + drain_s
     while time.monotonic() < drain_until and open_ids():
         time.sleep(0.1)
+    cpu_used = cpu.since(cpu_before) if cpu is not None else {}
     for w in workers:
         w.stop()
     for t in threads:
         t.join(60)
+    if processes is not None:
+        processes.stop()
     rows = engine.db.transaction(
         lambda uow: uow.execute(
             "SELECT s.id, s.status, x.chain, x.ledger_index, x.status, x.purpose,"
@@ -299,7 +329,142 @@ def run(
         "step_failures": failures.count,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "causes": ", ".join(f"{k} x{n}" for k, n in causes.most_common()),
+        "cpu_ms_per_dvp": {
+            name: 1000 * used / len(closed_at) if closed_at else float("nan")
+            for name, used in cpu_used.items()
+        },
     }
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process ("bench": the feeders, and the
+    workers when they are threads), of the worker processes, of each network's process
+    and of PostgreSQL (every process of the server), so the figures can say where a
+    DVP's CPU goes on the two shared cores."""
+
+    def __init__(self, nodes: NodeProcesses, workers: WorkerProcesses | None) -> None:
+        self._named = {
+            "bench": psutil.Process(),
+            "xrpl": psutil.Process(nodes.procs[0].pid),
+            "stellar": psutil.Process(nodes.procs[1].pid),
+        }
+        self._workers = workers
+
+    def read(self) -> dict[str, float]:
+        used = {name: _cpu_s(p) for name, p in self._named.items()}
+        if self._workers is not None:
+            used["workers"] = sum(_cpu_s(p) for p in self._workers.processes())
+        used["postgres"] = sum(_cpu_s(p) for p in self._postgres())
+        return used
+
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.read()
+        return {name: now[name] - before.get(name, 0.0) for name in now}
+
+    def _postgres(self) -> list[psutil.Process]:
+        # backends come and go; a backend that ended during the run is not counted, so
+        # the PostgreSQL figure is a floor
+        found = []
+        for p in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if p.info["name"] == "postgres" or "postgres:" in " ".join(p.info["cmdline"] or []):
+                    found.append(p)
+            except psutil.Error:
+                continue
+        return found
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+class WorkerProcesses:
+    """``settle worker --concurrency C`` processes, as an operator runs them: settings
+    from the environment, the engine's keys in an encrypted keystore file, the sealing
+    key shared with this process (which seals the hash-lock secrets when it instructs).
+    They judge time by the system clock, as this process's world does against networks
+    running elsewhere."""
+
+    def __init__(self, world: LocalWorld, owner_url: str, workdir: Path, tickets: int) -> None:
+        self.sealing_key = Fernet.generate_key()
+        keystore_key = Fernet.generate_key()
+        keystore = KeystoreFile(workdir / "keystore.fernet", keystore_key)
+        for wallet in (world.seller_xrpl, world.agent_xrpl):
+            assert wallet.seed is not None
+            keystore.add_xrpl(wallet.seed)
+        signers = (world.buyer_stellar, *world.extra_buyers, world.agent_stellar)
+        for keypair in (*signers, *world.channels_stellar):
+            keystore.add_stellar(keypair.secret)
+        self._env = os.environ | {
+            "SETTLEMENT_NETWORK": "local",
+            "SETTLEMENT_DATABASE_URL": owner_url,
+            "SETTLEMENT_DATA_DIR": str(workdir),
+            "SETTLEMENT_KEYSTORE_FILE": str(workdir / "keystore.fernet"),
+            "SETTLEMENT_KEYSTORE_KEY": keystore_key.decode(),
+            "SETTLEMENT_SEALING_KEY": self.sealing_key.decode(),
+            "SETTLEMENT_XRPL_URL": world.xrpl.url,
+            "SETTLEMENT_HORIZON_URL": world.stellar.url,
+            "SETTLEMENT_XRPL_AGENT": world.agent_xrpl.classic_address,
+            "SETTLEMENT_STELLAR_AGENT": world.agent_stellar.public_key,
+            "SETTLEMENT_STELLAR_CHANNELS": ",".join(c.public_key for c in world.channels_stellar),
+            # each lock spends one of the seller's tickets, each commit one of the
+            # agent's: the workers keep both stocked, as an operator would have them
+            "SETTLEMENT_XRPL_TICKET_TARGET": str(tickets),
+            "SETTLEMENT_XRPL_TICKET_ACCOUNTS": ",".join(
+                (world.seller_xrpl.classic_address, world.agent_xrpl.classic_address)
+            ),
+            "SETTLEMENT_LOG_LEVEL": "WARNING",
+        }
+        self._procs: list[subprocess.Popen[bytes]] = []
+        #: the largest peak RSS of one worker process
+        self.peak_rss_mib = 0.0
+
+    def start(self, count: int, concurrency: int) -> None:
+        command = [
+            sys.executable,
+            "-c",
+            "from settlement.cli import app; app()",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--lease",
+            "30",
+        ]
+        self._procs = [
+            subprocess.Popen(command, env=self._env, stdout=subprocess.DEVNULL)
+            for _ in range(count)
+        ]
+        time.sleep(0.5)
+        failed = [p.returncode for p in self._procs if p.poll() is not None]
+        if failed:
+            self.stop()
+            raise RuntimeError(f"settle worker exited at start: {failed}")
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for proc in self._procs:
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(proc.pid))
+        return found
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            with contextlib.suppress(OSError, StopIteration):
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+                self.peak_rss_mib = max(self.peak_rss_mib, kib / 1024)
+        for proc in self._procs:
+            proc.terminate()  # settle worker stops at its next step on SIGTERM
+        for proc in self._procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._procs = []
 
 
 class NodeProcesses:
@@ -382,7 +547,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", default="1,4")
-    parser.add_argument("--in-flight", type=int, default=16, help="open settlements per worker")
+    parser.add_argument("--in-flight", type=int, default=32, help="open settlements per worker")
     parser.add_argument(
         "--drain", type=float, default=60.0, help="seconds to let open settlements finish"
     )
@@ -396,6 +561,14 @@ def main() -> None:
         "--tickets",
         default="0,200",
         help="XRPL Tickets for the seller and the agent, one run per value (0: Sequence)",
+    )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="run the workers as threads of this process instead of `settle worker` processes",
+    )
+    parser.add_argument(
+        "--feeders", type=int, default=FEEDERS, help="threads approving and instructing"
     )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",")]
@@ -421,13 +594,14 @@ def main() -> None:
         f" networks, each a process of its own; {args.seconds:.0f} s per run;"
         f" {args.in_flight} settlements in flight per worker; {args.channels} Stellar channel"
         f" accounts; each worker steps {args.concurrency} settlement(s) at once; workers are"
-        " threads of this process. T: XRPL Tickets for the seller and the agent"
-        " (0: each signs on its own Sequence)\n"
+        + (" threads of this process" if args.threads else " `settle worker` processes")
+        + f"; {args.feeders} feeder threads approve and instruct in this process."
+        " T: XRPL Tickets for the seller and the agent (0: each signs on its own Sequence)\n"
     )
     header = (
         f"{'T':>4} {'K':>3} {'settled':>8} {'DVP/s':>7} {'VERIFIED->SETTLED p50/p99 s':>28}"
         f" {'XRPL tx/close mean/max':>23} {'Stellar tx/close mean/max':>26}"
-        f" {'re-signed %':>11} {'peak RSS MiB engine/xrpl/stellar':>33}"
+        f" {'re-signed %':>11} {'peak RSS MiB worker/xrpl/stellar':>33}"
     )
     print(header)
     print("-" * len(header))
@@ -453,15 +627,34 @@ def main() -> None:
                     clock=world.clock,
                     urls=DatabaseUrls(owner=owner_url, app=app_url_for(owner_url)),
                 )
+                workdir = tempfile.TemporaryDirectory(prefix="bench-dvp-")
+                processes = (
+                    None
+                    if args.threads
+                    else WorkerProcesses(world, owner_url, Path(workdir.name), tickets)
+                )
                 try:
                     r = run(
-                        world, engine, k, args.seconds, args.in_flight, args.drain, args.concurrency
+                        world,
+                        engine,
+                        k,
+                        args.seconds,
+                        args.in_flight,
+                        args.drain,
+                        args.concurrency,
+                        cpu=CpuMeter(nodes, processes),
+                        processes=processes,
+                        feeders=args.feeders,
                     )
                 finally:
+                    if processes is not None:
+                        processes.stop()
                     engine.close()
                     world.close()
+                    workdir.cleanup()
                 xrpl_rss, stellar_rss = nodes.peak_rss_mib()
-                rss = f"{r['rss_mib']:.0f}/{xrpl_rss:.0f}/{stellar_rss:.0f}"
+                engine_rss = r["rss_mib"] if processes is None else processes.peak_rss_mib
+                rss = f"{engine_rss:.0f}/{xrpl_rss:.0f}/{stellar_rss:.0f}"
                 print(
                     f"{tickets:>4} {k:>3} {r['settled']:>8.0f} {r['dvp_per_s']:>7.2f}"
                     f" {r['p50_s']:>14.2f}/{r['p99_s']:<13.2f}"
@@ -477,6 +670,12 @@ def main() -> None:
                 )
                 if r["causes"]:
                     print(f"         signed again after: {r['causes']}")
+                per = r["cpu_ms_per_dvp"]
+                print(
+                    "         CPU ms per settled DVP (while feeding and settling): "
+                    + ", ".join(f"{name} {per[name]:.0f}" for name in per)
+                    + f"; all {sum(per.values()):.0f}"
+                )
                 with admin.connect() as c:
                     c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
