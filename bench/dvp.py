@@ -326,7 +326,8 @@ def run(
         "unwound": sum(1 for s in statuses.values() if s == "UNWOUND"),
         "open": sum(1 for s in statuses.values() if s not in ("SETTLED", "UNWOUND")),
         "instructed": len(ids),
-        "step_failures": failures.count,
+        # a worker process logs its own failed steps; only threads' are counted here
+        "step_failures": failures.count if processes is None else None,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "causes": ", ".join(f"{k} x{n}" for k, n in causes.most_common()),
         "cpu_ms_per_dvp": {
@@ -663,10 +664,15 @@ def main() -> None:
                     f" {r['resigned_pct']:>11.1f} {rss:>33}",
                     flush=True,
                 )
+                failed = r["step_failures"]
                 print(
                     f"         instructed {r['instructed']:.0f}, unwound {r['unwound']:.0f},"
-                    f" still open {r['open']:.0f}; steps that failed (each waits out a lease):"
-                    f" {r['step_failures']:.0f}"
+                    f" still open {r['open']:.0f}"
+                    + (
+                        f"; steps that failed (each waits out a lease): {failed}"
+                        if failed is not None
+                        else ""
+                    )
                 )
                 if r["causes"]:
                     print(f"         signed again after: {r['causes']}")

@@ -467,8 +467,7 @@ class DvpCoordinator:
         self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
     ) -> StepResult:
         fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
-        waiting: Outcome | None = None
-        waits: list[Outcome] = []  # every leg's, for when to look again
+        waits: list[Outcome] = []  # what each leg still waits on; the first is reported
         flagged = s.needs_review
         ledger_now = _LedgerTimes(self._chains)
         for leg in legs:
@@ -479,7 +478,6 @@ class DvpCoordinator:
                 if not isinstance(refused, Unavailable):
                     self._flag(s, refused.detail)
                     flagged = True
-                waiting = waiting or refused
                 waits.append(refused)
                 continue
             outcome = self._advance(s, leg, Purpose.COMMIT, subs, fulfillment_hex=fulfillment)
@@ -489,18 +487,17 @@ class DvpCoordinator:
                 case Rejected(code=code):
                     self._flag(s, f"leg {leg.leg_no} commit rejected by {leg.chain}: {code}")
                     flagged = True
-                    waiting = waiting or outcome
                     waits.append(outcome)
                 case Expired() | Pending() | Unavailable():
                     # expired: a new signature follows at the next step; the others wait
-                    waiting = waiting or outcome
                     waits.append(outcome)
-        if waiting is not None:
+        if waits:
+            waiting = waits[0]
             remaining = (s.cancel_after - self._clock.now()).total_seconds()
             if remaining < self.policy.review_before_cancel_s and not isinstance(waiting, Rejected):
                 self._flag(s, f"commit not complete {remaining:.0f} s before T_cancel: {waiting}")
                 flagged = True
-            return self._wait(s, waiting, flagged=flagged, also=waits)
+            return self._wait(s, *waits, flagged=flagged)
         self._transition(s, "settle")
         self._close(s, "SETTLED")
         return StepResult(Progress.DONE, "SETTLED")
@@ -508,8 +505,7 @@ class DvpCoordinator:
     def _step_unwinding(
         self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
     ) -> StepResult:
-        waiting: Outcome | None = None
-        waits: list[Outcome] = []  # every leg's, for when to look again
+        waits: list[Outcome] = []  # what each leg still waits on; the first is reported
         flagged = s.needs_review
         ledger_now = _LedgerTimes(self._chains)
         for row in legs:
@@ -517,7 +513,6 @@ class DvpCoordinator:
                 continue
             leg = row if row.state == "LOCKED" else self._resolve_lock(s, row, subs)
             if not isinstance(leg, LegRow):
-                waiting = waiting or leg
                 waits.append(leg)
                 continue
             if leg.state != "LOCKED":
@@ -528,12 +523,14 @@ class DvpCoordinator:
                 # the engine's clock says nothing about that
                 at = ledger_now(chain)
                 if isinstance(at, Unavailable):
-                    waiting = waiting or at
                     waits.append(at)
                     continue
                 if not _past(at, s.cancel_after):
-                    waiting = waiting or Pending(
-                        "", f"leg {leg.leg_no} unwinds once {chain} time passes {s.cancel_after}"
+                    waits.append(
+                        Pending(
+                            "",
+                            f"leg {leg.leg_no} unwinds once {chain} time passes {s.cancel_after}",
+                        )
                     )
                     continue
             outcome = self._advance(s, leg, Purpose.UNWIND, subs)
@@ -543,13 +540,11 @@ class DvpCoordinator:
                 case Rejected(code=code):
                     self._flag(s, f"leg {leg.leg_no} unwind rejected by {leg.chain}: {code}")
                     flagged = True
-                    waiting = waiting or outcome
                     waits.append(outcome)
                 case Expired() | Pending() | Unavailable():
-                    waiting = waiting or outcome
                     waits.append(outcome)
-        if waiting is not None:
-            return self._wait(s, waiting, flagged=flagged, also=waits)
+        if waits:
+            return self._wait(s, *waits, flagged=flagged)
         commitment = self._service.get(s.commitment_id)
         if commitment.state == State.ESCROWED:
             self._transition(s, "force_cancel" if s.cancel_requested_by else "release")
@@ -934,21 +929,14 @@ class DvpCoordinator:
 
         self._db.transaction(write)
 
-    def _wait(
-        self,
-        s: SettlementRow,
-        outcome: Outcome,
-        *,
-        flagged: bool,
-        also: Sequence[Outcome] = (),
-    ) -> StepResult:
-        """Hand the settlement back until the soonest of ``outcome`` and ``also`` can
-        have changed."""
+    def _wait(self, s: SettlementRow, *waiting: Outcome, flagged: bool) -> StepResult:
+        """Hand the settlement back until the soonest of what it waits on can have
+        changed; the first is what the result reports."""
         return StepResult(
             Progress.NEEDS_REVIEW if flagged else Progress.WAITING,
             s.status,
-            retry_after_s=min(self._retry_after(x) for x in (outcome, *also)),
-            detail=_describe(outcome),
+            retry_after_s=min(self._retry_after(x) for x in waiting),
+            detail=_describe(waiting[0]),
         )
 
     def _retry_after(self, outcome: Outcome) -> float:

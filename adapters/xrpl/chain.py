@@ -97,6 +97,7 @@ from adapters.resilience import ChainGuard
 from adapters.signing import Signer
 from adapters.xrpl.amounts import issued_amount, token_value, xrp_to_drops
 from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
+from adapters.xrpl_signatures import sha512_half
 from adapters.xrpl_signatures import verify as signature_verifies
 
 RIPPLE_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -146,7 +147,7 @@ def _fees_ledger(drops: dict[str, Any]) -> int:
 
 def transaction_hash(blob_hex: str) -> str:
     """The hash of a signed transaction blob: SHA-512Half of ``TXN\0`` + the blob."""
-    return hashlib.sha512(_TXN_PREFIX + bytes.fromhex(blob_hex)).digest()[:32].hex().upper()
+    return sha512_half(_TXN_PREFIX + bytes.fromhex(blob_hex)).hex().upper()
 
 
 #: the hash prefix of a signed transaction ("TXN\0")
@@ -214,10 +215,10 @@ class XrplChain:
         # the threads of a worker share the validated head they read, for ``head_fresh_s``
         self._head = HeadWatch(self._read_validated_head, _head_index, fresh_s=head_fresh_s)
         # and the open ledger's fee levels, which change per ledger at most
+        self._fees = HeadWatch(self._read_fees, _fees_ledger, fresh_s=head_fresh_s)
         self._tickets_lock = threading.Lock()
         #: account -> (validated ledger index, its tickets there)
         self._tickets_seen: dict[str, tuple[int, list[int]]] = {}
-        self._fees = HeadWatch(self._read_fees, _fees_ledger, fresh_s=head_fresh_s)
 
     @property
     def name(self) -> ChainName:
@@ -286,11 +287,11 @@ class XrplChain:
             kept = self._tickets_seen.get(account)
         if kept is not None and kept[0] == head.index:
             return kept[1]
-        found = self._objects(account, AccountObjectType.TICKET, "Ticket")
-        listed = [(int(node["TicketSequence"]), index) for node, index in found]
-        tickets = sorted(ticket for ticket, _ in listed)
-        indexes = {index for _, index in listed}
-        if len(indexes) == 1 and (index := indexes.pop()) is not None and index >= head.index:
+        listed = list(self._objects(account, AccountObjectType.TICKET, "Ticket"))
+        tickets = sorted(int(node["TicketSequence"]) for node, _ in listed)
+        read_at = {index for _, index in listed}
+        if len(read_at) == 1 and (index := read_at.pop()) is not None and index >= head.index:
+            # kept only when every page came from one ledger, the head's or a later one
             with self._tickets_lock:
                 self._tickets_seen[account] = (index, tickets)
         return tickets

@@ -773,6 +773,24 @@ def test_an_async_lock_is_pending_at_once_then_applied(local: StellarHarness) ->
     assert local.signatures() == 1
 
 
+def test_what_core_queued_is_trusted_only_for_a_few_closes(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the trust window a queued envelope reads as not held, so the coordinator
+    sends it again (core may have dropped it)."""
+    leg = new_leg(local)
+    submission = local.chain.prepare_lock(leg, local.terms(3600))
+    with halted(local) as node:
+        assert isinstance(local.chain.submit(submission), Pending)
+        polled = local.chain.status(submission)
+        assert isinstance(polled, Pending) and polled.held
+        monkeypatch.setattr("adapters.stellar.chain._QUEUE_TRUST_CLOSES", 0)
+        stale = local.chain.status(submission)
+        assert isinstance(stale, Pending) and not stale.held, stale
+        node.close_ledger()
+    applied(local.chain.status(submission))
+
+
 def test_a_lost_async_answer_resolves_by_hash_and_is_never_signed_twice(
     local: StellarHarness,
 ) -> None:

@@ -111,3 +111,23 @@ def test_module_is_what_the_keystore_and_the_node_use() -> None:
     keystore = InMemoryKeystore(xrpl=[wallet])
     assert keystore.sign_xrpl(wallet.classic_address, b"m") == sign(b"m", wallet.private_key)
     assert apply.xrpl_signatures is xrpl_signatures
+
+
+def test_the_adapters_transaction_hash_is_xrpl_pys() -> None:
+    from xrpl.core.binarycodec import encode
+    from xrpl.models.transactions import Payment
+    from xrpl.transaction import sign as sign_transaction
+
+    from adapters.xrpl.chain import transaction_hash
+
+    wallet = WALLETS[CryptoAlgorithm.ED25519]
+    tx = Payment(
+        account=wallet.classic_address,
+        destination="rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh",
+        amount="1000",
+        sequence=7,
+        fee="12",
+        last_ledger_sequence=90,
+    )
+    signed = sign_transaction(tx, wallet)
+    assert transaction_hash(encode(signed.to_xrpl())) == signed.get_hash()
