@@ -4,7 +4,7 @@ Every psycopg / SQLAlchemy error that leaves this package is translated here, in
 ``translate``, and nowhere else::
 
     LedgerError
-    ├── DatabaseUnavailable        cannot reach or start the server
+    ├── DatabaseUnavailable        cannot reach or start the server (08xxx, 57Pxx)
     ├── TransientConflict          retry the whole transaction
     │   ├── SerializationFailure   SQLSTATE 40001
     │   └── DeadlockDetected       SQLSTATE 40P01
@@ -146,7 +146,10 @@ def translate(exc: BaseException) -> LedgerError:
     cls = _BY_SQLSTATE.get(sqlstate)
     if cls is None and sqlstate.startswith("23"):
         cls = ConstraintViolation
-    if cls is None and sqlstate.startswith("08"):
+    if cls is None and (sqlstate.startswith("08") or sqlstate.startswith("57P")):
+        # 08: connection exceptions; 57P01..57P05: the server was shut down, crashed,
+        # is not accepting connections yet, or dropped an idle session. Retrying later
+        # may work, so callers see unavailability (HTTP 503), not an internal error.
         cls = DatabaseUnavailable
     return (cls or DatabaseError)(message, sqlstate=sqlstate)
 
