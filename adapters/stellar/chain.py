@@ -551,8 +551,9 @@ class StellarChain:
         ledger by hash, not inferred from the code: an applied failure is in history,
         and a resubmission of an envelope that already applied is answered
         ``tx_bad_seq``. That code is final only when Horizon's account, read before the
-        lookup, shows the sequence number used: the ledger that used it is then in
-        Horizon's history, and the lookup would have found this transaction there."""
+        lookup, shows the sequence number used, and Horizon's history still reaches back
+        to the envelope's lower time bound: the ledger that used the number is then in
+        that history, and the lookup would have found this transaction there."""
         tx_hash = submission.tx_hash
         summary = summarize(result_xdr)
         bad_seq = summary.code == sdk_xdr.TransactionResultCode.txBAD_SEQ
@@ -561,18 +562,29 @@ class StellarChain:
         try:
             account = self._horizon.account(source) if bad_seq else None
             found = self._horizon.transaction(tx_hash)
+            if found is not None:
+                return self._found(tx_hash, found)
+            # a pruned history could have dropped the ledger holding this very envelope
+            reaches = not bad_seq or self._history_reaches(
+                time_window(submission.blob, self.network_passphrase).min_time
+            )
         except TransportError as exc:
             return Pending(
                 tx_hash, f"refused ({summary.text}); the ledger could not be read: {exc}"
             )
-        if found is not None:
-            return self._found(tx_hash, found)
         if bad_seq and (account is None or account.sequence < tx.sequence):
             seen = "no account" if account is None else f"sequence {account.sequence}"
             return Pending(
                 tx_hash,
                 f"refused (tx_bad_seq) but Horizon shows {seen} for {source}, not "
                 f"{tx.sequence} used: stellar-core may be ahead of Horizon's history",
+            )
+        if not reaches:
+            log.warning("%s: tx_bad_seq but history is pruned past it", tx_hash)
+            return Pending(
+                tx_hash,
+                "refused (tx_bad_seq), but Horizon's history no longer reaches the ledgers "
+                "that could have included it: cannot prove it never applied",
             )
         match summary.verdict:
             case Verdict.FAILED | Verdict.REFUSED:

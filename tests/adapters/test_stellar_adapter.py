@@ -837,6 +837,26 @@ def test_bad_seq_is_not_final_while_horizon_has_not_seen_the_sequence_used(
     assert isinstance(outcome, Rejected) and outcome.code == "tx_bad_seq", outcome
 
 
+def test_bad_seq_is_not_final_while_history_is_pruned_past_the_envelope(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Horizon whose retained history starts after the envelope's lower time bound may
+    have dropped the ledger that applied it: tx_bad_seq then proves nothing."""
+    leg = new_leg(local)
+    first = local.chain.prepare_lock(leg, local.terms(3600))
+    second = local.chain.prepare_lock(leg, local.terms(3601))
+    applied(settle(local, first))
+    local.node.close_ledger()
+    horizon = local.chain._horizon
+    latest = horizon.latest_ledger()
+    monkeypatch.setattr(horizon, "history_elder_ledger", lambda: latest.sequence)
+    outcome = local.chain.submit(second)
+    assert isinstance(outcome, Pending) and "cannot prove" in outcome.detail, outcome
+    monkeypatch.undo()
+    outcome = local.chain.submit(second)
+    assert isinstance(outcome, Rejected) and outcome.code == "tx_bad_seq", outcome
+
+
 def test_try_again_later_is_pending_and_nothing_is_queued(local: StellarHarness) -> None:
     """Two transactions of one source account: core queues the first, answers the
     second TRY_AGAIN_LATER and keeps nothing of it. Once the first applied, the second
