@@ -132,6 +132,11 @@ class TicketKeeper:
             if held >= self.low_water:
                 continue
             count = min(self.target, MAX_TICKETS_PER_ACCOUNT) - held
-            signed = self._chain.prepare_ticket_create(account, count)
+            try:
+                signed = self._chain.prepare_ticket_create(account, count)
+            except ValueError:
+                # another worker's TicketCreate applied since the count was read: the
+                # account has no room for this many now, and likely needs none
+                continue
             self._open[account] = signed
             self._chain.submit(signed)

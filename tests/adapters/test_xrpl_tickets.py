@@ -182,6 +182,31 @@ def test_the_keeper_tops_up_below_half_and_never_has_two_top_ups_open(world: Wor
         TicketKeeper(world.chain, [alice], target=0)
 
 
+def test_the_keeper_signs_nothing_when_another_top_up_applied_since_it_counted(
+    world: World,
+) -> None:
+    """Two workers tend one account: this one counted the tickets before the other's
+    TicketCreate applied, so the difference it asks for no longer fits under 250."""
+    alice = world.alice.classic_address
+    top_up(world, alice, 200)
+
+    class CountedEarlier:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        def tickets(self, account: str) -> list[int]:
+            return []  # what the ledger held when this worker looked
+
+    keeper = TicketKeeper(CountedEarlier(world.chain), [alice], target=250)  # type: ignore[arg-type]
+    signatures = world.ledger.keystore.signatures
+    keeper.tend()
+    assert world.ledger.keystore.signatures == signatures, "nothing signed"
+    assert len(world.chain.tickets(alice)) == 200
+
+
 def test_a_ticket_transaction_sent_again_after_it_applied_reads_as_applied(world: World) -> None:
     # sent again, the blob finds its own ticket spent (tefNO_TICKET): that must send the
     # engine to the status by hash, never read as a refusal that allows a new signature
