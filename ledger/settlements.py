@@ -1,9 +1,9 @@
 """Settlement records: the write-ahead bookkeeping of delivery versus payment.
 
 All SQL of settlements, legs and ledger submissions lives here; the coordinator
-(``settlement.dvp``) decides what to write. Every function takes a ``UnitOfWork`` so the
-caller chooses the transaction boundaries (the write-ahead rule needs a submission
-committed before it is sent).
+(``settlement.dvp``) decides what to write. Every function takes a unit of work
+(``Statements``: SQLAlchemy's or the driver's) so the caller chooses the transaction
+boundaries (the write-ahead rule needs a submission committed before it is sent).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from ledger.database import UnitOfWork
+from ledger.database import Statements
 from ledger.errors import RecordNotFound
 
 
@@ -96,7 +96,7 @@ _SUBMISSION_COLUMNS = (
 
 
 def insert_settlement(
-    uow: UnitOfWork,
+    uow: Statements,
     *,
     settlement_id: UUID,
     commitment_id: UUID,
@@ -136,7 +136,7 @@ def insert_settlement(
 
 
 def load_settlement(
-    uow: UnitOfWork, settlement_id: UUID, *, for_update: bool = False
+    uow: Statements, settlement_id: UUID, *, for_update: bool = False
 ) -> SettlementRow:
     lock = " FOR UPDATE" if for_update else ""
     row = uow.execute(
@@ -147,7 +147,7 @@ def load_settlement(
     return SettlementRow(*tuple(row))
 
 
-def settlements_of(uow: UnitOfWork, commitment_id: UUID) -> list[SettlementRow]:
+def settlements_of(uow: Statements, commitment_id: UUID) -> list[SettlementRow]:
     rows = uow.execute(
         f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE commitment_id = :id"
         " ORDER BY created_at",
@@ -156,7 +156,7 @@ def settlements_of(uow: UnitOfWork, commitment_id: UUID) -> list[SettlementRow]:
     return [SettlementRow(*tuple(row)) for row in rows]
 
 
-def load_legs(uow: UnitOfWork, settlement_id: UUID) -> list[LegRow]:
+def load_legs(uow: Statements, settlement_id: UUID) -> list[LegRow]:
     rows = uow.execute(
         f"SELECT {_LEG_COLUMNS} FROM settlement_legs WHERE settlement_id = :id ORDER BY leg_no",
         {"id": settlement_id},
@@ -164,7 +164,7 @@ def load_legs(uow: UnitOfWork, settlement_id: UUID) -> list[LegRow]:
     return [LegRow(*tuple(row)) for row in rows]
 
 
-def submissions(uow: UnitOfWork, settlement_id: UUID) -> list[SubmissionRow]:
+def submissions(uow: Statements, settlement_id: UUID) -> list[SubmissionRow]:
     rows = uow.execute(
         f"SELECT {_SUBMISSION_COLUMNS} FROM ledger_submissions WHERE settlement_id = :id"
         " ORDER BY id",
@@ -174,7 +174,7 @@ def submissions(uow: UnitOfWork, settlement_id: UUID) -> list[SubmissionRow]:
 
 
 def record_submission(
-    uow: UnitOfWork,
+    uow: Statements,
     *,
     settlement_id: UUID,
     leg_no: int,
@@ -219,7 +219,7 @@ def record_submission(
 CHANNEL_TAKEN = "ledger_submissions_one_open_per_channel"
 
 
-def busy_channels(uow: UnitOfWork, chain: str) -> set[str]:
+def busy_channels(uow: Statements, chain: str) -> set[str]:
     """The channels of ``chain`` that carry a submission that could still apply (status
     SIGNED). A snapshot: another worker may take a free one before this one records
     it, which the unique index then refuses."""
@@ -232,7 +232,7 @@ def busy_channels(uow: UnitOfWork, chain: str) -> set[str]:
 
 
 def finalize_submission(
-    uow: UnitOfWork,
+    uow: Statements,
     *,
     tx_hash: str,
     status: str,
@@ -259,7 +259,7 @@ def finalize_submission(
 
 
 def set_leg_state(
-    uow: UnitOfWork,
+    uow: Statements,
     settlement_id: UUID,
     leg_no: int,
     state: str,
@@ -285,7 +285,7 @@ def set_leg_state(
     )
 
 
-def decide(uow: UnitOfWork, settlement_id: UUID, decision: str, reason: str, at: datetime) -> None:
+def decide(uow: Statements, settlement_id: UUID, decision: str, reason: str, at: datetime) -> None:
     status = "COMMITTING" if decision == "COMMIT" else "UNWINDING"
     uow.execute(
         "UPDATE settlements SET decision = :decision, decision_reason = :reason, decided_at = :at,"
@@ -294,7 +294,7 @@ def decide(uow: UnitOfWork, settlement_id: UUID, decision: str, reason: str, at:
     )
 
 
-def close(uow: UnitOfWork, settlement_id: UUID, status: str, at: datetime) -> None:
+def close(uow: Statements, settlement_id: UUID, status: str, at: datetime) -> None:
     uow.execute(
         "UPDATE settlements SET status = :status, updated_at = :at, lease_owner = NULL,"
         " lease_until = NULL WHERE id = :id",
@@ -302,7 +302,7 @@ def close(uow: UnitOfWork, settlement_id: UUID, status: str, at: datetime) -> No
     )
 
 
-def flag_for_review(uow: UnitOfWork, settlement_id: UUID, reason: str, at: datetime) -> bool:
+def flag_for_review(uow: Statements, settlement_id: UUID, reason: str, at: datetime) -> bool:
     """Flag a settlement for a person; return True if it was not flagged before."""
     return bool(
         uow.execute(
@@ -314,7 +314,7 @@ def flag_for_review(uow: UnitOfWork, settlement_id: UUID, reason: str, at: datet
 
 
 def request_cancel(
-    uow: UnitOfWork, settlement_id: UUID, actor: str, reason: str, at: datetime
+    uow: Statements, settlement_id: UUID, actor: str, reason: str, at: datetime
 ) -> None:
     uow.execute(
         "UPDATE settlements SET cancel_requested_by = :actor, cancel_reason = :reason,"
@@ -327,7 +327,7 @@ def request_cancel(
 
 
 def claim_due(
-    uow: UnitOfWork, *, worker: str, now: datetime, lease_s: float, limit: int
+    uow: Statements, *, worker: str, now: datetime, lease_s: float, limit: int
 ) -> list[UUID]:
     """Lease open settlements nobody holds: ``FOR UPDATE SKIP LOCKED`` so several
     workers never take the same one; an expired lease (a dead worker) is taken over."""
@@ -344,7 +344,7 @@ def claim_due(
     return [row[0] for row in rows]
 
 
-def release_lease(uow: UnitOfWork, settlement_id: UUID, worker: str, retry_at: datetime) -> None:
+def release_lease(uow: Statements, settlement_id: UUID, worker: str, retry_at: datetime) -> None:
     """Give the settlement back, due again at ``retry_at`` (leases double as timers)."""
     uow.execute(
         "UPDATE settlements SET lease_owner = NULL, lease_until = :retry_at"
@@ -354,7 +354,7 @@ def release_lease(uow: UnitOfWork, settlement_id: UUID, worker: str, retry_at: d
 
 
 def append_audit(
-    uow: UnitOfWork,
+    uow: Statements,
     *,
     commitment_id: UUID,
     actor: str,
@@ -385,11 +385,11 @@ def append_audit(
     )
 
 
-def all_settlement_ids(uow: UnitOfWork) -> list[UUID]:
+def all_settlement_ids(uow: Statements) -> list[UUID]:
     return [row[0] for row in uow.execute("SELECT id FROM settlements ORDER BY created_at")]
 
 
-def known_lock_refs(uow: UnitOfWork) -> list[tuple[str, str, int | None, str | None]]:
+def known_lock_refs(uow: Statements) -> list[tuple[str, str, int | None, str | None]]:
     """(chain, owner, sequence, balance id) of every lock the engine ever signed for."""
     rows = uow.execute(
         "SELECT chain, lock_owner, lock_sequence, lock_balance_id FROM settlement_legs"
@@ -411,19 +411,19 @@ class SettlementDetail:
     submissions: list[SubmissionRow]
 
 
-def detail(uow: UnitOfWork, settlement: SettlementRow) -> SettlementDetail:
+def detail(uow: Statements, settlement: SettlementRow) -> SettlementDetail:
     return SettlementDetail(
         settlement, load_legs(uow, settlement.id), submissions(uow, settlement.id)
     )
 
 
-def details_of(uow: UnitOfWork, commitment_id: UUID) -> list[SettlementDetail]:
+def details_of(uow: Statements, commitment_id: UUID) -> list[SettlementDetail]:
     """Every settlement of a commitment, oldest first, each with its legs and submissions."""
     return [detail(uow, s) for s in settlements_of(uow, commitment_id)]
 
 
 def list_settlements(
-    uow: UnitOfWork, *, needs_review: bool | None, status: str | None, limit: int
+    uow: Statements, *, needs_review: bool | None, status: str | None, limit: int
 ) -> list[SettlementRow]:
     """Settlements newest first, optionally only flagged ones or one status: one query."""
     where: list[str] = []
@@ -443,7 +443,7 @@ def list_settlements(
     return [SettlementRow(*tuple(row)) for row in rows]
 
 
-def count_open(uow: UnitOfWork) -> int:
+def count_open(uow: Statements) -> int:
     return int(
         uow.execute(
             "SELECT count(*) FROM settlements"
@@ -452,7 +452,7 @@ def count_open(uow: UnitOfWork) -> int:
     )
 
 
-def flagged(uow: UnitOfWork) -> list[SettlementRow]:
+def flagged(uow: Statements) -> list[SettlementRow]:
     """Settlements that need a person, oldest first."""
     rows = uow.execute(
         f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE needs_review ORDER BY updated_at"
@@ -461,7 +461,7 @@ def flagged(uow: UnitOfWork) -> list[SettlementRow]:
 
 
 def clear_flag(
-    uow: UnitOfWork,
+    uow: Statements,
     settlement_id: UUID,
     *,
     actor: str,

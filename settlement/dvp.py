@@ -68,7 +68,7 @@ from adapters.errors import AdapterError, LegInvalid
 from ledger import errors as db_errors
 from ledger import settlements as records
 from ledger.audit import payload_text
-from ledger.database import Database, UnitOfWork
+from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement import errors
 from settlement.clock import Clock
@@ -219,7 +219,7 @@ class DvpCoordinator:
             for n, leg in enumerate(legs)
         ]
 
-        def write(uow: UnitOfWork) -> None:
+        def write(uow: Statements) -> None:
             records.insert_settlement(
                 uow,
                 settlement_id=settlement_id,
@@ -252,7 +252,7 @@ class DvpCoordinator:
             )
 
         try:
-            self._db.transaction(write)
+            self._db.statements(write)
         except db_errors.ConstraintViolation as exc:
             if exc.sqlstate == "23505":
                 raise errors.TransitionNotAllowed(
@@ -345,7 +345,7 @@ class DvpCoordinator:
             raise errors.InvalidText("reason is required")
         now = self._clock.now()
 
-        def write(uow: UnitOfWork) -> None:
+        def write(uow: Statements) -> None:
             settlement = records.load_settlement(uow, settlement_id, for_update=True)
             if settlement.decision == "COMMIT":
                 raise errors.TransitionNotAllowed(
@@ -363,7 +363,7 @@ class DvpCoordinator:
                 payload=payload_text({"settlement_id": settlement_id, "reason": reason.strip()}),
             )
 
-        self._db.transaction(write)
+        self._db.statements(write)
 
     # -- driving --------------------------------------------------------------------
 
@@ -663,7 +663,7 @@ class DvpCoordinator:
             return Unavailable(f"cannot prepare {purpose} of leg {leg.leg_no}: {exc}")
         now = self._clock.now()
 
-        def write_ahead(uow: UnitOfWork) -> None:
+        def write_ahead(uow: Statements) -> None:
             records.record_submission(
                 uow,
                 settlement_id=s.id,
@@ -690,7 +690,7 @@ class DvpCoordinator:
                 )
 
         try:
-            self._db.transaction(write_ahead)
+            self._db.statements(write_ahead)
         except db_errors.ConstraintViolation as exc:
             if exc.sqlstate != "23505":
                 raise
@@ -716,7 +716,7 @@ class DvpCoordinator:
         after the read can only be spent by a transaction recorded since, which the
         unique index refuses, or (if that one has also become final meanwhile) the ledger
         refuses (tefNO_TICKET): it never applies, and is final once its expiry passes."""
-        busy = self._db.transaction(lambda uow: records.busy_channels(uow, chain.name.value))
+        busy = self._db.statements(lambda uow: records.busy_channels(uow, chain.name.value))
         channels = chain.submission_channels(_leg(leg), purpose)
         if not channels:
             return None
@@ -765,7 +765,7 @@ class DvpCoordinator:
                     Purpose.UNWIND: "UNWOUND",
                 }[purpose]
 
-                def applied(uow: UnitOfWork) -> None:
+                def applied(uow: Statements) -> None:
                     records.finalize_submission(
                         uow,
                         tx_hash=tx_hash,
@@ -791,7 +791,7 @@ class DvpCoordinator:
                         ),
                     )
 
-                self._db.transaction(applied)
+                self._db.statements(applied)
             case Rejected(code=code, ledger_index=index, ledger_hash=ledger_hash):
                 in_ledger = index is not None and ledger_hash is not None
                 self._final_failure(
@@ -829,7 +829,7 @@ class DvpCoordinator:
         ledger as its reference; one refused before any ledger names the hash only."""
         index, ledger_hash = ledger if ledger is not None else (None, None)
 
-        def write(uow: UnitOfWork) -> None:
+        def write(uow: Statements) -> None:
             records.finalize_submission(
                 uow,
                 tx_hash=tx_hash,
@@ -855,14 +855,14 @@ class DvpCoordinator:
                 payload=payload_text(body),
             )
 
-        self._db.transaction(write)
+        self._db.statements(write)
 
     # -- decisions, transitions, review ---------------------------------------------
 
     def _decide(self, s: SettlementRow, decision: str, reason: str) -> StepResult:
         now = self._clock.now()
 
-        def write(uow: UnitOfWork) -> None:
+        def write(uow: Statements) -> None:
             current = records.load_settlement(uow, s.id, for_update=True)
             if current.decision is not None:
                 return  # another worker decided first; its decision stands
@@ -876,7 +876,7 @@ class DvpCoordinator:
                 payload=payload_text({"settlement_id": s.id, "reason": reason}),
             )
 
-        self._db.transaction(write)
+        self._db.statements(write)
         return StepResult(
             Progress.WAITING, "COMMITTING" if decision == "COMMIT" else "UNWINDING", detail=reason
         )
@@ -911,12 +911,12 @@ class DvpCoordinator:
                 raise
 
     def _close(self, s: SettlementRow, status: str) -> None:
-        self._db.transaction(lambda uow: records.close(uow, s.id, status, self._clock.now()))
+        self._db.statements(lambda uow: records.close(uow, s.id, status, self._clock.now()))
 
     def _flag(self, s: SettlementRow, reason: str) -> None:
         now = self._clock.now()
 
-        def write(uow: UnitOfWork) -> None:
+        def write(uow: Statements) -> None:
             if records.flag_for_review(uow, s.id, reason, now):
                 records.append_audit(
                     uow,
@@ -927,7 +927,7 @@ class DvpCoordinator:
                     payload=payload_text({"settlement_id": s.id, "reason": reason}),
                 )
 
-        self._db.transaction(write)
+        self._db.statements(write)
 
     def _wait(self, s: SettlementRow, *waiting: Outcome, flagged: bool) -> StepResult:
         """Hand the settlement back until the soonest of what it waits on can have
@@ -946,16 +946,16 @@ class DvpCoordinator:
         return self.policy.retry_after_s
 
     def _set_leg(self, s: SettlementRow, leg: LegRow, state: str) -> None:
-        self._db.transaction(lambda uow: records.set_leg_state(uow, s.id, leg.leg_no, state))
+        self._db.statements(lambda uow: records.set_leg_state(uow, s.id, leg.leg_no, state))
 
     def _leg(self, settlement_id: UUID, leg_no: int) -> LegRow:
-        def read(uow: UnitOfWork) -> LegRow:
+        def read(uow: Statements) -> LegRow:
             return next(x for x in records.load_legs(uow, settlement_id) if x.leg_no == leg_no)
 
-        return self._db.transaction(read)
+        return self._db.statements(read)
 
     def _load(self, settlement_id: UUID) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
-        def read(uow: UnitOfWork) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
+        def read(uow: Statements) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
             return (
                 records.load_settlement(uow, settlement_id),
                 records.load_legs(uow, settlement_id),
@@ -963,7 +963,9 @@ class DvpCoordinator:
             )
 
         try:
-            return self._db.transaction(read)
+            # three reads, no writes: each may see its own snapshot, as under READ
+            # COMMITTED in one transaction; a step acts on what the ledger says anyway
+            return self._db.statements(read, atomic=False)
         except db_errors.RecordNotFound as exc:
             raise errors.CommitmentNotFound(str(exc)) from exc
 

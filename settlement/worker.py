@@ -114,7 +114,7 @@ class Worker:
 
     def _claim(self, limit: int) -> list[UUID]:
         now = self._clock.now()
-        return self._db.transaction(
+        return self._db.statements(
             lambda uow: records.claim_due(
                 uow, worker=self.name, now=now, lease_s=self.policy.lease_s, limit=limit
             )
@@ -127,7 +127,7 @@ class Worker:
             if not mine:
                 log.info("settlement %s: another worker is inside a step; skipped", settlement_id)
                 soon = self._clock.now() + timedelta(seconds=1)
-                self._db.transaction(
+                self._db.statements(
                     lambda uow: records.release_lease(uow, settlement_id, self.name, soon)
                 )
                 return
@@ -140,7 +140,7 @@ class Worker:
         if result.progress is Progress.DONE:
             return
         retry_at = self._clock.now() + timedelta(seconds=result.retry_after_s)
-        self._db.transaction(
+        self._db.statements(
             lambda uow: records.release_lease(uow, settlement_id, self.name, retry_at)
         )
 
@@ -204,4 +204,4 @@ class Worker:
         self._stop.wait(seconds)
 
     def open_settlements(self) -> int:
-        return self._db.transaction(records.count_open)
+        return self._db.statements(records.count_open)

@@ -235,9 +235,7 @@ def test_a_read_queued_after_its_key_was_revoked_is_refused(api: Api, owner: Con
     assert "rv-after" not in nonces_of(api, api.allocator)
 
 
-def test_a_killed_batch_answers_every_waiting_request_with_503(
-    api: Api, owner: Connection
-) -> None:
+def test_a_killed_batch_answers_every_waiting_request_with_503(api: Api, owner: Connection) -> None:
     nonces = guard_of(api).nonces
     with ThreadPoolExecutor(8) as pool, nonces_locked(owner) as lock:
         firsts = lock.occupy(pool, nonces, lambda i: read(api, api.allocator, f"f-first-{i}"))

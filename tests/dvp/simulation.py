@@ -67,7 +67,7 @@ from adapters.conditions import condition_of_fulfillment
 from adapters.errors import AdapterError, LegInvalid
 from ledger import settlements as records
 from ledger.audit import verify_all
-from ledger.database import TRANSIENT_RETRIES, Database, UnitOfWork
+from ledger.database import TRANSIENT_RETRIES, Database, DriverUnitOfWork, UnitOfWork
 from ledger.errors import SerializationFailure, TransientConflict
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement import bootstrap, errors
@@ -79,6 +79,7 @@ from settlement.service import CommitmentService
 from settlement.states import State
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 CLOSED = ("SETTLED", "UNWOUND")
 
@@ -487,10 +488,22 @@ class FlakyDatabase:
     def transaction(
         self, work: Callable[[UnitOfWork], T], *, retries: int = TRANSIENT_RETRIES
     ) -> T:
+        return self._inner.transaction(self._flaky(work, retries), retries=retries)
+
+    def statements(
+        self,
+        work: Callable[[DriverUnitOfWork], T],
+        *,
+        atomic: bool = True,
+        retries: int = TRANSIENT_RETRIES,
+    ) -> T:
+        return self._inner.statements(self._flaky(work, retries), atomic=atomic, retries=retries)
+
+    def _flaky(self, work: Callable[[W], T], retries: int) -> Callable[[W], T]:
         failures = self._plan()
         attempts = [0]
 
-        def flaky(uow: UnitOfWork) -> T:
+        def flaky(uow: W) -> T:
             result = work(uow)
             if attempts[0] < failures:
                 attempts[0] += 1
@@ -500,7 +513,7 @@ class FlakyDatabase:
 
         if failures > retries:
             self.escaped += 1
-        return self._inner.transaction(flaky, retries=retries)
+        return flaky
 
 
 # --------------------------------------------------------------------------------------

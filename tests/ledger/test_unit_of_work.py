@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from ledger.database import Database, UnitOfWork
+from ledger.database import Database, DriverUnitOfWork, UnitOfWork
 from ledger.errors import ConstraintViolation, DeadlockDetected, SerializationFailure
 from settlement.bootstrap import DatabaseUrls
 
@@ -145,3 +145,129 @@ def test_one_statement_call_retried_on_serialization_failure(
         scratch.call_one("SELECT attempt FROM flaky(%(n)s)", {"n": 4})
     with owner_engine.connect() as c:
         assert c.execute(text("SELECT last_value FROM flaky_calls")).scalar_one() == 4
+
+
+# -- on the driver ---------------------------------------------------------------------
+
+
+def test_driver_sql_reads_parameters_as_text_does(scratch: Database) -> None:
+    from ledger.database import driver_sql
+
+    sql = "SELECT CAST(:a AS int), x::int, 'x%' LIKE :b, '\\:c'"
+    assert driver_sql(sql) == "SELECT CAST(%(a)s AS int), x::int, 'x%%' LIKE %(b)s, ':c'"
+    assert driver_sql("make_interval(secs => :lease_s)") == "make_interval(secs => %(lease_s)s)"
+    # and both send the same statement: the same answer
+    query = "SELECT CAST(:a AS int) + 1, 'x%' LIKE 'x%', '\\:c'"
+    with scratch.unit_of_work() as uow:
+        through_text = tuple(uow.execute(query, {"a": 1}).one())
+    through_driver = scratch.statements(lambda uow: uow.execute(query, {"a": 1}).one())
+    assert through_text == through_driver == (2, True, ":c")
+
+
+def test_statements_commit_together_or_not_at_all(scratch: Database) -> None:
+    def both(uow: DriverUnitOfWork) -> int:
+        uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = :id", {"id": 1})
+        return uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = :id", {"id": 2}).rowcount
+
+    assert scratch.statements(both) == 1
+    assert (_count(scratch, 1), _count(scratch, 2)) == (1, 1)
+
+    def second_fails(uow: DriverUnitOfWork) -> None:
+        uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = 1")
+        uow.execute("UPDATE uow_scratch SET n = -1 WHERE id = 2")
+
+    with pytest.raises(ConstraintViolation):
+        scratch.statements(second_fails)
+    assert (_count(scratch, 1), _count(scratch, 2)) == (1, 1), "the first update went back too"
+    # not atomic: what ran before the failure stays
+    with pytest.raises(ConstraintViolation):
+        scratch.statements(second_fails, atomic=False)
+    assert (_count(scratch, 1), _count(scratch, 2)) == (2, 1)
+
+
+def test_statements_read_rows_as_tuples(scratch: Database) -> None:
+    def read(uow: DriverUnitOfWork) -> tuple[object, ...]:
+        rows = uow.execute("SELECT id, n FROM uow_scratch ORDER BY id").all()
+        one = uow.execute("SELECT n FROM uow_scratch WHERE id = :id", {"id": 2}).one()
+        none = uow.execute("SELECT n FROM uow_scratch WHERE id = 3").one_or_none()
+        return rows, one, none
+
+    assert scratch.statements(read, atomic=False) == ([(1, 0), (2, 0)], (0,), None)
+
+
+def test_statements_savepoint_rolls_back_only_its_part(scratch: Database) -> None:
+    def work(uow: DriverUnitOfWork) -> None:
+        uow.execute("UPDATE uow_scratch SET n = 7 WHERE id = 1")
+        with pytest.raises(ConstraintViolation), uow.savepoint():
+            uow.execute("UPDATE uow_scratch SET n = -1 WHERE id = 2")
+
+    scratch.statements(work)
+    assert (_count(scratch, 1), _count(scratch, 2)) == (7, 0)
+
+
+def test_statements_retried_on_serialization_failure(
+    scratch: Database, owner_engine: Engine
+) -> None:
+    with owner_engine.connect() as c:
+        c.execute(text("DROP SEQUENCE IF EXISTS flaky_statements"))
+        c.execute(text("CREATE SEQUENCE flaky_statements"))
+    attempts: list[int] = []
+
+    def work(uow: DriverUnitOfWork) -> None:
+        uow.execute("UPDATE uow_scratch SET n = n + 1 WHERE id = 1")
+        attempt = int(uow.execute("SELECT nextval('flaky_statements')").scalar_one())
+        attempts.append(attempt)
+        if attempt <= 2:
+            uow.execute("DO $$ BEGIN RAISE EXCEPTION 'busy' USING ERRCODE = '40001'; END $$")
+
+    scratch.statements(work)
+    assert attempts == [1, 2, 3]
+    assert _count(scratch, 1) == 1, "only the attempt that succeeded left its update"
+
+
+def _backend(uow: DriverUnitOfWork) -> int:
+    return int(uow.execute("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_the_advisory_locks_connection_is_lent_to_its_threads_statements(
+    scratch: Database, owner_engine: Engine
+) -> None:
+    """One connection per worker lane: the step's statements run where its lock lives,
+    the lock outlives a failed transaction there, and only one use at a time."""
+    with scratch.exclusive("lent-test") as held:
+        assert held
+        with owner_engine.connect() as c:
+            (holder,) = c.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND objid = (hashtextextended('lent-test', 1121) & 4294967295)::oid"
+                )
+            ).one()
+        assert scratch.statements(_backend) == holder
+        assert scratch.call_one("SELECT pg_backend_pid()", {}) == (holder,)
+
+        def fails(uow: DriverUnitOfWork) -> None:
+            uow.execute("UPDATE uow_scratch SET n = -1 WHERE id = 1")
+
+        with pytest.raises(ConstraintViolation):
+            scratch.statements(fails)
+        # nested work cannot share the connection in use: it gets one of its own
+        outer, inner = scratch.statements(lambda uow: (_backend(uow), scratch.statements(_backend)))
+        assert outer == holder and inner != holder
+        with pytest.raises(RuntimeError, match="does not nest"), scratch.exclusive("other"):
+            pass
+        # another thread does not borrow it
+        other: list[int] = []
+        worker = threading.Thread(target=lambda: other.append(scratch.statements(_backend)))
+        worker.start()
+        worker.join()
+        assert other and other[0] != holder
+        # still held after all that: another session cannot take it
+        with owner_engine.connect() as c:
+            taken = c.execute(
+                text("SELECT pg_try_advisory_lock(hashtextextended('lent-test', 1121))")
+            ).scalar_one()
+            assert taken is False
+    # released at the end of the block
+    with scratch.exclusive("lent-test") as again:
+        assert again
