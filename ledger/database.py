@@ -66,6 +66,17 @@ def _retrying(retries: int) -> Retrying:
     )
 
 
+def _once_then_retrying(retries: int, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, re-run on a transient conflict as ``_retrying`` says; the common
+    case (no conflict) pays nothing for the retry machinery."""
+    try:
+        return call(*args)
+    except TransientConflict:
+        log.info("transient conflict; retrying %s", getattr(call, "__name__", call))
+    result: T = _retrying(retries - 1)(call, *args)
+    return result
+
+
 class Rows(Protocol):
     """What a statement answered, as far as the record modules read it: rows are
     tuples (index them, or unpack them); ``rowcount`` counts what an UPDATE touched."""
@@ -306,28 +317,15 @@ class Database:
         commits by itself: for reads that need no common snapshot (under READ COMMITTED
         the statements of one transaction each see their own anyway), saving the BEGIN
         and COMMIT round trips."""
-        try:
-            return self._statements_once(work, atomic)
-        except TransientConflict:
-            log.info("transient conflict; retrying statements")
-        retrying = _retrying(retries - 1)
-        result: T = retrying(self._statements_once, work, atomic)
+        result: T = _once_then_retrying(retries, self._statements_once, work, atomic)
         return result
 
     def _statements_once(self, work: Callable[[DriverUnitOfWork], T], atomic: bool) -> T:
-        try:
-            with self._driver_connection() as connection:
-                if not atomic:
-                    return work(DriverUnitOfWork(connection))
-                with connection.transaction():
-                    return work(DriverUnitOfWork(connection))
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable(
-                f"no database connection free within {_CHECKOUT_TIMEOUT_S} s"
-            ) from exc
-        except psycopg.Error as exc:
-            # COMMIT itself failed (a deferred constraint, the connection lost)
-            raise translate(exc) from exc
+        with self._driver_connection() as connection:
+            if not atomic:
+                return work(DriverUnitOfWork(connection))
+            with connection.transaction():
+                return work(DriverUnitOfWork(connection))
 
     @contextmanager
     def _driver_connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
@@ -335,19 +333,27 @@ class Database:
         one and no other work of this thread is using it; else one from the calls pool.
         Lending it keeps a worker's lane at one connection, not two, and a statement
         committed on it is committed like any other (the lock is the session's, not a
-        transaction's)."""
-        lent = getattr(self._lent, "connection", None)
-        if lent is not None and not getattr(self._lent, "busy", False):
-            self._lent.busy = True
-            try:
-                yield lent
-            finally:
-                self._lent.busy = False
-            return
-        if not self._calls_opened:
-            self._open_calls()
-        with self._calls.connection(timeout=_CHECKOUT_TIMEOUT_S) as connection:
-            yield connection
+        transaction's). Driver errors of the block (a COMMIT refused, the connection
+        lost) leave translated."""
+        try:
+            lent = getattr(self._lent, "connection", None)
+            if lent is not None and not getattr(self._lent, "busy", False):
+                self._lent.busy = True
+                try:
+                    yield lent
+                finally:
+                    self._lent.busy = False
+                return
+            if not self._calls_opened:
+                self._open_calls()
+            with self._calls.connection(timeout=_CHECKOUT_TIMEOUT_S) as connection:
+                yield connection
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection free within {_CHECKOUT_TIMEOUT_S} s"
+            ) from exc
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
 
     def call_one(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """Run one statement as its own transaction (one round trip); return its one row.
@@ -356,24 +362,11 @@ class Database:
         prepared on the server. For server-side functions that do all their work
         atomically; transient conflicts are retried like ``transaction``.
         """
-        try:
-            # the common case pays nothing for the retry machinery
-            return self._call_once(sql, params)
-        except TransientConflict:
-            log.info("transient conflict; retrying call")
-        retrying = _retrying(TRANSIENT_RETRIES - 1)
-        return retrying(self._call_once, sql, params)
+        return _once_then_retrying(TRANSIENT_RETRIES, self._call_once, sql, params)
 
     def _call_once(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        try:
-            with self._driver_connection() as connection:
-                row = connection.execute(sql, params).fetchone()
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable(
-                f"no database connection free within {_CHECKOUT_TIMEOUT_S} s"
-            ) from exc
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        with self._driver_connection() as connection:
+            row = connection.execute(sql, params).fetchone()
         assert row is not None, "a server-side call returns one row"
         return tuple(row)
 
