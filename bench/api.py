@@ -26,7 +26,7 @@ GETs at ``--rate`` per second for ``--rate-seconds`` (open loop: latency counts 
 the moment a request was due, so a slow server cannot hide its queueing).
 
 Cores: the machine has two. The server (one uvicorn process: its event loop and the
-thread pool that runs the sync routes and the guard's database calls), PostgreSQL's
+thread pool that runs the sync routes; the guard's statements run on the loop), PostgreSQL's
 backends and the load generator (a separate process: one asyncio loop, one
 ``httpx.AsyncClient`` with one keep-alive connection per simulated client, since a
 single pool of 50 cost the generator more CPU than the server used) all share them;

@@ -9,15 +9,27 @@ their one statement. This module knows nothing of HTTP or signatures:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from ledger.database import Database
 
+T = TypeVar("T")
+
 _KEY_COLUMNS = "key_id, role, party, public_key, created_at, created_by, revoked_at, revoked_by"
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One statement of a batch call and how to read its one row: built once, run by
+    the blocking function (``Database.call_one``) or its ``_async`` twin."""
+
+    sql: str
+    params: Mapping[str, Any]
+    answer: Callable[[tuple[Any, ...]], T]
 
 
 @dataclass(frozen=True)
@@ -168,34 +180,47 @@ def accept_nonces(db: Database, checks: Sequence[NonceCheck]) -> list[NonceOutco
       inside the window (300 s), is answered once more: a read with the resource as
       it stands then; a refused write is refused again.
     """
+    call = _accept_nonces(checks)
+    return call.answer(db.call_one(call.sql, call.params)) if checks else []
+
+
+async def accept_nonces_async(db: Database, checks: Sequence[NonceCheck]) -> list[NonceOutcome]:
+    """``accept_nonces`` on the running event loop (``Database.call_one_async``)."""
+    call = _accept_nonces(checks)
+    return call.answer(await db.call_one_async(call.sql, call.params)) if checks else []
+
+
+def _accept_nonces(checks: Sequence[NonceCheck]) -> _Call[list[NonceOutcome]]:
     first: dict[tuple[str, str], int] = {}
     unique: list[NonceCheck] = []
     for key_id, nonce, at in checks:
         if (key_id, nonce) not in first:
             first[(key_id, nonce)] = len(unique)
             unique.append((key_id, nonce, at))
-    if not unique:
-        return []
-    row = db.call_one(
+
+    def answer(row: tuple[Any, ...]) -> list[NonceOutcome]:
+        decided: list[NonceOutcome] = list(row[0])
+        assert len(decided) == len(unique), "one outcome per distinct (key, nonce)"
+        outcomes: list[NonceOutcome] = []
+        seen: set[tuple[str, str]] = set()
+        for key_id, nonce, _ in checks:
+            pair = (key_id, nonce)
+            outcome = decided[first[pair]]
+            if pair in seen and outcome == "accepted":
+                outcome = "replayed"
+            seen.add(pair)
+            outcomes.append(outcome)
+        return outcomes
+
+    return _Call(
         _ACCEPT_NONCES,
         {
             "keys": [c[0] for c in unique],
             "nonces": [c[1] for c in unique],
             "ats": [c[2] for c in unique],
         },
+        answer,
     )
-    decided: list[NonceOutcome] = list(row[0])
-    assert len(decided) == len(unique), "one outcome per distinct (key, nonce)"
-    outcomes: list[NonceOutcome] = []
-    seen: set[tuple[str, str]] = set()
-    for key_id, nonce, _ in checks:
-        pair = (key_id, nonce)
-        outcome = decided[first[pair]]
-        if pair in seen and outcome == "accepted":
-            outcome = "replayed"
-        seen.add(pair)
-        outcomes.append(outcome)
-    return outcomes
 
 
 def prune_nonces(db: Database, *, before: datetime) -> int:
@@ -284,31 +309,54 @@ def claim_requests(
     ones: two statements running at once that claim the same keys (a client's retries)
     lock them in one order and cannot deadlock.
     """
-    if not requests:
-        return []
+    call = _claim_requests(requests)
+    return call.answer(db.call_one(call.sql, call.params)) if requests else []
+
+
+async def claim_requests_async(
+    db: Database, requests: Sequence[ClaimRequest]
+) -> list[tuple[NonceOutcome, Claim | None]]:
+    """``claim_requests`` on the running event loop (``Database.call_one_async``)."""
+    call = _claim_requests(requests)
+    return call.answer(await db.call_one_async(call.sql, call.params)) if requests else []
+
+
+def _claim_requests(
+    requests: Sequence[ClaimRequest],
+) -> _Call[list[tuple[NonceOutcome, Claim | None]]]:
     order = sorted(
         range(len(requests)), key=lambda i: (requests[i].key_id, requests[i].idempotency_key)
     )
     sent = [requests[i] for i in order]
-    row = db.call_one(
+    sql = (
         "SELECT array_agg(outcome ORDER BY ord), array_agg(response_status ORDER BY ord),"
         " array_agg(response_type ORDER BY ord), array_agg(response_etag ORDER BY ord),"
         " array_agg(response_location ORDER BY ord), array_agg(response_body ORDER BY ord)"
         " FROM api_request_claims(%(key_ids)s::text[], %(nonces)s::text[],"
         " %(ats)s::timestamptz[], %(keys)s::text[], %(fingerprints)s::text[],"
-        " %(claims)s::uuid[], %(lease_untils)s::timestamptz[])",
-        {
-            "key_ids": [r.key_id for r in sent],
-            "nonces": [r.nonce for r in sent],
-            "ats": [r.at for r in sent],
-            "keys": [r.idempotency_key for r in sent],
-            "fingerprints": [r.fingerprint for r in sent],
-            "claims": [r.claim_id for r in sent],
-            "lease_untils": [r.lease_until for r in sent],
-        },
+        " %(claims)s::uuid[], %(lease_untils)s::timestamptz[])"
     )
+    params = {
+        "key_ids": [r.key_id for r in sent],
+        "nonces": [r.nonce for r in sent],
+        "ats": [r.at for r in sent],
+        "keys": [r.idempotency_key for r in sent],
+        "fingerprints": [r.fingerprint for r in sent],
+        "claims": [r.claim_id for r in sent],
+        "lease_untils": [r.lease_until for r in sent],
+    }
+
+    def answer(row: tuple[Any, ...]) -> list[tuple[NonceOutcome, Claim | None]]:
+        return _claim_answers(row, order)
+
+    return _Call(sql, params, answer)
+
+
+def _claim_answers(
+    row: tuple[Any, ...], order: list[int]
+) -> list[tuple[NonceOutcome, Claim | None]]:
     outcomes, statuses, types, etags, locations, bodies = row
-    assert len(outcomes) == len(requests), "one outcome per request"
+    assert len(outcomes) == len(order), "one outcome per request"
     answers: list[tuple[NonceOutcome, Claim | None]] = []
     for i, outcome in enumerate(outcomes):
         refused = _NONCE_OUTCOMES.get(outcome)
@@ -327,7 +375,7 @@ def claim_requests(
             assert outcome in ("claimed", "mismatch", "in_flight"), outcome
             answers.append(("accepted", Claim(outcome)))
     by_position = dict(zip(order, answers, strict=True))
-    return [by_position[i] for i in range(len(requests))]
+    return [by_position[i] for i in range(len(order))]
 
 
 @dataclass(frozen=True)
@@ -345,21 +393,40 @@ def complete_many(db: Database, completions: Sequence[Completion]) -> list[bool]
     """Store the responses of claimed requests, in one statement (one round trip, one
     synchronous commit): for each, in order, whether its response was stored (False if
     its claim was lost meanwhile)."""
-    if not completions:
-        return []
-    row = db.call_one(
-        "WITH r AS (SELECT * FROM unnest(%(key_ids)s::text[], %(keys)s::text[],"
-        " %(claims)s::uuid[], %(statuses)s::smallint[], %(types)s::text[], %(etags)s::text[],"
-        " %(locations)s::text[], %(bodies)s::bytea[], %(ats)s::timestamptz[])"
-        " WITH ORDINALITY AS r(key_id, idempotency_key, claim, status, type, etag, location,"
-        " body, at, ord)),"
-        " upd AS (UPDATE api_idempotency AS i SET status = 'completed',"
-        " response_status = r.status, response_type = r.type, response_etag = r.etag,"
-        " response_location = r.location, response_body = r.body, completed_at = r.at"
-        " FROM r WHERE i.key_id = r.key_id AND i.idempotency_key = r.idempotency_key"
-        " AND i.claim = r.claim AND i.status = 'in_flight' RETURNING r.ord)"
-        " SELECT array_agg(upd.ord IS NOT NULL ORDER BY r.ord)"
-        " FROM r LEFT JOIN upd ON upd.ord = r.ord",
+    call = _complete_many(completions)
+    return call.answer(db.call_one(call.sql, call.params)) if completions else []
+
+
+async def complete_many_async(db: Database, completions: Sequence[Completion]) -> list[bool]:
+    """``complete_many`` on the running event loop (``Database.call_one_async``)."""
+    call = _complete_many(completions)
+    return call.answer(await db.call_one_async(call.sql, call.params)) if completions else []
+
+
+_COMPLETE_MANY = (
+    "WITH r AS (SELECT * FROM unnest(%(key_ids)s::text[], %(keys)s::text[],"
+    " %(claims)s::uuid[], %(statuses)s::smallint[], %(types)s::text[], %(etags)s::text[],"
+    " %(locations)s::text[], %(bodies)s::bytea[], %(ats)s::timestamptz[])"
+    " WITH ORDINALITY AS r(key_id, idempotency_key, claim, status, type, etag, location,"
+    " body, at, ord)),"
+    " upd AS (UPDATE api_idempotency AS i SET status = 'completed',"
+    " response_status = r.status, response_type = r.type, response_etag = r.etag,"
+    " response_location = r.location, response_body = r.body, completed_at = r.at"
+    " FROM r WHERE i.key_id = r.key_id AND i.idempotency_key = r.idempotency_key"
+    " AND i.claim = r.claim AND i.status = 'in_flight' RETURNING r.ord)"
+    " SELECT array_agg(upd.ord IS NOT NULL ORDER BY r.ord)"
+    " FROM r LEFT JOIN upd ON upd.ord = r.ord"
+)
+
+
+def _complete_many(completions: Sequence[Completion]) -> _Call[list[bool]]:
+    def answer(row: tuple[Any, ...]) -> list[bool]:
+        stored = [bool(done) for done in row[0]]
+        assert len(stored) == len(completions), "one answer per completion"
+        return stored
+
+    return _Call(
+        _COMPLETE_MANY,
         {
             "key_ids": [c.key_id for c in completions],
             "keys": [c.idempotency_key for c in completions],
@@ -371,20 +438,25 @@ def complete_many(db: Database, completions: Sequence[Completion]) -> list[bool]
             "bodies": [c.response.body for c in completions],
             "ats": [c.at for c in completions],
         },
+        answer,
     )
-    stored = [bool(done) for done in row[0]]
-    assert len(stored) == len(completions), "one answer per completion"
-    return stored
 
 
 def release(db: Database, *, key_id: str, idempotency_key: str, claim_id: UUID) -> None:
     """Give a claim up (the request failed and changed nothing): the key is unused again."""
-    db.call_one(
-        "WITH del AS (DELETE FROM api_idempotency WHERE key_id = %(key_id)s"
-        " AND idempotency_key = %(key)s AND claim = %(claim)s AND status = 'in_flight'"
-        " RETURNING 1) SELECT count(*) FROM del",
-        {"key_id": key_id, "key": idempotency_key, "claim": claim_id},
-    )
+    db.call_one(_RELEASE, {"key_id": key_id, "key": idempotency_key, "claim": claim_id})
+
+
+async def release_async(db: Database, *, key_id: str, idempotency_key: str, claim_id: UUID) -> None:
+    """``release`` on the running event loop (``Database.call_one_async``)."""
+    await db.call_one_async(_RELEASE, {"key_id": key_id, "key": idempotency_key, "claim": claim_id})
+
+
+_RELEASE = (
+    "WITH del AS (DELETE FROM api_idempotency WHERE key_id = %(key_id)s"
+    " AND idempotency_key = %(key)s AND claim = %(claim)s AND status = 'in_flight'"
+    " RETURNING 1) SELECT count(*) FROM del"
+)
 
 
 def _key(row: tuple[object, ...]) -> KeyRecord:

@@ -7,21 +7,24 @@ engine path uses. All SQL errors leave this module translated (``ledger.errors``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import (
+    AsyncRetrying,
     Retrying,
     before_sleep_log,
     retry_if_exception_type,
@@ -40,6 +43,8 @@ APP_ROLE = "settlement_app"
 TRANSIENT_RETRIES = 3
 #: how long a call waits for a free connection before the database counts as unavailable
 _CHECKOUT_TIMEOUT_S = 30.0
+#: driver connections in asyncio mode one event loop holds at most (``call_one_async``)
+ASYNC_CONNECTIONS_PER_LOOP = 8
 
 
 def app_url_for(owner_url: str, password: str | None = None) -> str:
@@ -56,14 +61,16 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+_RETRY_POLICY: dict[str, Any] = {
+    "wait": wait_exponential(multiplier=0.005, max=0.2) + wait_random(0, 0.005),
+    "retry": retry_if_exception_type(TransientConflict),
+    "before_sleep": before_sleep_log(log, logging.INFO),
+    "reraise": True,
+}
+
+
 def _retrying(retries: int) -> Retrying:
-    return Retrying(
-        stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential(multiplier=0.005, max=0.2) + wait_random(0, 0.005),
-        retry=retry_if_exception_type(TransientConflict),
-        before_sleep=before_sleep_log(log, logging.INFO),
-        reraise=True,
-    )
+    return Retrying(stop=stop_after_attempt(retries + 1), **_RETRY_POLICY)
 
 
 def _once_then_retrying(retries: int, call: Callable[..., T], *args: Any) -> T:
@@ -74,6 +81,18 @@ def _once_then_retrying(retries: int, call: Callable[..., T], *args: Any) -> T:
     except TransientConflict:
         log.info("transient conflict; retrying %s", getattr(call, "__name__", call))
     result: T = _retrying(retries - 1)(call, *args)
+    return result
+
+
+async def _once_then_retrying_async(
+    retries: int, call: Callable[..., Awaitable[T]], *args: Any
+) -> T:
+    """``_once_then_retrying`` for a coroutine function: the backoff sleeps on the loop."""
+    try:
+        return await call(*args)
+    except TransientConflict:
+        log.info("transient conflict; retrying %s", getattr(call, "__name__", call))
+    result: T = await AsyncRetrying(stop=stop_after_attempt(retries), **_RETRY_POLICY)(call, *args)
     return result
 
 
@@ -271,8 +290,11 @@ class Database:
         # A second pool (psycopg's own, the lightest checkout there is) whose connections
         # are in autocommit from birth, for one-statement calls of server-side functions:
         # no BEGIN/COMMIT round trips, and each statement prepared once per connection.
+        self._conninfo = (
+            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         self._calls = ConnectionPool(
-            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False),
+            self._conninfo,
             min_size=1,
             max_size=pool_size * 3,
             kwargs={"autocommit": True, "prepare_threshold": 0, "options": "-c timezone=UTC"},
@@ -284,6 +306,12 @@ class Database:
         # the connection holding this thread's advisory lock (``exclusive``), lent to
         # the thread's own driver work meanwhile
         self._lent = threading.local()
+        # ``call_one_async``'s connections: an asyncio connection belongs to the loop
+        # that opened it, so each loop has its own; ``_async_open`` holds every one not
+        # closed yet, whatever its loop, for ``dispose`` (which has no loop to await on)
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
+        self._async_open: set[psycopg.AsyncConnection[tuple[Any, ...]]] = set()
+        self._async_lock = threading.Lock()
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
@@ -370,6 +398,87 @@ class Database:
         assert row is not None, "a server-side call returns one row"
         return tuple(row)
 
+    async def call_one_async(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """``call_one`` on the running event loop, without a worker thread: the statement
+        goes out on a driver connection in asyncio mode and the loop serves other work
+        until the answer is in. Same placeholders, retries and translated errors.
+
+        Each event loop has connections of its own, at most
+        ``ASYNC_CONNECTIONS_PER_LOOP`` at once (a caller beyond waits for one), kept
+        between calls; ``dispose`` closes them all. A call cancelled while its statement
+        runs closes that connection rather than reuse it in an unknown state.
+        """
+        return await _once_then_retrying_async(
+            TRANSIENT_RETRIES, self._call_async_once, sql, params
+        )
+
+    async def _call_async_once(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        connections = self._loop_connections()
+        async with connections.slots:
+            connection = connections.idle.pop() if connections.idle else await self._connect()
+            try:
+                cursor = await connection.execute(sql, params)
+                row = await cursor.fetchone()
+            except psycopg.Error as exc:
+                self._keep_or_close(connection, connections)
+                raise translate(exc) from exc
+            except BaseException:
+                self._close_async(connection)
+                raise
+            connections.idle.append(connection)
+        assert row is not None, "a server-side call returns one row"
+        return tuple(row)
+
+    def _loop_connections(self) -> _LoopConnections:
+        loop = asyncio.get_running_loop()
+        connections = self._loops.get(loop)
+        if connections is not None:
+            return connections
+        with self._async_lock:
+            # a loop seen before and closed since cannot use its connections again
+            for gone in [other for other in self._loops if other.is_closed()]:
+                for connection in self._loops.pop(gone).idle:
+                    self._close_async(connection, locked=True)
+            connections = self._loops[loop] = _LoopConnections(ASYNC_CONNECTIONS_PER_LOOP)
+        return connections
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=0,
+                options="-c timezone=UTC",
+                connect_timeout=int(_CHECKOUT_TIMEOUT_S),
+            )
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        with self._async_lock:
+            self._async_open.add(connection)
+        return connection
+
+    def _keep_or_close(
+        self, connection: psycopg.AsyncConnection[tuple[Any, ...]], connections: _LoopConnections
+    ) -> None:
+        """After a statement failed: a connection that is still sound and idle (the
+        statement was refused) is kept, any other closed."""
+        if not connection.closed and connection.info.transaction_status is TransactionStatus.IDLE:
+            connections.idle.append(connection)
+        else:
+            self._close_async(connection)
+
+    def _close_async(
+        self, connection: psycopg.AsyncConnection[tuple[Any, ...]], *, locked: bool = False
+    ) -> None:
+        # finishing the libpq connection is all an (unpooled) asyncio connection's close
+        # does, and it needs no loop: the one the connection belongs to may be gone
+        connection.pgconn.finish()
+        if locked:
+            self._async_open.discard(connection)
+            return
+        with self._async_lock:
+            self._async_open.discard(connection)
+
     def _open_calls(self) -> None:
         with self._open_lock:
             if not self._calls_opened:
@@ -423,6 +532,19 @@ class Database:
         self.engine.dispose()
         if self._calls_opened:
             self._calls.close()
+        with self._async_lock:
+            for connection in list(self._async_open):
+                self._close_async(connection, locked=True)
+            self._loops.clear()
+
+
+class _LoopConnections:
+    """The idle ``call_one_async`` connections of one event loop, and how many more
+    may be opened; touched only on that loop."""
+
+    def __init__(self, limit: int) -> None:
+        self.idle: list[psycopg.AsyncConnection[tuple[Any, ...]]] = []
+        self.slots = asyncio.Semaphore(limit)
 
 
 __all__ = [

@@ -3,8 +3,8 @@
 Every signed request needs a database decision before its route runs (is its key
 still registered and not revoked, is its nonce new, and for a mutating request: may it
 claim its Idempotency-Key?), and a mutating one a second after it (store the
-response). Made one request at a time, each is a statement, a commit and a
-worker-thread hand-off per request. A ``GroupCall`` lets concurrent requests share
+response). Made one request at a time, each is a statement and a commit per
+request. A ``GroupCall`` lets concurrent requests share
 them: a request queues its item and waits for its own answer. A request that finds
 fewer than ``MAX_RUNNING`` statements running starts one, which takes every item queued
 by then (a lone request waits for no timer); otherwise it waits, and when a running
@@ -32,11 +32,9 @@ run one after another in their order, so batching changes no verdict:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-
-from starlette.concurrency import run_in_threadpool
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -73,13 +71,13 @@ class BatchStats:
 
 
 class GroupCall(Generic[In, Out]):
-    """Runs ``decide`` (blocking: in a worker thread) on batches of queued items, at most
-    ``max_running`` batches at once; ``decide`` answers every item of its batch, in
-    order, or raises."""
+    """Runs ``decide`` (a coroutine function, awaited on the caller's event loop) on
+    batches of queued items, at most ``max_running`` batches at once; ``decide``
+    answers every item of its batch, in order, or raises."""
 
     def __init__(
         self,
-        decide: Callable[[Sequence[In]], Sequence[Out]],
+        decide: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
         *,
         max_batch: int = MAX_BATCH,
         max_running: int = MAX_RUNNING,
@@ -146,7 +144,7 @@ class GroupCall(Generic[In, Out]):
         self._items += len(batch)
         self._last = len(batch)
         try:
-            answers = await run_in_threadpool(self._decide, [w.item for w in batch])
+            answers = await self._decide([w.item for w in batch])
             if len(answers) != len(batch):
                 raise RuntimeError("a batch was not given one answer per item")
         except Exception as exc:  # noqa: BLE001 - handed to each waiting request

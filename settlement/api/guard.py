@@ -14,7 +14,9 @@ In order, for each request:
    that very request on): for a read, one statement that decides the checks of all
    the reads arriving meanwhile; for a mutating request with a well-formed
    Idempotency-Key, the same check in the statement that claims the key (step 3),
-   shared likewise with the other mutating requests (``settlement.api.batching``). The
+   shared likewise with the other mutating requests (``settlement.api.batching``). These
+   statements run on the event loop itself (``Database.call_one_async``), not in worker
+   threads: a thread hand-off per statement cost more CPU than the statement. The
    key's registration becomes the request's ``Actor`` (``scope["state"]["actor"]``). At
    most every ``PRUNE_EVERY_S`` an accepted request starts a prune of nonces too old to
    replay, in the background: no request waits for it;
@@ -38,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import quote
@@ -105,7 +107,7 @@ class Guard:
         self._held: dict[str, tuple[KeyRecord, Ed25519PublicKey]] = {}
         # the guard's database calls, each shared by the requests arriving together
         # (settlement.api.batching)
-        self.nonces = GroupCall(keys.accept_nonces)
+        self.nonces = GroupCall(keys.accept_nonces_async)
         self.claims = GroupCall(self._claim_requests)
         self.completions = GroupCall(self._complete_many)
 
@@ -191,7 +193,7 @@ class Guard:
     ) -> tuple[signing.Verified, KeyRecord]:
         # Verification is CPU only (Ed25519 even releases the GIL), so it runs here on
         # the loop: in a worker thread the same check cost about 0.4 ms more CPU per
-        # request (GIL hand-offs; bench/api.py). Only database calls go to threads.
+        # request (GIL hand-offs; bench/api.py). Only the first read of a key goes to one.
         try:
             return self._verify(request, body, now)
         except signing.KeyNotLoaded as missing:
@@ -372,30 +374,20 @@ class Guard:
 
     async def _release(self, key_id: str, key: str, claim_id: uuid.UUID) -> None:
         # on failure the lease runs out and a retry takes the claim over
-        with contextlib.suppress(errors.SettlementError):
-            await self._db_call(
-                lambda: api_keys.release(
-                    self._db, key_id=key_id, idempotency_key=key, claim_id=claim_id
-                )
+        with contextlib.suppress(errors.SettlementError), translated():
+            await api_keys.release_async(
+                self._db, key_id=key_id, idempotency_key=key, claim_id=claim_id
             )
 
-    def _claim_requests(
+    async def _claim_requests(
         self, requests: Sequence[api_keys.ClaimRequest]
     ) -> list[tuple[api_keys.NonceOutcome, Claim | None]]:
         with translated():
-            return api_keys.claim_requests(self._db, requests)
+            return await api_keys.claim_requests_async(self._db, requests)
 
-    def _complete_many(self, completions: Sequence[api_keys.Completion]) -> list[bool]:
+    async def _complete_many(self, completions: Sequence[api_keys.Completion]) -> list[bool]:
         with translated():
-            return api_keys.complete_many(self._db, completions)
-
-    @staticmethod
-    async def _db_call(call: Callable[[], T]) -> T:
-        def run() -> T:
-            with translated():
-                return call()
-
-        return await run_in_threadpool(run)
+            return await api_keys.complete_many_async(self._db, completions)
 
 
 class _Captured:

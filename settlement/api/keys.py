@@ -157,6 +157,13 @@ class KeyService:
         with translated():
             return api_keys.accept_nonces(self._db, checks)
 
+    async def accept_nonces_async(
+        self, checks: Sequence[api_keys.NonceCheck]
+    ) -> Sequence[api_keys.NonceOutcome]:
+        """``accept_nonces`` on the running event loop, without a worker thread."""
+        with translated():
+            return await api_keys.accept_nonces_async(self._db, checks)
+
     def refusal(
         self, outcome: api_keys.NonceOutcome, key_id: str, nonce: str
     ) -> signing.SignatureRejected | None:

@@ -270,7 +270,7 @@ def test_one_nonce_batch_decides_each_request_as_one_after_another(
 ) -> None:
     assert api.keys.revoke(api.auditor.key_id, revoked_by="test") is True
     keys = KeyService(api.engine.db, clock)
-    calls = GroupCall(keys.accept_nonces)
+    calls = GroupCall(keys.accept_nonces_async)
     me, other, revoked = api.allocator.key_id, api.other_allocator.key_id, api.auditor.key_id
     checks = [
         (me, "x"),
@@ -312,7 +312,7 @@ def test_one_nonce_batch_decides_each_request_as_one_after_another(
 
 
 def test_revocation_between_batches_refuses_the_next_one(api: Api, clock: ManualClock) -> None:
-    calls = GroupCall(KeyService(api.engine.db, clock).accept_nonces)
+    calls = GroupCall(KeyService(api.engine.db, clock).accept_nonces_async)
     me = api.allocator.key_id
 
     async def check(nonce: str) -> api_keys.NonceOutcome:
@@ -329,14 +329,13 @@ def test_requests_wait_for_the_running_statement_and_then_go_together() -> None:
     started: list[list[int]] = []
 
     async def scenario() -> list[int]:
-        loop = asyncio.get_running_loop()
         release = asyncio.Event()
 
-        def decide(items: Any) -> list[int]:
+        async def decide(items: Any) -> list[int]:
             started.append(list(items))
             if len(started) == 1:
                 # the first statement runs until the test lets it finish
-                asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
+                await release.wait()
             return [i * 10 for i in items]
 
         calls = GroupCall(decide, max_running=1)
@@ -357,13 +356,12 @@ def test_a_second_statement_starts_while_the_first_runs_and_a_third_waits() -> N
     started: list[list[int]] = []
 
     async def scenario() -> list[int]:
-        loop = asyncio.get_running_loop()
         release = asyncio.Event()
 
-        def decide(items: Any) -> list[int]:
+        async def decide(items: Any) -> list[int]:
             started.append(list(items))
             if len(started) <= 2:
-                asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
+                await release.wait()
             return list(items)
 
         calls = GroupCall(decide, max_running=2)
@@ -385,7 +383,7 @@ def test_a_second_statement_starts_while_the_first_runs_and_a_third_waits() -> N
 
 def test_a_failing_decision_fails_its_batch_only() -> None:
     async def scenario() -> list[object]:
-        def decide(items: Any) -> list[int]:
+        async def decide(items: Any) -> list[int]:
             if 13 in items:
                 raise RuntimeError("the database said no")
             return list(items)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
 
 from ledger.database import Database, DriverUnitOfWork, UnitOfWork
-from ledger.errors import ConstraintViolation, DeadlockDetected, SerializationFailure
+from ledger.errors import (
+    ConstraintViolation,
+    DatabaseUnavailable,
+    DeadlockDetected,
+    SerializationFailure,
+)
 from settlement.bootstrap import DatabaseUrls
 
 
@@ -271,3 +278,71 @@ def test_the_advisory_locks_connection_is_lent_to_its_threads_statements(
     # released at the end of the block
     with scratch.exclusive("lent-test") as again:
         assert again
+
+
+# -- on the event loop -----------------------------------------------------------------
+
+
+def test_async_calls_retry_keep_sound_connections_and_drop_broken_ones(
+    scratch: Database, owner_engine: Engine
+) -> None:
+    with owner_engine.connect() as c:
+        c.execute(text("DROP SEQUENCE IF EXISTS flaky_async"))
+        c.execute(text("CREATE SEQUENCE flaky_async"))
+        c.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION flaky_async(fail_times int)"
+                " RETURNS TABLE (attempt bigint) LANGUAGE plpgsql AS $$"
+                " BEGIN attempt := nextval('flaky_async');"
+                " IF attempt <= fail_times THEN RAISE EXCEPTION 'busy' USING ERRCODE = '40001';"
+                " END IF; RETURN NEXT; END $$"
+            )
+        )
+
+    async def scenario() -> tuple[int, int, int]:
+        # refused twice, then answered: the retries reuse the one connection
+        assert await scratch.call_one_async("SELECT attempt FROM flaky_async(2)", {}) == (3,)
+        (first,) = await scratch.call_one_async("SELECT pg_backend_pid()", {})
+        with pytest.raises(ConstraintViolation):
+            await scratch.call_one_async("INSERT INTO uow_scratch VALUES (1, 0) RETURNING 1", {})
+        (same,) = await scratch.call_one_async("SELECT pg_backend_pid()", {})
+        # a connection the server ends is not used again
+        with owner_engine.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        with pytest.raises(DatabaseUnavailable):
+            await scratch.call_one_async("SELECT 1", {})
+        (fresh,) = await scratch.call_one_async("SELECT pg_backend_pid()", {})
+        return first, same, fresh
+
+    first, same, fresh = asyncio.run(scenario())
+    assert same == first, "a refused statement leaves its connection in use"
+    assert fresh != first
+
+
+def test_each_event_loop_has_its_own_connections_and_dispose_closes_them(
+    scratch: Database, owner_engine: Engine
+) -> None:
+    def backend() -> int:
+        async def pid() -> int:
+            (value,) = await scratch.call_one_async("SELECT pg_backend_pid()", {})
+            return int(value)
+
+        return asyncio.run(pid())
+
+    one, two = backend(), backend()
+    assert one != two, "a connection of a closed loop is not lent to another"
+
+    def alive() -> set[int]:
+        with owner_engine.connect() as c:
+            rows = c.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE pid IN (:a, :b)"), {"a": one, "b": two}
+            )
+            return {int(pid) for (pid,) in rows}
+
+    # the first loop's connection was closed when the second loop came
+    assert alive() == {two}
+    scratch.dispose()
+    deadline = time.monotonic() + 10
+    while alive():
+        assert time.monotonic() < deadline, "dispose left an asyncio connection open"
+        time.sleep(0.02)
