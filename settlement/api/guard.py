@@ -42,7 +42,6 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,7 +60,6 @@ from settlement.clock import Clock
 from settlement.domain import Actor, parse_idempotency_key
 from settlement.translate import translated
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
