@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import uvicorn
@@ -11,6 +12,20 @@ from settlement.api.app import ConsoleOptions, create_app
 from settlement.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """Move every object alive now (modules, the app, its routes and models, the
+    engine) out of the garbage collector's sight, just before serving.
+
+    Those objects live as long as the process, yet each full collection walked all of
+    them: about two hundred thousand, tens of milliseconds a pass, paid by whichever
+    requests were in flight (a latency spike in the p99) and several times a minute
+    under load (bench/api.py). Frozen, they are never scanned again; objects made
+    afterwards are collected as usual. Call it once, after building the app.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve(
@@ -42,8 +57,10 @@ def serve(
             ledgers = bootstrap.build_ledgers(built)
         else:
             log.warning("serving without ledgers: settlement routes answer 503")
+        app = create_app(built, ledgers=ledgers, console=console)
+        settle_heap()
         uvicorn.run(
-            create_app(built, ledgers=ledgers, console=console),
+            app,
             host=host,
             port=port,
             log_level=built.settings.log_level.lower(),
