@@ -14,7 +14,8 @@ In order, for each request:
    that very request on): for a read, one statement that decides the checks of all
    the reads arriving meanwhile; for a mutating request with a well-formed
    Idempotency-Key, the same check in the statement that claims the key (step 3),
-   shared likewise with the other mutating requests (``settlement.api.batching``). These
+   shared likewise with the other mutating requests (``settlement.api.batching``; under
+   load a statement lingers a few milliseconds to carry more of them). These
    statements run on the event loop itself (``Database.call_one_async``), not in worker
    threads: a thread hand-off per statement cost more CPU than the statement. The
    key's registration becomes the request's ``Actor`` (``scope["state"]["actor"]``). At
@@ -49,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger import api_keys
-from ledger.api_keys import Claim, KeyRecord, StoredResponse
+from ledger.api_keys import Claim, StoredResponse
 from ledger.database import Database
 from ledger.idempotency import fingerprint
 from settlement import errors
@@ -68,6 +69,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LEASE_S = 60
 #: how often (at most) seen nonces past any replay window are deleted
 PRUNE_EVERY_S = 60
+#: under load (more than ``LINGER_SIBLINGS`` signed requests in progress in this
+#: process) a guard statement waits ``LINGER_S`` before it starts, so it carries the
+#: checks of the requests right behind (``settlement.api.batching``): at 50 concurrent
+#: clients a read's statement carried 5 checks instead of 3 (bench/api.py), for 3 ms
+#: more on latencies of over 100 ms
+LINGER_S = 0.003
+LINGER_SIBLINGS = 8
 #: public keys a guard holds for verifying; beyond it the map starts over (keys are
 #: few: a flood of new key ids costs database reads, not memory)
 KEYS_HELD_MAX = 10_000
@@ -98,16 +106,20 @@ class Guard:
         self._window_s = window_s
         self._last_prune: datetime | None = None
         self._pruning: asyncio.Task[None] | None = None
-        # key id -> registration and public key, touched only on the event loop. A
+        # key id -> its actor (registration) and public key, touched only on the loop. A
         # registered key's public key, role and party never change (migration 0004's
         # trigger refuses it), so what is held stays right; revocation is not held: the
         # nonce statement reads it on every request.
-        self._held: dict[str, tuple[KeyRecord, Ed25519PublicKey]] = {}
+        self._held: dict[str, tuple[Actor, Ed25519PublicKey]] = {}
         # the guard's database calls, each shared by the requests arriving together
         # (settlement.api.batching)
-        self.nonces = GroupCall(keys.accept_nonces_async)
-        self.claims = GroupCall(self._claim_requests)
-        self.completions = GroupCall(self._complete_many)
+        self._in_progress = 0
+        self.nonces = GroupCall(keys.accept_nonces_async, linger_s=LINGER_S, busy=self._busy)
+        self.claims = GroupCall(self._claim_requests, linger_s=LINGER_S, busy=self._busy)
+        self.completions = GroupCall(self._complete_many, linger_s=LINGER_S, busy=self._busy)
+
+    def _busy(self) -> bool:
+        return self._in_progress > LINGER_SIBLINGS
 
     def _is_public(self, path: str) -> bool:
         if path in self._public:
@@ -118,9 +130,17 @@ class Guard:
         if scope["type"] != "http" or self._is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
+        self._in_progress += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self._in_progress -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance = scope["path"]
         headers = _header_pairs(scope)
-        if _header(headers, "signature") is None and _header(headers, "signature-input") is None:
+        fields = _fields(headers)
+        if "signature" not in fields and "signature-input" not in fields:
             # an unsigned request is refused as unsigned whatever its size, unread
             await _send_problem(
                 send,
@@ -131,16 +151,16 @@ class Guard:
             )
             return
         try:
-            body = await self._read_body(headers, receive)
+            body = await self._read_body(fields, receive)
         except problems.ApiProblem as problem:
             await _send_problem(send, problem, instance)
             return
         request = signing.IncomingRequest(
-            method=scope["method"], url=_target_uri(scope, headers), header_pairs=headers
+            method=scope["method"], url=_target_uri(scope, fields), header_pairs=headers
         )
         now = self._clock.now()
         try:
-            verified, record = await self._verified(request, body, now)
+            verified, actor = await self._verified(request, body, now)
             if scope["method"] in SAFE_METHODS:
                 await self._accept_nonce(verified, now)
         except signing.SignatureRejected as exc:
@@ -149,19 +169,18 @@ class Guard:
         except errors.SettlementError as exc:
             await _send_engine_error(send, exc, instance)
             return
-        actor = actor_of(record)
         scope.setdefault("state", {})["actor"] = actor
         replay_receive = _replaying(body, receive)
         if scope["method"] in SAFE_METHODS:
-            self._prune_when_due()
+            self._prune_when_due(now)
             await self.app(scope, replay_receive, send)
             return
         await self._keyed(
-            scope, replay_receive, send, verified=verified, actor=actor, headers=headers, body=body
+            scope, replay_receive, send, verified=verified, actor=actor, fields=fields, body=body
         )
 
-    async def _read_body(self, headers: list[tuple[str, str]], receive: Receive) -> bytes:
-        declared = _header(headers, "content-length")
+    async def _read_body(self, fields: dict[str, str], receive: Receive) -> bytes:
+        declared = fields.get("content-length")
         if declared is not None:
             if not declared.isdigit():
                 raise problems.ApiProblem("invalid_header", "Content-Length is not a number")
@@ -188,7 +207,7 @@ class Guard:
 
     async def _verified(
         self, request: signing.IncomingRequest, body: bytes, now: datetime
-    ) -> tuple[signing.Verified, KeyRecord]:
+    ) -> tuple[signing.Verified, Actor]:
         # Verification is CPU only (Ed25519 even releases the GIL), so it runs here on
         # the loop: in a worker thread the same check cost about 0.4 ms more CPU per
         # request (GIL hand-offs; bench/api.py). Only the first read of a key goes to one.
@@ -198,7 +217,7 @@ class Guard:
             record, public = await run_in_threadpool(self._keys.public_key, missing.key_id)
             if len(self._held) >= KEYS_HELD_MAX:
                 self._held.clear()
-            self._held[record.key_id] = (record, public)
+            self._held[record.key_id] = (actor_of(record), public)
             return self._verify(request, body, now)
 
     async def _accept_nonce(self, verified: signing.Verified, now: datetime) -> None:
@@ -221,9 +240,9 @@ class Guard:
 
     def _verify(
         self, request: signing.IncomingRequest, body: bytes, now: datetime
-    ) -> tuple[signing.Verified, KeyRecord]:
+    ) -> tuple[signing.Verified, Actor]:
         """Verify with held keys only; ``KeyNotLoaded`` for a key id not held."""
-        found: list[KeyRecord] = []
+        found: list[Actor] = []
 
         def held(key_id: str) -> Ed25519PublicKey:
             entry = self._held.get(key_id)
@@ -236,13 +255,12 @@ class Guard:
             request, body, lookup=held, now=now, window_s=self._window_s
         )
         assert len(found) == 1
-        assert found[0].key_id == verified.key_id
+        assert found[0].id == verified.key_id
         return verified, found[0]
 
-    def _prune_when_due(self) -> None:
+    def _prune_when_due(self, now: datetime) -> None:
         # runs on the event loop, so the check and the update of ``_last_prune`` cannot
         # interleave: one prune at a time per process
-        now = self._clock.now()
         if self._pruning is not None and not self._pruning.done():
             return
         if self._last_prune is not None and now - self._last_prune <= timedelta(
@@ -267,11 +285,11 @@ class Guard:
         *,
         verified: signing.Verified,
         actor: Actor,
-        headers: list[tuple[str, str]],
+        fields: dict[str, str],
         body: bytes,
     ) -> None:
         instance = scope["path"]
-        key = _header(headers, "idempotency-key")
+        key = fields.get("idempotency-key")
         now = self._clock.now()
         try:
             refusal = _idempotency_key_refusal(key)
@@ -282,7 +300,7 @@ class Guard:
                 await _send_problem(send, refusal, instance)
                 return
             assert key is not None
-            if_match = _header(headers, "if-match") or ""
+            if_match = fields.get("if-match", "")
             fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
             claim_id = uuid.uuid4()
             # key check, nonce and claim in one statement with those of the mutating
@@ -307,7 +325,7 @@ class Guard:
         except errors.SettlementError as exc:
             await _send_engine_error(send, exc, instance)
             return
-        self._prune_when_due()
+        self._prune_when_due(now)
         assert claimed is not None
         match claimed.outcome:
             case "replay":
@@ -435,9 +453,13 @@ def _header_pairs(scope: Scope) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
 
 
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    values = [v for n, v in headers if n.lower() == name]
-    return ", ".join(values) if values else None
+def _fields(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Each field by its lowercase name, field lines of one name joined with ", "."""
+    fields: dict[str, str] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        fields[lowered] = f"{fields[lowered]}, {value}" if lowered in fields else value
+    return fields
 
 
 def _target(scope: Scope) -> str:
@@ -447,8 +469,8 @@ def _target(scope: Scope) -> str:
     return f"{path}?{query}" if query else path
 
 
-def _target_uri(scope: Scope, headers: list[tuple[str, str]]) -> str:
-    host = _header(headers, "host")
+def _target_uri(scope: Scope, fields: dict[str, str]) -> str:
+    host = fields.get("host")
     if host is None:
         server = scope.get("server") or ("localhost", None)
         host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])

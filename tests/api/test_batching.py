@@ -398,6 +398,74 @@ def test_a_failing_decision_fails_its_batch_only() -> None:
     assert outcome[2:] == [2, 3]
 
 
+def test_under_load_a_statement_lingers_and_carries_what_was_queued_meanwhile() -> None:
+    started: list[list[int]] = []
+    busy = False
+
+    async def scenario() -> tuple[int, list[int]]:
+        nonlocal busy
+
+        async def decide(items: Any) -> list[int]:
+            started.append(list(items))
+            return list(items)
+
+        calls = GroupCall(decide, max_running=1, linger_s=0.5, busy=lambda: busy)
+        # not busy: the statement starts at once (a lone request waits for no timer)
+        assert await calls(1) == 1
+        lingered_quiet = calls.stats.lingered
+        busy = True
+        first = asyncio.create_task(calls(2))
+        await asyncio.sleep(0.05)  # well inside the linger
+        later = [asyncio.create_task(calls(i)) for i in (3, 4)]
+        answers = [await first, *[await t for t in later]]
+        assert calls.stats.lingered == 1
+        return lingered_quiet, answers
+
+    lingered_quiet, answers = asyncio.run(scenario())
+    assert lingered_quiet == 0
+    assert answers == [2, 3, 4]
+    # without the linger, 2 would have gone alone before 3 and 4 were queued
+    assert started == [[1], [2, 3, 4]]
+
+
+def test_a_full_batch_does_not_linger() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        async def decide(items: Any) -> list[int]:
+            return list(items)
+
+        calls = GroupCall(decide, max_batch=2, max_running=1, linger_s=60, busy=lambda: True)
+        answers = await asyncio.wait_for(asyncio.gather(calls(1), calls(2)), timeout=10)
+        return list(answers), calls.stats.lingered
+
+    assert asyncio.run(scenario()) == ([1, 2], 0)
+
+
+def test_lingering_needs_a_busy_signal() -> None:
+    async def decide(items: Any) -> list[int]:
+        return list(items)
+
+    with pytest.raises(ValueError, match="busy"):
+        GroupCall(decide, linger_s=0.01)
+    with pytest.raises(ValueError, match="negative"):
+        GroupCall(decide, linger_s=-1, busy=lambda: True)
+
+
+def test_the_guard_counts_requests_in_progress_back_to_zero_whatever_they_met(
+    api: Api,
+) -> None:
+    guard = guard_of(api)
+    assert api.send(api.allocator, "GET", "/v1/commitments").status_code == 200
+    assert api.send(api.allocator, "GET", "/v1/commitments", nonce="twice").status_code == 200
+    replay = api.send(api.allocator, "GET", "/v1/commitments", nonce="twice")
+    problem_of(replay, 401, "nonce_reused")
+    unsigned = api.send(None, "GET", "/v1/commitments")
+    problem_of(unsigned, 401, "signature_missing")
+    no_key = api.send(api.allocator, "POST", "/v1/commitments", json=BODY)
+    problem_of(no_key, 400, "idempotency_key_required")
+    assert guard._in_progress == 0
+    assert not guard._busy()
+
+
 def test_claim_requests_in_one_statement(api: Api, clock: ManualClock) -> None:
     assert api.keys.revoke(api.auditor.key_id, revoked_by="test") is True
     me = api.allocator.key_id
