@@ -21,7 +21,11 @@ one uvicorn process on two ports:
 
 Routes: GET /v1/commitments/{id} (one commitment) and POST /v1/commitments (create a
 DRAFT, a fresh Idempotency-Key each). For each route and each app, a closed loop of 50
-concurrent clients sends ``--requests`` requests; then a fixed-rate run sends signed
+concurrent clients sends ``--requests`` requests, in ``--rounds`` turns that alternate
+between the apps (signed first, then unsigned first, ...): the machine is shared, and
+a drift in its other load over the run would otherwise fall on whichever app ran
+later. Throughput is each app's requests over its summed run time; latencies are
+pooled over its rounds. Then a fixed-rate run sends signed
 GETs at ``--rate`` per second for ``--rate-seconds`` (open loop: latency counts from
 the moment a request was due, so a slow server cannot hide its queueing).
 
@@ -48,7 +52,8 @@ Ed25519 check, which no parsing change can remove), the statement that checks th
 and records the nonce, alone and shared by 20 requests, and the key read a process
 does once per key.
 
-    python bench/api.py [--requests 2000] [--clients 50] [--rate 200] [--rate-seconds 10]
+    python bench/api.py [--requests 2000] [--clients 50] [--rounds 4] [--rate 200]
+                        [--rate-seconds 10]
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from settlement.api import signing
 from settlement.api.app import create_app
 from settlement.api.guard import Guard
 from settlement.api.keys import KeyService, actor_of
+from settlement.api.server import settle_heap
 from settlement.bootstrap import DatabaseUrls
 from settlement.clock import SystemClock
 from settlement.domain import Actor, Role
@@ -86,6 +92,7 @@ from settlement.settings import load_settings
 
 PARTY = "bench-party"
 CLOCK = SystemClock()
+MODES = ("signed", "unsigned")
 
 
 def build(owner_url: str, pool_size: int) -> bootstrap.Engine:
@@ -149,6 +156,7 @@ def serve(owner_url: str, key_id: str) -> None:
             s.should_exit = True
 
     threading.Thread(target=stop_on_eof, daemon=True).start()
+    settle_heap()  # as `settle serve` does
     try:
         asyncio.run(run())
     finally:
@@ -173,7 +181,7 @@ def report_batches(app: ASGIApp) -> None:
         if stats.statements:
             parts.append(
                 f"{name} {stats.items} in {stats.statements} statements"
-                f" ({stats.items / stats.statements:.1f} each)"
+                f" ({stats.items / stats.statements:.1f} each, {stats.lingered} lingered)"
             )
     print("\nguard statements (whole run):", "; ".join(parts), file=sys.stderr, flush=True)
 
@@ -344,6 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per route and app")
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=4, help="turns each app takes per route")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--serve", nargs=2, metavar=("OWNER_URL", "KEY_ID"), help=argparse.SUPPRESS)
@@ -413,8 +422,9 @@ def report(
 
     print(f"{os.cpu_count()} cores shared by server, PostgreSQL and load generator")
     print(
-        f"closed loop: {args.clients} clients, {args.requests} requests per route and app;"
-        " latencies in ms; client-side signing excluded (shown separately)\n"
+        f"closed loop: {args.clients} clients, {args.requests} requests per route and app"
+        f" in {args.rounds} rounds, the apps taking turns; latencies in ms; client-side"
+        " signing excluded (shown separately)\n"
     )
     header = (
         f"{'route':<26} {'app':<9} {'req/s':>8} {'p50':>7} {'p99':>7}"
@@ -431,23 +441,36 @@ def report(
         for mode in ("signed", "unsigned"):
             warm, _ = prepare(bases[mode], method, path, 200, signer if mode == "signed" else None)
             asyncio.run(closed_loop(warm, args.clients, expect))
-        rps: dict[str, float] = {}
-        cpu_us: dict[str, float] = {}
-        for mode in ("signed", "unsigned"):
-            requests, sign_us = prepare(
-                bases[mode], method, path, args.requests, signer if mode == "signed" else None
-            )
-            cpu_before = _cpu_s(server)
-            rps[mode], latencies = asyncio.run(closed_loop(requests, args.clients, expect))
-            cpu_us[mode] = (_cpu_s(server) - cpu_before) / len(requests) * 1e6
+        # in rounds, the apps taking turns (and turns about who goes first), so a
+        # change in the machine's other load during the run falls on both alike
+        elapsed_s = dict.fromkeys(MODES, 0.0)
+        cpu_s = dict.fromkeys(MODES, 0.0)
+        latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
+        sign_us = 0.0
+        per_round = max(1, args.requests // args.rounds)
+        for turn in range(args.rounds):
+            for mode in MODES if turn % 2 == 0 else MODES[::-1]:
+                requests, signing_us = prepare(
+                    bases[mode], method, path, per_round, signer if mode == "signed" else None
+                )
+                sign_us += signing_us / args.rounds
+                cpu_before = _cpu_s(server)
+                rps, run_latencies = asyncio.run(closed_loop(requests, args.clients, expect))
+                cpu_s[mode] += _cpu_s(server) - cpu_before
+                elapsed_s[mode] += per_round / rps
+                latencies[mode] += run_latencies
+        count = per_round * args.rounds
+        rps_of = {mode: count / elapsed_s[mode] for mode in MODES}
+        cpu_us = {mode: cpu_s[mode] / count * 1e6 for mode in MODES}
+        for mode in MODES:
             sign = f"{sign_us:>12.0f}" if mode == "signed" else f"{'-':>12}"
             print(
-                f"{label:<26} {mode:<9} {rps[mode]:>8.0f} {_p(latencies, 0.5):>7.2f}"
-                f" {_p(latencies, 0.99):>7.2f} {cpu_us[mode]:>18.0f} {sign}",
+                f"{label:<26} {mode:<9} {rps_of[mode]:>8.0f} {_p(latencies[mode], 0.5):>7.2f}"
+                f" {_p(latencies[mode], 0.99):>7.2f} {cpu_us[mode]:>18.0f} {sign}",
                 flush=True,
             )
         # the extra server time a signed request costs, relative to an unsigned one
-        ratio = rps["unsigned"] / rps["signed"]
+        ratio = rps_of["unsigned"] / rps_of["signed"]
         print(
             f"{'':<26} unsigned/signed throughput {ratio:.2f}:"
             f" signing overhead {ratio - 1:.0%} (target < 20%);"
