@@ -158,10 +158,20 @@ def serve(owner_url: str, key_id: str) -> None:
     threading.Thread(target=stop_on_eof, daemon=True).start()
     settle_heap()  # as `settle serve` does
     try:
-        asyncio.run(run())
+        # the event loop uvicorn itself picks for `settle serve` (uvloop where installed)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run())
     finally:
         engine.close()
     report_batches(signed)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def report_batches(app: ASGIApp) -> None:
