@@ -94,7 +94,7 @@ from settlement.api import signing
 from settlement.api.app import create_app
 from settlement.api.guard import Guard
 from settlement.api.keys import KeyService, actor_of
-from settlement.api.server import settle_heap
+from settlement.api.server import freeze_startup_heap
 from settlement.bootstrap import DatabaseUrls
 from settlement.clock import SystemClock
 from settlement.domain import Actor, Role
@@ -201,7 +201,7 @@ def serve(owner_url: str, key_id: str) -> None:
             s.should_exit = True
 
     threading.Thread(target=stop_on_eof, daemon=True).start()
-    settle_heap()  # as `settle serve` does
+    freeze_startup_heap()  # as `settle serve` does
     try:
         # the event loop uvicorn itself picks for `settle serve` (uvloop where installed)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

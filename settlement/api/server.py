@@ -14,7 +14,7 @@ from settlement.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def settle_heap() -> None:
+def freeze_startup_heap() -> None:
     """Move every object alive now (modules, the app, its routes and models, the
     engine) out of the garbage collector's sight, just before serving.
 
@@ -58,7 +58,7 @@ def serve(
         else:
             log.warning("serving without ledgers: settlement routes answer 503")
         app = create_app(built, ledgers=ledgers, console=console)
-        settle_heap()
+        freeze_startup_heap()
         uvicorn.run(
             app,
             host=host,

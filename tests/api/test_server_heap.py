@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gc
 
-from settlement.api.server import settle_heap
+from settlement.api.server import freeze_startup_heap
 
 
 def test_the_startup_heap_is_frozen_and_later_objects_are_still_collected() -> None:
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     try:
-        settle_heap()
+        freeze_startup_heap()
         frozen = gc.get_freeze_count()
         assert frozen > 1000  # the modules and objects imported so far
 
