@@ -504,7 +504,9 @@ def report(
         ("POST", "/v1/commitments", 201, "POST /v1/commitments"),
     ]
 
-    def requests_for(mode: str, method: str, path: str, count: int) -> tuple[list[Any], float]:
+    def requests_for(
+        mode: str, method: str, path: str, count: int
+    ) -> tuple[list[httpx.Request], float]:
         if mode == "signed":
             return prepare(bases[mode], method, path, count, signer)
         extra = PLACEHOLDER_SIGNATURE if mode == "idem-only" else None
@@ -516,8 +518,8 @@ def report(
         for mode in modes:
             warm, _ = requests_for(mode, method, path, 200)
             asyncio.run(closed_loop(warm, args.clients, expect))
-        # in rounds, the apps taking turns (and turns about who goes first), so a
-        # change in the machine's other load during the run falls on both alike
+        # in rounds, the apps taking turns (the order reversed every other round), so
+        # a change in the machine's other load during the run falls on each alike
         elapsed_s = dict.fromkeys(modes, 0.0)
         cpu_s = dict.fromkeys(modes, 0.0)
         latencies: dict[str, list[float]] = {mode: [] for mode in modes}
