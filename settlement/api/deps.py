@@ -8,7 +8,7 @@ and its own party) are ``own_or_forbidden`` in the routes, and the services chec
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -91,29 +91,34 @@ class Operations:
         return self.board.publish(self.scope, self.ledgers.guards)
 
 
-def engine_of(request: Request) -> bootstrap.Engine:
+# The dependencies below only read what the app or the guard already holds, so they are
+# coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hand-off
+# (and a turn at the GIL) per dependency per request, for a few attribute reads.
+
+
+async def engine_of(request: Request) -> bootstrap.Engine:
     engine = request.app.state.engine
     assert isinstance(engine, bootstrap.Engine)
     return engine
 
 
-def operations_of(request: Request) -> Operations:
+async def operations_of(request: Request) -> Operations:
     ops = request.app.state.operations
     assert isinstance(ops, Operations)
     return ops
 
 
-def current_actor(request: Request) -> Actor:
+async def current_actor(request: Request) -> Actor:
     actor = getattr(request.state, "actor", None)
     assert isinstance(actor, Actor), "the guard sets the actor of every signed route"
     return actor
 
 
-def require(*roles: Role) -> Callable[[Actor], Actor]:
+def require(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     allowed = frozenset(roles)
     names = ", ".join(sorted(r.value for r in allowed))
 
-    def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
         if actor.role not in allowed:
             raise problems.ApiProblem(
                 "forbidden", f"this route is for {names}; key {actor.id} acts as {actor.role}"
