@@ -9,6 +9,7 @@ their one statement. This module knows nothing of HTTP or signatures:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -130,22 +131,34 @@ NonceOutcome = Literal["accepted", "replayed", "revoked", "unknown"]
 #: one nonce to check: the key id, the nonce, and when the request was received
 NonceCheck = tuple[str, str, datetime]
 
+#: the checks travel as one JSON array of objects, not as three array parameters: the
+#: driver dumps an array parameter element by element in Python, which cost about 60 us
+#: of event-loop CPU per statement (a third of a statement of one check) against the
+#: C-encoded JSON text; PostgreSQL parses either. ``json``, not ``jsonb``: it is read
+#: once, in order, and jsonb's conversion buys nothing.
 _ACCEPT_NONCES = (
-    "WITH req AS (SELECT r.key_id, r.nonce, r.at, r.ord FROM unnest(%(keys)s::text[],"
-    " %(nonces)s::text[], %(ats)s::timestamptz[]) WITH ORDINALITY AS r(key_id, nonce, at, ord)),"
+    "WITH req AS (SELECT r.key_id, r.nonce, r.at, r.ord FROM json_to_recordset(%(checks)s::json)"
+    " AS r(key_id text, nonce text, at timestamptz, ord int)),"
     " k AS (SELECT key_id, revoked_at FROM api_keys"
-    "   WHERE key_id = ANY (%(keys)s::text[])),"
+    "   WHERE key_id IN (SELECT key_id FROM req)),"
     " ins AS (INSERT INTO api_nonces (key_id, nonce, created_at)"
     "   SELECT req.key_id, req.nonce, req.at FROM req JOIN k ON k.key_id = req.key_id"
     "   WHERE k.revoked_at IS NULL ORDER BY req.key_id, req.nonce"
     "   ON CONFLICT DO NOTHING RETURNING key_id, nonce)"
-    " SELECT array_agg(CASE WHEN k.key_id IS NULL THEN 'unknown'"
-    "   WHEN k.revoked_at IS NOT NULL THEN 'revoked'"
-    "   WHEN ins.nonce IS NOT NULL THEN 'accepted' ELSE 'replayed' END ORDER BY req.ord),"
+    " SELECT string_agg(CASE WHEN k.key_id IS NULL THEN 'u'"
+    "   WHEN k.revoked_at IS NOT NULL THEN 'v'"
+    "   WHEN ins.nonce IS NOT NULL THEN 'a' ELSE 'r' END, '' ORDER BY req.ord),"
     " set_config('synchronous_commit', 'off', true)"
     " FROM req LEFT JOIN k ON k.key_id = req.key_id"
     " LEFT JOIN ins ON ins.key_id = req.key_id AND ins.nonce = req.nonce"
 )
+#: the one-letter outcomes the statement answers with, one per check, in order
+_NONCE_LETTERS: dict[str, NonceOutcome] = {
+    "a": "accepted",
+    "r": "replayed",
+    "v": "revoked",
+    "u": "unknown",
+}
 
 
 def accept_nonces(db: Database, checks: Sequence[NonceCheck]) -> list[NonceOutcome]:
@@ -194,12 +207,13 @@ def _accept_nonces(checks: Sequence[NonceCheck]) -> _Call[list[NonceOutcome]]:
     first: dict[tuple[str, str], int] = {}
     unique: list[NonceCheck] = []
     for key_id, nonce, at in checks:
+        assert at.tzinfo is not None, "a nonce's time is an aware datetime"
         if (key_id, nonce) not in first:
             first[(key_id, nonce)] = len(unique)
             unique.append((key_id, nonce, at))
 
     def answer(row: tuple[Any, ...]) -> list[NonceOutcome]:
-        decided: list[NonceOutcome] = list(row[0])
+        decided = [_NONCE_LETTERS[letter] for letter in row[0]]
         assert len(decided) == len(unique), "one outcome per distinct (key, nonce)"
         outcomes: list[NonceOutcome] = []
         seen: set[tuple[str, str]] = set()
@@ -212,15 +226,13 @@ def _accept_nonces(checks: Sequence[NonceCheck]) -> _Call[list[NonceOutcome]]:
             outcomes.append(outcome)
         return outcomes
 
-    return _Call(
-        _ACCEPT_NONCES,
-        {
-            "keys": [c[0] for c in unique],
-            "nonces": [c[1] for c in unique],
-            "ats": [c[2] for c in unique],
-        },
-        answer,
+    checks_json = json.dumps(
+        [
+            {"key_id": key_id, "nonce": nonce, "at": at.isoformat(), "ord": i}
+            for i, (key_id, nonce, at) in enumerate(unique)
+        ]
     )
+    return _Call(_ACCEPT_NONCES, {"checks": checks_json}, answer)
 
 
 def prune_nonces(db: Database, *, before: datetime) -> int:
