@@ -192,6 +192,25 @@ def load(connection: Connection, commitment_id: UUID) -> CommitmentRecord:
     return CommitmentRecord(*row)
 
 
+#: ``load`` as one statement that always answers one row (``Database.call_one_async``
+#: expects one): the commitment's columns, all NULL when there is none (``id`` is never
+#: NULL in a row that exists)
+_LOAD_ONE = (
+    "SELECT "
+    + ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
+    + " FROM (SELECT 1) AS one LEFT JOIN commitments AS c ON c.id = %(id)s"
+)
+
+
+async def load_async(db: Database, commitment_id: UUID) -> CommitmentRecord:
+    """``load`` on the running event loop, outside any unit of work: the same record,
+    or ``RecordNotFound``; errors translated as ``Database.call_one_async`` does."""
+    row = await db.call_one_async(_LOAD_ONE, {"id": commitment_id})
+    if row[0] is None:
+        raise RecordNotFound(f"commitment {commitment_id} not found")
+    return CommitmentRecord(*row)
+
+
 def list_records(
     connection: Connection, *, state: str | None = None, limit: int = 100
 ) -> list[CommitmentRecord]:

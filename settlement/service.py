@@ -474,6 +474,12 @@ class CommitmentService:
     def get(self, commitment_id: UUID) -> CommitmentRecord:
         return self._read(lambda uow: records.load(uow, commitment_id))
 
+    async def get_async(self, commitment_id: UUID) -> CommitmentRecord:
+        """``get`` without a worker thread: one statement on the running event loop
+        (what the API's single-commitment read uses); the same record and errors."""
+        with translated():
+            return await records.load_async(self._db, commitment_id)
+
     def state_of(self, commitment_id: UUID) -> State:
         return State(self.get(commitment_id).state)
 

@@ -165,11 +165,13 @@ def _routes(app: FastAPI) -> None:
         responses=READ_ERRORS,
         tags=["allocator"],
     )
-    def get_commitment(
+    async def get_commitment(
         commitment_id: UUID, engine: EngineDep, actor: Reader, response: Response
     ) -> schemas.CommitmentOut:
         """One commitment; its ETag is its version."""
-        record = engine.commitments.get(commitment_id)
+        # the read clients poll: on the event loop, with no thread-pool hand-off (in
+        # bench/api.py about 400 us of server CPU per request less, and 1.6x the rate)
+        record = await engine.commitments.get_async(commitment_id)
         own_or_forbidden(actor, record.owner_party)
         response.headers["ETag"] = etag(record.version)
         return schemas.CommitmentOut.of(record)
