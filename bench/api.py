@@ -36,14 +36,18 @@ pooled over its rounds. Then a fixed-rate run sends signed
 GETs at ``--rate`` per second for ``--rate-seconds`` (open loop: latency counts from
 the moment a request was due, so a slow server cannot hide its queueing).
 
-Cores: the machine has two. The server (one uvicorn process: its event loop and the
-thread pool that runs the sync routes; the guard's statements run on the loop), PostgreSQL's
+Cores: the machine has two. The server (one uvicorn process: its event loop, which
+runs the guard's statements and the GET's read, and the thread pool that runs the
+sync routes, POST among them), PostgreSQL's
 backends and the load generator (a separate process: one asyncio loop, one
 ``httpx.AsyncClient`` with one keep-alive connection per simulated client, since a
 single pool of 50 cost the generator more CPU than the server used) all share them;
 nothing is pinned.
 The load generator is itself a Python HTTP client, so absolute requests/s are a floor
-for the server; the ratio between the apps is the figure to read.
+for the server. Its own CPU per request is printed too: where it costs about as much
+as the server, it holds a core's share of the machine whichever app it loads, so the
+throughput ratio shows what a signature costs a client on this machine, and the
+server CPU per request what it costs the server alone.
 
 Client-side signing is excluded from the timed runs: every request is built and
 signed (its own nonce and ``created``) before its run starts, and the signing cost
@@ -290,9 +294,11 @@ async def _send(
 
 
 async def closed_loop(
-    requests: list[httpx.Request], clients: int, expect: int
-) -> tuple[float, list[float]]:
-    """``clients`` workers send the requests back to back; requests/s and latencies (ms)."""
+    requests: list[httpx.Request], clients: int, expect: int, server: psutil.Process | None = None
+) -> tuple[float, list[float], float, float]:
+    """``clients`` workers send the requests back to back; requests/s, latencies (ms),
+    and the CPU seconds of this process and of ``server`` over the timed part only (not
+    building the clients nor opening their connections)."""
     latencies_ms: list[float] = []
     failures: list[str] = []
     pending = iter(requests)
@@ -315,12 +321,15 @@ async def closed_loop(
 
         # open every connection before the clock starts
         await asyncio.gather(*(c.get(str(requests[0].url.join("/health"))) for c in pool))
-        started = time.perf_counter()
+        server_started = _cpu_s(server) if server is not None else 0.0
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(c) for c in pool))
         elapsed = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
+        server_s = _cpu_s(server) - server_started if server is not None else 0.0
     if failures:
         raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
-    return len(requests) / elapsed, latencies_ms
+    return len(requests) / elapsed, latencies_ms, cpu_s, server_s
 
 
 async def fixed_rate(requests: list[httpx.Request], rate: float, expect: int) -> list[float]:
@@ -495,7 +504,7 @@ def report(
     )
     header = (
         f"{'route':<26} {'app':<9} {'req/s':>8} {'p50':>7} {'p99':>7}"
-        f" {'server CPU us/req':>18} {'sign us/req':>12}"
+        f" {'server CPU us/req':>18} {'client CPU us/req':>18} {'sign us/req':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -522,6 +531,7 @@ def report(
         # a change in the machine's other load during the run falls on each alike
         elapsed_s = dict.fromkeys(modes, 0.0)
         cpu_s = dict.fromkeys(modes, 0.0)
+        client_cpu_s = dict.fromkeys(modes, 0.0)
         latencies: dict[str, list[float]] = {mode: [] for mode in modes}
         sign_us = 0.0
         per_round = max(1, args.requests // args.rounds)
@@ -529,19 +539,23 @@ def report(
             for mode in modes if turn % 2 == 0 else modes[::-1]:
                 requests, signing_us = requests_for(mode, method, path, per_round)
                 sign_us += signing_us / args.rounds
-                cpu_before = _cpu_s(server)
-                rps, run_latencies = asyncio.run(closed_loop(requests, args.clients, expect))
-                cpu_s[mode] += _cpu_s(server) - cpu_before
+                rps, run_latencies, client_s, server_s = asyncio.run(
+                    closed_loop(requests, args.clients, expect, server)
+                )
+                cpu_s[mode] += server_s
+                client_cpu_s[mode] += client_s
                 elapsed_s[mode] += per_round / rps
                 latencies[mode] += run_latencies
         count = per_round * args.rounds
         rps_of = {mode: count / elapsed_s[mode] for mode in modes}
         cpu_us = {mode: cpu_s[mode] / count * 1e6 for mode in modes}
+        client_us = {mode: client_cpu_s[mode] / count * 1e6 for mode in modes}
         for mode in modes:
             sign = f"{sign_us:>12.0f}" if mode == "signed" else f"{'-':>12}"
             print(
                 f"{label:<26} {mode:<9} {rps_of[mode]:>8.0f} {_p(latencies[mode], 0.5):>7.2f}"
-                f" {_p(latencies[mode], 0.99):>7.2f} {cpu_us[mode]:>18.0f} {sign}",
+                f" {_p(latencies[mode], 0.99):>7.2f} {cpu_us[mode]:>18.0f}"
+                f" {client_us[mode]:>18.0f} {sign}",
                 flush=True,
             )
         # the extra server time a signed request costs, relative to an unsigned one:
