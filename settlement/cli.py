@@ -52,6 +52,7 @@ app.add_typer(commitments_app, name="commitments")
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port on 127.0.0.1.")] = 8080,
+    *,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     ledgers: Annotated[
         bool | None,
@@ -72,6 +73,14 @@ def serve(
             "to https and to localhost)."
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes on the one port, each with its own engine and "
+            "connections (uvicorn workers): more than 1 spreads requests over cores.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the signed HTTP API (OpenAPI at /openapi.json, docs at /docs; /healthz,
     /readyz and /metrics unsigned) and the officers' console at /console."""
@@ -80,7 +89,7 @@ def serve(
 
     options = ConsoleOptions(secure_cookies=not insecure_cookies) if console else None
     try:
-        run_server(port, host=host, with_ledgers=ledgers, console=options)
+        run_server(port, host=host, with_ledgers=ledgers, console=options, workers=workers)
     except (SettingsError, LedgerError) as exc:
         raise fail(str(exc), 2 if isinstance(exc, SettingsError) else 1) from exc
 

@@ -14,16 +14,24 @@ process, as in the tests, never share series). It holds:
 
 A scrape while the database is unreachable still answers: ``settlement_database_up`` is
 0 and the database-derived families are absent.
+
+Under ``settle serve --workers N`` each worker is a process of its own and a scrape
+reaches one of them, so the request families are kept in prometheus-client's
+multiprocess mode (``multiprocess_dir``; ``PROMETHEUS_MULTIPROC_DIR``, set before the
+worker imported prometheus-client): every worker writes its values to files there, and
+a scrape of any worker sums them all.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from ledger import breakers as breaker_records
@@ -41,7 +49,19 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 
 class ApiMetrics:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, multiprocess_dir: str | None = None) -> None:
+        if multiprocess_dir is not None and not (
+            getattr(values.ValueClass, "_multiprocess", False)
+            and os.environ.get("PROMETHEUS_MULTIPROC_DIR") == multiprocess_dir
+        ):
+            # the values are written where the variable pointed when prometheus-client
+            # was imported; reading another directory would sum nothing
+            raise ValueError(
+                f"multiprocess metrics in {multiprocess_dir} need PROMETHEUS_MULTIPROC_DIR"
+                " set to it before prometheus-client is imported"
+            )
+        self._multiprocess_dir = multiprocess_dir
+        self._engine = EngineCollector(db)
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "settlement_http_requests",
@@ -56,7 +76,7 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
-        self.registry.register(EngineCollector(db))
+        self.registry.register(self._engine)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         labels = {"route": route, "method": method, "status": str(status)}
@@ -64,8 +84,15 @@ class ApiMetrics:
         self.latency.labels(**labels).observe(seconds)
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format (version 0.0.4)."""
-        return generate_latest(self.registry)
+        """The registry in the Prometheus text format (version 0.0.4); in multiprocess
+        mode the request families summed over every worker's files instead of this
+        process's own."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        scrape.register(self._engine)
+        return generate_latest(scrape)
 
 
 class EngineCollector(Collector):

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
+import json
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from settlement import bootstrap
 from settlement.api.app import ConsoleOptions, create_app
@@ -28,6 +36,13 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+#: what ``serve`` tells its worker processes, as JSON: whether to build ledgers and
+#: how to run the console (each worker builds its engine from the same settings)
+WORKER_OPTIONS_ENV = "SETTLEMENT_SERVE_WORKER"
+#: prometheus-client's multiprocess directory, which ``serve`` sets for its workers
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def serve(
     port: int,
     *,
@@ -36,6 +51,7 @@ def serve(
     engine: bootstrap.Engine | None = None,
     with_ledgers: bool | None = None,
     console: ConsoleOptions | None = None,
+    workers: int = 1,
 ) -> None:
     """Run the API until interrupted; builds the engine from settings unless given one.
 
@@ -45,18 +61,35 @@ def serve(
     database only. Raises what ``bootstrap.build`` and ``bootstrap.build_ledgers`` raise
     (``SettingsError``, ``DatabaseUnavailable``) before listening. ``console`` serves
     the officers' web console under /console (None: no console).
+
+    With ``workers`` above 1, uvicorn runs that many server processes on the one
+    socket (its supervisor restarts one that dies), each with the engine, ledgers and
+    app ``worker_app`` builds from the environment's settings, so a CPU-bound request
+    path (signature checks, serialisation) uses every core. The settings are checked
+    here first, with one engine that is closed before the workers start. Whatever
+    a worker holds that another must see is in PostgreSQL already: nonces, idempotency
+    claims, console sessions, published breakers; request metrics go through
+    prometheus-client's multiprocess files, in a directory made for this run.
     """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if workers > 1:
+        if engine is not None or settings is not None:
+            # a spawned worker starts from nothing but the environment
+            raise ValueError("workers build their engines from the environment's settings")
+        _serve_workers(
+            port,
+            host=host,
+            with_ledgers=with_ledgers,
+            console=console,
+            workers=workers,
+        )
+        return
     owned = engine is None
     built = engine or bootstrap.build(settings)
     ledgers: bootstrap.Ledgers | None = None
     try:
-        wanted = with_ledgers
-        if wanted is None:
-            wanted = bool(built.settings.xrpl_agent and built.settings.stellar_agent)
-        if wanted:
-            ledgers = bootstrap.build_ledgers(built)
-        else:
-            log.warning("serving without ledgers: settlement routes answer 503")
+        ledgers = _ledgers_for(built, with_ledgers)
         app = create_app(built, ledgers=ledgers, console=console)
         freeze_startup_heap()
         uvicorn.run(
@@ -72,3 +105,91 @@ def serve(
             ledgers.close()
         if owned:
             built.close()
+
+
+def _ledgers_for(built: bootstrap.Engine, wanted: bool | None) -> bootstrap.Ledgers | None:
+    """Both ledgers when asked, or by default when both settlement agents are set."""
+    if wanted is None:
+        wanted = bool(built.settings.xrpl_agent and built.settings.stellar_agent)
+    if wanted:
+        return bootstrap.build_ledgers(built)
+    log.warning("serving without ledgers: settlement routes answer 503")
+    return None
+
+
+def _serve_workers(
+    port: int,
+    *,
+    host: str,
+    with_ledgers: bool | None,
+    console: ConsoleOptions | None,
+    workers: int,
+) -> None:
+    checked = bootstrap.build()  # refuse bad settings or an old schema now
+    log_level = checked.settings.log_level.lower()
+    checked.close()
+    options = {
+        "with_ledgers": with_ledgers,
+        "console": None
+        if console is None
+        else {
+            "secure_cookies": console.secure_cookies,
+            "explorer_urls": dict(console.explorer_urls),
+        },
+    }
+    with _worker_environment(options):
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            proxy_headers=False,
+        )
+
+
+@contextmanager
+def _worker_environment(options: Mapping[str, object]) -> Iterator[None]:
+    """The variables the spawned workers read, set for as long as they run; a fresh
+    metrics directory, removed afterwards (prometheus-client reads every file there,
+    so one left by an earlier run would count again)."""
+    metrics_dir = tempfile.mkdtemp(prefix="settlement-metrics-")
+    saved = {name: os.environ.get(name) for name in (WORKER_OPTIONS_ENV, METRICS_DIR_ENV)}
+    os.environ[WORKER_OPTIONS_ENV] = json.dumps(options)
+    os.environ[METRICS_DIR_ENV] = metrics_dir
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --workers N`` process (uvicorn calls it in the worker):
+    its own engine, ledgers if asked, and the console, from the settings in the
+    environment and ``SETTLEMENT_SERVE_WORKER``; closed when the process exits."""
+    options = json.loads(os.environ[WORKER_OPTIONS_ENV])
+    built = bootstrap.build()
+    ledgers = _ledgers_for(built, options["with_ledgers"])
+
+    def close() -> None:
+        if ledgers is not None:
+            ledgers.close()
+        built.close()
+
+    atexit.register(close)
+    console = options["console"]
+    app = create_app(
+        built,
+        ledgers=ledgers,
+        console=None if console is None else ConsoleOptions(**console),
+        metrics_dir=os.environ[METRICS_DIR_ENV],
+    )
+    freeze_startup_heap()
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +21,7 @@ from settlement import bootstrap, errors
 from settlement.breakers import BreakerBoard
 from settlement.clock import ManualClock
 from settlement.domain import Actor, Role
+from settlement.metrics import ApiMetrics
 
 from .conftest import Api, create_draft, problem_of
 
@@ -191,3 +193,13 @@ def test_reset_requests_cannot_be_changed(engine: bootstrap.Engine, owner_engine
         owner_engine.begin() as c,
     ):
         c.execute(text("UPDATE breaker_resets SET requested_by = 'someone else'"))
+
+
+def test_multiprocess_metrics_are_refused_where_prometheus_client_is_not_in_that_mode(
+    engine: bootstrap.Engine, tmp_path: Path
+) -> None:
+    # this process imported prometheus-client without PROMETHEUS_MULTIPROC_DIR: its
+    # values live in memory, and summing a directory's files would count none of them
+    with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
+        ApiMetrics(engine.db, multiprocess_dir=str(tmp_path))
+    assert ApiMetrics(engine.db).render().startswith(b"# HELP")

@@ -14,6 +14,7 @@ import pytest
 from support import free_port, stop_process
 from typer.testing import CliRunner
 
+from settlement.api import signing
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli import app
 from settlement.client import ApiError, SettlementClient
@@ -75,3 +76,92 @@ def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Pat
         assert refused.value.status == 403, "an allocator may not read the review queue"
     finally:
         stop_process(proc)
+
+
+def _requests_counted(url: str, route: str) -> float:
+    """``settlement_http_requests_total`` for GET ``route`` answered 200, as one scrape
+    (on a connection of its own, so any worker may answer it) reports it."""
+    metrics = httpx.get(f"{url}/metrics", headers={"Connection": "close"}).text
+    wanted = f'settlement_http_requests_total{{method="GET",route="{route}",status="200"}} '
+    values = [
+        float(line[len(wanted) :]) for line in metrics.splitlines() if line.startswith(wanted)
+    ]
+    assert len(values) == 1, metrics
+    return values[0]
+
+
+def test_serve_with_workers_shares_nonces_and_counts_every_worker(
+    fresh_urls: DatabaseUrls, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # the metrics directory serve makes goes under TMPDIR, where the test can look
+    env = {**os.environ, "SETTLEMENT_DATABASE_URL": fresh_urls.owner, "TMPDIR": str(run_dir)}
+    key_file = tmp_path / "alloc.pem"
+    made = CliRunner().invoke(
+        app,
+        [
+            "keys",
+            "new",
+            "--role",
+            "allocator",
+            "--party",
+            "party-northwind",
+            "--out",
+            str(key_file),
+            "--key-id",
+            "alloc-key-2",
+        ],
+        env=env,
+    )
+    assert made.exit_code == 0, made.output
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "settlement.cli", "serve", "--port", str(port)),
+            *("--workers", "2", "--no-ledgers", "--no-console"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    answered = 0  # /healthz requests answered 200
+    try:
+        deadline = time.monotonic() + 60
+        workers_seen: set[str] = set()
+        # each request on a new connection, until both workers have answered some
+        while len(workers_seen) < 2:
+            assert time.monotonic() < deadline, f"one worker answered everything: {workers_seen}"
+            try:
+                probe = httpx.get(f"{url}/healthz", headers={"Connection": "close"})
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+                continue
+            answered += probe.status_code == 200
+            workers_seen = {p.name.split("_")[1] for p in run_dir.glob("*/counter_*.db")}
+        # a scrape of either worker counts the requests of both
+        for _ in range(8):
+            assert _requests_counted(url, "/healthz") == answered
+
+        # a nonce one worker accepted is refused by the other (the database decides)
+        with SettlementClient.from_key_file(url, "alloc-key-2", key_file) as client:
+            created = client.create_commitment(deal_ref="WORKERS-1", amount="1.00", currency="USD")
+        request = httpx.Request(
+            "GET",
+            f"{url}/v1/commitments/{created['commitment_id']}",
+            headers={"Connection": "close"},
+        )
+        private_key = signing.load_private_key(key_file.read_bytes())
+        signing.sign_request(request, key_id="alloc-key-2", private_key=private_key)
+        statuses = []
+        with httpx.Client() as http:
+            for _ in range(6):
+                statuses.append(http.send(request).status_code)
+        assert statuses == [200] + [401] * 5
+    finally:
+        stop_process(proc)
+    assert proc.returncode is not None
+    assert not list(run_dir.glob("settlement-metrics-*")), "the metrics directory is removed"
