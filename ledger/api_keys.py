@@ -133,7 +133,7 @@ NonceCheck = tuple[str, str, datetime]
 
 #: the checks travel as one JSON array of objects, not as three array parameters: the
 #: driver dumps an array parameter element by element in Python, which cost about 60 us
-#: of event-loop CPU per statement (a third of a statement of one check) against the
+#: of event-loop CPU per statement (a quarter of a statement of one check) against the
 #: C-encoded JSON text; PostgreSQL parses either. ``json``, not ``jsonb``: it is read
 #: once, in order, and jsonb's conversion buys nothing.
 _ACCEPT_NONCES = (

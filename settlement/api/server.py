@@ -65,8 +65,9 @@ def serve(
     With ``workers`` above 1, uvicorn runs that many server processes on the one
     socket (its supervisor restarts one that dies), each with the engine, ledgers and
     app ``worker_app`` builds from the environment's settings, so a CPU-bound request
-    path (signature checks, serialisation) uses every core. The settings are checked
-    here first, with one engine that is closed before the workers start. Whatever
+    path (signature checks, serialisation) uses every core. The settings (and the
+    ledgers, if wanted) are checked here first, with an engine that is closed before the
+    workers start, so the same errors are raised before listening. Whatever
     a worker holds that another must see is in PostgreSQL already: nonces, idempotency
     claims, console sessions, published breakers; request metrics go through
     prometheus-client's multiprocess files, in a directory made for this run.
@@ -125,9 +126,16 @@ def _serve_workers(
     console: ConsoleOptions | None,
     workers: int,
 ) -> None:
-    checked = bootstrap.build()  # refuse bad settings or an old schema now
-    log_level = checked.settings.log_level.lower()
-    checked.close()
+    # refuse bad settings, an old schema or an unreachable ledger now, as one process
+    # would, rather than in workers that uvicorn would restart again and again
+    checked = bootstrap.build()
+    try:
+        log_level = checked.settings.log_level.lower()
+        checked_ledgers = _ledgers_for(checked, with_ledgers)
+        if checked_ledgers is not None:
+            checked_ledgers.close()
+    finally:
+        checked.close()
     options = {
         "with_ledgers": with_ledgers,
         "console": None

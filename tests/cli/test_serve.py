@@ -20,26 +20,24 @@ from settlement.cli import app
 from settlement.client import ApiError, SettlementClient
 
 
-def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Path) -> None:
-    env = {**os.environ, "SETTLEMENT_DATABASE_URL": fresh_urls.owner}
-    key_file = tmp_path / "alloc.pem"
+def _new_allocator_key(env: dict[str, str], tmp_path: Path, key_id: str) -> Path:
+    """``settle keys new`` for an allocator of party-northwind; the private key's file."""
+    key_file = tmp_path / f"{key_id}.pem"
     result = CliRunner().invoke(
         app,
         [
-            "keys",
-            "new",
-            "--role",
-            "allocator",
-            "--party",
-            "party-northwind",
-            "--out",
-            str(key_file),
-            "--key-id",
-            "alloc-key-1",
+            *("keys", "new", "--role", "allocator", "--party", "party-northwind"),
+            *("--out", str(key_file), "--key-id", key_id),
         ],
         env=env,
     )
     assert result.exit_code == 0, result.output
+    return key_file
+
+
+def test_keys_then_serve_then_the_client(fresh_urls: DatabaseUrls, tmp_path: Path) -> None:
+    env = {**os.environ, "SETTLEMENT_DATABASE_URL": fresh_urls.owner}
+    key_file = _new_allocator_key(env, tmp_path, "alloc-key-1")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "settlement.cli", "serve", "--port", str(port)],
@@ -97,24 +95,7 @@ def test_serve_with_workers_shares_nonces_and_counts_every_worker(
     run_dir.mkdir()
     # the metrics directory serve makes goes under TMPDIR, where the test can look
     env = {**os.environ, "SETTLEMENT_DATABASE_URL": fresh_urls.owner, "TMPDIR": str(run_dir)}
-    key_file = tmp_path / "alloc.pem"
-    made = CliRunner().invoke(
-        app,
-        [
-            "keys",
-            "new",
-            "--role",
-            "allocator",
-            "--party",
-            "party-northwind",
-            "--out",
-            str(key_file),
-            "--key-id",
-            "alloc-key-2",
-        ],
-        env=env,
-    )
-    assert made.exit_code == 0, made.output
+    key_file = _new_allocator_key(env, tmp_path, "alloc-key-2")
     port = free_port()
     proc = subprocess.Popen(
         [
