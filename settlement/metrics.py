@@ -17,9 +17,9 @@ A scrape while the database is unreachable still answers: ``settlement_database_
 
 Under ``settle serve --workers N`` each worker is a process of its own and a scrape
 reaches one of them, so the request families are kept in prometheus-client's
-multiprocess mode (``multiprocess_dir``; ``PROMETHEUS_MULTIPROC_DIR``, set before the
-worker imported prometheus-client): every worker writes its values to files there, and
-a scrape of any worker sums them all.
+multiprocess mode (``multiprocess=True``, in the directory ``PROMETHEUS_MULTIPROC_DIR``
+named when the worker imported prometheus-client): every worker writes its values to
+files there, and a scrape of any worker sums them all.
 """
 
 from __future__ import annotations
@@ -43,24 +43,26 @@ from settlement.translate import translated
 
 log = logging.getLogger(__name__)
 
+#: the variable naming prometheus-client's multiprocess directory (read at its import)
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 #: request latency buckets, seconds: loopback API calls take milliseconds; a call that
 #: reaches a ledger may take seconds
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ApiMetrics:
-    def __init__(self, db: Database, *, multiprocess_dir: str | None = None) -> None:
-        if multiprocess_dir is not None and not (
-            getattr(values.ValueClass, "_multiprocess", False)
-            and os.environ.get("PROMETHEUS_MULTIPROC_DIR") == multiprocess_dir
-        ):
-            # the values are written where the variable pointed when prometheus-client
-            # was imported; reading another directory would sum nothing
-            raise ValueError(
-                f"multiprocess metrics in {multiprocess_dir} need PROMETHEUS_MULTIPROC_DIR"
-                " set to it before prometheus-client is imported"
-            )
-        self._multiprocess_dir = multiprocess_dir
+    def __init__(self, db: Database, *, multiprocess: bool = False) -> None:
+        self._multiprocess_dir: str | None = None
+        if multiprocess:
+            # the values go where the variable pointed when prometheus-client was
+            # imported; without it they live in memory and a scrape would sum nothing
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                raise ValueError(
+                    f"multiprocess metrics need {MULTIPROC_DIR_ENV} set before"
+                    " prometheus-client is imported"
+                )
+            self._multiprocess_dir = os.environ[MULTIPROC_DIR_ENV]
         self._engine = EngineCollector(db)
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(

@@ -509,7 +509,7 @@ def create_app(
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S,
     publish_breakers_every_s: float = DEFAULT_PUBLISH_EVERY_S,
     console: ConsoleOptions | None = None,
-    metrics_dir: str | None = None,
+    multiprocess_metrics: bool = False,
 ) -> FastAPI:
     """The API over ``engine``. The caller owns the engine and the ledgers (and closes
     them). Without ``ledgers`` the settlement routes and ``audit/verify?ledgers=true``
@@ -519,13 +519,14 @@ def create_app(
     ``publish_breakers_every_s`` seconds, so reset requests reach it without a request.
     With ``console`` the officers' web console is served under /console; it signs its
     users in with its own sessions, so the signature guard lets that prefix through.
-    ``metrics_dir`` keeps the request metrics in prometheus-client's multiprocess mode
-    there, so that ``/metrics`` of any one worker counts them all (``ApiMetrics``).
+    ``multiprocess_metrics`` keeps the request metrics in prometheus-client's
+    multiprocess mode, so that ``/metrics`` of any one worker counts them all
+    (``ApiMetrics``).
     """
     operations_state = Operations(
         ledgers=ledgers,
         board=BreakerBoard(engine.db, engine.clock),
-        metrics=ApiMetrics(engine.db, multiprocess_dir=metrics_dir),
+        metrics=ApiMetrics(engine.db, multiprocess=multiprocess_metrics),
         scope=scope or default_scope(),
         readiness_timeout_s=readiness_timeout_s,
     )

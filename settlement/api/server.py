@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from settlement import bootstrap
 from settlement.api.app import ConsoleOptions, create_app
+from settlement.metrics import MULTIPROC_DIR_ENV
 from settlement.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def freeze_startup_heap() -> None:
 #: what ``serve`` tells its worker processes, as JSON: whether to build ledgers and
 #: how to run the console (each worker builds its engine from the same settings)
 WORKER_OPTIONS_ENV = "SETTLEMENT_SERVE_WORKER"
-#: prometheus-client's multiprocess directory, which ``serve`` sets for its workers
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(
@@ -164,9 +163,9 @@ def _worker_environment(options: Mapping[str, object]) -> Iterator[None]:
     metrics directory, removed afterwards (prometheus-client reads every file there,
     so one left by an earlier run would count again)."""
     metrics_dir = tempfile.mkdtemp(prefix="settlement-metrics-")
-    saved = {name: os.environ.get(name) for name in (WORKER_OPTIONS_ENV, METRICS_DIR_ENV)}
+    saved = {name: os.environ.get(name) for name in (WORKER_OPTIONS_ENV, MULTIPROC_DIR_ENV)}
     os.environ[WORKER_OPTIONS_ENV] = json.dumps(options)
-    os.environ[METRICS_DIR_ENV] = metrics_dir
+    os.environ[MULTIPROC_DIR_ENV] = metrics_dir
     try:
         yield
     finally:
@@ -197,7 +196,7 @@ def worker_app() -> FastAPI:
         built,
         ledgers=ledgers,
         console=None if console is None else ConsoleOptions(**console),
-        metrics_dir=os.environ[METRICS_DIR_ENV],
+        multiprocess_metrics=True,
     )
     freeze_startup_heap()
     return app
