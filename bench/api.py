@@ -62,10 +62,12 @@ a signed request's extra time goes: the RFC 9421 verification (CPU; and of it th
 Ed25519 check as the server makes it, which no parsing change can remove), the CPU the
 event loop spends on the statement that checks the key and records the nonce (the
 async call the guard awaits), alone and shared by 20 requests, and the key read a
-process does once per key.
+process does once per key. At exit the server also prints its garbage collector's
+passes and their time over the whole run (``--young-threshold 700`` serves at CPython's
+default threshold instead of the one ``settle serve`` sets, to compare).
 
     python bench/api.py [--requests 2000] [--clients 50] [--rounds 4] [--rate 200]
-                        [--rate-seconds 10]
+                        [--rate-seconds 10] [--young-threshold N]
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -158,7 +161,7 @@ class IdempotencyOnly(Guard):
         return None
 
 
-def serve(owner_url: str, key_id: str) -> None:
+def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> None:
     """Serve the three apps until stdin closes; print their ports on one line first."""
     engine = build(owner_url, pool_size=20)
     record = KeyService(engine.db, CLOCK).active_public_key(key_id)[0]
@@ -207,6 +210,10 @@ def serve(owner_url: str, key_id: str) -> None:
 
     threading.Thread(target=stop_on_eof, daemon=True).start()
     freeze_startup_heap()  # as `settle serve` does
+    if young_threshold is not None:
+        gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
+    collector = CollectorTime()
+    gc.callbacks.append(collector.observe)
     try:
         # the event loop uvicorn itself picks for `settle serve` (uvloop where installed)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -214,6 +221,32 @@ def serve(owner_url: str, key_id: str) -> None:
     finally:
         engine.close()
     report_batches(signed)
+    collector.report()
+
+
+class CollectorTime:
+    """The garbage collector's passes in this process and the time they took."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.passes[info["generation"]] += 1
+
+    def report(self) -> None:
+        young, middle, old = self.passes
+        print(
+            f"garbage collection (whole run, threshold {gc.get_threshold()[0]}):"
+            f" {young} young, {middle} middle and {old} full passes, {self.seconds * 1000:.0f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -430,10 +463,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="turns each app takes per route")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--young-threshold",
+        type=int,
+        help="the server's first garbage collector threshold, instead of the one"
+        " `settle serve` sets (700 is CPython's default)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("OWNER_URL", "KEY_ID"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        owner_url, key_id = args.serve
+        serve(owner_url, key_id, young_threshold=args.young_threshold)
         return
 
     data_dir = Path(os.environ.get("SETTLEMENT_DATA_DIR", ".settlement")).resolve()
@@ -452,7 +492,18 @@ def main() -> None:
     signer = (key.record.key_id, key.private_key)
 
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", owner_url, key.record.key_id],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            owner_url,
+            key.record.key_id,
+            *(
+                ["--young-threshold", str(args.young_threshold)]
+                if args.young_threshold is not None
+                else []
+            ),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

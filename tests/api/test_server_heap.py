@@ -1,19 +1,22 @@
-"""``settle serve`` freezes the heap it built before it serves."""
+"""``settle serve`` freezes the heap it built, and collects young objects less often."""
 
 from __future__ import annotations
 
 import gc
 
-from settlement.api.server import freeze_startup_heap
+from settlement.api.server import SERVING_YOUNG_THRESHOLD, freeze_startup_heap
 
 
 def test_the_startup_heap_is_frozen_and_later_objects_are_still_collected() -> None:
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, *thresholds[1:])
     try:
         freeze_startup_heap()
         frozen = gc.get_freeze_count()
         assert frozen > 1000  # the modules and objects imported so far
+        assert gc.get_threshold() == (SERVING_YOUNG_THRESHOLD, *thresholds[1:])
 
         class Cycle:
             other: object
@@ -27,3 +30,4 @@ def test_the_startup_heap_is_frozen_and_later_objects_are_still_collected() -> N
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
