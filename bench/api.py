@@ -55,7 +55,8 @@ per request is printed separately. The unsigned app gets the same requests witho
 signature headers. Beside throughput and latency, each closed-loop run prints the
 server process's CPU time per request (user + system), which other load on the machine
 moves less than it moves throughput: signed minus unsigned is roughly what the guard
-costs.
+costs the server. PostgreSQL's CPU per request (every process of the embedded server)
+is printed beside it: the guard's statements cost the database too, on the same cores.
 
 Last, the guard's steps are timed one by one in this process (no HTTP), to show where
 a signed request's extra time goes: the RFC 9421 verification (CPU; and of it the bare
@@ -76,6 +77,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -180,6 +182,7 @@ def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> No
         else m
         for m in idem_only.user_middleware
     ]
+    collector = CollectorTime()
     servers = [
         uvicorn.Server(
             uvicorn.Config(
@@ -192,7 +195,7 @@ def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> No
                 server_header=False,
             )
         )
-        for app in (signed, unsigned, idem_only)
+        for app in (signed, unsigned, idem_only, Counters(signed, collector))
     ]
 
     async def run() -> None:
@@ -212,7 +215,6 @@ def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> No
     freeze_startup_heap()  # as `settle serve` does
     if young_threshold is not None:
         gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
-    collector = CollectorTime()
     gc.callbacks.append(collector.observe)
     try:
         # the event loop uvicorn itself picks for `settle serve` (uvloop where installed)
@@ -222,6 +224,46 @@ def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> No
         engine.close()
     report_batches(signed)
     collector.report()
+
+
+def _guard_of(app: ASGIApp) -> Guard | None:
+    """The guard in a built app's middleware stack (None before its first request)."""
+    layer = getattr(app, "middleware_stack", None)
+    while layer is not None and not isinstance(layer, Guard):
+        layer = getattr(layer, "app", None)
+    return layer
+
+
+class Counters:
+    """The fourth port: the server's counters as JSON, which the load generator reads
+    before and after each run (outside its timing) to tell what happened during it:
+    the signed app's guard statements and the items they carried, and the garbage
+    collector's passes and time."""
+
+    def __init__(self, signed: ASGIApp, collector: CollectorTime) -> None:
+        self._signed = signed
+        self._collector = collector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        guard = _guard_of(self._signed)
+        counts: dict[str, Any] = {
+            "gc_seconds": self._collector.seconds,
+            "gc_passes": sum(self._collector.passes),
+        }
+        for name in ("nonces", "claims", "completions"):
+            stats = getattr(guard, name).stats if guard is not None else None
+            counts[name] = [stats.statements, stats.items] if stats is not None else [0, 0]
+        body = json.dumps(counts).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class CollectorTime:
@@ -259,9 +301,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def report_batches(app: ASGIApp) -> None:
     """How many requests the guard's group-committed statements carried on average."""
-    layer = getattr(app, "middleware_stack", None)
-    while layer is not None and not isinstance(layer, Guard):
-        layer = getattr(layer, "app", None)
+    layer = _guard_of(app)
     if layer is None:
         return
     parts = []
@@ -327,11 +367,16 @@ async def _send(
 
 
 async def closed_loop(
-    requests: list[httpx.Request], clients: int, expect: int, server: psutil.Process | None = None
-) -> tuple[float, list[float], float, float]:
+    requests: list[httpx.Request],
+    clients: int,
+    expect: int,
+    server: psutil.Process | None = None,
+    database: psutil.Process | None = None,
+) -> tuple[float, list[float], float, float, float]:
     """``clients`` workers send the requests back to back; requests/s, latencies (ms),
-    and the CPU seconds of this process and of ``server`` over the timed part only (not
-    building the clients nor opening their connections)."""
+    and the CPU seconds of this process, of ``server`` and of the PostgreSQL server
+    whose postmaster is ``database`` over the timed part only (not building the
+    clients nor opening their connections)."""
     latencies_ms: list[float] = []
     failures: list[str] = []
     pending = iter(requests)
@@ -355,14 +400,16 @@ async def closed_loop(
         # open every connection before the clock starts
         await asyncio.gather(*(c.get(str(requests[0].url.join("/health"))) for c in pool))
         server_started = _cpu_s(server) if server is not None else 0.0
+        database_started = _postgres_cpu_s(database) if database is not None else 0.0
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(c) for c in pool))
         elapsed = time.perf_counter() - started
         cpu_s = time.process_time() - cpu_started
         server_s = _cpu_s(server) - server_started if server is not None else 0.0
+        database_s = _postgres_cpu_s(database) - database_started if database is not None else 0.0
     if failures:
         raise RuntimeError(f"{len(failures)} unexpected responses, e.g. {failures[0]}")
-    return len(requests) / elapsed, latencies_ms, cpu_s, server_s
+    return len(requests) / elapsed, latencies_ms, cpu_s, server_s, database_s
 
 
 async def fixed_rate(requests: list[httpx.Request], rate: float, expect: int) -> list[float]:
@@ -517,8 +564,10 @@ def main() -> None:
             "signed": f"http://127.0.0.1:{ready[1]}",
             "unsigned": f"http://127.0.0.1:{ready[2]}",
             "idem-only": f"http://127.0.0.1:{ready[3]}",
+            "counters": f"http://127.0.0.1:{ready[4]}",
         }
-        report(args, bases, signer, psutil.Process(server.pid))
+        postmaster = int((pg.pgdata / "postmaster.pid").read_text().split()[0])
+        report(args, bases, signer, psutil.Process(server.pid), psutil.Process(postmaster))
         guard_steps(owner_url, signer)
     finally:
         assert server.stdin is not None
@@ -529,9 +578,27 @@ def main() -> None:
         admin.dispose()
 
 
+def _counters(base: str) -> dict[str, Any]:
+    """What the server's ``Counters`` port answers now."""
+    counts: dict[str, Any] = httpx.get(base, timeout=30).json()
+    return counts
+
+
 def _cpu_s(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def _postgres_cpu_s(postmaster: psutil.Process) -> float:
+    """The CPU seconds of a PostgreSQL server: its postmaster, the backends and helpers
+    running now, and those that have exited (their time is the postmaster's
+    children's). The other databases of the embedded server are idle meanwhile."""
+    times = postmaster.cpu_times()
+    total = float(times.user + times.system + times.children_user + times.children_system)
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += _cpu_s(child)
+    return total
 
 
 def report(
@@ -539,6 +606,7 @@ def report(
     bases: dict[str, str],
     signer: tuple[str, Ed25519PrivateKey],
     server: psutil.Process,
+    database: psutil.Process,
 ) -> None:
     # the commitment every GET reads, created through the signed app
     created_requests, _ = prepare(bases["signed"], "POST", "/v1/commitments", 1, signer)
@@ -548,6 +616,7 @@ def report(
     get_path = f"/v1/commitments/{created.json()['commitment_id']}"
 
     print(f"{os.cpu_count()} cores shared by server, PostgreSQL and load generator")
+    print("CPU per request (us): server, PostgreSQL (all its processes), load generator")
     print(
         f"closed loop: {args.clients} clients, {args.requests} requests per route and app"
         f" in {args.rounds} rounds, the apps taking turns; latencies in ms; client-side"
@@ -555,7 +624,8 @@ def report(
     )
     header = (
         f"{'route':<26} {'app':<9} {'req/s':>8} {'p50':>7} {'p99':>7}"
-        f" {'server CPU us/req':>18} {'client CPU us/req':>18} {'sign us/req':>12}"
+        f" {'server CPU':>10} {'of it GC':>8} {'PG CPU':>7} {'client CPU':>10}"
+        f" {'sign us/req':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -583,6 +653,11 @@ def report(
         elapsed_s = dict.fromkeys(modes, 0.0)
         cpu_s = dict.fromkeys(modes, 0.0)
         client_cpu_s = dict.fromkeys(modes, 0.0)
+        database_cpu_s = dict.fromkeys(modes, 0.0)
+        gc_s = dict.fromkeys(modes, 0.0)
+        # the signed app's guard statements during its runs: [statements, items]
+        carried = [0, 0]
+        guard_call = "nonces" if method == "GET" else "claims"
         latencies: dict[str, list[float]] = {mode: [] for mode in modes}
         sign_us = 0.0
         per_round = max(1, args.requests // args.rounds)
@@ -590,10 +665,17 @@ def report(
             for mode in modes if turn % 2 == 0 else modes[::-1]:
                 requests, signing_us = requests_for(mode, method, path, per_round)
                 sign_us += signing_us / args.rounds
-                rps, run_latencies, client_s, server_s = asyncio.run(
-                    closed_loop(requests, args.clients, expect, server)
+                before = _counters(bases["counters"])
+                rps, run_latencies, client_s, server_s, database_s = asyncio.run(
+                    closed_loop(requests, args.clients, expect, server, database)
                 )
+                after = _counters(bases["counters"])
+                gc_s[mode] += after["gc_seconds"] - before["gc_seconds"]
+                if mode == "signed":
+                    for i in (0, 1):
+                        carried[i] += after[guard_call][i] - before[guard_call][i]
                 cpu_s[mode] += server_s
+                database_cpu_s[mode] += database_s
                 client_cpu_s[mode] += client_s
                 elapsed_s[mode] += per_round / rps
                 latencies[mode] += run_latencies
@@ -601,12 +683,14 @@ def report(
         rps_of = {mode: count / elapsed_s[mode] for mode in modes}
         cpu_us = {mode: cpu_s[mode] / count * 1e6 for mode in modes}
         client_us = {mode: client_cpu_s[mode] / count * 1e6 for mode in modes}
+        database_us = {mode: database_cpu_s[mode] / count * 1e6 for mode in modes}
+        gc_us = {mode: gc_s[mode] / count * 1e6 for mode in modes}
         for mode in modes:
             sign = f"{sign_us:>12.0f}" if mode == "signed" else f"{'-':>12}"
             print(
                 f"{label:<26} {mode:<9} {rps_of[mode]:>8.0f} {_p(latencies[mode], 0.5):>7.2f}"
-                f" {_p(latencies[mode], 0.99):>7.2f} {cpu_us[mode]:>18.0f}"
-                f" {client_us[mode]:>18.0f} {sign}",
+                f" {_p(latencies[mode], 0.99):>7.2f} {cpu_us[mode]:>10.0f} {gc_us[mode]:>8.0f}"
+                f" {database_us[mode]:>7.0f} {client_us[mode]:>10.0f} {sign}",
                 flush=True,
             )
         # the extra server time a signed request costs, relative to an unsigned one:
@@ -625,17 +709,33 @@ def report(
                 f"{'':<26} {baseline}/signed throughput {ratio:.2f}:"
                 f" {what} {ratio - 1:.0%}{target};"
                 f" server CPU per request +{cpu_us['signed'] - cpu_us[baseline]:.0f} us"
-                f" ({cpu_us['signed'] / cpu_us[baseline] - 1:.0%})",
+                f" ({cpu_us['signed'] / cpu_us[baseline] - 1:.0%}),"
+                f" PostgreSQL's {database_us['signed'] - database_us[baseline]:+.0f} us",
+                flush=True,
+            )
+        statements, items = carried
+        if statements:
+            what = "key and nonce check" if method == "GET" else "nonce and idempotency claim"
+            print(
+                f"{'':<26} signed: a {what} statement carried {items / statements:.1f}"
+                f" requests ({items} in {statements})",
                 flush=True,
             )
 
     count = int(args.rate * args.rate_seconds)
     requests, _ = prepare(bases["signed"], "GET", get_path, count, signer)
+    before = _counters(bases["counters"])
     result = asyncio.run(fixed_rate(requests, args.rate, 200))
+    after = _counters(bases["counters"])
+    statements = after["nonces"][0] - before["nonces"][0]
+    items = after["nonces"][1] - before["nonces"][1]
     print(
         f"\nfixed rate: signed GET at {args.rate:.0f} req/s for {args.rate_seconds:.0f} s"
         f" ({count} requests): p50 {_p(result, 0.5):.2f} ms, p99 {_p(result, 0.99):.2f} ms,"
-        f" max {max(result):.2f} ms (target p99 < 25 ms)"
+        f" max {max(result):.2f} ms (target p99 < 25 ms); a key and nonce check statement"
+        f" carried {items / max(statements, 1):.1f} requests;"
+        f" {after['gc_passes'] - before['gc_passes']} garbage collector passes,"
+        f" {(after['gc_seconds'] - before['gc_seconds']) * 1000:.0f} ms"
     )
 
 
