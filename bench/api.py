@@ -63,9 +63,9 @@ a signed request's extra time goes: the RFC 9421 verification (CPU; and of it th
 Ed25519 check as the server makes it, which no parsing change can remove), the CPU the
 event loop spends on the statement that checks the key and records the nonce (the
 async call the guard awaits), alone and shared by 20 requests, and the key read a
-process does once per key. At exit the server also prints its garbage collector's
-passes and their time over the whole run (``--young-threshold 700`` serves at CPython's
-default threshold instead of the one ``settle serve`` sets, to compare).
+process does once per key. Each run also prints the server's garbage collector time
+and how many requests a guard statement carried (``--young-threshold 700`` serves at
+CPython's default threshold instead of the one ``settle serve`` sets, to compare).
 
     python bench/api.py [--requests 2000] [--clients 50] [--rounds 4] [--rate 200]
                         [--rate-seconds 10] [--young-threshold N]
@@ -164,7 +164,8 @@ class IdempotencyOnly(Guard):
 
 
 def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> None:
-    """Serve the three apps until stdin closes; print their ports on one line first."""
+    """Serve the three apps and the ``Counters`` port until stdin closes; print their
+    ports on one line first."""
     engine = build(owner_url, pool_size=20)
     record = KeyService(engine.db, CLOCK).active_public_key(key_id)[0]
     actor = actor_of(record)
@@ -222,8 +223,6 @@ def serve(owner_url: str, key_id: str, young_threshold: int | None = None) -> No
             runner.run(run())
     finally:
         engine.close()
-    report_batches(signed)
-    collector.report()
 
 
 def _guard_of(app: ASGIApp) -> Guard | None:
@@ -281,15 +280,6 @@ class CollectorTime:
             self.seconds += time.perf_counter() - self._started
             self.passes[info["generation"]] += 1
 
-    def report(self) -> None:
-        young, middle, old = self.passes
-        print(
-            f"garbage collection (whole run, threshold {gc.get_threshold()[0]}):"
-            f" {young} young, {middle} middle and {old} full passes, {self.seconds * 1000:.0f} ms",
-            file=sys.stderr,
-            flush=True,
-        )
-
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
@@ -297,26 +287,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-def report_batches(app: ASGIApp) -> None:
-    """How many requests the guard's group-committed statements carried on average."""
-    layer = _guard_of(app)
-    if layer is None:
-        return
-    parts = []
-    for name, calls in (
-        ("key and nonce checks", layer.nonces),
-        ("nonce and idempotency claims", layer.claims),
-        ("completions", layer.completions),
-    ):
-        stats = calls.stats
-        if stats.statements:
-            parts.append(
-                f"{name} {stats.items} in {stats.statements} statements"
-                f" ({stats.items / stats.statements:.1f} each, {stats.lingered} lingered)"
-            )
-    print("\nguard statements (whole run):", "; ".join(parts), file=sys.stderr, flush=True)
 
 
 # -- the load generator -----------------------------------------------------------
