@@ -108,7 +108,8 @@ class ChainGuard:
             stop=stop_after_attempt(self.policy.attempts),
             wait=wait_exponential(
                 multiplier=self.policy.backoff_initial_s, max=self.policy.backoff_max_s
-            ) + wait_random(0, self.policy.backoff_initial_s),
+            )
+            + wait_random(0, self.policy.backoff_initial_s),
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, TransportError) and not isinstance(exc, BreakerOpen)
             ),

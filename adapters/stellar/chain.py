@@ -188,9 +188,7 @@ class StellarChain:
         )
         # the threads of a worker share the latest ledger they read, for ``head_fresh_s``
         # (adapters.cadence: each use compares it with what is read afterwards)
-        self._head = HeadWatch(
-            self._horizon.latest_ledger, _header_sequence, fresh_s=head_fresh_s
-        )
+        self._head = HeadWatch(self._horizon.latest_ledger, _header_sequence, fresh_s=head_fresh_s)
 
     @property
     def name(self) -> ChainName:

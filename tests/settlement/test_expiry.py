@@ -74,7 +74,11 @@ def test_the_worker_runs_the_expiry_sweep(fresh_engine: Engine, clock: ManualClo
 
     cid = _expiring(fresh_engine, clock, State.PENDING_REVIEW)
     clock.advance(timedelta(hours=25))
-    worker = Worker(fresh_engine.db, coordinator=None, clock=clock,  # type: ignore[arg-type]
-                    expire=fresh_engine.commitments.expire_due)
+    worker = Worker(
+        fresh_engine.db,
+        coordinator=None,  # type: ignore[arg-type]
+        clock=clock,
+        expire=fresh_engine.commitments.expire_due,
+    )
     worker.run_once()
     assert fresh_engine.commitments.state_of(cid) is State.CANCELLED  # type: ignore[arg-type]
