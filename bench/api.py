@@ -240,8 +240,8 @@ def _guard_of(app: ASGIApp) -> Guard | None:
 class Counters:
     """The fourth port: the server's counters as JSON, which the load generator reads
     before and after each run (outside its timing) to tell what happened during it:
-    the signed app's guard statements and the items they carried, and the garbage
-    collector's passes and time."""
+    the signed app's key and nonce checks (GET) and claims (POST), each as statements
+    and the requests they carried, and the garbage collector's passes and time."""
 
     def __init__(self, signed: ASGIApp, collector: CollectorTime) -> None:
         self._signed = signed
@@ -255,7 +255,7 @@ class Counters:
             "gc_seconds": self._collector.seconds,
             "gc_passes": sum(self._collector.passes),
         }
-        for name in ("nonces", "claims", "completions"):
+        for name in ("nonces", "claims"):
             stats = getattr(guard, name).stats if guard is not None else None
             counts[name] = [stats.statements, stats.items] if stats is not None else [0, 0]
         body = json.dumps(counts).encode()
