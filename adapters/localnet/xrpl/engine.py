@@ -20,6 +20,7 @@ from typing import Any
 from xrpl.core.binarycodec import decode, encode
 
 from adapters.localnet.xrpl import codes, hashing, protocol
+from adapters.localnet.xrpl.amendments import enabled_set
 from adapters.localnet.xrpl.amounts import amount_to_json
 from adapters.localnet.xrpl.apply import apply_transaction, signature_failure
 from adapters.localnet.xrpl.clock import NodeClock
@@ -65,9 +66,11 @@ class LedgerChain:
         clock: NodeClock,
         network_id: int = 0,
         retained_states: int = 256,
+        amendments: frozenset[str] | None = None,
     ) -> None:
         self.fees = fees
         self.network_id = network_id
+        self.amendments = amendments if amendments is not None else enabled_set()
         self.clock = clock
         self._retained_states = retained_states
         self._closed: list[ClosedLedger] = []
@@ -189,6 +192,7 @@ class LedgerChain:
             parent_close_time=self.last_closed.header.close_time,
             fees=self.fees,
             network_id=self.network_id,
+            amendments=self.amendments,
         )
 
     # --- writing --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ from xrpl.transaction import sign
 from xrpl.wallet import Wallet
 
 from adapters.localnet.xrpl import hashing, persistence, protocol
+from adapters.localnet.xrpl.amendments import enabled_set
 from adapters.localnet.xrpl.clock import NodeClock
 from adapters.localnet.xrpl.engine import LedgerChain
 from adapters.localnet.xrpl.faults import FaultPlan
@@ -60,6 +62,7 @@ class XrplNode:
         network_id: int = 0,
         clock: NodeClock | None = None,
         idle_interval_s: float | None = None,
+        amendments: Mapping[str, bool] | None = None,
     ) -> None:
         if close_interval_s < 0:
             raise ValueError("close_interval_s must be >= 0")
@@ -75,6 +78,7 @@ class XrplNode:
             fees=FeeSchedule(base_fee_drops, reserve_base_drops, reserve_inc_drops),
             clock=self.clock,
             network_id=network_id,
+            amendments=enabled_set(amendments),
         )
         self.rpc = RpcService(self)
         self._genesis_wallet = Wallet.from_seed(

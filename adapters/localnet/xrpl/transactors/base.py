@@ -40,6 +40,8 @@ class LedgerContext:
     parent_close_time: int  # Ripple-epoch seconds; every time rule compares with this
     fees: FeeSchedule
     network_id: int
+    # Names of the enabled amendments (``amendments.py``); rules check membership.
+    amendments: frozenset[str] = frozenset()
 
 
 class Tx:
