@@ -118,6 +118,10 @@ def _preflight(tx: Tx, ctx: LedgerContext) -> str:
         return "temBAD_FEE"
     if tx.ticket_sequence is not None and tx.sequence != 0:
         return "temSEQ_AND_TICKET"
+    if "Delegate" in tx:
+        # The template allows it, but PermissionDelegation is not built here: as on a
+        # network without the amendment (Transactor::preflight1), it is refused.
+        return "temDISABLED"
     if "NetworkID" in tx:
         if ctx.network_id <= protocol.MAX_LEGACY_NETWORK_ID:
             return "telNETWORK_ID_MAKES_TX_NON_CANONICAL"

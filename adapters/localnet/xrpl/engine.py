@@ -27,6 +27,7 @@ from adapters.localnet.xrpl.clock import NodeClock
 from adapters.localnet.xrpl.ledger import ClosedLedger, LedgerHeader, TxRecord
 from adapters.localnet.xrpl.state import JsonObject, LedgerState
 from adapters.localnet.xrpl.transactors.base import FeeSchedule, LedgerContext, Tx
+from adapters.localnet.xrpl.tx_formats import TemplateError, template_for
 
 CLOSE_TIME_RESOLUTION_S = 10
 MAX_BLOB_BYTES = 1_000_000  # rippled refuses transactions larger than 1 MB
@@ -217,6 +218,13 @@ class LedgerChain:
             raise InvalidTransaction("Transaction is not in canonical binary form.")
         if "TransactionType" not in tx_json or "Account" not in tx_json:
             raise InvalidTransaction("Field 'TransactionType' or 'Account' is required.")
+        template = template_for(str(tx_json["TransactionType"]))
+        if template is not None:
+            try:
+                template.check(tx_json)
+            except TemplateError as exc:
+                # rippled's submit answers the STTx constructor's exception text as is
+                raise InvalidTransaction(str(exc)) from exc
         reason = signature_failure(tx_json)
         if reason is not None:
             raise InvalidTransaction(f"fails local checks: {reason}")
