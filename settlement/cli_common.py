@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,3 +75,46 @@ def run(call: Callable[[bootstrap.Engine], T]) -> T:
 
 def echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def _unwrap_paragraph(paragraph: str) -> str:
+    """One paragraph of a docstring as one line, unless its line breaks carry meaning.
+
+    Lists (lines starting with ``-``, ``*`` or ``N.``), indented blocks and click's
+    ``\\b`` no-rewrap marker keep their lines; prose written hard-wrapped at 88 columns
+    is joined, so the terminal wraps it at its own width instead of mid-sentence.
+    """
+    lines = paragraph.splitlines()
+    if len(lines) < 2 or lines[0].strip() == "\b":
+        return paragraph
+    stripped = [line.strip() for line in lines]
+    if any(line.startswith(("-", "*", "•")) or line[:2].rstrip(".").isdigit() for line in stripped):
+        return paragraph
+    if any(line.startswith((" ", "\t")) for line in lines):
+        return paragraph
+    return " ".join(stripped)
+
+
+def unwrap_help(text: str) -> str:
+    """A docstring's paragraphs, each joined into one line (see ``_unwrap_paragraph``)."""
+    return "\n\n".join(_unwrap_paragraph(p) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def unwrap_command_help(app: typer.Typer) -> None:
+    """Give every command and group of ``app`` (recursively) help text without hard wraps.
+
+    Typer keeps a docstring's single line breaks after the first paragraph, which
+    breaks sentences in ``--help`` at the source's line length.
+    """
+    for command in app.registered_commands:
+        source = command.help or (command.callback.__doc__ if command.callback else None)
+        if source:
+            command.help = unwrap_help(source)
+    for group in app.registered_groups:
+        if group.help:
+            group.help = unwrap_help(str(group.help))
+        if group.typer_instance is not None:
+            info = group.typer_instance.info
+            if isinstance(info.help, str):
+                info.help = unwrap_help(info.help)
+            unwrap_command_help(group.typer_instance)
