@@ -20,7 +20,13 @@ from ledger.errors import LedgerError
 from settlement import bootstrap
 from settlement.cli_api import DEFAULT_URL, KeyIdOption, KeyOption, UrlOption, api_call, target
 from settlement.cli_commitments import commitments_app, show_audit
-from settlement.cli_common import JsonFlag, engine_or_exit, fail, settings_or_exit
+from settlement.cli_common import (
+    JsonFlag,
+    engine_or_exit,
+    fail,
+    settings_or_exit,
+    unwrap_command_help,
+)
 from settlement.cli_keys import keys_app
 from settlement.cli_nodes import node_app
 from settlement.cli_officers import officers_app
@@ -167,11 +173,10 @@ def audit_verify(
     Exit codes: 0 verified; 1 a chain or ledger reference failed, or the API refused;
     2 usage error; 3 the API is unreachable or failing (5xx).
     """
-    if direct:
+    if direct or key is None:
+        # as the help says: without a key the operator on the database host verifies there
         _audit_verify_direct(as_json=as_json, ledgers=ledgers)
         return
-    if key is None:
-        raise fail("give --key (verify through the API) or --direct (read the database)", 2)
     with api_call(target(url, key, key_id), as_json=as_json) as client:
         report = client.verify_audit(ledgers=ledgers)
     _echo_verify(report, as_json=as_json, ledgers=ledgers)
@@ -256,6 +261,9 @@ def demo() -> None:
     if not ok:
         raise typer.Exit(1)
 
+
+# after every command is registered: help text reads as prose at any terminal width
+unwrap_command_help(app)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
