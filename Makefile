@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # the embedded PostgreSQL keeps its data inside the checkout unless told otherwise
 export SETTLEMENT_DATA_DIR ?= $(CURDIR)/.settlement
 
-.PHONY: setup demo test lint bench soak clean db-down
+.PHONY: setup browser demo test lint bench soak clean db-down
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -21,8 +21,15 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/settle demo
 
-test: setup
+# The console's browser tests need Debian's chromium: installed when this runs as root on
+# a Debian-like system; otherwise those tests are skipped and pytest's summary says how
+# to enable them.
+browser:
+	@.ci/install-browser || echo "note: chromium is not installed; the console's browser tests will be skipped"
+
+test: setup browser
 	$(BIN)/pytest
+	@[ -x /usr/bin/chromium ] || echo "note: the console's browser tests did not run (Chromium is missing); enable them with: sudo .ci/install-browser"
 
 lint: setup
 	$(BIN)/ruff check settlement adapters compliance ledger tests bench

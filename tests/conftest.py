@@ -143,3 +143,25 @@ def app_engine(shared_urls: DatabaseUrls) -> Iterator[Engine]:
     eng = create_engine(shared_urls.app, isolation_level="AUTOCOMMIT")
     yield eng
     eng.dispose()
+
+
+BROWSER_TESTS = "tests/console/test_browser.py"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Close with one line naming the browser tests that did not run, and the fix.
+
+    A newcomer's `make test` installs Chromium when it can; where it could not (no root,
+    not Debian), the skipped console tests must not pass unnoticed in the list above.
+    """
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if getattr(report, "nodeid", "").startswith(BROWSER_TESTS)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} browser tests of the console did not run (Chromium is missing); "
+            "enable them with: sudo .ci/install-browser",
+            yellow=True,
+        )
