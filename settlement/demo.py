@@ -223,7 +223,7 @@ def echo_audit(echo: Printer, entries: list[dict[str, Any]]) -> None:
         ("HASH", lambda r: str(r["entry_hash"])[:12]),
         (
             "LEDGER REF",
-            lambda r: f"{r['chain']} tx {str(r['tx_hash'])[:12]}" if r["chain"] else None,
+            lambda r: f"{r['chain']} tx {r['tx_hash']}" if r["chain"] else None,
         ),
     ]
     for line in table(entries, columns):

@@ -232,16 +232,21 @@ def _echo_settlement(echo: Printer, settlement: dict[str, Any]) -> None:
         ("CHAIN", col("chain")),
         ("STATUS", col("status")),
         ("OUTCOME", col("outcome")),
-        ("TX HASH", lambda r: str(r["tx_hash"])[:16] + "..."),
         ("LEDGER", col("ledger_index")),
-        (
-            "LEDGER HASH",
-            lambda r: (r["ledger_hash"] or "")[:16] + "..." if r["ledger_hash"] else None,
-        ),
+        ("TX HASH", col("tx_hash")),  # whole, last: a reader copies it into a ledger lookup
     ]
     echo("")
     for line in table(settlement["submissions"], submissions):
         echo(f"    {line}")
+    ledgers = sorted(
+        {
+            (r["chain"], r["ledger_index"], r["ledger_hash"])
+            for r in settlement["submissions"]
+            if r["ledger_hash"]
+        }
+    )
+    for chain, index, ledger_hash in ledgers:
+        echo(f"    {chain} ledger {index}: {ledger_hash}")
     echo(f"  decision {settlement['decision']}: {settlement['decision_reason']}")
 
 
