@@ -22,7 +22,7 @@ DataDir = Annotated[
 
 
 @node_app.command("xrpl")
-def node_xrpl(
+def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line option
     port: Port = 5005,
     close_interval: Annotated[
         float, typer.Option(min=0, help="Seconds between ledger closes; 0: only on ledger_accept.")
@@ -38,14 +38,41 @@ def node_xrpl(
             "the wall clock. Default: 1 s when --close-interval is below 1 s.",
         ),
     ] = None,
+    amendments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--amendments",
+            help="Switch optional amendments, e.g. TokenEscrow=off,DeepFreeze=on "
+            "(repeatable). The feature method lists them.",
+        ),
+    ] = None,
+    network_id: Annotated[
+        int,
+        typer.Option(
+            "--network-id",
+            min=0,
+            max=0xFFFFFFFF,
+            help="NetworkID of this network; above 1024 every transaction must carry it.",
+        ),
+    ] = 0,
 ) -> None:
     """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
     from adapters.localnet.xrpl import run_node
+    from adapters.localnet.xrpl.amendments import UnknownAmendment, parse_switches
 
     if idle_interval is None and 0 < close_interval < 1:
         idle_interval = 1.0
+    try:
+        switches = parse_switches(amendments) if amendments else None
+    except UnknownAmendment as exc:
+        raise typer.BadParameter(str(exc), param_hint="--amendments") from exc
     run_node(
-        port=port, close_interval_s=close_interval, data_dir=data_dir, idle_interval_s=idle_interval
+        port=port,
+        close_interval_s=close_interval,
+        data_dir=data_dir,
+        idle_interval_s=idle_interval,
+        amendments=switches,
+        network_id=network_id,
     )
 
 

@@ -89,3 +89,19 @@ def parse_switches(specs: Iterable[str]) -> dict[str, bool]:
 def implemented() -> tuple[str, ...]:
     """Every amendment this node knows, always-on first."""
     return (*ALWAYS_ON, *OPTIONAL)
+
+
+def by_id() -> dict[str, str]:
+    """Feature id -> name, for every amendment this node implements."""
+    return {amendment_id(name): name for name in implemented()}
+
+
+def find(name_or_id: str) -> str | None:
+    """The feature id of an implemented amendment named by name or by id, else None.
+
+    As rippled's ``feature`` method: the name first, then the text as a hex id.
+    """
+    if name_or_id in implemented():
+        return amendment_id(name_or_id)
+    candidate = name_or_id.upper()
+    return candidate if candidate in by_id() else None

@@ -336,6 +336,7 @@ class LedgerChain:
         assert state is not None
         return {
             "network_id": self.network_id,
+            "amendments": sorted(self.amendments),
             "headers": [c.header.to_snapshot() for c in self._closed],
             "transactions": [self._txs[h].to_snapshot() for c in self._closed for h in c.tx_hashes],
             "state": {index: state[index].data for index in state},

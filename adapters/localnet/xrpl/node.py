@@ -80,6 +80,7 @@ class XrplNode:
             network_id=network_id,
             amendments=enabled_set(amendments),
         )
+        self._amendments_chosen = amendments is not None
         self.rpc = RpcService(self)
         self._genesis_wallet = Wallet.from_seed(
             protocol.GENESIS_SEED, algorithm=CryptoAlgorithm.SECP256K1
@@ -157,6 +158,10 @@ class XrplNode:
             return
         self.clock.advance(int(document.get("clock_offset_s", 0)))
         self.chain.network_id = int(document.get("network_id", self.chain.network_id))
+        if "amendments" in document and not self._amendments_chosen:
+            # Rules a ledger was built under stay with it, as enabled amendments do on a
+            # network; an explicit choice at start-up still wins.
+            self.chain.amendments = frozenset(document["amendments"])
         persistence.restore(self.chain, document)
         _log.info("restored XRPL localnet at ledger %s", self.chain.last_closed.header.sequence)
 
@@ -241,11 +246,18 @@ def run_node(
     port: int,
     close_interval_s: float,
     data_dir: Path | None,
+    *,
     idle_interval_s: float | None = None,
+    amendments: Mapping[str, bool] | None = None,
+    network_id: int = 0,
 ) -> None:
     """Run a node in the foreground until interrupted (``settle node xrpl``)."""
     node = XrplNode(
-        close_interval_s=close_interval_s, data_dir=data_dir, idle_interval_s=idle_interval_s
+        close_interval_s=close_interval_s,
+        data_dir=data_dir,
+        idle_interval_s=idle_interval_s,
+        amendments=amendments,
+        network_id=network_id,
     )
     url = node.start(host="127.0.0.1", port=port)
     _log.info("XRPL localnet serving JSON-RPC at %s", url)

@@ -4,7 +4,7 @@ Every handler runs under the node's lock and returns the ``result`` object. Erro
 ``RpcError`` and become rippled's error shape: ``error``, ``error_code``,
 ``error_message``, ``request`` and ``status: "error"``.
 
-Methods: account_info, account_lines, account_objects, account_tx, fee, ledger,
+Methods: account_info, account_lines, account_objects, account_tx, feature, fee, ledger,
 ledger_accept, ledger_closed, ledger_current, ledger_entry, ping, server_info,
 server_state, submit, tx, and the admin method ``localnet_faults``.
 """
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from xrpl.core.addresscodec import is_valid_classic_address
 from xrpl.core.binarycodec import encode
 
-from adapters.localnet.xrpl import codes, hashing, protocol, trustlines
+from adapters.localnet.xrpl import amendments, codes, hashing, protocol, trustlines
 from adapters.localnet.xrpl.amounts import amount_to_json, text
 from adapters.localnet.xrpl.engine import InvalidTransaction, LedgerChain, SubmitResult
 from adapters.localnet.xrpl.faults import FaultPlan
@@ -34,6 +34,13 @@ BUILD_VERSION = "2.4.0-localnet"
 _ERRORS: dict[str, tuple[int, str]] = {
     "actMalformed": (35, "Account malformed."),
     "actNotFound": (19, "Account not found."),
+    "badFeature": (40, "Feature unknown or invalid."),
+    "dstActMalformed": (48, "Destination account is malformed."),
+    "dstActNotFound": (50, "Destination account not found."),
+    "excessiveLgrRange": (78, "Ledger range exceeds 1000."),
+    "invalidLgrRange": (79, "Ledger range is invalid."),
+    "srcActMalformed": (65, "Source account is malformed."),
+    "srcActNotFound": (67, "Source account not found."),
     "entryNotFound": (21, "Entry not found."),
     "internal": (73, "Internal error."),
     "invalidParams": (31, "Invalid parameters."),
@@ -108,6 +115,8 @@ class RpcService:
     lock: threading.RLock = field(default_factory=threading.RLock)
     #: calls handled, by method (what a client costs the node; tests and drills read it)
     calls: Counter[str] = field(default_factory=Counter)
+    #: amendment ids an admin vetoed through ``feature`` (a vote only, never a rule)
+    vetoed: set[str] = field(default_factory=set)
 
     def handle(self, method: str, params: JsonObject) -> JsonObject:
         """The ``result`` object for one call (never raises for bad input)."""
@@ -266,6 +275,36 @@ class RpcService:
                 "reference_level": "256",
             },
             "max_queue_size": "2000",
+        }
+
+    def _m_feature(self, params: JsonObject, api_version: int) -> JsonObject:
+        """Feature1.cpp: every amendment this node implements, or one by name or id.
+
+        The port is an admin port, so ``vetoed`` is shown and may be set; a veto only
+        changes how this server would vote, never what a ledger has enabled.
+        """
+        if "feature" not in params:
+            return {"features": {fid: self._feature_json(fid) for fid in amendments.by_id()}}
+        wanted = params["feature"]
+        if not isinstance(wanted, str):
+            raise RpcError("badFeature")
+        fid = amendments.find(wanted)
+        if fid is None:
+            raise RpcError("badFeature")
+        if "vetoed" in params:
+            vetoed = params["vetoed"]
+            if not isinstance(vetoed, bool):
+                raise RpcError("invalidParams", "Invalid field 'vetoed'.")
+            (self.vetoed.add if vetoed else self.vetoed.discard)(fid)
+        return {fid: self._feature_json(fid)}
+
+    def _feature_json(self, fid: str) -> JsonObject:
+        name = amendments.by_id()[fid]
+        return {
+            "enabled": name in self.chain.amendments,
+            "name": name,
+            "supported": True,
+            "vetoed": fid in self.vetoed,
         }
 
     # --- ledgers --------------------------------------------------------------------
