@@ -217,7 +217,7 @@ def test_require_dest_needs_a_destination_tag(ledger) -> None:
 def test_unenforced_account_flags_are_refused_not_faked(ledger) -> None:
     alice = ledger.fund()
     done = ledger.submit(
-        AccountSet(account=alice.classic_address, set_flag=AccountSetAsfFlag.ASF_REQUIRE_AUTH),
+        AccountSet(account=alice.classic_address, set_flag=AccountSetAsfFlag.ASF_DISABLE_MASTER),
         alice,
     )
     assert done.engine_result == "temDISABLED"

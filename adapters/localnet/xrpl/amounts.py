@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from adapters.localnet.xrpl import protocol
 
 _EXACT = Context(prec=400)
 _SIXTEEN_DIGITS = Context(prec=16, rounding=ROUND_HALF_EVEN)
+_SIXTEEN_UP = Context(prec=16, rounding=ROUND_UP)
+_SIXTEEN_DOWN = Context(prec=16, rounding=ROUND_DOWN)
+_RATE_ONE = Decimal(protocol.TRANSFER_RATE_PARITY)
 _MIN_EXPONENT = -96
 _MAX_EXPONENT = 80
 _XRP_MAX_DROPS = protocol.TOTAL_SUPPLY_DROPS
@@ -88,6 +91,23 @@ def text(value: Decimal) -> str:
     if "." in plain:
         plain = plain.rstrip("0").rstrip(".")
     return sign + plain
+
+
+def apply_rate(value: Decimal, rate: int, *, round_up: bool) -> Decimal:
+    """``value`` × ``rate``/10^9 (a transfer rate), rounded to 16 digits in one direction.
+
+    rippled's payment engine rounds what a sender must put in up and what a receiver
+    gets down (``mulRatio``/``divideRound`` with an explicit direction), so the issuer
+    never issues more than it was paid for.
+    """
+    exact = _EXACT.divide(_EXACT.multiply(value, Decimal(rate)), _RATE_ONE)
+    return normalize((_SIXTEEN_UP if round_up else _SIXTEEN_DOWN).plus(exact))
+
+
+def remove_rate(value: Decimal, rate: int, *, round_up: bool) -> Decimal:
+    """``value`` ÷ (``rate``/10^9): what is left of ``value`` once the fee is taken."""
+    exact = _EXACT.divide(_EXACT.multiply(value, _RATE_ONE), Decimal(rate))
+    return normalize((_SIXTEEN_UP if round_up else _SIXTEEN_DOWN).plus(exact))
 
 
 def parse_drops(raw: object) -> int:

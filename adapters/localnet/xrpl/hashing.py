@@ -61,6 +61,11 @@ def ticket_index(owner: str, ticket_sequence: int) -> str:
     return _index(protocol.SPACE_TICKET, account_id(owner), ticket_sequence.to_bytes(4, "big"))
 
 
+def deposit_preauth_index(owner: str, authorized: str) -> str:
+    """The DepositPreauth by which ``owner`` lets ``authorized`` deposit to it."""
+    return _index(protocol.SPACE_DEPOSIT_PREAUTH, account_id(owner), account_id(authorized))
+
+
 def fee_settings_index() -> str:
     return _index(protocol.SPACE_FEE_SETTINGS)
 

@@ -35,7 +35,10 @@ LSF_REQUIRE_DEST_TAG: Final = 0x00020000
 LSF_REQUIRE_AUTH: Final = 0x00040000
 LSF_DISALLOW_XRP: Final = 0x00080000
 LSF_DISABLE_MASTER: Final = 0x00100000
+LSF_NO_FREEZE: Final = 0x00200000
+LSF_GLOBAL_FREEZE: Final = 0x00400000
 LSF_DEFAULT_RIPPLE: Final = 0x00800000
+LSF_DEPOSIT_AUTH: Final = 0x01000000
 LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 
 # --- RippleState flags ---------------------------------------------------------------
@@ -47,6 +50,8 @@ LSF_LOW_NO_RIPPLE: Final = 0x00100000
 LSF_HIGH_NO_RIPPLE: Final = 0x00200000
 LSF_LOW_FREEZE: Final = 0x00400000
 LSF_HIGH_FREEZE: Final = 0x00800000
+LSF_LOW_DEEP_FREEZE: Final = 0x02000000
+LSF_HIGH_DEEP_FREEZE: Final = 0x04000000
 
 # --- AccountSet SetFlag / ClearFlag values (asf) -------------------------------------
 ASF_REQUIRE_DEST: Final = 1
@@ -59,6 +64,10 @@ ASF_GLOBAL_FREEZE: Final = 7
 ASF_DEFAULT_RIPPLE: Final = 8
 ASF_DEPOSIT_AUTH: Final = 9
 ASF_ALLOW_TRUST_LINE_LOCKING: Final = 17
+
+# --- Transfer rates (rippled's QUALITY_ONE: 1e9 means "no fee") -------------------------
+TRANSFER_RATE_PARITY: Final = 1_000_000_000
+TRANSFER_RATE_MAX: Final = 2_000_000_000
 
 # --- Transaction flags (tf) -----------------------------------------------------------
 TF_FULLY_CANONICAL_SIG: Final = 0x80000000
@@ -111,6 +120,7 @@ SPACE_TRUST_LINE: Final = b"\x00r"
 SPACE_ESCROW: Final = b"\x00u"
 SPACE_TICKET: Final = b"\x00T"
 SPACE_FEE_SETTINGS: Final = b"\x00e"
+SPACE_DEPOSIT_PREAUTH: Final = b"\x00p"
 
 # --- Hash prefixes (rippled HashPrefix.h: three ASCII letters and a zero byte) ----------
 PREFIX_TRANSACTION_ID: Final = b"TXN\x00"

@@ -52,6 +52,7 @@ _ERRORS: dict[str, tuple[int, str]] = {
 }
 
 _OBJECT_TYPES = {
+    "deposit_preauth": "DepositPreauth",
     "escrow": "Escrow",
     "state": "RippleState",
     "ticket": "Ticket",
@@ -427,6 +428,7 @@ class RpcService:
                 entry["no_ripple"] = True
             if flags & other.no_ripple:
                 entry["no_ripple_peer"] = True
+            entry.update(trustlines.control_fields(line, account))
             lines.append(entry)
         return {"account": account, "lines": lines} | selected.fields(api_version)
 

@@ -21,7 +21,7 @@ JsonObject = dict[str, Any]
 
 # Objects rippled threads (PreviousTxnID / PreviousTxnLgrSeq name the last transaction
 # that touched them). Directories and fee settings are left unthreaded here.
-_THREADED_TYPES = frozenset({"AccountRoot", "RippleState", "Escrow", "Ticket"})
+_THREADED_TYPES = frozenset({"AccountRoot", "RippleState", "Escrow", "Ticket", "DepositPreauth"})
 _THREAD_FIELDS = ("PreviousTxnID", "PreviousTxnLgrSeq")
 
 

@@ -27,6 +27,8 @@ class Side:
     reserve: int
     no_ripple: int
     freeze: int
+    auth: int
+    deep_freeze: int
 
 
 LOW = Side(
@@ -35,6 +37,8 @@ LOW = Side(
     protocol.LSF_LOW_RESERVE,
     protocol.LSF_LOW_NO_RIPPLE,
     protocol.LSF_LOW_FREEZE,
+    protocol.LSF_LOW_AUTH,
+    protocol.LSF_LOW_DEEP_FREEZE,
 )
 HIGH = Side(
     "HighLimit",
@@ -42,7 +46,10 @@ HIGH = Side(
     protocol.LSF_HIGH_RESERVE,
     protocol.LSF_HIGH_NO_RIPPLE,
     protocol.LSF_HIGH_FREEZE,
+    protocol.LSF_HIGH_AUTH,
+    protocol.LSF_HIGH_DEEP_FREEZE,
 )
+_ANY_DEEP_FREEZE = protocol.LSF_LOW_DEEP_FREEZE | protocol.LSF_HIGH_DEEP_FREEZE
 
 
 def side_of(line: JsonObject, account: str) -> Side:
@@ -93,6 +100,7 @@ def create_line(
     currency: str,
     owner_limit: Decimal,
     owner_no_ripple: bool,
+    owner_flags: int = 0,
 ) -> JsonObject:
     """Create the line between ``owner`` (who pays its reserve) and ``peer``.
 
@@ -108,7 +116,9 @@ def create_line(
     owner_low = hashing.is_low_account(owner, peer)
     low, high = (owner, peer) if owner_low else (peer, owner)
     owner_side, peer_side = (LOW, HIGH) if owner_low else (HIGH, LOW)
-    flags = owner_side.reserve
+    # owner_flags: which of the owner's auth/freeze/deep-freeze bits the creating
+    # TrustSet asked for (rippled's trustCreate takes them as booleans).
+    flags = owner_side.reserve | _own_bits(owner_side, owner_flags)
     if owner_no_ripple:
         flags |= owner_side.no_ripple
     if not int(peer_root.get("Flags", 0)) & protocol.LSF_DEFAULT_RIPPLE:
@@ -178,3 +188,101 @@ def no_ripple_blocks(line_in: JsonObject, line_out: JsonObject, through: str) ->
         flags_in & side_of(line_in, through).no_ripple
         and flags_out & side_of(line_out, through).no_ripple
     )
+
+
+# --- issuer controls (rippled View.cpp: isGlobalFrozen, isFrozen, isDeepFrozen,
+# requireAuth; StepChecks.h: checkFreeze) ---------------------------------------------
+
+OWNER_AUTH = 1
+OWNER_FREEZE = 2
+OWNER_DEEP_FREEZE = 4
+
+
+def _own_bits(side: Side, owner_flags: int) -> int:
+    bits = 0
+    if owner_flags & OWNER_AUTH:
+        bits |= side.auth
+    if owner_flags & OWNER_FREEZE:
+        bits |= side.freeze
+    if owner_flags & OWNER_DEEP_FREEZE:
+        bits |= side.deep_freeze
+    return bits
+
+
+def is_global_frozen(view: ApplyView, issuer: str) -> bool:
+    root = read_account(view, issuer)
+    return root is not None and bool(int(root.get("Flags", 0)) & protocol.LSF_GLOBAL_FREEZE)
+
+
+def is_frozen(view: ApplyView, holder: str, issuer: str, currency: str) -> bool:
+    """True if ``issuer`` froze ``holder``'s line, one by one or all at once."""
+    if is_global_frozen(view, issuer):
+        return True
+    if holder == issuer:
+        return False
+    line = read_line(view, holder, issuer, currency)
+    return line is not None and bool(int(line.get("Flags", 0)) & side_of(line, issuer).freeze)
+
+
+def is_deep_frozen(view: ApplyView, holder: str, issuer: str, currency: str) -> bool:
+    """A deep freeze blocks the line whichever side set it (rippled's isDeepFrozen)."""
+    if holder == issuer:
+        return False
+    line = read_line(view, holder, issuer, currency)
+    return line is not None and bool(int(line.get("Flags", 0)) & _ANY_DEEP_FREEZE)
+
+
+def is_authorized(line: JsonObject, issuer: str) -> bool:
+    """True if ``issuer`` has authorised the other side of ``line`` (lsfLowAuth/HighAuth)."""
+    return bool(int(line.get("Flags", 0)) & side_of(line, issuer).auth)
+
+
+def require_auth(view: ApplyView, holder: str, issuer: str, currency: str) -> str:
+    """rippled's requireAuth for an IOU: tecNO_AUTH / tecNO_LINE, or tesSUCCESS."""
+    if holder == issuer:
+        return "tesSUCCESS"
+    root = read_account(view, issuer)
+    if root is None or not int(root.get("Flags", 0)) & protocol.LSF_REQUIRE_AUTH:
+        return "tesSUCCESS"
+    line = read_line(view, holder, issuer, currency)
+    if line is None:
+        return "tecNO_LINE"
+    return "tesSUCCESS" if is_authorized(line, issuer) else "tecNO_AUTH"
+
+
+def freeze_blocks_step(view: ApplyView, src: str, dst: str, currency: str) -> bool:
+    """rippled's checkFreeze for one rippling step ``src`` -> ``dst``.
+
+    Blocked when ``dst`` has frozen all its tokens (GlobalFreeze), when ``dst`` froze
+    this line on its side, or when either side deep-froze it. A payment that is one
+    single issue or redeem step is never checked, which is why an issuer can still pay
+    and be paid by a frozen holder.
+    """
+    if is_global_frozen(view, dst):
+        return True
+    line = read_line(view, src, dst, currency)
+    if line is None:
+        return False
+    flags = int(line.get("Flags", 0))
+    return bool(flags & side_of(line, dst).freeze or flags & _ANY_DEEP_FREEZE)
+
+
+def control_fields(line: JsonObject, account: str) -> dict[str, bool]:
+    """account_lines' issuer-control flags, from ``account``'s point of view.
+
+    As rippled's ``account_lines``: ``authorized``/``freeze``/``deep_freeze`` are bits
+    ``account`` set on its side, the ``_peer`` forms the other side's; only true ones
+    are listed.
+    """
+    side = side_of(line, account)
+    other = HIGH if side is LOW else LOW
+    flags = int(line.get("Flags", 0))
+    candidates = {
+        "authorized": side.auth,
+        "peer_authorized": other.auth,
+        "freeze": side.freeze,
+        "freeze_peer": other.freeze,
+        "deep_freeze": side.deep_freeze,
+        "deep_freeze_peer": other.deep_freeze,
+    }
+    return {name: True for name, bit in candidates.items() if flags & bit}

@@ -10,6 +10,7 @@ from typing import Final
 
 from adapters.localnet.xrpl.transactors.account_set import AccountSet
 from adapters.localnet.xrpl.transactors.base import Transactor
+from adapters.localnet.xrpl.transactors.deposit_preauth import DepositPreauth
 from adapters.localnet.xrpl.transactors.escrow import EscrowCancel, EscrowCreate, EscrowFinish
 from adapters.localnet.xrpl.transactors.payment import Payment
 from adapters.localnet.xrpl.transactors.ticket_create import TicketCreate
@@ -17,6 +18,7 @@ from adapters.localnet.xrpl.transactors.trust_set import TrustSet
 
 TRANSACTORS: Final[dict[str, Transactor]] = {
     "AccountSet": AccountSet(),
+    "DepositPreauth": DepositPreauth(),
     "EscrowCancel": EscrowCancel(),
     "EscrowCreate": EscrowCreate(),
     "EscrowFinish": EscrowFinish(),

@@ -1,27 +1,56 @@
-"""AccountSet: account flags (rippled's ``SetAccount.cpp``), for the flags built here.
+"""AccountSet: account flags and settings (rippled's ``SetAccount.cpp``), those built here.
 
-Built: RequireDest (and tfRequireDestTag/tfOptionalDestTag), DefaultRipple,
-AllowTrustLineLocking (TokenEscrow), DisallowXRP (advisory in rippled too), and the
-Domain field. Flags whose rules this node does not enforce (RequireAuth, DisableMaster,
-freezes, DepositAuth, ...) and TransferRate/TickSize get ``temDISABLED``, so a client
-never believes a protection is in force when it is not.
+Built: RequireDest (and tfRequireDestTag/tfOptionalDestTag), RequireAuth (and
+tfRequireAuth/tfOptionalAuth; only while the owner directory is empty), DisallowXRP
+(advisory in rippled too), DefaultRipple, NoFreeze (cannot be cleared), GlobalFreeze
+(cannot be cleared once NoFreeze is set), DepositAuth, AllowTrustLineLocking
+(TokenEscrow), TransferRate and the Domain field. Flags whose rules this node does not
+enforce (DisableMaster, AccountTxnID, clawback, DisallowIncoming..., NFTokenMinter) and
+TickSize get ``temDISABLED``, so a client never believes a protection is in force when
+it is not.
 """
 
 from __future__ import annotations
 
-from adapters.localnet.xrpl import protocol
-from adapters.localnet.xrpl.accounts import read_account, write_account
-from adapters.localnet.xrpl.state import ApplyView
-from adapters.localnet.xrpl.transactors.base import TES, ApplyContext, Transactor, Tx
+from xrpl.core.keypairs import derive_classic_address
 
+from adapters.localnet.xrpl import protocol
+from adapters.localnet.xrpl.accounts import has_flag, read_account, write_account
+from adapters.localnet.xrpl.state import ApplyView, JsonObject, owned_objects
+from adapters.localnet.xrpl.transactors.base import (
+    TES,
+    ApplyContext,
+    LedgerContext,
+    Transactor,
+    Tx,
+)
+
+# asf values whose flag is simply set or cleared.
 _FLAG_BITS = {
     protocol.ASF_REQUIRE_DEST: protocol.LSF_REQUIRE_DEST_TAG,
+    protocol.ASF_REQUIRE_AUTH: protocol.LSF_REQUIRE_AUTH,
     protocol.ASF_DISALLOW_XRP: protocol.LSF_DISALLOW_XRP,
     protocol.ASF_DEFAULT_RIPPLE: protocol.LSF_DEFAULT_RIPPLE,
+    protocol.ASF_DEPOSIT_AUTH: protocol.LSF_DEPOSIT_AUTH,
     protocol.ASF_ALLOW_TRUST_LINE_LOCKING: protocol.LSF_ALLOW_TRUST_LINE_LOCKING,
 }
-_UNENFORCED_ASF = frozenset(range(1, 18)) - set(_FLAG_BITS)
-_UNSUPPORTED_TF = protocol.TF_REQUIRE_AUTH | protocol.TF_OPTIONAL_AUTH
+# asf values with their own rules (see _freeze_flags).
+_FREEZE_ASF = frozenset({protocol.ASF_NO_FREEZE, protocol.ASF_GLOBAL_FREEZE})
+_UNENFORCED_ASF = frozenset(range(1, 18)) - set(_FLAG_BITS) - _FREEZE_ASF
+# Legacy tf pairs and the asf value each member of the pair stands for.
+_TF_PAIRS = (
+    (protocol.TF_REQUIRE_DEST_TAG, protocol.TF_OPTIONAL_DEST_TAG, protocol.ASF_REQUIRE_DEST),
+    (protocol.TF_REQUIRE_AUTH, protocol.TF_OPTIONAL_AUTH, protocol.ASF_REQUIRE_AUTH),
+    (protocol.TF_DISALLOW_XRP, protocol.TF_ALLOW_XRP, protocol.ASF_DISALLOW_XRP),
+)
+
+
+def _sets(tx: Tx, tf_set: int, asf: int) -> bool:
+    return bool(tx.flags & tf_set) or tx.get("SetFlag") == asf
+
+
+def _clears(tx: Tx, tf_clear: int, asf: int) -> bool:
+    return bool(tx.flags & tf_clear) or tx.get("ClearFlag") == asf
 
 
 class AccountSet(Transactor):
@@ -30,21 +59,37 @@ class AccountSet(Transactor):
     def preflight(self, tx: Tx) -> str:
         set_flag = tx.get("SetFlag")
         clear_flag = tx.get("ClearFlag")
-        if set_flag is not None and set_flag == clear_flag:
+        for field in (set_flag, clear_flag):
+            if field is not None and not isinstance(field, int):
+                return "temMALFORMED"
+        if set_flag is not None and set_flag != 0 and set_flag == clear_flag:
             return "temINVALID_FLAG"
-        flags = tx.flags
-        if flags & protocol.TF_REQUIRE_DEST_TAG and flags & protocol.TF_OPTIONAL_DEST_TAG:
-            return "temINVALID_FLAG"
-        if flags & protocol.TF_DISALLOW_XRP and flags & protocol.TF_ALLOW_XRP:
-            return "temINVALID_FLAG"
-        if set_flag == protocol.ASF_REQUIRE_DEST and flags & protocol.TF_OPTIONAL_DEST_TAG:
-            return "temINVALID_FLAG"
-        if flags & _UNSUPPORTED_TF or set_flag in _UNENFORCED_ASF or clear_flag in _UNENFORCED_ASF:
+        for tf_set, tf_clear, asf in _TF_PAIRS:
+            if _sets(tx, tf_set, asf) and _clears(tx, tf_clear, asf):
+                return "temINVALID_FLAG"
+        if set_flag in _UNENFORCED_ASF or clear_flag in _UNENFORCED_ASF:
             return "temDISABLED"
-        if any(field in tx for field in ("TransferRate", "TickSize", "NFTokenMinter")):
+        if any(field in tx for field in ("TickSize", "NFTokenMinter")):
             return "temDISABLED"
+        if "TransferRate" in tx:
+            rate = tx["TransferRate"]
+            # 0 clears the rate; otherwise 1.0 .. 2.0 in billionths (QUALITY_ONE).
+            if not isinstance(rate, int) or rate < 0:
+                return "temMALFORMED"
+            if (rate and rate < protocol.TRANSFER_RATE_PARITY) or rate > protocol.TRANSFER_RATE_MAX:
+                return "temBAD_TRANSFER_RATE"
         if "Domain" in tx and len(str(tx["Domain"])) > 512:
             return "telBAD_DOMAIN"
+        return TES
+
+    def preclaim(self, tx: Tx, view: ApplyView, ctx: LedgerContext) -> str:
+        account = read_account(view, tx.account)
+        assert account is not None
+        wants_auth = _sets(tx, protocol.TF_REQUIRE_AUTH, protocol.ASF_REQUIRE_AUTH)
+        newly_required = wants_auth and not has_flag(account, protocol.LSF_REQUIRE_AUTH)
+        # RequireAuth cannot reach lines (or anything else) that already exist.
+        if newly_required and owned_objects(view, tx.account):
+            return "tecOWNERS"
         return TES
 
     def do_apply(self, tx: Tx, view: ApplyView, actx: ApplyContext) -> str:
@@ -57,19 +102,51 @@ class AccountSet(Transactor):
             flags |= _FLAG_BITS[set_flag]
         if clear_flag in _FLAG_BITS:
             flags &= ~_FLAG_BITS[clear_flag]
-        if tx.flags & protocol.TF_REQUIRE_DEST_TAG:
-            flags |= protocol.LSF_REQUIRE_DEST_TAG
-        if tx.flags & protocol.TF_OPTIONAL_DEST_TAG:
-            flags &= ~protocol.LSF_REQUIRE_DEST_TAG
-        if tx.flags & protocol.TF_DISALLOW_XRP:
-            flags |= protocol.LSF_DISALLOW_XRP
-        if tx.flags & protocol.TF_ALLOW_XRP:
-            flags &= ~protocol.LSF_DISALLOW_XRP
-        account["Flags"] = flags
-        if "Domain" in tx:
-            if tx["Domain"]:
-                account["Domain"] = tx["Domain"]
-            else:
-                account.pop("Domain", None)
+        for tf_set, tf_clear, asf in _TF_PAIRS:
+            if tx.flags & tf_set:
+                flags |= _FLAG_BITS[asf]
+            if tx.flags & tf_clear:
+                flags &= ~_FLAG_BITS[asf]
+        if set_flag == protocol.ASF_NO_FREEZE and not _signed_with_master(tx):
+            return "tecNEED_MASTER_KEY"
+        account["Flags"] = _freeze_flags(flags, set_flag, clear_flag)
+        _apply_fields(tx, account)
         write_account(view, account)
         return TES
+
+
+def _freeze_flags(flags: int, set_flag: object, clear_flag: object) -> int:
+    """NoFreeze is permanent, and once it is set GlobalFreeze cannot be lifted either,
+    so an issuer that promised never to freeze cannot use a global freeze tactically."""
+    if set_flag == protocol.ASF_NO_FREEZE:
+        flags |= protocol.LSF_NO_FREEZE
+    if set_flag == protocol.ASF_GLOBAL_FREEZE:
+        flags |= protocol.LSF_GLOBAL_FREEZE
+    if (
+        set_flag != protocol.ASF_GLOBAL_FREEZE
+        and clear_flag == protocol.ASF_GLOBAL_FREEZE
+        and not flags & protocol.LSF_NO_FREEZE
+    ):
+        flags &= ~protocol.LSF_GLOBAL_FREEZE
+    return flags
+
+
+def _apply_fields(tx: Tx, account: JsonObject) -> None:
+    if "Domain" in tx:
+        if tx["Domain"]:
+            account["Domain"] = tx["Domain"]
+        else:
+            account.pop("Domain", None)
+    if "TransferRate" in tx:
+        rate = int(tx["TransferRate"])
+        if rate in (0, protocol.TRANSFER_RATE_PARITY):
+            account.pop("TransferRate", None)
+        else:
+            account["TransferRate"] = rate
+
+
+def _signed_with_master(tx: Tx) -> bool:
+    try:
+        return derive_classic_address(str(tx.get("SigningPubKey", ""))) == tx.account
+    except Exception:  # noqa: BLE001 - a key that does not parse is not the master key
+        return False

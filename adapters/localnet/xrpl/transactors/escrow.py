@@ -9,20 +9,33 @@ Follows rippled's ``Escrow.cpp`` with the TokenEscrow amendment enabled:
   balance falls) and re-issues them on finish or cancel. The issuer must have
   ``lsfAllowTrustLineLocking``; the issuer itself cannot escrow its own token.
 - The escrow is keyed by its owner and the sequence (or ticket) of the EscrowCreate.
+- Without the TokenEscrow amendment a token EscrowCreate is ``temBAD_AMOUNT``.
+- Issuer controls: a create needs the owner and the destination authorised
+  (RequireAuth: ``tecNO_AUTH``/``tecNO_LINE``) and neither frozen (``tecFROZEN``); a
+  finish needs the destination authorised and not deep-frozen; a cancel needs the owner
+  authorised. A plain freeze does not stop a finish or a cancel.
+- Transfer fees: the issuer's TransferRate is locked into the escrow at create time
+  (``TransferRate``); a finish pays the destination amount ÷ rate (the lower of the
+  locked and the current rate), the rest stays redeemed to the issuer. A cancel returns
+  the full amount.
+- DepositAuth: a finish delivering to a DepositAuth destination must be sent by the
+  destination or by an account it preauthorised (``tecNO_PERMISSION``).
 
-Transfer rates, freezes, RequireAuth, DepositAuth and credentials are not built here.
+Credentials (``CredentialIDs``) are not built here.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from adapters.localnet.xrpl import conditions, hashing, protocol, trustlines
+from adapters.localnet.xrpl import amendments, conditions, hashing, protocol, trustlines
 from adapters.localnet.xrpl.accounts import (
     adjust_owner_count,
     balance_drops,
     has_flag,
     read_account,
+    transfer_rate,
+    verify_deposit_preauth,
     write_account,
 )
 from adapters.localnet.xrpl.amounts import (
@@ -32,6 +45,7 @@ from adapters.localnet.xrpl.amounts import (
     is_bad_currency,
     is_positive,
     parse_amount,
+    remove_rate,
 )
 from adapters.localnet.xrpl.state import ApplyView, JsonObject, dir_insert, dir_remove
 from adapters.localnet.xrpl.transactors.base import (
@@ -77,11 +91,15 @@ class EscrowCreate(Transactor):
         return TES
 
     def preclaim(self, tx: Tx, view: ApplyView, ctx: LedgerContext) -> str:
+        amount = tx.amount("Amount")
+        token = isinstance(amount, IssuedAmount)
+        # rippled answers this in preflight; the amendment set is known here.
+        if token and amendments.TOKEN_ESCROW not in ctx.amendments:
+            return "temBAD_AMOUNT"
         if read_account(view, tx["Destination"]) is None:
             return "tecNO_DST"
-        amount = tx.amount("Amount")
         if isinstance(amount, IssuedAmount):
-            return _token_lock_preclaim(view, tx.account, amount)
+            return _token_lock_preclaim(view, tx.account, str(tx["Destination"]), amount)
         return TES
 
     def do_apply(self, tx: Tx, view: ApplyView, actx: ApplyContext) -> str:
@@ -120,12 +138,8 @@ class EscrowCreate(Transactor):
         escrow["OwnerNode"] = dir_insert(view, tx.account, index)
         if destination_address != tx.account:
             escrow["DestinationNode"] = dir_insert(view, destination_address, index)
-        if isinstance(amount, IssuedAmount) and amount.issuer not in (
-            tx.account,
-            destination_address,
-        ):
-            # Token escrows are listed with the issuer too, which tracks what is locked.
-            escrow["IssuerNode"] = dir_insert(view, amount.issuer, index)
+        if isinstance(amount, IssuedAmount):
+            _link_token_escrow(view, escrow, index, amount)
         view.write(index, escrow)
 
         owner = read_account(view, tx.account)
@@ -139,7 +153,21 @@ class EscrowCreate(Transactor):
         return TES
 
 
-def _token_lock_preclaim(view: ApplyView, account: str, amount: IssuedAmount) -> str:
+def _link_token_escrow(
+    view: ApplyView, escrow: JsonObject, index: str, amount: IssuedAmount
+) -> None:
+    if amount.issuer not in (escrow["Account"], escrow["Destination"]):
+        # Token escrows are listed with the issuer too, which tracks what is locked.
+        escrow["IssuerNode"] = dir_insert(view, amount.issuer, index)
+    # The fee the finish will charge is fixed now: a later rise cannot touch it.
+    rate = transfer_rate(view, amount.issuer)
+    if rate != protocol.TRANSFER_RATE_PARITY:
+        escrow["TransferRate"] = rate
+
+
+def _token_lock_preclaim(
+    view: ApplyView, account: str, destination: str, amount: IssuedAmount
+) -> str:
     if amount.issuer == account:
         return "tecNO_PERMISSION"
     issuer = read_account(view, amount.issuer)
@@ -150,6 +178,13 @@ def _token_lock_preclaim(view: ApplyView, account: str, amount: IssuedAmount) ->
     line = trustlines.read_line(view, account, amount.issuer, amount.currency)
     if line is None:
         return "tecNO_LINE"
+    for party in (account, destination):
+        result = trustlines.require_auth(view, party, amount.issuer, amount.currency)
+        if result != TES:
+            return result
+    for party in (account, destination):
+        if trustlines.is_frozen(view, party, amount.issuer, amount.currency):
+            return "tecFROZEN"
     spendable = trustlines.balance_of(line, account)
     if spendable <= 0 or spendable < amount.value:
         return "tecINSUFFICIENT_FUNDS"
@@ -184,6 +219,16 @@ class EscrowFinish(Transactor):
         _, escrow = _read_escrow(view, tx)
         if escrow is None:
             return "tecNO_TARGET"
+        amount = parse_amount(escrow["Amount"])
+        destination = str(escrow["Destination"])
+        if not isinstance(amount, IssuedAmount) or destination == amount.issuer:
+            return TES
+        result = trustlines.require_auth(view, destination, amount.issuer, amount.currency)
+        if result != TES:
+            return result
+        # A plain freeze still lets a holder receive; a deep freeze does not.
+        if trustlines.is_deep_frozen(view, destination, amount.issuer, amount.currency):
+            return "tecFROZEN"
         return TES
 
     def do_apply(self, tx: Tx, view: ApplyView, actx: ApplyContext) -> str:
@@ -207,8 +252,13 @@ class EscrowFinish(Transactor):
         ):
             return "tecCRYPTOCONDITION_ERROR"
         destination = str(escrow["Destination"])
-        if read_account(view, destination) is None:
+        destination_root = read_account(view, destination)
+        if destination_root is None:
             return "tecNO_DST"
+        # The submitter is who delivers: a DepositAuth destination must accept it.
+        result = verify_deposit_preauth(view, tx.account, destination_root)
+        if result != TES:
+            return result
         amount = parse_amount(escrow["Amount"])
         return _release(
             view, escrow, index, amount, receiver=destination, submitter=tx.account, actx=actx
@@ -220,6 +270,10 @@ class EscrowCancel(Transactor):
         _, escrow = _read_escrow(view, tx)
         if escrow is None:
             return "tecNO_TARGET"
+        amount = parse_amount(escrow["Amount"])
+        if isinstance(amount, IssuedAmount):
+            owner = str(escrow["Account"])
+            return trustlines.require_auth(view, owner, amount.issuer, amount.currency)
         return TES
 
     def do_apply(self, tx: Tx, view: ApplyView, actx: ApplyContext) -> str:
@@ -263,7 +317,11 @@ def _release(
         receiver_root["Balance"] = str(balance_drops(receiver_root) + amount)
         write_account(view, receiver_root)
     else:
-        result = _unlock_token(view, amount, receiver=receiver, submitter=submitter, actx=actx)
+        # A cancel returns everything; a finish charges the locked transfer fee.
+        rate = _finish_rate(view, escrow, amount) if receiver == destination != owner else None
+        result = _unlock_token(
+            view, amount, receiver=receiver, submitter=submitter, actx=actx, rate=rate
+        )
         if result != TES:
             return result
         if "IssuerNode" in escrow:
@@ -276,12 +334,31 @@ def _release(
     return TES
 
 
+def _finish_rate(view: ApplyView, escrow: JsonObject, amount: IssuedAmount) -> int:
+    """The lower of the rate locked at create time and the issuer's rate today."""
+    locked = int(escrow.get("TransferRate", protocol.TRANSFER_RATE_PARITY))
+    return min(locked, transfer_rate(view, amount.issuer))
+
+
 def _unlock_token(
-    view: ApplyView, amount: IssuedAmount, *, receiver: str, submitter: str, actx: ApplyContext
+    view: ApplyView,
+    amount: IssuedAmount,
+    *,
+    receiver: str,
+    submitter: str,
+    actx: ApplyContext,
+    rate: int | None,
 ) -> str:
-    """Re-issue escrowed tokens to ``receiver`` (rippled's escrowUnlockApplyHelper)."""
+    """Re-issue escrowed tokens to ``receiver`` (rippled's escrowUnlockApplyHelper).
+
+    With a ``rate`` the fee comes out of the escrowed amount (unlike a payment, where it
+    is added on top): the receiver gets amount ÷ rate, rounded up as rippled rounds it.
+    """
     if receiver == amount.issuer:
         return TES  # the tokens already went back to the issuer when locked
+    value = amount.value
+    if rate is not None and rate != protocol.TRANSFER_RATE_PARITY:
+        value = remove_rate(value, rate, round_up=True)
     line = trustlines.read_line(view, receiver, amount.issuer, amount.currency)
     # Only a receiver that submits the transaction itself may have a line created for it.
     create_line = receiver == submitter
@@ -302,8 +379,8 @@ def _unlock_token(
             owner_no_ripple=not has_flag(receiver_root, protocol.LSF_DEFAULT_RIPPLE),
         )
     elif not create_line:
-        new_balance = trustlines.balance_of(line, receiver) + amount.value
+        new_balance = trustlines.balance_of(line, receiver) + value
         if trustlines.limit_of(line, receiver) < new_balance:
             return "tecLIMIT_EXCEEDED"
-    trustlines.ripple_credit(view, amount.issuer, receiver, amount.currency, amount.value)
+    trustlines.ripple_credit(view, amount.issuer, receiver, amount.currency, value)
     return TES

@@ -3,9 +3,21 @@
 Supported paths are the default ones: issuer to holder, holder to issuer, and holder to
 holder rippling through the issuer (allowed unless the issuer has NoRipple on both
 lines). There is no path finding and no order book, so explicit ``Paths`` and
-cross-currency payments are refused with ``temDISABLED``; no transfer fees exist here
-because ``TransferRate`` cannot be set. Rules and result codes follow rippled's
-``Payment.cpp``.
+cross-currency payments are refused with ``temDISABLED``. Rules and result codes follow
+rippled's ``Payment.cpp`` and, for the token path, the checks its payment engine makes
+on each step (``DirectStep.cpp``, ``StepChecks.h``):
+
+- a DepositAuth destination takes funds only from itself or a preauthorised sender
+  (``tecNO_PERMISSION``), except a small XRP payment to an account at or below the base
+  reserve, so that such an account can never be left unable to pay fees;
+- a holder-to-holder step is blocked by the issuer's GlobalFreeze, by the issuer's
+  freeze of the sender's line and by a deep freeze of either line; a payment straight
+  to or from the issuer is one step and is never frozen;
+- an issuer with RequireAuth cannot issue to a line it has not authorised;
+- a blocked path is ``tecPATH_DRY``, as rippled turns its step errors into;
+- holder to holder pays the issuer's TransferRate on top: the sender spends
+  amount × rate (it needs a SendMax covering that), the receiver gets the amount and the
+  difference is redeemed to the issuer.
 """
 
 from __future__ import annotations
@@ -13,8 +25,21 @@ from __future__ import annotations
 from decimal import Decimal
 
 from adapters.localnet.xrpl import hashing, protocol, trustlines
-from adapters.localnet.xrpl.accounts import balance_drops, has_flag, read_account, write_account
-from adapters.localnet.xrpl.amounts import IssuedAmount, is_bad_currency, is_positive
+from adapters.localnet.xrpl.accounts import (
+    balance_drops,
+    has_flag,
+    read_account,
+    transfer_rate,
+    verify_deposit_preauth,
+    write_account,
+)
+from adapters.localnet.xrpl.amounts import (
+    IssuedAmount,
+    apply_rate,
+    is_bad_currency,
+    is_positive,
+    remove_rate,
+)
 from adapters.localnet.xrpl.state import ApplyView
 from adapters.localnet.xrpl.transactors.base import (
     TES,
@@ -110,6 +135,14 @@ def _pay_xrp(tx: Tx, view: ApplyView, actx: ApplyContext, drops: int) -> str:
         return "tecUNFUNDED_PAYMENT"
     destination_address = str(tx["Destination"])
     destination = read_account(view, destination_address)
+    if destination is not None:
+        # An account at or below the base reserve may always receive up to the base
+        # reserve, or DepositAuth could leave it with too little XRP to pay any fee.
+        base_reserve = actx.ctx.fees.reserve_base_drops
+        if drops > base_reserve or balance_drops(destination) > base_reserve:
+            result = verify_deposit_preauth(view, tx.account, destination)
+            if result != TES:
+                return result
     if destination is None:
         # Accounts created since DeletableAccounts start at the ledger's sequence.
         destination = {
@@ -133,44 +166,84 @@ def _pay_issued(tx: Tx, view: ApplyView, amount: IssuedAmount) -> str:
     destination = str(tx["Destination"])
     issuer = amount.issuer
     currency = amount.currency
-    capacity = _capacity(view, source, destination, issuer, currency)
-    partial = bool(tx.flags & protocol.TF_PARTIAL_PAYMENT)
+    destination_root = read_account(view, destination)
+    if destination_root is not None:
+        result = verify_deposit_preauth(view, source, destination_root)
+        if result != TES:
+            return result
+    if _path_blocked(view, source, destination, issuer, currency):
+        return "tecPATH_DRY"
+    through_issuer = issuer not in (source, destination)
+    rate = transfer_rate(view, issuer) if through_issuer else protocol.TRANSFER_RATE_PARITY
     wanted = amount.value
     send_max = safe_amount(tx, "SendMax")
-    if isinstance(send_max, IssuedAmount):
-        capacity = min(capacity, send_max.value)
-    if capacity <= 0:
+    # Without SendMax the sender spends at most Amount, so a fee makes it fall short.
+    spend_limit = send_max.value if isinstance(send_max, IssuedAmount) else wanted
+    can_spend = min(spend_limit, _source_limit(view, source, issuer, currency))
+    deliverable = remove_rate(can_spend, rate, round_up=False)
+    room = _room(view, destination, issuer, currency) if destination != issuer else None
+    if room is not None:
+        deliverable = min(deliverable, room)
+    partial = bool(tx.flags & protocol.TF_PARTIAL_PAYMENT)
+    if deliverable <= 0:
         return "tecPATH_DRY"
-    if capacity < wanted and not partial:
+    if deliverable < wanted and not partial:
         return "tecPATH_PARTIAL"
-    delivered = min(wanted, capacity)
+    delivered = min(wanted, deliverable)
     deliver_min = safe_amount(tx, "DeliverMin")
     if isinstance(deliver_min, IssuedAmount) and delivered < deliver_min.value:
         return "tecPATH_PARTIAL"
-    if issuer in (source, destination):
-        trustlines.ripple_credit(view, source, destination, currency, delivered)
-    else:
-        trustlines.ripple_credit(view, source, issuer, currency, delivered)
+    if through_issuer:
+        cost = apply_rate(delivered, rate, round_up=True)
+        trustlines.ripple_credit(view, source, issuer, currency, cost)
         trustlines.ripple_credit(view, issuer, destination, currency, delivered)
+    else:
+        trustlines.ripple_credit(view, source, destination, currency, delivered)
     tx.delivered = amount.with_value(delivered)
     return TES
 
 
-def _capacity(
-    view: ApplyView, source: str, destination: str, issuer: str, currency: str
-) -> Decimal:
-    """How much of the token the default path can carry (zero if there is no path)."""
+def _source_limit(view: ApplyView, source: str, issuer: str, currency: str) -> Decimal:
+    """What the sender can put in: its holding, or (the issuer) as much as it likes."""
     if source == issuer:
-        return _room(view, destination, issuer, currency)
-    if destination == issuer:
-        return _holding(view, source, issuer, currency)
-    line_in = trustlines.read_line(view, source, issuer, currency)
-    line_out = trustlines.read_line(view, issuer, destination, currency)
-    if line_in is None or line_out is None:
-        return Decimal(0)
-    if trustlines.no_ripple_blocks(line_in, line_out, issuer):
-        return Decimal(0)
-    return min(_holding(view, source, issuer, currency), _room(view, destination, issuer, currency))
+        return Decimal(protocol.TOTAL_SUPPLY_DROPS) ** 2  # no bound of its own
+    return _holding(view, source, issuer, currency)
+
+
+def _path_blocked(
+    view: ApplyView, source: str, destination: str, issuer: str, currency: str
+) -> bool:
+    """True if a step of the default path fails rippled's step checks.
+
+    Steps: source -> destination when one of them is the issuer, else source -> issuer
+    -> destination. Each needs its line; a step that is not the whole payment is
+    subject to freezes; an issuer with RequireAuth cannot issue over a line it has not
+    authorised (while that line holds nothing); the issuer may not ripple between two
+    lines on which it has NoRipple.
+    """
+    if issuer in (source, destination):
+        steps = [(source, destination)]
+    else:
+        steps = [(source, issuer), (issuer, destination)]
+    lines = []
+    for src, dst in steps:
+        line = trustlines.read_line(view, src, dst, currency)
+        if line is None or not _exists(view, dst):
+            return True
+        if len(steps) > 1 and trustlines.freeze_blocks_step(view, src, dst, currency):
+            return True
+        if _needs_auth(view, line, src):
+            return True
+        lines.append(line)
+    return len(lines) == 2 and trustlines.no_ripple_blocks(lines[0], lines[1], issuer)
+
+
+def _needs_auth(view: ApplyView, line: dict[str, object], src: str) -> bool:
+    src_root = read_account(view, src)
+    if src_root is None or not has_flag(src_root, protocol.LSF_REQUIRE_AUTH):
+        return False
+    flags = int(str(line.get("Flags", 0)))
+    return not flags & trustlines.side_of(line, src).auth and trustlines.balance_of(line, src) == 0
 
 
 def _holding(view: ApplyView, holder: str, issuer: str, currency: str) -> Decimal:

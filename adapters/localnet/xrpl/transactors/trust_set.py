@@ -1,18 +1,26 @@
 """TrustSet: create, modify or remove a trust line (rippled's ``SetTrust.cpp``).
 
-Freeze, deep-freeze and authorization flags and QualityIn/QualityOut are not built here
-(the settlement engine never sets them); a transaction using them gets ``temDISABLED``
-rather than a silent approximation.
+Built: the limit, NoRipple, tfSetfAuth (an issuer with RequireAuth authorises the
+holder's line), tfSetFreeze/tfClearFreeze (the issuer freezes its side of the line, so
+the holder can only send back to the issuer) and, with the DeepFreeze amendment,
+tfSetDeepFreeze/tfClearDeepFreeze (the holder can neither send nor receive). NoFreeze
+issuers cannot freeze; a deep freeze needs a freeze. QualityIn/QualityOut are not built
+and get ``temDISABLED`` rather than a silent approximation.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from adapters.localnet.xrpl import amounts, hashing, protocol, trustlines
-from adapters.localnet.xrpl.accounts import adjust_owner_count, read_account, write_account
+from adapters.localnet.xrpl import amendments, amounts, hashing, protocol, trustlines
+from adapters.localnet.xrpl.accounts import (
+    adjust_owner_count,
+    has_flag,
+    read_account,
+    write_account,
+)
 from adapters.localnet.xrpl.amounts import IssuedAmount, is_bad_currency
-from adapters.localnet.xrpl.state import ApplyView
+from adapters.localnet.xrpl.state import ApplyView, JsonObject
 from adapters.localnet.xrpl.transactors.base import (
     TES,
     ApplyContext,
@@ -22,13 +30,30 @@ from adapters.localnet.xrpl.transactors.base import (
     safe_amount,
 )
 
-_UNSUPPORTED_FLAGS = (
-    protocol.TF_SETF_AUTH
-    | protocol.TF_SET_FREEZE
-    | protocol.TF_CLEAR_FREEZE
-    | protocol.TF_SET_DEEP_FREEZE
-    | protocol.TF_CLEAR_DEEP_FREEZE
-)
+_DEEP_FREEZE_FLAGS = protocol.TF_SET_DEEP_FREEZE | protocol.TF_CLEAR_DEEP_FREEZE
+_SETS_A_FREEZE = protocol.TF_SET_FREEZE | protocol.TF_SET_DEEP_FREEZE
+_CLEARS_A_FREEZE = protocol.TF_CLEAR_FREEZE | protocol.TF_CLEAR_DEEP_FREEZE
+
+
+def _freeze_flags(flags: int, side: trustlines.Side, tx_flags: int, no_freeze: bool) -> int:
+    """The line's flags after the freeze bits of ``tx_flags`` (computeFreezeFlags).
+
+    Setting and clearing the same freeze in one transaction changes nothing, and an
+    account with NoFreeze cannot set either freeze.
+    """
+    set_freeze = bool(tx_flags & protocol.TF_SET_FREEZE)
+    clear_freeze = bool(tx_flags & protocol.TF_CLEAR_FREEZE)
+    set_deep = bool(tx_flags & protocol.TF_SET_DEEP_FREEZE)
+    clear_deep = bool(tx_flags & protocol.TF_CLEAR_DEEP_FREEZE)
+    if set_freeze and not clear_freeze and not no_freeze:
+        flags |= side.freeze
+    elif clear_freeze and not set_freeze:
+        flags &= ~side.freeze
+    if set_deep and not clear_deep and not no_freeze:
+        flags |= side.deep_freeze
+    elif clear_deep and not set_deep:
+        flags &= ~side.deep_freeze
+    return flags
 
 
 class TrustSet(Transactor):
@@ -44,15 +69,25 @@ class TrustSet(Transactor):
             return "temBAD_LIMIT"
         if limit.issuer == tx.account:
             return "temDST_IS_SRC"
-        if tx.flags & _UNSUPPORTED_FLAGS or "QualityIn" in tx or "QualityOut" in tx:
+        if "QualityIn" in tx or "QualityOut" in tx:
             return "temDISABLED"
         return TES
 
     def preclaim(self, tx: Tx, view: ApplyView, ctx: LedgerContext) -> str:
+        # rippled refuses these bits in preflight while DeepFreeze is off; the
+        # amendment set is known here, with the same answer.
+        if tx.flags & _DEEP_FREEZE_FLAGS and amendments.DEEP_FREEZE not in ctx.amendments:
+            return "temINVALID_FLAG"
         limit = tx.amount("LimitAmount")
         assert isinstance(limit, IssuedAmount)
+        root = read_account(view, tx.account)
+        assert root is not None
+        if tx.flags & protocol.TF_SETF_AUTH and not has_flag(root, protocol.LSF_REQUIRE_AUTH):
+            return "tefNO_AUTH_REQUIRED"
         if read_account(view, limit.issuer) is None:
             return "tecNO_DST"
+        if amendments.DEEP_FREEZE in ctx.amendments:
+            return _freeze_preclaim(tx, view, root, limit)
         return TES
 
     def do_apply(self, tx: Tx, view: ApplyView, actx: ApplyContext) -> str:
@@ -70,7 +105,8 @@ class TrustSet(Transactor):
         clear_no_ripple = bool(tx.flags & protocol.TF_CLEAR_NO_RIPPLE)
         line = trustlines.read_line(view, account, peer, limit.currency)
         if line is None:
-            if limit.value == 0 and not set_no_ripple:
+            set_auth = bool(tx.flags & protocol.TF_SETF_AUTH)
+            if limit.value == 0 and not set_no_ripple and not set_auth:
                 return "tecNO_LINE_REDUNDANT"
             if actx.prior_balance_drops < reserve_create:
                 return "tecNO_LINE_INSUF_RESERVE"
@@ -81,8 +117,16 @@ class TrustSet(Transactor):
                 currency=limit.currency,
                 owner_limit=limit.value,
                 owner_no_ripple=set_no_ripple and not clear_no_ripple,
+                owner_flags=_new_line_flags(tx.flags),
             )
             return TES
+        side = trustlines.side_of(line, account)
+        flags = _freeze_flags(
+            int(line.get("Flags", 0)), side, tx.flags, has_flag(root, protocol.LSF_NO_FREEZE)
+        )
+        if tx.flags & protocol.TF_SETF_AUTH:
+            flags |= side.auth
+        line["Flags"] = flags
         return _modify(
             view,
             line,
@@ -94,6 +138,41 @@ class TrustSet(Transactor):
             reserve_create=reserve_create,
             prior_balance_drops=actx.prior_balance_drops,
         )
+
+
+def _new_line_flags(tx_flags: int) -> int:
+    """Auth and freeze bits a TrustSet that creates a line gives the creator's side."""
+    owner_flags = 0
+    if tx_flags & protocol.TF_SETF_AUTH:
+        owner_flags |= trustlines.OWNER_AUTH
+    if tx_flags & protocol.TF_SET_FREEZE and not tx_flags & protocol.TF_CLEAR_FREEZE:
+        owner_flags |= trustlines.OWNER_FREEZE
+    if tx_flags & protocol.TF_SET_DEEP_FREEZE:
+        owner_flags |= trustlines.OWNER_DEEP_FREEZE
+    return owner_flags
+
+
+def _freeze_preclaim(tx: Tx, view: ApplyView, root: JsonObject, limit: IssuedAmount) -> str:
+    """The freeze invariants rippled checks when DeepFreeze is enabled."""
+    if tx.flags & _SETS_A_FREEZE and has_flag(root, protocol.LSF_NO_FREEZE):
+        return "tecNO_PERMISSION"
+    if tx.flags & _SETS_A_FREEZE and tx.flags & _CLEARS_A_FREEZE:
+        return "tecNO_PERMISSION"
+    line = trustlines.read_line(view, tx.account, limit.issuer, limit.currency)
+    if line is None:
+        # A new line: this account would be its low side if its id sorts first.
+        side = (
+            trustlines.LOW if hashing.is_low_account(tx.account, limit.issuer) else trustlines.HIGH
+        )
+        flags = 0
+    else:
+        side = trustlines.side_of(line, tx.account)
+        flags = int(line.get("Flags", 0))
+    flags = _freeze_flags(flags, side, tx.flags, no_freeze=False)
+    # A deep freeze rests on a freeze: neither set it alone nor lift the freeze under it.
+    if flags & side.deep_freeze and not flags & side.freeze:
+        return "tecNO_PERMISSION"
+    return TES
 
 
 def _modify(
