@@ -52,6 +52,12 @@ _AM = x.AccountMergeResultCode
 _MD = x.ManageDataResultCode
 _CCB = x.CreateClaimableBalanceResultCode
 _CLB = x.ClaimClaimableBalanceResultCode
+_PPR = x.PathPaymentStrictReceiveResultCode
+_PPS = x.PathPaymentStrictSendResultCode
+_AT = x.AllowTrustResultCode
+_STLF = x.SetTrustLineFlagsResultCode
+_CB = x.ClawbackResultCode
+_CBB = x.ClawbackClaimableBalanceResultCode
 # Inner result codes per operation type. Keyed by type first: the XDR enums are
 # IntEnums, so PAYMENT_UNDERFUNDED (-2) and CLAIM_..._CANNOT_CLAIM (-2) compare equal.
 INNER_OP_CODE_NAMES: dict[x.OperationType, dict[int, str]] = {
@@ -131,6 +137,67 @@ INNER_OP_CODE_NAMES: dict[x.OperationType, dict[int, str]] = {
         _CLB.CLAIM_CLAIMABLE_BALANCE_NO_TRUST: "op_no_trust",
         _CLB.CLAIM_CLAIMABLE_BALANCE_NOT_AUTHORIZED: "op_not_authorized",
     },
+    x.OperationType.PATH_PAYMENT_STRICT_RECEIVE: {
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_SUCCESS: "op_success",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_MALFORMED: "op_malformed",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_UNDERFUNDED: "op_underfunded",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_SRC_NO_TRUST: "op_src_no_trust",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_SRC_NOT_AUTHORIZED: "op_src_not_authorized",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_NO_DESTINATION: "op_no_destination",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_NO_TRUST: "op_no_trust",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_NOT_AUTHORIZED: "op_not_authorized",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_LINE_FULL: "op_line_full",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_NO_ISSUER: "op_no_issuer",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_TOO_FEW_OFFERS: "op_too_few_offers",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_OFFER_CROSS_SELF: "op_cross_self",
+        _PPR.PATH_PAYMENT_STRICT_RECEIVE_OVER_SENDMAX: "op_over_source_max",
+    },
+    x.OperationType.PATH_PAYMENT_STRICT_SEND: {
+        _PPS.PATH_PAYMENT_STRICT_SEND_SUCCESS: "op_success",
+        _PPS.PATH_PAYMENT_STRICT_SEND_MALFORMED: "op_malformed",
+        _PPS.PATH_PAYMENT_STRICT_SEND_UNDERFUNDED: "op_underfunded",
+        _PPS.PATH_PAYMENT_STRICT_SEND_SRC_NO_TRUST: "op_src_no_trust",
+        _PPS.PATH_PAYMENT_STRICT_SEND_SRC_NOT_AUTHORIZED: "op_src_not_authorized",
+        _PPS.PATH_PAYMENT_STRICT_SEND_NO_DESTINATION: "op_no_destination",
+        _PPS.PATH_PAYMENT_STRICT_SEND_NO_TRUST: "op_no_trust",
+        _PPS.PATH_PAYMENT_STRICT_SEND_NOT_AUTHORIZED: "op_not_authorized",
+        _PPS.PATH_PAYMENT_STRICT_SEND_LINE_FULL: "op_line_full",
+        _PPS.PATH_PAYMENT_STRICT_SEND_NO_ISSUER: "op_no_issuer",
+        _PPS.PATH_PAYMENT_STRICT_SEND_TOO_FEW_OFFERS: "op_too_few_offers",
+        _PPS.PATH_PAYMENT_STRICT_SEND_OFFER_CROSS_SELF: "op_cross_self",
+        _PPS.PATH_PAYMENT_STRICT_SEND_UNDER_DESTMIN: "op_under_dest_min",
+    },
+    x.OperationType.ALLOW_TRUST: {
+        _AT.ALLOW_TRUST_SUCCESS: "op_success",
+        _AT.ALLOW_TRUST_MALFORMED: "op_malformed",
+        _AT.ALLOW_TRUST_NO_TRUST_LINE: "op_no_trust",
+        _AT.ALLOW_TRUST_TRUST_NOT_REQUIRED: "op_not_required",
+        _AT.ALLOW_TRUST_CANT_REVOKE: "op_cant_revoke",
+        _AT.ALLOW_TRUST_SELF_NOT_ALLOWED: "op_self_not_allowed",
+        _AT.ALLOW_TRUST_LOW_RESERVE: "op_low_reserve",
+    },
+    x.OperationType.SET_TRUST_LINE_FLAGS: {
+        _STLF.SET_TRUST_LINE_FLAGS_SUCCESS: "op_success",
+        _STLF.SET_TRUST_LINE_FLAGS_MALFORMED: "op_malformed",
+        _STLF.SET_TRUST_LINE_FLAGS_NO_TRUST_LINE: "op_no_trust",
+        _STLF.SET_TRUST_LINE_FLAGS_CANT_REVOKE: "op_cant_revoke",
+        _STLF.SET_TRUST_LINE_FLAGS_INVALID_STATE: "op_invalid_state",
+        _STLF.SET_TRUST_LINE_FLAGS_LOW_RESERVE: "op_low_reserve",
+    },
+    x.OperationType.CLAWBACK: {
+        _CB.CLAWBACK_SUCCESS: "op_success",
+        _CB.CLAWBACK_MALFORMED: "op_malformed",
+        _CB.CLAWBACK_NOT_CLAWBACK_ENABLED: "op_not_clawback_enabled",
+        _CB.CLAWBACK_NO_TRUST: "op_no_trust",
+        _CB.CLAWBACK_UNDERFUNDED: "op_underfunded",
+    },
+    x.OperationType.CLAWBACK_CLAIMABLE_BALANCE: {
+        _CBB.CLAWBACK_CLAIMABLE_BALANCE_SUCCESS: "op_success",
+        _CBB.CLAWBACK_CLAIMABLE_BALANCE_DOES_NOT_EXIST: "op_does_not_exist",
+        # Horizon reuses its generic "no issuer" spelling for NOT_ISSUER.
+        _CBB.CLAWBACK_CLAIMABLE_BALANCE_NOT_ISSUER: "op_no_issuer",
+        _CBB.CLAWBACK_CLAIMABLE_BALANCE_NOT_CLAWBACK_ENABLED: "op_not_clawback_enabled",
+    },
 }
 
 # OperationResultTr attribute holding the inner result, per operation type.
@@ -143,6 +210,12 @@ INNER_RESULT_FIELDS: dict[x.OperationType, str] = {
     x.OperationType.MANAGE_DATA: "manage_data_result",
     x.OperationType.CREATE_CLAIMABLE_BALANCE: "create_claimable_balance_result",
     x.OperationType.CLAIM_CLAIMABLE_BALANCE: "claim_claimable_balance_result",
+    x.OperationType.PATH_PAYMENT_STRICT_RECEIVE: "path_payment_strict_receive_result",
+    x.OperationType.PATH_PAYMENT_STRICT_SEND: "path_payment_strict_send_result",
+    x.OperationType.ALLOW_TRUST: "allow_trust_result",
+    x.OperationType.SET_TRUST_LINE_FLAGS: "set_trust_line_flags_result",
+    x.OperationType.CLAWBACK: "clawback_result",
+    x.OperationType.CLAWBACK_CLAIMABLE_BALANCE: "clawback_claimable_balance_result",
 }
 
 
@@ -161,6 +234,14 @@ def op_code_name(result: x.OperationResult) -> str:
 def result_codes(result: x.TransactionResult) -> dict[str, object]:
     """Horizon's `extras.result_codes` object for a TransactionResult."""
     codes: dict[str, object] = {"transaction": tx_code_name(result.result.code)}
+    pair = result.result.inner_result_pair
+    if pair is not None:
+        # A fee bump: Horizon adds the inner transaction's code and its operations'.
+        inner = pair.result.result
+        codes["inner_transaction"] = tx_code_name(inner.code)
+        if inner.code in (T.txFAILED, T.txSUCCESS) and inner.results:
+            codes["operations"] = [op_code_name(r) for r in inner.results]
+        return codes
     if result.result.code in (T.txFAILED, T.txSUCCESS) and result.result.results:
         codes["operations"] = [op_code_name(r) for r in result.result.results]
     return codes

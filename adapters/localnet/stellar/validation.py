@@ -19,6 +19,7 @@ from adapters.localnet.stellar.operations import (
     OperationHandler,
     ThresholdLevel,
     not_supported,
+    placeholder_result,
 )
 from adapters.localnet.stellar.operations.base import available_balance, inner_result
 from adapters.localnet.stellar.signatures import SignatureChecker, account_signers
@@ -183,7 +184,7 @@ def _zero_result(op_type: x.OperationType) -> x.OperationResult:
     elif op_type == OT.CLAIM_CLAIMABLE_BALANCE:
         inner = x.ClaimClaimableBalanceResult(x.ClaimClaimableBalanceResultCode(0))
     else:
-        raise ValueError(f"no handler for {op_type!r}")
+        return placeholder_result(op_type)  # the trust flag, clawback and path ops
     return inner_result(op_type, inner)
 
 

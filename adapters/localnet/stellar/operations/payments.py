@@ -1,9 +1,9 @@
 """Payment and ChangeTrust.
 
-stellar-core implements Payment as a path payment with an empty path, so its checks run
-in that order: the destination exists, the destination can receive, then the source
-can pay. The issuer of a credit asset needs no trust line on either side: paying it
-burns the asset, and it pays by issuing.
+stellar-core implements Payment as a path payment with an empty path (the transfer is
+shared with path_payments.py), so its checks run in that order: the destination exists,
+the destination can receive, then the source can pay. The issuer of a credit asset
+needs no trust line on either side: paying it burns the asset, and it pays by issuing.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from stellar_sdk import xdr as x
 from adapters.localnet.stellar.operations.base import (
     OpContext,
     ThresholdLevel,
-    add_native,
-    available_balance,
     can_add_subentries,
-    credit_asset,
     inner_result,
     outer_result,
 )
+from adapters.localnet.stellar.operations.path_payments import Problem, Transfer, strict_receive
 from adapters.localnet.stellar.state import (
     AUTH_CLAWBACK_ENABLED_FLAG,
     AUTH_REQUIRED_FLAG,
@@ -33,6 +31,17 @@ from adapters.localnet.stellar.xdrutil import asset_from_xdr, muxed_to_account_i
 
 _PAY = x.PaymentResultCode
 _CT = x.ChangeTrustResultCode
+# Payment is a strict-receive path payment with an empty path and send max = amount,
+# so over-send-max and too-few-offers cannot happen.
+_PAYMENT_CODES: dict[Problem, x.PaymentResultCode] = {
+    Problem.NO_DESTINATION: _PAY.PAYMENT_NO_DESTINATION,
+    Problem.NO_TRUST: _PAY.PAYMENT_NO_TRUST,
+    Problem.NOT_AUTHORIZED: _PAY.PAYMENT_NOT_AUTHORIZED,
+    Problem.LINE_FULL: _PAY.PAYMENT_LINE_FULL,
+    Problem.SRC_NO_TRUST: _PAY.PAYMENT_SRC_NO_TRUST,
+    Problem.SRC_NOT_AUTHORIZED: _PAY.PAYMENT_SRC_NOT_AUTHORIZED,
+    Problem.UNDERFUNDED: _PAY.PAYMENT_UNDERFUNDED,
+}
 
 
 class Payment:
@@ -62,46 +71,20 @@ class Payment:
         asset = asset_from_xdr(op.asset)
         amount = op.amount.int64
         destination = muxed_to_account_id(op.destination)
-        reserve = ctx.ledger.base_reserve
         if asset is None and destination == ctx.source:
             return self._result(_PAY.PAYMENT_SUCCESS)  # a no-op, as in stellar-core
 
-        # Paying an asset back to its issuer skips even the destination lookup.
-        to_issuer = asset is not None and destination == asset.issuer
-        if not to_issuer and destination not in ctx.entries.accounts:
-            return self._result(_PAY.PAYMENT_NO_DESTINATION)
-
-        if asset is None:
-            credited = add_native(ctx.entries.accounts[destination], amount, reserve)
-            if credited is None:
-                return self._result(_PAY.PAYMENT_LINE_FULL)
-            ctx.entries.accounts[destination] = credited
-            source = ctx.source_account()
-            if amount > available_balance(source, reserve):
-                return self._result(_PAY.PAYMENT_UNDERFUNDED)
-            debited = add_native(source, -amount, reserve)
-            assert debited is not None
-            ctx.entries.accounts[ctx.source] = debited
-            return self._result(_PAY.PAYMENT_SUCCESS)
-
-        receive_problem = credit_asset(ctx.entries, destination, asset, amount)
-        if receive_problem is not None:
-            return self._result(
-                {
-                    "no_trust": _PAY.PAYMENT_NO_TRUST,
-                    "not_authorized": _PAY.PAYMENT_NOT_AUTHORIZED,
-                    "limit": _PAY.PAYMENT_LINE_FULL,
-                }[receive_problem]
-            )
-        send_problem = credit_asset(ctx.entries, ctx.source, asset, -amount)
-        if send_problem is not None:
-            return self._result(
-                {
-                    "no_trust": _PAY.PAYMENT_SRC_NO_TRUST,
-                    "not_authorized": _PAY.PAYMENT_SRC_NOT_AUTHORIZED,
-                    "limit": _PAY.PAYMENT_UNDERFUNDED,
-                }[send_problem]
-            )
+        transfer = Transfer(
+            send_asset=asset,
+            destination=destination,
+            dest_asset=asset,
+            path=(),
+            amount=amount,
+            bound=amount,
+        )
+        problem = strict_receive(ctx, transfer)
+        if problem is not None:
+            return self._result(_PAYMENT_CODES[problem])
         return self._result(_PAY.PAYMENT_SUCCESS)
 
 
