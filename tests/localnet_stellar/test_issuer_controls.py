@@ -449,3 +449,89 @@ def test_an_issuer_without_flags_behaves_as_before(
     pay(server, node, issuer, holder.public_key, usd, "10")
     pay(server, node, holder, agent.public_key, usd, "4")
     assert credit_balance(server, agent.public_key, usd) == Decimal("4")
+
+
+def _stlf(trustor: str, asset: x.Asset, clear: int, set_: int) -> x.OperationBody:
+    op = x.SetTrustLineFlagsOp(
+        Keypair.from_public_key(trustor).xdr_account_id(), asset, x.Uint32(clear), x.Uint32(set_)
+    )
+    return x.OperationBody(x.OperationType.SET_TRUST_LINE_FLAGS, set_trust_line_flags_op=op)
+
+
+def _allow(trustor: str, code: x.AssetCode, authorize: int) -> x.OperationBody:
+    op = x.AllowTrustOp(
+        Keypair.from_public_key(trustor).xdr_account_id(), code, x.Uint32(authorize)
+    )
+    return x.OperationBody(x.OperationType.ALLOW_TRUST, allow_trust_op=op)
+
+
+def test_trust_flag_operations_malformed(server: Server, node: StellarNode, fund: Fund) -> None:
+    # SetTrustLineFlagsOpFrame::doCheckValid and AllowTrustOpFrame::doCheckValid: each
+    # refusal is MALFORMED, before a ledger, with no fee and no change.
+    issuer, holder, other_issuer = fund(), fund(), fund()
+    set_issuer_flags(server, node, issuer, REQUIRED | REVOCABLE)
+    usd = Asset("USD", issuer.public_key)
+    trust(server, node, holder, usd)
+    own = usd.to_xdr_object()
+    foreign = Asset("USD", other_issuer.public_key).to_xdr_object()
+    native = Asset.native().to_xdr_object()
+    bad_code = usd.to_xdr_object()
+    assert bad_code.alpha_num4 is not None
+    bad_code.alpha_num4.asset_code = x.AssetCode4(b"U$D\x00")
+    h = holder.public_key
+    bodies = [
+        _stlf(h, native, 0, 1),
+        _stlf(h, foreign, 0, 1),  # the source is not the asset's issuer
+        _stlf(h, bad_code, 0, 1),
+        _stlf(issuer.public_key, own, 0, 1),  # self as trustor
+        _stlf(h, own, 1, 1),  # set and clear the same flag
+        _stlf(h, own, 0, 3),  # both auth flags
+        _stlf(h, own, 0, 4),  # clawback can only be cleared
+        _stlf(h, own, 0, 8),  # no such trust line flag
+        _stlf(h, own, 0x10, 0),
+        _allow(
+            h, x.AssetCode(x.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4, x.AssetCode4(b"USD\x00")), 3
+        ),
+        _allow(
+            h,
+            x.AssetCode(x.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4, x.AssetCode4(b"USD\x00")),
+            2**32 - 1,
+        ),
+        _allow(
+            issuer.public_key,
+            x.AssetCode(x.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4, x.AssetCode4(b"USD\x00")),
+            1,
+        ),
+        _allow(
+            h, x.AssetCode(x.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4, x.AssetCode4(b"U$D\x00")), 1
+        ),
+        # alphanum12 codes are 5 to 12 characters
+        _allow(
+            h,
+            x.AssetCode(
+                x.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+                asset_code12=x.AssetCode12(b"USD".ljust(12, b"\x00")),
+            ),
+            1,
+        ),
+    ]
+    before = sequence(server, issuer.public_key)
+    for body in bodies:
+        codes = raw_op_codes(server, node, issuer, body)
+        assert codes == {"transaction": "tx_failed", "operations": ["op_malformed"]}, body
+    assert sequence(server, issuer.public_key) == before
+    line = line_of(server, holder.public_key, usd)
+    assert line is not None and line["is_authorized"] is False
+
+    # An operation source that does not exist is not the issuer: refused as MALFORMED
+    # before a ledger (core checks operations before their sources exist, since an
+    # earlier operation of the same transaction might create them).
+    ghost = Keypair.random()
+    missing = sign_all(
+        build(server, node, issuer)
+        .append_set_trust_line_flags_op(h, usd, set_flags=AUTHORIZED, source=ghost.public_key)
+        .build(),
+        issuer,
+        ghost,
+    )
+    assert failure_codes(server, missing)["operations"] == ["op_malformed"]
