@@ -8,7 +8,6 @@ the command reads just before (so a change by someone else in between is refused
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +16,7 @@ from uuid import UUID
 
 import typer
 
+from settlement import strict_json
 from settlement.cli_api import (
     DEFAULT_URL,
     EXIT_CODES_HELP,
@@ -242,7 +242,8 @@ def legs_from(path: Path) -> list[Mapping[str, Any]]:
     must be decimal strings; exit 2 when the file is not that."""
     try:
         # parse_float: a JSON number never becomes a float here; it is refused below
-        data = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+        # and a key given twice is refused, not read as its last value
+        data = strict_json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
     except OSError as exc:
         raise fail(f"--legs: cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
     except ValueError as exc:

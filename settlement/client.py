@@ -25,6 +25,7 @@ from uuid import UUID
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from settlement import strict_json
 from settlement.api import signing
 
 API_PREFIX = "/v1"
@@ -293,7 +294,7 @@ class SettlementClient:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether ``/readyz`` says ready, and its per-check detail (200 and 503 alike)."""
         response = self._http.get("/readyz")
-        body = response.json()
+        body = strict_json.loads(response.content)
         if response.status_code not in (200, 503) or not isinstance(body, dict):
             raise ApiError(response.status_code, body if isinstance(body, dict) else {})
         return response.status_code == 200, body
@@ -422,7 +423,7 @@ def _in_flight(response: httpx.Response) -> bool:
     if response.status_code != 409:
         return False
     try:
-        problem = response.json()
+        problem = strict_json.loads(response.content)
     except ValueError:
         return False
     return isinstance(problem, dict) and problem.get("code") == "request_in_flight"
@@ -430,9 +431,9 @@ def _in_flight(response: httpx.Response) -> bool:
 
 def _result(response: httpx.Response) -> Any:
     if response.is_success:
-        return response.json()
+        return strict_json.loads(response.content)
     try:
-        problem = response.json()
+        problem = strict_json.loads(response.content)
     except ValueError:
         problem = {"detail": response.text}
     if not isinstance(problem, dict):

@@ -53,6 +53,7 @@ from settlement.api.keys import KeyService
 from settlement.api.observe import RequestMetrics
 from settlement.api.routes import operations as operation_routes
 from settlement.api.routes import parties, settlements
+from settlement.api.strict import StrictJsonRoute
 from settlement.breakers import BreakerBoard
 from settlement.console import install_console
 from settlement.domain import Actor
@@ -412,12 +413,15 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        unparsed = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if unparsed:
+            why = unparsed[0].get("ctx", {}).get("error", "")
+            detail = f"the body is not valid JSON: {why}" if why else "the body is not valid JSON"
+            return _problem("malformed_body", 400, detail, request)
         found = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
             for e in exc.errors()
         ]
-        if any(e["type"] == "json_invalid" for e in found):
-            return _problem("malformed_body", 400, "the body is not valid JSON", request)
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in found)
         return _problem("validation_failed", 422, detail, request, extra={"errors": found})
 
@@ -567,6 +571,8 @@ def create_app(
         public_paths=PUBLIC_PATHS,
         public_prefixes=(CONSOLE_PREFIX,) if console is not None else (),
     )
+    # before any route exists: each takes the router's route class when it is added
+    app.router.route_class = StrictJsonRoute
     _routes(app)
     app.include_router(settlements.router)
     app.include_router(parties.router)

@@ -23,6 +23,7 @@ from ledger.commitments import CommitmentRecord
 from ledger.database import Database
 from ledger.errors import RecordNotFound
 from ledger.settlements import SettlementDetail, SettlementRow
+from settlement import strict_json
 from settlement.api import problems
 from settlement.translate import translated
 
@@ -47,7 +48,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """The key a cursor names; ``invalid_cursor`` (400) for anything this API did not issue."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at_text, id_text = json.loads(raw)
+        at_text, id_text = strict_json.loads(raw)
         at = datetime.fromisoformat(at_text)
         if at.tzinfo is None:
             raise ValueError("naive time")

@@ -35,11 +35,12 @@ from settlement.api.deps import (
     Verifier,
     problem_responses,
 )
+from settlement.api.strict import StrictJsonRoute
 from settlement.breakers import chain_name
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 def _publish_quietly(ops: Operations) -> None:

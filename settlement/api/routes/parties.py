@@ -26,8 +26,9 @@ from settlement.api.deps import (
     expected_version,
     own_or_forbidden,
 )
+from settlement.api.strict import StrictJsonRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 PARTY = f"{API_PREFIX}/parties/{{party}}"
 
 

@@ -29,12 +29,13 @@ from settlement.api.deps import (
     own_or_forbidden,
     problem_responses,
 )
+from settlement.api.strict import StrictJsonRoute
 from settlement.domain import Role
 from settlement.dvp import LegInstruction
 from settlement.states import State
 from settlement.translate import translated
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 SETTLEMENT_WRITE_ERRORS = {**WRITE_ERRORS, **problem_responses(503)}
 
 
