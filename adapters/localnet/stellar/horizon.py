@@ -213,8 +213,23 @@ def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
     return doc
 
 
-def _memo_fields(envelope_b64: str) -> Json:
+def _tx_envelope(envelope_b64: str) -> x.TransactionEnvelope:
+    """The envelope of the transaction itself: a fee bump's inner one, as a v1 envelope."""
     envelope = x.TransactionEnvelope.from_xdr(envelope_b64)
+    if envelope.fee_bump is not None:
+        inner = envelope.fee_bump.tx.inner_tx.v1
+        return x.TransactionEnvelope(x.EnvelopeType.ENVELOPE_TYPE_TX, v1=inner)
+    return envelope
+
+
+def _signatures(envelope: x.TransactionEnvelope) -> list[str]:
+    held = envelope.v1 or envelope.v0 or envelope.fee_bump
+    assert held is not None
+    return [base64.b64encode(s.signature.signature).decode() for s in held.signatures]
+
+
+def _memo_fields(envelope_b64: str) -> Json:
+    envelope = _tx_envelope(envelope_b64)
     memo = envelope.v1.tx.memo if envelope.v1 is not None else envelope.v0.tx.memo  # type: ignore[union-attr]
     kind = memo.type
     if kind == x.MemoType.MEMO_NONE:
@@ -236,7 +251,7 @@ def _memo_fields(envelope_b64: str) -> Json:
 
 
 def _preconditions(envelope_b64: str) -> Json | None:
-    envelope = x.TransactionEnvelope.from_xdr(envelope_b64)
+    envelope = _tx_envelope(envelope_b64)
     if envelope.v0 is not None:
         bounds = envelope.v0.tx.time_bounds
         v2 = None
@@ -261,30 +276,35 @@ def _preconditions(envelope_b64: str) -> Json | None:
     return doc or None
 
 
-def transaction(base_url: str, tx: TxRecord) -> Json:
+def transaction(base_url: str, tx: TxRecord, requested_hash: str | None = None) -> Json:
+    """A transaction resource. A fee bump asked for by its inner hash is shown under
+    that hash with the inner signatures (Horizon's PopulateTransaction)."""
     envelope = x.TransactionEnvelope.from_xdr(tx.envelope_xdr)
-    sigs = envelope.v1.signatures if envelope.v1 is not None else envelope.v0.signatures  # type: ignore[union-attr]
+    signatures = _signatures(envelope)
+    shown_hash = requested_hash or tx.hash
     doc: Json = {
         "_links": {
-            "self": link(base_url, f"/transactions/{tx.hash}"),
+            "self": link(base_url, f"/transactions/{shown_hash}"),
             "account": link(base_url, f"/accounts/{tx.source_account}"),
             "ledger": link(base_url, f"/ledgers/{tx.ledger}"),
             "operations": link(
                 base_url,
-                f"/transactions/{tx.hash}/operations{{?cursor,limit,order}}",
+                f"/transactions/{shown_hash}/operations{{?cursor,limit,order}}",
                 templated=True,
             ),
             "effects": link(
-                base_url, f"/transactions/{tx.hash}/effects{{?cursor,limit,order}}", templated=True
+                base_url,
+                f"/transactions/{shown_hash}/effects{{?cursor,limit,order}}",
+                templated=True,
             ),
             "precedes": link(base_url, f"/transactions?order=asc&cursor={tx.paging_token}"),
             "succeeds": link(base_url, f"/transactions?order=desc&cursor={tx.paging_token}"),
-            "transaction": link(base_url, f"/transactions/{tx.hash}"),
+            "transaction": link(base_url, f"/transactions/{shown_hash}"),
         },
-        "id": tx.hash,
+        "id": shown_hash,
         "paging_token": tx.paging_token,
         "successful": tx.successful,
-        "hash": tx.hash,
+        "hash": shown_hash,
         "ledger": tx.ledger,
         "created_at": timestamp(tx.closed_at),
         "source_account": tx.source_account,
@@ -297,9 +317,20 @@ def transaction(base_url: str, tx: TxRecord) -> Json:
         "result_xdr": tx.result_xdr,
         "result_meta_xdr": tx.result_meta_xdr,
         "fee_meta_xdr": tx.fee_meta_xdr,
-        "signatures": [base64.b64encode(s.signature.signature).decode() for s in sigs],
+        "signatures": signatures,
         **_memo_fields(tx.envelope_xdr),
     }
+    if tx.inner_hash:
+        inner = _tx_envelope(tx.envelope_xdr)
+        assert inner.v1 is not None
+        doc["fee_bump_transaction"] = {"hash": tx.hash, "signatures": signatures}
+        doc["inner_transaction"] = {
+            "hash": tx.inner_hash,
+            "signatures": _signatures(inner),
+            "max_fee": str(inner.v1.tx.fee.uint32),
+        }
+        if shown_hash != tx.hash:
+            doc["signatures"] = doc["inner_transaction"]["signatures"]
     preconditions = _preconditions(tx.envelope_xdr)
     if preconditions is not None:
         doc["preconditions"] = preconditions
@@ -418,10 +449,13 @@ def fee_stats(ledger: LocalLedger) -> Json:
         tx = ledger.transactions[tx_hash]
         if tx.ledger not in recent:
             break
-        per_op = max(1, tx.operation_count)
+        # A fee bump's bid covers one more operation (Horizon divides by ops + 1).
+        per_op = max(1, tx.operation_count + (1 if tx.inner_hash else 0))
         charged.append(tx.fee_charged // per_op)
         max_fee.append(tx.max_fee // per_op)
-    usage = Decimal(len(charged)) / ledger.last_closed.max_tx_set_size
+    # Horizon: the last ledger's operations in its tx set over the ledger's capacity.
+    lcl = ledger.last_closed
+    usage = Decimal(lcl.tx_set_operation_count) / lcl.max_tx_set_size
     return {
         "last_ledger": str(ledger.last_closed.sequence),
         "last_ledger_base_fee": str(ledger.base_fee),

@@ -9,6 +9,15 @@ Closing follows stellar-core's order:
    consume its sequence number, then apply its operations all-or-nothing.
 A transaction that fails in step 3 is still in the ledger: its fee and its sequence
 number are spent (tx_failed), which is what lets a client treat the result as final.
+
+Surge pricing (stellar-core SurgePricingUtils, TxSetFrame, TransactionQueue): a ledger
+holds at most `max_tx_set_size` operations. When more wait, the highest bids per
+operation go in (one transaction per account is queued, so sequence order holds) and
+every included transaction pays the lowest included bid per operation, not the
+network base fee; the rest stay queued for a later ledger, and are dropped after
+QUEUE_PENDING_DEPTH ledgers. The queue holds QUEUE_SIZE_MULTIPLIER ledgers' worth of
+operations: when full, a new transaction must outbid the cheapest queued ones (which
+it evicts) or is refused tx_insufficient_fee with the fee that would have got in.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from fractions import Fraction
 
 from stellar_sdk import StrKey
 from stellar_sdk import xdr as x
@@ -32,6 +42,7 @@ from adapters.localnet.stellar.validation import (
     check_op_signature,
     check_valid,
     common_valid,
+    fee_bump_valid,
     handler_for,
     min_fee,
     placeholder_results,
@@ -40,7 +51,11 @@ from adapters.localnet.stellar.xdrutil import network_id, root_keypair
 
 PROTOCOL_VERSION = 23
 TOTAL_COINS = 100_000_000_000 * 10_000_000  # 100 billion XLM, all held by the root at genesis
-MAX_TX_SET_SIZE = 100
+MAX_TX_SET_SIZE = 100  # operations per ledger (the header's maxTxSetSize)
+QUEUE_SIZE_MULTIPLIER = 2  # core TRANSACTION_QUEUE_SIZE_MULTIPLIER: queue = 2 ledgers of ops
+QUEUE_PENDING_DEPTH = 4  # core TRANSACTION_QUEUE_TIMEOUT_LEDGERS: ledgers a tx may wait
+REPLACE_BY_FEE_MULTIPLIER = 10  # core TransactionQueue::FEE_MULTIPLIER
+SNAPSHOT_LEDGERS = 16  # past ledgers' entries kept for the lagging-server fault
 GENESIS_LEDGER = 1
 TX = x.TransactionResultCode
 
@@ -58,6 +73,8 @@ class AddStatus(Enum):
 class AddResult:
     status: AddStatus
     result: x.TransactionResult | None = None
+    # Queued transactions this one pushed out (by fee): they will not be applied.
+    evicted: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,6 +83,8 @@ class ClosedLedger:
     applied: list[TxRecord] = field(default_factory=list)
     # Queued transactions that the ledger refused, with the reason.
     dropped: dict[str, x.TransactionResult] = field(default_factory=dict)
+    # Queued transactions that waited too long for room in a ledger and were dropped.
+    evicted: list[str] = field(default_factory=list)
 
 
 def tx_result(
@@ -77,6 +96,46 @@ def tx_result(
         result=x.TransactionResultResult(code, results=(ops or []) if with_ops else None),
         ext=x.TransactionResultExt(0),
     )
+
+
+def frame_result(
+    frame: TxFrame,
+    fee_charged: int,
+    code: x.TransactionResultCode,
+    ops: list[x.OperationResult] | None = None,
+    inner_code: x.TransactionResultCode | None = None,
+) -> x.TransactionResult:
+    """A transaction's result; for a fee bump whose inner transaction was checked or
+    applied, the outer code with the inner transaction's hash and result."""
+    if code not in (TX.txFEE_BUMP_INNER_SUCCESS, TX.txFEE_BUMP_INNER_FAILED):
+        return tx_result(fee_charged, code, ops)
+    assert inner_code is not None
+    with_ops = inner_code in (TX.txSUCCESS, TX.txFAILED)
+    inner = x.InnerTransactionResult(
+        # The inner transaction is not charged: the outer fee source paid.
+        fee_charged=x.Int64(0),
+        result=x.InnerTransactionResultResult(
+            inner_code, results=(ops or []) if with_ops else None
+        ),
+        ext=x.InnerTransactionResultExt(0),
+    )
+    return x.TransactionResult(
+        fee_charged=x.Int64(fee_charged),
+        result=x.TransactionResultResult(
+            code,
+            inner_result_pair=x.InnerTransactionResultPair(x.Hash(frame.hash), inner),
+        ),
+        ext=x.TransactionResultExt(0),
+    )
+
+
+def is_successful(result: x.TransactionResult) -> bool:
+    return result.result.code in (TX.txSUCCESS, TX.txFEE_BUMP_INNER_SUCCESS)
+
+
+def _fee_rate(frame: TxFrame) -> Fraction:
+    """The bid per operation, which surge pricing ranks by."""
+    return Fraction(frame.full_fee_stroops, max(1, frame.op_count))
 
 
 def _minimal_meta(op_count: int) -> x.TransactionMeta:
@@ -98,7 +157,16 @@ def _minimal_meta(op_count: int) -> x.TransactionMeta:
 class LocalLedger:
     """All ledger state of the node. Not thread-safe: the node serialises access."""
 
-    def __init__(self, passphrase: str, base_fee: int, base_reserve: int) -> None:
+    def __init__(
+        self,
+        passphrase: str,
+        base_fee: int,
+        base_reserve: int,
+        max_tx_set_size: int = MAX_TX_SET_SIZE,
+    ) -> None:
+        if max_tx_set_size < 1:
+            raise ValueError("max_tx_set_size must be >= 1")
+        self.max_tx_set_size = max_tx_set_size
         self.passphrase = passphrase
         self.network_id = network_id(passphrase)
         self.base_fee = base_fee
@@ -116,6 +184,11 @@ class LocalLedger:
         self.transactions: dict[str, TxRecord] = {}
         self.tx_hashes: list[str] = []  # in ledger order
         self.queue: dict[str, TxFrame] = {}  # source account -> its one queued transaction
+        self.queue_age: dict[str, int] = {}  # queued tx id -> ledgers it has waited
+        self.inner_hashes: dict[str, str] = {}  # a fee bump's inner hash -> its outer hash
+        # Entries as each recent ledger closed: what a lagging server still shows.
+        # Safe to share: entries are forked before any change.
+        self.snapshots: dict[int, Entries] = {GENESIS_LEDGER: self.entries}
         self.ledgers.append(self._make_record(GENESIS_LEDGER, 0, bytes(32), [], []))
 
     # -- reading -------------------------------------------------------------
@@ -138,25 +211,74 @@ class LocalLedger:
     # -- the queue -------------------------------------------------------------
 
     def try_add(self, frame: TxFrame, upper_offset: int) -> AddResult:
-        """TransactionQueue::tryAdd: one transaction per source account at a time."""
+        """TransactionQueue::tryAdd: one transaction per source account at a time (a fee
+        bump of the queued one may replace it by paying ten times its rate), and room
+        in the queue, made by evicting lower bids, before the validity checks."""
         queued = self.queue.get(frame.source)
         if queued is not None:
-            if queued.hash == frame.hash:
+            if queued.id_hex == frame.id_hex:
                 return AddResult(AddStatus.DUPLICATE)
             if frame.seq_num < queued.seq_num:
                 return AddResult(
                     AddStatus.ERROR, self._refusal(frame, Verdict(Stage.INVALID, TX.txBAD_SEQ))
                 )
-            return AddResult(AddStatus.TRY_AGAIN_LATER)
+            if frame.fee_bump is None or frame.seq_num != queued.seq_num:
+                return AddResult(AddStatus.TRY_AGAIN_LATER)
+            needed = _replace_by_fee_minimum(frame, queued)
+            if needed is not None:
+                verdict = Verdict(Stage.INVALID, TX.txINSUFFICIENT_FEE, fee_needed=needed)
+                return AddResult(AddStatus.ERROR, self._refusal(frame, verdict))
+        room = self._room_for(frame, queued)
+        if isinstance(room, int):
+            verdict = Verdict(Stage.INVALID, TX.txINSUFFICIENT_FEE, fee_needed=room)
+            return AddResult(AddStatus.ERROR, self._refusal(frame, verdict))
+        if room is None:
+            return AddResult(AddStatus.TRY_AGAIN_LATER)  # larger than the whole queue
         verdict = check_valid(frame, self.entries, self.submission_view(upper_offset))
         if not verdict.ok:
             return AddResult(AddStatus.ERROR, self._refusal(frame, verdict))
+        evicted = [*room, *([queued] if queued is not None else [])]
+        for out in evicted:
+            self.queue.pop(out.source, None)
+            self.queue_age.pop(out.id_hex, None)
         self.queue[frame.source] = frame
-        return AddResult(AddStatus.PENDING)
+        return AddResult(AddStatus.PENDING, evicted=tuple(out.id_hex for out in evicted))
+
+    def _room_for(self, frame: TxFrame, replacing: TxFrame | None) -> list[TxFrame] | int | None:
+        """TxQueueLimiter::canAddTx: the queued transactions to evict so `frame` fits
+        (lowest bids per operation first, each strictly below `frame`'s bid); or the
+        fee that would have outbid them; or None when it cannot fit at all."""
+        capacity = QUEUE_SIZE_MULTIPLIER * self.max_tx_set_size
+        if frame.op_count > capacity:
+            return None
+        others = [f for f in self.queue.values() if f is not replacing]
+        excess = sum(f.op_count for f in others) + frame.op_count - capacity
+        if excess <= 0:
+            return []
+        evict: list[TxFrame] = []
+        freed = 0
+        for cheapest in sorted(others, key=lambda f: (_fee_rate(f), f.id_hex)):
+            if _fee_rate(cheapest) >= _fee_rate(frame):
+                # core computeBetterFee: one stroop above the cheapest's rate, for our ops.
+                return cheapest.full_fee_stroops * frame.op_count // cheapest.op_count + 1
+            evict.append(cheapest)
+            freed += cheapest.op_count
+            if freed >= excess:
+                return evict
+        return None
 
     def _refusal(self, frame: TxFrame, verdict: Verdict) -> x.TransactionResult:
-        # A refused transaction's result shows the fee it would have been charged.
-        return tx_result(min_fee(frame, self.base_fee), verdict.code, verdict.op_results)
+        # A refused transaction's result shows the fee it would have been charged, or
+        # for an insufficient bid the fee that would have been accepted.
+        fee = min_fee(frame, self.base_fee) if verdict.fee_needed is None else verdict.fee_needed
+        return frame_result(frame, fee, verdict.code, verdict.op_results, verdict.inner_code)
+
+    def find_transaction(self, tx_hash: str) -> TxRecord | None:
+        """A transaction by its hash, or a fee bump by its inner transaction's hash."""
+        record = self.transactions.get(tx_hash)
+        if record is None and tx_hash in self.inner_hashes:
+            record = self.transactions.get(self.inner_hashes[tx_hash])
+        return record
 
     # -- closing -----------------------------------------------------------------
 
@@ -168,25 +290,31 @@ class LocalLedger:
         self.queue.clear()
 
         dropped: dict[str, x.TransactionResult] = {}
-        admitted: list[TxFrame] = []
+        valid: list[TxFrame] = []
         view = ValidationView(close_time, sequence, sequence, self.base_fee, self.base_reserve)
         for frame in candidates:
             verdict = check_valid(frame, self.entries, view)
             if verdict.ok:
-                admitted.append(frame)
+                valid.append(frame)
             else:
-                dropped[frame.hash_hex] = self._refusal(frame, verdict)
+                dropped[frame.id_hex] = self._refusal(frame, verdict)
+                self.queue_age.pop(frame.id_hex, None)
+        admitted, waiting, surge_base_fee = self._select_tx_set(valid)
+        evicted = self._requeue(waiting)
 
-        fees = {frame.hash_hex: self._charge_fee(frame) for frame in admitted}
+        fees = {frame.id_hex: self._charge_fee(frame, surge_base_fee) for frame in admitted}
 
         records: list[TxRecord] = []
         results: list[x.TransactionResult] = []
         for order, frame in enumerate(admitted, start=1):
             before = self.entries
-            fee = fees[frame.hash_hex]
+            fee = fees[frame.id_hex]
             result, self.entries = self._apply(frame, ledger, fee)
             self._stamp_modified(before, sequence)
-            participants = self.entries.changed_accounts(before) | {frame.source}
+            participants = self.entries.changed_accounts(before) | {
+                frame.source,
+                frame.fee_source,
+            }
             results.append(result)
             records.append(
                 self._tx_record(
@@ -206,18 +334,77 @@ class LocalLedger:
         for tx in records:
             self.transactions[tx.hash] = tx
             self.tx_hashes.append(tx.hash)
-        return ClosedLedger(record, records, dropped)
+            if tx.inner_hash:
+                self.inner_hashes[tx.inner_hash] = tx.hash
+        self.snapshots[sequence] = self.entries
+        self.snapshots.pop(sequence - SNAPSHOT_LEDGERS, None)
+        return ClosedLedger(record, records, dropped, evicted)
 
-    def _charge_fee(self, frame: TxFrame) -> int:
-        """Fee phase: base fee per operation, capped by the declared fee and the balance."""
-        account = self.entries.accounts[frame.source]
-        fee = min(frame.fee, min_fee(frame, self.base_fee), account.balance)
+    def _select_tx_set(self, valid: list[TxFrame]) -> tuple[list[TxFrame], list[TxFrame], int]:
+        """(included, left waiting, base fee per operation) for the next ledger.
+        Over capacity, the best bids per operation go in, skipping any that no longer
+        fit, and the base fee is the lowest included bid (SurgePricingPriorityQueue,
+        TxSetUtils: the lane "had a transaction not fitting")."""
+        if sum(f.op_count for f in valid) <= self.max_tx_set_size:
+            return valid, [], self.base_fee
+        room = self.max_tx_set_size
+        chosen: set[str] = set()
+        # Ties are broken by hash: core shuffles them, a test wants to know.
+        for frame in sorted(valid, key=lambda f: (-_fee_rate(f), f.id_hex)):
+            if frame.op_count <= room:
+                chosen.add(frame.id_hex)
+                room -= frame.op_count
+        included = [f for f in valid if f.id_hex in chosen]
+        waiting = [f for f in valid if f.id_hex not in chosen]
+        lowest_bid = min(f.full_fee_stroops // max(1, f.op_count) for f in included)
+        return included, waiting, max(self.base_fee, lowest_bid)
+
+    def _requeue(self, waiting: list[TxFrame]) -> list[str]:
+        """Put back what did not fit; drop what has waited QUEUE_PENDING_DEPTH ledgers."""
+        evicted: list[str] = []
+        for frame in waiting:
+            age = self.queue_age.get(frame.id_hex, 0) + 1
+            if age >= QUEUE_PENDING_DEPTH:
+                self.queue_age.pop(frame.id_hex, None)
+                evicted.append(frame.id_hex)
+            else:
+                self.queue_age[frame.id_hex] = age
+                self.queue[frame.source] = frame
+        return evicted
+
+    def _charge_fee(self, frame: TxFrame, base_fee: int) -> int:
+        """Fee phase: the ledger's base fee per operation, capped by the bid and the
+        balance, taken from the fee source (a fee bump's outer source)."""
+        account = self.entries.accounts[frame.fee_source]
+        fee = min(frame.full_fee_stroops, min_fee(frame, base_fee), account.balance)
         self.entries = self.entries.fork()
-        self.entries.accounts[frame.source] = replace(account, balance=account.balance - fee)
+        self.entries.accounts[frame.fee_source] = replace(account, balance=account.balance - fee)
         self.fee_pool += fee
         return fee
 
     def _apply(
+        self, frame: TxFrame, ledger: LedgerContext, fee: int
+    ) -> tuple[x.TransactionResult, Entries]:
+        if frame.fee_bump is None:
+            return self._apply_tx(frame, ledger, fee)
+        # FeeBumpTransactionFrame::apply: the outer checks again (the fee source may
+        # have changed its signers), then the inner transaction as usual.
+        view = ValidationView(
+            ledger.close_time,
+            ledger.sequence,
+            ledger.sequence,
+            ledger.base_fee,
+            ledger.base_reserve,
+        )
+        checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
+        outer = fee_bump_valid(frame, self.entries, view, checker, applying=True)
+        if not outer.ok:
+            return frame_result(frame, fee, outer.code), self.entries.fork()
+        inner, entries = self._apply_tx(frame, ledger, fee)
+        code = TX.txFEE_BUMP_INNER_SUCCESS if is_successful(inner) else TX.txFEE_BUMP_INNER_FAILED
+        return frame_result(frame, fee, code, inner.result.results, inner.result.code), entries
+
+    def _apply_tx(
         self, frame: TxFrame, ledger: LedgerContext, fee: int
     ) -> tuple[x.TransactionResult, Entries]:
         entries = self.entries.fork()
@@ -329,10 +516,10 @@ class LocalLedger:
         close_time: int,
         participants: set[str],
     ) -> TxRecord:
-        successful = result.result.code == TX.txSUCCESS
+        successful = is_successful(result)
         meta = _minimal_meta(len(frame.operations) if successful else 0)
         return TxRecord(
-            hash=frame.hash_hex,
+            hash=frame.id_hex,
             ledger=sequence,
             application_order=order,
             closed_at=close_time,
@@ -343,11 +530,12 @@ class LocalLedger:
             successful=successful,
             source_account=frame.source,
             source_account_sequence=frame.seq_num,
-            fee_account=frame.source,
+            fee_account=frame.fee_source,
             fee_charged=result.fee_charged.int64,
-            max_fee=frame.fee,
+            max_fee=frame.full_fee_stroops,
             operation_count=len(frame.operations),
             participants=tuple(sorted(participants)),
+            inner_hash=frame.hash_hex if frame.fee_bump is not None else "",
         )
 
     def _make_record(
@@ -379,16 +567,14 @@ class LocalLedger:
             id_pool=x.Uint64(0),
             base_fee=x.Uint32(self.base_fee),
             base_reserve=x.Uint32(self.base_reserve),
-            max_tx_set_size=x.Uint32(MAX_TX_SET_SIZE),
+            max_tx_set_size=x.Uint32(self.max_tx_set_size),
             skip_list=[x.Hash(bytes(32))] * 4,
             ext=x.LedgerHeaderExt(0),
         )
         header_bytes = header.to_xdr_bytes()
-        successful = sum(1 for r in results if r.result.code == TX.txSUCCESS)
+        successful = sum(1 for r in results if is_successful(r))
         applied_ops = sum(
-            len(t.operations)
-            for t, r in zip(txs, results, strict=True)
-            if r.result.code == TX.txSUCCESS
+            len(t.operations) for t, r in zip(txs, results, strict=True) if is_successful(r)
         )
         return LedgerRecord(
             sequence=sequence,
@@ -403,7 +589,16 @@ class LocalLedger:
             fee_pool=self.fee_pool,
             base_fee=self.base_fee,
             base_reserve=self.base_reserve,
-            max_tx_set_size=MAX_TX_SET_SIZE,
+            max_tx_set_size=self.max_tx_set_size,
             protocol_version=PROTOCOL_VERSION,
             header_xdr=header.to_xdr(),
         )
+
+
+def _replace_by_fee_minimum(frame: TxFrame, queued: TxFrame) -> int | None:
+    """TransactionQueue::canReplaceByFee: a fee bump replaces the queued transaction of
+    the same sequence only at ten times its bid per operation; else the fee needed."""
+    needed_n = queued.full_fee_stroops * REPLACE_BY_FEE_MULTIPLIER * frame.op_count
+    if frame.full_fee_stroops * queued.op_count >= needed_n:
+        return None
+    return -(-needed_n // queued.op_count)

@@ -19,6 +19,7 @@ timer and the HTTP server, and implements Horizon's two submission routes:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -30,12 +31,11 @@ from typing import Any
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Keypair, StrKey, TransactionBuilder
 from stellar_sdk import xdr as x
-from stellar_sdk.fee_bump_transaction_envelope import FeeBumpTransactionEnvelope
 
 from adapters.localnet.stellar import horizon, persistence, problems
 from adapters.localnet.stellar.clock import NodeClock
 from adapters.localnet.stellar.faults import AfterApply, Faults
-from adapters.localnet.stellar.ledger import AddStatus, LocalLedger, tx_result
+from adapters.localnet.stellar.ledger import MAX_TX_SET_SIZE, AddStatus, LocalLedger, tx_result
 from adapters.localnet.stellar.state import TxRecord
 from adapters.localnet.stellar.transaction import UnsupportedEnvelope, parse_envelope
 from adapters.localnet.stellar.xdrutil import root_keypair
@@ -107,6 +107,7 @@ class StellarNode:
         network_passphrase: str = STANDALONE_PASSPHRASE,
         clock: NodeClock | None = None,
         submission_timeout_s: float = 30.0,
+        max_tx_set_size: int = MAX_TX_SET_SIZE,
     ) -> None:
         if close_interval_s < 0:
             raise ValueError("close_interval_s must be >= 0")
@@ -130,9 +131,12 @@ class StellarNode:
         restored = persistence.load(data_dir, network_passphrase) if data_dir else None
         if restored is not None:
             self._ledger, offset_s = restored
+            self._ledger.max_tx_set_size = max_tx_set_size
             self.clock.restore_offset(offset_s)
         else:
-            self._ledger = LocalLedger(network_passphrase, base_fee_stroops, base_reserve_stroops)
+            self._ledger = LocalLedger(
+                network_passphrase, base_fee_stroops, base_reserve_stroops, max_tx_set_size
+            )
             # Close ledger 2 at once so the last close time is "now", not genesis (1970):
             # time-bound checks before a ledger read the last close time.
             self.close_ledger()
@@ -208,8 +212,16 @@ class StellarNode:
                 for waiter in self._waiters.pop(tx_hash, []):
                     waiter.refusal = result
                     waiter.done.set()
+            self._release(closed.evicted)
             self._closed.notify_all()
             return closed.record.sequence
+
+    def _release(self, evicted: list[str] | tuple[str, ...]) -> None:
+        """Wake the submissions of transactions the queue dropped: like Horizon, they
+        answer 504 (the outcome is unknown to the submitter). Holds the lock."""
+        for tx_hash in evicted:
+            for waiter in self._waiters.pop(tx_hash, []):
+                waiter.done.set()
 
     def wait_for_ledger(self, sequence: int, timeout_s: float = 10.0) -> bool:
         """Block until ledger `sequence` has closed; False on timeout."""
@@ -217,6 +229,11 @@ class StellarNode:
             return self._closed.wait_for(
                 lambda: self._ledger.last_closed.sequence >= sequence, timeout=timeout_s
             )
+
+    def has_waiter(self, tx_hash: str) -> bool:
+        """Whether a POST /transactions is waiting for this transaction's ledger."""
+        with self._lock:
+            return bool(self._waiters.get(tx_hash))
 
     @property
     def pending_count(self) -> int:
@@ -272,10 +289,11 @@ class StellarNode:
             return Reply.of(problems.transaction_malformed(envelope_b64))
 
         with self._lock:
-            done = self._ledger.transactions.get(frame.hash_hex)
+            done = self._ledger.transactions.get(frame.id_hex)
             if done is not None:
                 return self._answer(done)
             add = self._ledger.try_add(frame, self._upper_offset())
+            self._release(add.evicted)
             if add.status == AddStatus.ERROR:
                 assert add.result is not None
                 return Reply.of(problems.transaction_failed(envelope_b64, add.result))
@@ -283,21 +301,21 @@ class StellarNode:
             # transaction of this account is queued): Horizon waits for it too, and
             # answers 504 unless the transaction shows up in a ledger in time.
             waiter = _Waiter()
-            self._waiters.setdefault(frame.hash_hex, []).append(waiter)
+            self._waiters.setdefault(frame.id_hex, []).append(waiter)
 
         waiter.done.wait(self.submission_timeout_s)
         with self._lock:
             if not waiter.done.is_set():
-                self._forget(frame.hash_hex, waiter)
+                self._forget(frame.id_hex, waiter)
         if waiter.refusal is not None:
             return Reply.of(problems.transaction_failed(envelope_b64, waiter.refusal))
         if waiter.record is None:
-            return Reply.of(problems.submission_timeout(frame.hash_hex, envelope_b64))
+            return Reply.of(problems.submission_timeout(frame.id_hex, envelope_b64))
         after = self.faults.take_after_apply() if honour_faults else AfterApply.ANSWER
         if after == AfterApply.DROP:
             return Reply(0, {}, drop=True)
         if after == AfterApply.TIMEOUT:
-            return Reply.of(problems.submission_timeout(frame.hash_hex, envelope_b64))
+            return Reply.of(problems.submission_timeout(frame.id_hex, envelope_b64))
         return self._answer(waiter.record)
 
     def submit_async(self, envelope_b64: str, *, honour_faults: bool = True) -> Reply:
@@ -318,19 +336,19 @@ class StellarNode:
             return Reply.of(problems.transaction_malformed(envelope_b64))
         if rejection is not None:
             result = self._rejection_result(str(rejection.code))
-            return Reply.async_status(AddStatus.ERROR, frame.hash_hex, result)
+            return Reply.async_status(AddStatus.ERROR, frame.id_hex, result)
         with self._lock:
             add = self._ledger.try_add(frame, self._upper_offset())
+            self._release(add.evicted)
         queued = add.status in (AddStatus.PENDING, AddStatus.DUPLICATE)
         if queued and honour_faults and self.faults.take_drop():
             return Reply(0, {}, drop=True)
-        return Reply.async_status(add.status, frame.hash_hex, add.result)
+        return Reply.async_status(add.status, frame.id_hex, add.result)
 
-    def _any_hash(self, envelope_b64: str) -> str:
-        """The hash of an envelope this node does not apply (a fee bump), as Horizon
-        computes it for the answer."""
-        envelope = FeeBumpTransactionEnvelope.from_xdr(envelope_b64, self.network_passphrase)
-        return str(envelope.hash_hex())
+    @staticmethod
+    def _any_hash(envelope_b64: str) -> str:
+        """A hash for the answer about an envelope of a type this node cannot read."""
+        return hashlib.sha256(envelope_b64.encode()).hexdigest()
 
     def _forget(self, tx_hash: str, waiter: _Waiter) -> None:
         waiters = self._waiters.get(tx_hash, [])

@@ -111,6 +111,10 @@ def load(data_dir: Path, passphrase: str) -> tuple[LocalLedger, int] | None:
             record = TxRecord(**{**t, "participants": tuple(t["participants"])})
             ledger.transactions[record.hash] = record
             ledger.tx_hashes.append(record.hash)
+            if record.inner_hash:
+                ledger.inner_hashes[record.inner_hash] = record.hash
+        # Older ledgers' entries are not saved: a lagging server starts from here.
+        ledger.snapshots = {ledger.last_closed.sequence: ledger.entries}
         return ledger, int(doc["clock_offset_s"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"cannot read {target}: {exc}") from exc

@@ -224,11 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tx_page(ledger, f"/ledgers/{seq}/transactions", query, txs)
 
     def _transaction(self, query: dict[str, str], tx_hash: str) -> Reply:
+        # Horizon GetTransactionID: 64 lowercase hex digits, else 400 on `tx_id`.
+        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
+            raise horizon.QueryError("tx_id", "invalid hash format")
         with self.server.node.read() as ledger:
-            record = ledger.transactions.get(tx_hash.lower())
+            record = ledger.find_transaction(tx_hash)
             if record is None:
                 return Reply.of(problems.not_found())
-            return Reply(200, horizon.transaction(self._base, record))
+            return Reply(200, horizon.transaction(self._base, record, tx_hash))
 
     def _ledgers(self, query: dict[str, str]) -> Reply:
         with self.server.node.read() as ledger:
@@ -371,7 +374,7 @@ ROUTES: list[Route] = [
     ("GET", re.compile(r"/transactions"), _Handler._transactions),
     ("POST", re.compile(r"/transactions"), _Handler._submit),
     ("POST", re.compile(r"/transactions_async"), _Handler._submit_async),
-    ("GET", re.compile(r"/transactions/([0-9a-fA-F]{64})"), _Handler._transaction),
+    ("GET", re.compile(r"/transactions/([^/]+)"), _Handler._transaction),
     ("GET", re.compile(r"/ledgers"), _Handler._ledgers),
     ("GET", re.compile(r"/ledgers/(\d{1,10})"), _Handler._ledger),
     ("GET", re.compile(r"/ledgers/(\d{1,10})/transactions"), _Handler._ledger_transactions),

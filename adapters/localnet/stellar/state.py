@@ -175,6 +175,7 @@ class TxRecord:
     max_fee: int
     operation_count: int
     participants: tuple[str, ...]
+    inner_hash: str = ""  # a fee bump's inner transaction hash; "" for other transactions
 
     @property
     def paging_token(self) -> str:

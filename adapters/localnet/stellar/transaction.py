@@ -16,7 +16,22 @@ from adapters.localnet.stellar.xdrutil import muxed_to_account_id
 
 
 class UnsupportedEnvelope(ValueError):
-    """A well-formed envelope of a kind this node does not apply (fee bumps)."""
+    """A well-formed envelope of a kind this node does not apply."""
+
+
+@dataclass(frozen=True)
+class FeeBump:
+    """The outer part of a FeeBumpTransactionEnvelope: who pays, how much, and the
+    signatures over the outer hash (stellar-core FeeBumpTransactionFrame)."""
+
+    fee_source: str
+    fee: int  # the outer fee bid, int64: it pays for the inner operations plus one
+    hash: bytes  # SHA-256 over (network id, ENVELOPE_TYPE_TX_FEE_BUMP, FeeBumpTransaction)
+    signatures: tuple[x.DecoratedSignature, ...]
+
+    @property
+    def hash_hex(self) -> str:
+        return self.hash.hex()
 
 
 @dataclass(frozen=True)
@@ -36,12 +51,32 @@ class TxFrame:
     envelope_b64: str
     envelope: x.TransactionEnvelope
     tx: x.Transaction  # v0 envelopes are converted to the v1 form
-    hash: bytes  # the contents hash every signature signs
+    hash: bytes  # the contents hash every (inner) signature signs
     signatures: tuple[x.DecoratedSignature, ...]
+    fee_bump: FeeBump | None = None  # set when the envelope is a fee bump of this tx
 
     @property
     def hash_hex(self) -> str:
         return self.hash.hex()
+
+    @property
+    def id_hex(self) -> str:
+        """The hash the network knows this submission by: a fee bump's outer hash."""
+        return self.fee_bump.hash_hex if self.fee_bump is not None else self.hash_hex
+
+    @property
+    def fee_source(self) -> str:
+        return self.fee_bump.fee_source if self.fee_bump is not None else self.source
+
+    @property
+    def op_count(self) -> int:
+        """Operations the fee pays for: a fee bump counts as one more (core getNumOperations)."""
+        return len(self.operations) + (1 if self.fee_bump is not None else 0)
+
+    @property
+    def full_fee_stroops(self) -> int:
+        """The fee bid the fee source offers (the outer fee for a fee bump)."""
+        return self.fee_bump.fee if self.fee_bump is not None else self.fee
 
     @property
     def source(self) -> str:
@@ -129,13 +164,25 @@ def transaction_hash(network_id: bytes, tx: x.Transaction) -> bytes:
     return hashlib.sha256(payload.to_xdr_bytes()).digest()
 
 
+def fee_bump_hash(network_id: bytes, fee_bump_tx: x.FeeBumpTransaction) -> bytes:
+    payload = x.TransactionSignaturePayload(
+        network_id=x.Hash(network_id),
+        tagged_transaction=x.TransactionSignaturePayloadTaggedTransaction(
+            x.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP, fee_bump=fee_bump_tx
+        ),
+    )
+    return hashlib.sha256(payload.to_xdr_bytes()).digest()
+
+
 def parse_envelope(envelope_b64: str, network_id: bytes) -> TxFrame:
     """Decode a base64 TransactionEnvelope. Raises ValueError when it is not valid XDR
-    (Horizon's transaction_malformed) and UnsupportedEnvelope for fee bumps."""
+    (Horizon's transaction_malformed)."""
     try:
         envelope = x.TransactionEnvelope.from_xdr(envelope_b64.strip())
     except Exception as exc:  # the XDR decoder raises several unrelated types
         raise ValueError(f"cannot decode envelope: {exc}") from exc
+    if envelope.type == x.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP:
+        return _fee_bump_frame(envelope, network_id)
     if envelope.type == x.EnvelopeType.ENVELOPE_TYPE_TX:
         assert envelope.v1 is not None
         tx, signatures = envelope.v1.tx, envelope.v1.signatures
@@ -143,11 +190,34 @@ def parse_envelope(envelope_b64: str, network_id: bytes) -> TxFrame:
         assert envelope.v0 is not None
         tx, signatures = _v0_as_v1(envelope.v0.tx), envelope.v0.signatures
     else:
-        raise UnsupportedEnvelope("fee-bump envelopes are not supported by this node")
+        raise UnsupportedEnvelope(f"envelope type {envelope.type!r} is not supported")
     return TxFrame(
         envelope_b64=envelope.to_xdr(),
         envelope=envelope,
         tx=tx,
         hash=transaction_hash(network_id, tx),
         signatures=tuple(signatures),
+    )
+
+
+def _fee_bump_frame(envelope: x.TransactionEnvelope, network_id: bytes) -> TxFrame:
+    """A fee bump is its inner transaction plus who pays: the inner frame carries the
+    outer part, and the outer envelope is what the ledger records."""
+    assert envelope.fee_bump is not None
+    outer = envelope.fee_bump.tx
+    inner = outer.inner_tx.v1  # the XDR union allows only a v1 inner transaction
+    assert inner is not None
+    bump = FeeBump(
+        fee_source=muxed_to_account_id(outer.fee_source),
+        fee=outer.fee.int64,
+        hash=fee_bump_hash(network_id, outer),
+        signatures=tuple(envelope.fee_bump.signatures),
+    )
+    return TxFrame(
+        envelope_b64=envelope.to_xdr(),
+        envelope=envelope,
+        tx=inner.tx,
+        hash=transaction_hash(network_id, inner.tx),
+        signatures=tuple(inner.signatures),
+        fee_bump=bump,
     )

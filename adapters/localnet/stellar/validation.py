@@ -62,6 +62,12 @@ class Verdict:
     stage: Stage
     code: x.TransactionResultCode
     op_results: list[x.OperationResult] | None = None
+    # A fee bump whose inner transaction is refused: the inner transaction's own code
+    # (the outer code is then tx_fee_bump_inner_failed).
+    inner_code: x.TransactionResultCode | None = None
+    # The fee a refusal reports when it is not the minimum fee: the fee that would
+    # have been admitted (core setInsufficientFeeErrorWithFeeCharged).
+    fee_needed: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +75,12 @@ class Verdict:
 
 
 def min_fee(frame: TxFrame, base_fee: int) -> int:
+    """The fee the fee source is charged at `base_fee` per operation (a fee bump's
+    outer envelope counts as one more operation)."""
+    return base_fee * max(1, frame.op_count)
+
+
+def inner_min_fee(frame: TxFrame, base_fee: int) -> int:
     return base_fee * max(1, len(frame.operations))
 
 
@@ -121,7 +133,10 @@ def common_valid(
     too_late_by_ledger = lb and lb.max_ledger and lb.max_ledger <= view.bounds_ledger
     if too_late_by_time or too_late_by_ledger:
         return Verdict(Stage.INVALID, TX.txTOO_LATE)
-    if frame.fee < min_fee(frame, view.base_fee):
+    # The inner transaction of a fee bump is not charged: its own fee is not checked
+    # (core checkValid with chargeFee false); the outer fee is, in fee_bump_valid.
+    charged = frame.fee_bump is None
+    if charged and frame.fee < min_fee(frame, view.base_fee):
         return Verdict(Stage.INVALID, TX.txINSUFFICIENT_FEE)
     source = entries.accounts.get(frame.source)
     if source is None:
@@ -142,7 +157,7 @@ def common_valid(
     ):
         return Verdict(Stage.INVALID_UPDATE_SEQ, TX.txBAD_AUTH)
     # When applying, the fee was already taken in the fee phase.
-    if not applying and available_balance(source, view.base_reserve) < frame.fee:
+    if charged and not applying and available_balance(source, view.base_reserve) < frame.fee:
         return Verdict(Stage.INVALID_POST_AUTH, TX.txINSUFFICIENT_BALANCE)
     return Verdict(Stage.MAYBE_VALID, TX.txSUCCESS)
 
@@ -217,8 +232,55 @@ def check_op_signature(
     return None
 
 
+def fee_bump_valid(
+    frame: TxFrame,
+    entries: Entries,
+    view: ValidationView,
+    checker: SignatureChecker,
+    *,
+    applying: bool,
+) -> Verdict:
+    """The outer checks of a fee bump, in stellar-core's order
+    (FeeBumpTransactionFrame::commonValidPreSeqNum, then commonValid)."""
+    bump = frame.fee_bump
+    assert bump is not None
+    outer_min = min_fee(frame, view.base_fee)
+    if bump.fee < outer_min:
+        return Verdict(Stage.INVALID, TX.txINSUFFICIENT_FEE)
+    # The bid per operation must not fall below the inner transaction's own bid.
+    inner_min = inner_min_fee(frame, view.base_fee)
+    if bump.fee * inner_min < frame.fee * outer_min:
+        needed = -(-(frame.fee * outer_min) // inner_min)  # rounded up
+        return Verdict(Stage.INVALID, TX.txINSUFFICIENT_FEE, fee_needed=needed)
+    fee_source = entries.accounts.get(bump.fee_source)
+    if fee_source is None:
+        return Verdict(Stage.INVALID, TX.txNO_ACCOUNT)
+    if not checker.check(account_signers(fee_source), fee_source.low_threshold):
+        return Verdict(Stage.INVALID, TX.txBAD_AUTH)
+    if not applying and available_balance(fee_source, view.base_reserve) < bump.fee:
+        return Verdict(Stage.INVALID, TX.txINSUFFICIENT_BALANCE)
+    return Verdict(Stage.MAYBE_VALID, TX.txSUCCESS)
+
+
 def check_valid(frame: TxFrame, entries: Entries, view: ValidationView) -> Verdict:
-    """The checks a transaction must pass to enter the queue (TransactionFrame::checkValid)."""
+    """The checks a transaction must pass to enter the queue (TransactionFrame::checkValid,
+    or FeeBumpTransactionFrame::checkValid: outer checks, the inner transaction's, then
+    every outer signature used)."""
+    if frame.fee_bump is None:
+        return _check_valid_tx(frame, entries, view)
+    outer_checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
+    outer = fee_bump_valid(frame, entries, view, outer_checker, applying=False)
+    if not outer.ok:
+        return outer
+    inner = _check_valid_tx(frame, entries, view)
+    if not inner.ok:
+        return Verdict(inner.stage, TX.txFEE_BUMP_INNER_FAILED, inner.op_results, inner.code)
+    if not outer_checker.all_used():
+        return Verdict(Stage.MAYBE_VALID, TX.txBAD_AUTH_EXTRA)
+    return inner
+
+
+def _check_valid_tx(frame: TxFrame, entries: Entries, view: ValidationView) -> Verdict:
     checker = SignatureChecker(frame.hash, frame.signatures)
     verdict = common_valid(frame, entries, view, checker, applying=False)
     if not verdict.ok:

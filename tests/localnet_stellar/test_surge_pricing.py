@@ -1,0 +1,190 @@
+"""Surge pricing: a ledger holds max_tx_set_size operations, the best bids go first.
+
+Checked against stellar-core src/herder/SurgePricingUtils.cpp (best fee per operation
+first, skipping what no longer fits), TxSetUtils/TxSetFrame.cpp (when a transaction
+did not fit, every included one pays the lowest included bid per operation),
+TransactionQueue.cpp / TxQueueLimiter.cpp (a queue of two ledgers' operations, full:
+evict lower bids or refuse tx_insufficient_fee with the fee needed; a transaction is
+dropped after TRANSACTION_QUEUE_TIMEOUT_LEDGERS = 4 ledgers) and Horizon's fee_stats
+action (ledger_capacity_usage, fee_charged / max_fee per operation).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from stellar_sdk import Asset, Keypair, Server
+from stellar_sdk import xdr as x
+from stellar_sdk.exceptions import NotFoundError
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from adapters.localnet.stellar import StellarNode
+from localnet_stellar.helpers import build, sign_all
+
+Fund = Callable[[], Keypair]
+T = x.TransactionResultCode
+TX_SET_SIZE = 3
+
+
+@pytest.fixture
+def node() -> Iterator[StellarNode]:
+    # Overrides conftest's node: three operations per ledger, a queue of six.
+    stellar = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0, max_tx_set_size=3)
+    stellar.start()
+    try:
+        yield stellar
+    finally:
+        stellar.stop()
+
+
+def pay(server: Server, node: StellarNode, source: Keypair, fee: int) -> TransactionEnvelope:
+    return sign_all(
+        build(server, node, source, fee=fee)
+        .append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+        .build(),
+        source,
+    )
+
+
+def queue(node: StellarNode, envelope: TransactionEnvelope) -> tuple[int, dict[str, Any]]:
+    reply = requests.post(
+        f"{node.base_url}/transactions_async", data={"tx": envelope.to_xdr()}, timeout=5
+    )
+    return reply.status_code, reply.json()
+
+
+def found(server: Server, envelope: TransactionEnvelope) -> dict[str, Any] | None:
+    try:
+        doc: dict[str, Any] = server.transactions().transaction(envelope.hash_hex()).call()
+    except NotFoundError:
+        return None
+    return doc
+
+
+def test_the_highest_bids_go_first_and_pay_the_lowest_included_bid(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    payers = [fund() for _ in range(5)]
+    node.faults.halt_ledgers()
+    bids = (100, 500, 200, 400, 300)
+    envelopes = [pay(server, node, k, fee) for k, fee in zip(payers, bids, strict=True)]
+    for envelope in envelopes:
+        assert queue(node, envelope)[0] == 201
+
+    first = node.close_ledger()
+
+    included = {fee: found(server, e) for fee, e in zip(bids, envelopes, strict=True)}
+    assert included[100] is None and included[200] is None, "the lowest bids wait"
+    for fee in (500, 400, 300):
+        doc = included[fee]
+        assert doc is not None and doc["ledger"] == first
+        assert doc["fee_charged"] == "300", "surge pricing: the lowest included bid"
+        assert doc["max_fee"] == str(fee)
+    assert node.pending_count == 2
+    stats = server.fee_stats().call()
+    assert stats["ledger_capacity_usage"] == "1.00"
+    assert stats["fee_charged"]["max"] == "300"
+    assert stats["last_ledger_base_fee"] == "100"  # the header's base fee does not move
+
+    second = node.close_ledger()
+    for envelope in (envelopes[0], envelopes[2]):
+        doc = found(server, envelope)
+        assert doc is not None and doc["ledger"] == second
+        assert doc["fee_charged"] == "100", "room for all: the network base fee"
+    assert server.ledgers().ledger(first).call()["tx_set_operation_count"] == 3
+
+
+def test_a_full_queue_refuses_a_bid_that_does_not_beat_the_cheapest(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    payers = [fund() for _ in range(7)]
+    node.faults.halt_ledgers()
+    queued = [pay(server, node, k, 100 + i) for i, k in enumerate(payers[:6])]
+    for envelope in queued:
+        assert queue(node, envelope)[0] == 201  # six operations: the queue is full
+
+    status, body = queue(node, pay(server, node, payers[6], 100))
+    assert (status, body["tx_status"]) == (400, "ERROR")
+    result = x.TransactionResult.from_xdr(body["error_result_xdr"])
+    assert result.result.code == T.txINSUFFICIENT_FEE
+    assert result.fee_charged.int64 == 101, "one stroop per operation above the cheapest"
+    assert node.pending_count == 6
+
+    better = pay(server, node, payers[6], 150)
+    assert queue(node, better) == (201, {"tx_status": "PENDING", "hash": better.hash_hex()})
+    assert node.pending_count == 6, "the cheapest (100) was evicted"
+    for _ in range(3):
+        node.close_ledger()
+    assert found(server, queued[0]) is None
+    assert all(found(server, e) is not None for e in [*queued[1:], better])
+
+
+def test_a_transaction_that_never_fits_is_dropped_after_four_ledgers(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    low, *high = [fund() for _ in range(13)]
+    node.faults.halt_ledgers()
+    cheap = pay(server, node, low, 100)
+    assert queue(node, cheap)[0] == 201
+    for round_ in range(4):
+        for k in high[round_ * 3 : round_ * 3 + 3]:
+            assert queue(node, pay(server, node, k, 1000))[0] == 201
+        node.close_ledger()
+    assert node.pending_count == 0, "dropped after waiting four ledgers"
+    node.close_ledger()
+    assert found(server, cheap) is None
+
+
+def test_a_waiting_sync_submission_of_an_evicted_transaction_times_out(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    low, other, *payers = [fund() for _ in range(7)]
+    node.faults.halt_ledgers()
+    cheap = pay(server, node, low, 100)
+    assert queue(node, cheap)[0] == 201
+    for k in payers:
+        assert queue(node, pay(server, node, k, 200))[0] == 201  # the queue is now full
+    answers: list[requests.Response] = []
+
+    def submit_and_wait() -> None:
+        form = {"tx": cheap.to_xdr()}
+        answers.append(requests.post(f"{node.base_url}/transactions", data=form, timeout=10))
+
+    # POST /transactions of the queued cheap envelope waits for its ledger...
+    waiter = threading.Thread(target=submit_and_wait)
+    waiter.start()
+    for _ in range(1000):  # until the submission is registered (a handshake, not a timer)
+        if node.has_waiter(cheap.hash_hex()):
+            break
+        time.sleep(0.01)
+    assert node.has_waiter(cheap.hash_hex())
+    # ...until a better bid evicts it from the full queue: Horizon then answers 504.
+    assert queue(node, pay(server, node, other, 300))[0] == 201
+    waiter.join(timeout=10)
+    assert answers and answers[0].status_code == 504
+    assert answers[0].json()["extras"]["hash"] == cheap.hash_hex()
+
+
+def test_max_tx_set_size_is_in_the_ledger_header(server: Server, node: StellarNode) -> None:
+    latest = server.ledgers().order(desc=True).limit(1).call()["_embedded"]["records"][0]
+    assert latest["max_tx_set_size"] == TX_SET_SIZE
+    header = x.LedgerHeader.from_xdr(latest["header_xdr"])
+    assert header.max_tx_set_size.uint32 == TX_SET_SIZE
+
+
+def test_the_default_node_keeps_a_hundred_operations_per_ledger() -> None:
+    with StellarNode(close_interval_s=0) as default:
+        assert (
+            requests.get(f"{default.base_url}/ledgers/2", timeout=5).json()["max_tx_set_size"]
+            == 100
+        )
+
+
+def test_a_ledger_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_tx_set_size"):
+        StellarNode(close_interval_s=0, max_tx_set_size=0)
