@@ -59,7 +59,8 @@ def test_account_tx_lists_validated_history_newest_first(ledger) -> None:
     assert hashes[:2] == [second.tx_hash, first.tx_hash]
     assert len(hashes) == 3  # and the faucet payment that created the account
     assert all(t["validated"] for t in result["transactions"])
-    assert result["transactions"][0]["tx_json"]["Amount"] == "2000"
+    # API v2 (xrpl-py's default) shows a Payment's Amount as DeliverMax only
+    assert result["transactions"][0]["tx_json"]["DeliverMax"] == "2000"
     paged = ledger.raw("account_tx", account=alice.classic_address, limit=2, api_version=2)
     assert len(paged["transactions"]) == 2 and "marker" in paged
     rest = ledger.raw(

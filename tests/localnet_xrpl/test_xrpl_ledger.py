@@ -84,7 +84,8 @@ def test_transaction_hash_equals_xrpl_py_hash_and_tx_finds_it_validated(ledger) 
     assert found["validated"] is True
     assert found["meta"]["TransactionResult"] == "tesSUCCESS"
     assert found["meta"]["delivered_amount"] == "2500"
-    assert found["tx_json"]["Amount"] == "2500"
+    assert found["tx_json"]["DeliverMax"] == "2500"  # v2 names a Payment's Amount so
+    assert "Amount" not in found["tx_json"]
     header = ledger.request(
         Ledger(ledger_index=found["ledger_index"], transactions=True, expand=True)
     )["ledger"]

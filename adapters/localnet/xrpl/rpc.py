@@ -4,9 +4,9 @@ Every handler runs under the node's lock and returns the ``result`` object. Erro
 ``RpcError`` and become rippled's error shape: ``error``, ``error_code``,
 ``error_message``, ``request`` and ``status: "error"``.
 
-Methods: account_info, account_lines, account_objects, account_tx, feature, fee, ledger,
-ledger_accept, ledger_closed, ledger_current, ledger_entry, ping, server_info,
-server_state, submit, tx, and the admin method ``localnet_faults``.
+Methods: account_info, account_lines, account_objects, account_tx, deposit_authorized,
+feature, fee, ledger, ledger_accept, ledger_closed, ledger_current, ledger_entry, ping,
+server_info, server_state, submit, tx, and the admin method ``localnet_faults``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
 from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
 
 BUILD_VERSION = "2.4.0-localnet"
+MAX_TX_RANGE = 1000  # Tx.cpp: a min_ledger..max_ledger span wider than this is refused
 
 # (token, number, message) as in rippled's ErrorCodes.cpp
 _ERRORS: dict[str, tuple[int, str]] = {
@@ -46,18 +47,96 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "invalidParams": (31, "Invalid parameters."),
     "lgrIdxMalformed": (58, "ledgerIndexMalformed"),
     "lgrNotFound": (21, "ledgerNotFound"),
+    "notImpl": (74, "Not implemented."),
+    "wrongNetwork": (4, "Wrong network."),
     "notSynced": (18, "Not synced to the network."),
     "txnNotFound": (29, "Transaction not found."),
     "unknownCmd": (32, "Unknown method."),
 }
 
-_OBJECT_TYPES = {
+# Ledger entry types by RPC name (ledger_entries.macro), as the ``type`` filter of
+# account_objects names them; the canonical names are accepted too (case-insensitive).
+_LEDGER_ENTRY_TYPES: dict[str, str] = {
+    "account": "AccountRoot",
+    "amendments": "Amendments",
+    "amm": "AMM",
+    "bridge": "Bridge",
+    "check": "Check",
+    "credential": "Credential",
+    "delegate": "Delegate",
     "deposit_preauth": "DepositPreauth",
+    "did": "DID",
+    "directory": "DirectoryNode",
     "escrow": "Escrow",
+    "fee": "FeeSettings",
+    "hashes": "LedgerHashes",
+    "mpt_issuance": "MPTokenIssuance",
+    "mptoken": "MPToken",
+    "nft_offer": "NFTokenOffer",
+    "nft_page": "NFTokenPage",
+    "nunl": "NegativeUNL",
+    "offer": "Offer",
+    "oracle": "Oracle",
+    "payment_channel": "PayChannel",
+    "permissioned_domain": "PermissionedDomain",
+    "signer_list": "SignerList",
     "state": "RippleState",
     "ticket": "Ticket",
-    "directory": "DirectoryNode",
+    "vault": "Vault",
+    "xchain_owned_claim_id": "XChainOwnedClaimID",
+    "xchain_owned_create_account_claim_id": "XChainOwnedCreateAccountClaimID",
 }
+# Singletons and directories no account owns (RPCHelpers isAccountObjectsValidType).
+_NOT_OWNED = frozenset(
+    {"Amendments", "DirectoryNode", "FeeSettings", "LedgerHashes", "NegativeUNL"}
+)
+
+
+def _object_type_filter(params: JsonObject) -> str | None:
+    """account_objects' ``type``: the LedgerEntryType to keep, or None for all.
+
+    As rippled's chooseLedgerEntryType: the RPC name (exact) or the canonical name
+    (any case); an unknown one, or a type no account can own, is invalidParams.
+    """
+    if "type" not in params:
+        return None
+    wanted = params["type"]
+    if not isinstance(wanted, str):
+        raise RpcError("invalidParams", "Invalid field 'type', not string.")
+    entry_type = _LEDGER_ENTRY_TYPES.get(wanted)
+    if entry_type is None:
+        canonical = {name.lower(): name for name in _LEDGER_ENTRY_TYPES.values()}
+        entry_type = canonical.get(wanted.lower())
+    if entry_type is None or entry_type in _NOT_OWNED:
+        raise RpcError("invalidParams", "Invalid field 'type'.")
+    return entry_type
+
+
+def _is_hash256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _is_uint32(value: object) -> bool:
+    """What Json::Value::asUInt accepts without throwing: a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return False
+    if isinstance(value, str):
+        return value.isdigit() and int(value) <= 0xFFFFFFFF
+    return 0 <= value <= 0xFFFFFFFF
+
+
+def with_deliver_max(tx_json: JsonObject, api_version: int) -> JsonObject:
+    """A Payment as rippled's output shows it (RPCHelpers ``insertDeliverMax``).
+
+    ``DeliverMax`` carries the Amount, whose name misleads for partial payments; API v1
+    shows both, v2 only ``DeliverMax``. The signed transaction is unchanged.
+    """
+    shown = dict(tx_json)
+    if shown.get("TransactionType") == "Payment" and "Amount" in shown:
+        shown["DeliverMax"] = shown["Amount"]
+        if api_version > 1:
+            del shown["Amount"]
+    return shown
 
 
 class RpcError(Exception):
@@ -390,14 +469,12 @@ class RpcService:
 
     def _m_account_objects(self, params: JsonObject, api_version: int) -> JsonObject:
         account = self._account_param(params)
+        wanted = _object_type_filter(params)
         selected = self._select(params)
         self._account_root(selected, account, api_version)
         objects = self._owned(selected, account)
-        wanted = params.get("type")
         if wanted is not None:
-            if wanted not in _OBJECT_TYPES:
-                raise RpcError("invalidParams", "Invalid field 'type'.")
-            objects = [o for o in objects if o["LedgerEntryType"] == _OBJECT_TYPES[wanted]]
+            objects = [o for o in objects if o["LedgerEntryType"] == wanted]
         return {"account": account, "account_objects": objects} | selected.fields(api_version)
 
     def _m_account_lines(self, params: JsonObject, api_version: int) -> JsonObject:
@@ -469,7 +546,12 @@ class RpcService:
             "limit": limit,
             "transactions": [
                 self._tx_entry(
-                    r, api_version, bool(params.get("binary")), validated=True, in_ledger=False
+                    r,
+                    api_version,
+                    bool(params.get("binary")),
+                    validated=True,
+                    in_ledger=False,
+                    nested=True,
                 )
                 for r in page
             ],
@@ -478,6 +560,42 @@ class RpcService:
         if start + limit < len(records):
             result["marker"] = {"ledger": page[-1].ledger_sequence, "seq": start + limit}
         return result
+
+    def _m_deposit_authorized(self, params: JsonObject, api_version: int) -> JsonObject:
+        """DepositAuthorized.cpp: may source pay destination, given its DepositAuth?"""
+        source = self._string_account(params, "source_account")
+        destination = self._string_account(params, "destination_account")
+        if "credentials" in params:
+            # No Credential objects exist on this node (Credentials is not built).
+            raise RpcError("invalidParams", "Invalid field 'credentials'.")
+        selected = self._select(params)
+        fields = selected.fields(api_version)
+        if selected.state.read(hashing.account_index(source)) is None:
+            raise RpcError("srcActNotFound", **fields)
+        root = selected.state.read(hashing.account_index(destination))
+        if root is None:
+            raise RpcError("dstActNotFound", **fields)
+        authorized = (
+            not int(root.get("Flags", 0)) & protocol.LSF_DEPOSIT_AUTH
+            or source == destination
+            or selected.state.read(hashing.deposit_preauth_index(destination, source)) is not None
+        )
+        return {
+            "deposit_authorized": authorized,
+            "destination_account": destination,
+            "source_account": source,
+        } | fields
+
+    @staticmethod
+    def _string_account(params: JsonObject, name: str) -> str:
+        if name not in params:
+            raise RpcError("invalidParams", f"Missing field '{name}'.")
+        value = params[name]
+        if not isinstance(value, str):
+            raise RpcError("invalidParams", f"Invalid field '{name}', not a string.")
+        if not is_valid_classic_address(value):
+            raise RpcError("actMalformed")
+        return value
 
     def _m_ledger_entry(self, params: JsonObject, api_version: int) -> JsonObject:
         selected = self._select(params, default="validated")
@@ -503,6 +621,14 @@ class RpcService:
                 if isinstance(spec, str):
                     return spec.upper()
                 return hashing.ticket_index(str(spec["account"]), int(spec["ticket_seq"]))
+            if "deposit_preauth" in params:
+                spec = params["deposit_preauth"]
+                if isinstance(spec, str):
+                    return spec.upper()
+                owner, authorized = str(spec["owner"]), str(spec["authorized"])
+                if not (is_valid_classic_address(owner) and is_valid_classic_address(authorized)):
+                    raise RpcError("invalidParams", "malformedAddress")
+                return hashing.deposit_preauth_index(owner, authorized)
             if "ripple_state" in params:
                 spec = params["ripple_state"]
                 a, b = spec["accounts"]
@@ -533,7 +659,7 @@ class RpcService:
                 "request": {**params, "command": "submit"},
                 "status": "error",
             }
-        tx_json = outcome.tx_json | {"hash": outcome.tx_hash}
+        tx_json = with_deliver_max(outcome.tx_json, api_version) | {"hash": outcome.tx_hash}
         root = self.chain.open_state.read(hashing.account_index(str(tx_json["Account"])))
         next_sequence = int(root["Sequence"]) if root is not None else 0
         return {
@@ -554,27 +680,60 @@ class RpcService:
         }
 
     def _m_tx(self, params: JsonObject, api_version: int) -> JsonObject:
-        record = None
+        """Tx.cpp: by hash or CTID; with min_ledger/max_ledger a miss says searched_all."""
+        if "transaction" in params and "ctid" in params:
+            raise RpcError("invalidParams")
+        searched = self._tx_range(params)
         if "ctid" in params:
             record = self._by_ctid(str(params["ctid"]))
-        elif isinstance(params.get("transaction"), str):
-            record = self.chain.transaction(str(params["transaction"]))
+        elif "transaction" in params:
+            tx_hash = params["transaction"]
+            if not isinstance(tx_hash, str) or not _is_hash256(tx_hash):
+                raise RpcError("notImpl")
+            record = self.chain.transaction(tx_hash)
         else:
-            raise RpcError("invalidParams", "Missing field 'transaction'.")
+            raise RpcError("invalidParams")
         if record is None:
-            raise RpcError("txnNotFound")
+            if searched is None:
+                raise RpcError("txnNotFound")
+            raise RpcError("txnNotFound", searched_all=self._has_every_ledger(*searched))
         validated = self.chain.is_closed(record)
         return self._tx_entry(
             record, api_version, bool(params.get("binary")), validated=validated, in_ledger=False
         )
 
+    @staticmethod
+    def _tx_range(params: JsonObject) -> tuple[int, int] | None:
+        if "min_ledger" not in params or "max_ledger" not in params:
+            return None
+        low, high = params["min_ledger"], params["max_ledger"]
+        if not (_is_uint32(low) and _is_uint32(high)):
+            raise RpcError("invalidLgrRange")
+        low, high = int(low), int(high)
+        if high < low:
+            raise RpcError("invalidLgrRange")
+        if high - low > MAX_TX_RANGE:
+            raise RpcError("excessiveLgrRange")
+        return low, high
+
+    def _has_every_ledger(self, low: int, high: int) -> bool:
+        """Whether this server holds every validated ledger of the range (complete_ledgers)."""
+        return self.chain.first_sequence <= low and high <= self.chain.last_closed.header.sequence
+
     def _by_ctid(self, ctid: str) -> TxRecord | None:
         if len(ctid) != 16 or not ctid.upper().startswith("C"):
             raise RpcError("invalidParams", "Invalid field 'ctid'.")
-        value = int(ctid[1:], 16)
+        try:
+            value = int(ctid[1:], 16)
+        except ValueError as exc:
+            raise RpcError("invalidParams", "Invalid field 'ctid'.") from exc
         sequence, index, network = value >> 32, (value >> 16) & 0xFFFF, value & 0xFFFF
         if network != self.chain.network_id:
-            return None
+            raise RpcError(
+                "wrongNetwork",
+                "Wrong network. You should submit this request to a node running on "
+                f"NetworkID: {network}",
+            )
         ledger = self.chain.ledger(sequence)
         if ledger is None or index >= len(ledger.tx_hashes):
             return None
@@ -588,22 +747,74 @@ class RpcService:
         *,
         validated: bool,
         in_ledger: bool,
+        nested: bool = False,
     ) -> JsonObject:
-        """A transaction as tx, account_tx and ledger (expanded) present it."""
+        """A transaction as tx, account_tx and ledger (expanded) present it.
+
+        ``nested``: account_tx's API v1 shape, the transaction under ``tx`` beside
+        ``meta`` (AccountTx.cpp); tx and ledger put its fields at the top in v1.
+        """
+        if binary:
+            return self._tx_entry_binary(record, api_version, validated=validated, nested=nested)
         entry: JsonObject = {"hash": record.hash}
         if validated:
-            ledger = self.chain.ledger(record.ledger_sequence)
-            assert ledger is not None
-            entry |= {
-                "ledger_index": record.ledger_sequence,
-                "ledger_hash": ledger.header.hash,
-                "close_time_iso": close_time_iso(ledger.header.close_time),
-            }
-            index = int(record.meta["TransactionIndex"])
-            if record.ledger_sequence < 0x0FFFFFFF and self.chain.network_id < 0xFFFF:
-                entry["ctid"] = (
-                    f"C{record.ledger_sequence:07X}{index:04X}{self.chain.network_id:04X}"
-                )
+            entry |= self._ledger_fields(record)
+        meta = self._meta_json(record, validated)
+        tx_json = with_deliver_max(record.tx_json, api_version)
+        if api_version > 1:
+            entry["tx_json"] = tx_json
+            if validated:
+                entry["meta"] = meta
+        elif nested:
+            entry = {"tx": {**tx_json, **entry}}
+            if validated:
+                entry["tx"] |= {"inLedger": record.ledger_sequence, "date": self._date(record)}
+                entry["meta"] = meta
+        else:
+            entry |= tx_json
+            if validated:
+                entry["meta" if not in_ledger else "metaData"] = meta
+                entry["inLedger"] = record.ledger_sequence
+                entry["date"] = self._date(record)
+        entry["validated"] = validated
+        return entry
+
+    def _tx_entry_binary(
+        self, record: TxRecord, api_version: int, *, validated: bool, nested: bool
+    ) -> JsonObject:
+        entry: JsonObject = {"tx_blob": record.blob}
+        if nested:
+            # account_tx: the metadata blob is "meta" in v1 and "meta_blob" in v2
+            entry["meta" if api_version == 1 else "meta_blob"] = encode(record.meta)
+            entry["ledger_index"] = record.ledger_sequence
+        else:
+            entry["hash"] = record.hash
+            if validated:
+                entry |= self._ledger_fields(record)
+                entry["meta_blob"] = encode(record.meta)
+        entry["validated"] = validated
+        return entry
+
+    def _ledger_fields(self, record: TxRecord) -> JsonObject:
+        ledger = self.chain.ledger(record.ledger_sequence)
+        assert ledger is not None
+        fields: JsonObject = {
+            "ledger_index": record.ledger_sequence,
+            "ledger_hash": ledger.header.hash,
+            "close_time_iso": close_time_iso(ledger.header.close_time),
+        }
+        index = int(record.meta["TransactionIndex"])
+        if record.ledger_sequence < 0x0FFFFFFF and self.chain.network_id < 0xFFFF:
+            fields["ctid"] = f"C{record.ledger_sequence:07X}{index:04X}{self.chain.network_id:04X}"
+        return fields
+
+    def _date(self, record: TxRecord) -> int:
+        ledger = self.chain.ledger(record.ledger_sequence)
+        assert ledger is not None
+        return ledger.header.close_time
+
+    @staticmethod
+    def _meta_json(record: TxRecord, validated: bool) -> JsonObject:
         meta = dict(record.meta)
         if record.tx_json.get("TransactionType") == "Payment" and validated:
             meta["delivered_amount"] = (
@@ -613,21 +824,7 @@ class RpcService:
                 if record.result != "tesSUCCESS"
                 else "unavailable"
             )
-        if binary:
-            entry["tx_blob"] = record.blob
-            if validated:
-                entry["meta_blob"] = encode(record.meta)
-        elif api_version > 1:
-            entry["tx_json"] = dict(record.tx_json)
-            if validated:
-                entry["meta"] = meta
-        else:
-            entry |= dict(record.tx_json)
-            if validated:
-                entry["meta" if not in_ledger else "metaData"] = meta
-                entry["inLedger"] = record.ledger_sequence
-        entry["validated"] = validated
-        return entry
+        return meta
 
     # --- admin: faults and time -------------------------------------------------------
 
