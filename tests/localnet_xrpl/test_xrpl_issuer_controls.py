@@ -418,3 +418,29 @@ def test_malformed_trust_set_flags_are_refused(ledger, token) -> None:
     )
     assert unknown_peer.final_result == "tecNO_DST"
     assert _line(ledger, issuer, alice.classic_address) == before
+
+
+def test_a_finish_fails_when_the_destination_line_lost_its_authorisation(ledger) -> None:
+    # EscrowFinish preclaim (Issue): requireAuth(dest). Authorisation is no reason to
+    # keep a line (SetTrust.cpp's reserve rule), so a holder that empties its line loses
+    # it, and a line opened again is unauthorised: the locked payout can no longer land.
+    issuer, alice, bob = ledger.fund(), ledger.fund(), ledger.fund()
+    assert _set(ledger, issuer, AccountSetAsfFlag.ASF_REQUIRE_AUTH) == "tesSUCCESS"
+    assert _set(ledger, issuer, AccountSetAsfFlag.ASF_ALLOW_TRUSTLINE_LOCKING) == "tesSUCCESS"
+    for holder in (alice, bob):
+        _trust(ledger, holder, issuer)
+        assert _issuer_line_flags(ledger, issuer, holder, TrustSetFlag.TF_SET_AUTH) == "tesSUCCESS"
+    assert _pay(ledger, issuer, alice, usd(issuer, "50")) == "tesSUCCESS"
+    result, sequence = _escrow(ledger, alice, bob, usd(issuer, "10"))
+    assert result == "tesSUCCESS"
+    _trust(ledger, bob, issuer, value="0", flags=TrustSetFlag.TF_SET_NO_RIPPLE)
+    assert ledger.lines(bob.classic_address) == []
+    ledger.node.advance_time(5)
+    ledger.close()
+    assert _finish(ledger, bob, alice, sequence) == "tecNO_LINE"
+    _trust(ledger, bob, issuer)
+    assert _finish(ledger, bob, alice, sequence) == "tecNO_AUTH"
+    assert _balance(ledger, bob, issuer.classic_address) == 0
+    assert _issuer_line_flags(ledger, issuer, bob, TrustSetFlag.TF_SET_AUTH) == "tesSUCCESS"
+    assert _finish(ledger, bob, alice, sequence) == "tesSUCCESS"
+    assert _balance(ledger, bob, issuer.classic_address) == 10
