@@ -241,3 +241,31 @@ def test_a_malformed_transfer_rate_is_refused(ledger) -> None:
     before = ledger.account(issuer.classic_address)
     assert _rate_json(ledger, issuer, 4_000_000_000).engine_result == "temBAD_TRANSFER_RATE"
     assert ledger.account(issuer.classic_address) == before
+
+
+def test_an_escrow_to_oneself_still_pays_the_fee_on_finish(ledger, token) -> None:
+    # escrowUnlockApplyHelper charges the locked rate whenever neither end is the
+    # issuer, the owner finishing its own escrow included; a cancel does not.
+    issuer, alice, _ = token
+    lock = AccountSet(
+        account=issuer.classic_address, set_flag=AccountSetAsfFlag.ASF_ALLOW_TRUSTLINE_LOCKING
+    )
+    assert ledger.submit(lock, issuer).final_result == "tesSUCCESS"
+    now = ledger.validated_close_time()
+    signed = ledger.sign(
+        EscrowCreate(
+            account=alice.classic_address,
+            destination=alice.classic_address,
+            amount=usd(issuer, "100"),
+            finish_after=now + 1,
+        ),
+        alice,
+    )
+    assert ledger.submit_signed(signed).final_result == "tesSUCCESS"
+    ledger.node.advance_time(5)
+    ledger.close()
+    finish = EscrowFinish(
+        account=alice.classic_address, owner=alice.classic_address, offer_sequence=signed.sequence
+    )
+    assert ledger.submit(finish, alice).final_result == "tesSUCCESS"
+    assert _balance(ledger, alice, issuer.classic_address) == 180

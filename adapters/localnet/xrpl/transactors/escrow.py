@@ -261,7 +261,14 @@ class EscrowFinish(Transactor):
             return result
         amount = parse_amount(escrow["Amount"])
         return _release(
-            view, escrow, index, amount, receiver=destination, submitter=tx.account, actx=actx
+            view,
+            escrow,
+            index,
+            amount,
+            receiver=destination,
+            submitter=tx.account,
+            actx=actx,
+            finishing=True,
         )
 
 
@@ -304,6 +311,7 @@ def _release(
     receiver: str,
     submitter: str,
     actx: ApplyContext,
+    finishing: bool = False,
 ) -> str:
     """Delete the escrow and pay ``amount`` to ``receiver`` (destination or owner)."""
     owner = str(escrow["Account"])
@@ -318,7 +326,7 @@ def _release(
         write_account(view, receiver_root)
     else:
         # A cancel returns everything; a finish charges the locked transfer fee.
-        rate = _finish_rate(view, escrow, amount) if receiver == destination != owner else None
+        rate = _finish_rate(view, escrow, amount) if finishing else None
         result = _unlock_token(
             view, amount, receiver=receiver, submitter=submitter, actx=actx, rate=rate
         )
