@@ -482,19 +482,37 @@ def _distribution(values: list[int], floor: int) -> Json:
 # -- paging ------------------------------------------------------------------------
 
 
+ACCOUNT_ID_REASON = "Account ID must start with `G` and contain 56 alphanum characters"
+TX_HASH_REASON = "Transaction hash must be a hex-encoded, lowercase SHA-256 hash"
+LEDGER_ID_REASON = "Ledger ID must be an integer higher than 0"
+BALANCE_ID_REASON = (
+    "Claimable Balance ID must be the hex-encoded XDR representation of a Claimable Balance ID"
+)
+
+
 def page_params(query: dict[str, str]) -> tuple[str, int, bool]:
-    """Parse cursor, limit and order as Horizon does; raises QueryError."""
+    """Parse cursor, limit and order as Horizon does (actions/helpers.go getCursor,
+    getLimit; db2 NewPageQuery), with its reasons; raises QueryError."""
     cursor = query.get("cursor", "")
-    raw_limit = query.get("limit", "") or str(DEFAULT_LIMIT)
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        raise QueryError("limit", "unparseable value") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if cursor.lstrip("-").isdigit() and int(cursor) < 0:
+        raise QueryError("cursor", f"the cursor {int(cursor)} is a negative number: ")
+    raw_limit = query.get("limit", "")
+    if raw_limit == "":
+        limit = DEFAULT_LIMIT
+    else:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise QueryError("limit", "unparseable value") from None
+        if limit <= 0:
+            raise QueryError("limit", "invalid limit: non-positive value provided")
+        if limit > MAX_LIMIT:
+            raise QueryError(
+                "limit", f"invalid limit: value provided that is over limit max of {MAX_LIMIT}"
+            )
     order = query.get("order", "") or "asc"
     if order not in ("asc", "desc"):
-        raise QueryError("order", "order must be asc or desc")
+        raise QueryError("order", "order: invalid value")
     return cursor, limit, order == "desc"
 
 
@@ -516,7 +534,7 @@ def page(
         try:
             position = cursor_key(cursor)
         except (ValueError, IndexError):
-            raise QueryError("cursor", "invalid cursor") from None
+            raise QueryError("cursor", "cursor: invalid value") from None
         ordered = [
             item
             for item in ordered

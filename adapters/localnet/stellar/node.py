@@ -23,6 +23,7 @@ import hashlib
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,7 @@ from adapters.localnet.stellar.xdrutil import root_keypair
 
 STANDALONE_PASSPHRASE = "Standalone Network ; February 2017"  # noqa: S105 - a network name
 FRIENDBOT_STARTING_BALANCE_STROOPS = 10_000 * 10_000_000  # what testnet's friendbot gives
+STREAM_WAIT_SLICE_S = 0.25  # how often a waiting event stream checks its client is there
 log = logging.getLogger(__name__)
 
 
@@ -166,6 +168,8 @@ class StellarNode:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            self._closed.notify_all()  # open event streams end now
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -229,6 +233,23 @@ class StellarNode:
             return self._closed.wait_for(
                 lambda: self._ledger.last_closed.sequence >= sequence, timeout=timeout_s
             )
+
+    def wait_next_ledger(self, after: int, gone: Callable[[], bool]) -> int | None:
+        """For an event stream: the sequence of the first ledger closed after `after`;
+        None once the node stops or `gone()` says the client left."""
+        while True:
+            with self._lock:
+                self._closed.wait_for(
+                    lambda: self._ledger.last_closed.sequence > after or self._stop.is_set(),
+                    timeout=STREAM_WAIT_SLICE_S,
+                )
+                if self._stop.is_set():
+                    return None
+                latest = self._ledger.last_closed.sequence
+            if latest > after:
+                return latest
+            if gone():
+                return None
 
     def has_waiter(self, tx_hash: str) -> bool:
         """Whether a POST /transactions is waiting for this transaction's ledger."""

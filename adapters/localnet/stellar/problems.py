@@ -25,8 +25,9 @@ class Problem:
             "type": TYPE_PREFIX + self.type,
             "title": self.title,
             "status": self.status,
-            "detail": self.detail,
         }
+        if self.detail:  # Horizon omits an empty detail
+            doc["detail"] = self.detail
         if self.extras:
             doc["extras"] = self.extras
         return doc
@@ -59,7 +60,9 @@ def transaction_malformed(envelope: str) -> Problem:
         "transaction_malformed",
         "Transaction Malformed",
         "Horizon could not decode the transaction envelope in this request. A transaction "
-        "should be an XDR TransactionEnvelope struct encoded using base64.",
+        "should be an XDR TransactionEnvelope struct encoded using base64.  The envelope "
+        "read from this request is echoed in the `extras.envelope_xdr` field of this "
+        "response for your convenience.",
         {"envelope_xdr": envelope},
     )
 
@@ -113,6 +116,28 @@ def injected(status: int) -> Problem:
     }
     kind, title = kinds[status]
     return Problem(status, kind, title, "Injected by the local network's fault handle.")
+
+
+def before_history() -> Problem:
+    return Problem(
+        410,
+        "before_history",
+        "Data Requested Is Before Recorded History",
+        "This horizon instance is configured to only track a portion of the stellar "
+        "network's latest history. This request is asking for results prior to the "
+        "recorded history known to this horizon instance.",
+    )
+
+
+def not_acceptable() -> Problem:
+    """What Horizon answers when a route cannot give the asked-for content type (an
+    event stream of a resource that does not stream)."""
+    return Problem(
+        406,
+        "not_acceptable",
+        "An acceptable response content-type could not be provided for this request",
+        "",
+    )
 
 
 def server_error() -> Problem:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from stellar_sdk import StrKey
 
-from adapters.localnet.stellar import horizon, problems
+from adapters.localnet.stellar import horizon, problems, sse
 from adapters.localnet.stellar.ledger import LocalLedger
 from adapters.localnet.stellar.node import Reply, StellarNode
 from adapters.localnet.stellar.state import ClaimableBalance, TxRecord, toid
@@ -76,7 +76,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay_s)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         try:
-            reply = self._route(method, path, query)
+            if method == "GET" and "text/event-stream" in (self.headers.get("Accept") or ""):
+                streamed = self._stream(path, query)
+                if streamed is None:
+                    self.close_connection = True
+                    return
+                reply = streamed
+            else:
+                reply = self._route(method, path, query)
         except horizon.QueryError as exc:
             reply = Reply.of(problems.bad_request(exc.field, exc.reason))
         except Exception:  # a bug must not kill the server thread or leak a traceback
@@ -88,11 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(reply)
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> Reply:
-        for route_method, pattern, handler in ROUTES:
-            match = pattern.fullmatch(path)
-            if match and route_method == method:
-                return handler(self, query, *match.groups())
-        return Reply.of(problems.not_found())
+        found = _find_route(method, path)
+        if found is None:
+            return Reply.of(problems.not_found())
+        handler, args = found
+        return handler(self, query, *args)
 
     # -- I/O -------------------------------------------------------------------------------
 
@@ -133,6 +140,57 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length).decode("utf-8", errors="replace")
         return dict(parse_qsl(raw, keep_blank_values=True))
 
+    # -- event streams ---------------------------------------------------------------------
+
+    def _stream(self, path: str, query: dict[str, str]) -> Reply | None:
+        """Serve an event stream; a Reply instead when the request is refused before
+        the stream starts (Horizon renders a problem then, not an error event)."""
+        found = _find_route("GET", path)
+        if found is None:
+            return Reply.of(problems.not_found())
+        handler, args = found
+        kind = STREAMABLE.get(handler)
+        if kind is None:
+            return Reply.of(problems.not_acceptable())
+        node = self.server.node
+        _, limit, _ = horizon.page_params(query)
+        cursor = self.headers.get("Last-Event-ID") or query.get("cursor", "")
+        if cursor == "now":
+            # Horizon getCursor: toid.AfterLedger(latest), the last id the ledger could hold.
+            cursor = str(toid(node.latest_ledger, TOID_TX_MASK, TOID_OP_MASK))
+        state = {"cursor": cursor, "last": None}
+
+        def look_up() -> Reply:
+            return handler(self, {**query, "cursor": state["cursor"]}, *args)
+
+        first = look_up()  # refuses a bad cursor, account id... before the preamble
+        if first.status != 200:
+            return first
+        generate = self._page_events if kind == "page" else self._object_events
+        sse.serve(
+            sse.StreamWriter(self),
+            limit=limit,
+            generate=lambda: generate(look_up, state),
+            wait_next=node.wait_next_ledger,
+            latest=node.latest_ledger,
+        )
+        return None
+
+    @staticmethod
+    def _page_events(look_up: Callable[[], Reply], state: dict[str, Any]) -> sse.Events:
+        reply = look_up()
+        for record in reply.body.get("_embedded", {}).get("records", []):
+            state["cursor"] = record["paging_token"]
+            yield record["paging_token"], record
+
+    @staticmethod
+    def _object_events(look_up: Callable[[], Reply], state: dict[str, Any]) -> sse.Events:
+        """An object stream sends the resource again only when it changed."""
+        reply = look_up()
+        if reply.status == 200 and reply.body != state["last"]:
+            state["last"] = reply.body
+            yield "", reply.body
+
     # -- handlers --------------------------------------------------------------------------
 
     def _submit(self, query: dict[str, str]) -> Reply:
@@ -163,8 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         return f"http://{host}" if host else self.server.node.base_url
 
     def _account(self, query: dict[str, str], account_id: str) -> Reply:
-        if not StrKey.is_valid_ed25519_public_key(account_id):
-            return Reply.of(problems.bad_request("account_id", "invalid account id"))
+        _check_account_id(account_id)
         with self.server.node.read() as ledger:
             doc = horizon.account(self._base, ledger, account_id)
         return Reply(200, doc) if doc is not None else Reply.of(problems.not_found())
@@ -172,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _account_data(self, query: dict[str, str], account_id: str, key: str) -> Reply:
         from urllib.parse import unquote
 
+        _check_account_id(account_id)
         with self.server.node.read() as ledger:
             entry = ledger.entries.data.get((account_id, unquote(key)))
         if entry is None:
@@ -198,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _account_transactions(self, query: dict[str, str], account_id: str) -> Reply:
+        _check_account_id(account_id)
         with self.server.node.read() as ledger:
             txs = [
                 t
@@ -216,8 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tx_page(ledger, "/transactions", query, txs)
 
     def _ledger_transactions(self, query: dict[str, str], sequence: str) -> Reply:
+        seq = _ledger_id(sequence)
         with self.server.node.read() as ledger:
-            seq = int(sequence)
             txs = [t for h in ledger.tx_hashes if (t := ledger.transactions[h]).ledger == seq]
             if query.get("include_failed", "false") != "true":
                 txs = [t for t in txs if t.successful]
@@ -226,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _transaction(self, query: dict[str, str], tx_hash: str) -> Reply:
         # Horizon GetTransactionID: 64 lowercase hex digits, else 400 on `tx_id`.
         if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
-            raise horizon.QueryError("tx_id", "invalid hash format")
+            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
         with self.server.node.read() as ledger:
             record = ledger.find_transaction(tx_hash)
             if record is None:
@@ -250,9 +309,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     def _ledger(self, query: dict[str, str], sequence: str) -> Reply:
+        seq = _ledger_id(sequence)
+        if seq < 1:  # older than the oldest ledger this Horizon has
+            return Reply.of(problems.before_history())
         with self.server.node.read() as ledger:
-            seq = int(sequence)
-            if not 1 <= seq <= ledger.last_closed.sequence:
+            if seq > ledger.last_closed.sequence:
                 return Reply.of(problems.not_found())
             return Reply(200, horizon.ledger_resource(self._base, ledger.ledgers[seq - 1]))
 
@@ -306,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _claimable_balance(self, query: dict[str, str], raw_id: str) -> Reply:
         balance_id = normalize_balance_id(raw_id)
         if balance_id is None:
-            return Reply.of(problems.bad_request("id", "invalid claimable balance id"))
+            return Reply.of(problems.bad_request("id", horizon.BALANCE_ID_REASON))
         with self.server.node.read() as ledger:
             cb = ledger.entries.claimable_balances.get(balance_id)
             if cb is None:
@@ -366,6 +427,30 @@ class _Handler(BaseHTTPRequestHandler):
         return Reply(200, {"now": self.server.node.clock.now()})
 
 
+def _check_account_id(account_id: str) -> None:
+    """Horizon's accountID validator on the `account_id` path parameter."""
+    if not StrKey.is_valid_ed25519_public_key(account_id):
+        raise horizon.QueryError("account_id", horizon.ACCOUNT_ID_REASON)
+
+
+def _ledger_id(raw: str) -> int:
+    """The `ledger_id` path parameter: a uint32, as Horizon's schema decoder reads it."""
+    if not raw.isdigit() or int(raw) >= 1 << 32:
+        raise horizon.QueryError("ledger_id", horizon.LEDGER_ID_REASON)
+    return int(raw)
+
+
+def _find_route(method: str, path: str) -> tuple[Callable[..., Reply], tuple[str, ...]] | None:
+    for route_method, pattern, handler in ROUTES:
+        match = pattern.fullmatch(path)
+        if match and route_method == method:
+            return handler, match.groups()
+    return None
+
+
+TOID_TX_MASK = (1 << 20) - 1
+TOID_OP_MASK = (1 << 12) - 1
+
 ROUTES: list[Route] = [
     ("GET", re.compile(r"/"), _Handler._root),
     ("GET", re.compile(r"/accounts/([^/]+)"), _Handler._account),
@@ -376,8 +461,8 @@ ROUTES: list[Route] = [
     ("POST", re.compile(r"/transactions_async"), _Handler._submit_async),
     ("GET", re.compile(r"/transactions/([^/]+)"), _Handler._transaction),
     ("GET", re.compile(r"/ledgers"), _Handler._ledgers),
-    ("GET", re.compile(r"/ledgers/(\d{1,10})"), _Handler._ledger),
-    ("GET", re.compile(r"/ledgers/(\d{1,10})/transactions"), _Handler._ledger_transactions),
+    ("GET", re.compile(r"/ledgers/([^/]+)"), _Handler._ledger),
+    ("GET", re.compile(r"/ledgers/([^/]+)/transactions"), _Handler._ledger_transactions),
     ("GET", re.compile(r"/fee_stats"), _Handler._fee_stats),
     ("GET", re.compile(r"/claimable_balances"), _Handler._claimable_balances),
     ("GET", re.compile(r"/claimable_balances/([^/]+)"), _Handler._claimable_balance),
@@ -388,3 +473,13 @@ ROUTES: list[Route] = [
     ("POST", re.compile(r"/_admin/close_ledger"), _Handler._admin_close),
     ("POST", re.compile(r"/_admin/advance_time"), _Handler._admin_advance),
 ]
+
+#: Routes Horizon also serves as event streams: pages stream their new records, an
+#: object its new state (httpx/router.go: streamable page and object handlers).
+STREAMABLE: dict[Callable[..., Reply], str] = {
+    _Handler._ledgers: "page",
+    _Handler._transactions: "page",
+    _Handler._account_transactions: "page",
+    _Handler._ledger_transactions: "page",
+    _Handler._account: "object",
+}
