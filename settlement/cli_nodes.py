@@ -55,6 +55,23 @@ def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line 
             help="NetworkID of this network; above 1024 every transaction must carry it.",
         ),
     ] = 0,
+    fee_escalation: Annotated[
+        bool,
+        typer.Option(
+            "--fee-escalation/--no-fee-escalation",
+            help="Raise the open-ledger fee past --expected-ledger-size transactions and "
+            "queue cheaper ones (terQUEUED), as rippled's TxQ does.",
+        ),
+    ] = True,
+    expected_ledger_size: Annotated[
+        int,
+        typer.Option(
+            "--expected-ledger-size",
+            min=1,
+            help="Transactions a ledger takes at the reference fee before the fee "
+            "escalates (rippled standalone: 1000).",
+        ),
+    ] = 1000,
 ) -> None:
     """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
     from adapters.localnet.xrpl import run_node
@@ -73,6 +90,8 @@ def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line 
         idle_interval_s=idle_interval,
         amendments=switches,
         network_id=network_id,
+        fee_escalation=fee_escalation,
+        expected_ledger_size=expected_ledger_size,
     )
 
 

@@ -60,6 +60,11 @@ _MESSAGES: Final[dict[str, str]] = {
     "tefNO_AUTH_REQUIRED": "Auth is not required.",
     "tefNO_TICKET": "Ticket is not in ledger.",
     "tefPAST_SEQ": "This sequence number has already passed.",
+    "telCAN_NOT_QUEUE": "Can not queue at this time.",
+    "telCAN_NOT_QUEUE_FEE": (
+        "Can not queue at this time: fee insufficient to replace queued transaction."
+    ),
+    "telCAN_NOT_QUEUE_FULL": "Can not queue at this time: queue is full.",
     "telINSUF_FEE_P": "Fee insufficient.",
     "telLOCAL_ERROR": "Local failure.",
     "telNETWORK_ID_MAKES_TX_NON_CANONICAL": (

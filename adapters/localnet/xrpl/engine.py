@@ -26,8 +26,10 @@ from adapters.localnet.xrpl.apply import apply_transaction, signature_failure
 from adapters.localnet.xrpl.clock import NodeClock
 from adapters.localnet.xrpl.ledger import ClosedLedger, LedgerHeader, TxRecord
 from adapters.localnet.xrpl.state import JsonObject, LedgerState
+from adapters.localnet.xrpl.transactors import TRANSACTORS
 from adapters.localnet.xrpl.transactors.base import FeeSchedule, LedgerContext, Tx
 from adapters.localnet.xrpl.tx_formats import TemplateError, template_for
+from adapters.localnet.xrpl.txq import EscalationSetup, Queued, TxQueue, fee_level, level_to_drops
 
 CLOSE_TIME_RESOLUTION_S = 10
 MAX_BLOB_BYTES = 1_000_000  # rippled refuses transactions larger than 1 MB
@@ -43,7 +45,8 @@ class SubmitResult:
     tx_json: JsonObject
     tx_hash: str
     applied: bool
-    kept: bool  # held for a later ledger (terPRE_SEQ)
+    kept: bool  # held for a later ledger (terPRE_SEQ, or queued)
+    queued: bool = False  # in the transaction queue (terQUEUED)
 
 
 @dataclass
@@ -68,8 +71,10 @@ class LedgerChain:
         network_id: int = 0,
         retained_states: int = 256,
         amendments: frozenset[str] | None = None,
+        escalation: EscalationSetup | None = None,
     ) -> None:
         self.fees = fees
+        self.queue = TxQueue(escalation or EscalationSetup())
         self.network_id = network_id
         self.amendments = amendments if amendments is not None else enabled_set()
         self.clock = clock
@@ -239,11 +244,91 @@ class LedgerChain:
             # answers from the ledger's view of the account; never applied twice.
             result = self._try_apply(Tx(tx_json, tx_hash), blob, dry=True)
             return SubmitResult(result, tx_json, tx_hash, applied=False, kept=False)
+        if self.queue.contains(tx_hash):
+            return SubmitResult(
+                "terQUEUED", tx_json, tx_hash, applied=False, kept=True, queued=True
+            )
+        if self._must_queue(Tx(tx_json, tx_hash)):
+            verdict = self._try_queue(Tx(tx_json, tx_hash), blob)
+            if verdict is not None:
+                return verdict
         result = self._try_apply(Tx(tx_json, tx_hash), blob)
         kept = result in ("terPRE_SEQ", "terPRE_TICKET")
         if kept:
             self._held[tx_hash] = _Held(tx_json, blob.hex().upper(), tx_hash)
         return SubmitResult(result, tx_json, tx_hash, applied=codes.is_applied(result), kept=kept)
+
+    # --- fee escalation (txq.py) ------------------------------------------------------
+
+    def fee_level_of(self, tx: Tx) -> int:
+        transactor = TRANSACTORS.get(tx.type)
+        base = (
+            transactor.base_fee_drops(tx, self.context())
+            if transactor is not None
+            else self.fees.base_fee_drops
+        )
+        try:
+            return fee_level(tx.fee_drops, base)
+        except ValueError:  # an unreadable Fee: the engine refuses it (temBAD_FEE)
+            return 0
+
+    def open_ledger_level(self) -> int:
+        return self.queue.required_level(len(self._open_records))
+
+    def open_ledger_fee_drops(self) -> int:
+        """What a reference transaction must pay to enter the open ledger now."""
+        return level_to_drops(self.open_ledger_level(), self.fees.base_fee_drops)
+
+    def _must_queue(self, tx: Tx) -> bool:
+        if not self.queue.setup.enabled or "Account" not in tx:
+            return False
+        if self.queue.of_account(tx.account):
+            return True  # behind its own queued transactions, as TxQ keeps them in order
+        return self.fee_level_of(tx) < self.open_ledger_level()
+
+    def _try_queue(self, tx: Tx, blob: bytes) -> SubmitResult | None:
+        """TxQ::apply for a transaction that may not enter the open ledger now.
+
+        None: not a queue matter (a sequence gap is held as terPRE_SEQ, as before).
+        """
+        dry = self._try_apply(tx, blob, dry=True)
+        root = self._open_state.read(hashing.account_index(tx.account))
+        account_sequence = int(root["Sequence"]) if root is not None else 0
+        follows_queue = (
+            dry == "terPRE_SEQ"
+            and not tx.uses_ticket
+            and tx.sequence == self.queue.next_sequence(tx.account, account_sequence)
+        )
+        if not (codes.is_applied(dry) or follows_queue):
+            if codes.is_retry(dry):
+                return None
+            return SubmitResult(dry, tx.json, tx.hash, applied=False, kept=False)
+        entry = Queued(tx.json, blob.hex().upper(), tx.hash, self.fee_level_of(tx), 0)
+        result = self.queue.admit(entry, self.open_sequence)
+        queued = result == "terQUEUED"
+        return SubmitResult(result, tx.json, tx.hash, applied=False, kept=queued, queued=queued)
+
+    def _accept_queued(self) -> None:
+        """TxQ::accept: queued transactions enter the new open ledger, best fee first."""
+        progress = True
+        while progress and len(self.queue):
+            progress = False
+            for entry in self.queue.by_fee():
+                if entry.fee_level < self.open_ledger_level():
+                    return
+                last_ledger = entry.tx_json.get("LastLedgerSequence")
+                if last_ledger is not None and int(last_ledger) < self.open_sequence:
+                    self.queue.remove(entry.tx_hash)
+                    continue
+                root = self._open_state.read(hashing.account_index(entry.account))
+                if root is None or int(root["Sequence"]) != entry.sequence:
+                    continue  # not its account's next: waits for the one before it
+                result = self._try_apply(
+                    Tx(entry.tx_json, entry.tx_hash), bytes.fromhex(entry.blob)
+                )
+                if codes.is_applied(result) or not codes.is_retry(result):
+                    self.queue.remove(entry.tx_hash)
+                    progress = True
 
     def _try_apply(self, tx: Tx, blob: bytes, *, dry: bool = False) -> str:
         open_hashes = {r.hash for r in self._open_records}
@@ -293,9 +378,13 @@ class LedgerChain:
         self._append(closed)
         for record in self._open_records:
             self._record(record)
+        self.queue.on_ledger_closed(
+            [self.fee_level_of(Tx(r.tx_json, r.hash)) for r in self._open_records]
+        )
         self._open_records = []
         self._open_state = self._open_state.copy()
         self._retry_held()
+        self._accept_queued()
         return closed
 
     def _append(self, ledger: ClosedLedger) -> None:

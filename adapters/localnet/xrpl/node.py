@@ -31,6 +31,7 @@ from adapters.localnet.xrpl.ledger import ClosedLedger
 from adapters.localnet.xrpl.rpc import RpcService
 from adapters.localnet.xrpl.server import HttpFront
 from adapters.localnet.xrpl.transactors.base import FeeSchedule
+from adapters.localnet.xrpl.txq import STANDALONE_EXPECTED_SIZE, EscalationSetup
 
 _log = logging.getLogger(__name__)
 DEFAULT_FAUCET_XRP = 1_000
@@ -63,6 +64,9 @@ class XrplNode:
         clock: NodeClock | None = None,
         idle_interval_s: float | None = None,
         amendments: Mapping[str, bool] | None = None,
+        fee_escalation: bool = True,
+        expected_ledger_size: int = STANDALONE_EXPECTED_SIZE,
+        max_queue_size: int | None = None,
     ) -> None:
         if close_interval_s < 0:
             raise ValueError("close_interval_s must be >= 0")
@@ -79,6 +83,7 @@ class XrplNode:
             clock=self.clock,
             network_id=network_id,
             amendments=enabled_set(amendments),
+            escalation=EscalationSetup(fee_escalation, expected_ledger_size, max_queue_size),
         )
         self._amendments_chosen = amendments is not None
         self.rpc = RpcService(self)
@@ -198,7 +203,9 @@ class XrplNode:
                 account=protocol.GENESIS_ACCOUNT,
                 destination=destination,
                 amount=str(xrp * protocol.DROPS_PER_XRP),
-                fee=str(self.chain.fees.base_fee_drops),
+                # as a faucet does, pay what the open ledger asks, so a surge
+                # delays no one's funding
+                fee=str(self.chain.open_ledger_fee_drops()),
                 sequence=int(genesis["Sequence"]),
                 last_ledger_sequence=self.chain.open_sequence + 20,
             )
@@ -250,6 +257,8 @@ def run_node(
     idle_interval_s: float | None = None,
     amendments: Mapping[str, bool] | None = None,
     network_id: int = 0,
+    fee_escalation: bool = True,
+    expected_ledger_size: int = STANDALONE_EXPECTED_SIZE,
 ) -> None:
     """Run a node in the foreground until interrupted (``settle node xrpl``)."""
     node = XrplNode(
@@ -258,6 +267,8 @@ def run_node(
         idle_interval_s=idle_interval_s,
         amendments=amendments,
         network_id=network_id,
+        fee_escalation=fee_escalation,
+        expected_ledger_size=expected_ledger_size,
     )
     url = node.start(host="127.0.0.1", port=port)
     _log.info("XRPL localnet serving JSON-RPC at %s", url)

@@ -27,6 +27,7 @@ from adapters.localnet.xrpl.engine import InvalidTransaction, LedgerChain, Submi
 from adapters.localnet.xrpl.faults import FaultPlan
 from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
 from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
+from adapters.localnet.xrpl.txq import REFERENCE_LEVEL, level_to_drops
 
 BUILD_VERSION = "2.4.0-localnet"
 MAX_TX_RANGE = 1000  # Tx.cpp: a min_ledger..max_ledger span wider than this is refused
@@ -336,25 +337,29 @@ class RpcService:
         return {"state": state}
 
     def _m_fee(self, params: JsonObject, api_version: int) -> JsonObject:
-        base = str(self.chain.fees.base_fee_drops)
+        """Fee1.cpp / TxQ::doRPC: the open ledger's price, as levels and in drops."""
+        chain = self.node.chain  # the queue lives on the server that takes submits
+        queue = chain.queue
+        base = chain.fees.base_fee_drops
+        open_level = chain.open_ledger_level()
         return {
-            "current_ledger_size": str(len(self.chain.open_records)),
-            "current_queue_size": "0",
+            "current_ledger_size": str(len(chain.open_records)),
+            "current_queue_size": str(len(queue)),
             "drops": {
-                "base_fee": base,
-                "median_fee": str(self.chain.fees.base_fee_drops * 500),
-                "minimum_fee": base,
-                "open_ledger_fee": base,
+                "base_fee": str(base),
+                "median_fee": str(level_to_drops(queue.multiplier, base)),
+                "minimum_fee": str(level_to_drops(queue.minimum_level(), base)),
+                "open_ledger_fee": str(level_to_drops(open_level, base)),
             },
-            "expected_ledger_size": "1000",
-            "ledger_current_index": self.chain.open_sequence,
+            "expected_ledger_size": str(queue.setup.expected_ledger_size),
+            "ledger_current_index": chain.open_sequence,
             "levels": {
-                "median_level": "128000",
-                "minimum_level": "256",
-                "open_ledger_level": "256",
-                "reference_level": "256",
+                "median_level": str(queue.multiplier),
+                "minimum_level": str(queue.minimum_level()),
+                "open_ledger_level": str(open_level),
+                "reference_level": str(REFERENCE_LEVEL),
             },
-            "max_queue_size": "2000",
+            "max_queue_size": str(queue.setup.queue_capacity),
         }
 
     def _m_feature(self, params: JsonObject, api_version: int) -> JsonObject:
@@ -643,15 +648,16 @@ class RpcService:
         blob = params.get("tx_blob")
         if not isinstance(blob, str):
             raise RpcError("invalidParams", "Missing field 'tx_blob'.")
+        chain = self.node.chain  # submits always reach the fresh server
         rejection = self.node.faults.take_rejection()
         try:
             if rejection is not None:
-                tx_json, raw = self.chain.decode_blob(blob)
+                tx_json, raw = chain.decode_blob(blob)
                 outcome = SubmitResult(
                     rejection.code, tx_json, hashing.transaction_id(raw), applied=False, kept=False
                 )
             else:
-                outcome = self.chain.submit(blob)
+                outcome = chain.submit(blob)
         except InvalidTransaction as exc:
             return {
                 "error": "invalidTransaction",
@@ -660,11 +666,12 @@ class RpcService:
                 "status": "error",
             }
         tx_json = with_deliver_max(outcome.tx_json, api_version) | {"hash": outcome.tx_hash}
-        root = self.chain.open_state.read(hashing.account_index(str(tx_json["Account"])))
+        root = chain.open_state.read(hashing.account_index(str(tx_json["Account"])))
         next_sequence = int(root["Sequence"]) if root is not None else 0
+        available = chain.queue.next_sequence(str(tx_json["Account"]), next_sequence)
         return {
             "accepted": outcome.applied or outcome.kept,
-            "account_sequence_available": next_sequence,
+            "account_sequence_available": available,
             "account_sequence_next": next_sequence,
             "applied": outcome.applied,
             "broadcast": outcome.applied,
@@ -672,11 +679,11 @@ class RpcService:
             "engine_result_code": codes.code_of(outcome.engine_result),
             "engine_result_message": codes.message_of(outcome.engine_result),
             "kept": outcome.kept,
-            "open_ledger_cost": str(self.chain.fees.base_fee_drops),
-            "queued": False,
+            "open_ledger_cost": str(chain.open_ledger_fee_drops()),
+            "queued": outcome.queued,
             "tx_blob": blob.upper(),
             "tx_json": tx_json,
-            "validated_ledger_index": self.chain.last_closed.header.sequence,
+            "validated_ledger_index": chain.last_closed.header.sequence,
         }
 
     def _m_tx(self, params: JsonObject, api_version: int) -> JsonObject:
