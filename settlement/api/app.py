@@ -53,7 +53,7 @@ from settlement.api.keys import KeyService
 from settlement.api.observe import RequestMetrics
 from settlement.api.routes import operations as operation_routes
 from settlement.api.routes import parties, settlements
-from settlement.api.strict import StrictJsonRoute
+from settlement.api.strict import RefuseControlCharacters, StrictJsonRoute
 from settlement.breakers import BreakerBoard
 from settlement.console import install_console
 from settlement.domain import Actor
@@ -562,6 +562,9 @@ def create_app(
     app.state.engine = engine
     app.state.operations = operations_state
     keys = KeyService(engine.db, engine.clock)
+    # added first, so inside the guard: a request is authenticated before anything
+    # else about it is refused, as the guard refuses everything else
+    app.add_middleware(RefuseControlCharacters)
     app.add_middleware(
         Guard,
         keys=keys,

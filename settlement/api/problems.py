@@ -45,6 +45,7 @@ API_CODES: Mapping[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "idempotency_key_required": (400, "Idempotency-Key header is required"),
     "invalid_header": (400, "A request header is malformed"),
+    "invalid_parameter": (400, "A path or query parameter is malformed"),
     "malformed_body": (400, "The body is not valid JSON"),
     "payload_too_large": (413, "The body is larger than the limit"),
     "validation_failed": (422, "The request does not match the schema"),

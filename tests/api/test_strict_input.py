@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import typer
 
+from settlement import errors
+from settlement.api import reads
 from settlement.cli_commitments import legs_from
 
 from .conftest import Api, create_draft, problem_of
@@ -102,3 +104,59 @@ def test_a_legs_file_with_a_key_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(typer.Exit) as refused:
         legs_from(legs)
     assert refused.value.exit_code == 2
+
+
+# -- control characters in parameters ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/commitments?deal_ref=%00",
+        "/v1/commitments?party=%00",
+        "/v1/commitments?deal_ref=a%0Ab",
+        "/v1/parties/x%00y",
+        "/v1/parties/x%1By",
+        "/v1/commitments?deal_ref=%C2%85",
+    ],
+)
+def test_a_control_character_in_a_parameter_is_400(api: Api, target: str) -> None:
+    problem = problem_of(api.send(api.admin, "GET", target), 400, "invalid_parameter")
+    assert "control character" in problem["detail"]
+
+
+def _string_parameters(operation: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        types = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
+        if parameter["in"] in ("path", "query") and "string" in types:
+            found.append((parameter["in"], parameter["name"]))
+    return found
+
+
+def test_every_text_parameter_refuses_control_characters(api: Api) -> None:
+    """Generated from the OpenAPI document, so a new parameter is covered."""
+    checked = 0
+    for method, path, operation in _operations(api):
+        for where, name in _string_parameters(operation):
+            target = _concrete(path)
+            if where == "path":
+                target = path.replace(f"{{{name}}}", "x%00y")
+                target = _concrete(target)
+            else:
+                target = f"{target}?{name}=x%00y"
+            extra = {} if method == "get" else {"Idempotency-Key": str(uuid.uuid4())}
+            response = api.send(api.admin, method.upper(), target, json={}, headers=extra)
+            problem_of(response, 400, "invalid_parameter")
+            checked += 1
+    assert checked >= 15
+
+
+def test_a_database_refusal_of_a_value_is_invalid_input(api: Api) -> None:
+    """The translator's line behind the API's: a value PostgreSQL cannot hold is the
+    caller's mistake (4xx), not an internal error."""
+    with pytest.raises(errors.InvalidInput):
+        reads.commitment_page(
+            api.engine.db, state=None, party=None, deal_ref="a\x00b", limit=1, cursor=None
+        )

@@ -15,6 +15,7 @@ from settlement import errors
 from settlement.bootstrap import Engine
 from settlement.clock import ManualClock
 from settlement.states import State
+from settlement.translate import translated
 
 
 def _commitment_count(app_engine: SqlEngine) -> int:
@@ -129,3 +130,17 @@ def test_amount_stored_exactly(engine: Engine) -> None:
     record = engine.commitments.get(created.commitment_id)
     assert record.amount == Decimal("12345678901234567890.123456789012345678")
     assert record.currency == "USD"
+
+
+@pytest.mark.parametrize(
+    ("sql", "value"),
+    [
+        ("SELECT length(%(v)s::text)", "a\x00b"),  # refused by psycopg before it is sent
+        ("SELECT %(v)s::text::integer", "ten"),  # refused by the server: SQLSTATE 22P02
+    ],
+)
+def test_a_value_the_database_refuses_is_invalid_input(
+    engine: Engine, sql: str, value: str
+) -> None:
+    with pytest.raises(errors.InvalidInput, match="refused a value"), translated():
+        engine.db.call_one(sql, {"v": value})
