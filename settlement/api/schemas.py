@@ -2,7 +2,9 @@
 
 Requests are strict: unknown fields are refused (``extra="forbid"``), nothing is
 coerced (a JSON number is not a string), and money is a decimal string, never a JSON
-number. Responses carry amounts as decimal strings too.
+number. Responses carry amounts as decimal strings too. Times, dates and ids have no
+JSON type of their own: they arrive as strings (``JsonTime``, ``JsonDate``, ``JsonUuid``)
+and only as strings.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from compliance.kyc import KycRecord
 from compliance.records import Approval, PartyAccount, QueueItem, StoredScreening
@@ -37,6 +39,23 @@ Amount = Annotated[
 Version = Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 
+def _json_string(value: object) -> object:
+    # A strict model never turns a string into a time or a UUID, and FastAPI validates
+    # the parsed body, not its JSON text: these fields are lax, but only for strings,
+    # since the lax parse would also read a JSON number as a Unix time.
+    if not isinstance(value, str):
+        raise ValueError(f"must be a JSON string, not {type(value).__name__}")
+    return value
+
+
+#: an ISO 8601 time with its zone, as a JSON string
+JsonTime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_json_string)]
+#: an ISO 8601 date, as a JSON string
+JsonDate = Annotated[date, Strict(False), BeforeValidator(_json_string)]
+#: a UUID, as a JSON string
+JsonUuid = Annotated[UUID, Strict(False), BeforeValidator(_json_string)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -48,9 +67,9 @@ class CommitmentCreate(_Request):
     counterparty: Annotated[
         str | None, Field(description="KYC party id of the other side", max_length=200)
     ] = None
-    expires_at: AwareDatetime | None = None
+    expires_at: JsonTime | None = None
     commitment_id: Annotated[
-        UUID | None, Field(description="Chosen by the caller; generated when absent")
+        JsonUuid | None, Field(description="Chosen by the caller; generated when absent")
     ] = None
 
 
@@ -359,8 +378,8 @@ class LegIn(_Request):
 
 class SettlementCreate(_Request):
     legs: Annotated[list[LegIn], Field(min_length=2, max_length=16)]
-    commit_deadline: Annotated[AwareDatetime, Field(strict=False)]
-    settle_not_before: Annotated[AwareDatetime | None, Field(strict=False)] = None
+    commit_deadline: JsonTime
+    settle_not_before: JsonTime | None = None
 
 
 class LegOut(BaseModel):
@@ -486,7 +505,7 @@ class KycCreate(_Request):
     risk_rating: Literal["low", "medium", "high"]
     accredited: bool
     status: Literal["pending", "verified", "rejected", "expired"]
-    expires_on: Annotated[date | None, Field(strict=False)] = None
+    expires_on: JsonDate | None = None
     aliases: Annotated[list[str], Field(max_length=50)] = []
     lei: Annotated[str | None, Field(max_length=40)] = None
     registration_number: Annotated[str | None, Field(max_length=100)] = None
@@ -500,7 +519,7 @@ class KycUpdate(VersionedBody):
     risk_rating: Literal["low", "medium", "high"] | None = None
     accredited: bool | None = None
     status: Literal["pending", "verified", "rejected", "expired"] | None = None
-    expires_on: Annotated[date | None, Field(strict=False)] = None
+    expires_on: JsonDate | None = None
     aliases: Annotated[list[str] | None, Field(max_length=50)] = None
     lei: Annotated[str | None, Field(max_length=40)] = None
     registration_number: Annotated[str | None, Field(max_length=100)] = None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -133,6 +134,45 @@ def test_create_show_submit_as_tables_and_json(settle: Cli, live: Api) -> None:
         ["1", "create"],
         ["2", "submit"],
     ]
+
+
+def test_create_with_an_expiry_and_a_chosen_id(settle: Cli, live: Api) -> None:
+    chosen = "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
+    created = settle.json(
+        live.allocator,
+        "commitments",
+        "create",
+        "--deal-ref",
+        "D-EXP",
+        "--amount",
+        "10",
+        "--currency",
+        "USD",
+        "--expires-at",
+        "2099-06-30T12:00:00+00:00",
+    )
+    assert created["to_state"] == "DRAFT"
+    shown = settle.json(live.allocator, "commitments", "show", created["commitment_id"])
+    assert shown["expires_at"] == "2099-06-30T12:00:00Z"
+    relative = settle.json(
+        live.allocator,
+        "commitments",
+        "create",
+        "--deal-ref",
+        "D-EXP-REL",
+        "--amount",
+        "10",
+        "--currency",
+        "USD",
+        "--expires-at",
+        "+2d",
+    )
+    assert relative["to_state"] == "DRAFT"
+    with live.client(live.allocator) as client:
+        made = client.create_commitment(
+            deal_ref="D-ID", amount="10", currency="USD", commitment_id=UUID(chosen)
+        )
+    assert made["commitment_id"] == chosen
 
 
 def test_two_officers_approve_above_the_four_eyes_threshold(settle: Cli, live: Api) -> None:

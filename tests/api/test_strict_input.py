@@ -5,6 +5,7 @@ forms of every optional field (which a strict model must still accept)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,165 @@ def test_a_database_refusal_of_a_value_is_invalid_input(api: Api) -> None:
         reads.commitment_page(
             api.engine.db, state=None, party=None, deal_ref="a\x00b", limit=1, cursor=None
         )
+
+
+# -- the JSON form of every optional field ----------------------------------------------
+
+#: values for strings a pattern constrains, by the field they belong to
+TEXT_OF_PATTERN = {"amount": "10.00", "currency": "USD", "status": "SETTLED"}
+
+
+class _Schemas:
+    """Example JSON values for the request schemas of one OpenAPI document."""
+
+    def __init__(self, document: dict[str, Any], now: datetime) -> None:
+        self.components = document["components"]["schemas"]
+        self.now = now
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = self.components[schema["$ref"].rsplit("/", 1)[1]]
+        choices = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+        return self.resolve(choices[0]) if choices else schema
+
+    def value(
+        self, schema: dict[str, Any], name: str = "", with_field: tuple[str, ...] = ()
+    ) -> Any:
+        schema = self.resolve(schema)
+        if "enum" in schema:
+            return schema["enum"][0]
+        kind = schema.get("type")
+        if kind == "object":
+            return self.object(schema, with_field)
+        if kind == "array":
+            count = max(schema.get("minItems", 1), 1)
+            return [self.value(schema["items"], name, with_field) for _ in range(count)]
+        if kind == "integer":
+            return max(int(schema.get("minimum", 1)), 1)
+        if kind == "boolean":
+            return True
+        assert kind == "string", (name, schema)
+        return self.text(schema, name)
+
+    def text(self, schema: dict[str, Any], name: str) -> str:
+        match schema.get("format"):
+            case "date-time":
+                return (self.now + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+            case "date":
+                return "2099-12-31"
+            case "uuid":
+                return str(uuid.uuid4())
+        if "pattern" in schema:
+            return TEXT_OF_PATTERN.get(name) or schema["examples"][0]
+        return schema.get("examples", ["x" * max(schema.get("minLength", 1), 1)])[0]
+
+    def object(self, schema: dict[str, Any], with_field: tuple[str, ...]) -> dict[str, Any]:
+        """The required properties; along ``with_field`` (a path of property names,
+        through arrays) one optional property too."""
+        properties = schema.get("properties", {})
+        names = list(schema.get("required", []))
+        if with_field and with_field[0] not in names:
+            names.append(with_field[0])
+        return {
+            n: self.value(
+                properties[n], n, with_field[1:] if with_field and with_field[0] == n else ()
+            )
+            for n in names
+        }
+
+    def optional_fields(self, schema: dict[str, Any]) -> list[tuple[str, ...]]:
+        """Every optional property reachable from ``schema``, as a path of names."""
+        schema = self.resolve(schema)
+        if schema.get("type") == "array":
+            return self.optional_fields(schema["items"])
+        found: list[tuple[str, ...]] = []
+        required = set(schema.get("required", []))
+        for name, inner in schema.get("properties", {}).items():
+            if name not in required:
+                found.append((name,))
+            found += [(name, *deeper) for deeper in self.optional_fields(inner)]
+        return found
+
+
+def _json_body_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
+    body = operation.get("requestBody")
+    if body is None:
+        return None
+    schema: dict[str, Any] = body["content"]["application/json"]["schema"]
+    return schema
+
+
+def _send_as_any_role(api: Api, method: str, path: str, body: Any) -> Any:
+    """The answer to the first key whose role may call the route (403 to the others)."""
+    for key in (api.allocator, api.officer, api.admin, api.auditor):
+        response = api.send(
+            key, method.upper(), path, json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        if response.status_code != 403 or response.json()["code"] != "forbidden":
+            return response
+    raise AssertionError(f"no role may call {method} {path}")
+
+
+def test_every_optional_field_is_accepted_in_its_json_form(api: Api) -> None:
+    """Generated from the OpenAPI document: each optional field of each request body, in
+    the JSON form the document gives it, passes validation (whatever the route then
+    decides about the request)."""
+    examples = _Schemas(_openapi(api), api.clock.now())
+    checked = []
+    for method, path, operation in _operations(api):
+        schema = _json_body_schema(operation)
+        if schema is None:
+            continue
+        for field in examples.optional_fields(schema):
+            body = examples.value(schema, with_field=field)
+            response = _send_as_any_role(api, method, _concrete(path), body)
+            # the schema's refusals list their errors; a route's own checks do not
+            assert "errors" not in response.json(), (
+                method,
+                path,
+                field,
+                body,
+                response.text,
+            )
+            checked.append((path, field))
+    assert ("/v1/commitments", ("expires_at",)) in checked
+    assert ("/v1/commitments", ("commitment_id",)) in checked
+    assert ("/v1/commitments/{commitment_id}/settlement", ("legs", "asset", "issuer")) in checked
+
+
+def test_a_commitment_created_with_every_optional_field(api: Api) -> None:
+    chosen = uuid.uuid4()
+    expires_at = api.clock.now() + timedelta(days=2)
+    with api.client(api.allocator) as client:
+        created = client.create_commitment(
+            deal_ref="DEAL-OPT",
+            amount="12.50",
+            currency="USD",
+            counterparty="party-southbank",
+            expires_at=expires_at,
+            commitment_id=chosen,
+        )
+        assert created["commitment_id"] == str(chosen)
+        shown = client.get_commitment(chosen)
+    assert datetime.fromisoformat(shown["expires_at"]) == expires_at
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("expires_at", 4102444800),  # a number is not a time
+        ("expires_at", "2099-01-01T00:00:00"),  # a time without a zone
+        ("expires_at", "tomorrow"),
+        ("commitment_id", 12345),
+        ("commitment_id", "not-a-uuid"),
+        ("amount", 10),  # still: money is a decimal string
+        ("deal_ref", 7),
+    ],
+)
+def test_the_json_forms_stay_strict(api: Api, field: str, value: Any) -> None:
+    body = {"deal_ref": "DEAL-S", "amount": "10.00", "currency": "USD", field: value}
+    response = api.send(
+        api.allocator, "POST", "/v1/commitments", json=body, headers={"Idempotency-Key": "s"}
+    )
+    problem = problem_of(response, 422, "validation_failed")
+    assert problem["errors"][0]["loc"] == ["body", field]
