@@ -18,12 +18,18 @@ The handle is shared by the in-process API (`node.faults`) and the admin endpoin
 - partition(seconds): every request (except /_admin) is refused by resetting the
   connection, for `seconds` or until heal();
 - halt_ledgers() / resume_ledgers(): the close timer stops and starts (explicit
-  close_ledger() calls still work, so a test stays in control).
+  close_ledger() calls still work, so a test stays in control);
+- lagging_server(ledgers_behind, every=k | share=p, seed): a second Horizon behind the
+  same URL, `ledgers_behind` ledgers behind the first, answers some reads (GET, not
+  streams, not friendbot): every k-th one, or each with probability p from a seeded
+  RNG. A client can then read a stale answer right after a fresh one, as behind a
+  public endpoint's load balancer. Submissions always reach the fresh server.
 Partitions and delays are measured on the monotonic wall clock, not ledger time.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +50,14 @@ class AfterApply(Enum):
 
 
 @dataclass(frozen=True)
+class Lagging:
+    ledgers_behind: int
+    every: int | None  # every k-th read is stale, or
+    share: float | None  # each read is stale with this probability
+    seed: int | None
+
+
+@dataclass(frozen=True)
 class Rejection:
     code: str | int  # a Horizon tx result code name, or an HTTP status
 
@@ -58,6 +72,9 @@ class Faults:
         self._delay_count: int | None = 0
         self._partition_until: float | None = None
         self._ledgers_halted = False
+        self._lagging: Lagging | None = None
+        self._reads = 0
+        self._rng = random.Random()  # noqa: S311 - picks stale reads, not keys
 
     # -- configuring ---------------------------------------------------------------
 
@@ -102,9 +119,35 @@ class Faults:
         with self._lock:
             self._ledgers_halted = False
 
+    def lagging_server(
+        self,
+        ledgers_behind: int,
+        *,
+        every: int | None = None,
+        share: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Put a lagging server behind the URL (see the module docstring). Without
+        `every` or `share`, every second read goes to it."""
+        if ledgers_behind < 1:
+            raise ValueError("ledgers_behind must be >= 1")
+        if every is not None and share is not None:
+            raise ValueError("give every or share, not both")
+        if every is None and share is None:
+            every = 2
+        if every is not None and every < 1:
+            raise ValueError("every must be >= 1")
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise ValueError("share must be between 0 and 1")
+        with self._lock:
+            self._lagging = Lagging(ledgers_behind, every, share, seed)
+            self._reads = 0
+            self._rng = random.Random(seed)  # noqa: S311 - a reproducible test fault
+
     def clear(self) -> None:
         """Remove every fault."""
         with self._lock:
+            self._lagging = None
             self._drop = self._timeout = 0
             self._rejections.clear()
             self._delay_s, self._delay_count = 0.0, 0
@@ -130,6 +173,19 @@ class Faults:
                     return 0.0
                 self._delay_count -= 1
             return self._delay_s
+
+    def take_lagging_read(self) -> int | None:
+        """For a read: how many ledgers behind the server answering it is (None: fresh)."""
+        with self._lock:
+            lag = self._lagging
+            if lag is None:
+                return None
+            self._reads += 1
+            if lag.every is not None:
+                stale = self._reads % lag.every == 0
+            else:
+                stale = self._rng.random() < (lag.share or 0.0)
+            return lag.ledgers_behind if stale else None
 
     def take_rejection(self) -> Rejection | None:
         with self._lock:
@@ -167,6 +223,15 @@ class Faults:
                 "partition_remaining_s": None if remaining == float("inf") else remaining,
                 "partitioned": remaining is not None and remaining > 0,
                 "ledgers_halted": self._ledgers_halted,
+                "lagging_server": None
+                if self._lagging is None
+                else {
+                    "ledgers_behind": self._lagging.ledgers_behind,
+                    "every": self._lagging.every,
+                    "share": self._lagging.share,
+                    "seed": self._lagging.seed,
+                    "reads": self._reads,
+                },
             }
 
     def configure(self, command: dict[str, Any]) -> None:
@@ -197,6 +262,13 @@ class Faults:
                 self.halt_ledgers()
             case "resume_ledgers":
                 self.resume_ledgers()
+            case "lagging_server":
+                self.lagging_server(
+                    int(command.get("ledgers_behind", 1)),
+                    every=_optional_int(command.get("every")),
+                    share=None if command.get("share") is None else float(command["share"]),
+                    seed=_optional_int(command.get("seed")),
+                )
             case "clear":
                 self.clear()
             case _:
@@ -207,3 +279,11 @@ def _positive(count: int) -> int:
     if count < 1:
         raise ValueError("count must be >= 1")
     return count
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)

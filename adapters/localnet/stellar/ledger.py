@@ -22,6 +22,7 @@ it evicts) or is refused tx_insufficient_fee with the fee that would have got in
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -272,6 +273,26 @@ class LocalLedger:
         # for an insufficient bid the fee that would have been accepted.
         fee = min_fee(frame, self.base_fee) if verdict.fee_needed is None else verdict.fee_needed
         return frame_result(frame, fee, verdict.code, verdict.op_results, verdict.inner_code)
+
+    def stale_view(self, ledgers_behind: int) -> LocalLedger:
+        """The ledger as a server `ledgers_behind` ledgers behind sees it: entries,
+        ledgers and history up to that ledger (no further back than the snapshots
+        kept). A read-only copy sharing unchanged parts with this ledger."""
+        target = max(self.last_closed.sequence - ledgers_behind, min(self.snapshots))
+        view = copy.copy(self)
+        view.entries = self.snapshots[target]
+        view.ledgers = self.ledgers[:target]
+        cut = len(self.tx_hashes)
+        while cut and self.transactions[self.tx_hashes[cut - 1]].ledger > target:
+            cut -= 1
+        view.tx_hashes = self.tx_hashes[:cut]
+        view.transactions = dict(self.transactions)
+        view.inner_hashes = dict(self.inner_hashes)
+        for tx_hash in self.tx_hashes[cut:]:
+            record = view.transactions.pop(tx_hash)
+            view.inner_hashes.pop(record.inner_hash, None)
+        view.queue = {}
+        return view
 
     def find_transaction(self, tx_hash: str) -> TxRecord | None:
         """A transaction by its hash, or a fee bump by its inner transaction's hash."""

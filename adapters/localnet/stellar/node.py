@@ -284,9 +284,10 @@ class StellarNode:
 
     # -- reading -----------------------------------------------------------------------
 
-    def read(self) -> _ReadGuard:
-        """`with node.read() as ledger:` gives a consistent view for building responses."""
-        return _ReadGuard(self)
+    def read(self, ledgers_behind: int | None = None) -> _ReadGuard:
+        """`with node.read() as ledger:` gives a consistent view for building responses;
+        with `ledgers_behind`, the view of a server that many ledgers behind."""
+        return _ReadGuard(self, ledgers_behind)
 
     # -- submission --------------------------------------------------------------------
 
@@ -429,12 +430,15 @@ def _xlm(stroops: int) -> str:
 
 
 class _ReadGuard:
-    def __init__(self, node: StellarNode) -> None:
+    def __init__(self, node: StellarNode, ledgers_behind: int | None) -> None:
         self._node = node
+        self._behind = ledgers_behind
 
     def __enter__(self) -> LocalLedger:
         self._node._lock.acquire()
-        return self._node._ledger
+        if self._behind is None:
+            return self._node._ledger
+        return self._node._ledger.stale_view(self._behind)
 
     def __exit__(self, *exc: object) -> None:
         self._node._lock.release()

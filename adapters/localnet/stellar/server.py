@@ -50,6 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
     # for a delayed ACK (~40 ms) on every answer.
     disable_nagle_algorithm = True
     server: _Server
+    _lag: int | None = None  # ledgers behind, when the lagging server answers this request
     protocol_version = "HTTP/1.1"
     server_version = "stellar-localnet"
 
@@ -68,6 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         node = self.server.node
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
+        self._lag = self._lag_for(method, path)
         if node.faults.partitioned and not path.startswith("/_admin"):
             self._reset_connection()
             return
@@ -94,6 +96,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._write(reply)
 
+    def _lag_for(self, method: str, path: str) -> int | None:
+        """Which server behind the URL answers: the lagging one takes only plain reads."""
+        streaming = "text/event-stream" in (self.headers.get("Accept") or "")
+        if method != "GET" or streaming or path.startswith(("/_admin", "/friendbot")):
+            return None
+        return self.server.node.faults.take_lagging_read()
+
+    def _read(self) -> Any:
+        return self.server.node.read(self._lag)
+
     def _route(self, method: str, path: str, query: dict[str, str]) -> Reply:
         found = _find_route(method, path)
         if found is None:
@@ -114,9 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
             else "application/hal+json; charset=utf-8",
         )
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Latest-Ledger", str(self.server.node.latest_ledger))
+        self.send_header("Latest-Ledger", str(self._latest_ledger()))
         self.end_headers()
         self.wfile.write(body)
+
+    def _latest_ledger(self) -> int:
+        if self._lag is None:
+            return self.server.node.latest_ledger
+        with self._read() as ledger:
+            return int(ledger.last_closed.sequence)
 
     def _reset_connection(self) -> None:
         """Close with a TCP reset: what a client sees when a server is unreachable mid-way."""
@@ -212,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         return envelope
 
     def _root(self, query: dict[str, str]) -> Reply:
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             return Reply(200, horizon.root(self._base, ledger))
 
     @property
@@ -222,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _account(self, query: dict[str, str], account_id: str) -> Reply:
         _check_account_id(account_id)
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             doc = horizon.account(self._base, ledger, account_id)
         return Reply(200, doc) if doc is not None else Reply.of(problems.not_found())
 
@@ -230,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         from urllib.parse import unquote
 
         _check_account_id(account_id)
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             entry = ledger.entries.data.get((account_id, unquote(key)))
         if entry is None:
             return Reply.of(problems.not_found())
@@ -257,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _account_transactions(self, query: dict[str, str], account_id: str) -> Reply:
         _check_account_id(account_id)
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             txs = [
                 t
                 for h in ledger.tx_hashes
@@ -268,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tx_page(ledger, f"/accounts/{account_id}/transactions", query, txs)
 
     def _transactions(self, query: dict[str, str]) -> Reply:
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             txs = [ledger.transactions[h] for h in ledger.tx_hashes]
             if query.get("include_failed", "false") != "true":
                 txs = [t for t in txs if t.successful]
@@ -276,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ledger_transactions(self, query: dict[str, str], sequence: str) -> Reply:
         seq = _ledger_id(sequence)
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             txs = [t for h in ledger.tx_hashes if (t := ledger.transactions[h]).ledger == seq]
             if query.get("include_failed", "false") != "true":
                 txs = [t for t in txs if t.successful]
@@ -286,14 +304,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Horizon GetTransactionID: 64 lowercase hex digits, else 400 on `tx_id`.
         if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
             raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             record = ledger.find_transaction(tx_hash)
             if record is None:
                 return Reply.of(problems.not_found())
             return Reply(200, horizon.transaction(self._base, record, tx_hash))
 
     def _ledgers(self, query: dict[str, str]) -> Reply:
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             return Reply(
                 200,
                 horizon.page(
@@ -312,13 +330,13 @@ class _Handler(BaseHTTPRequestHandler):
         seq = _ledger_id(sequence)
         if seq < 1:  # older than the oldest ledger this Horizon has
             return Reply.of(problems.before_history())
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             if seq > ledger.last_closed.sequence:
                 return Reply.of(problems.not_found())
             return Reply(200, horizon.ledger_resource(self._base, ledger.ledgers[seq - 1]))
 
     def _fee_stats(self, query: dict[str, str]) -> Reply:
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             return Reply(200, horizon.fee_stats(ledger))
 
     def _claimable_balances(self, query: dict[str, str]) -> Reply:
@@ -348,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             ledger_part, _, balance_id = cursor.partition("-")
             return int(ledger_part), balance_id
 
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             balances = [cb for cb in ledger.entries.claimable_balances.values() if wanted(cb)]
             return Reply(
                 200,
@@ -368,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
         balance_id = normalize_balance_id(raw_id)
         if balance_id is None:
             return Reply.of(problems.bad_request("id", horizon.BALANCE_ID_REASON))
-        with self.server.node.read() as ledger:
+        with self._read() as ledger:
             cb = ledger.entries.claimable_balances.get(balance_id)
             if cb is None:
                 return Reply.of(problems.not_found())
