@@ -15,21 +15,46 @@ what it injected:
   see "connection refused") until the period ends or ``heal()``.
 - ``stall_closing()`` / ``resume_closing()``: stop closing ledgers, both on the timer and
   through ``ledger_accept`` (which then answers ``notSynced``).
+- ``lagging_server(ledgers_behind, share)``: a second server behind the same URL, that
+  many validated ledgers behind, answers ``share`` of the reads (``lagging.py``), as
+  behind a public endpoint's load balancer. The choice is deterministic: read n goes to
+  the lagging server when floor((n + 1) * share) > floor(n * share), so with share 1/2
+  every other read is stale, the first one fresh.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from adapters.localnet.xrpl import codes
+
+MAX_LEDGERS_BEHIND = 200  # within the 256 ledger states the node keeps
 
 
 @dataclass(frozen=True)
 class Rejection:
     code: str
+
+
+@dataclass
+class _Lagging:
+    ledgers_behind: int
+    share: Fraction
+    reads: int = 0
+    stale_reads: int = 0
+
+    def take(self) -> bool:
+        """Whether the next read goes to the lagging server (and count it)."""
+        before = math.floor(self.reads * self.share)
+        self.reads += 1
+        stale = math.floor(self.reads * self.share) > before
+        self.stale_reads += stale
+        return stale
 
 
 class FaultPlan:
@@ -42,6 +67,7 @@ class FaultPlan:
         self._partition_until: float | None = None
         self._closing_stalled = False
         self._partition_listeners: list[Any] = []
+        self._lagging: _Lagging | None = None
 
     # --- configuring ----------------------------------------------------------------
 
@@ -89,9 +115,21 @@ class FaultPlan:
         with self._lock:
             self._closing_stalled = False
 
+    def lagging_server(self, ledgers_behind: int, share: float | Fraction = 1) -> None:
+        """Put a server ``ledgers_behind`` validated ledgers behind the URL, answering
+        ``share`` (0 < share <= 1) of the reads from now on."""
+        if isinstance(ledgers_behind, bool) or not 1 <= ledgers_behind <= MAX_LEDGERS_BEHIND:
+            raise ValueError(f"ledgers_behind must be from 1 to {MAX_LEDGERS_BEHIND}")
+        fraction = Fraction(str(share)) if isinstance(share, float) else Fraction(share)
+        if not 0 < fraction <= 1:
+            raise ValueError("share must be above 0 and at most 1")
+        with self._lock:
+            self._lagging = _Lagging(ledgers_behind, fraction.limit_denominator(1000))
+
     def clear(self) -> None:
         """Remove every fault."""
         with self._lock:
+            self._lagging = None
             self._drop_submit_responses = 0
             self._reject = []
             self._delay_s = 0.0
@@ -119,6 +157,13 @@ class FaultPlan:
     def closing_stalled(self) -> bool:
         with self._lock:
             return self._closing_stalled
+
+    def take_lagging_read(self) -> int | None:
+        """For one read: how many ledgers behind its server is, or None if fresh."""
+        with self._lock:
+            if self._lagging is None or not self._lagging.take():
+                return None
+            return self._lagging.ledgers_behind
 
     def take_rejection(self) -> Rejection | None:
         with self._lock:
@@ -151,4 +196,11 @@ class FaultPlan:
                 "delay_s": self._delay_s,
                 "delay_count": self._delay_count,
                 "closing_stalled": self._closing_stalled,
+                "lagging_server": None
+                if self._lagging is None
+                else {
+                    "ledgers_behind": self._lagging.ledgers_behind,
+                    "share": str(self._lagging.share),
+                    "stale_reads": self._lagging.stale_reads,
+                },
             }

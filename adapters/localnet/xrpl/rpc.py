@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 from xrpl.core.addresscodec import is_valid_classic_address
@@ -25,11 +26,15 @@ from adapters.localnet.xrpl import amendments, codes, hashing, protocol, trustli
 from adapters.localnet.xrpl.amounts import amount_to_json, text
 from adapters.localnet.xrpl.engine import InvalidTransaction, LedgerChain, SubmitResult
 from adapters.localnet.xrpl.faults import FaultPlan
+from adapters.localnet.xrpl.lagging import ChainReader, LaggingView
 from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
 from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
 from adapters.localnet.xrpl.txq import REFERENCE_LEVEL, level_to_drops
 
 BUILD_VERSION = "2.4.0-localnet"
+# Methods only the fresh server answers: writes, admin, and the fee and amendment
+# settings, which every server of a network shares.
+FRESH_ONLY = frozenset({"submit", "ledger_accept", "localnet_faults", "fee", "feature", "ping"})
 MAX_TX_RANGE = 1000  # Tx.cpp: a min_ledger..max_ledger span wider than this is refused
 
 # (token, number, message) as in rippled's ErrorCodes.cpp
@@ -126,6 +131,19 @@ def _is_uint32(value: object) -> bool:
     return 0 <= value <= 0xFFFFFFFF
 
 
+def _strict_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, not {value!r}")
+    return value
+
+
+def _share(value: object) -> Fraction:
+    """A share of reads: a JSON number or a fraction text such as "1/3"."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"share must be a number, not {value!r}")
+    return Fraction(str(value))
+
+
 def with_deliver_max(tx_json: JsonObject, api_version: int) -> JsonObject:
     """A Payment as rippled's output shows it (RPCHelpers ``insertDeliverMax``).
 
@@ -198,6 +216,8 @@ class RpcService:
     calls: Counter[str] = field(default_factory=Counter)
     #: amendment ids an admin vetoed through ``feature`` (a vote only, never a rule)
     vetoed: set[str] = field(default_factory=set)
+    #: the server answering the call in progress, when it is the lagging one
+    _view: ChainReader | None = field(default=None, init=False, repr=False)
 
     def handle(self, method: str, params: JsonObject) -> JsonObject:
         """The ``result`` object for one call (never raises for bad input)."""
@@ -219,7 +239,11 @@ class RpcService:
         try:
             with self.lock:
                 self.calls[method] += 1
-                result = handler(params, int(api_version))
+                self._view = self._lagging_view(method)
+                try:
+                    result = handler(params, int(api_version))
+                finally:
+                    self._view = None
         except RpcError as exc:
             return exc.to_result(request)
         # invalidTransaction is an error rippled builds by hand (no error_code).
@@ -229,8 +253,15 @@ class RpcService:
     # --- helpers --------------------------------------------------------------------
 
     @property
-    def chain(self) -> LedgerChain:
-        return self.node.chain
+    def chain(self) -> ChainReader:
+        """The ledgers of the server answering this call (faults.py: lagging_server)."""
+        return self._view if self._view is not None else self.node.chain
+
+    def _lagging_view(self, method: str) -> ChainReader | None:
+        if method in FRESH_ONLY:
+            return None
+        behind = self.node.faults.take_lagging_read()
+        return LaggingView.behind(self.node.chain, behind) if behind is not None else None
 
     def _select(self, params: JsonObject, default: str = "current") -> _Selected:
         chain = self.chain
@@ -855,6 +886,10 @@ class RpcService:
                 faults.stall_closing()
             elif action == "resume_closing":
                 faults.resume_closing()
+            elif action == "lagging_server":
+                faults.lagging_server(
+                    _strict_int(params["ledgers_behind"]), _share(params.get("share", 1))
+                )
             elif action == "advance_time":
                 self.node.advance_time(int(params["seconds"]))
             elif action == "clear":
