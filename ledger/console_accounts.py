@@ -90,13 +90,28 @@ def list_accounts(db: Database) -> list[AccountRow]:
         return [AccountRow(*tuple(row)) for row in rows]
 
 
-def record_failure(
-    db: Database, username: str, *, at: datetime, max_attempts: int, lock_for: timedelta
-) -> datetime | None:
-    """Count a failed sign-in; at ``max_attempts`` the account locks until ``at + lock_for``
-    and the count starts again. Returns the lock's end if this failure locked it.
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt, counted before its password is checked."""
 
-    One statement, so concurrent failures cannot both read the same count.
+    #: the account as the count left it (its password hash is the one to check)
+    account: AccountRow
+    #: the lock this attempt set, being the ``max_attempts``-th since the count was last
+    #: cleared; None if it set none
+    locked_until: datetime | None
+
+
+def begin_attempt(
+    db: Database, username: str, *, at: datetime, max_attempts: int, lock_for: timedelta
+) -> Attempt | None:
+    """Count a sign-in attempt before its password is checked. None, and nothing
+    counted, when there is no such account or it is disabled or locked at ``at``.
+
+    The ``max_attempts``-th attempt since the count was last cleared locks the account
+    until ``at + lock_for`` and starts the count again. The check of the lock and the
+    count are one row update, so of any number of concurrent attempts at most
+    ``max_attempts`` get a password check per lockout period: each one after the lock
+    sees it (PostgreSQL re-checks the WHERE of a row another transaction changed).
     """
     row = db.call_one(
         "WITH upd AS (UPDATE console_accounts SET"
@@ -105,27 +120,43 @@ def record_failure(
         " locked_until = CASE WHEN failed_attempts + 1 >= %(max)s THEN %(until)s"
         "   ELSE locked_until END,"
         " updated_at = %(at)s"
-        " WHERE username = %(username)s"
-        " RETURNING CASE WHEN failed_attempts = 0 THEN locked_until END AS locked)"
-        " SELECT (SELECT locked FROM upd)",
+        " WHERE username = %(username)s AND active"
+        "   AND (locked_until IS NULL OR locked_until <= %(at)s)"
+        f" RETURNING {_ACCOUNT_COLUMNS})"
+        f" SELECT {_ACCOUNT_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN upd ON true",
         {"username": username, "max": max_attempts, "until": at + lock_for, "at": at},
     )
-    locked = row[0]
-    return locked if isinstance(locked, datetime) and locked > at else None
+    if row[0] is None:
+        return None
+    account = AccountRow(*row)
+    # the count starts again only at a lock; a lock left from before had ended by ``at``
+    locked = account.locked_until if account.failed_attempts == 0 else None
+    return Attempt(account, locked if locked is not None and locked > at else None)
 
 
 def record_success(
-    db: Database, username: str, *, at: datetime, new_hash: str | None = None
-) -> None:
-    """Clear the failure count and lock after a good password; store ``new_hash`` when
-    the password was rehashed under new parameters."""
-    db.call_one(
+    db: Database,
+    username: str,
+    *,
+    at: datetime,
+    own_lock: datetime | None = None,
+    new_hash: str | None = None,
+) -> bool:
+    """Clear the count (and ``own_lock``, the lock the attempt itself set, if any) after
+    a good password; store ``new_hash`` when the password was rehashed under new
+    parameters. False, and nothing changed, when since the attempt was counted the
+    account was disabled or locked by another attempt: a success never clears a lock
+    it did not set."""
+    row = db.call_one(
         "WITH upd AS (UPDATE console_accounts SET failed_attempts = 0, locked_until = NULL,"
         " last_sign_in_at = %(at)s, updated_at = %(at)s,"
         " password_hash = coalesce(%(hash)s, password_hash)"
-        " WHERE username = %(username)s RETURNING 1) SELECT count(*) FROM upd",
-        {"username": username, "at": at, "hash": new_hash},
+        " WHERE username = %(username)s AND active AND (locked_until IS NULL"
+        "   OR locked_until <= %(at)s OR locked_until = %(own_lock)s)"
+        " RETURNING 1) SELECT count(*) FROM upd",
+        {"username": username, "at": at, "hash": new_hash, "own_lock": own_lock},
     )
+    return bool(row[0])
 
 
 def update_account(

@@ -223,42 +223,53 @@ class ConsoleAccounts:
     def sign_in(self, username: str, password: str) -> SignedIn:
         """A new session for a right password on an active, unlocked account.
 
-        Raises ``SignInFailed`` (always with ``SIGN_IN_FAILED``) otherwise. A wrong
-        password counts towards the lockout; the ``max_attempts``-th locks the account
-        for the lockout period, during which even the right password fails.
+        Raises ``SignInFailed`` (always with ``SIGN_IN_FAILED``) otherwise. Every
+        attempt counts towards the lockout before its password is checked; the
+        ``max_attempts``-th since the last success locks the account for the lockout
+        period, during which even the right password fails. Attempts made at once are
+        no way around it: at most ``max_attempts`` of them have their password checked,
+        and a right password does not clear a lock that another attempt set meanwhile.
         """
         now = self._clock.now()
-        account = None
+        attempt = None
         if USERNAME.fullmatch(username or "") and len(password) <= MAX_PASSWORD_CHARS:
             with translated():
-                account = store.load_account(self._db, username)
-        if account is None:
-            self._verify(self._dummy_hash, password[:MAX_PASSWORD_CHARS])
-            raise SignInFailed(SIGN_IN_FAILED)
-        locked = account.locked_until is not None and account.locked_until > now
-        if locked or not account.active:
-            # no counting while locked: the lock would otherwise never end under attack
-            self._verify(self._dummy_hash, password)
-            raise SignInFailed(SIGN_IN_FAILED)
-        if not self._verify(account.password_hash, password):
-            with translated():
-                store.record_failure(
+                attempt = store.begin_attempt(
                     self._db,
-                    account.username,
+                    username,
                     at=now,
                     max_attempts=self._max_attempts,
                     lock_for=self._lockout,
                 )
+        if attempt is None:
+            # unknown, disabled or locked: the same check's cost, and nothing counted
+            # while locked (the lock would otherwise never end under attack)
+            self._verify(self._dummy_hash, password[:MAX_PASSWORD_CHARS])
+            raise SignInFailed(SIGN_IN_FAILED)
+        account = attempt.account
+        if not self._verify(account.password_hash, password):
             raise SignInFailed(SIGN_IN_FAILED)
         new_hash = None
         if self._hasher.check_needs_rehash(account.password_hash):
             new_hash = self._hasher.hash(password)
+        with translated():
+            cleared = store.record_success(
+                self._db,
+                account.username,
+                at=now,
+                own_lock=attempt.locked_until,
+                new_hash=new_hash,
+            )
+        if not cleared:
+            raise SignInFailed(SIGN_IN_FAILED)
+        return self._new_session(account, now)
+
+    def _new_session(self, account: AccountRow, now: datetime) -> SignedIn:
         session_id = secrets.token_urlsafe(32)
         csrf_token = secrets.token_urlsafe(32)
         id_hash = hash_session_id(session_id)
         expires_at = now + self._session_ttl
         with translated():
-            store.record_success(self._db, account.username, at=now, new_hash=new_hash)
             store.insert_session(
                 self._db,
                 id_hash=id_hash,

@@ -176,8 +176,7 @@ def console_app(engine: bootstrap.Engine, clock: ManualClock, **options: Any) ->
         idle_timeout_s=IDLE_TIMEOUT_S,
         max_attempts=MAX_ATTEMPTS,
         lockout_s=LOCKOUT_S,
-        password_hasher=TEST_HASHER,
-        **{"secure_cookies": False, **options},
+        **{"secure_cookies": False, "password_hasher": TEST_HASHER, **options},
     )
     return app
 
