@@ -102,8 +102,17 @@ def node_stellar(
         float, typer.Option(min=0, help="Seconds between ledger closes; 0: only when told.")
     ] = 1.0,
     data_dir: DataDir = None,
+    max_tx_set_size: Annotated[
+        int,
+        typer.Option(min=1, help="Operations a ledger holds; more waiting means surge pricing."),
+    ] = 100,
 ) -> None:
     """A Stellar network speaking Horizon's REST API, with friendbot."""
     from adapters.localnet.stellar import run_node
 
-    run_node(port=port, close_interval_s=close_interval, data_dir=data_dir)
+    run_node(
+        port=port,
+        close_interval_s=close_interval,
+        data_dir=data_dir,
+        max_tx_set_size=max_tx_set_size,
+    )

@@ -444,9 +444,16 @@ class _ReadGuard:
         self._node._lock.release()
 
 
-def run_node(port: int, close_interval_s: float, data_dir: Path | None) -> None:
+def run_node(
+    port: int,
+    close_interval_s: float,
+    data_dir: Path | None,
+    max_tx_set_size: int = MAX_TX_SET_SIZE,
+) -> None:
     """Run a node until interrupted (Ctrl-C): `settle node stellar`."""
-    node = StellarNode(close_interval_s=close_interval_s, data_dir=data_dir)
+    node = StellarNode(
+        close_interval_s=close_interval_s, data_dir=data_dir, max_tx_set_size=max_tx_set_size
+    )
     url = node.start(port=port)
     log.info(
         "local Stellar network (Horizon API) at %s, root %s", url, node.root_keypair.public_key
