@@ -103,9 +103,11 @@ def node_stellar(
     ] = 1.0,
     data_dir: DataDir = None,
     max_tx_set_size: Annotated[
-        int,
-        typer.Option(min=1, help="Operations a ledger holds; more waiting means surge pricing."),
-    ] = 100,
+        int | None,
+        typer.Option(
+            min=1, help="Operations a ledger holds, with surge pricing; default: no limit."
+        ),
+    ] = None,
 ) -> None:
     """A Stellar network speaking Horizon's REST API, with friendbot."""
     from adapters.localnet.stellar import run_node

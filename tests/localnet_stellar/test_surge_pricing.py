@@ -177,12 +177,32 @@ def test_max_tx_set_size_is_in_the_ledger_header(server: Server, node: StellarNo
     assert header.max_tx_set_size.uint32 == TX_SET_SIZE
 
 
-def test_the_default_node_keeps_a_hundred_operations_per_ledger() -> None:
-    with StellarNode(close_interval_s=0) as default:
-        assert (
-            requests.get(f"{default.base_url}/ledgers/2", timeout=5).json()["max_tx_set_size"]
-            == 100
-        )
+def test_by_default_no_limit_is_enforced() -> None:
+    """Existing flows (the engine's benchmark) put more than 100 operations in a ledger:
+    without max_tx_set_size every valid queued transaction goes in at the base fee."""
+    default = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0)
+    with default, Server(default.base_url) as horizon:
+        payers = [Keypair.random() for _ in range(2)]
+        for payer in payers:
+            funded = requests.get(
+                f"{default.base_url}/friendbot", {"addr": payer.public_key}, timeout=10
+            )
+            assert funded.status_code == 200
+        default.faults.halt_ledgers()
+        envelopes = []
+        for payer in payers:
+            builder = build(horizon, default, payer, fee=100)
+            for _ in range(60):
+                builder.append_payment_op(default.root_keypair.public_key, Asset.native(), "1")
+            envelopes.append(sign_all(builder.build(), payer))
+        for envelope in envelopes:
+            assert queue(default, envelope)[0] == 201
+        ledger = default.close_ledger()
+        for envelope in envelopes:
+            doc = found(horizon, envelope)
+            assert doc is not None and doc["ledger"] == ledger
+            assert doc["fee_charged"] == "6000"
+        assert horizon.ledgers().ledger(ledger).call()["max_tx_set_size"] == 100
 
 
 def test_a_ledger_size_below_one_is_refused() -> None:

@@ -10,8 +10,10 @@ Closing follows stellar-core's order:
 A transaction that fails in step 3 is still in the ledger: its fee and its sequence
 number are spent (tx_failed), which is what lets a client treat the result as final.
 
-Surge pricing (stellar-core SurgePricingUtils, TxSetFrame, TransactionQueue): a ledger
-holds at most `max_tx_set_size` operations. When more wait, the highest bids per
+Surge pricing (stellar-core SurgePricingUtils, TxSetFrame, TransactionQueue), when a
+`max_tx_set_size` is given (by default no limit is enforced, as before: the engine's
+benchmark puts thousands of operations in one ledger): a ledger holds at most
+`max_tx_set_size` operations. When more wait, the highest bids per
 operation go in (one transaction per account is queued, so sequence order holds) and
 every included transaction pays the lowest included bid per operation, not the
 network base fee; the rest stay queued for a later ledger, and are dropped after
@@ -52,7 +54,7 @@ from adapters.localnet.stellar.xdrutil import network_id, root_keypair
 
 PROTOCOL_VERSION = 23
 TOTAL_COINS = 100_000_000_000 * 10_000_000  # 100 billion XLM, all held by the root at genesis
-MAX_TX_SET_SIZE = 100  # operations per ledger (the header's maxTxSetSize)
+MAX_TX_SET_SIZE = 100  # the header's maxTxSetSize when no limit is enforced
 QUEUE_SIZE_MULTIPLIER = 2  # core TRANSACTION_QUEUE_SIZE_MULTIPLIER: queue = 2 ledgers of ops
 QUEUE_PENDING_DEPTH = 4  # core TRANSACTION_QUEUE_TIMEOUT_LEDGERS: ledgers a tx may wait
 REPLACE_BY_FEE_MULTIPLIER = 10  # core TransactionQueue::FEE_MULTIPLIER
@@ -163,10 +165,11 @@ class LocalLedger:
         passphrase: str,
         base_fee: int,
         base_reserve: int,
-        max_tx_set_size: int = MAX_TX_SET_SIZE,
+        max_tx_set_size: int | None = None,
     ) -> None:
-        if max_tx_set_size < 1:
+        if max_tx_set_size is not None and max_tx_set_size < 1:
             raise ValueError("max_tx_set_size must be >= 1")
+        # None: every valid queued transaction goes into the next ledger (no surge pricing).
         self.max_tx_set_size = max_tx_set_size
         self.passphrase = passphrase
         self.network_id = network_id(passphrase)
@@ -193,6 +196,10 @@ class LocalLedger:
         self.ledgers.append(self._make_record(GENESIS_LEDGER, 0, bytes(32), [], []))
 
     # -- reading -------------------------------------------------------------
+
+    @property
+    def header_max_tx_set_size(self) -> int:
+        return MAX_TX_SET_SIZE if self.max_tx_set_size is None else self.max_tx_set_size
 
     @property
     def last_closed(self) -> LedgerRecord:
@@ -249,6 +256,8 @@ class LocalLedger:
         """TxQueueLimiter::canAddTx: the queued transactions to evict so `frame` fits
         (lowest bids per operation first, each strictly below `frame`'s bid); or the
         fee that would have outbid them; or None when it cannot fit at all."""
+        if self.max_tx_set_size is None:
+            return []
         capacity = QUEUE_SIZE_MULTIPLIER * self.max_tx_set_size
         if frame.op_count > capacity:
             return None
@@ -366,9 +375,10 @@ class LocalLedger:
         Over capacity, the best bids per operation go in, skipping any that no longer
         fit, and the base fee is the lowest included bid (SurgePricingPriorityQueue,
         TxSetUtils: the lane "had a transaction not fitting")."""
-        if sum(f.op_count for f in valid) <= self.max_tx_set_size:
+        limit = self.max_tx_set_size
+        if limit is None or sum(f.op_count for f in valid) <= limit:
             return valid, [], self.base_fee
-        room = self.max_tx_set_size
+        room = limit
         chosen: set[str] = set()
         # Ties are broken by hash: core shuffles them, a test wants to know.
         for frame in sorted(valid, key=lambda f: (-_fee_rate(f), f.id_hex)):
@@ -588,7 +598,7 @@ class LocalLedger:
             id_pool=x.Uint64(0),
             base_fee=x.Uint32(self.base_fee),
             base_reserve=x.Uint32(self.base_reserve),
-            max_tx_set_size=x.Uint32(self.max_tx_set_size),
+            max_tx_set_size=x.Uint32(self.header_max_tx_set_size),
             skip_list=[x.Hash(bytes(32))] * 4,
             ext=x.LedgerHeaderExt(0),
         )
@@ -610,7 +620,7 @@ class LocalLedger:
             fee_pool=self.fee_pool,
             base_fee=self.base_fee,
             base_reserve=self.base_reserve,
-            max_tx_set_size=self.max_tx_set_size,
+            max_tx_set_size=self.header_max_tx_set_size,
             protocol_version=PROTOCOL_VERSION,
             header_xdr=header.to_xdr(),
         )
