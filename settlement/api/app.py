@@ -48,6 +48,7 @@ from settlement.api.deps import (
     expected_version,
     own_or_forbidden,
 )
+from settlement.api.framing import NotFramed
 from settlement.api.guard import Guard
 from settlement.api.keys import KeyService
 from settlement.api.observe import RequestMetrics
@@ -72,8 +73,13 @@ class ConsoleOptions:
 
     secure_cookies: bool = True
     explorer_urls: Mapping[str, str] = field(default_factory=dict)
+    #: signs the sign-in forms' tokens; the processes of one console share it (None:
+    #: this process makes its own)
+    sign_in_secret: bytes | None = None
 
 
+#: the HTML pages of the OpenAPI document, which no other site may frame
+DOCUMENT_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
 #: unsigned: probes, scrapers and the OpenAPI documents
 PUBLIC_PATHS = (
     "/health",
@@ -580,6 +586,7 @@ def create_app(
     app.include_router(settlements.router)
     app.include_router(parties.router)
     app.include_router(operation_routes.router)
+    app.add_middleware(NotFramed, paths=DOCUMENT_PAGES)
     # added last, so outermost: it sees the guard's refusals (401, 413) too
     app.add_middleware(
         RequestMetrics, metrics=operations_state.metrics, routes=list(api_routes(app.routes))
@@ -590,6 +597,7 @@ def create_app(
             engine,
             secure_cookies=console.secure_cookies,
             explorer_urls=console.explorer_urls,
+            sign_in_secret=console.sign_in_secret,
         )
     _error_handlers(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

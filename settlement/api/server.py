@@ -7,10 +7,12 @@ import gc
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -159,6 +161,8 @@ def _serve_workers(
         else {
             "secure_cookies": console.secure_cookies,
             "explorer_urls": dict(console.explorer_urls),
+            # one for all the workers: a sign-in form one served, another accepts
+            "sign_in_secret": (console.sign_in_secret or secrets.token_bytes(32)).hex(),
         },
     }
     with _worker_environment(options):
@@ -212,8 +216,16 @@ def worker_app() -> FastAPI:
     app = create_app(
         built,
         ledgers=ledgers,
-        console=None if console is None else ConsoleOptions(**console),
+        console=None if console is None else _console_options(console),
         multiprocess_metrics=True,
     )
     freeze_startup_heap()
     return app
+
+
+def _console_options(options: Mapping[str, Any]) -> ConsoleOptions:
+    return ConsoleOptions(
+        secure_cookies=options["secure_cookies"],
+        explorer_urls=options["explorer_urls"],
+        sign_in_secret=bytes.fromhex(options["sign_in_secret"]),
+    )

@@ -8,7 +8,8 @@ account's ``Actor``; the services and the database decide. No page needs JavaScr
 Every POST carries the session's synchronizer token in a hidden field; a missing or
 wrong token, or an Origin other than the console's own, is refused with 403 before
 anything is read from the form or written. The sign-in form, which has no session yet,
-carries a token that must equal a short-lived cookie set with the form.
+carries a token that this console issued (``settlement.console.form_tokens``) and that
+must equal a cookie set with the form.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ from settlement.console.accounts import (
     SessionEnd,
     SignInFailed,
 )
+from settlement.console.form_tokens import SignInTokens
 from settlement.domain import Role
 from settlement.states import State
 
 PREFIX = "/console"
 SESSION_COOKIE = "console_session"
 SIGN_IN_COOKIE = "console_sign_in"
+#: how long a sign-in form stays usable
+SIGN_IN_FORM_TTL_S = 3600
 _STATIC_DIR = Path(__file__).resolve().parent / "static"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -73,6 +77,7 @@ class Console:
     engine: bootstrap.Engine
     clock: Clock
     accounts: ConsoleAccounts
+    sign_in_tokens: SignInTokens
     templates: Environment
     secure_cookies: bool
     #: chain name -> URL template with ``{tx_hash}``, for links to a ledger explorer
@@ -107,6 +112,7 @@ def install_console(
     lockout_s: int = DEFAULT_LOCKOUT_S,
     explorer_urls: Mapping[str, str] | None = None,
     password_hasher: PasswordHasher | None = None,
+    sign_in_secret: bytes | None = None,
 ) -> None:
     """Mount the console at ``/console`` on ``app``.
 
@@ -114,6 +120,9 @@ def install_console(
     long it survives without a request. ``secure_cookies`` False drops the Secure flag,
     for plain HTTP on loopback only. ``explorer_urls`` maps a chain name to a URL
     template with ``{tx_hash}`` (http or https); without one, hashes show as text.
+    ``sign_in_secret`` (32 bytes or more) signs the sign-in forms' tokens; processes
+    serving one console together must share it. Without it this process makes one, and
+    a form it served is refused by any other (or after a restart): reload and sign in.
     """
     for chain, template in (explorer_urls or {}).items():
         if "{tx_hash}" not in template or not template.startswith(("https://", "http://")):
@@ -131,6 +140,11 @@ def install_console(
             idle_timeout=timedelta(seconds=idle_timeout_s),
             max_attempts=max_attempts,
             lockout=timedelta(seconds=lockout_s),
+        ),
+        sign_in_tokens=SignInTokens(
+            sign_in_secret or secrets.token_bytes(32),
+            used_clock,
+            ttl=timedelta(seconds=SIGN_IN_FORM_TTL_S),
         ),
         templates=_templates(),
         secure_cookies=secure_cookies,
@@ -299,8 +313,7 @@ def _auth_routes(sub: FastAPI) -> None:
         csrf_token: Annotated[str, Form()] = "",
     ) -> Response:
         _check_origin(request)
-        expected = request.cookies.get(SIGN_IN_COOKIE, "")
-        if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
+        if not _sign_in_token_accepted(console, request, csrf_token):
             raise Refused(
                 "The sign-in form expired or did not come from this console. "
                 "Reload the page and sign in again.",
@@ -329,6 +342,14 @@ def _auth_routes(sub: FastAPI) -> None:
         return response
 
 
+def _sign_in_token_accepted(console: Console, request: Request, csrf_token: str) -> bool:
+    """The form's token equals its cookie and is one this console issued, recently."""
+    expected = request.cookies.get(SIGN_IN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
+        return False
+    return console.sign_in_tokens.accepts(csrf_token)
+
+
 def _sign_in_page(
     console: Console,
     *,
@@ -337,7 +358,7 @@ def _sign_in_page(
     username: str = "",
     status: int = 200,
 ) -> HTMLResponse:
-    token = secrets.token_urlsafe(32)
+    token = console.sign_in_tokens.issue()
     response = _render(
         console,
         "sign_in.html",

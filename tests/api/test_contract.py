@@ -159,3 +159,13 @@ def test_openapi_marks_every_signed_route_and_documents_its_problems(api: Api) -
     assert unready["application/json"]["schema"]["$ref"].endswith("/ReadyOut")
     metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert any(m.startswith("text/plain") for m in metrics)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_the_documentation_pages_cannot_be_framed(api: Api, path: str) -> None:
+    """As the console's pages cannot: a page of another site must not show them in a
+    frame (clickjacking)."""
+    response = api.send(None, "GET", path)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
