@@ -11,12 +11,18 @@ from typing import Any
 
 import pytest
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from settlement import errors
+from settlement import errors, strict_json
 from settlement.api import reads
 from settlement.cli_commitments import legs_from
+from settlement.client import SettlementClient
 
-from .conftest import Api, create_draft, problem_of
+from .conftest import Api, create_draft, problem_of, serving
 
 
 def _openapi(api: Api) -> dict[str, Any]:
@@ -105,6 +111,23 @@ def test_a_legs_file_with_a_key_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(typer.Exit) as refused:
         legs_from(legs)
     assert refused.value.exit_code == 2
+
+
+def test_the_client_refuses_an_answer_with_a_key_twice() -> None:
+    """The client reads JSON from outside too: a server (or whatever answers in its
+    place) sending a key twice is not read as its last value."""
+
+    async def answer(request: Request) -> Response:
+        body = b'{"id":"a","state":"DRAFT","amount":"10","amount":"999999"}'
+        return Response(body, media_type="application/json")
+
+    server = Starlette(routes=[Route("/v1/commitments/{commitment_id}", answer)])
+    with (
+        serving(server) as url,  # type: ignore[arg-type]
+        SettlementClient(url, "key-x", Ed25519PrivateKey.generate()) as client,
+        pytest.raises(strict_json.DuplicateKey, match="amount"),
+    ):
+        client.get_commitment(uuid.uuid4())
 
 
 # -- control characters in parameters ---------------------------------------------------
