@@ -33,6 +33,11 @@ def test_console_pages_pass_the_guard_and_the_api_stays_signed(
         assert http.get("/v1/commitments").status_code == 401
         paths = http.get("/openapi.json").json()["paths"]
         assert not [p for p in paths if p.startswith("/console")]
+        # the console's parameters are refused with control characters as the API's are
+        for target in ("/console/queue?sort=%00", "/console/commitments/x%00y"):
+            refused = http.get(target)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["code"] == "invalid_parameter"
 
 
 def test_without_the_console_its_paths_are_signed_routes_like_any_other(
