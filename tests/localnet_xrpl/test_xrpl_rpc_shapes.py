@@ -253,3 +253,28 @@ def test_ledger_entry_deposit_preauth_bad_input(ledger, spec: Any) -> None:
     result = ledger.raw("ledger_entry", deposit_preauth=spec)
     assert result["status"] == "error"
     assert result["error"] in ("invalidParams", "entryNotFound")
+
+
+def test_tx_history_lists_validated_transactions_newest_first(ledger) -> None:
+    # TxHistory.cpp: API v1 only, 20 a page from ``start``, with DeliverMax.
+    alice = ledger.fund()
+    first = _pay(ledger, alice, "11")
+    second = _pay(ledger, alice, "22")
+    page = ledger.raw("tx_history", start=0, api_version=1)
+    assert page["index"] == 0
+    assert [t["hash"] for t in page["txs"][:2]] == [second, first]
+    assert page["txs"][0]["DeliverMax"] == page["txs"][0]["Amount"] == "22"
+    assert ledger.raw("tx_history", start=1, api_version=1)["txs"][0]["hash"] == first
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"api_version": 2, "start": 0}, "unknownCmd"),
+        ({"api_version": 1}, "invalidParams"),
+        ({"api_version": 1, "start": -1}, "invalidParams"),
+        ({"api_version": 1, "start": "zero"}, "invalidParams"),
+    ],
+)
+def test_tx_history_bad_input(ledger, params: dict[str, Any], error: str) -> None:
+    assert ledger.raw("tx_history", **params)["error"] == error

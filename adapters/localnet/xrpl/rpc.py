@@ -6,7 +6,8 @@ Every handler runs under the node's lock and returns the ``result`` object. Erro
 
 Methods: account_info, account_lines, account_objects, account_tx, deposit_authorized,
 feature, fee, ledger, ledger_accept, ledger_closed, ledger_current, ledger_entry, ping,
-server_info, server_state, submit, tx, and the admin method ``localnet_faults``.
+server_info, server_state, submit, tx, tx_history (API v1), and the admin method
+``localnet_faults``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BUILD_VERSION = "2.4.0-localnet"
 # Methods only the fresh server answers: writes, admin, and the fee and amendment
 # settings, which every server of a network shares.
 FRESH_ONLY = frozenset({"submit", "ledger_accept", "localnet_faults", "fee", "feature", "ping"})
+TX_HISTORY_PAGE = 20  # transactions per tx_history answer (getTxHistory's LIMIT)
 MAX_TX_RANGE = 1000  # Tx.cpp: a min_ledger..max_ledger span wider than this is refused
 
 # (token, number, message) as in rippled's ErrorCodes.cpp
@@ -757,6 +759,38 @@ class RpcService:
     def _has_every_ledger(self, low: int, high: int) -> bool:
         """Whether this server holds every validated ledger of the range (complete_ledgers)."""
         return self.chain.first_sequence <= low and high <= self.chain.last_closed.header.sequence
+
+    def _m_tx_history(self, params: JsonObject, api_version: int) -> JsonObject:
+        """TxHistory.cpp (API v1 only): 20 validated transactions, newest first, from
+        ``start``. The admin port is unlimited, so no start is refused for its size."""
+        if api_version > 1:
+            raise RpcError("unknownCmd")  # Handlers.cpp: tx_history ends with API v1
+        if "start" not in params:
+            raise RpcError("invalidParams")
+        start = params["start"]
+        if not _is_uint32(start):
+            raise RpcError("invalidParams", "Invalid field 'start'.")
+        start = int(start)
+        txs: list[JsonObject] = []
+        sequence = self.chain.last_closed.header.sequence
+        skipped = 0
+        while sequence >= self.chain.first_sequence and len(txs) < TX_HISTORY_PAGE:
+            ledger = self.chain.ledger(sequence)
+            assert ledger is not None
+            for record in reversed(self.chain.ledger_transactions(ledger)):
+                if skipped < start:
+                    skipped += 1
+                elif len(txs) < TX_HISTORY_PAGE:
+                    txs.append(
+                        with_deliver_max(record.tx_json, api_version)
+                        | {
+                            "hash": record.hash,
+                            "inLedger": record.ledger_sequence,
+                            "ledger_index": record.ledger_sequence,
+                        }
+                    )
+            sequence -= 1
+        return {"index": start, "txs": txs}
 
     def _by_ctid(self, ctid: str) -> TxRecord | None:
         if len(ctid) != 16 or not ctid.upper().startswith("C"):
