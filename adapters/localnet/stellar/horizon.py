@@ -485,6 +485,7 @@ def _distribution(values: list[int], floor: int) -> Json:
 ACCOUNT_ID_REASON = "Account ID must start with `G` and contain 56 alphanum characters"
 TX_HASH_REASON = "Transaction hash must be a hex-encoded, lowercase SHA-256 hash"
 LEDGER_ID_REASON = "Ledger ID must be an integer higher than 0"
+OP_ID_REASON = "Operation ID must be an integer higher than 0"
 BALANCE_ID_REASON = (
     "Claimable Balance ID must be the hex-encoded XDR representation of a Claimable Balance ID"
 )

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from stellar_sdk import StrKey
 
 from adapters.localnet.stellar import horizon, problems, sse
+from adapters.localnet.stellar import operation_records as op_records
 from adapters.localnet.stellar.ledger import LocalLedger
 from adapters.localnet.stellar.node import Reply, StellarNode
 from adapters.localnet.stellar.state import ClaimableBalance, TxRecord, toid
@@ -310,6 +311,103 @@ class _Handler(BaseHTTPRequestHandler):
                 return Reply.of(problems.not_found())
             return Reply(200, horizon.transaction(self._base, record, tx_hash))
 
+    # -- operations and payments ---------------------------------------------------------
+
+    def _op_page(
+        self,
+        query: dict[str, str],
+        path: str,
+        txs: Callable[[LocalLedger], list[TxRecord]],
+        *,
+        payments: bool,
+        account: str | None = None,
+        all_results: bool = False,
+    ) -> Reply:
+        """A page of operations (or payments) of the transactions `txs` picks; failed
+        transactions' only with include_failed=true (or for one given transaction)."""
+        include_failed = all_results or query.get("include_failed", "false") == "true"
+        with self._read() as ledger:
+            rows = [
+                row
+                for tx in txs(ledger)
+                if include_failed or tx.successful
+                for row in op_records.operation_rows(tx)
+                if (not payments or row.type in op_records.PAYMENT_TYPES)
+                and (account is None or account in op_records.participants(row))
+            ]
+            return Reply(
+                200,
+                horizon.page(
+                    self._base,
+                    path,
+                    query,
+                    rows,
+                    sort_key=lambda r: r.id,
+                    cursor_key=int,
+                    render=lambda r: op_records.render(self._base, r),
+                    token=lambda r: str(r.id),
+                ),
+            )
+
+    @staticmethod
+    def _all_txs(ledger: LocalLedger) -> list[TxRecord]:
+        return [ledger.transactions[h] for h in ledger.tx_hashes]
+
+    def _operations(self, query: dict[str, str]) -> Reply:
+        return self._op_page(query, "/operations", self._all_txs, payments=False)
+
+    def _payments(self, query: dict[str, str]) -> Reply:
+        return self._op_page(query, "/payments", self._all_txs, payments=True)
+
+    def _account_ops(self, query: dict[str, str], account_id: str, kind: str) -> Reply:
+        _check_account_id(account_id)
+        return self._op_page(
+            query,
+            f"/accounts/{account_id}/{kind}",
+            lambda ledger: [t for t in self._all_txs(ledger) if account_id in t.participants],
+            payments=kind == "payments",
+            account=account_id,
+        )
+
+    def _tx_ops(self, query: dict[str, str], tx_hash: str, kind: str) -> Reply:
+        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
+            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
+
+        def of_tx(ledger: LocalLedger) -> list[TxRecord]:
+            record = ledger.find_transaction(tx_hash)
+            return [] if record is None else [record]
+
+        return self._op_page(
+            query,
+            f"/transactions/{tx_hash}/{kind}",
+            of_tx,
+            payments=kind == "payments",
+            all_results=True,
+        )
+
+    def _ledger_ops(self, query: dict[str, str], sequence: str, kind: str) -> Reply:
+        seq = _ledger_id(sequence)
+        return self._op_page(
+            query,
+            f"/ledgers/{seq}/{kind}",
+            lambda ledger: [t for t in self._all_txs(ledger) if t.ledger == seq],
+            payments=kind == "payments",
+        )
+
+    def _operation(self, query: dict[str, str], raw_id: str) -> Reply:
+        if not raw_id.isdigit() or int(raw_id) == 0:
+            raise horizon.QueryError("op_id", horizon.OP_ID_REASON)
+        op_id = int(raw_id)
+        ledger_seq, order, index = op_id >> 32, (op_id >> 12) & TOID_TX_MASK, op_id & TOID_OP_MASK
+        with self._read() as ledger:
+            for tx_hash in ledger.tx_hashes:
+                tx = ledger.transactions[tx_hash]
+                if (tx.ledger, tx.application_order) == (ledger_seq, order):
+                    rows = op_records.operation_rows(tx)
+                    if 1 <= index <= len(rows):
+                        return Reply(200, op_records.render(self._base, rows[index - 1]))
+            return Reply.of(problems.not_found())
+
     def _ledgers(self, query: dict[str, str]) -> Reply:
         with self._read() as ledger:
             return Reply(
@@ -482,6 +580,12 @@ ROUTES: list[Route] = [
     ("GET", re.compile(r"/ledgers/([^/]+)"), _Handler._ledger),
     ("GET", re.compile(r"/ledgers/([^/]+)/transactions"), _Handler._ledger_transactions),
     ("GET", re.compile(r"/fee_stats"), _Handler._fee_stats),
+    ("GET", re.compile(r"/operations"), _Handler._operations),
+    ("GET", re.compile(r"/payments"), _Handler._payments),
+    ("GET", re.compile(r"/operations/([^/]+)"), _Handler._operation),
+    ("GET", re.compile(r"/accounts/([^/]+)/(operations|payments)"), _Handler._account_ops),
+    ("GET", re.compile(r"/transactions/([^/]+)/(operations|payments)"), _Handler._tx_ops),
+    ("GET", re.compile(r"/ledgers/([^/]+)/(operations|payments)"), _Handler._ledger_ops),
     ("GET", re.compile(r"/claimable_balances"), _Handler._claimable_balances),
     ("GET", re.compile(r"/claimable_balances/([^/]+)"), _Handler._claimable_balance),
     ("GET", re.compile(r"/friendbot"), _Handler._friendbot),
@@ -500,4 +604,9 @@ STREAMABLE: dict[Callable[..., Reply], str] = {
     _Handler._account_transactions: "page",
     _Handler._ledger_transactions: "page",
     _Handler._account: "object",
+    _Handler._operations: "page",
+    _Handler._payments: "page",
+    _Handler._account_ops: "page",
+    _Handler._tx_ops: "page",
+    _Handler._ledger_ops: "page",
 }
