@@ -201,3 +201,22 @@ def test_a_refused_stream_is_a_problem_not_an_event(
         assert body["extras"]["invalid_field"] == field
     # The server is still there and unchanged.
     assert requests.get(f"{node.base_url}/", timeout=5).status_code == 200
+
+
+def test_a_failure_after_the_stream_started_is_an_error_event(
+    node: StellarNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Horizon's Stream.Err once the preamble is out: `event: error`, then the end."""
+    node.faults.halt_ledgers()
+    response = open_stream(node, "/ledgers", cursor="now")
+    stream = events(response)
+    assert next(stream)["event"] == "open"
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr("adapters.localnet.stellar.horizon.ledger_resource", broken)
+    node.close_ledger()
+    assert list(stream) == [{"event": "error", "data": "Unexpected stream error"}]
+    monkeypatch.undo()
+    assert requests.get(f"{node.base_url}/ledgers", timeout=5).status_code == 200

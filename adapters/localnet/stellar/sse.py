@@ -14,11 +14,16 @@ stop) and when the client leaves (noticed between ledgers, or on the next write)
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+# What Horizon sends for an unexpected failure once the stream has started (errBadStream).
+STREAM_ERROR = "Unexpected stream error"
+log = logging.getLogger(__name__)
 
 HELLO = 'retry: 1000\nevent: open\ndata: "hello"\n\n'
 BYEBYE = 'retry: 10\nevent: close\ndata: "byebye"\n\n'
@@ -114,3 +119,10 @@ def serve(
             latest = next_ledger
     except ClientGone:
         return
+    except Exception:  # a bug must not leave a half-written response: say so, end it
+        log.exception("event stream failed")
+        try:
+            writer.error(STREAM_ERROR)
+            writer.finish()
+        except ClientGone:
+            pass
