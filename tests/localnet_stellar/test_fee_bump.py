@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,3 +283,23 @@ def test_the_sync_route_answers_a_refused_fee_bump_with_horizon_codes(
     body = json.loads(caught.value.message)
     assert body["extras"]["result_codes"] == {"transaction": "tx_insufficient_fee"}
     assert body["extras"]["envelope_xdr"] == raw
+
+
+def test_a_restart_keeps_a_fee_bump_findable_by_both_hashes(tmp_path: Path) -> None:
+    alice, bob, sponsor = Keypair.random(), Keypair.random(), Keypair.random()
+    first = StellarNode(close_interval_s=0.02, data_dir=tmp_path)
+    with first, Server(first.base_url) as server:
+        for keypair in (alice, bob, sponsor):
+            funded = requests.get(
+                f"{first.base_url}/friendbot", {"addr": keypair.public_key}, timeout=10
+            )
+            assert funded.status_code == 200
+        inner = pay(server, first, alice, bob.public_key)
+        envelope = bump(first, inner, sponsor)
+        server.submit_transaction(envelope)
+
+    second = StellarNode(close_interval_s=0, data_dir=tmp_path)
+    with second, Server(second.base_url) as server:
+        by_inner = server.transactions().transaction(inner.hash_hex()).call()
+        assert by_inner["fee_bump_transaction"]["hash"] == envelope.hash_hex()
+        assert by_inner["fee_account"] == sponsor.public_key

@@ -86,6 +86,13 @@ def root(base_url: str, ledger: LocalLedger) -> Json:
             "friendbot": link(base_url, "/friendbot{?addr}", templated=True),
             "ledger": link(base_url, "/ledgers/{sequence}", templated=True),
             "ledgers": link(base_url, "/ledgers" + paged, templated=True),
+            "operation": link(base_url, "/operations/{id}", templated=True),
+            "operations": link(
+                base_url, "/operations{?cursor,limit,order,include_failed}", templated=True
+            ),
+            "payments": link(
+                base_url, "/payments{?cursor,limit,order,include_failed}", templated=True
+            ),
             "self": link(base_url, "/"),
             "transaction": link(base_url, "/transactions/{hash}", templated=True),
             "transactions": link(base_url, "/transactions" + paged, templated=True),
