@@ -16,6 +16,7 @@ from xrpl.models.requests import AccountInfo, ServerInfo, Tx
 from xrpl.models.transactions import Payment
 from xrpl.transaction import submit
 
+from adapters.localnet.xrpl import XrplNode
 from adapters.localnet.xrpl.hashing import account_index
 
 GENESIS = "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh"
@@ -129,3 +130,16 @@ def test_bad_lagging_server_parameters(ledger, params: dict[str, Any]) -> None:
     result = ledger.raw("localnet_faults", action="lagging_server", **params)
     assert result["error"] == "invalidParams", result
     assert ledger.raw("localnet_faults", action="status")["faults"]["lagging_server"] is None
+
+
+def test_after_a_restart_the_lag_is_bounded_by_the_states_kept(tmp_path) -> None:
+    with XrplNode(data_dir=tmp_path) as first:
+        for _ in range(3):
+            first.close_ledger()
+    with XrplNode(data_dir=tmp_path) as restarted:
+        restarted.faults.lagging_server(ledgers_behind=2, share=1)
+        newest = restarted.chain.last_closed.header.sequence
+        answer = restarted.rpc.handle("server_info", {})
+        # Older states are gone after a restart (README): it answers, from the newest.
+        assert answer["status"] == "success"
+        assert answer["info"]["validated_ledger"]["seq"] == newest

@@ -71,7 +71,12 @@ class LaggingView:
     @classmethod
     def behind(cls, fresh: ChainReader, ledgers_behind: int) -> LaggingView:
         newest = fresh.last_closed.header.sequence
-        return cls(fresh, max(fresh.first_sequence, newest - ledgers_behind))
+        sequence = max(fresh.first_sequence, newest - ledgers_behind)
+        # After a restart only the newest state is kept: a server cannot lag into
+        # ledgers whose state this node no longer has, so it lags less.
+        while sequence < newest and _state_missing(fresh.ledger(sequence)):
+            sequence += 1
+        return cls(fresh, sequence)
 
     @property
     def fees(self) -> FeeSchedule:
@@ -102,7 +107,6 @@ class LaggingView:
     @property
     def open_state(self) -> LedgerState:
         state = self.last_closed.state
-        # The lag is bounded by the states the fresh server keeps (ledgers_behind <= 200).
         assert state is not None, "a lagging server keeps its own ledger's state"
         return state
 
@@ -136,3 +140,7 @@ class LaggingView:
 
     def _known(self, records: list[TxRecord]) -> Iterator[TxRecord]:
         return (r for r in records if r.ledger_sequence <= self.sequence)
+
+
+def _state_missing(ledger: ClosedLedger | None) -> bool:
+    return ledger is None or ledger.state is None
