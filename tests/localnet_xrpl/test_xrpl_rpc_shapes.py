@@ -278,3 +278,21 @@ def test_tx_history_lists_validated_transactions_newest_first(ledger) -> None:
 )
 def test_tx_history_bad_input(ledger, params: dict[str, Any], error: str) -> None:
     assert ledger.raw("tx_history", **params)["error"] == error
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("account_tx", {"account": GENESIS, "limit": "many"}),
+        ("account_tx", {"account": GENESIS, "ledger_index_min": "low"}),
+        ("account_tx", {"account": GENESIS, "marker": {"seq": "x"}}),
+    ],
+)
+def test_a_handler_failure_is_an_internal_error_not_a_dropped_connection(
+    ledger, method: str, params: dict[str, Any]
+) -> None:
+    # RPCHandler.cpp: an exception inside a handler is answered as rpcINTERNAL.
+    result = ledger.raw(method, **params)
+    assert result["status"] == "error"
+    assert result["error"] in ("internal", "invalidParams")
+    assert ledger.raw("ping")["status"] == "success"

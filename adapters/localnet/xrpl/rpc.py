@@ -12,6 +12,7 @@ server_info, server_state, submit, tx, tx_history (API v1), and the admin method
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
 from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
 from adapters.localnet.xrpl.txq import REFERENCE_LEVEL, level_to_drops
 
+_log = logging.getLogger(__name__)
 BUILD_VERSION = "2.4.0-localnet"
 # Methods only the fresh server answers: writes, admin, and the fee and amendment
 # settings, which every server of a network shares.
@@ -248,6 +250,11 @@ class RpcService:
                     self._view = None
         except RpcError as exc:
             return exc.to_result(request)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            # rippled's RPC dispatcher answers an exception in a handler with rpcINTERNAL
+            # (RPCHandler.cpp); never a dropped connection.
+            _log.warning("%s failed on %r", method, params, exc_info=exc)
+            return RpcError("internal").to_result(request)
         # invalidTransaction is an error rippled builds by hand (no error_code).
         result.setdefault("status", "error" if "error" in result else "success")
         return result
