@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
@@ -33,6 +34,7 @@ from fractions import Fraction
 from stellar_sdk import StrKey
 from stellar_sdk import xdr as x
 
+from adapters.localnet.stellar.effect_records import Effect, OpChange, op_effects
 from adapters.localnet.stellar.operations import OpContext, is_success
 from adapters.localnet.stellar.operations.base import LedgerContext
 from adapters.localnet.stellar.signatures import SignatureChecker
@@ -61,6 +63,7 @@ REPLACE_BY_FEE_MULTIPLIER = 10  # core TransactionQueue::FEE_MULTIPLIER
 SNAPSHOT_LEDGERS = 16  # past ledgers' entries kept for the lagging-server fault
 GENESIS_LEDGER = 1
 TX = x.TransactionResultCode
+log = logging.getLogger(__name__)
 
 
 class AddStatus(Enum):
@@ -136,6 +139,19 @@ def is_successful(result: x.TransactionResult) -> bool:
     return result.result.code in (TX.txSUCCESS, TX.txFEE_BUMP_INNER_SUCCESS)
 
 
+def _derive_effects(changes: list[OpChange]) -> list[list[Effect]]:
+    """Each operation's effects. They only describe what happened: a bug deriving them
+    must not stop the ledger from closing, so it leaves that operation without any."""
+    derived = []
+    for change in changes:
+        try:
+            derived.append(op_effects(change))
+        except Exception:
+            log.exception("deriving the effects of a %s operation failed", change.op.body.type)
+            derived.append([])
+    return derived
+
+
 def _fee_rate(frame: TxFrame) -> Fraction:
     """The bid per operation, which surge pricing ranks by."""
     return Fraction(frame.full_fee_stroops, max(1, frame.op_count))
@@ -190,6 +206,8 @@ class LocalLedger:
         self.queue: dict[str, TxFrame] = {}  # source account -> its one queued transaction
         self.queue_age: dict[str, int] = {}  # queued tx id -> ledgers it has waited
         self.inner_hashes: dict[str, str] = {}  # a fee bump's inner hash -> its outer hash
+        # Horizon's effects of each successful transaction, per operation.
+        self.effects: dict[str, list[list[Effect]]] = {}
         # Entries as each recent ledger closed: what a lagging server still shows.
         # Safe to share: entries are forked before any change.
         self.snapshots: dict[int, Entries] = {GENESIS_LEDGER: self.entries}
@@ -339,7 +357,9 @@ class LocalLedger:
         for order, frame in enumerate(admitted, start=1):
             before = self.entries
             fee = fees[frame.id_hex]
-            result, self.entries = self._apply(frame, ledger, fee)
+            result, self.entries, changes = self._apply(frame, ledger, fee)
+            if changes:
+                self.effects[frame.id_hex] = _derive_effects(changes)
             self._stamp_modified(before, sequence)
             participants = self.entries.changed_accounts(before) | {
                 frame.source,
@@ -415,7 +435,7 @@ class LocalLedger:
 
     def _apply(
         self, frame: TxFrame, ledger: LedgerContext, fee: int
-    ) -> tuple[x.TransactionResult, Entries]:
+    ) -> tuple[x.TransactionResult, Entries, list[OpChange]]:
         if frame.fee_bump is None:
             return self._apply_tx(frame, ledger, fee)
         # FeeBumpTransactionFrame::apply: the outer checks again (the fee source may
@@ -430,14 +450,15 @@ class LocalLedger:
         checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
         outer = fee_bump_valid(frame, self.entries, view, checker, applying=True)
         if not outer.ok:
-            return frame_result(frame, fee, outer.code), self.entries.fork()
-        inner, entries = self._apply_tx(frame, ledger, fee)
+            return frame_result(frame, fee, outer.code), self.entries.fork(), []
+        inner, entries, changes = self._apply_tx(frame, ledger, fee)
         code = TX.txFEE_BUMP_INNER_SUCCESS if is_successful(inner) else TX.txFEE_BUMP_INNER_FAILED
-        return frame_result(frame, fee, code, inner.result.results, inner.result.code), entries
+        result = frame_result(frame, fee, code, inner.result.results, inner.result.code)
+        return result, entries, changes
 
     def _apply_tx(
         self, frame: TxFrame, ledger: LedgerContext, fee: int
-    ) -> tuple[x.TransactionResult, Entries]:
+    ) -> tuple[x.TransactionResult, Entries, list[OpChange]]:
         entries = self.entries.fork()
         view = ValidationView(
             ledger.close_time,
@@ -467,16 +488,19 @@ class LocalLedger:
         # Pre-authorised transaction signers are one-time: spent even if the tx fails.
         self._remove_one_time_signers(frame, entries)
         if not verdict.ok:
-            return tx_result(fee, verdict.code), entries
+            return tx_result(fee, verdict.code), entries, []
         if not signatures_ok:
-            return tx_result(fee, TX.txFAILED, op_results), entries
+            return tx_result(fee, TX.txFAILED, op_results), entries, []
         if not checker.all_used():
-            return tx_result(fee, TX.txBAD_AUTH_EXTRA), entries
+            return tx_result(fee, TX.txBAD_AUTH_EXTRA), entries, []
 
-        success, op_results, after = self._apply_operations(frame, ledger, entries, op_results)
+        changes: list[OpChange] = []
+        success, op_results, after = self._apply_operations(
+            frame, ledger, entries, op_results, changes
+        )
         if success:
-            return tx_result(fee, TX.txSUCCESS, op_results), after
-        return tx_result(fee, TX.txFAILED, op_results), entries
+            return tx_result(fee, TX.txSUCCESS, op_results), after, changes
+        return tx_result(fee, TX.txFAILED, op_results), entries, []
 
     @staticmethod
     def _apply_operations(
@@ -484,8 +508,10 @@ class LocalLedger:
         ledger: LedgerContext,
         entries: Entries,
         op_results: list[x.OperationResult],
+        changes: list[OpChange],
     ) -> tuple[bool, list[x.OperationResult], Entries]:
-        """Apply every operation on a fork; the fork is only meaningful if all succeed."""
+        """Apply every operation on a fork; the fork is only meaningful if all succeed.
+        Each successful operation's entries before and after go to `changes`."""
         working = entries.fork()
         success = True
         for index, op in enumerate(frame.operations):
@@ -503,6 +529,7 @@ class LocalLedger:
             # Later operations still run (and report codes) after a failure, but
             # nothing they do is kept: the transaction is all-or-nothing.
             if is_success(result):
+                changes.append(OpChange(op, source, working, attempt, result))
                 working = attempt
             else:
                 success = False

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from adapters.localnet.stellar.effect_records import Effect
 from adapters.localnet.stellar.ledger import LocalLedger
 from adapters.localnet.stellar.state import (
     Account,
@@ -57,6 +58,10 @@ def save(data_dir: Path, ledger: LocalLedger, clock_offset_s: int) -> None:
         "claimable_balances": [asdict(c) for c in e.claimable_balances.values()],
         "ledgers": [asdict(r) for r in ledger.ledgers],
         "transactions": [asdict(ledger.transactions[h]) for h in ledger.tx_hashes],
+        "effects": {
+            tx_hash: [[asdict(effect) for effect in op] for op in ops]
+            for tx_hash, ops in ledger.effects.items()
+        },
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     target = data_dir / SNAPSHOT_NAME
@@ -113,6 +118,11 @@ def load(data_dir: Path, passphrase: str) -> tuple[LocalLedger, int] | None:
             ledger.tx_hashes.append(record.hash)
             if record.inner_hash:
                 ledger.inner_hashes[record.inner_hash] = record.hash
+        # A snapshot from before effects were kept has none: those transactions show none.
+        ledger.effects = {
+            tx_hash: [[Effect(**effect) for effect in op] for op in ops]
+            for tx_hash, ops in doc.get("effects", {}).items()
+        }
         # Older ledgers' entries are not saved: a lagging server starts from here.
         ledger.snapshots = {ledger.last_closed.sequence: ledger.entries}
         return ledger, int(doc["clock_offset_s"])

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from stellar_sdk import StrKey
 
-from adapters.localnet.stellar import horizon, problems, sse
+from adapters.localnet.stellar import effect_records, horizon, problems, sse
 from adapters.localnet.stellar import operation_records as op_records
 from adapters.localnet.stellar.ledger import LocalLedger
 from adapters.localnet.stellar.node import Reply, StellarNode
@@ -408,6 +408,75 @@ class _Handler(BaseHTTPRequestHandler):
                         return Reply(200, op_records.render(self._base, rows[index - 1]))
             return Reply.of(problems.not_found())
 
+    # -- effects --------------------------------------------------------------------------
+
+    def _effect_page(
+        self,
+        query: dict[str, str],
+        path: str,
+        txs: Callable[[LocalLedger], list[TxRecord]],
+        wanted: Callable[[int, effect_records.Effect], bool] = lambda op_id, effect: True,
+    ) -> Reply:
+        """A page of the effects of the transactions `txs` picks (failed ones have none)."""
+        with self._read() as ledger:
+            rows = [row for row in _effect_rows(ledger, txs(ledger)) if wanted(row[0], row[3])]
+            return Reply(
+                200,
+                horizon.page(
+                    self._base,
+                    path,
+                    query,
+                    rows,
+                    sort_key=lambda r: (r[0], r[1]),
+                    cursor_key=_effect_cursor,
+                    render=lambda r: effect_records.render(
+                        self._base, r[0], r[1], horizon.timestamp(r[2]), r[3]
+                    ),
+                    token=lambda r: effect_records.effect_id(r[0], r[1]),
+                ),
+            )
+
+    def _effects(self, query: dict[str, str]) -> Reply:
+        return self._effect_page(query, "/effects", self._all_txs)
+
+    def _account_effects(self, query: dict[str, str], account_id: str) -> Reply:
+        _check_account_id(account_id)
+        return self._effect_page(
+            query,
+            f"/accounts/{account_id}/effects",
+            lambda ledger: [t for t in self._all_txs(ledger) if account_id in t.participants],
+            lambda op_id, effect: effect.account == account_id,
+        )
+
+    def _tx_effects(self, query: dict[str, str], tx_hash: str) -> Reply:
+        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
+            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
+
+        def of_tx(ledger: LocalLedger) -> list[TxRecord]:
+            record = ledger.find_transaction(tx_hash)
+            return [] if record is None else [record]
+
+        return self._effect_page(query, f"/transactions/{tx_hash}/effects", of_tx)
+
+    def _ledger_effects(self, query: dict[str, str], sequence: str) -> Reply:
+        seq = _ledger_id(sequence)
+        return self._effect_page(
+            query,
+            f"/ledgers/{seq}/effects",
+            lambda ledger: [t for t in self._all_txs(ledger) if t.ledger == seq],
+        )
+
+    def _operation_effects(self, query: dict[str, str], raw_id: str) -> Reply:
+        if not raw_id.isdigit() or int(raw_id) == 0:
+            raise horizon.QueryError("op_id", horizon.OP_ID_REASON)
+        op_id = int(raw_id)
+        return self._effect_page(
+            query,
+            f"/operations/{op_id}/effects",
+            lambda ledger: [t for t in self._all_txs(ledger) if t.ledger == op_id >> 32],
+            lambda found_id, effect: found_id == op_id,
+        )
+
     def _ledgers(self, query: dict[str, str]) -> Reply:
         with self._read() as ledger:
             return Reply(
@@ -556,6 +625,25 @@ def _ledger_id(raw: str) -> int:
     return int(raw)
 
 
+EffectRow = tuple[int, int, int, effect_records.Effect]  # op id, order, close time, effect
+
+
+def _effect_rows(ledger: LocalLedger, txs: list[TxRecord]) -> list[EffectRow]:
+    rows = []
+    for tx in txs:
+        for index, effects in enumerate(ledger.effects.get(tx.hash, [])):
+            op_id = toid(tx.ledger, tx.application_order, index + 1)
+            for order, effect in enumerate(effects, start=1):
+                rows.append((op_id, order, tx.closed_at, effect))
+    return rows
+
+
+def _effect_cursor(cursor: str) -> tuple[int, int]:
+    """An effect's paging token "<operation id>-<order>", or a bare id (order 0)."""
+    op_part, _, order_part = cursor.partition("-")
+    return int(op_part), int(order_part or 0)
+
+
 def _find_route(method: str, path: str) -> tuple[Callable[..., Reply], tuple[str, ...]] | None:
     for route_method, pattern, handler in ROUTES:
         match = pattern.fullmatch(path)
@@ -586,6 +674,11 @@ ROUTES: list[Route] = [
     ("GET", re.compile(r"/accounts/([^/]+)/(operations|payments)"), _Handler._account_ops),
     ("GET", re.compile(r"/transactions/([^/]+)/(operations|payments)"), _Handler._tx_ops),
     ("GET", re.compile(r"/ledgers/([^/]+)/(operations|payments)"), _Handler._ledger_ops),
+    ("GET", re.compile(r"/effects"), _Handler._effects),
+    ("GET", re.compile(r"/accounts/([^/]+)/effects"), _Handler._account_effects),
+    ("GET", re.compile(r"/transactions/([^/]+)/effects"), _Handler._tx_effects),
+    ("GET", re.compile(r"/ledgers/([^/]+)/effects"), _Handler._ledger_effects),
+    ("GET", re.compile(r"/operations/([^/]+)/effects"), _Handler._operation_effects),
     ("GET", re.compile(r"/claimable_balances"), _Handler._claimable_balances),
     ("GET", re.compile(r"/claimable_balances/([^/]+)"), _Handler._claimable_balance),
     ("GET", re.compile(r"/friendbot"), _Handler._friendbot),
@@ -609,4 +702,9 @@ STREAMABLE: dict[Callable[..., Reply], str] = {
     _Handler._account_ops: "page",
     _Handler._tx_ops: "page",
     _Handler._ledger_ops: "page",
+    _Handler._effects: "page",
+    _Handler._account_effects: "page",
+    _Handler._tx_effects: "page",
+    _Handler._ledger_effects: "page",
+    _Handler._operation_effects: "page",
 }
