@@ -22,6 +22,8 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from adapters.localnet.stellar import StellarNode
 from localnet_stellar.helpers import build, failure_codes, sign_all
+from localnet_stellar.issuers import AUTHORIZED, CLAWBACK, REVOCABLE, pay, set_issuer_flags, trust
+from localnet_stellar.issuers import submit as submit_op
 
 Fund = Callable[[], Keypair]
 SKIP = {"_links", "id", "paging_token", "type_i", "created_at"}
@@ -271,3 +273,37 @@ def test_malformed_effect_requests(node: StellarNode, path: str, status: int, fi
     reply = requests.get(f"{node.base_url}{path}", timeout=5)
     assert reply.status_code == status
     assert reply.json()["extras"]["invalid_field"] == field
+
+
+def test_a_clawback_and_a_trust_line_flag_change_through_the_routes(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    """The issuer-control operations' own details and effects (operations.horizon_details)
+    served by /operations and /effects."""
+    holder, issuer = fund(), fund()
+    set_issuer_flags(server, node, issuer, REVOCABLE | CLAWBACK)
+    usd = Asset("USD", issuer.public_key)
+    trust(server, node, holder, usd)
+    pay(server, node, issuer, holder.public_key, usd, "100")
+    clawed = submit_op(
+        server, node, issuer, lambda b: b.append_clawback_op(usd, holder.public_key, "30")
+    )
+    ops = server.operations().for_transaction(clawed["hash"]).call()["_embedded"]["records"]
+    assert (ops[0]["type"], ops[0]["type_i"]) == ("clawback", 19)
+    assert (ops[0]["from"], ops[0]["amount"]) == (holder.public_key, "30.0000000")
+    effects = server.effects().for_transaction(clawed["hash"]).call()["_embedded"]["records"]
+    assert [(e["type"], e["account"]) for e in effects] == [
+        ("account_credited", issuer.public_key),
+        ("account_debited", holder.public_key),
+    ]
+    frozen = submit_op(
+        server,
+        node,
+        issuer,
+        lambda b: b.append_set_trust_line_flags_op(holder.public_key, usd, clear_flags=AUTHORIZED),
+    )
+    flagged = server.effects().for_transaction(frozen["hash"]).call()["_embedded"]["records"]
+    assert [(e["type"], e["type_i"], e["trustor"]) for e in flagged] == [
+        ("trustline_flags_updated", 26, holder.public_key)
+    ]
+    assert flagged[0]["authorized_flag"] is False

@@ -7,8 +7,8 @@ entries before and after it, and keeps them with the transaction. Failed
 transactions have none. An effect's id is "<operation id, 19 digits>-<order from 1,
 10 digits>", which is also its paging token.
 
-`OP_EFFECTS` maps an operation type to the function giving its effects; a type
-without one has none here.
+`OP_EFFECTS` maps an operation type to the function giving its effects; other types
+take theirs from `operations.horizon_details`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.amounts import format_stroops
+from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import Account, Entries
 from adapters.localnet.stellar.xdrutil import (
     AssetKey,
@@ -86,7 +87,11 @@ class OpChange:
 
 def op_effects(change: OpChange) -> list[Effect]:
     derive = OP_EFFECTS.get(change.op.body.type)
-    return [] if derive is None else derive(change)
+    if derive is not None:
+        return derive(change)
+    # The issuer-control and path payment operations give their own effects.
+    found = horizon_details.operation_effects(change.op.body, change.source, True)
+    return [Effect(e.account, e.type, e.details) for e in found]
 
 
 def effect_id(op_id: int, order: int) -> str:
@@ -105,7 +110,7 @@ def render(base_url: str, op_id: int, order: int, created_at: str, effect: Effec
         "paging_token": token,
         "account": effect.account,
         "type": effect.type,
-        "type_i": EFFECT_TYPES[effect.type],
+        "type_i": EFFECT_TYPES.get(effect.type, horizon_details.EFFECT_TYPE_IDS.get(effect.type)),
         "created_at": created_at,
         **effect.details,
     }

@@ -5,7 +5,8 @@ Each operation of a transaction in a ledger is a record with Horizon's common fi
 `transaction_successful`, `source_account`, `type`, `type_i`, `created_at`,
 `transaction_hash`) and the fields of its type, named as Horizon's
 protocols/horizon/operations names them. `TYPE_FIELDS` maps an operation type to the
-function giving those fields; a type without one shows the common fields only.
+function giving those fields; other types take theirs from
+`operations.horizon_details`, or show the common fields only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.amounts import format_stroops
+from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import TxRecord, toid
 from adapters.localnet.stellar.xdrutil import (
     Asset,
@@ -143,6 +145,9 @@ def render(base_url: str, row: OpRow) -> Json:
     fields = TYPE_FIELDS.get(row.type)
     if fields is not None:
         doc.update(fields(row))
+    else:  # the issuer-control and path payment operations describe themselves
+        details = horizon_details.operation_details(row.op.body, row.source, row.tx.successful)
+        doc.update(details or {})
     return doc
 
 
