@@ -60,6 +60,8 @@ _MESSAGES: Final[dict[str, str]] = {
     "tefNO_AUTH_REQUIRED": "Auth is not required.",
     "tefNO_TICKET": "Ticket is not in ledger.",
     "tefPAST_SEQ": "This sequence number has already passed.",
+    "telBAD_DOMAIN": "Domain too long.",
+    "telBAD_PUBLIC_KEY": "Public key is not valid.",
     "telCAN_NOT_QUEUE": "Can not queue at this time.",
     "telCAN_NOT_QUEUE_FEE": (
         "Can not queue at this time: fee insufficient to replace queued transaction."
@@ -87,6 +89,7 @@ _MESSAGES: Final[dict[str, str]] = {
     "temBAD_SEND_XRP_NO_DIRECT": "Malformed: No Ripple direct is not allowed for XRP to XRP.",
     "temBAD_SEND_XRP_PARTIAL": "Malformed: Partial payment is not allowed for XRP to XRP.",
     "temBAD_SEND_XRP_PATHS": "Malformed: Paths are not allowed for XRP to XRP.",
+    "temBAD_TICK_SIZE": "Malformed: Tick size out of range.",
     "temBAD_TRANSFER_RATE": "Malformed: Transfer rate must be >= 1.0 and <= 2.0",
     "temCANNOT_PREAUTH_SELF": "Malformed: An account may not preauthorize itself.",
     "temDISABLED": "The transaction requires logic that is currently disabled.",

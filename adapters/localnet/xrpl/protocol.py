@@ -68,6 +68,9 @@ ASF_ALLOW_TRUST_LINE_LOCKING: Final = 17
 # --- Transfer rates (rippled's QUALITY_ONE: 1e9 means "no fee") -------------------------
 TRANSFER_RATE_PARITY: Final = 1_000_000_000
 TRANSFER_RATE_MAX: Final = 2_000_000_000
+# AccountSet TickSize bounds (Quality::minTickSize / maxTickSize); 0 clears it.
+MIN_TICK_SIZE: Final = 3
+MAX_TICK_SIZE: Final = 16
 
 # --- Transaction flags (tf) -----------------------------------------------------------
 TF_FULLY_CANONICAL_SIG: Final = 0x80000000

@@ -4,13 +4,17 @@ Built: RequireDest (and tfRequireDestTag/tfOptionalDestTag), RequireAuth (and
 tfRequireAuth/tfOptionalAuth; only while the owner directory is empty), DisallowXRP
 (advisory in rippled too), DefaultRipple, NoFreeze (cannot be cleared), GlobalFreeze
 (cannot be cleared once NoFreeze is set), DepositAuth, AllowTrustLineLocking
-(TokenEscrow), TransferRate and the Domain field. Flags whose rules this node does not
-enforce (DisableMaster, AccountTxnID, clawback, DisallowIncoming..., NFTokenMinter) and
-TickSize get ``temDISABLED``, so a client never believes a protection is in force when
-it is not.
+(TokenEscrow), TransferRate, and the Domain, EmailHash, MessageKey, WalletLocator and
+TickSize fields (stored as rippled stores them; TickSize matters only to offers, which
+this node does not build). Flags whose rules this node does not enforce (DisableMaster,
+AccountTxnID, clawback, DisallowIncoming..., NFTokenMinter) get ``temDISABLED``, so a
+client never believes a protection is in force when it is not.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from xrpl.core.keypairs import derive_classic_address
 
@@ -69,8 +73,11 @@ class AccountSet(Transactor):
                 return "temINVALID_FLAG"
         if set_flag in _UNENFORCED_ASF or clear_flag in _UNENFORCED_ASF:
             return "temDISABLED"
-        if any(field in tx for field in ("TickSize", "NFTokenMinter")):
+        if "NFTokenMinter" in tx:
             return "temDISABLED"
+        result = _check_fields(tx)
+        if result != TES:
+            return result
         if "TransferRate" in tx:
             rate = tx["TransferRate"]
             # 0 clears the rate; otherwise 1.0 .. 2.0 in billionths (QUALITY_ONE).
@@ -131,18 +138,52 @@ def _freeze_flags(flags: int, set_flag: object, clear_flag: object) -> int:
     return flags
 
 
+# Public keys rippled accepts (publicKeyType): compressed secp256k1 or ed25519, 33 bytes.
+_KEY_PREFIXES = (b"\x02", b"\x03", b"\xed")
+
+
+def _is_zero_hash(value: object) -> bool:
+    return int(str(value), 16) == 0
+
+
+# The settings AccountSet writes, and the values that remove the field instead
+# (SetAccount::doApply): an empty Domain or MessageKey, an all-zero hash, a TransferRate
+# of 0 or parity, a TickSize of 0 or the maximum.
+_SETTINGS: dict[str, Callable[[Any], bool]] = {
+    "Domain": lambda value: not value,
+    "EmailHash": _is_zero_hash,
+    "WalletLocator": _is_zero_hash,
+    "MessageKey": lambda value: not value,
+    "TransferRate": lambda value: int(value) in (0, protocol.TRANSFER_RATE_PARITY),
+    "TickSize": lambda value: int(value) in (0, protocol.MAX_TICK_SIZE),
+}
+
+
+def _check_fields(tx: Tx) -> str:
+    """SetAccount::preflight's checks of the settings fields."""
+    tick_size = tx.get("TickSize")
+    if tick_size is not None and not isinstance(tick_size, int):
+        return "temMALFORMED"
+    if tick_size and not protocol.MIN_TICK_SIZE <= tick_size <= protocol.MAX_TICK_SIZE:
+        return "temBAD_TICK_SIZE"
+    message_key = tx.get("MessageKey")
+    if message_key:
+        try:
+            key = bytes.fromhex(str(message_key))
+        except ValueError:
+            return "temMALFORMED"
+        if len(key) != 33 or not key.startswith(_KEY_PREFIXES):
+            return "telBAD_PUBLIC_KEY"
+    return TES
+
+
 def _apply_fields(tx: Tx, account: JsonObject) -> None:
-    if "Domain" in tx:
-        if tx["Domain"]:
-            account["Domain"] = tx["Domain"]
-        else:
-            account.pop("Domain", None)
-    if "TransferRate" in tx:
-        rate = int(tx["TransferRate"])
-        if rate in (0, protocol.TRANSFER_RATE_PARITY):
-            account.pop("TransferRate", None)
-        else:
-            account["TransferRate"] = rate
+    for field, removes in _SETTINGS.items():
+        if field in tx:
+            if removes(tx[field]):
+                account.pop(field, None)
+            else:
+                account[field] = tx[field]
 
 
 def _signed_with_master(tx: Tx) -> bool:
