@@ -509,7 +509,8 @@ class StellarBench:
 
     def __init__(self, close_interval_s: float, accounts: int) -> None:
         self.close_interval_s = close_interval_s
-        self.node = StellarNode(close_interval_s=close_interval_s)
+        # no ledger size limit: each round floods one ledger on purpose
+        self.node = StellarNode(close_interval_s=close_interval_s, max_tx_set_size=None)
         self.url = self.node.start(port=0)
         connections = accounts + 8
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)

@@ -103,11 +103,13 @@ def node_stellar(
     ] = 1.0,
     data_dir: DataDir = None,
     max_tx_set_size: Annotated[
-        int | None,
+        int,
         typer.Option(
-            min=1, help="Operations a ledger holds, with surge pricing; default: no limit."
+            min=0,
+            help="Operations a ledger holds before surge pricing (testnet: 100); "
+            "0: no limit, every valid transaction goes into the next ledger.",
         ),
-    ] = None,
+    ] = 100,
 ) -> None:
     """A Stellar network speaking Horizon's REST API, with friendbot."""
     from adapters.localnet.stellar import run_node
@@ -116,5 +118,5 @@ def node_stellar(
         port=port,
         close_interval_s=close_interval,
         data_dir=data_dir,
-        max_tx_set_size=max_tx_set_size,
+        max_tx_set_size=max_tx_set_size or None,
     )

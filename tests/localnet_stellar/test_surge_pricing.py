@@ -177,10 +177,36 @@ def test_max_tx_set_size_is_in_the_ledger_header(server: Server, node: StellarNo
     assert header.max_tx_set_size.uint32 == TX_SET_SIZE
 
 
-def test_by_default_no_limit_is_enforced() -> None:
-    """Existing flows (the engine's benchmark) put more than 100 operations in a ledger:
-    without max_tx_set_size every valid queued transaction goes in at the base fee."""
-    default = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0)
+def test_by_default_a_ledger_holds_testnets_100_operations() -> None:
+    node = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0)
+    with node, Server(node.base_url) as horizon:
+        payers = [Keypair.random() for _ in range(2)]
+        for payer in payers:
+            funded = requests.get(
+                f"{node.base_url}/friendbot", {"addr": payer.public_key}, timeout=10
+            )
+            assert funded.status_code == 200
+        node.faults.halt_ledgers()
+        envelopes = []
+        for payer, fee in zip(payers, (100, 200), strict=True):
+            builder = build(horizon, node, payer, fee=fee)
+            for _ in range(60):
+                builder.append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+            envelopes.append(sign_all(builder.build(), payer))
+        for envelope in envelopes:
+            assert queue(node, envelope)[0] == 201
+        ledger = node.close_ledger()
+        # 120 operations wait and 100 fit: the better bid goes in, the other waits
+        included = found(horizon, envelopes[1])
+        assert included is not None and included["ledger"] == ledger
+        assert found(horizon, envelopes[0]) is None
+        assert horizon.ledgers().ledger(ledger).call()["max_tx_set_size"] == 100
+
+
+def test_without_a_limit_every_valid_transaction_goes_in() -> None:
+    """Load generators that flood one ledger on purpose lift the limit (None): every
+    valid queued transaction goes in at the base fee."""
+    default = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0, max_tx_set_size=None)
     with default, Server(default.base_url) as horizon:
         payers = [Keypair.random() for _ in range(2)]
         for payer in payers:

@@ -56,7 +56,8 @@ from adapters.localnet.stellar.xdrutil import network_id, root_keypair
 
 PROTOCOL_VERSION = 23
 TOTAL_COINS = 100_000_000_000 * 10_000_000  # 100 billion XLM, all held by the root at genesis
-MAX_TX_SET_SIZE = 100  # the header's maxTxSetSize when no limit is enforced
+# testnet's maxTxSetSize: a node's default limit, and what headers show when none is set
+MAX_TX_SET_SIZE = 100
 QUEUE_SIZE_MULTIPLIER = 2  # core TRANSACTION_QUEUE_SIZE_MULTIPLIER: queue = 2 ledgers of ops
 QUEUE_PENDING_DEPTH = 4  # core TRANSACTION_QUEUE_TIMEOUT_LEDGERS: ledgers a tx may wait
 REPLACE_BY_FEE_MULTIPLIER = 10  # core TransactionQueue::FEE_MULTIPLIER

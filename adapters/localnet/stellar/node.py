@@ -36,7 +36,7 @@ from stellar_sdk import xdr as x
 from adapters.localnet.stellar import horizon, persistence, problems
 from adapters.localnet.stellar.clock import NodeClock
 from adapters.localnet.stellar.faults import AfterApply, Faults
-from adapters.localnet.stellar.ledger import AddStatus, LocalLedger, tx_result
+from adapters.localnet.stellar.ledger import MAX_TX_SET_SIZE, AddStatus, LocalLedger, tx_result
 from adapters.localnet.stellar.state import TxRecord
 from adapters.localnet.stellar.transaction import UnsupportedEnvelope, parse_envelope
 from adapters.localnet.stellar.xdrutil import root_keypair
@@ -96,9 +96,10 @@ class StellarNode:
 
     Thread-safe. Ledger state changes only when a ledger closes: on the timer every
     `close_interval_s` (0 = only on `close_ledger()`), with close times from `clock`
-    that strictly increase, whole seconds, as stellar-core's do. With
-    `max_tx_set_size`, a ledger holds that many operations and surge pricing applies;
-    without, every valid queued transaction goes into the next ledger.
+    that strictly increase, whole seconds, as stellar-core's do. A ledger holds
+    `max_tx_set_size` operations (testnet's 100 by default) and surge pricing applies
+    past that; None lifts the limit, so every valid queued transaction goes into the
+    next ledger (load generators that flood one ledger on purpose).
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class StellarNode:
         network_passphrase: str = STANDALONE_PASSPHRASE,
         clock: NodeClock | None = None,
         submission_timeout_s: float = 30.0,
-        max_tx_set_size: int | None = None,
+        max_tx_set_size: int | None = MAX_TX_SET_SIZE,
     ) -> None:
         if close_interval_s < 0:
             raise ValueError("close_interval_s must be >= 0")
@@ -450,7 +451,7 @@ def run_node(
     port: int,
     close_interval_s: float,
     data_dir: Path | None,
-    max_tx_set_size: int | None = None,
+    max_tx_set_size: int | None = MAX_TX_SET_SIZE,
 ) -> None:
     """Run a node until interrupted (Ctrl-C): `settle node stellar`."""
     node = StellarNode(
