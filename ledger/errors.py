@@ -23,6 +23,8 @@ Every psycopg / SQLAlchemy error that leaves this package is translated here, in
     ├── PermissionRefused          SQLSTATE 42501 (the role may not do this)
     ├── ConstraintViolation        SQLSTATE class 23 (CHECK, UNIQUE, FK ...)
     └── DatabaseError              anything else, with the SQLSTATE kept
+        └── ValueRefused           SQLSTATE class 22: a value its type cannot hold (and
+                                   psycopg's refusal before sending, e.g. NUL in text)
 """
 
 from __future__ import annotations
@@ -110,6 +112,12 @@ class DatabaseError(LedgerError):
     """Any other database error; ``sqlstate`` says which."""
 
 
+class ValueRefused(DatabaseError):
+    """A value the database cannot take as data: the caller's input, not a fault."""
+
+    sqlstate = "22000"
+
+
 _BY_SQLSTATE: dict[str, type[LedgerError]] = {
     "40001": SerializationFailure,
     "40P01": DeadlockDetected,
@@ -142,10 +150,15 @@ def translate(exc: BaseException) -> LedgerError:
     sqlstate = getattr(orig, "sqlstate", None)
     message = _primary_message(orig)
     if sqlstate is None:
-        return DatabaseError(message)
+        # psycopg refuses some values before sending them (a NUL in text): no SQLSTATE
+        return (
+            ValueRefused(message) if isinstance(orig, psycopg.DataError) else DatabaseError(message)
+        )
     cls = _BY_SQLSTATE.get(sqlstate)
     if cls is None and sqlstate.startswith("23"):
         cls = ConstraintViolation
+    if cls is None and sqlstate.startswith("22"):
+        cls = ValueRefused
     if cls is None and (sqlstate.startswith("08") or sqlstate.startswith("57P")):
         # 08: connection exceptions; 57P01..57P05: the server was shut down, crashed,
         # is not accepting connections yet, or dropped an idle session. Retrying later

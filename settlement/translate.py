@@ -2,19 +2,13 @@
 
 Services wrap their calls in ``translated()``; nothing else catches a database or
 compliance exception to re-raise it as a ``settlement.errors`` one. A value the
-database refuses as data (SQLSTATE class 22, or psycopg's ``DataError`` before the
-statement is even sent, as for a NUL in text) is the caller's bad input, whether it
-arrives as a ``ledger`` error or straight from a statement run on a unit of work's
-connection.
+database refuses as data (``ledger``'s ``ValueRefused``) is the caller's bad input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-
-import psycopg
-import sqlalchemy.exc
 
 from compliance import errors as compliance_errors
 from compliance.records import KycVersionConflict
@@ -48,7 +42,7 @@ def translated(*, officer_event: bool = False) -> Iterator[None]:
     except db_errors.TransitionRefused as exc:
         refused = errors.NotUnderReview if officer_event else errors.TransitionNotAllowed
         raise refused(str(exc)) from exc
-    except (db_errors.DatabaseError, psycopg.DataError, sqlalchemy.exc.DataError) as exc:
+    except db_errors.DatabaseError as exc:
         mapped = _from_database_error(exc)
         if mapped is None:
             raise
@@ -67,37 +61,12 @@ def translated(*, officer_event: bool = False) -> Iterator[None]:
         raise errors.EngineUnavailable(str(exc)) from exc
 
 
-_DriverDataError = psycopg.DataError | sqlalchemy.exc.DataError
-
-
-def _from_database_error(
-    exc: db_errors.DatabaseError | _DriverDataError,
-) -> errors.SettlementError | None:
-    """The engine error of a database error this module does not name; None to let it
-    through (an internal error)."""
-    if isinstance(exc, _DriverDataError):
-        # raised straight from a statement run on a unit of work's connection
-        return errors.InvalidInput(f"the database refused a value: {_driver_message(exc)}")
-    if _refused_as_data(exc):
+def _from_database_error(exc: db_errors.DatabaseError) -> errors.SettlementError | None:
+    """The engine error of a database error not named above; None lets it through."""
+    if isinstance(exc, db_errors.ValueRefused):
         return errors.InvalidInput(f"the database refused a value: {exc}")
     mapped = _COMPLIANCE_SQLSTATES.get(exc.sqlstate or "")
     return mapped(str(exc)) if mapped is not None else None
-
-
-def _refused_as_data(exc: db_errors.DatabaseError) -> bool:
-    if (exc.sqlstate or "").startswith("22"):
-        return True
-    cause = exc.__cause__
-    if isinstance(cause, sqlalchemy.exc.DBAPIError):
-        cause = cause.orig
-    return isinstance(cause, psycopg.DataError)
-
-
-def _driver_message(exc: _DriverDataError) -> str:
-    # SQLAlchemy's text repeats the statement and its parameters: the driver's alone
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
-        return str(exc.orig).strip()
-    return str(exc).strip()
 
 
 def from_compliance(exc: compliance_errors.ComplianceError) -> errors.SettlementError:

@@ -16,8 +16,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
-
 from ledger import settlements as records
 from ledger.commitments import CommitmentRecord
 from ledger.database import Database
@@ -84,7 +82,7 @@ def commitment_page(
     # the clauses are fixed text; every value is a bound parameter
     sql = f"SELECT {_COLUMNS} FROM commitments{clause} ORDER BY created_at, id LIMIT :limit"  # noqa: S608 - fixed clauses, bound values
     with translated(), db.unit_of_work() as uow:
-        rows = [CommitmentRecord(*tuple(r)) for r in uow.connection.execute(text(sql), params)]
+        rows = [CommitmentRecord(*tuple(r)) for r in uow.execute(sql, params)]
     if len(rows) <= limit:
         return Page(rows, None)
     last = rows[limit - 1]
