@@ -29,8 +29,6 @@ ALWAYS_ON: Final[tuple[str, ...]] = (
     "fix1543",  # escrow and payment flags checked strictly
     "fix1571",  # EscrowCreate needs FinishAfter or Condition
     "fix1523",  # escrows listed in the destination's owner directory
-    "fixMasterKeyAsRegularKey",
-    "fixPayChanCancelAfter",
     "RequireFullyCanonicalSig",
 )
 
