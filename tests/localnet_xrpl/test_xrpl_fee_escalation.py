@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from xrpl.models.transactions import Payment
+from xrpl.models.transactions import Payment, TicketCreate
 from xrpl.transaction import autofill_and_sign, submit
 from xrpl.wallet import Wallet
 
@@ -145,6 +145,51 @@ def test_replacing_a_queued_transaction_needs_a_quarter_more(small) -> None:
     assert low["engine_result"] == "telCAN_NOT_QUEUE_FEE" and low["queued"] is False
     assert _pay(small, wallet, fee=125, sequence=sequence)["engine_result"] == "terQUEUED"
     assert small.raw("fee")["current_queue_size"] == "1"
+
+
+def _tickets(ledger: Harness, wallet: Wallet, count: int) -> list[int]:
+    """Create ``count`` tickets for ``wallet`` in a ledger of their own; their sequences."""
+    sequence = ledger.next_sequence(wallet.classic_address)
+    done = ledger.submit(TicketCreate(account=wallet.classic_address, ticket_count=count), wallet)
+    assert done.final_result == "tesSUCCESS"
+    return [sequence + 1 + i for i in range(count)]
+
+
+def test_a_queued_ticketed_transaction_applies_in_a_later_ledger(small) -> None:
+    # TxQ keys entries by SeqProxy: a ticketed entry is tried once its ticket exists,
+    # whatever the account's Sequence, and does not hold the account's next sequence
+    # back behind it.
+    owner = small.fund()
+    (ticket,) = _tickets(small, owner, 1)
+    _fill(small)
+    queued = _pay(small, owner, sequence=0, ticket_sequence=ticket)
+    assert queued["engine_result"] == "terQUEUED"
+    small.close()
+    assert small.raw("fee")["current_queue_size"] == "0"
+    after = _pay(small, owner)
+    assert after["engine_result"] == "tesSUCCESS" and after["queued"] is False
+    small.close()
+    for result in (queued, after):
+        found = small.raw("tx", transaction=result["hash"], api_version=2)
+        assert found["validated"] is True
+        assert found["meta"]["TransactionResult"] == "tesSUCCESS"
+    assert small.objects(owner.classic_address, "ticket") == []
+
+
+def test_two_ticketed_transactions_of_one_account_both_queue_and_apply(small) -> None:
+    owner = small.fund()
+    tickets = _tickets(small, owner, 2)
+    _fill(small)
+    results = [_pay(small, owner, sequence=0, ticket_sequence=t) for t in tickets]
+    assert [r["engine_result"] for r in results] == ["terQUEUED", "terQUEUED"]
+    assert small.raw("fee")["current_queue_size"] == "2"
+    small.close()
+    small.close()
+    for result in results:
+        found = small.raw("tx", transaction=result["hash"], api_version=2)
+        assert found["validated"] is True
+        assert found["meta"]["TransactionResult"] == "tesSUCCESS"
+    assert small.raw("fee")["current_queue_size"] == "0"
 
 
 def test_a_transaction_expiring_too_soon_cannot_queue(small) -> None:

@@ -282,8 +282,10 @@ class LedgerChain:
     def _must_queue(self, tx: Tx) -> bool:
         if not self.queue.setup.enabled or "Account" not in tx:
             return False
-        if self.queue.of_account(tx.account):
-            return True  # behind its own queued transactions, as TxQ keeps them in order
+        if not tx.uses_ticket and any(not e.uses_ticket for e in self.queue.of_account(tx.account)):
+            # Behind its own queued sequences, as TxQ keeps them in order; tickets are
+            # taken in any order, so a queued ticket holds nothing back (tryDirectApply).
+            return True
         return self.fee_level_of(tx) < self.open_ledger_level()
 
     def _try_queue(self, tx: Tx, blob: bytes) -> SubmitResult | None:
@@ -320,15 +322,27 @@ class LedgerChain:
                 if last_ledger is not None and int(last_ledger) < self.open_sequence:
                     self.queue.remove(entry.tx_hash)
                     continue
-                root = self._open_state.read(hashing.account_index(entry.account))
-                if root is None or int(root["Sequence"]) != entry.sequence:
-                    continue  # not its account's next: waits for the one before it
+                if not self._is_next(entry):
+                    continue
                 result = self._try_apply(
                     Tx(entry.tx_json, entry.tx_hash), bytes.fromhex(entry.blob)
                 )
                 if codes.is_applied(result) or not codes.is_retry(result):
                     self.queue.remove(entry.tx_hash)
                     progress = True
+
+    def _is_next(self, entry: Queued) -> bool:
+        """Whether a queued entry may be tried now (TxQ::accept's skip rule).
+
+        A sequence waits until it is its account's next. A ticket is tried in any order:
+        it applies if its ticket exists, is dropped if the ticket was used (tefNO_TICKET)
+        and stays queued if the ticket is yet to be created (terPRE_TICKET).
+        """
+        tx = Tx(entry.tx_json, entry.tx_hash)
+        if tx.uses_ticket:
+            return True
+        root = self._open_state.read(hashing.account_index(tx.account))
+        return root is not None and int(root["Sequence"]) == tx.sequence
 
     def _try_apply(self, tx: Tx, blob: bytes, *, dry: bool = False) -> str:
         open_hashes = {r.hash for r in self._open_records}

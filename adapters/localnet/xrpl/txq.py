@@ -15,9 +15,9 @@ that ledger's open-ledger level (``TxQ::accept``).
 
 Simplifications, documented in the node's README: the expected ledger size is fixed
 by configuration (rippled grows and shrinks it with consensus speed); an account may
-queue up to ``MAX_PER_ACCOUNT`` transactions in consecutive sequences; a queued
-transaction is replaced only by one with the same sequence paying 25 % more; queued
-balance checks (``telCAN_NOT_QUEUE_BALANCE``) and blocker rules are not modelled.
+queue up to ``MAX_PER_ACCOUNT`` transactions in consecutive sequences or on tickets; a
+queued transaction is replaced only by one with the same sequence (or ticket) paying
+25 % more; queued balance checks (``telCAN_NOT_QUEUE_BALANCE``) and blocker rules are not modelled.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from adapters.localnet.xrpl.state import JsonObject
+from adapters.localnet.xrpl.transactors.base import Tx
 
 REFERENCE_LEVEL: Final = 256  # the fee level of a transaction paying its base fee
 MIN_ESCALATION_MULTIPLIER: Final = REFERENCE_LEVEL * 500
@@ -76,8 +77,14 @@ class Queued:
         return str(self.tx_json["Account"])
 
     @property
-    def sequence(self) -> int:
-        return int(self.tx_json.get("Sequence", 0))
+    def key(self) -> tuple[bool, int]:
+        """rippled's SeqProxy: the sequence or ticket consumed; sequences sort first."""
+        tx = Tx(self.tx_json, self.tx_hash)
+        return (tx.uses_ticket, tx.sequence_value)
+
+    @property
+    def uses_ticket(self) -> bool:
+        return self.key[0]
 
 
 def fee_level(fee_drops: int, base_fee_drops: int) -> int:
@@ -141,14 +148,17 @@ class TxQueue:
 
     def of_account(self, account: str) -> list[Queued]:
         return sorted(
-            (e for e in self._entries.values() if e.account == account), key=lambda e: e.sequence
+            (e for e in self._entries.values() if e.account == account), key=lambda e: e.key
         )
 
     def next_sequence(self, account: str, account_sequence: int) -> int:
-        """The sequence after this account's queued run (its own next if none)."""
+        """The sequence after this account's queued run (its own next if none).
+
+        Ticketed entries consume no sequence, so they are not part of the run.
+        """
         expected = account_sequence
         for entry in self.of_account(account):
-            if entry.sequence == expected:
+            if entry.key == (False, expected):
                 expected += 1
         return expected
 
@@ -157,9 +167,7 @@ class TxQueue:
         last_ledger = entry.tx_json.get("LastLedgerSequence")
         if last_ledger is not None and int(last_ledger) < open_sequence + LAST_LEDGER_BUFFER:
             return "telCAN_NOT_QUEUE"
-        same = next(
-            (e for e in self.of_account(entry.account) if e.sequence == entry.sequence), None
-        )
+        same = next((e for e in self.of_account(entry.account) if e.key == entry.key), None)
         if same is not None:
             if entry.fee_level * 100 < same.fee_level * (100 + RETRY_PERCENT):
                 return "telCAN_NOT_QUEUE_FEE"
