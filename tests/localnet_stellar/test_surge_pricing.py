@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from stellar_sdk import Asset, Keypair, Server
+from stellar_sdk import Asset, Keypair, Server, TransactionBuilder
 from stellar_sdk import xdr as x
 from stellar_sdk.exceptions import NotFoundError
 from stellar_sdk.transaction_envelope import TransactionEnvelope
@@ -234,3 +234,92 @@ def test_without_a_limit_every_valid_transaction_goes_in() -> None:
 def test_a_ledger_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="max_tx_set_size"):
         StellarNode(close_interval_s=0, max_tx_set_size=0)
+
+
+def test_a_transaction_larger_than_a_ledger_waits_without_stopping_the_close() -> None:
+    """The queue holds two ledgers of operations (TxQueueLimiter), so it takes a
+    transaction larger than one ledger; no tx set can hold it, so it waits, does not
+    stop a ledger from closing, and is dropped after four ledgers like any other."""
+    node = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0, max_tx_set_size=1)
+    with node, Server(node.base_url) as horizon:
+        payer = Keypair.random()
+        funded = requests.get(f"{node.base_url}/friendbot", {"addr": payer.public_key}, timeout=10)
+        assert funded.status_code == 200
+        node.faults.halt_ledgers()
+        builder = build(horizon, node, payer, fee=100)
+        for _ in range(2):
+            builder.append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+        large = sign_all(builder.build(), payer)
+        assert queue(node, large) == (201, {"tx_status": "PENDING", "hash": large.hash_hex()})
+
+        closed = node.close_ledger()
+        assert horizon.ledgers().ledger(closed).call()["tx_set_operation_count"] == 0
+        assert node.pending_count == 1, "still queued: it waits as core's queue keeps it"
+        for _ in range(3):
+            node.close_ledger()
+        assert node.pending_count == 0, "dropped after waiting four ledgers"
+        assert found(horizon, large) is None
+
+
+def test_a_transaction_larger_than_a_ledger_does_not_keep_smaller_ones_out(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    large_payer, small_payer = fund(), fund()
+    node.faults.halt_ledgers()
+    builder = build(server, node, large_payer, fee=1000)
+    for _ in range(TX_SET_SIZE + 1):
+        builder.append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+    large = sign_all(builder.build(), large_payer)
+    small = pay(server, node, small_payer, 100)
+    assert queue(node, large)[0] == 201
+    assert queue(node, small)[0] == 201
+
+    ledger = node.close_ledger()
+    doc = found(server, small)
+    assert doc is not None and doc["ledger"] == ledger
+    assert found(server, large) is None
+    assert node.pending_count == 1
+
+
+def test_a_transaction_larger_than_the_queue_is_try_again_later(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    payer = fund()
+    builder = build(server, node, payer, fee=100)
+    for _ in range(2 * TX_SET_SIZE + 1):
+        builder.append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+    status, body = queue(node, sign_all(builder.build(), payer))
+    assert (status, body["tx_status"]) == (503, "TRY_AGAIN_LATER")
+    assert node.pending_count == 0
+
+
+def test_a_fee_bump_of_a_full_ledgers_worth_counts_one_operation_more() -> None:
+    """A fee bump counts its inner operations + 1 (FeeBumpTransactionFrame::
+    getNumOperations): wrapping 100 operations, it does not fit a 100-operation ledger,
+    and the ledger still closes with what does fit."""
+    node = StellarNode(close_interval_s=0.02, submission_timeout_s=5.0)
+    with node, Server(node.base_url) as horizon:
+        payer, sponsor, other = (Keypair.random() for _ in range(3))
+        for keypair in (payer, sponsor, other):
+            funded = requests.get(
+                f"{node.base_url}/friendbot", {"addr": keypair.public_key}, timeout=10
+            )
+            assert funded.status_code == 200
+        node.faults.halt_ledgers()
+        builder = build(horizon, node, payer, fee=100)
+        for _ in range(100):
+            builder.append_payment_op(node.root_keypair.public_key, Asset.native(), "1")
+        inner = sign_all(builder.build(), payer)
+        bumped = TransactionBuilder.build_fee_bump_transaction(
+            sponsor.public_key, 200, inner, node.network_passphrase
+        )
+        bumped.sign(sponsor)
+        assert queue(node, bumped)[0] == 201  # type: ignore[arg-type]
+        small = pay(horizon, node, other, 100)
+        assert queue(node, small)[0] == 201
+
+        ledger = node.close_ledger()
+        doc = found(horizon, small)
+        assert doc is not None and doc["ledger"] == ledger
+        assert found(horizon, inner) is None
+        assert node.pending_count == 1

@@ -408,7 +408,9 @@ class LocalLedger:
                 room -= frame.op_count
         included = [f for f in valid if f.id_hex in chosen]
         waiting = [f for f in valid if f.id_hex not in chosen]
-        lowest_bid = min(f.full_fee_stroops // max(1, f.op_count) for f in included)
+        # The queue holds two ledgers' worth, so a transaction larger than a ledger can
+        # be all that waits: then nothing goes in and it waits like any other.
+        lowest_bid = min((f.full_fee_stroops // max(1, f.op_count) for f in included), default=0)
         return included, waiting, max(self.base_fee, lowest_bid)
 
     def _requeue(self, waiting: list[TxFrame]) -> list[str]:
