@@ -303,3 +303,64 @@ def test_a_restart_keeps_a_fee_bump_findable_by_both_hashes(tmp_path: Path) -> N
         by_inner = server.transactions().transaction(inner.hash_hex()).call()
         assert by_inner["fee_bump_transaction"]["hash"] == envelope.hash_hex()
         assert by_inner["fee_account"] == sponsor.public_key
+
+
+def test_the_outer_envelope_is_not_checked_again_when_the_ledger_applies_it(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    """FeeBumpTransactionFrame::apply checks nothing of the outer envelope: the fee
+    source raising its thresholds earlier in the same ledger does not undo the fee bump
+    that the queue accepted."""
+    alice, bob, sponsor = fund(), fund(), fund()
+    bob_before = native_balance(server, bob.public_key)
+    seq_before = sequence(server, alice.public_key)
+    node.faults.halt_ledgers()
+    raise_thresholds = sign_all(
+        build(server, node, sponsor)
+        .append_set_options_op(low_threshold=2, med_threshold=2, high_threshold=2)
+        .build(),
+        sponsor,
+    )
+    assert submit_async(node, raise_thresholds.to_xdr())[0] == 201
+    envelope = bump(node, pay(server, node, alice, bob.public_key), sponsor)
+    assert submit_async(node, envelope.to_xdr())[0] == 201
+
+    node.close_ledger()
+
+    doc = server.transactions().transaction(envelope.hash_hex()).call()
+    result = x.TransactionResult.from_xdr(doc["result_xdr"])
+    assert result.result.code == T.txFEE_BUMP_INNER_SUCCESS
+    assert doc["successful"] is True
+    assert native_balance(server, bob.public_key) == bob_before + 5
+    assert sequence(server, alice.public_key) == seq_before + 1
+
+
+def test_a_pre_authorised_fee_source_signer_is_spent_by_the_fee_bump(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    """removeOneTimeSignerKeyFromFeeSource: the fee source's pre-authorised signer of
+    the outer hash authorises the fee bump once, and is removed when it applies."""
+    alice, bob, sponsor = fund(), fund(), fund()
+    inner = pay(server, node, alice, bob.public_key)
+    envelope = TransactionBuilder.build_fee_bump_transaction(
+        sponsor.public_key, 200, inner, node.network_passphrase
+    )  # no outer signature: the pre-authorised signer stands for it
+    server.submit_transaction(
+        sign_all(
+            build(server, node, sponsor)
+            .append_pre_auth_tx_signer(envelope.hash(), weight=1)
+            .build(),
+            sponsor,
+        )
+    )
+    account = server.accounts().account_id(sponsor.public_key).call()
+    assert len(account["signers"]) == 2 and account["subentry_count"] == 1
+
+    answer = server.submit_transaction(envelope)
+
+    assert x.TransactionResult.from_xdr(answer["result_xdr"]).result.code == (
+        T.txFEE_BUMP_INNER_SUCCESS
+    )
+    account = server.accounts().account_id(sponsor.public_key).call()
+    assert [s["key"] for s in account["signers"]] == [sponsor.public_key]
+    assert account["subentry_count"] == 0

@@ -47,7 +47,6 @@ from adapters.localnet.stellar.validation import (
     check_op_signature,
     check_valid,
     common_valid,
-    fee_bump_valid,
     handler_for,
     min_fee,
     placeholder_results,
@@ -441,19 +440,13 @@ class LocalLedger:
     ) -> tuple[x.TransactionResult, Entries, list[OpChange]]:
         if frame.fee_bump is None:
             return self._apply_tx(frame, ledger, fee)
-        # FeeBumpTransactionFrame::apply: the outer checks again (the fee source may
-        # have changed its signers), then the inner transaction as usual.
-        view = ValidationView(
-            ledger.close_time,
-            ledger.sequence,
-            ledger.sequence,
-            ledger.base_fee,
-            ledger.base_reserve,
+        # FeeBumpTransactionFrame::apply: nothing of the outer envelope is checked again
+        # (the queue did, and the fee is paid); the fee source's one-time signer of the
+        # outer hash is spent, then the inner transaction applies as usual.
+        self.entries = self.entries.fork()
+        _remove_signer(
+            self.entries, frame.fee_source, StrKey.encode_pre_auth_tx(frame.fee_bump.hash)
         )
-        checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
-        outer = fee_bump_valid(frame, self.entries, view, checker, applying=True)
-        if not outer.ok:
-            return frame_result(frame, fee, outer.code), self.entries.fork(), []
         inner, entries, changes = self._apply_tx(frame, ledger, fee)
         code = TX.txFEE_BUMP_INNER_SUCCESS if is_successful(inner) else TX.txFEE_BUMP_INNER_FAILED
         result = frame_result(frame, fee, code, inner.result.results, inner.result.code)
@@ -542,14 +535,7 @@ class LocalLedger:
     def _remove_one_time_signers(frame: TxFrame, entries: Entries) -> None:
         key = StrKey.encode_pre_auth_tx(frame.hash)
         for account_id in {frame.source, *(frame.op_source(op) for op in frame.operations)}:
-            account = entries.accounts.get(account_id)
-            if account is None:
-                continue
-            kept = tuple(s for s in account.signers if s.key != key)
-            if len(kept) != len(account.signers):
-                entries.accounts[account_id] = replace(
-                    account, signers=kept, num_subentries=account.num_subentries - 1
-                )
+            _remove_signer(entries, account_id, key)
 
     def _stamp_modified(self, before: Entries, sequence: int) -> None:
         """Set last_modified_ledger on every entry this transaction touched."""
@@ -653,6 +639,18 @@ class LocalLedger:
             max_tx_set_size=self.header_max_tx_set_size,
             protocol_version=PROTOCOL_VERSION,
             header_xdr=header.to_xdr(),
+        )
+
+
+def _remove_signer(entries: Entries, account_id: str, key: str) -> None:
+    """Remove signer `key` from the account, if both exist (a spent one-time signer)."""
+    account = entries.accounts.get(account_id)
+    if account is None:
+        return
+    kept = tuple(s for s in account.signers if s.key != key)
+    if len(kept) != len(account.signers):
+        entries.accounts[account_id] = replace(
+            account, signers=kept, num_subentries=account.num_subentries - 1
         )
 
 

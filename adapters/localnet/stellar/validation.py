@@ -237,8 +237,6 @@ def fee_bump_valid(
     entries: Entries,
     view: ValidationView,
     checker: SignatureChecker,
-    *,
-    applying: bool,
 ) -> Verdict:
     """The outer checks of a fee bump, in stellar-core's order
     (FeeBumpTransactionFrame::commonValidPreSeqNum, then commonValid)."""
@@ -257,7 +255,7 @@ def fee_bump_valid(
         return Verdict(Stage.INVALID, TX.txNO_ACCOUNT)
     if not checker.check(account_signers(fee_source), fee_source.low_threshold):
         return Verdict(Stage.INVALID, TX.txBAD_AUTH)
-    if not applying and available_balance(fee_source, view.base_reserve) < bump.fee:
+    if available_balance(fee_source, view.base_reserve) < bump.fee:
         return Verdict(Stage.INVALID, TX.txINSUFFICIENT_BALANCE)
     return Verdict(Stage.MAYBE_VALID, TX.txSUCCESS)
 
@@ -269,7 +267,7 @@ def check_valid(frame: TxFrame, entries: Entries, view: ValidationView) -> Verdi
     if frame.fee_bump is None:
         return _check_valid_tx(frame, entries, view)
     outer_checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
-    outer = fee_bump_valid(frame, entries, view, outer_checker, applying=False)
+    outer = fee_bump_valid(frame, entries, view, outer_checker)
     if not outer.ok:
         return outer
     inner = _check_valid_tx(frame, entries, view)
