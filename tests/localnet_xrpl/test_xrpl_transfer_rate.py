@@ -154,6 +154,84 @@ def test_a_send_max_below_amount_times_rate_falls_short(ledger, token) -> None:
     assert _balance(ledger, bob, issuer.classic_address) == 40
 
 
+def _issue(ledger, issuer, holder, value: str) -> None:
+    pay = Payment(
+        account=issuer.classic_address,
+        destination=holder.classic_address,
+        amount=usd(issuer, value),
+    )
+    assert ledger.submit(pay, issuer).final_result == "tesSUCCESS"
+
+
+def _holder(ledger, issuer):
+    """A fresh account trusting the issuer, holding nothing."""
+    holder = ledger.fund()
+    trust = TrustSet(account=holder.classic_address, limit_amount=usd(issuer, "1000"))
+    assert ledger.submit(trust, holder).final_result == "tesSUCCESS"
+    return holder
+
+
+def _owed(ledger, issuer) -> Decimal:
+    return -sum(Decimal(x["balance"]) for x in ledger.lines(issuer.classic_address))
+
+
+def test_a_partial_payment_rounds_the_receiver_down_and_spends_all_of_send_max(
+    ledger, token
+) -> None:
+    # rippled's forward pass from the limiting SendMax: the sender's step spends 1
+    # whole, the issuer's turns it into mulRatio(1, QUALITY_ONE, 1.1e9, roundUp=false)
+    # = 0.9090909090909090 (16 digits; rounded up it would end in ...091). Bob holds
+    # exactly 1, so a spend short by one unit in the 16th digit would show.
+    issuer, _, bob = token
+    carol = _holder(ledger, issuer)
+    _set_rate(ledger, issuer, _TENTH)
+    _issue(ledger, issuer, bob, "1")
+    owed_before = _owed(ledger, issuer)
+    partial = ledger.submit(
+        Payment(
+            account=bob.classic_address,
+            destination=carol.classic_address,
+            amount=usd(issuer, "10"),
+            send_max=usd(issuer, "1"),
+            flags=PaymentFlag.TF_PARTIAL_PAYMENT,
+        ),
+        bob,
+    )
+    assert partial.final_result == "tesSUCCESS"
+    meta = ledger.raw("tx", transaction=partial.tx_hash, api_version=2)["meta"]
+    assert meta["delivered_amount"]["value"] == "0.909090909090909"
+    assert _balance(ledger, bob, issuer.classic_address) == 0
+    assert _balance(ledger, carol, issuer.classic_address) == Decimal("0.909090909090909")
+    # The fee, 1 - 0.909090909090909, is redeemed: the issuer owes that much less.
+    assert owed_before - _owed(ledger, issuer) == Decimal("0.090909090909091")
+
+
+def test_the_sender_pays_amount_times_rate_rounded_up(ledger, token) -> None:
+    # 0.9999999999999999 * 1.1 = 1.09999999999999989: rippled's reverse pass asks the
+    # sender for mulRatio(out, rate, QUALITY_ONE, roundUp=true) = 1.1, never less, so
+    # the issuer is never short. Rounded down, bob would keep 0.900000000000001.
+    issuer, _, bob = token
+    carol = _holder(ledger, issuer)
+    _set_rate(ledger, issuer, _TENTH)
+    _issue(ledger, issuer, bob, "2")
+    owed_before = _owed(ledger, issuer)
+    paid = ledger.submit(
+        Payment(
+            account=bob.classic_address,
+            destination=carol.classic_address,
+            amount=usd(issuer, "0.9999999999999999"),
+            send_max=usd(issuer, "2"),
+        ),
+        bob,
+    )
+    assert paid.final_result == "tesSUCCESS"
+    meta = ledger.raw("tx", transaction=paid.tx_hash, api_version=2)["meta"]
+    assert meta["delivered_amount"]["value"] == "0.9999999999999999"
+    assert _balance(ledger, bob, issuer.classic_address) == Decimal("0.9")
+    assert _balance(ledger, carol, issuer.classic_address) == Decimal("0.9999999999999999")
+    assert owed_before - _owed(ledger, issuer) == Decimal("0.1000000000000001")
+
+
 def test_the_issuer_pays_and_is_paid_without_a_fee(ledger, token) -> None:
     issuer, alice, bob = token
     issue = Payment(

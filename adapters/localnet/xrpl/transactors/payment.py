@@ -180,10 +180,10 @@ def _pay_issued(tx: Tx, view: ApplyView, amount: IssuedAmount) -> str:
     # Without SendMax the sender spends at most Amount, so a fee makes it fall short.
     spend_limit = send_max.value if isinstance(send_max, IssuedAmount) else wanted
     can_spend = min(spend_limit, _source_limit(view, source, issuer, currency))
-    deliverable = remove_rate(can_spend, rate, round_up=False)
     room = _room(view, destination, issuer, currency) if destination != issuer else None
-    if room is not None:
-        deliverable = min(deliverable, room)
+    target = wanted if room is None else min(wanted, room)
+    from_spend = remove_rate(can_spend, rate, round_up=False)
+    deliverable = min(target, from_spend)
     partial = bool(tx.flags & protocol.TF_PARTIAL_PAYMENT)
     if deliverable <= 0:
         return "tecPATH_DRY"
@@ -194,7 +194,12 @@ def _pay_issued(tx: Tx, view: ApplyView, amount: IssuedAmount) -> str:
     if isinstance(deliver_min, IssuedAmount) and delivered < deliver_min.value:
         return "tecPATH_PARTIAL"
     if through_issuer:
-        cost = apply_rate(delivered, rate, round_up=True)
+        # rippled's reverse pass asks the sender for the target grossed up, rounded up
+        # (never less than the issuer pays out); when that is more than the sender can
+        # put in, its forward pass spends all of that, and the receiver's side is
+        # rounded down.
+        spends_all = from_spend < target
+        cost = can_spend if spends_all else apply_rate(delivered, rate, round_up=True)
         trustlines.ripple_credit(view, source, issuer, currency, cost)
         trustlines.ripple_credit(view, issuer, destination, currency, delivered)
     else:
