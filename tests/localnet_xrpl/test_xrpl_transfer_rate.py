@@ -347,3 +347,23 @@ def test_an_escrow_to_oneself_still_pays_the_fee_on_finish(ledger, token) -> Non
     )
     assert ledger.submit(finish, alice).final_result == "tesSUCCESS"
     assert _balance(ledger, alice, issuer.classic_address) == 180
+
+
+def test_a_finish_checks_the_receivers_limit_against_the_amount_after_the_fee(
+    ledger, token
+) -> None:
+    # escrowUnlockApplyHelper: when someone other than the receiver finishes, the
+    # receiver's trust limit must hold what it gets, amount ÷ rate (80 of 100 at 25 %).
+    issuer, alice, bob = token
+    sequence = _escrow(ledger, token, "100")
+    ledger.node.advance_time(5)
+    ledger.close()
+    finish = EscrowFinish(
+        account=alice.classic_address, owner=alice.classic_address, offer_sequence=sequence
+    )
+    for limit, expected in (("79.99", "tecLIMIT_EXCEEDED"), ("80", "tesSUCCESS")):
+        trust = TrustSet(account=bob.classic_address, limit_amount=usd(issuer, limit))
+        assert ledger.submit(trust, bob).final_result == "tesSUCCESS"
+        assert ledger.submit(finish, alice).final_result == expected
+    assert _balance(ledger, bob, issuer.classic_address) == 80
+    assert ledger.objects(alice.classic_address, "escrow") == []
