@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xrpl.core.keypairs import derive_classic_address
-
 from adapters.localnet.xrpl import protocol
 from adapters.localnet.xrpl.accounts import has_flag, read_account, write_account
 from adapters.localnet.xrpl.state import ApplyView, JsonObject, owned_objects
@@ -114,8 +112,10 @@ class AccountSet(Transactor):
                 flags |= _FLAG_BITS[asf]
             if tx.flags & tf_clear:
                 flags &= ~_FLAG_BITS[asf]
-        if set_flag == protocol.ASF_NO_FREEZE and not _signed_with_master(tx):
-            return "tecNEED_MASTER_KEY"
+        # rippled refuses asfNoFreeze unless signed with the master key
+        # (tecNEED_MASTER_KEY). Here the master key is the only way to sign: no
+        # transactor sets a RegularKey and multisigning is refused (apply.py's
+        # _check_signing_key); building RegularKey means adding that rule here.
         account["Flags"] = _freeze_flags(flags, set_flag, clear_flag)
         _apply_fields(tx, account)
         write_account(view, account)
@@ -184,10 +184,3 @@ def _apply_fields(tx: Tx, account: JsonObject) -> None:
                 account.pop(field, None)
             else:
                 account[field] = tx[field]
-
-
-def _signed_with_master(tx: Tx) -> bool:
-    try:
-        return derive_classic_address(str(tx.get("SigningPubKey", ""))) == tx.account
-    except Exception:  # noqa: BLE001 - a key that does not parse is not the master key
-        return False
