@@ -364,3 +364,16 @@ def test_a_pre_authorised_fee_source_signer_is_spent_by_the_fee_bump(
     account = server.accounts().account_id(sponsor.public_key).call()
     assert [s["key"] for s in account["signers"]] == [sponsor.public_key]
     assert account["subentry_count"] == 0
+
+
+def test_an_unused_outer_signature_is_refused_before_the_inner_transaction_is_checked(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    """FeeBumpTransactionFrame::checkValid refuses unused outer signatures
+    (tx_bad_auth_extra) before it checks the inner transaction."""
+    alice, bob, sponsor = fund(), fund(), fund()
+    inner = pay(server, node, alice, bob.public_key)
+    inner.signatures.clear()  # the inner transaction is now tx_bad_auth
+    envelope = bump(node, inner, sponsor)
+    envelope.sign(bob)
+    assert failure_codes(server, envelope) == {"transaction": "tx_bad_auth_extra"}  # type: ignore[arg-type]

@@ -262,19 +262,19 @@ def fee_bump_valid(
 
 def check_valid(frame: TxFrame, entries: Entries, view: ValidationView) -> Verdict:
     """The checks a transaction must pass to enter the queue (TransactionFrame::checkValid,
-    or FeeBumpTransactionFrame::checkValid: outer checks, the inner transaction's, then
-    every outer signature used)."""
+    or FeeBumpTransactionFrame::checkValid: outer checks, every outer signature used,
+    then the inner transaction's)."""
     if frame.fee_bump is None:
         return _check_valid_tx(frame, entries, view)
     outer_checker = SignatureChecker(frame.fee_bump.hash, frame.fee_bump.signatures)
     outer = fee_bump_valid(frame, entries, view, outer_checker)
     if not outer.ok:
         return outer
+    if not outer_checker.all_used():
+        return Verdict(Stage.MAYBE_VALID, TX.txBAD_AUTH_EXTRA)
     inner = _check_valid_tx(frame, entries, view)
     if not inner.ok:
         return Verdict(inner.stage, TX.txFEE_BUMP_INNER_FAILED, inner.op_results, inner.code)
-    if not outer_checker.all_used():
-        return Verdict(Stage.MAYBE_VALID, TX.txBAD_AUTH_EXTRA)
     return inner
 
 
