@@ -25,12 +25,13 @@ from xrpl.core.addresscodec import is_valid_classic_address
 from xrpl.core.binarycodec import encode
 
 from adapters.localnet.xrpl import amendments, codes, hashing, protocol, trustlines
+from adapters.localnet.xrpl.accounts import verify_deposit_preauth
 from adapters.localnet.xrpl.amounts import amount_to_json, text
 from adapters.localnet.xrpl.engine import InvalidTransaction, LedgerChain, SubmitResult
 from adapters.localnet.xrpl.faults import FaultPlan
 from adapters.localnet.xrpl.lagging import ChainReader, LaggingView
 from adapters.localnet.xrpl.ledger import ClosedLedger, TxRecord, close_time_iso
-from adapters.localnet.xrpl.state import JsonObject, LedgerState, owned_objects
+from adapters.localnet.xrpl.state import ApplyView, JsonObject, LedgerState, owned_objects
 from adapters.localnet.xrpl.txq import REFERENCE_LEVEL, level_to_drops
 
 _log = logging.getLogger(__name__)
@@ -297,10 +298,19 @@ class RpcService:
         return _Selected(ledger.state, ledger, ledger.header.sequence)
 
     @staticmethod
-    def _account_param(params: JsonObject, name: str = "account") -> str:
+    def _account_param(
+        params: JsonObject, name: str = "account", *, string_checked: bool = False
+    ) -> str:
+        """The address in ``params[name]``; actMalformed if it is not one.
+
+        ``string_checked``: a value that is not a string is invalidParams, as handlers
+        that read the field with ``isString`` first answer (DepositAuthorized.cpp).
+        """
         if name not in params:
             raise RpcError("invalidParams", f"Missing field '{name}'.")
         account = params[name]
+        if string_checked and not isinstance(account, str):
+            raise RpcError("invalidParams", f"Invalid field '{name}', not a string.")
         if not isinstance(account, str) or not is_valid_classic_address(account):
             raise RpcError("actMalformed")
         return account
@@ -608,8 +618,8 @@ class RpcService:
 
     def _m_deposit_authorized(self, params: JsonObject, api_version: int) -> JsonObject:
         """DepositAuthorized.cpp: may source pay destination, given its DepositAuth?"""
-        source = self._string_account(params, "source_account")
-        destination = self._string_account(params, "destination_account")
+        source = self._account_param(params, "source_account", string_checked=True)
+        destination = self._account_param(params, "destination_account", string_checked=True)
         if "credentials" in params:
             # No Credential objects exist on this node (Credentials is not built).
             raise RpcError("invalidParams", "Invalid field 'credentials'.")
@@ -620,27 +630,13 @@ class RpcService:
         root = selected.state.read(hashing.account_index(destination))
         if root is None:
             raise RpcError("dstActNotFound", **fields)
-        authorized = (
-            not int(root.get("Flags", 0)) & protocol.LSF_DEPOSIT_AUTH
-            or source == destination
-            or selected.state.read(hashing.deposit_preauth_index(destination, source)) is not None
-        )
+        # The ledger's own rule, so the answer and what a payment meets cannot drift.
+        verdict = verify_deposit_preauth(ApplyView(selected.state), source, root)
         return {
-            "deposit_authorized": authorized,
+            "deposit_authorized": verdict == "tesSUCCESS",
             "destination_account": destination,
             "source_account": source,
         } | fields
-
-    @staticmethod
-    def _string_account(params: JsonObject, name: str) -> str:
-        if name not in params:
-            raise RpcError("invalidParams", f"Missing field '{name}'.")
-        value = params[name]
-        if not isinstance(value, str):
-            raise RpcError("invalidParams", f"Invalid field '{name}', not a string.")
-        if not is_valid_classic_address(value):
-            raise RpcError("actMalformed")
-        return value
 
     def _m_ledger_entry(self, params: JsonObject, api_version: int) -> JsonObject:
         selected = self._select(params, default="validated")
