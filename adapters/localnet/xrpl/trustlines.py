@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from adapters.localnet.xrpl import amounts, hashing, protocol
-from adapters.localnet.xrpl.accounts import adjust_owner_count, read_account, write_account
+from adapters.localnet.xrpl.accounts import (
+    adjust_owner_count,
+    has_flag,
+    read_account,
+    write_account,
+)
 from adapters.localnet.xrpl.state import ApplyView, JsonObject, dir_insert, dir_remove
 
 
@@ -211,7 +216,7 @@ def _own_bits(side: Side, owner_flags: int) -> int:
 
 def is_global_frozen(view: ApplyView, issuer: str) -> bool:
     root = read_account(view, issuer)
-    return root is not None and bool(int(root.get("Flags", 0)) & protocol.LSF_GLOBAL_FREEZE)
+    return root is not None and has_flag(root, protocol.LSF_GLOBAL_FREEZE)
 
 
 def is_frozen(view: ApplyView, holder: str, issuer: str, currency: str) -> bool:
@@ -242,7 +247,7 @@ def require_auth(view: ApplyView, holder: str, issuer: str, currency: str) -> st
     if holder == issuer:
         return "tesSUCCESS"
     root = read_account(view, issuer)
-    if root is None or not int(root.get("Flags", 0)) & protocol.LSF_REQUIRE_AUTH:
+    if root is None or not has_flag(root, protocol.LSF_REQUIRE_AUTH):
         return "tesSUCCESS"
     line = read_line(view, holder, issuer, currency)
     if line is None:

@@ -247,8 +247,7 @@ def _needs_auth(view: ApplyView, line: dict[str, object], src: str) -> bool:
     src_root = read_account(view, src)
     if src_root is None or not has_flag(src_root, protocol.LSF_REQUIRE_AUTH):
         return False
-    flags = int(str(line.get("Flags", 0)))
-    return not flags & trustlines.side_of(line, src).auth and trustlines.balance_of(line, src) == 0
+    return not trustlines.is_authorized(line, src) and trustlines.balance_of(line, src) == 0
 
 
 def _holding(view: ApplyView, holder: str, issuer: str, currency: str) -> Decimal:
