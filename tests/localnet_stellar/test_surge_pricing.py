@@ -323,3 +323,22 @@ def test_a_fee_bump_of_a_full_ledgers_worth_counts_one_operation_more() -> None:
         assert doc is not None and doc["ledger"] == ledger
         assert found(horizon, inner) is None
         assert node.pending_count == 1
+
+
+def test_a_transaction_that_waited_leaves_no_age_behind_once_included(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    payers = [fund() for _ in range(TX_SET_SIZE + 1)]
+    node.faults.halt_ledgers()
+    envelopes = [pay(server, node, k, 200 + i) for i, k in enumerate(payers)]
+    for envelope in envelopes:
+        assert queue(node, envelope)[0] == 201
+    node.close_ledger()
+    with node.read() as ledger:
+        assert ledger.queue_age == {envelopes[0].hash_hex(): 1}, "the lowest bid waited"
+
+    node.close_ledger()
+
+    assert found(server, envelopes[0]) is not None
+    with node.read() as ledger:
+        assert ledger.queue_age == {}, "an included transaction's age is forgotten"

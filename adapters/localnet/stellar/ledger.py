@@ -336,6 +336,8 @@ class LocalLedger:
         ledger = LedgerContext(sequence, close_time, self.base_fee, self.base_reserve)
         candidates = list(self.queue.values())
         self.queue.clear()
+        # Only what goes back into the queue keeps an age: nothing else is remembered.
+        ages, self.queue_age = self.queue_age, {}
 
         dropped: dict[str, x.TransactionResult] = {}
         valid: list[TxFrame] = []
@@ -346,9 +348,8 @@ class LocalLedger:
                 valid.append(frame)
             else:
                 dropped[frame.id_hex] = self._refusal(frame, verdict)
-                self.queue_age.pop(frame.id_hex, None)
         admitted, waiting, surge_base_fee = self._select_tx_set(valid)
-        evicted = self._requeue(waiting)
+        evicted = self._requeue(waiting, ages)
 
         fees = {frame.id_hex: self._charge_fee(frame, surge_base_fee) for frame in admitted}
 
@@ -412,13 +413,13 @@ class LocalLedger:
         lowest_bid = min((f.full_fee_stroops // max(1, f.op_count) for f in included), default=0)
         return included, waiting, max(self.base_fee, lowest_bid)
 
-    def _requeue(self, waiting: list[TxFrame]) -> list[str]:
-        """Put back what did not fit; drop what has waited QUEUE_PENDING_DEPTH ledgers."""
+    def _requeue(self, waiting: list[TxFrame], ages: dict[str, int]) -> list[str]:
+        """Put back what did not fit, one ledger older than in `ages`; drop what has
+        waited QUEUE_PENDING_DEPTH ledgers."""
         evicted: list[str] = []
         for frame in waiting:
-            age = self.queue_age.get(frame.id_hex, 0) + 1
+            age = ages.get(frame.id_hex, 0) + 1
             if age >= QUEUE_PENDING_DEPTH:
-                self.queue_age.pop(frame.id_hex, None)
                 evicted.append(frame.id_hex)
             else:
                 self.queue_age[frame.id_hex] = age
