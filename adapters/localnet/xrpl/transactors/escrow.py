@@ -268,7 +268,7 @@ class EscrowFinish(Transactor):
             receiver=destination,
             submitter=tx.account,
             actx=actx,
-            finishing=True,
+            locked_rate=int(escrow.get("TransferRate", protocol.TRANSFER_RATE_PARITY)),
         )
 
 
@@ -299,6 +299,8 @@ class EscrowCancel(Transactor):
             receiver=str(escrow["Account"]),
             submitter=tx.account,
             actx=actx,
+            # A cancel returns everything: EscrowCancel passes parityRate as the lock.
+            locked_rate=protocol.TRANSFER_RATE_PARITY,
         )
 
 
@@ -311,9 +313,13 @@ def _release(
     receiver: str,
     submitter: str,
     actx: ApplyContext,
-    finishing: bool = False,
+    locked_rate: int,
 ) -> str:
-    """Delete the escrow and pay ``amount`` to ``receiver`` (destination or owner)."""
+    """Delete the escrow and pay ``amount`` to ``receiver`` (destination or owner).
+
+    ``locked_rate`` caps the transfer fee on tokens: the rate stored at create time for
+    a finish, parity (no fee) for a cancel.
+    """
     owner = str(escrow["Account"])
     destination = str(escrow["Destination"])
     dir_remove(view, owner, index)
@@ -325,10 +331,13 @@ def _release(
         receiver_root["Balance"] = str(balance_drops(receiver_root) + amount)
         write_account(view, receiver_root)
     else:
-        # A cancel returns everything; a finish charges the locked transfer fee.
-        rate = _finish_rate(view, escrow, amount) if finishing else None
         result = _unlock_token(
-            view, amount, receiver=receiver, submitter=submitter, actx=actx, rate=rate
+            view,
+            amount,
+            receiver=receiver,
+            submitter=submitter,
+            actx=actx,
+            locked_rate=locked_rate,
         )
         if result != TES:
             return result
@@ -342,12 +351,6 @@ def _release(
     return TES
 
 
-def _finish_rate(view: ApplyView, escrow: JsonObject, amount: IssuedAmount) -> int:
-    """The lower of the rate locked at create time and the issuer's rate today."""
-    locked = int(escrow.get("TransferRate", protocol.TRANSFER_RATE_PARITY))
-    return min(locked, transfer_rate(view, amount.issuer))
-
-
 def _unlock_token(
     view: ApplyView,
     amount: IssuedAmount,
@@ -355,17 +358,19 @@ def _unlock_token(
     receiver: str,
     submitter: str,
     actx: ApplyContext,
-    rate: int | None,
+    locked_rate: int,
 ) -> str:
     """Re-issue escrowed tokens to ``receiver`` (rippled's escrowUnlockApplyHelper).
 
-    With a ``rate`` the fee comes out of the escrowed amount (unlike a payment, where it
-    is added on top): the receiver gets amount ÷ rate, rounded up as rippled rounds it.
+    The fee is charged at the lower of ``locked_rate`` and the issuer's rate today, and
+    comes out of the escrowed amount (unlike a payment, where it is added on top): the
+    receiver gets amount ÷ rate, rounded up as rippled rounds it.
     """
     if receiver == amount.issuer:
         return TES  # the tokens already went back to the issuer when locked
     value = amount.value
-    if rate is not None and rate != protocol.TRANSFER_RATE_PARITY:
+    rate = min(locked_rate, transfer_rate(view, amount.issuer))
+    if rate != protocol.TRANSFER_RATE_PARITY:
         value = remove_rate(value, rate, round_up=True)
     line = trustlines.read_line(view, receiver, amount.issuer, amount.currency)
     # Only a receiver that submits the transaction itself may have a line created for it.
