@@ -89,9 +89,8 @@ def implemented() -> tuple[str, ...]:
     return (*ALWAYS_ON, *OPTIONAL)
 
 
-def by_id() -> dict[str, str]:
-    """Feature id -> name, for every amendment this node implements."""
-    return {amendment_id(name): name for name in implemented()}
+# Feature id -> name, for every amendment this node implements (hashed once).
+BY_ID: Final[Mapping[str, str]] = {amendment_id(name): name for name in implemented()}
 
 
 def find(name_or_id: str) -> str | None:
@@ -102,4 +101,4 @@ def find(name_or_id: str) -> str | None:
     if name_or_id in implemented():
         return amendment_id(name_or_id)
     candidate = name_or_id.upper()
-    return candidate if candidate in by_id() else None
+    return candidate if candidate in BY_ID else None

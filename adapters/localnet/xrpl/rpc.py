@@ -419,7 +419,7 @@ class RpcService:
         changes how this server would vote, never what a ledger has enabled.
         """
         if "feature" not in params:
-            return {"features": {fid: self._feature_json(fid) for fid in amendments.by_id()}}
+            return {"features": {fid: self._feature_json(fid) for fid in amendments.BY_ID}}
         wanted = params["feature"]
         if not isinstance(wanted, str):
             raise RpcError("badFeature")
@@ -434,7 +434,7 @@ class RpcService:
         return {fid: self._feature_json(fid)}
 
     def _feature_json(self, fid: str) -> JsonObject:
-        name = amendments.by_id()[fid]
+        name = amendments.BY_ID[fid]
         return {
             "enabled": name in self.chain.amendments,
             "name": name,

@@ -123,12 +123,15 @@ class Template:
                 raise TemplateError(f"Field '{name}' found in disallowed location.")
 
 
+# Each type's full template, merged once: every submitted transaction is checked.
+_TEMPLATES: Final[Mapping[str, Template]] = {
+    name: Template({**COMMON_FIELDS, **own}) for name, own in TYPE_FIELDS.items()
+}
+
+
 def template_for(transaction_type: str) -> Template | None:
     """The type's full template, or None for a type this node does not know."""
-    own = TYPE_FIELDS.get(transaction_type)
-    if own is None:
-        return None
-    return Template({**COMMON_FIELDS, **own})
+    return _TEMPLATES.get(transaction_type)
 
 
 def _is_default(value: Any) -> bool:
