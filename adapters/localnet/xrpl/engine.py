@@ -85,6 +85,9 @@ class LedgerChain:
         self._account_txs: dict[str, list[str]] = {}
         self._open_state = LedgerState()
         self._open_records: list[TxRecord] = []
+        # The fee level each open record paid, in the same order (computed once, when
+        # it applied; the close's median reads them).
+        self._open_levels: list[int] = []
         self._held: dict[str, _Held] = {}
 
     # --- construction -------------------------------------------------------------
@@ -248,11 +251,13 @@ class LedgerChain:
             return SubmitResult(
                 "terQUEUED", tx_json, tx_hash, applied=False, kept=True, queued=True
             )
-        if self._must_queue(Tx(tx_json, tx_hash)):
-            verdict = self._try_queue(Tx(tx_json, tx_hash), blob)
+        tx = Tx(tx_json, tx_hash)
+        level = self.fee_level_of(tx)
+        if self._must_queue(tx, level):
+            verdict = self._try_queue(tx, blob, level)
             if verdict is not None:
                 return verdict
-        result = self._try_apply(Tx(tx_json, tx_hash), blob)
+        result = self._try_apply(tx, blob)
         kept = result in ("terPRE_SEQ", "terPRE_TICKET")
         if kept:
             self._held[tx_hash] = _Held(tx_json, blob.hex().upper(), tx_hash)
@@ -279,16 +284,16 @@ class LedgerChain:
         """What a reference transaction must pay to enter the open ledger now."""
         return level_to_drops(self.open_ledger_level(), self.fees.base_fee_drops)
 
-    def _must_queue(self, tx: Tx) -> bool:
+    def _must_queue(self, tx: Tx, level: int) -> bool:
         if not self.queue.setup.enabled or "Account" not in tx:
             return False
         if not tx.uses_ticket and any(not e.uses_ticket for e in self.queue.of_account(tx.account)):
             # Behind its own queued sequences, as TxQ keeps them in order; tickets are
             # taken in any order, so a queued ticket holds nothing back (tryDirectApply).
             return True
-        return self.fee_level_of(tx) < self.open_ledger_level()
+        return level < self.open_ledger_level()
 
-    def _try_queue(self, tx: Tx, blob: bytes) -> SubmitResult | None:
+    def _try_queue(self, tx: Tx, blob: bytes, level: int) -> SubmitResult | None:
         """TxQ::apply for a transaction that may not enter the open ledger now.
 
         None: not a queue matter (a sequence gap is held as terPRE_SEQ, as before).
@@ -305,7 +310,7 @@ class LedgerChain:
             if codes.is_retry(dry):
                 return None
             return SubmitResult(dry, tx.json, tx.hash, applied=False, kept=False)
-        entry = Queued(tx.json, blob.hex().upper(), tx.hash, self.fee_level_of(tx), 0)
+        entry = Queued(tx.json, blob.hex().upper(), tx.hash, level, 0)
         result = self.queue.admit(entry, self.open_sequence)
         queued = result == "terQUEUED"
         return SubmitResult(result, tx.json, tx.hash, applied=False, kept=queued, queued=queued)
@@ -366,6 +371,7 @@ class LedgerChain:
                     accounts=_affected_accounts(tx.json, outcome.meta),
                 )
             )
+            self._open_levels.append(self.fee_level_of(tx))
             self._held.pop(tx.hash, None)
         return outcome.result
 
@@ -392,10 +398,9 @@ class LedgerChain:
         self._append(closed)
         for record in self._open_records:
             self._record(record)
-        self.queue.on_ledger_closed(
-            [self.fee_level_of(Tx(r.tx_json, r.hash)) for r in self._open_records]
-        )
+        self.queue.on_ledger_closed(self._open_levels)
         self._open_records = []
+        self._open_levels = []
         self._open_state = self._open_state.copy()
         self._retry_held()
         self._accept_queued()
