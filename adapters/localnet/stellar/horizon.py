@@ -220,9 +220,8 @@ def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
     return doc
 
 
-def _tx_envelope(envelope_b64: str) -> x.TransactionEnvelope:
+def _tx_envelope(envelope: x.TransactionEnvelope) -> x.TransactionEnvelope:
     """The envelope of the transaction itself: a fee bump's inner one, as a v1 envelope."""
-    envelope = x.TransactionEnvelope.from_xdr(envelope_b64)
     if envelope.fee_bump is not None:
         inner = envelope.fee_bump.tx.inner_tx.v1
         return x.TransactionEnvelope(x.EnvelopeType.ENVELOPE_TYPE_TX, v1=inner)
@@ -235,8 +234,8 @@ def _signatures(envelope: x.TransactionEnvelope) -> list[str]:
     return [base64.b64encode(s.signature.signature).decode() for s in held.signatures]
 
 
-def _memo_fields(envelope_b64: str) -> Json:
-    envelope = _tx_envelope(envelope_b64)
+def _memo_fields(envelope: x.TransactionEnvelope) -> Json:
+    """Horizon's memo fields of the transaction itself (`_tx_envelope`'s)."""
     memo = envelope.v1.tx.memo if envelope.v1 is not None else envelope.v0.tx.memo  # type: ignore[union-attr]
     kind = memo.type
     if kind == x.MemoType.MEMO_NONE:
@@ -257,8 +256,8 @@ def _memo_fields(envelope_b64: str) -> Json:
     return {"memo_type": name, "memo": base64.b64encode(raw.hash).decode()}
 
 
-def _preconditions(envelope_b64: str) -> Json | None:
-    envelope = _tx_envelope(envelope_b64)
+def _preconditions(envelope: x.TransactionEnvelope) -> Json | None:
+    """Horizon's preconditions of the transaction itself (`_tx_envelope`'s)."""
     if envelope.v0 is not None:
         bounds = envelope.v0.tx.time_bounds
         v2 = None
@@ -287,6 +286,7 @@ def transaction(base_url: str, tx: TxRecord, requested_hash: str | None = None) 
     """A transaction resource. A fee bump asked for by its inner hash is shown under
     that hash with the inner signatures (Horizon's PopulateTransaction)."""
     envelope = x.TransactionEnvelope.from_xdr(tx.envelope_xdr)
+    own = _tx_envelope(envelope)  # decoded once: every field below reads it
     signatures = _signatures(envelope)
     shown_hash = requested_hash or tx.hash
     doc: Json = {
@@ -325,10 +325,10 @@ def transaction(base_url: str, tx: TxRecord, requested_hash: str | None = None) 
         "result_meta_xdr": tx.result_meta_xdr,
         "fee_meta_xdr": tx.fee_meta_xdr,
         "signatures": signatures,
-        **_memo_fields(tx.envelope_xdr),
+        **_memo_fields(own),
     }
     if tx.inner_hash:
-        inner = _tx_envelope(tx.envelope_xdr)
+        inner = own
         assert inner.v1 is not None
         doc["fee_bump_transaction"] = {"hash": tx.hash, "signatures": signatures}
         doc["inner_transaction"] = {
@@ -338,7 +338,7 @@ def transaction(base_url: str, tx: TxRecord, requested_hash: str | None = None) 
         }
         if shown_hash != tx.hash:
             doc["signatures"] = doc["inner_transaction"]["signatures"]
-    preconditions = _preconditions(tx.envelope_xdr)
+    preconditions = _preconditions(own)
     if preconditions is not None:
         doc["preconditions"] = preconditions
     return doc

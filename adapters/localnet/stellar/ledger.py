@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
@@ -35,6 +36,7 @@ from stellar_sdk import StrKey
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.effect_records import Effect, OpChange, op_effects
+from adapters.localnet.stellar.operation_records import OpRow, operation_rows
 from adapters.localnet.stellar.operations import OpContext, is_success
 from adapters.localnet.stellar.operations.base import LedgerContext
 from adapters.localnet.stellar.signatures import SignatureChecker
@@ -208,6 +210,9 @@ class LocalLedger:
         self.inner_hashes: dict[str, str] = {}  # a fee bump's inner hash -> its outer hash
         # Horizon's effects of each successful transaction, per operation.
         self.effects: dict[str, list[list[Effect]]] = {}
+        # Each transaction's operations, parsed from its envelope on first read and kept:
+        # pages and streams read them again and again.
+        self.op_rows: dict[str, list[OpRow]] = {}
         # Entries as each recent ledger closed: what a lagging server still shows.
         # Safe to share: entries are forked before any change.
         self.snapshots: dict[int, Entries] = {GENESIS_LEDGER: self.entries}
@@ -305,7 +310,7 @@ class LocalLedger:
         """The ledger as a server `ledgers_behind` ledgers behind sees it: entries,
         ledgers and history up to that ledger (no further back than the snapshots
         kept). A read-only copy sharing unchanged parts with this ledger."""
-        target = max(self.last_closed.sequence - ledgers_behind, min(self.snapshots))
+        target = self.stale_sequence(ledgers_behind)
         view = copy.copy(self)
         view.entries = self.snapshots[target]
         view.ledgers = self.ledgers[:target]
@@ -320,6 +325,30 @@ class LocalLedger:
             view.inner_hashes.pop(record.inner_hash, None)
         view.queue = {}
         return view
+
+    def stale_sequence(self, ledgers_behind: int) -> int:
+        """The last ledger a server `ledgers_behind` ledgers behind has closed."""
+        return max(self.last_closed.sequence - ledgers_behind, min(self.snapshots))
+
+    def operation_rows(self, tx: TxRecord) -> list[OpRow]:
+        """The operations of `tx` (see `operation_records.operation_rows`), parsed once."""
+        rows = self.op_rows.get(tx.hash)
+        if rows is None:
+            rows = self.op_rows[tx.hash] = operation_rows(tx)
+        return rows
+
+    def transaction_at(self, sequence: int, order: int) -> TxRecord | None:
+        """The transaction applied `order`-th in ledger `sequence`. History is kept in
+        ledger order, so it is found by bisection."""
+
+        def position(tx_hash: str) -> tuple[int, int]:
+            tx = self.transactions[tx_hash]
+            return tx.ledger, tx.application_order
+
+        at = bisect_left(self.tx_hashes, (sequence, order), key=position)
+        if at < len(self.tx_hashes) and position(self.tx_hashes[at]) == (sequence, order):
+            return self.transactions[self.tx_hashes[at]]
+        return None
 
     def find_transaction(self, tx_hash: str) -> TxRecord | None:
         """A transaction by its hash, or a fee bump by its inner transaction's hash."""

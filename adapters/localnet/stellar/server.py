@@ -134,8 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _latest_ledger(self) -> int:
         if self._lag is None:
             return self.server.node.latest_ledger
-        with self._read() as ledger:
-            return int(ledger.last_closed.sequence)
+        with self.server.node.read() as ledger:  # one number: no stale view to build
+            return ledger.stale_sequence(self._lag)
 
     def _reset_connection(self) -> None:
         """Close with a TCP reset: what a client sees when a server is unreachable mid-way."""
@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
         if cursor == "now":
             # Horizon getCursor: toid.AfterLedger(latest), the last id the ledger could hold.
             cursor = str(toid(node.latest_ledger, TOID_TX_MASK, TOID_OP_MASK))
-        state = {"cursor": cursor, "last": None}
+        latest = node.latest_ledger  # before the first look-up: nothing closed after is missed
+        state: dict[str, Any] = {"cursor": cursor, "last": None}
 
         def look_up() -> Reply:
             return handler(self, {**query, "cursor": state["cursor"]}, *args)
@@ -185,19 +186,20 @@ class _Handler(BaseHTTPRequestHandler):
         first = look_up()  # refuses a bad cursor, account id... before the preamble
         if first.status != 200:
             return first
+        state["first"] = first  # the first look-up is also the first batch of events
         generate = self._page_events if kind == "page" else self._object_events
         sse.serve(
             sse.StreamWriter(self),
             limit=limit,
             generate=lambda: generate(look_up, state),
             wait_next=node.wait_next_ledger,
-            latest=node.latest_ledger,
+            latest=latest,
         )
         return None
 
     @staticmethod
     def _page_events(look_up: Callable[[], Reply], state: dict[str, Any]) -> sse.Events:
-        reply = look_up()
+        reply = state.pop("first", None) or look_up()
         for record in reply.body.get("_embedded", {}).get("records", []):
             state["cursor"] = record["paging_token"]
             yield record["paging_token"], record
@@ -205,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
     @staticmethod
     def _object_events(look_up: Callable[[], Reply], state: dict[str, Any]) -> sse.Events:
         """An object stream sends the resource again only when it changed."""
-        reply = look_up()
+        reply = state.pop("first", None) or look_up()
         if reply.status == 200 and reply.body != state["last"]:
             state["last"] = reply.body
             yield "", reply.body
@@ -331,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
                 row
                 for tx in txs(ledger)
                 if include_failed or tx.successful
-                for row in op_records.operation_rows(tx)
+                for row in ledger.operation_rows(tx)
                 if (not payments or row.type in op_records.PAYMENT_TYPES)
                 and (account is None or account in op_records.participants(row))
             ]
@@ -400,12 +402,10 @@ class _Handler(BaseHTTPRequestHandler):
         op_id = int(raw_id)
         ledger_seq, order, index = op_id >> 32, (op_id >> 12) & TOID_TX_MASK, op_id & TOID_OP_MASK
         with self._read() as ledger:
-            for tx_hash in ledger.tx_hashes:
-                tx = ledger.transactions[tx_hash]
-                if (tx.ledger, tx.application_order) == (ledger_seq, order):
-                    rows = op_records.operation_rows(tx)
-                    if 1 <= index <= len(rows):
-                        return Reply(200, op_records.render(self._base, rows[index - 1]))
+            tx = ledger.transaction_at(ledger_seq, order)
+            rows = [] if tx is None else ledger.operation_rows(tx)
+            if 1 <= index <= len(rows):
+                return Reply(200, op_records.render(self._base, rows[index - 1]))
             return Reply.of(problems.not_found())
 
     # -- effects --------------------------------------------------------------------------
