@@ -64,18 +64,21 @@ def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line 
         ),
     ] = True,
     expected_ledger_size: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--expected-ledger-size",
             min=1,
             help="Transactions a ledger takes at the reference fee before the fee "
-            "escalates (rippled standalone: 1000).",
+            "escalates. Default: a standalone rippled's, as the node sets it.",
         ),
-    ] = 1000,
+    ] = None,
 ) -> None:
     """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
+    # Imported here, not at the top: the node pulls in xrpl-py, which the rest of
+    # the command line does not need; so the default is resolved here too.
     from adapters.localnet.xrpl import run_node
     from adapters.localnet.xrpl.amendments import UnknownAmendment, parse_switches
+    from adapters.localnet.xrpl.txq import STANDALONE_EXPECTED_SIZE
 
     if idle_interval is None and 0 < close_interval < 1:
         idle_interval = 1.0
@@ -91,7 +94,9 @@ def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line 
         amendments=switches,
         network_id=network_id,
         fee_escalation=fee_escalation,
-        expected_ledger_size=expected_ledger_size,
+        expected_ledger_size=(
+            STANDALONE_EXPECTED_SIZE if expected_ledger_size is None else expected_ledger_size
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from xrpl.transaction import autofill_and_sign, submit
 from xrpl.wallet import Wallet
 
 from adapters.localnet.xrpl import XrplNode
+from adapters.localnet.xrpl.txq import STANDALONE_EXPECTED_SIZE
 from settlement.cli_nodes import node_app
 from tests.localnet_xrpl.conftest import Harness
 
@@ -239,3 +240,11 @@ def test_cli_passes_escalation_options(monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert (seen["fee_escalation"], seen["expected_ledger_size"]) == (False, 5)
     assert CliRunner().invoke(node_app, ["xrpl", "--expected-ledger-size", "0"]).exit_code != 0
+
+
+def test_cli_defaults_to_the_nodes_expected_ledger_size(monkeypatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("adapters.localnet.xrpl.run_node", lambda **kw: seen.update(kw))
+    result = CliRunner().invoke(node_app, ["xrpl"])
+    assert result.exit_code == 0, result.output
+    assert seen["expected_ledger_size"] == STANDALONE_EXPECTED_SIZE
