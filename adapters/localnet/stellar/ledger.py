@@ -298,7 +298,8 @@ class LocalLedger:
             freed += cheapest.op_count
             if freed >= excess:
                 return evict
-        return None
+        # `frame` alone fits the queue, so evicting every other transaction frees enough.
+        raise AssertionError("unreachable: the queued operations cover the excess")
 
     def _refusal(self, frame: TxFrame, verdict: Verdict) -> x.TransactionResult:
         # A refused transaction's result shows the fee it would have been charged, or

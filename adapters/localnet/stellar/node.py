@@ -19,7 +19,6 @@ timer and the HTTP server, and implements Horizon's two submission routes:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -38,7 +37,7 @@ from adapters.localnet.stellar.clock import NodeClock
 from adapters.localnet.stellar.faults import AfterApply, Faults
 from adapters.localnet.stellar.ledger import MAX_TX_SET_SIZE, AddStatus, LocalLedger, tx_result
 from adapters.localnet.stellar.state import TxRecord
-from adapters.localnet.stellar.transaction import UnsupportedEnvelope, parse_envelope
+from adapters.localnet.stellar.transaction import parse_envelope
 from adapters.localnet.stellar.xdrutil import root_keypair
 
 STANDALONE_PASSPHRASE = "Standalone Network ; February 2017"  # noqa: S105 - a network name
@@ -308,8 +307,6 @@ class StellarNode:
                 return self._injected_rejection(envelope_b64, rejection.code)
         try:
             frame = parse_envelope(envelope_b64, self._ledger.network_id)
-        except UnsupportedEnvelope:
-            return self._refuse_unsupported(envelope_b64)
         except ValueError:
             return Reply.of(problems.transaction_malformed(envelope_b64))
 
@@ -354,9 +351,6 @@ class StellarNode:
             return Reply.of(problems.injected(rejection.code))
         try:
             frame = parse_envelope(envelope_b64, self._ledger.network_id)
-        except UnsupportedEnvelope:
-            result = tx_result(0, x.TransactionResultCode.txNOT_SUPPORTED)
-            return Reply.async_status(AddStatus.ERROR, self._any_hash(envelope_b64), result)
         except ValueError:
             return Reply.of(problems.transaction_malformed(envelope_b64))
         if rejection is not None:
@@ -369,11 +363,6 @@ class StellarNode:
         if queued and honour_faults and self.faults.take_drop():
             return Reply(0, {}, drop=True)
         return Reply.async_status(add.status, frame.id_hex, add.result)
-
-    @staticmethod
-    def _any_hash(envelope_b64: str) -> str:
-        """A hash for the answer about an envelope of a type this node cannot read."""
-        return hashlib.sha256(envelope_b64.encode()).hexdigest()
 
     def _forget(self, tx_hash: str, waiter: _Waiter) -> None:
         waiters = self._waiters.get(tx_hash, [])
@@ -397,10 +386,6 @@ class StellarNode:
         from adapters.localnet.stellar.codes import TX_CODES_BY_NAME
 
         return tx_result(self._ledger.base_fee, TX_CODES_BY_NAME[code])
-
-    def _refuse_unsupported(self, envelope_b64: str) -> Reply:
-        result = tx_result(0, x.TransactionResultCode.txNOT_SUPPORTED)
-        return Reply.of(problems.transaction_failed(envelope_b64, result))
 
     # -- friendbot ---------------------------------------------------------------------
 

@@ -15,10 +15,6 @@ from stellar_sdk import xdr as x
 from adapters.localnet.stellar.xdrutil import muxed_to_account_id
 
 
-class UnsupportedEnvelope(ValueError):
-    """A well-formed envelope of a kind this node does not apply."""
-
-
 @dataclass(frozen=True)
 class FeeBump:
     """The outer part of a FeeBumpTransactionEnvelope: who pays, how much, and the
@@ -186,11 +182,9 @@ def parse_envelope(envelope_b64: str, network_id: bytes) -> TxFrame:
     if envelope.type == x.EnvelopeType.ENVELOPE_TYPE_TX:
         assert envelope.v1 is not None
         tx, signatures = envelope.v1.tx, envelope.v1.signatures
-    elif envelope.type == x.EnvelopeType.ENVELOPE_TYPE_TX_V0:
+    else:  # the decoder refuses every type but these three (ValueError above)
         assert envelope.v0 is not None
         tx, signatures = _v0_as_v1(envelope.v0.tx), envelope.v0.signatures
-    else:
-        raise UnsupportedEnvelope(f"envelope type {envelope.type!r} is not supported")
     return TxFrame(
         envelope_b64=envelope.to_xdr(),
         envelope=envelope,

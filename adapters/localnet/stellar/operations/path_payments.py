@@ -163,10 +163,12 @@ def _assets_valid(*assets: x.Asset) -> bool:
     return True
 
 
-def _last_payment(transfer: Transfer, amount: int) -> x.SimplePaymentResult:
+def _last_payment(transfer: Transfer) -> x.SimplePaymentResult:
     """The success result's `last`: what reached the destination (no offers crossed)."""
     return x.SimplePaymentResult(
-        account_id_xdr(transfer.destination), asset_to_xdr(transfer.dest_asset), x.Int64(amount)
+        account_id_xdr(transfer.destination),
+        asset_to_xdr(transfer.dest_asset),
+        x.Int64(transfer.amount),
     )
 
 
@@ -193,7 +195,7 @@ class PathPaymentStrictReceive:
     ) -> x.OperationResult:
         success = None
         if transfer is not None:
-            last = _last_payment(transfer, transfer.amount)
+            last = _last_payment(transfer)
             success = x.PathPaymentStrictReceiveResultSuccess([], last)
         return inner_result(
             x.OperationType.PATH_PAYMENT_STRICT_RECEIVE,
@@ -252,7 +254,7 @@ class PathPaymentStrictSend:
     ) -> x.OperationResult:
         success = None
         if transfer is not None:
-            last = _last_payment(transfer, transfer.amount)
+            last = _last_payment(transfer)
             success = x.PathPaymentStrictSendResultSuccess([], last)
         return inner_result(
             x.OperationType.PATH_PAYMENT_STRICT_SEND,
