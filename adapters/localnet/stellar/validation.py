@@ -21,7 +21,7 @@ from adapters.localnet.stellar.operations import (
     not_supported,
     placeholder_result,
 )
-from adapters.localnet.stellar.operations.base import available_balance, inner_result
+from adapters.localnet.stellar.operations.base import available_balance
 from adapters.localnet.stellar.signatures import SignatureChecker, account_signers
 from adapters.localnet.stellar.state import Account, Entries, Signer
 from adapters.localnet.stellar.transaction import TxFrame
@@ -172,35 +172,8 @@ def placeholder_results(frame: TxFrame) -> list[x.OperationResult]:
     results = []
     for op in frame.operations:
         handler = handler_for(op)
-        results.append(not_supported() if handler is None else _zero_result(op.body.type))
+        results.append(not_supported() if handler is None else placeholder_result(op.body.type))
     return results
-
-
-def _zero_result(op_type: x.OperationType) -> x.OperationResult:
-    OT = x.OperationType
-    inner: object
-    if op_type == OT.CREATE_ACCOUNT:
-        inner = x.CreateAccountResult(x.CreateAccountResultCode(0))
-    elif op_type == OT.PAYMENT:
-        inner = x.PaymentResult(x.PaymentResultCode(0))
-    elif op_type == OT.SET_OPTIONS:
-        inner = x.SetOptionsResult(x.SetOptionsResultCode(0))
-    elif op_type == OT.CHANGE_TRUST:
-        inner = x.ChangeTrustResult(x.ChangeTrustResultCode(0))
-    elif op_type == OT.ACCOUNT_MERGE:
-        inner = x.AccountMergeResult(x.AccountMergeResultCode(0), x.Int64(0))
-    elif op_type == OT.MANAGE_DATA:
-        inner = x.ManageDataResult(x.ManageDataResultCode(0))
-    elif op_type == OT.CREATE_CLAIMABLE_BALANCE:
-        zero_id = x.ClaimableBalanceID(
-            x.ClaimableBalanceIDType.CLAIMABLE_BALANCE_ID_TYPE_V0, v0=x.Hash(bytes(32))
-        )
-        inner = x.CreateClaimableBalanceResult(x.CreateClaimableBalanceResultCode(0), zero_id)
-    elif op_type == OT.CLAIM_CLAIMABLE_BALANCE:
-        inner = x.ClaimClaimableBalanceResult(x.ClaimClaimableBalanceResultCode(0))
-    else:
-        return placeholder_result(op_type)  # the trust flag, clawback and path ops
-    return inner_result(op_type, inner)
 
 
 def check_op_signature(

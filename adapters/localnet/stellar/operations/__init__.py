@@ -9,6 +9,7 @@ Operation types not listed here answer op_not_supported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from stellar_sdk import xdr as x
@@ -86,34 +87,51 @@ def not_supported() -> x.OperationResult:
     return outer_result(x.OperationResultCode.opNOT_SUPPORTED)
 
 
+_OT = x.OperationType
+_ZERO_LAST = x.SimplePaymentResult(
+    x.AccountID(x.PublicKey(x.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, x.Uint256(bytes(32)))),
+    x.Asset(x.AssetType.ASSET_TYPE_NATIVE),
+    x.Int64(0),
+)
+_ZERO_BALANCE_ID = x.ClaimableBalanceID(
+    x.ClaimableBalanceIDType.CLAIMABLE_BALANCE_ID_TYPE_V0, v0=x.Hash(bytes(32))
+)
+#: Each supported operation's result body with code 0; success arms that carry a
+#: body get a zero one.
+_PLACEHOLDER_BODIES: dict[x.OperationType, Callable[[], object]] = {
+    _OT.CREATE_ACCOUNT: lambda: x.CreateAccountResult(x.CreateAccountResultCode(0)),
+    _OT.PAYMENT: lambda: x.PaymentResult(x.PaymentResultCode(0)),
+    _OT.SET_OPTIONS: lambda: x.SetOptionsResult(x.SetOptionsResultCode(0)),
+    _OT.CHANGE_TRUST: lambda: x.ChangeTrustResult(x.ChangeTrustResultCode(0)),
+    _OT.ACCOUNT_MERGE: lambda: x.AccountMergeResult(x.AccountMergeResultCode(0), x.Int64(0)),
+    _OT.MANAGE_DATA: lambda: x.ManageDataResult(x.ManageDataResultCode(0)),
+    _OT.CREATE_CLAIMABLE_BALANCE: lambda: x.CreateClaimableBalanceResult(
+        x.CreateClaimableBalanceResultCode(0), _ZERO_BALANCE_ID
+    ),
+    _OT.CLAIM_CLAIMABLE_BALANCE: lambda: x.ClaimClaimableBalanceResult(
+        x.ClaimClaimableBalanceResultCode(0)
+    ),
+    _OT.PATH_PAYMENT_STRICT_RECEIVE: lambda: x.PathPaymentStrictReceiveResult(
+        x.PathPaymentStrictReceiveResultCode(0),
+        success=x.PathPaymentStrictReceiveResultSuccess([], _ZERO_LAST),
+    ),
+    _OT.PATH_PAYMENT_STRICT_SEND: lambda: x.PathPaymentStrictSendResult(
+        x.PathPaymentStrictSendResultCode(0),
+        success=x.PathPaymentStrictSendResultSuccess([], _ZERO_LAST),
+    ),
+    _OT.SET_TRUST_LINE_FLAGS: lambda: x.SetTrustLineFlagsResult(x.SetTrustLineFlagsResultCode(0)),
+    _OT.ALLOW_TRUST: lambda: x.AllowTrustResult(x.AllowTrustResultCode(0)),
+    _OT.CLAWBACK: lambda: x.ClawbackResult(x.ClawbackResultCode(0)),
+    _OT.CLAWBACK_CLAIMABLE_BALANCE: lambda: x.ClawbackClaimableBalanceResult(
+        x.ClawbackClaimableBalanceResultCode(0)
+    ),
+}
+
+
 def placeholder_result(op_type: x.OperationType) -> x.OperationResult:
-    """The zero-coded result an operation of the later-added types holds before it is
-    checked (validation's placeholders). Path payments' success arm needs a body."""
-    OT = x.OperationType
-    zero_last = x.SimplePaymentResult(
-        x.AccountID(x.PublicKey(x.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, x.Uint256(bytes(32)))),
-        x.Asset(x.AssetType.ASSET_TYPE_NATIVE),
-        x.Int64(0),
-    )
-    inner: object
-    if op_type == OT.PATH_PAYMENT_STRICT_RECEIVE:
-        inner = x.PathPaymentStrictReceiveResult(
-            x.PathPaymentStrictReceiveResultCode(0),
-            success=x.PathPaymentStrictReceiveResultSuccess([], zero_last),
-        )
-    elif op_type == OT.PATH_PAYMENT_STRICT_SEND:
-        inner = x.PathPaymentStrictSendResult(
-            x.PathPaymentStrictSendResultCode(0),
-            success=x.PathPaymentStrictSendResultSuccess([], zero_last),
-        )
-    elif op_type == OT.SET_TRUST_LINE_FLAGS:
-        inner = x.SetTrustLineFlagsResult(x.SetTrustLineFlagsResultCode(0))
-    elif op_type == OT.ALLOW_TRUST:
-        inner = x.AllowTrustResult(x.AllowTrustResultCode(0))
-    elif op_type == OT.CLAWBACK:
-        inner = x.ClawbackResult(x.ClawbackResultCode(0))
-    elif op_type == OT.CLAWBACK_CLAIMABLE_BALANCE:
-        inner = x.ClawbackClaimableBalanceResult(x.ClawbackClaimableBalanceResultCode(0))
-    else:
+    """The zero-coded result an operation holds before it is checked (validation's
+    placeholders). Raises ValueError for a type without a handler."""
+    body = _PLACEHOLDER_BODIES.get(op_type)
+    if body is None:
         raise ValueError(f"no handler for {op_type!r}")
-    return inner_result(op_type, inner)
+    return inner_result(op_type, body())

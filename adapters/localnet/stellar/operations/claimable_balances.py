@@ -33,6 +33,7 @@ from adapters.localnet.stellar.state import (
     TRUSTLINE_CLAWBACK_ENABLED_FLAG,
     ClaimableBalance,
     Claimant,
+    Entries,
 )
 from adapters.localnet.stellar.xdrutil import (
     account_id_str,
@@ -254,9 +255,15 @@ class ClaimClaimableBalanceOp:
                     }[problem]
                 )
 
-        sponsor = ctx.entries.accounts[balance.sponsor]
-        ctx.entries.accounts[balance.sponsor] = replace(
-            sponsor, num_sponsoring=sponsor.num_sponsoring - len(balance.claimants)
-        )
-        del ctx.entries.claimable_balances[balance_id]
+        remove_claimable_balance(ctx.entries, balance_id)
         return self._result(_CLB.CLAIM_CLAIMABLE_BALANCE_SUCCESS)
+
+
+def remove_claimable_balance(entries: Entries, balance_id: str) -> None:
+    """Delete a claimable balance (claimed or clawed back): its sponsor gets back the
+    reserve it carried, one per claimant."""
+    balance = entries.claimable_balances.pop(balance_id)
+    sponsor = entries.accounts[balance.sponsor]
+    entries.accounts[balance.sponsor] = replace(
+        sponsor, num_sponsoring=sponsor.num_sponsoring - len(balance.claimants)
+    )

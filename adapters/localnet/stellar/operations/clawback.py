@@ -10,15 +10,15 @@ clawback-enabled when its creator's line was. Both are MEDIUM threshold operatio
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.operations.base import (
     OpContext,
     ThresholdLevel,
+    add_trust_balance,
     inner_result,
 )
+from adapters.localnet.stellar.operations.claimable_balances import remove_claimable_balance
 from adapters.localnet.stellar.state import (
     CLAIMABLE_BALANCE_CLAWBACK_ENABLED_FLAG,
     TRUSTLINE_CLAWBACK_ENABLED_FLAG,
@@ -71,12 +71,10 @@ class Clawback:
         if not line.flags & TRUSTLINE_CLAWBACK_ENABLED_FLAG:
             return self._result(_CB.CLAWBACK_NOT_CLAWBACK_ENABLED)
         # addBalanceSkipAuthorization: the line's authorisation does not matter.
-        remaining = line.balance - op.amount.int64
-        if remaining < 0:
+        clawed = add_trust_balance(line, -op.amount.int64)
+        if clawed is None:
             return self._result(_CB.CLAWBACK_UNDERFUNDED)
-        ctx.entries.trustlines[key] = replace(
-            line, balance=remaining, last_modified_ledger=ctx.ledger.sequence
-        )
+        ctx.entries.trustlines[key] = clawed
         return self._result(_CB.CLAWBACK_SUCCESS)
 
 
@@ -106,10 +104,5 @@ class ClawbackClaimableBalance:
             return self._result(_CCB.CLAWBACK_CLAIMABLE_BALANCE_NOT_ISSUER)
         if not balance.flags & CLAIMABLE_BALANCE_CLAWBACK_ENABLED_FLAG:
             return self._result(_CCB.CLAWBACK_CLAIMABLE_BALANCE_NOT_CLAWBACK_ENABLED)
-        # The entry goes away: its sponsor gets back the reserve it carried.
-        sponsor = ctx.entries.accounts[balance.sponsor]
-        ctx.entries.accounts[balance.sponsor] = replace(
-            sponsor, num_sponsoring=sponsor.num_sponsoring - len(balance.claimants)
-        )
-        del ctx.entries.claimable_balances[balance_id]
+        remove_claimable_balance(ctx.entries, balance_id)
         return self._result(_CCB.CLAWBACK_CLAIMABLE_BALANCE_SUCCESS)

@@ -60,9 +60,8 @@ def _credit_asset_or_none(asset: x.Asset) -> AssetKey | None:
 
 
 def _write_flags(ctx: OpContext, line: TrustLine, flags: int) -> None:
-    ctx.entries.trustlines[(line.account_id, line.asset)] = replace(
-        line, flags=flags, last_modified_ledger=ctx.ledger.sequence
-    )
+    # The ledger stamps last_modified_ledger on every entry a transaction changed.
+    ctx.entries.trustlines[(line.account_id, line.asset)] = replace(line, flags=flags)
 
 
 class SetTrustLineFlags:
