@@ -108,20 +108,21 @@ def node_stellar(
     ] = 1.0,
     data_dir: DataDir = None,
     max_tx_set_size: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Operations a ledger holds before surge pricing (testnet: 100); "
+            help="Operations a ledger holds before surge pricing (default: testnet's, 100); "
             "0: no limit, every valid transaction goes into the next ledger.",
         ),
-    ] = 100,
+    ] = None,
 ) -> None:
     """A Stellar network speaking Horizon's REST API, with friendbot."""
     from adapters.localnet.stellar import run_node
+    from adapters.localnet.stellar.ledger import MAX_TX_SET_SIZE
 
     run_node(
         port=port,
         close_interval_s=close_interval,
         data_dir=data_dir,
-        max_tx_set_size=max_tx_set_size or None,
+        max_tx_set_size=MAX_TX_SET_SIZE if max_tx_set_size is None else max_tx_set_size or None,
     )

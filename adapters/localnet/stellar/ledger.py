@@ -10,16 +10,16 @@ Closing follows stellar-core's order:
 A transaction that fails in step 3 is still in the ledger: its fee and its sequence
 number are spent (tx_failed), which is what lets a client treat the result as final.
 
-Surge pricing (stellar-core SurgePricingUtils, TxSetFrame, TransactionQueue), when a
-`max_tx_set_size` is given (by default no limit is enforced, as before: the engine's
-benchmark puts thousands of operations in one ledger): a ledger holds at most
-`max_tx_set_size` operations. When more wait, the highest bids per
-operation go in (one transaction per account is queued, so sequence order holds) and
-every included transaction pays the lowest included bid per operation, not the
-network base fee; the rest stay queued for a later ledger, and are dropped after
-QUEUE_PENDING_DEPTH ledgers. The queue holds QUEUE_SIZE_MULTIPLIER ledgers' worth of
-operations: when full, a new transaction must outbid the cheapest queued ones (which
-it evicts) or is refused tx_insufficient_fee with the fee that would have got in.
+Surge pricing (stellar-core SurgePricingUtils, TxSetFrame, TransactionQueue): a ledger
+holds at most `max_tx_set_size` operations (by default MAX_TX_SET_SIZE, testnet's; None
+lifts the limit for load generators that put thousands of operations in one ledger).
+When more wait, the highest bids per operation go in (one transaction per account is
+queued, so sequence order holds) and every included transaction pays the lowest included
+bid per operation, not the network base fee; the rest stay queued for a later ledger,
+and are dropped after QUEUE_PENDING_DEPTH ledgers. The queue holds QUEUE_SIZE_MULTIPLIER
+ledgers' worth of operations: when full, a new transaction must outbid the cheapest
+queued ones (which it evicts) or is refused tx_insufficient_fee with the fee that would
+have got in.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ class LocalLedger:
 
         dropped: dict[str, x.TransactionResult] = {}
         valid: list[TxFrame] = []
-        view = ValidationView(close_time, sequence, sequence, self.base_fee, self.base_reserve)
+        view = _applying_view(ledger)
         for frame in candidates:
             verdict = check_valid(frame, self.entries, view)
             if verdict.ok:
@@ -487,13 +487,7 @@ class LocalLedger:
         self, frame: TxFrame, ledger: LedgerContext, fee: int
     ) -> tuple[x.TransactionResult, Entries, list[OpChange]]:
         entries = self.entries.fork()
-        view = ValidationView(
-            ledger.close_time,
-            ledger.sequence,
-            ledger.sequence,
-            ledger.base_fee,
-            ledger.base_reserve,
-        )
+        view = _applying_view(ledger)
         checker = SignatureChecker(frame.hash, frame.signatures)
         verdict = common_valid(frame, entries, view, checker, applying=True)
         if verdict.stage >= Stage.INVALID_UPDATE_SEQ:
@@ -671,6 +665,13 @@ class LocalLedger:
             protocol_version=PROTOCOL_VERSION,
             header_xdr=header.to_xdr(),
         )
+
+
+def _applying_view(ledger: LedgerContext) -> ValidationView:
+    """What the rules read while `ledger` closes: its own sequence and close time."""
+    return ValidationView(
+        ledger.close_time, ledger.sequence, ledger.sequence, ledger.base_fee, ledger.base_reserve
+    )
 
 
 def _remove_signer(entries: Entries, account_id: str, key: str) -> None:

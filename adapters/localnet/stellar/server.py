@@ -304,9 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tx_page(ledger, f"/ledgers/{seq}/transactions", query, txs)
 
     def _transaction(self, query: dict[str, str], tx_hash: str) -> Reply:
-        # Horizon GetTransactionID: 64 lowercase hex digits, else 400 on `tx_id`.
-        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
-            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
+        _check_tx_hash(tx_hash)
         with self._read() as ledger:
             record = ledger.find_transaction(tx_hash)
             if record is None:
@@ -372,17 +370,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _tx_ops(self, query: dict[str, str], tx_hash: str, kind: str) -> Reply:
-        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
-            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
-
-        def of_tx(ledger: LocalLedger) -> list[TxRecord]:
-            record = ledger.find_transaction(tx_hash)
-            return [] if record is None else [record]
-
+        _check_tx_hash(tx_hash)
         return self._op_page(
             query,
             f"/transactions/{tx_hash}/{kind}",
-            of_tx,
+            _one_transaction(tx_hash),
             payments=kind == "payments",
             all_results=True,
         )
@@ -397,9 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _operation(self, query: dict[str, str], raw_id: str) -> Reply:
-        if not raw_id.isdigit() or int(raw_id) == 0:
-            raise horizon.QueryError("op_id", horizon.OP_ID_REASON)
-        op_id = int(raw_id)
+        op_id = _op_id(raw_id)
         ledger_seq, order, index = op_id >> 32, (op_id >> 12) & TOID_TX_MASK, op_id & TOID_OP_MASK
         with self._read() as ledger:
             tx = ledger.transaction_at(ledger_seq, order)
@@ -449,14 +439,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _tx_effects(self, query: dict[str, str], tx_hash: str) -> Reply:
-        if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
-            raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
-
-        def of_tx(ledger: LocalLedger) -> list[TxRecord]:
-            record = ledger.find_transaction(tx_hash)
-            return [] if record is None else [record]
-
-        return self._effect_page(query, f"/transactions/{tx_hash}/effects", of_tx)
+        _check_tx_hash(tx_hash)
+        return self._effect_page(
+            query, f"/transactions/{tx_hash}/effects", _one_transaction(tx_hash)
+        )
 
     def _ledger_effects(self, query: dict[str, str], sequence: str) -> Reply:
         seq = _ledger_id(sequence)
@@ -467,9 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _operation_effects(self, query: dict[str, str], raw_id: str) -> Reply:
-        if not raw_id.isdigit() or int(raw_id) == 0:
-            raise horizon.QueryError("op_id", horizon.OP_ID_REASON)
-        op_id = int(raw_id)
+        op_id = _op_id(raw_id)
         return self._effect_page(
             query,
             f"/operations/{op_id}/effects",
@@ -616,6 +600,29 @@ def _check_account_id(account_id: str) -> None:
     """Horizon's accountID validator on the `account_id` path parameter."""
     if not StrKey.is_valid_ed25519_public_key(account_id):
         raise horizon.QueryError("account_id", horizon.ACCOUNT_ID_REASON)
+
+
+def _check_tx_hash(tx_hash: str) -> None:
+    """Horizon's GetTransactionID: 64 lowercase hex digits, else 400 on `tx_id`."""
+    if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
+        raise horizon.QueryError("tx_id", horizon.TX_HASH_REASON)
+
+
+def _one_transaction(tx_hash: str) -> Callable[[LocalLedger], list[TxRecord]]:
+    """Picks the transaction of that hash (or inner hash) from a ledger, if it holds it."""
+
+    def of_tx(ledger: LocalLedger) -> list[TxRecord]:
+        record = ledger.find_transaction(tx_hash)
+        return [] if record is None else [record]
+
+    return of_tx
+
+
+def _op_id(raw: str) -> int:
+    """The `op_id` path parameter: a positive TOID, else 400 on `op_id`."""
+    if not raw.isdigit() or int(raw) == 0:
+        raise horizon.QueryError("op_id", horizon.OP_ID_REASON)
+    return int(raw)
 
 
 def _ledger_id(raw: str) -> int:
