@@ -23,9 +23,9 @@ from adapters.localnet.stellar.amounts import format_stroops
 from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import Account, Entries
 from adapters.localnet.stellar.xdrutil import (
-    AssetKey,
     account_id_str,
     asset_canonical,
+    asset_fields,
     asset_from_xdr,
     muxed_to_account_id,
 )
@@ -116,12 +116,6 @@ def render(base_url: str, op_id: int, order: int, created_at: str, effect: Effec
     }
 
 
-def _asset_details(asset: AssetKey | None) -> Json:
-    if asset is None:
-        return {"asset_type": "native"}
-    return {"asset_type": asset.asset_type, "asset_code": asset.code, "asset_issuer": asset.issuer}
-
-
 def _create_account(c: OpChange) -> list[Effect]:
     op = c.op.body.create_account_op
     assert op is not None
@@ -139,7 +133,7 @@ def _payment(c: OpChange) -> list[Effect]:
     assert op is not None
     details = {
         "amount": format_stroops(op.amount.int64),
-        **_asset_details(asset_from_xdr(op.asset)),
+        **asset_fields(asset_from_xdr(op.asset)),
     }
     return [
         Effect(muxed_to_account_id(op.destination), "account_credited", details),
@@ -234,7 +228,7 @@ def _change_trust(c: OpChange) -> list[Effect]:
     kind = (
         "trustline_created" if not had else "trustline_removed" if not has else "trustline_updated"
     )
-    details = {"limit": format_stroops(op.limit.int64), **_asset_details(asset)}
+    details = {"limit": format_stroops(op.limit.int64), **asset_fields(asset)}
     return [Effect(c.source, kind, details)]
 
 
@@ -289,7 +283,7 @@ def _create_claimable_balance(c: OpChange) -> list[Effect]:
             )
         )
     found.append(
-        Effect(c.source, "account_debited", {"amount": amount, **_asset_details(balance.asset)})
+        Effect(c.source, "account_debited", {"amount": amount, **asset_fields(balance.asset)})
     )
     sponsor = {"balance_id": balance_id, "sponsor": balance.sponsor}
     found.append(Effect(balance.sponsor, "claimable_balance_sponsorship_created", sponsor))
@@ -305,7 +299,7 @@ def _claim_claimable_balance(c: OpChange) -> list[Effect]:
     claimed = {"amount": amount, "balance_id": balance_id, "asset": asset_canonical(balance.asset)}
     return [
         Effect(c.source, "claimable_balance_claimed", claimed),
-        Effect(c.source, "account_credited", {"amount": amount, **_asset_details(balance.asset)}),
+        Effect(c.source, "account_credited", {"amount": amount, **asset_fields(balance.asset)}),
         Effect(
             balance.sponsor,
             "claimable_balance_sponsorship_removed",

@@ -22,9 +22,9 @@ from adapters.localnet.stellar.amounts import format_stroops
 from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import TxRecord, toid
 from adapters.localnet.stellar.xdrutil import (
-    Asset,
     account_id_str,
     asset_canonical,
+    asset_fields,
     asset_from_xdr,
     muxed_to_account_id,
     signer_key_str,
@@ -155,17 +155,6 @@ def _timestamp(unix_s: int) -> str:
     from adapters.localnet.stellar.horizon import timestamp  # horizon imports this module
 
     return timestamp(unix_s)
-
-
-def asset_fields(asset: Asset, prefix: str = "") -> Json:
-    """asset_type, asset_code, asset_issuer (with a prefix such as "source_")."""
-    if asset is None:
-        return {f"{prefix}asset_type": "native"}
-    return {
-        f"{prefix}asset_type": asset.asset_type,
-        f"{prefix}asset_code": asset.code,
-        f"{prefix}asset_issuer": asset.issuer,
-    }
 
 
 def _create_account(row: OpRow) -> Json:

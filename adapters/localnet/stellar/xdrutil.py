@@ -38,6 +38,18 @@ def asset_canonical(asset: Asset) -> str:
     return NATIVE if asset is None else asset.canonical()
 
 
+def asset_fields(asset: Asset, prefix: str = "") -> dict[str, str]:
+    """Horizon's base.Asset: asset_type, and code and issuer unless native (each key
+    with a prefix such as "source_")."""
+    if asset is None:
+        return {f"{prefix}asset_type": "native"}
+    return {
+        f"{prefix}asset_type": asset.asset_type,
+        f"{prefix}asset_code": asset.code,
+        f"{prefix}asset_issuer": asset.issuer,
+    }
+
+
 def network_id(passphrase: str) -> bytes:
     """SHA-256 of the passphrase: the network id every signature commits to."""
     return hashlib.sha256(passphrase.encode()).digest()

@@ -27,21 +27,12 @@ from adapters.localnet.stellar.state import (
 from adapters.localnet.stellar.xdrutil import (
     Asset,
     account_id_str,
+    asset_fields,
     asset_from_xdr,
     muxed_to_account_id,
 )
 
 Json = dict[str, Any]
-
-# Horizon's names for the operation types this module knows (type_i is the XDR value).
-OPERATION_TYPE_NAMES: dict[x.OperationType, str] = {
-    x.OperationType.PATH_PAYMENT_STRICT_RECEIVE: "path_payment_strict_receive",
-    x.OperationType.PATH_PAYMENT_STRICT_SEND: "path_payment_strict_send",
-    x.OperationType.ALLOW_TRUST: "allow_trust",
-    x.OperationType.SET_TRUST_LINE_FLAGS: "set_trust_line_flags",
-    x.OperationType.CLAWBACK: "clawback",
-    x.OperationType.CLAWBACK_CLAIMABLE_BALANCE: "clawback_claimable_balance",
-}
 
 # Horizon's effect type numbers (services/horizon/internal/db2/history EffectType).
 EFFECT_TYPE_IDS: dict[str, int] = {
@@ -76,17 +67,6 @@ class Effect:
     @property
     def type_i(self) -> int:
         return EFFECT_TYPE_IDS[self.type]
-
-
-def asset_fields(asset: Asset, prefix: str = "") -> Json:
-    """Horizon's base.Asset: asset_type, and code and issuer unless native."""
-    if asset is None:
-        return {f"{prefix}asset_type": "native"}
-    return {
-        f"{prefix}asset_type": asset.asset_type,
-        f"{prefix}asset_code": asset.code,
-        f"{prefix}asset_issuer": asset.issuer,
-    }
 
 
 def _flag_lists(flags: int, prefix: str) -> Json:
