@@ -3,9 +3,17 @@
 The engine knows nothing of XRPL or Stellar; an adapter knows nothing of commitments
 or the database. A DVP leg moves through three purposes on its ledger:
 
-    lock    XRPL EscrowCreate with a crypto-condition / Stellar CreateClaimableBalance
-    commit  XRPL EscrowFinish with the fulfillment / Stellar claim + payment to receiver
-    unwind  XRPL EscrowCancel after CancelAfter / Stellar claim + payment back to sender
+    lock    XRPL EscrowCreate with a crypto-condition (or, for a custody lock, a payment
+            into the agent's account) / Stellar CreateClaimableBalance
+    claim   Stellar: the agent claims the balance into its own account (the leg is held)
+    commit  XRPL EscrowFinish with the fulfillment / a payment from the agent to the
+            receiver of a held leg
+    unwind  XRPL EscrowCancel after CancelAfter / a payment from the agent back to the
+            sender of a held leg; a Stellar lock not yet held: claim + payment back, in
+            one transaction
+
+``lock_kind(leg)`` says which primitive a leg gets (``LockKind``); the engine records it
+with the leg when the settlement is instructed, so it never changes under a settlement.
 
 Reliable submission (DESIGN section 4) is split into steps so the engine can persist
 between them: ``prepare_*`` builds and signs locally and returns a ``SignedSubmission``
@@ -57,8 +65,29 @@ class ChainName(StrEnum):
 
 class Purpose(StrEnum):
     LOCK = "lock"
+    #: the settlement agent takes a lock's funds into its own account (Stellar claim)
+    CLAIM = "claim"
     COMMIT = "commit"
     UNWIND = "unwind"
+
+
+class LockKind(StrEnum):
+    """How a leg is locked, and so what can happen to it after the decision.
+
+    ``ESCROW``: a hash-locked XRPL escrow. Its payout (EscrowFinish) can be refused for
+    good by the receiver's side (deposit authorisation, trust line authorisation or
+    freeze, a limit); once the fulfillment is public anyone may finish it before
+    CancelAfter, and anyone may cancel it back to the sender after.
+    ``CLAIMABLE``: a Stellar claimable balance. The agent may claim it at any time, in a
+    transaction of its own that nothing on the payee's side can refuse, and the sender
+    from T_cancel on; once claimed (the leg is *held*) only the agent moves it.
+    ``CUSTODY``: the lock itself moves the funds into the agent's account (an XRPL token
+    where TokenEscrow is not enabled); the leg is held from the lock on.
+    """
+
+    ESCROW = "escrow"
+    CLAIMABLE = "claimable"
+    CUSTODY = "custody"
 
 
 @dataclass(frozen=True)
@@ -259,6 +288,24 @@ class LockState:
         return cls(lock=lock, exists=False, key=key, ledger_index=ledger_index)
 
 
+@dataclass(frozen=True)
+class Released:
+    """A lock its ledger no longer holds, and the validated transaction that took it.
+
+    ``to`` is the account that received the funds: the leg's receiver (paid, e.g. the
+    receiver finished the escrow with the public fulfillment), its sender (returned: the
+    sender cancelled or reclaimed after T_cancel) or the settlement agent (held: the
+    agent's own claim). ``delivered`` is the amount that arrived, when the ledger says.
+    """
+
+    lock: LockRef
+    to: str
+    tx_hash: str
+    ledger_index: int
+    ledger_hash: str
+    delivered: Decimal | None = None
+
+
 @runtime_checkable
 class Chain(Protocol):
     """A ledger as the settlement engine sees it."""
@@ -268,7 +315,15 @@ class Chain(Protocol):
 
     def validate_leg(self, leg: Leg) -> None:
         """Raise ``adapters.errors.LegInvalid`` if the leg cannot settle as given:
-        precision of the amount, accounts that do not exist, missing trust lines."""
+        precision of the amount, accounts that do not exist, missing trust lines, and
+        every rule by which the ledger would refuse the leg's payout (deposit
+        authorisation, trust line authorisation or freeze, limits, transfer fees the
+        receiver would bear). The message names the leg's account and the rule."""
+        ...
+
+    def lock_kind(self, leg: Leg) -> LockKind:
+        """The lock primitive this ledger offers ``leg`` now (XRPL: from the enabled
+        amendments). Raises ``adapters.errors.TransportError`` if it cannot ask."""
         ...
 
     def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
@@ -281,13 +336,32 @@ class Chain(Protocol):
         self, leg: Leg, terms: LockTerms, *, channel: str | None = None
     ) -> SignedSubmission: ...
 
+    def prepare_claim(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission:
+        """The agent takes a ``CLAIMABLE`` lock into its own account (``Purpose.CLAIM``);
+        raises ``ValueError`` on a ledger without such locks."""
+        ...
+
     def prepare_commit(
-        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
-    ) -> SignedSubmission: ...
+        self,
+        leg: Leg,
+        lock: LockRef,
+        fulfillment_hex: str,
+        *,
+        held: bool = False,
+        channel: str | None = None,
+    ) -> SignedSubmission:
+        """Pay the receiver: finish the escrow, or (``held``: the agent holds the funds,
+        a claimed or custody lock) a payment from the agent."""
+        ...
 
     def prepare_unwind(
-        self, leg: Leg, lock: LockRef, *, channel: str | None = None
-    ) -> SignedSubmission: ...
+        self, leg: Leg, lock: LockRef, *, held: bool = False, channel: str | None = None
+    ) -> SignedSubmission:
+        """Return the funds to the sender: cancel the escrow, claim the balance and pay it
+        back, or (``held``) a payment from the agent."""
+        ...
 
     def submit(self, submission: SignedSubmission) -> Outcome:
         """Send a signed transaction; resending the same one is always safe."""
@@ -304,6 +378,12 @@ class Chain(Protocol):
     def lock_state(self, lock: LockRef) -> LockState | Unavailable:
         """Whether ``lock`` still exists in the latest validated ledger, and its terms.
         Never raises for a transport failure: that is ``Unavailable``."""
+        ...
+
+    def lock_release(self, lock: LockRef) -> Released | Unavailable | None:
+        """Who took ``lock`` off the ledger: ``Released`` with the validated transaction
+        that removed it, None while the latest validated ledger still holds it. Each
+        answer comes from one server's view. Never raises for a failure to ask."""
         ...
 
     def locks_of(self, account: str) -> list[LockState] | Unavailable:
