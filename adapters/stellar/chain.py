@@ -86,6 +86,7 @@ from adapters.chain import (
     LedgerTx,
     Leg,
     LockClaimant,
+    LockKind,
     LockRef,
     LockState,
     LockTerms,
@@ -232,6 +233,14 @@ class StellarChain:
         return account
 
     # -- prepare: build and sign locally -----------------------------------------------
+
+    def lock_kind(self, leg: Leg) -> LockKind:
+        """Always a claimable balance: every Stellar asset, native or issued, can be
+        locked in one, and the agent can take it into its own account at any time.
+        Asks nothing of the ledger."""
+        if leg.chain != ChainName.STELLAR:
+            raise LegInvalid(f"a {leg.chain} leg given to the Stellar adapter")
+        return LockKind.CLAIMABLE
 
     def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
         """Every channel account, whatever the leg: the channel is only the transaction's

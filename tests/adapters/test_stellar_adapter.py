@@ -30,6 +30,7 @@ from adapters.chain import (
     ChainName,
     Expired,
     Leg,
+    LockKind,
     LockRef,
     LockTerms,
     Pending,
@@ -414,6 +415,16 @@ def test_unwind_after_the_sender_reclaimed_fails_clearly(local: StellarHarness) 
     assert outcome.applied and outcome.ledger_index and outcome.ledger_hash
     assert "no longer exists" in outcome.detail
     assert local.balance(leg.sender) == sender, "the sender is not paid twice"
+
+
+def test_every_stellar_leg_is_locked_in_a_claimable_balance(
+    local: StellarHarness, credit: StellarHarness
+) -> None:
+    for h in (local, credit):
+        assert h.chain.lock_kind(new_leg(h)) is LockKind.CLAIMABLE
+    leg = new_leg(local)
+    with pytest.raises(LegInvalid, match="xrpl leg"):
+        local.chain.lock_kind(dataclasses.replace(leg, chain=ChainName.XRPL))
 
 
 def test_commit_refuses_a_lock_that_does_not_hold_the_leg(local: StellarHarness) -> None:
