@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import string
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ from xrpl.models.requests import (
     AccountLines,
     AccountObjects,
     AccountObjectType,
+    Feature,
     Fee,
     Ledger,
     LedgerEntry,
@@ -75,6 +77,7 @@ from adapters.chain import (
     Expired,
     LedgerTx,
     Leg,
+    LockKind,
     LockRef,
     LockState,
     LockTerms,
@@ -107,6 +110,8 @@ LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 ESCROW_FINISH_BASE_UNITS: Final = 33
 #: rippled lets an account hold at most this many tickets (``Ticket.h``, maxTicketThreshold)
 MAX_TICKETS_PER_ACCOUNT: Final = 250
+#: the amendment that lets a trust-line token be held in an escrow (rippled 2.5.0)
+TOKEN_ESCROW: Final = "TokenEscrow"  # noqa: S105 - an amendment name, not a secret
 #: server states in which rippled cannot serve a request: a fault of the server, counted
 #: by the breaker like a refused connection, and retried
 _NOT_READY: Final = frozenset(
@@ -182,6 +187,8 @@ class XrplChain:
     engine pays per reference fee when the open ledger's fee escalates (above it the
     transaction waits in the queue, or expires). ``use_tickets`` False never offers
     tickets as channels (the accounts' tickets are then left to other uses).
+    ``amendments_fresh_s`` is how long an answer of ``feature`` is taken as still true:
+    an amendment changes at most once in weeks, and every instruction asks.
     """
 
     def __init__(
@@ -195,6 +202,7 @@ class XrplChain:
         max_fee_drops_per_unit: int = 1_000,
         use_tickets: bool = True,
         head_fresh_s: float = 0.05,
+        amendments_fresh_s: float = 60.0,
     ) -> None:
         if ledger_window < 1:
             raise ValueError("ledger_window must be at least 1")
@@ -219,12 +227,45 @@ class XrplChain:
         self._tickets_lock = threading.Lock()
         #: account -> (validated ledger index, its tickets there)
         self._tickets_seen: dict[str, tuple[int, list[int]]] = {}
+        self._amendments_fresh_s = amendments_fresh_s
+        self._amendments_lock = threading.Lock()
+        #: amendment name -> (enabled, monotonic time of the answer)
+        self._amendments_seen: dict[str, tuple[bool, float]] = {}
 
     @property
     def name(self) -> ChainName:
         return ChainName.XRPL
 
     # --- legs -----------------------------------------------------------------------
+
+    def lock_kind(self, leg: Leg) -> LockKind:
+        """``ESCROW`` for XRP, and for a token while the ledger has TokenEscrow enabled
+        (without it a token EscrowCreate is temBAD_AMOUNT); ``CUSTODY`` for a token
+        otherwise. Raises ``TransportError`` (``BreakerOpen``) if the ledger cannot be
+        asked, ``AdapterError`` if its answer says nothing about the amendment."""
+        if leg.asset.is_native:
+            return LockKind.ESCROW
+        return LockKind.ESCROW if self._amendment_enabled(TOKEN_ESCROW) else LockKind.CUSTODY
+
+    def _amendment_enabled(self, name: str) -> bool:
+        """Whether the server's ledger has ``name`` enabled (``feature``), as answered
+        within ``amendments_fresh_s``. A server that does not know the amendment
+        (badFeature) is on a network that has not enabled it: rippled stops serving
+        ledgers whose enabled amendments it does not know (amendment blocked)."""
+        with self._amendments_lock:
+            seen = self._amendments_seen.get(name)
+        if seen is not None and time.monotonic() - seen[1] < self._amendments_fresh_s:
+            return seen[0]
+        answer = self._rpc(Feature(feature=name))
+        if answer.get("error") == "badFeature":
+            enabled = False
+        elif "error" in answer:
+            raise AdapterError(f"feature {name} answered {answer['error']}")
+        else:
+            enabled = _feature_enabled(answer, name)
+        with self._amendments_lock:
+            self._amendments_seen[name] = (enabled, time.monotonic())
+        return enabled
 
     def validate_leg(self, leg: Leg) -> None:
         """Raise ``LegInvalid`` unless the leg can lock and commit as given: precision,
@@ -785,6 +826,15 @@ class XrplChain:
             if low.isdigit() and int(low) <= first and int(high or low) >= last:
                 return True
         return False
+
+
+def _feature_enabled(answer: dict[str, Any], name: str) -> bool:
+    """``enabled`` of amendment ``name`` in a ``feature`` answer (``{id: {name,
+    enabled, ...}}``). Raises ``AdapterError`` if the answer does not list it."""
+    for entry in answer.values():
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return entry.get("enabled") is True
+    raise AdapterError(f"feature {name} answered without it: {answer}")
 
 
 def _ticket(channel: str | None, signer: str) -> int | None:
