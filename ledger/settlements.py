@@ -56,6 +56,14 @@ class LegRow:
     lock_owner: str | None
     lock_sequence: int | None
     lock_balance_id: str | None
+    #: escrow, claimable or custody (migration 0011), fixed when instructed
+    lock_kind: str = "escrow"
+    #: a release by someone else (the receiver finished, the sender reclaimed): the
+    #: validated transaction that took the lock, and to whom the funds went
+    released_tx_hash: str | None = None
+    released_ledger_index: int | None = None
+    released_ledger_hash: str | None = None
+    released_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ _SETTLEMENT_COLUMNS = (
 )
 _LEG_COLUMNS = (
     "settlement_id, leg_no, kind, chain, asset_code, asset_issuer, amount, sender, receiver,"
-    " state, lock_owner, lock_sequence, lock_balance_id"
+    " state, lock_owner, lock_sequence, lock_balance_id, lock_kind, released_tx_hash,"
+    " released_ledger_index, released_ledger_hash, released_to"
 )
 _SUBMISSION_COLUMNS = (
     "id, settlement_id, leg_no, purpose, chain, tx_hash, blob, expires_ledger, expires_at,"
@@ -129,8 +138,9 @@ def insert_settlement(
     for leg in legs:
         uow.execute(
             "INSERT INTO settlement_legs (settlement_id, leg_no, kind, chain, asset_code,"
-            " asset_issuer, amount, sender, receiver, state) VALUES (:settlement_id, :leg_no,"
-            " :kind, :chain, :asset_code, :asset_issuer, :amount, :sender, :receiver, 'PENDING')",
+            " asset_issuer, amount, sender, receiver, state, lock_kind) VALUES (:settlement_id,"
+            " :leg_no, :kind, :chain, :asset_code, :asset_issuer, :amount, :sender, :receiver,"
+            " 'PENDING', :lock_kind)",
             {"settlement_id": settlement_id, **leg},
         )
 
@@ -279,6 +289,35 @@ def set_leg_state(
             "lock_owner": lock_owner,
             "lock_sequence": lock_sequence,
             "lock_balance_id": lock_balance_id,
+            "settlement_id": settlement_id,
+            "leg_no": leg_no,
+        },
+    )
+
+
+def record_release(
+    uow: Statements,
+    settlement_id: UUID,
+    leg_no: int,
+    state: str,
+    *,
+    tx_hash: str,
+    ledger_index: int,
+    ledger_hash: str,
+    to: str,
+) -> None:
+    """A leg whose lock someone else took off the ledger: its new state (COMMITTED when
+    the receiver got the funds, UNWOUND when the sender did) and the transaction."""
+    uow.execute(
+        "UPDATE settlement_legs SET state = :state, released_tx_hash = :tx_hash,"
+        " released_ledger_index = :ledger_index, released_ledger_hash = :ledger_hash,"
+        " released_to = :to WHERE settlement_id = :settlement_id AND leg_no = :leg_no",
+        {
+            "state": state,
+            "tx_hash": tx_hash,
+            "ledger_index": ledger_index,
+            "ledger_hash": ledger_hash,
+            "to": to,
             "settlement_id": settlement_id,
             "leg_no": leg_no,
         },
