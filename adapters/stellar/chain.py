@@ -1,12 +1,22 @@
 """StellarChain: the Chain port over Horizon, with stellar-sdk.
 
-The three purposes of a leg (DESIGN.md section 4):
+The purposes of a leg (DESIGN.md section 4):
 
     lock    the sender creates a claimable balance of the amount, claimable by the
             settlement agent at once and by the sender only from T_cancel on
-    commit  the agent claims it and pays the receiver, in one transaction
-    unwind  the agent claims it and pays the sender back, in one transaction
-            (or the sender reclaims it alone after T_cancel)
+    claim   the agent claims it into its own account, alone in its transaction:
+            nothing on the payee's side can refuse it; the leg is then *held*
+    commit  a held leg: the agent pays the receiver from its own account. (Not held:
+            claim and payment in one transaction, which fails as a whole when the
+            receiver's trustline refuses the payment; kept valid, unused for commits.)
+    unwind  a held leg: the agent pays the sender back; a lock never claimed: the
+            agent claims it and pays the sender back in one transaction (if that
+            fails the balance stays, and the sender reclaims it after T_cancel)
+
+After the decision the coordinator claims before it pays: a payout the receiver's side
+refuses (a trustline de-authorised, removed or its limit lowered after the lock) then
+leaves the funds with the agent, where only the agent moves them, instead of undoing
+the claim with it and leaving the balance to the sender.
 
 Time: every rule that depends on time reads ledger time, the close time of the latest
 ledger Horizon has ingested, never this machine's clock. A transaction's time bounds
@@ -59,7 +69,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -291,32 +301,90 @@ class StellarChain:
             channel=source,
         )
 
-    def prepare_commit(
-        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
-    ) -> SignedSubmission:
-        """The agent claims the lock and pays the receiver, atomically. The fulfillment
-        is XRPL's hash-lock secret; a Stellar lock needs none and it is ignored."""
-        del fulfillment_hex
-        return self._prepare_release(leg, lock, leg.receiver, Purpose.COMMIT, channel)
-
-    def prepare_unwind(
+    def prepare_claim(
         self, leg: Leg, lock: LockRef, *, channel: str | None = None
     ) -> SignedSubmission:
-        """The agent claims the lock and pays the sender back, atomically."""
-        return self._prepare_release(leg, lock, leg.sender, Purpose.UNWIND, channel)
+        """The agent claims the lock into its own account, alone in its transaction
+        (``Purpose.CLAIM``). Nothing on the receiver's side can make it fail: it needs
+        only the agent's own trustline, which ``validate_leg`` checked. Once it applied
+        the leg is *held*: only the agent moves the funds, with ``held=True`` below."""
+        check_shape(leg)
+        balance_id = self._check_lock(leg, lock)
+        return self._prepare_agent(
+            leg,
+            Purpose.CLAIM,
+            channel,
+            lambda builder, op_source: builder.append_claim_claimable_balance_op(
+                balance_id, source=op_source
+            ),
+        )
 
-    def _prepare_release(
-        self, leg: Leg, lock: LockRef, payee: str, purpose: Purpose, channel: str | None
+    def prepare_commit(
+        self,
+        leg: Leg,
+        lock: LockRef,
+        fulfillment_hex: str,
+        *,
+        held: bool = False,
+        channel: str | None = None,
+    ) -> SignedSubmission:
+        """Pay the receiver. ``held``: a payment of exactly ``leg.amount`` from the agent,
+        whose claim of the lock has applied; the caller keeps that rule, since the agent
+        pays from an account that holds other legs' funds too. Not ``held``: the agent
+        claims the lock and pays in one transaction, which fails as a whole (and leaves
+        the balance for the sender to reclaim after T_cancel) if the receiver's line
+        refuses the payment. The fulfillment is XRPL's hash-lock secret; a Stellar lock
+        needs none and it is ignored."""
+        del fulfillment_hex
+        return self._prepare_payout(
+            leg, lock, leg.receiver, Purpose.COMMIT, held=held, channel=channel
+        )
+
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, held: bool = False, channel: str | None = None
+    ) -> SignedSubmission:
+        """Pay the sender back: a payment from the agent (``held``), or the agent's claim
+        and the payment in one transaction, for a lock never claimed. If that one fails
+        the balance stays, and the sender can reclaim it after T_cancel: a return too."""
+        return self._prepare_payout(
+            leg, lock, leg.sender, Purpose.UNWIND, held=held, channel=channel
+        )
+
+    def _prepare_payout(
+        self,
+        leg: Leg,
+        lock: LockRef,
+        payee: str,
+        purpose: Purpose,
+        *,
+        held: bool,
+        channel: str | None,
     ) -> SignedSubmission:
         sdk_asset = check_shape(leg)
+        amount = amount_text(leg.amount)
+        balance_id = _check_ref(leg, lock) if held else self._check_lock(leg, lock)
+
+        def operations(builder: TransactionBuilder, op_source: str | None) -> None:
+            if not held:
+                builder.append_claim_claimable_balance_op(balance_id, source=op_source)
+            builder.append_payment_op(payee, sdk_asset, amount, source=op_source)
+
+        return self._prepare_agent(leg, purpose, channel, operations)
+
+    def _prepare_agent(
+        self,
+        leg: Leg,
+        purpose: Purpose,
+        channel: str | None,
+        operations: Callable[[TransactionBuilder, str | None], object],
+    ) -> SignedSubmission:
+        """A transaction whose operations are the agent's: on a channel, the channel is
+        its source and the agent each operation's; signed by both."""
         source = self._source(channel, self.agent)
-        balance_id = self._check_lock(leg, lock)
         header = self._head.get()
         window = self._window(header)
         builder = self._builder(source or self.agent, header, window)
-        op_source = source and self.agent
-        builder.append_claim_claimable_balance_op(balance_id, source=op_source)
-        builder.append_payment_op(payee, sdk_asset, amount_text(leg.amount), source=op_source)
+        operations(builder, source and self.agent)
         envelope = builder.build()
         self._sign(envelope, self.agent)
         if source is not None:
@@ -338,13 +406,10 @@ class StellarChain:
         holds exactly this leg: the agent pays out ``leg.amount`` from what it claims,
         and must never make up a difference from its own funds. A balance already gone
         is left to the ledger to refuse (``op_does_not_exist``)."""
-        if lock.chain != ChainName.STELLAR or not lock.balance_id:
-            raise ValueError(f"not a Stellar lock: {lock}")
-        if lock.owner != leg.sender:
-            raise LegInvalid(f"the lock belongs to {lock.owner}, not to the sender {leg.sender}")
-        balance = self._horizon.claimable_balance(lock.balance_id)
+        balance_id = _check_ref(leg, lock)
+        balance = self._horizon.claimable_balance(balance_id)
         if balance is None:
-            return lock.balance_id
+            return balance_id
         problems = []
         if balance.asset != canonical(leg.asset):
             problems.append(f"asset {balance.asset}, not {canonical(leg.asset)}")
@@ -357,10 +422,9 @@ class StellarChain:
             problems.append(f"the agent {self.agent} is not an unconditional claimant")
         if problems:
             raise LegInvalid(
-                f"claimable balance {lock.balance_id} is not this leg's lock: "
-                + "; ".join(problems)
+                f"claimable balance {balance_id} is not this leg's lock: " + "; ".join(problems)
             )
-        return lock.balance_id
+        return balance_id
 
     def _window(self, header: LedgerHeader) -> Window:
         now_s = ceil_seconds(header.closed_at)
@@ -764,6 +828,15 @@ def _claimant(destination: str, predicate: dict[str, object]) -> LockClaimant:
             moment = datetime.fromisoformat(str(inner["abs_before"]).replace("Z", "+00:00"))
         return LockClaimant(destination, unconditional=False, not_before=moment, predicate=text)
     return LockClaimant(destination, unconditional=False, predicate=text)
+
+
+def _check_ref(leg: Leg, lock: LockRef) -> str:
+    """The balance id of ``lock``, a Stellar lock of ``leg``'s sender."""
+    if lock.chain != ChainName.STELLAR or not lock.balance_id:
+        raise ValueError(f"not a Stellar lock: {lock}")
+    if lock.owner != leg.sender:
+        raise LegInvalid(f"the lock belongs to {lock.owner}, not to the sender {leg.sender}")
+    return lock.balance_id
 
 
 def _check_submission(submission: SignedSubmission) -> None:

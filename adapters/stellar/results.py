@@ -120,6 +120,13 @@ _EXPLANATIONS: dict[tuple[x.OperationType, str], str] = {
     ),
     (_OpType.CLAIM_CLAIMABLE_BALANCE, "op_no_trust"): "the agent has no trustline for the asset",
     (_OpType.CLAIM_CLAIMABLE_BALANCE, "op_line_full"): "the agent's trustline limit is too low",
+    (_OpType.CLAIM_CLAIMABLE_BALANCE, "op_not_authorized"): (
+        "the issuer has not authorised the agent's trustline"
+    ),
+    (_OpType.PAYMENT, "op_src_no_trust"): "the agent has no trustline for the asset",
+    (_OpType.PAYMENT, "op_src_not_authorized"): (
+        "the issuer has not authorised the agent's trustline"
+    ),
     (_OpType.PAYMENT, "op_underfunded"): "the agent does not hold the amount to pay out",
     (_OpType.PAYMENT, "op_no_destination"): "the payee account does not exist",
     (_OpType.PAYMENT, "op_no_trust"): "the payee has no trustline for the asset",
