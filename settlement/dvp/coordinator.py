@@ -74,13 +74,13 @@ from settlement.clock import Clock
 from settlement.domain import SYSTEM, Actor, Role
 from settlement.dvp.instructions import InstructionCheck, LegInstruction
 from settlement.dvp.protocol import (
-    LOCK_ORDER,
     Decision,
     EscrowClock,
     LegFacts,
     LegState,
     Move,
     Status,
+    lock_plan,
     plan,
 )
 from settlement.dvp.submission import (
@@ -357,33 +357,33 @@ class DvpCoordinator:
     def _step_locking(
         self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]
     ) -> StepResult:
-        if s.cancel_requested_by:
-            return self._decide(
-                s, Decision.ABORT, f"force-cancel requested by {s.cancel_requested_by}"
+        while True:
+            by_no = {leg.leg_no: leg for leg in legs}
+            facts = [self._facts(s, leg, subs) for leg in legs]
+            deadline_passed = self._clock.now() >= s.commit_deadline
+            step = lock_plan(
+                facts,
+                cancel_requested=bool(s.cancel_requested_by),
+                deadline_passed=deadline_passed,
             )
-        if self._clock.now() >= s.commit_deadline:
-            # unwinding resolves any lock still in flight before it undoes anything
-            return self._decide(s, Decision.ABORT, "commit deadline passed before every leg locked")
-        order = sorted(legs, key=lambda leg: (LOCK_ORDER[LockKind(leg.lock_kind)], leg.leg_no))
-        for leg in order:
-            if leg.state != LegState.PENDING:
-                continue
+            if step is Decision.COMMIT:
+                break
+            if step is Decision.ABORT:
+                return self._decide(s, Decision.ABORT, self._abort_reason(s, legs, subs))
+            assert isinstance(step, Move)
+            leg = by_no[step.leg_no]
             outcome = self._submit.advance(s, leg, Purpose.LOCK, subs)
-            match outcome:
-                case Applied():
-                    continue
-                case Rejected(code=code, applied=True) | Rejected(code=code, ledger_index=int()):
-                    return self._decide(
-                        s, Decision.ABORT, f"leg {leg.leg_no} lock rejected: {code}"
-                    )
-                case Rejected(code=code) if self._submit.refused(
-                    s, leg, Purpose.LOCK, self._load(s.id)[2]
-                ):
-                    return self._decide(s, Decision.ABORT, f"leg {leg.leg_no} lock refused: {code}")
-                case Rejected() | Expired() | Pending() | Unavailable():
-                    # refused before any ledger, or expired: never applied, so the next
-                    # step signs the lock again
-                    return self._wait(s, outcome, flagged=s.needs_review)
+            if not isinstance(outcome, Applied | Rejected):
+                # expired (never applied: the next step signs the lock again), pending,
+                # or the ledger unreachable
+                return self._wait(s, outcome, flagged=s.needs_review)
+            s, legs, subs = self._load(s.id)
+            if (
+                isinstance(outcome, Rejected)
+                and self._submit.refused(s, leg, Purpose.LOCK, subs) is None
+            ):
+                # refused before any ledger, attempts left: sign again next step
+                return self._wait(s, outcome, flagged=s.needs_review)
         # every leg locked: the commitment is ESCROWED, then the decision
         self._transition(s, "lock")
         now = self._clock.now()
@@ -398,6 +398,16 @@ class DvpCoordinator:
                 detail=f"escrowed; settles from {s.settle_not_before}",
             )
         return self._decide_on_every_clock(s, legs)
+
+    def _abort_reason(self, s: SettlementRow, legs: list[LegRow], subs: list[SubmissionRow]) -> str:
+        if s.cancel_requested_by:
+            return f"force-cancel requested by {s.cancel_requested_by}"
+        for leg in legs:
+            refused = self._submit.refused(s, leg, Purpose.LOCK, subs)
+            if leg.state == LegState.PENDING and refused is not None:
+                return f"leg {leg.leg_no} lock rejected: {refused.code}"
+        # unwinding resolves any lock still in flight before it undoes anything
+        return "commit deadline passed before every leg locked"
 
     def _decide_on_every_clock(self, s: SettlementRow, legs: list[LegRow]) -> StepResult:
         """Every leg is locked and the engine clock is before the deadline: COMMIT if
@@ -459,9 +469,7 @@ class DvpCoordinator:
             state=LegState(leg.state),
             open=frozenset(Purpose(x.purpose) for x in mine if x.status == "SIGNED"),
             stuck=frozenset(
-                p
-                for p in (Purpose.CLAIM, Purpose.COMMIT, Purpose.UNWIND)
-                if self._submit.refused(s, leg, p, subs) is not None
+                p for p in Purpose if self._submit.refused(s, leg, p, subs) is not None
             ),
             finish_signed=kind is LockKind.ESCROW and bool(of_purpose(subs, leg, Purpose.COMMIT)),
             chain=ChainName(leg.chain),

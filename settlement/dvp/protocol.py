@@ -193,6 +193,24 @@ def commit_mode(legs: Sequence[LegFacts], clock: EscrowClock) -> tuple[Mode, str
     return Mode.FORWARD, "every payout can still happen"
 
 
+def lock_plan(
+    legs: Sequence[LegFacts], *, cancel_requested: bool, deadline_passed: bool
+) -> Decision | Move:
+    """The lock phase: the next lock to drive, one at a time in ``LOCK_ORDER``, or the
+    decision. ABORT on an admin's cancel, on the commit deadline, or on a lock the
+    ledger refused (``stuck``); COMMIT once every leg is locked (the coordinator then
+    still checks every ledger's clock against the deadline)."""
+    if cancel_requested or deadline_passed:
+        return Decision.ABORT
+    for leg in sorted(legs, key=lambda x: (LOCK_ORDER[x.kind], x.leg_no)):
+        if leg.state is not LegState.PENDING:
+            continue
+        if Purpose.LOCK in leg.stuck and Purpose.LOCK not in leg.open:
+            return Decision.ABORT
+        return Move(leg.leg_no, Purpose.LOCK)
+    return Decision.COMMIT
+
+
 def plan(status: Status, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
     """The next moves of a settlement in ``status`` (COMMITTING or UNWINDING; LOCKING
     is the lock phase, see ``lock_plan``)."""
@@ -382,5 +400,6 @@ __all__ = [
     "at_rest_partial",
     "commit_mode",
     "held_after_lock",
+    "lock_plan",
     "plan",
 ]

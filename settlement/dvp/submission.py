@@ -57,7 +57,7 @@ from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.clock import Clock
 from settlement.domain import SYSTEM
-from settlement.dvp.protocol import LegState
+from settlement.dvp.protocol import LegState, held_after_lock
 
 #: what an applied transaction of each purpose makes of its leg
 _APPLIED_STATE = {
@@ -325,7 +325,7 @@ class Submitter:
         match outcome:
             case Applied(ledger_index=index, ledger_hash=ledger_hash, code=code):
                 new_state = _APPLIED_STATE[purpose]
-                if purpose is Purpose.LOCK and LockKind(leg.lock_kind) is LockKind.CUSTODY:
+                if purpose is Purpose.LOCK and held_after_lock(LockKind(leg.lock_kind)):
                     new_state = LegState.HELD
 
                 def applied(uow: Statements) -> None:
