@@ -6,6 +6,11 @@
   precision) whose normalised form (16-digit mantissa, exponent -96..80) is in range.
 - Currency codes: three characters (not "XRP"), or 40 hex digits; a longer name of up
   to 20 ASCII characters is written as 40 hex digits, as wallets and explorers do.
+- Transfer fees: an issuer's ``TransferRate`` (billionths; 1,000,000,000 or unset is no
+  fee) is charged when its token moves from one holder to another through it. What a
+  holder must spend is rounded up, what arrives rounded down, at the 15 digits a
+  transaction can state, so a figure the engine signs never asks the ledger for less
+  than it needs nor promises more than arrives.
 
 Every check raises ``LegInvalid`` with the reason; nothing here is float.
 """
@@ -13,8 +18,9 @@ Every check raises ``LegInvalid`` with the reason; nothing here is float.
 from __future__ import annotations
 
 import string
-from decimal import Decimal
-from typing import Final
+from collections.abc import Mapping
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from typing import Any, Final
 
 from xrpl.models.amounts import IssuedCurrencyAmount
 
@@ -28,6 +34,8 @@ _MANTISSA_DIGITS: Final = 16
 _MIN_EXPONENT: Final = -96
 _MAX_EXPONENT: Final = 80
 _ISO_CHARS: Final = frozenset(string.ascii_letters + string.digits + "?!@#$%^&*<>(){}[]|")
+#: a TransferRate that charges nothing (rippled's QUALITY_ONE)
+TRANSFER_RATE_PARITY: Final = 1_000_000_000
 
 
 def xrp_to_drops(amount: Decimal) -> int:
@@ -82,3 +90,34 @@ def issued_amount(asset: Asset, amount: Decimal) -> IssuedCurrencyAmount:
     return IssuedCurrencyAmount(
         currency=currency_code(asset.code), issuer=asset.issuer, value=token_value(amount)
     )
+
+
+def transfer_rate(issuer_root: Mapping[str, Any]) -> int:
+    """The issuer's TransferRate in billionths, from its AccountRoot; parity when unset
+    (rippled removes the field for 0 and for parity)."""
+    return int(issuer_root.get("TransferRate", 0)) or TRANSFER_RATE_PARITY
+
+
+def with_transfer_fee(amount: Decimal, rate: int) -> Decimal:
+    """What a holder spends for ``amount`` to arrive through the issuer at ``rate``:
+    amount x rate, rounded up to 15 significant digits (at least what the ledger asks,
+    which rounds its own figure up at 16)."""
+    with localcontext() as exact:
+        exact.prec = 60
+        return _significant(amount * rate / TRANSFER_RATE_PARITY, ROUND_CEILING)
+
+
+def after_transfer_fee(amount: Decimal, rate: int) -> Decimal:
+    """What arrives when a holder spends ``amount`` through the issuer at ``rate``:
+    amount / rate, rounded down to 15 significant digits (at most what the ledger
+    delivers, which rounds its own figure down at 16)."""
+    with localcontext() as exact:
+        exact.prec = 60
+        return _significant(amount * TRANSFER_RATE_PARITY / rate, ROUND_FLOOR)
+
+
+def _significant(value: Decimal, rounding: str) -> Decimal:
+    quantum = Decimal(1).scaleb(value.adjusted() - TOKEN_SIGNIFICANT_DIGITS + 1)
+    with localcontext() as context:
+        context.prec = 60
+        return value.quantize(quantum, rounding=rounding).normalize()

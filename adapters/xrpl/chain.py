@@ -3,7 +3,17 @@
 A leg is locked by an ``EscrowCreate`` from the sender to the receiver, held by the
 settlement's PREIMAGE-SHA-256 condition and cancellable after T_cancel; it is committed
 by an ``EscrowFinish`` carrying the fulfillment, and unwound by an ``EscrowCancel``;
-the settlement agent signs (and pays for) both. Every transaction is built explicitly
+the settlement agent signs (and pays for) both.
+
+A token on a ledger without the TokenEscrow amendment cannot be escrowed; it gets a
+custody lock (``LockKind.CUSTODY``): the sender's Payment of the amount into the agent's
+account, then a Payment from the agent to the receiver (commit) or back to the sender
+(unwind). The agent pays every transfer fee the issuer charges on the way, so the
+sender parts with exactly the amount and the receiver gets exactly the amount, or the
+sender gets it all back. Nothing on the ledger ties the funds to the settlement once
+they are in: the engine's records do, and only the agent can move them.
+
+Every transaction is built explicitly
 (Sequence from ``account_info``, Fee from ``fee``, LastLedgerSequence = the validated
 ledger + ``ledger_window``), signed through the Signer port, and hashed locally, so the
 engine can persist it before it is sent.
@@ -66,6 +76,8 @@ from xrpl.models.transactions import (
     EscrowCancel,
     EscrowCreate,
     EscrowFinish,
+    Payment,
+    PaymentFlag,
     TicketCreate,
     Transaction,
 )
@@ -98,7 +110,15 @@ from adapters.errors import (
 )
 from adapters.resilience import ChainGuard
 from adapters.signing import Signer
-from adapters.xrpl.amounts import issued_amount, token_value, xrp_to_drops
+from adapters.xrpl.amounts import (
+    TRANSFER_RATE_PARITY,
+    after_transfer_fee,
+    issued_amount,
+    token_value,
+    transfer_rate,
+    with_transfer_fee,
+    xrp_to_drops,
+)
 from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
 from adapters.xrpl_signatures import sha512_half
 from adapters.xrpl_signatures import verify as signature_verifies
@@ -270,8 +290,9 @@ class XrplChain:
     def validate_leg(self, leg: Leg) -> None:
         """Raise ``LegInvalid`` unless the leg can lock and commit as given: precision,
         accounts, the sender's funds, the receiver's trust line and limit, the issuer's
-        permission to lock its token. Raises ``TransportError`` if the ledger cannot be
-        asked."""
+        permission to lock its token in an escrow, or, for a custody lock, the agent's
+        trust line and the transfer fees it pays. Raises ``TransportError`` if the
+        ledger cannot be asked."""
         amount = self._ledger_amount(leg)
         if leg.sender == leg.receiver:
             raise LegInvalid(f"sender and receiver are the same account {leg.sender}")
@@ -281,28 +302,67 @@ class XrplChain:
             self._check_spendable_xrp(sender, int(amount))
             return
         issuer = self._account(amount.issuer, "issuer")
-        if not int(issuer["Flags"]) & LSF_ALLOW_TRUST_LINE_LOCKING:
-            raise LegInvalid(
-                f"issuer {amount.issuer} does not allow its tokens in escrow "
-                "(asfAllowTrustLineLocking is not set)"
-            )
-        if leg.sender == amount.issuer:
-            raise LegInvalid("an issuer cannot escrow its own token")
-        held = self._trust_line(leg.sender, amount)
-        if held is None or Decimal(held["balance"]) < leg.amount:
-            raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount} {leg.asset.code}")
+        if self.lock_kind(leg) is LockKind.ESCROW:
+            payout = "the agent's EscrowFinish"
+            if not int(issuer["Flags"]) & LSF_ALLOW_TRUST_LINE_LOCKING:
+                raise LegInvalid(
+                    f"issuer {amount.issuer} does not allow its tokens in escrow "
+                    "(asfAllowTrustLineLocking is not set)"
+                )
+            if leg.sender == amount.issuer:
+                raise LegInvalid("an issuer cannot escrow its own token")
+        else:
+            payout = "the agent's payment"
+            self._check_custody(leg, amount, issuer)
+        if leg.sender != amount.issuer:  # an issuer issues what it sends
+            held = self._trust_line(leg.sender, amount)
+            if held is None or Decimal(held["balance"]) < leg.amount:
+                raise LegInvalid(
+                    f"sender {leg.sender} holds less than {leg.amount} {leg.asset.code}"
+                )
         if leg.receiver == amount.issuer:
             return  # delivered to its issuer the token is redeemed; no line needed
         line = self._trust_line(leg.receiver, amount)
         if line is None:
             raise LegInvalid(
                 f"receiver {leg.receiver} has no trust line for {leg.asset.code} of "
-                f"{amount.issuer}; the agent's EscrowFinish cannot create it (tecNO_LINE)"
+                f"{amount.issuer}; {payout} cannot create it (tecNO_LINE)"
             )
         if Decimal(line["balance"]) + leg.amount > Decimal(line["limit"]):
             raise LegInvalid(
                 f"receiver {leg.receiver}'s trust line limit {line['limit']} cannot take "
                 f"{leg.amount} more {leg.asset.code} (tecLIMIT_EXCEEDED)"
+            )
+
+    def _check_custody(
+        self, leg: Leg, amount: IssuedCurrencyAmount, issuer: dict[str, Any]
+    ) -> None:
+        """The agent's side of a custody lock: a trust line with room for what the lock
+        pays in, and (through an issuer with a TransferRate) enough of its own tokens
+        for the fees it pays: what its payout costs beyond what the lock brought in."""
+        code = leg.asset.code
+        if self.agent in (leg.sender, leg.receiver):
+            raise LegInvalid(
+                f"the settlement agent {self.agent} cannot be a party of a custody-locked leg"
+            )
+        line = self._trust_line(self.agent, amount)
+        if line is None:
+            raise LegInvalid(
+                f"settlement agent {self.agent} has no trust line for {code} of "
+                f"{amount.issuer}; the custody lock cannot pay into it (tecPATH_DRY)"
+            )
+        received, spent = _custody_flows(leg, self.agent, transfer_rate(issuer))
+        balance = Decimal(line["balance"])
+        if balance + received > Decimal(line["limit"]):
+            raise LegInvalid(
+                f"settlement agent {self.agent}'s trust line limit {line['limit']} cannot "
+                f"take {received} more {code} (tecPATH_PARTIAL at the custody lock)"
+            )
+        if balance < spent - received:
+            raise LegInvalid(
+                f"settlement agent {self.agent} holds {balance} {code}, less than the "
+                f"{spent - received} of issuer {amount.issuer}'s transfer fees it pays on "
+                "this custody-locked leg"
             )
 
     def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
@@ -367,11 +427,20 @@ class XrplChain:
         return self._signed(None, account, tx)
 
     def prepare_lock(
-        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+        self,
+        leg: Leg,
+        terms: LockTerms,
+        *,
+        channel: str | None = None,
+        kind: LockKind | None = None,
     ) -> SignedSubmission:
-        """Sign the EscrowCreate of ``leg``; ``lock_ref`` names the escrow (sender and the
-        transaction's Sequence). Raises ``LegInvalid`` for an amount the ledger cannot
-        hold or a CancelAfter already passed in ledger time."""
+        """Sign the lock of ``leg``: the EscrowCreate of an ``ESCROW`` leg (``lock_ref``
+        names the escrow: the sender and the transaction's Sequence or ticket), or the
+        sender's Payment into the agent's account of a ``CUSTODY`` leg (``lock_ref``
+        names that payment the same way). ``kind`` is the kind recorded for the leg
+        when it was instructed; without it ``lock_kind`` decides now. Raises
+        ``LegInvalid`` for an amount the ledger cannot hold or a T_cancel already
+        passed in ledger time."""
         ticket = _ticket(channel, leg.sender)
         amount = self._ledger_amount(leg)
         cancel_after = ripple_seconds(terms.cancel_after)
@@ -381,7 +450,14 @@ class XrplChain:
             raise LegInvalid(
                 f"CancelAfter {cancel_after} has passed in ledger time ({head.close_time_ripple_s})"
             )
+        kind = kind or self.lock_kind(leg)
         sequence = 0 if ticket is not None else self._next_sequence(leg.sender)
+        # rippled names the escrow by the ticket when the EscrowCreate used one
+        named_by = ticket if ticket is not None else sequence
+        lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=named_by)
+        if kind is LockKind.CUSTODY:
+            payment = self._custody_lock(leg, amount, sequence, ticket, head)
+            return self._signed(Purpose.LOCK, leg.sender, payment, lock_ref=lock, channel=channel)
         tx = EscrowCreate(
             account=leg.sender,
             destination=leg.receiver,
@@ -393,16 +469,75 @@ class XrplChain:
             fee=str(self._fee_drops(units=1)),
             last_ledger_sequence=head.index + self.ledger_window,
         )
-        # rippled names the escrow by the ticket when the EscrowCreate used one
-        named_by = ticket if ticket is not None else sequence
-        lock = LockRef(ChainName.XRPL, owner=leg.sender, sequence=named_by)
         return self._signed(Purpose.LOCK, leg.sender, tx, lock_ref=lock, channel=channel)
 
+    def _custody_lock(
+        self,
+        leg: Leg,
+        amount: str | IssuedCurrencyAmount,
+        sequence: int,
+        ticket: int | None,
+        head: _LedgerHead,
+    ) -> Payment:
+        """The sender's Payment into the agent's account. Through an issuer with a
+        TransferRate it is a partial payment of SendMax = the amount, so the sender
+        spends exactly the amount and the agent takes in the rest after the fee
+        (DeliverMin: at least amount / rate, else tecPATH_PARTIAL and nothing moves)."""
+        rate = self._transfer_rate(amount, leg.sender, self.agent)
+        fee = str(self._fee_drops(units=1))
+        last = head.index + self.ledger_window
+        if rate == TRANSFER_RATE_PARITY:
+            return Payment(
+                account=leg.sender,
+                destination=self.agent,
+                amount=amount,
+                sequence=sequence,
+                ticket_sequence=ticket,
+                fee=fee,
+                last_ledger_sequence=last,
+            )
+        arrives = issued_amount(leg.asset, after_transfer_fee(leg.amount, rate))
+        return Payment(
+            account=leg.sender,
+            destination=self.agent,
+            amount=amount,
+            send_max=amount,
+            deliver_min=arrives,
+            flags=PaymentFlag.TF_PARTIAL_PAYMENT,
+            sequence=sequence,
+            ticket_sequence=ticket,
+            fee=fee,
+            last_ledger_sequence=last,
+        )
+
+    def prepare_claim(
+        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+    ) -> SignedSubmission:
+        """The XRP Ledger has no lock the agent claims: a custody lock is held from the
+        lock on, an escrow pays its receiver directly. Always raises ``ValueError``."""
+        raise ValueError(
+            "the XRP Ledger has no claimable locks: an escrow is finished, a custody "
+            "lock is held from the lock on"
+        )
+
     def prepare_commit(
-        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
+        self,
+        leg: Leg,
+        lock: LockRef,
+        fulfillment_hex: str,
+        *,
+        held: bool = False,
+        channel: str | None = None,
     ) -> SignedSubmission:
         """Sign the agent's EscrowFinish of ``lock`` with the fulfillment, paying the
-        fulfillment surcharge rippled requires."""
+        fulfillment surcharge rippled requires; or, ``held`` (a custody lock: the agent
+        holds the funds), the agent's Payment of exactly the amount to the receiver.
+        Through an issuer with a TransferRate that payment's SendMax is amount x rate
+        (rounded up): the agent pays the fee out of its own tokens and the receiver
+        gets exactly the amount, or nothing (tecPATH_PARTIAL) if the issuer raised its
+        rate in between."""
+        if held:
+            return self._payout(leg, lock, Purpose.COMMIT, leg.receiver, channel)
         ticket = _ticket(channel, self.agent)
         sequence = _escrow_sequence(lock)
         try:
@@ -425,11 +560,15 @@ class XrplChain:
         return self._signed(Purpose.COMMIT, self.agent, tx, channel=channel)
 
     def prepare_unwind(
-        self, leg: Leg, lock: LockRef, *, channel: str | None = None
+        self, leg: Leg, lock: LockRef, *, held: bool = False, channel: str | None = None
     ) -> SignedSubmission:
         """Sign the agent's EscrowCancel of ``lock``. It applies only once a validated
         ledger's close time is past CancelAfter; before that the ledger answers
-        tecNO_PERMISSION (fee spent), so the engine waits for T_cancel first."""
+        tecNO_PERMISSION (fee spent), so the engine waits for T_cancel first. ``held``
+        (a custody lock): the agent's Payment of exactly the amount back to the sender,
+        at any time, the agent paying any transfer fee as for a commit."""
+        if held:
+            return self._payout(leg, lock, Purpose.UNWIND, leg.sender, channel)
         ticket = _ticket(channel, self.agent)
         sequence = _escrow_sequence(lock)
         head = self._validated_head()
@@ -443,6 +582,40 @@ class XrplChain:
             last_ledger_sequence=head.index + self.ledger_window,
         )
         return self._signed(Purpose.UNWIND, self.agent, tx, channel=channel)
+
+    def _payout(
+        self, leg: Leg, lock: LockRef, purpose: Purpose, to: str, channel: str | None
+    ) -> SignedSubmission:
+        """The agent's Payment of exactly the leg's amount to ``to``, SendMax covering
+        the issuer's transfer fee (read now: the rate when it is signed)."""
+        if lock.chain is not ChainName.XRPL:
+            raise LegInvalid(f"{lock} is not an XRPL lock")
+        ticket = _ticket(channel, self.agent)
+        amount = self._ledger_amount(leg)
+        rate = self._transfer_rate(amount, self.agent, to)
+        send_max = None
+        if rate != TRANSFER_RATE_PARITY:
+            send_max = issued_amount(leg.asset, with_transfer_fee(leg.amount, rate))
+        head = self._validated_head()
+        tx = Payment(
+            account=self.agent,
+            destination=to,
+            amount=amount,
+            send_max=send_max,
+            sequence=0 if ticket is not None else self._next_sequence(self.agent),
+            ticket_sequence=ticket,
+            fee=str(self._fee_drops(units=1)),
+            last_ledger_sequence=head.index + self.ledger_window,
+        )
+        return self._signed(purpose, self.agent, tx, channel=channel)
+
+    def _transfer_rate(self, amount: str | IssuedCurrencyAmount, source: str, to: str) -> int:
+        """The rate at which a payment of ``amount`` from ``source`` to ``to`` pays a
+        transfer fee: the issuer's, when the token goes from one holder to another
+        through it; parity for XRP and for a payment from or to the issuer itself."""
+        if isinstance(amount, str) or amount.issuer in (source, to):
+            return TRANSFER_RATE_PARITY
+        return transfer_rate(self._account(amount.issuer, "issuer"))
 
     # --- submission -----------------------------------------------------------------
 
@@ -555,7 +728,13 @@ class XrplChain:
 
     def lock_state(self, lock: LockRef) -> LockState | Unavailable:
         """The escrow ``lock`` names (owner + EscrowCreate sequence) in the validated
-        ledger, or ``LockState.absent`` once it is finished or cancelled."""
+        ledger, or ``LockState.absent`` once it is finished or cancelled.
+
+        A custody lock leaves no object on the ledger: its funds are part of the
+        agent's balance, and its ``LockRef`` names the lock payment's sequence (or
+        ticket), which no escrow of the sender can have. It therefore always reads
+        ``absent``; whether it is held is the engine's record of the lock payment, and
+        reconciliation compares the agent's balance with the custody legs it holds."""
         sequence = _escrow_sequence(lock)
         key = escrow_index(lock.owner, sequence)
         try:
@@ -826,6 +1005,24 @@ class XrplChain:
             if low.isdigit() and int(low) <= first and int(high or low) >= last:
                 return True
         return False
+
+
+def _custody_flows(leg: Leg, agent: str, rate: int) -> tuple[Decimal, Decimal]:
+    """What a custody lock of ``leg`` brings into the agent's account, and the most
+    its payout (to the receiver, or back to the sender) can cost it, at ``rate``."""
+    issuer = leg.asset.issuer
+
+    def through_issuer(source: str, to: str) -> bool:
+        return rate != TRANSFER_RATE_PARITY and issuer not in (source, to)
+
+    received = (
+        after_transfer_fee(leg.amount, rate) if through_issuer(leg.sender, agent) else leg.amount
+    )
+    spent = max(
+        with_transfer_fee(leg.amount, rate) if through_issuer(agent, to) else leg.amount
+        for to in (leg.receiver, leg.sender)
+    )
+    return received, spent
 
 
 def _feature_enabled(answer: dict[str, Any], name: str) -> bool:
