@@ -7,13 +7,14 @@ ledger is never changed here, so a bad request cannot corrupt state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -52,6 +53,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
     _lag: int | None = None  # ledgers behind, when the lagging server answers this request
+    #: the ledger the answer was read at: its Latest-Ledger header (Horizon's promise is
+    #: that the data is consistent with it, so it is the view's, not a later one's)
+    _answered_at: int | None = None
     protocol_version = "HTTP/1.1"
     server_version = "stellar-localnet"
 
@@ -71,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         self._lag = self._lag_for(method, path)
+        self._answered_at = None
         if node.faults.partitioned and not path.startswith("/_admin"):
             self._reset_connection()
             return
@@ -104,8 +109,14 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.server.node.faults.take_lagging_read()
 
-    def _read(self) -> Any:
-        return self.server.node.read(self._lag)
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[LocalLedger]:
+        """The ledger as the server answering this request sees it; the first view read
+        is the one the Latest-Ledger header names."""
+        with self.server.node.read(self._lag) as ledger:
+            if self._answered_at is None:
+                self._answered_at = ledger.last_closed.sequence
+            yield ledger
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> Reply:
         found = _find_route(method, path)
@@ -132,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _latest_ledger(self) -> int:
+        if self._answered_at is not None:
+            return self._answered_at
         if self._lag is None:
             return self.server.node.latest_ledger
         with self.server.node.read() as ledger:  # one number: no stale view to build
@@ -543,6 +556,39 @@ class _Handler(BaseHTTPRequestHandler):
                 return Reply.of(problems.not_found())
             return Reply(200, horizon.claimable_balance(self._base, ledger, cb))
 
+    def _balance_history(self, query: dict[str, str], raw_id: str, kind: str) -> Reply:
+        """The operations (or transactions) that changed a claimable balance: its
+        creation, its claim or clawback, as Horizon links them when it ingests the
+        ledger-entry changes of each operation (history_operation_claimable_balances);
+        failed transactions change no entry, so include_failed finds nothing more. A
+        balance this server's history never saw is 404, as Horizon's lookup of its
+        history row; one claimed long ago is still served."""
+        balance_id = normalize_balance_id(raw_id)
+        if balance_id is None:
+            raise horizon.QueryError("claimable_balance_id", horizon.BALANCE_ID_REASON)
+        path = f"/claimable_balances/{balance_id}/{kind}"
+        with self._read() as ledger:
+            touched = _balance_operations(ledger, balance_id)
+            if not touched:
+                return Reply.of(problems.not_found())
+            if kind == "transactions":
+                seen = {row.tx.hash for row in touched}
+                txs = [t for h in ledger.tx_hashes if (t := ledger.transactions[h]).hash in seen]
+                return self._tx_page(ledger, path, query, txs)
+            return Reply(
+                200,
+                horizon.page(
+                    self._base,
+                    path,
+                    query,
+                    touched,
+                    sort_key=lambda r: r.id,
+                    cursor_key=int,
+                    render=lambda r: op_records.render(self._base, r),
+                    token=lambda r: str(r.id),
+                ),
+            )
+
     def _friendbot(self, query: dict[str, str]) -> Reply:
         address = query.get("addr", "")
         if not address and self.command == "POST":
@@ -618,6 +664,21 @@ def _one_transaction(tx_hash: str) -> Callable[[LocalLedger], list[TxRecord]]:
     return of_tx
 
 
+def _balance_operations(ledger: LocalLedger, balance_id: str) -> list[op_records.OpRow]:
+    """The operations of successful transactions whose changes touched the balance: an
+    operation's effects name every claimable balance it created, claimed or clawed
+    back, and are derived from the entries before and after it."""
+    rows = []
+    for tx_hash in ledger.tx_hashes:
+        per_op = ledger.effects.get(tx_hash)
+        if not per_op:
+            continue
+        for index, effects in enumerate(per_op):
+            if any(e.details.get("balance_id") == balance_id for e in effects):
+                rows.append(ledger.operation_rows(ledger.transactions[tx_hash])[index])
+    return rows
+
+
 def _op_id(raw: str) -> int:
     """The `op_id` path parameter: a positive TOID, else 400 on `op_id`."""
     if not raw.isdigit() or int(raw) == 0:
@@ -688,6 +749,11 @@ ROUTES: list[Route] = [
     ("GET", re.compile(r"/operations/([^/]+)/effects"), _Handler._operation_effects),
     ("GET", re.compile(r"/claimable_balances"), _Handler._claimable_balances),
     ("GET", re.compile(r"/claimable_balances/([^/]+)"), _Handler._claimable_balance),
+    (
+        "GET",
+        re.compile(r"/claimable_balances/([^/]+)/(operations|transactions)"),
+        _Handler._balance_history,
+    ),
     ("GET", re.compile(r"/friendbot"), _Handler._friendbot),
     ("POST", re.compile(r"/friendbot"), _Handler._friendbot),
     ("GET", re.compile(r"/_admin/faults"), _Handler._admin_faults_get),
@@ -714,4 +780,5 @@ STREAMABLE: dict[Callable[..., Reply], str] = {
     _Handler._tx_effects: "page",
     _Handler._ledger_effects: "page",
     _Handler._operation_effects: "page",
+    _Handler._balance_history: "page",
 }
