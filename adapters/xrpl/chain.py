@@ -62,6 +62,7 @@ from xrpl.models.requests import (
     AccountLines,
     AccountObjects,
     AccountObjectType,
+    AccountTx,
     Feature,
     Fee,
     Ledger,
@@ -97,6 +98,7 @@ from adapters.chain import (
     Pending,
     Purpose,
     Rejected,
+    Released,
     SignedSubmission,
     Unavailable,
 )
@@ -119,6 +121,7 @@ from adapters.xrpl.amounts import (
     with_transfer_fee,
     xrp_to_drops,
 )
+from adapters.xrpl.releases import escrow_removal, spends_sequence
 from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
 from adapters.xrpl_signatures import sha512_half
 from adapters.xrpl_signatures import verify as signature_verifies
@@ -130,6 +133,9 @@ LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 ESCROW_FINISH_BASE_UNITS: Final = 33
 #: rippled lets an account hold at most this many tickets (``Ticket.h``, maxTicketThreshold)
 MAX_TICKETS_PER_ACCOUNT: Final = 250
+#: transactions per page of an account's history (rippled serves at most 200 to a
+#: client that is not an admin)
+HISTORY_PAGE: Final = 200
 #: the amendment that lets a trust-line token be held in an escrow (rippled 2.5.0)
 TOKEN_ESCROW: Final = "TokenEscrow"  # noqa: S105 - an amendment name, not a secret
 #: server states in which rippled cannot serve a request: a fault of the server, counted
@@ -752,6 +758,73 @@ class XrplChain:
         if node.get("LedgerEntryType") != "Escrow" or node.get("Account") != lock.owner:
             raise AdapterError(f"ledger entry {key} is not an escrow of {lock.owner}: {node}")
         return _escrow_state(lock, node, index)
+
+    def lock_release(self, lock: LockRef) -> Released | Unavailable | None:
+        """The validated EscrowFinish (funds ``to`` the destination) or EscrowCancel
+        (``to`` the owner) that removed the escrow ``lock`` names, whoever sent it; None
+        while the validated ledger holds the escrow, or while the removal is not found.
+
+        ``Released`` is concluded from one ``account_tx`` entry alone: a validated,
+        successful transaction naming the escrow whose metadata deletes it. "Absent"
+        (``ledger_entry``) and "no removal in the history" (``account_tx``) come from two
+        requests, perhaps two servers, one lagging: together they conclude nothing but
+        "not found yet" (None), and the caller asks again. The owner's history is read
+        newest first, page by page, down to the transaction that used the lock's
+        sequence (the EscrowCreate): nothing older can have removed it. A custody lock
+        (no escrow; the agent holds the funds) is therefore always None. A transport
+        failure, an open breaker or an answer that says nothing is ``Unavailable``."""
+        sequence = _escrow_sequence(lock)
+        try:
+            return self._lock_release(lock, sequence)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except AdapterError as exc:
+            return Unavailable(str(exc))
+
+    def _lock_release(self, lock: LockRef, sequence: int) -> Released | None:
+        key = escrow_index(lock.owner, sequence)
+        answer = self._rpc(LedgerEntry(index=key, ledger_index="validated"))
+        if "error" not in answer:
+            return None  # the escrow is still there
+        if answer["error"] != "entryNotFound":
+            raise AdapterError(f"ledger_entry escrow {key} answered {answer['error']}")
+        for entry in self._history(lock.owner):
+            removal = escrow_removal(entry, lock.owner, sequence, key)
+            if removal is not None:
+                ledger_hash = removal.ledger_hash or self._ledger_hash({}, removal.ledger_index)
+                return Released(
+                    lock=lock,
+                    to=removal.to,
+                    tx_hash=removal.tx_hash,
+                    ledger_index=removal.ledger_index,
+                    ledger_hash=ledger_hash,
+                    delivered=removal.delivered,
+                )
+            if spends_sequence(entry, lock.owner, sequence):
+                return None
+        return None
+
+    def _history(self, account: str) -> Iterator[dict[str, Any]]:
+        """``account``'s transactions in validated ledgers, newest first, a page per
+        request (the marker carries on where the last page stopped)."""
+        marker: Any = None
+        while True:
+            answer = self._rpc(
+                AccountTx(
+                    account=account,
+                    ledger_index_min=-1,
+                    ledger_index_max=-1,
+                    forward=False,
+                    limit=HISTORY_PAGE,
+                    marker=marker,
+                )
+            )
+            if "error" in answer:
+                raise AdapterError(f"account_tx {account} answered {answer['error']}")
+            yield from answer.get("transactions", [])
+            marker = answer.get("marker")
+            if marker is None:
+                return
 
     def locks_of(self, account: str) -> list[LockState] | Unavailable:
         """Every escrow in ``account``'s owner directory in the validated ledger (those
