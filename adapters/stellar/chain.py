@@ -104,6 +104,7 @@ from adapters.chain import (
     Pending,
     Purpose,
     Rejected,
+    Released,
     SignedSubmission,
     Unavailable,
 )
@@ -489,6 +490,48 @@ class StellarChain:
             return LockState.absent(lock, key=lock.balance_id)
         return _balance_state(balance, owner=lock.owner)
 
+    def lock_release(self, lock: LockRef) -> Released | Unavailable | None:
+        """Who took the lock's claimable balance, read from its history
+        (/claimable_balances/{id}/operations): the claimant of the claim that removed
+        it, the agent's own claim or the sender's reclaim after T_cancel (or, for a
+        clawback, the issuer that took it). The conclusion comes from that one answer,
+        consistent with its Latest-Ledger: a balance whose history shows no release
+        was still held at that ledger (None). A server whose history has no such
+        balance (one behind its creation, or pruned) proves nothing: ``Unavailable``,
+        as is a failure to ask. The ledger's hash is read after, by its sequence."""
+        if lock.chain != ChainName.STELLAR or not lock.balance_id:
+            raise ValueError(f"not a Stellar lock: {lock}")
+        try:
+            history = self._horizon.balance_history(lock.balance_id)
+            if history is None:
+                return Unavailable(
+                    f"Horizon's history has no claimable balance {lock.balance_id}: a server "
+                    "behind its creation, or history pruned"
+                )
+            release = next((op for op in history.operations if op.kind in _RELEASES), None)
+            if release is None:
+                return None
+            header = self._horizon.ledger(release.ledger)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except AdapterError as exc:
+            return Unavailable(str(exc))
+        if header is None:
+            return Unavailable(
+                f"Horizon's history has a release in ledger {release.ledger}, but the server "
+                "asked for that ledger has not ingested it yet"
+            )
+        created = next((op for op in history.operations if op.amount is not None), None)
+        return Released(
+            lock=lock,
+            # a claim credits its claimant; a clawback burns the funds at the issuer
+            to=release.claimant or release.source_account,
+            tx_hash=release.transaction_hash,
+            ledger_index=release.ledger,
+            ledger_hash=header.hash,
+            delivered=None if created is None else created.amount,
+        )
+
     def locks_of(self, account: str) -> list[LockState] | Unavailable:
         """Every claimable balance ``account`` is a claimant of; the lock's owner is the
         balance's sponsor (its creator)."""
@@ -779,6 +822,9 @@ class StellarChain:
         )
 
 
+#: the operations that remove a claimable balance: a claimant's claim, an issuer's
+#: clawback (a sponsorship revocation only moves the reserve)
+_RELEASES = ("claim_claimable_balance", "clawback_claimable_balance")
 #: stellar-core drops a queued transaction that no ledger took within a few ledgers
 #: (TRANSACTION_QUEUE_TIMEOUT_LEDGERS, 4); trust a PENDING for fewer than that
 _QUEUE_TRUST_CLOSES = 3

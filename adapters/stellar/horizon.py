@@ -33,11 +33,14 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from stellar_sdk import Server, TransactionEnvelope
 from stellar_sdk import exceptions as sdk
+from stellar_sdk.call_builder.call_builder_sync import BaseCallBuilder
 from stellar_sdk.client.requests_client import (
     IDENTIFICATION_HEADERS,
     USER_AGENT,
     RequestsClient,
 )
+from stellar_sdk.client.response import Response
+from stellar_sdk.utils import urljoin_with_query
 
 from adapters.errors import AdapterError, TransportError
 from adapters.resilience import ChainGuard
@@ -58,10 +61,16 @@ class ResponseLost(TransportError):
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer from Horizon that is about the request (not a server fault)."""
+    """An HTTP answer from Horizon that is about the request (not a server fault).
+
+    ``latest_ledger`` is its ``Latest-Ledger`` header, when the read kept it: the last
+    ledger the answering server had ingested, with which Horizon guarantees the
+    answer's data is consistent (a 404 included: nothing by that name up to it).
+    """
 
     status: int
     body: Json
+    latest_ledger: int | None = None
 
     @property
     def problem_type(self) -> str:
@@ -122,6 +131,37 @@ class Claimant:
 
 
 @dataclass(frozen=True)
+class BalanceOperation:
+    """An operation that changed a claimable balance's entry, as its history lists it.
+
+    ``kind`` is Horizon's operation type (create_claimable_balance,
+    claim_claimable_balance, clawback_claimable_balance, ...); ``claimant`` is who
+    claimed it (a claim), ``amount`` what was put in it (a creation).
+    """
+
+    operation_id: int
+    kind: str
+    transaction_hash: str
+    source_account: str
+    claimant: str = ""
+    amount: Decimal | None = None
+
+    @property
+    def ledger(self) -> int:
+        """The ledger that applied it: the high 32 bits of its TOID."""
+        return self.operation_id >> 32
+
+
+@dataclass(frozen=True)
+class BalanceHistory:
+    """A claimable balance's history as one Horizon answer gives it, consistent with
+    ledger ``latest_ledger`` (None when the header was missing)."""
+
+    operations: tuple[BalanceOperation, ...]
+    latest_ledger: int | None
+
+
+@dataclass(frozen=True)
 class BalanceView:
     balance_id: str
     #: Horizon's canonical form: "native" or "CODE:ISSUER"
@@ -146,13 +186,13 @@ class Horizon:
     ) -> None:
         self.url = url
         self._guard = guard
-        client = RequestsClient(
+        self._client = RequestsClient(
             num_retries=0,
             request_timeout=get_timeout_s,
             post_timeout=post_timeout_s,
             session=_session(url, pool_size),
         )
-        self._server = Server(url, client=client)
+        self._server = Server(url, client=self._client)
 
     def close(self) -> None:
         self._server.close()
@@ -210,6 +250,20 @@ class Horizon:
                 return found
             cursor = str(records[-1]["paging_token"])
 
+    def balance_history(self, balance_id: str, *, page_size: int = 200) -> BalanceHistory | None:
+        """The operations that changed the balance's entry, oldest first, from one
+        answer (GET /claimable_balances/{id}/operations); None when the answering
+        server's history has no such balance (not yet ingested, never created, or
+        pruned). A balance's history is its creation and at most one release, so one
+        page holds it."""
+        reply = self._answer(
+            self._server.operations().for_claimable_balance(balance_id).limit(page_size)
+        )
+        if reply.status == 404:
+            return None
+        records = reply.body.get("_embedded", {}).get("records", [])
+        return BalanceHistory(tuple(_balance_operation(r) for r in records), reply.latest_ledger)
+
     # -- submission ------------------------------------------------------------------------
 
     def submit(self, envelope: TransactionEnvelope) -> Reply:
@@ -236,6 +290,15 @@ class Horizon:
             success_status=201,
         )
 
+    def _answer(self, builder: BaseCallBuilder) -> Reply:
+        """GET what ``builder`` names, keeping the answer's ``Latest-Ledger`` header
+        (stellar-sdk's ``call`` returns the body alone): 200 or 404, else an error."""
+        url = urljoin_with_query(builder.horizon_url, builder.endpoint)
+        reply = self._guard.call(_transport, lambda: self._client.get(url, builder.params))
+        if reply.status not in (200, 404):
+            raise AdapterError(f"Horizon answered {reply.status} to a read: {reply.body}")
+        return reply
+
     def _get(self, call: Callable[[], Json]) -> Json | None:
         reply = self._guard.call(_transport, call)
         if reply.status == 404:
@@ -246,7 +309,7 @@ class Horizon:
 
 
 def _transport(
-    call: Callable[[], Json], *, submission: bool = False, success_status: int = 200
+    call: Callable[[], Json | Response], *, submission: bool = False, success_status: int = 200
 ) -> Reply:
     """The one place stellar-sdk and requests exceptions become ours.
 
@@ -256,10 +319,15 @@ def _transport(
     and stellar-core's status relayed by the asynchronous route (a 503
     TRY_AGAIN_LATER is core declining the transaction for now, not a server fault).
     stellar-sdk returns the body of a 2xx without its status: ``success_status`` is
-    the one the route documents.
+    the one the route documents. A ``call`` that returns the client's whole response
+    (``Horizon._answer``) keeps its status and ``Latest-Ledger`` header.
     """
     try:
-        return Reply(success_status, call())
+        answer = call()
+        if not isinstance(answer, Response):
+            return Reply(success_status, answer)
+        sdk.raise_request_exception(answer)
+        return Reply(answer.status_code, answer.json(), _latest_ledger(answer))
     except sdk.BaseHorizonError as exc:
         status = exc.status
         core = _core_status(exc) if submission else None
@@ -269,13 +337,25 @@ def _transport(
             return Reply(status, _problem(exc))
         if status >= 500 or status == 429:
             raise TransportError(f"Horizon answered {status}: {exc.title or exc.type}") from exc
-        return Reply(status, _problem(exc))
+        answered = exc.args[0] if exc.args and isinstance(exc.args[0], Response) else None
+        return Reply(status, _problem(exc), None if answered is None else _latest_ledger(answered))
     except sdk.ConnectionError as exc:
         if submission and not _never_sent(exc):
             raise ResponseLost(f"no answer to a submission: {_cause(exc)}") from exc
         raise TransportError(f"Horizon unreachable: {_cause(exc)}") from exc
     except ValueError as exc:  # a 200 whose body is not JSON: not Horizon answering
         raise TransportError(f"unreadable answer from Horizon: {exc}") from exc
+
+
+def _latest_ledger(response: Response) -> int | None:
+    """The ``Latest-Ledger`` header (HTTP header names are case-insensitive)."""
+    for name, value in response.headers.items():
+        if name.lower() == "latest-ledger":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _core_status(exc: sdk.BaseHorizonError) -> Json | None:
@@ -350,6 +430,18 @@ def tx_view(body: Json) -> TxView:
         result_xdr=str(body["result_xdr"]),
         fee_charged_stroops=int(body["fee_charged"]),
         source_account=str(body["source_account"]),
+    )
+
+
+def _balance_operation(body: Json) -> BalanceOperation:
+    amount = body.get("amount")
+    return BalanceOperation(
+        operation_id=int(body["id"]),
+        kind=str(body["type"]),
+        transaction_hash=str(body["transaction_hash"]),
+        source_account=str(body["source_account"]),
+        claimant=str(body.get("claimant", "")),
+        amount=None if amount is None else Decimal(str(amount)),
     )
 
 

@@ -857,6 +857,7 @@ def test_bad_seq_is_not_final_while_history_is_pruned_past_the_envelope(
     first = local.chain.prepare_lock(leg, local.terms(3600))
     second = local.chain.prepare_lock(leg, local.terms(3601))
     applied(settle(local, first))
+    assert local.node is not None
     local.node.close_ledger()
     horizon = local.chain._horizon
     latest = horizon.latest_ledger()

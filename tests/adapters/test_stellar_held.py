@@ -19,13 +19,19 @@ from stellar_sdk import (
     TrustLineFlags,
 )
 
-from adapters.chain import Purpose, Rejected
+from adapters.chain import Purpose, Rejected, Released, Unavailable
 from adapters.errors import LegInvalid
 from adapters.localnet.stellar import StellarNode
 from adapters.resilience import ChainGuard
 from adapters.stellar import StellarChain
 from tests.adapters.contract import applied, settle
-from tests.adapters.test_stellar_adapter import POLICY, StellarHarness, local_harness, locked_leg
+from tests.adapters.test_stellar_adapter import (
+    POLICY,
+    StellarHarness,
+    halted,
+    local_harness,
+    locked_leg,
+)
 
 
 @pytest.fixture
@@ -170,3 +176,81 @@ def test_claims_and_held_payouts_go_out_on_channels(
             chain.prepare_claim(leg, lock, channel=h.agent)
     finally:
         chain.close()
+
+
+# -- who took a lock off the ledger ---------------------------------------------------------
+
+
+def test_lock_release_names_the_agent_after_its_claim(credit: StellarHarness) -> None:
+    h = credit
+    leg, lock, _ = locked_leg(h)
+    assert h.chain.lock_release(lock) is None, "still held"
+
+    claimed = applied(settle(h, h.chain.prepare_claim(leg, lock)))
+
+    assert h.chain.lock_release(lock) == Released(
+        lock=lock,
+        to=h.agent,
+        tx_hash=claimed.tx_hash,
+        ledger_index=claimed.ledger_index,
+        ledger_hash=claimed.ledger_hash,
+        delivered=leg.amount,
+    )
+
+
+def test_lock_release_names_the_sender_that_reclaimed_after_t_cancel(
+    credit: StellarHarness,
+) -> None:
+    h = credit
+    leg, lock, _ = locked_leg(h, cancel_in_s=600)
+    assert lock.balance_id is not None
+    balance_id = lock.balance_id
+    h.pass_time(601)
+
+    reclaimed = h.send(leg.sender, lambda b: b.append_claim_claimable_balance_op(balance_id))
+
+    released = h.chain.lock_release(lock)
+    assert isinstance(released, Released), released
+    assert (released.to, released.tx_hash) == (leg.sender, reclaimed["hash"])
+    assert released.ledger_index == reclaimed["ledger"]
+    assert released.delivered == leg.amount
+    header = h.horizon.ledgers().ledger(released.ledger_index).call()
+    assert released.ledger_hash == header["hash"]
+    # the agent's unwind now fails, and the release still says who took the funds
+    assert isinstance(settle(h, h.chain.prepare_unwind(leg, lock)), Rejected)
+    assert h.chain.lock_release(lock) == released
+
+
+def test_lock_release_proves_nothing_it_cannot_read(credit: StellarHarness) -> None:
+    h = credit
+    _, lock, _ = locked_leg(h)
+    never = dataclasses.replace(lock, balance_id="00000000" + "cd" * 32)
+    unknown = h.chain.lock_release(never)
+    assert isinstance(unknown, Unavailable) and "no claimable balance" in unknown.reason
+    h.partition()
+    try:
+        cut_off = h.chain.lock_release(lock)
+    finally:
+        h.heal()
+    assert isinstance(cut_off, Unavailable), cut_off
+    with pytest.raises(ValueError, match="not a Stellar lock"):
+        h.chain.lock_release(dataclasses.replace(lock, balance_id=None))
+
+
+def test_lock_release_behind_a_lagging_server_is_never_a_wrong_answer(
+    credit: StellarHarness,
+) -> None:
+    """A stale server has not seen the claim: its answer is None (held at its ledger),
+    never a release to someone else. (The ledger's hash, read after, may come from the
+    stale server too, which does not have that ledger yet: Unavailable, ask again.)"""
+    h = credit
+    leg, lock, _ = locked_leg(h)
+    claimed = applied(settle(h, h.chain.prepare_claim(leg, lock)))
+    assert h.node is not None
+    with halted(h) as node:
+        node.faults.lagging_server(node.latest_ledger - claimed.ledger_index + 1, share=0.5, seed=3)
+        answers = [h.chain.lock_release(lock) for _ in range(30)]
+    fresh = [a for a in answers if isinstance(a, Released)]
+    assert fresh and all(a.to == h.agent and a.tx_hash == claimed.tx_hash for a in fresh)
+    assert None in answers, "the stale server was asked too"
+    assert all(a is None or isinstance(a, Released | Unavailable) for a in answers), answers
