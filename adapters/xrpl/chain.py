@@ -31,8 +31,8 @@ account's own Sequence is used, as before.
 Every call to the server goes through the chain's ``ChainGuard`` (breaker and retries),
 and every xrpl-py / httpx failure is translated in ``_transport``. A submission is final
 only as ``status`` reports it: in a validated ledger, or refused for good, or expired
-(a validated ledger past its LastLedgerSequence, with the server holding every ledger
-it could have entered).
+(one server's ``tx`` answer saying it searched every ledger the transaction could have
+entered, up to its LastLedgerSequence, all validated, and found it in none).
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ from xrpl.models.requests import (
     Ledger,
     LedgerEntry,
     Request,
-    ServerInfo,
     ServerState,
     SubmitOnly,
     Tx,
@@ -133,6 +132,9 @@ LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 ESCROW_FINISH_BASE_UNITS: Final = 33
 #: rippled lets an account hold at most this many tickets (``Ticket.h``, maxTicketThreshold)
 MAX_TICKETS_PER_ACCOUNT: Final = 250
+#: ledgers one ``tx`` request may search (``Tx.cpp``: a wider range is excessiveLgrRange);
+#: ``status`` searches a submission's whole window in one request
+MAX_TX_SEARCH_LEDGERS: Final = 1000
 #: transactions per page of an account's history (rippled serves at most 200 to a
 #: client that is not an admin)
 HISTORY_PAGE: Final = 200
@@ -230,8 +232,8 @@ class XrplChain:
         head_fresh_s: float = 0.05,
         amendments_fresh_s: float = 60.0,
     ) -> None:
-        if ledger_window < 1:
-            raise ValueError("ledger_window must be at least 1")
+        if not 1 <= ledger_window <= MAX_TX_SEARCH_LEDGERS:
+            raise ValueError(f"ledger_window must be from 1 to {MAX_TX_SEARCH_LEDGERS}")
         self.url = url
         self.agent = agent
         # xrpl-py's JsonRpcClient opens a new HTTP client, with a new TLS context (about
@@ -669,11 +671,20 @@ class XrplChain:
             return Unavailable(str(exc))
 
     def _status(self, submission: SignedSubmission) -> Outcome:
+        """One ``tx`` answer decides, so it comes from one server's view: behind a load
+        balancer, a lookup from a lagging server put together with a ledger range from
+        a fresh one would make an applied transaction look expired.
+
+        The request names the ledgers the transaction could have entered (from the
+        validated ledger it was signed after to its LastLedgerSequence). ``Expired``
+        only if the answer is txnNotFound with ``searched_all``: rippled sets it only
+        when the server holds every one of those ledgers as validated, so the last
+        ledger the transaction could enter is validated without it. Otherwise, found in
+        no validated ledger, it is ``Pending``."""
         assert submission.expires_ledger is not None, "an XRPL submission has an expiry"
-        # The validated ledger is read before the transaction: if it is already past the
-        # expiry then, a transaction missing afterwards was in none of its ledgers.
-        head = self._validated_head()
-        found = self._rpc(Tx(transaction=submission.tx_hash))
+        last = submission.expires_ledger
+        first = max(1, last - self.ledger_window)
+        found = self._rpc(Tx(transaction=submission.tx_hash, min_ledger=first, max_ledger=last))
         if found.get("validated") is True:
             index = int(found["ledger_index"])
             return ledger_outcome(
@@ -682,32 +693,25 @@ class XrplChain:
                 index,
                 self._ledger_hash(found, index),
             )
-        if "error" in found and found["error"] != "txnNotFound":
-            return Pending(
+        error = found.get("error")
+        if error == "txnNotFound" and found.get("searched_all") is True:
+            return Expired(
                 submission.tx_hash,
-                f"tx answered {found['error']}",
-                look_again_s=self._look_again_s(),
+                f"in none of ledgers {first}..{last} (LastLedgerSequence), every one of "
+                "them validated on the server that answered",
             )
-        if head.index <= submission.expires_ledger:
-            # found without an error: in the open ledger or one not yet validated
-            return Pending(
-                submission.tx_hash,
-                f"not validated yet (ledger {head.index})",
-                held="error" not in found,
-                look_again_s=self._look_again_s(),
+        # Not final. The validated head only paces the next look; it decides nothing.
+        head = self._validated_head()
+        if error is None:  # in its open ledger or one not yet validated
+            detail = f"not validated yet (ledger {head.index})"
+        elif error == "txnNotFound":
+            detail = (
+                f"in no validated ledger of {first}..{last} the server holds (ledger {head.index})"
             )
-        first = submission.expires_ledger - self.ledger_window
-        if not self._holds_ledgers(first, submission.expires_ledger):
-            return Pending(
-                submission.tx_hash,
-                f"expired unless in ledgers {first}..{submission.expires_ledger}, "
-                "which this server does not hold",
-            )
-        return Expired(
-            submission.tx_hash,
-            f"validated ledger {head.index} is past LastLedgerSequence "
-            f"{submission.expires_ledger}, and it is in none of ledgers {first}.."
-            f"{submission.expires_ledger}",
+        else:
+            detail = f"tx answered {error} (ledger {head.index})"
+        return Pending(
+            submission.tx_hash, detail, held=error is None, look_again_s=self._look_again_s()
         )
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
@@ -1069,15 +1073,6 @@ class XrplChain:
         if "error" in answer:
             raise AdapterError(f"ledger {index} answered {answer['error']}")
         return str(answer["ledger_hash"])
-
-    def _holds_ledgers(self, first: int, last: int) -> bool:
-        """Whether the server holds every ledger from ``first`` to ``last``."""
-        complete = str(self._rpc(ServerInfo())["info"].get("complete_ledgers", ""))
-        for span in complete.split(","):
-            low, _, high = span.strip().partition("-")
-            if low.isdigit() and int(low) <= first and int(high or low) >= last:
-                return True
-        return False
 
 
 def _custody_flows(leg: Leg, agent: str, rate: int) -> tuple[Decimal, Decimal]:
