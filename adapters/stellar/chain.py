@@ -665,9 +665,11 @@ class StellarChain:
         ledger by hash, not inferred from the code: an applied failure is in history,
         and a resubmission of an envelope that already applied is answered
         ``tx_bad_seq``. That code is final only when Horizon's account, read before the
-        lookup, shows the sequence number used, and Horizon's history still reaches back
-        to the envelope's lower time bound: the ledger that used the number is then in
-        that history, and the lookup would have found this transaction there."""
+        lookup, shows the sequence number used, the lookup's answer is consistent with
+        a ledger at least as new as the account's (its Latest-Ledger: behind a balancer
+        the two may come from different servers), and Horizon's history still reaches
+        back to the envelope's lower time bound: the ledger that used the number is then
+        covered by the lookup, which would have found this transaction there."""
         tx_hash = submission.tx_hash
         summary = summarize(result_xdr)
         bad_seq = summary.code == sdk_xdr.TransactionResultCode.txBAD_SEQ
@@ -675,9 +677,9 @@ class StellarChain:
         source = tx.source.account_id
         try:
             account = self._horizon.account(source) if bad_seq else None
-            found = self._horizon.transaction(tx_hash)
-            if found is not None:
-                return self._found(tx_hash, found)
+            lookup = self._horizon.transaction_lookup(tx_hash)
+            if lookup.found is not None:
+                return self._found(tx_hash, lookup.found)
             # a pruned history could have dropped the ledger holding this very envelope
             reaches = not bad_seq or self._history_reaches(
                 time_window(submission.blob, self.network_passphrase).min_time
@@ -692,6 +694,15 @@ class StellarChain:
                 tx_hash,
                 f"refused (tx_bad_seq) but Horizon shows {seen} for {source}, not "
                 f"{tx.sequence} used: stellar-core may be ahead of Horizon's history",
+            )
+        used_by = None if account is None else account.latest_ledger
+        if bad_seq and not _covers(lookup.latest_ledger, used_by):
+            # the sequence was used in a ledger up to the account's; the lookup must cover it
+            return Pending(
+                tx_hash,
+                f"refused (tx_bad_seq); the lookup by hash came from a server at ledger "
+                f"{lookup.latest_ledger}, behind the one showing the sequence used "
+                f"({used_by}): it may have applied in between",
             )
         if not reaches:
             log.warning("%s: tx_bad_seq but history is pruned past it", tx_hash)
@@ -712,45 +723,54 @@ class StellarChain:
     def status(self, submission: SignedSubmission) -> Outcome:
         """Where the transaction stands, by hash and by ledger time.
 
-        ``Expired`` only when the latest ledger closed after the transaction's upper
-        time bound (no later ledger can include it) and Horizon's history reaches back
-        to its lower bound (no ledger that could have included it is missing). The
-        latest ledger is read before the transaction: a ledger that includes it and
-        closes between the two reads is then seen by the second.
+        ``Expired`` only from one answer that covers the whole window in which the
+        transaction could have applied: the lookup by hash answered 404, and its own
+        Latest-Ledger (the ledger that answer is consistent with) is at least a ledger
+        known to have closed after the transaction's upper time bound, so no ledger
+        that could include it is missing from that answer. And Horizon's history
+        reaches back to the lower bound (no such ledger pruned). Behind a load balancer
+        the latest ledger and the lookup may come from different servers; a lookup from
+        one behind that ledger proves nothing, and the answer is ``Pending``.
 
-        Two reads per poll, three only when the transaction is found in a ledger other
-        than that latest one: the latest ledger's header gives the hash of the ledger
-        holding it when it is the same (a closed ledger's hash never changes). The
-        latest ledger may be one another thread read up to ``head_fresh_s`` ago: it is
-        still read before the transaction.
+        The latest ledger is read before the transaction, and found in memory when
+        another thread read it within ``head_fresh_s``: any ledger read is a ledger
+        that did close, whichever server served it. Two reads per poll, three only
+        when the transaction is found in a ledger other than that latest one: the
+        latest ledger's header gives the hash of the ledger holding it when it is the
+        same (a closed ledger's hash never changes).
         """
         return self._timed(self._status(submission))
 
     def _status(self, submission: SignedSubmission) -> Outcome:
         _check_submission(submission)
+        tx_hash = submission.tx_hash
         try:
             latest = self._head.get()
-            found = self._horizon.transaction(submission.tx_hash)
-            if found is not None:
-                return self._found(submission.tx_hash, found, known=latest)
+            lookup = self._horizon.transaction_lookup(tx_hash)
+            if lookup.found is not None:
+                return self._found(tx_hash, lookup.found, known=latest)
             window = time_window(submission.blob, self.network_passphrase)
             if window.max_time == 0 or ceil_seconds(latest.closed_at) <= window.max_time:
+                return Pending(tx_hash, "in no ledger yet", held=self._queued_recently(tx_hash))
+            if not _covers(lookup.latest_ledger, latest.sequence):
                 return Pending(
-                    submission.tx_hash,
-                    "in no ledger yet",
-                    held=self._queued_recently(submission.tx_hash),
+                    tx_hash,
+                    f"not found by a server at ledger {lookup.latest_ledger}, behind ledger "
+                    f"{latest.sequence}, which closed after the upper time bound: it may "
+                    "have applied in between",
                 )
             if not self._history_reaches(window.min_time):
-                log.warning("%s: expired but history is pruned past it", submission.tx_hash)
+                log.warning("%s: expired but history is pruned past it", tx_hash)
                 return Pending(
-                    submission.tx_hash,
+                    tx_hash,
                     "expired by ledger time, but Horizon's history no longer reaches the "
                     "ledgers that could have included it: cannot prove it never applied",
                 )
             return Expired(
-                submission.tx_hash,
-                f"ledger {latest.sequence} closed at {latest.closed_at.isoformat()}, after "
-                f"the upper time bound {to_datetime(window.max_time).isoformat()}",
+                tx_hash,
+                f"in no ledger up to {lookup.latest_ledger}, and ledger {latest.sequence} "
+                f"closed at {latest.closed_at.isoformat()}, after the upper time bound "
+                f"{to_datetime(window.max_time).isoformat()}",
             )
         except BreakerOpen as exc:
             return Unavailable(str(exc), breaker_open=True)
@@ -800,8 +820,11 @@ class StellarChain:
         else:
             header = self._horizon.ledger(found.ledger)
         if header is None:
-            raise AdapterError(
-                f"Horizon has {found.hash} in ledger {found.ledger} but not the ledger"
+            # behind a balancer, a server that has not ingested that ledger yet: it
+            # could not be read now, as if unreachable (raised outside the breaker)
+            raise TransportError(
+                f"Horizon has {found.hash} in ledger {found.ledger}, but the server asked "
+                "for that ledger has not ingested it yet"
             )
         summary = summarize(found.result_xdr)
         if found.successful != (summary.verdict == Verdict.SUCCESS):
@@ -883,6 +906,12 @@ def _check_ref(leg: Leg, lock: LockRef) -> str:
     if lock.owner != leg.sender:
         raise LegInvalid(f"the lock belongs to {lock.owner}, not to the sender {leg.sender}")
     return lock.balance_id
+
+
+def _covers(answered_at: int | None, needed: int | None) -> bool:
+    """Whether an answer consistent with ledger ``answered_at`` (its Latest-Ledger)
+    covers every ledger up to ``needed``; an answer without the header covers none."""
+    return answered_at is not None and needed is not None and answered_at >= needed
 
 
 def _check_submission(submission: SignedSubmission) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -112,6 +112,8 @@ class AccountView:
     num_sponsored: int
     #: keyed by (asset code, issuer)
     lines: dict[tuple[str, str], TrustLine]
+    #: the ledger the answer was consistent with (its Latest-Ledger header), if known
+    latest_ledger: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,15 @@ class TxView:
     result_xdr: str
     fee_charged_stroops: int
     source_account: str
+
+
+@dataclass(frozen=True)
+class TxLookup:
+    """A transaction looked up by hash: ``found`` None when the answering server has it
+    in no ledger up to ``latest_ledger`` (None when the header was missing)."""
+
+    found: TxView | None
+    latest_ledger: int | None
 
 
 @dataclass(frozen=True)
@@ -219,12 +230,21 @@ class Horizon:
         return int(body["history_elder_ledger"])
 
     def account(self, account_id: str) -> AccountView | None:
-        body = self._get(lambda: self._server.accounts().account_id(account_id).call())
-        return None if body is None else _account(body)
+        """The account as the answering server holds it, at its ``latest_ledger``."""
+        reply = self._answer(self._server.accounts().account_id(account_id))
+        if reply.status == 404:
+            return None
+        return replace(_account(reply.body), latest_ledger=reply.latest_ledger)
 
     def transaction(self, tx_hash: str) -> TxView | None:
-        body = self._get(lambda: self._server.transactions().transaction(tx_hash).call())
-        return None if body is None else tx_view(body)
+        return self.transaction_lookup(tx_hash).found
+
+    def transaction_lookup(self, tx_hash: str) -> TxLookup:
+        """GET /transactions/{hash}, with the ledger the answer is consistent with: a
+        404 says the transaction is in no ledger up to that one, on that server."""
+        reply = self._answer(self._server.transactions().transaction(tx_hash))
+        found = None if reply.status == 404 else tx_view(reply.body)
+        return TxLookup(found, reply.latest_ledger)
 
     def claimable_balance(self, balance_id: str) -> BalanceView | None:
         body = self._get(
