@@ -178,6 +178,10 @@ def commit_mode(legs: Sequence[LegFacts], clock: EscrowClock) -> tuple[Mode, str
     if any(leg.state is LegState.COMMITTED for leg in legs):
         return Mode.FORWARD, "something is paid: only forward"
     for leg in legs:
+        if Purpose.UNWIND in leg.open:
+            # returning has begun and could still apply: nothing goes forward under it
+            return Mode.RETURN, f"leg {leg.leg_no}'s return is in flight"
+    for leg in legs:
         if leg.state is LegState.REFUSED:
             return Mode.RETURN, f"leg {leg.leg_no}'s payout was refused for good"
         if leg.state is LegState.UNWOUND:
@@ -255,6 +259,12 @@ class _Todo:
         nothing is signed again until a person resets the settlement, who is told."""
         if purpose in leg.stuck and purpose not in leg.open:
             self.person.append(f"leg {leg.leg_no}'s {purpose} was refused; a person must decide")
+            return
+        other = leg.open - {purpose}
+        if other:
+            # one transaction in flight per leg: another purpose's could still apply
+            for p in sorted(other):
+                self.moves.append(Move(leg.leg_no, p, held=held))
             return
         self.moves.append(Move(leg.leg_no, purpose, held=held))
 
