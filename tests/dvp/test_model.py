@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from adapters.chain import LockKind
+from adapters.chain import LockKind, Purpose
 from ledger.migrations.versions import __path__ as versions_path
 from settlement.dvp import model, protocol
 from settlement.dvp.model import SHAPES, Options, explore
@@ -81,7 +83,7 @@ def test_paying_held_legs_before_the_escrow_is_validated_is_caught(
         if status is not Status.COMMITTING or todo.mode is not protocol.Mode.FORWARD:
             return todo
         extra = tuple(
-            Move(leg.leg_no, model.Purpose.COMMIT, held=True)
+            Move(leg.leg_no, Purpose.COMMIT, held=True)
             for leg in legs
             if leg.state is LegState.HELD and not leg.open
         )
@@ -105,9 +107,9 @@ def test_counting_refusals_before_a_ledger_after_commit_would_be_caught(
 
     def counting(world: model.World, n: int, tx: model.Tx) -> model.World:
         after = real_record(world, n, tx)
-        if tx.fate == "never" and tx.purpose is not model.Purpose.LOCK:
+        if tx.fate == "never" and tx.purpose is not Purpose.LOCK:
             leg = after.legs[n]
-            after = model._with_leg(after, n, model.replace(leg, stuck=leg.stuck | {tx.purpose}))
+            after = model._with_leg(after, n, replace(leg, stuck=leg.stuck | {tx.purpose}))
         return after
 
     monkeypatch.setattr(model, "_record", counting)
@@ -117,7 +119,7 @@ def test_counting_refusals_before_a_ledger_after_commit_would_be_caught(
 
 def test_every_leg_move_of_the_model_is_one_the_database_allows() -> None:
     """The model's leg moves are the database's: migration 0011's legs_guard table."""
-    source = (__import__("pathlib").Path(versions_path[0]) / "0011_commit_protocol.py").read_text()
+    source = (Path(versions_path[0]) / "0011_commit_protocol.py").read_text()
     table = source.split("LEG_MOVES = ", 1)[1].split('"""', 2)[1]
     allowed = {
         (old, new)
