@@ -508,7 +508,20 @@ def clear_flag(
     resolution: str | None,
     reset_attempts: bool,
 ) -> bool:
-    """Clear a settlement's review flag; False if it was not flagged."""
+    """Clear a settlement's review flag; False if it was not flagged. With
+    ``reset_attempts`` (an admin's retry) every REFUSED leg goes back to where its funds
+    are, so its payout is tried again: HELD when the agent holds them (a custody lock,
+    an applied claim, a release to the agent), LOCKED otherwise."""
+    if reset_attempts:
+        uow.execute(
+            "UPDATE settlement_legs l SET state = CASE WHEN l.lock_kind = 'custody'"
+            " OR l.released_to IS NOT NULL OR EXISTS (SELECT 1 FROM ledger_submissions s"
+            " WHERE s.settlement_id = l.settlement_id AND s.leg_no = l.leg_no"
+            " AND s.purpose = 'claim' AND s.status = 'APPLIED') THEN 'HELD' ELSE 'LOCKED' END"
+            " WHERE l.settlement_id = :id AND l.state = 'REFUSED'"
+            " AND EXISTS (SELECT 1 FROM settlements WHERE id = :id AND needs_review)",
+            {"id": settlement_id},
+        )
     return bool(
         uow.execute(
             "UPDATE settlements SET needs_review = false, resolved_by = :actor,"

@@ -27,7 +27,7 @@ from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.clock import Clock, SystemClock
-from settlement.dvp import DvpCoordinator
+from settlement.dvp import DvpCoordinator, DvpPolicy
 from settlement.review import ComplianceService
 from settlement.sealing import Sealer, local_key
 from settlement.service import CommitmentService
@@ -222,6 +222,18 @@ def build_coordinator(
         sealer=Sealer(_fernet_key(settings, settings.sealing_key, "sealing")),
         clock=engine.clock,
         accounts=engine.compliance,
+        policy=dvp_policy(settings),
+    )
+
+
+def dvp_policy(settings: Settings) -> DvpPolicy:
+    """The DVP timing from settings (validated there: the send margin below the safety
+    margin)."""
+    return DvpPolicy(
+        safety_margin_s=settings.dvp_safety_margin_s,
+        commit_send_margin_s=settings.dvp_commit_send_margin_s,
+        review_before_cancel_s=settings.dvp_review_before_cancel_s,
+        min_window_s=settings.dvp_min_window_s,
     )
 
 

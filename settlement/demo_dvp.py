@@ -28,14 +28,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from stellar_sdk import Asset as SdkAsset
 
-from settlement.bootstrap import Engine, Ledgers
+from settlement.bootstrap import Engine, Ledgers, dvp_policy
 from settlement.cli_api import col, table
 from settlement.demo import (
     COUNTERPARTY,
@@ -48,7 +48,7 @@ from settlement.demo import (
     ensure_parties,
     verify_chains,
 )
-from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction
+from settlement.dvp import DvpCoordinator, LegInstruction
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
@@ -137,7 +137,7 @@ def _coordinator(engine: Engine, world: LocalWorld, sealer: Sealer) -> DvpCoordi
         sealer=sealer,
         clock=world.clock,
         # short waits between ledger closes: the local networks close every few ms
-        policy=DvpPolicy(retry_after_s=0.05),
+        policy=replace(dvp_policy(engine.settings), retry_after_s=0.05),
         accounts=engine.compliance,
     )
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SETTLEMENT_"
@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     keystore_file: Path = Path("keys/keystore.fernet")
     #: a name scoring at least this (0-100, rapidfuzz) against a sanctioned name is a hit
     sanctions_match_threshold: int = Field(default=88, ge=50, le=100)
+    #: DVP timing (DESIGN section 4), in seconds of ledger time. T_cancel = commit
+    #: deadline + the safety margin: room for every claim and payout after COMMIT.
+    #: An XRPL finish is signed only while that ledger is at least the commit-send
+    #: margin before T_cancel: no less than a transaction's lifetime there (20 ledgers
+    #: of 3-5 s on the public networks). A settlement still committing within the
+    #: review lead of T_cancel is flagged for a person.
+    dvp_safety_margin_s: float = Field(default=300.0, gt=0, le=86_400)
+    dvp_commit_send_margin_s: float = Field(default=100.0, gt=0, le=86_400)
+    dvp_review_before_cancel_s: float = Field(default=60.0, ge=0, le=86_400)
+    dvp_min_window_s: float = Field(default=10.0, gt=0, le=86_400)
     #: commitments strictly above this amount need two distinct officers' approvals
     four_eyes_threshold: Decimal = Field(default=Decimal("1000000"), ge=0, allow_inf_nan=False)
     #: screening policy files, relative to the config directory
@@ -80,6 +90,15 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _margins(self) -> Settings:
+        if self.dvp_commit_send_margin_s >= self.dvp_safety_margin_s:
+            raise ValueError(
+                "dvp_commit_send_margin_s must be below dvp_safety_margin_s: a finish "
+                "signed at the margin must still have time to apply before T_cancel"
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod
