@@ -5,6 +5,7 @@
   the one place stellar-sdk and requests exceptions are translated;
 - ``results``: the exhaustive classification of Stellar transaction result codes;
 - ``legs``: amounts, accounts, trustlines and reserves a leg must satisfy;
+- ``fees``: the fee a transaction bids, from Horizon's fee statistics;
 - ``timebounds``: ledger time and time bounds in whole seconds.
 """
 

@@ -117,6 +117,7 @@ from adapters.errors import (
 )
 from adapters.resilience import ChainGuard
 from adapters.signing import StellarSigner
+from adapters.stellar.fees import bid_per_op
 from adapters.stellar.horizon import (
     TIMEOUT_TYPES,
     AccountView,
@@ -158,6 +159,12 @@ class StellarChain:
     operation, and is signed by both; the claimable balance it creates is still the
     sender's (sponsored by the operation's source), its id derived from the channel's
     sequence.
+
+    Fees: each transaction bids per operation what ``adapters.stellar.fees`` derives
+    from Horizon's fee statistics when it is signed (a surge raises it, and an expired
+    transaction signed again is priced anew), at most ``max_fee_per_op_stroops`` (raised
+    to the network's base fee if that is ever higher, or nothing could apply);
+    ``fee_per_op_stroops`` fixes the bid instead.
     """
 
     def __init__(
@@ -170,6 +177,7 @@ class StellarChain:
         guard: ChainGuard,
         submission_window_s: int = 60,
         fee_per_op_stroops: int | None = None,
+        max_fee_per_op_stroops: int = 10_000,
         get_timeout_s: int = 11,
         post_timeout_s: float = 35.0,
         channels: Sequence[str] = (),
@@ -189,7 +197,12 @@ class StellarChain:
         self.agent = agent
         self.network_passphrase = network_passphrase
         self.submission_window_s = submission_window_s
+        if fee_per_op_stroops is not None and fee_per_op_stroops < 1:
+            raise ValueError("fee_per_op_stroops must be a positive number of stroops")
+        if max_fee_per_op_stroops < 100:
+            raise ValueError("max_fee_per_op_stroops below 100 is below Stellar's base fee")
         self.fee_per_op_stroops = fee_per_op_stroops
+        self.max_fee_per_op_stroops = max_fee_per_op_stroops
         self.asynchronous_submit = asynchronous_submit
         self._queued_lock = threading.Lock()
         #: tx hash -> when stellar-core last answered PENDING or DUPLICATE for it
@@ -432,7 +445,16 @@ class StellarChain:
         return Window(min_time=now_s, max_time=now_s + self.submission_window_s)
 
     def _fee_per_op(self, header: LedgerHeader) -> int:
-        return self.fee_per_op_stroops or header.base_fee_stroops
+        """The bid per operation: ``fee_per_op_stroops`` when set, else priced from
+        Horizon's fee statistics (``adapters.stellar.fees``). Raises ``TransportError``
+        when they cannot be read."""
+        if self.fee_per_op_stroops is not None:
+            return self.fee_per_op_stroops
+        return bid_per_op(
+            self._horizon.fee_stats(),
+            base_fee_stroops=header.base_fee_stroops,
+            max_fee_per_op_stroops=max(self.max_fee_per_op_stroops, header.base_fee_stroops),
+        )
 
     def _builder(self, source: str, header: LedgerHeader, window: Window) -> TransactionBuilder:
         account = self._horizon.account(source)

@@ -93,6 +93,21 @@ class LedgerHeader:
 
 
 @dataclass(frozen=True)
+class FeeStats:
+    """GET /fee_stats: per-operation fees of the transactions in the last five ledgers.
+
+    ``fee_charged`` and ``max_fee`` map Horizon's percentile names (``p10`` ... ``p99``,
+    ``min``, ``max``, ``mode``) to stroops; ``ledger_capacity_usage`` is the last
+    ledger's operations over its capacity (1 when full: a surge)."""
+
+    last_ledger: int
+    last_ledger_base_fee_stroops: int
+    ledger_capacity_usage: Decimal
+    fee_charged: dict[str, int]
+    max_fee: dict[str, int]
+
+
+@dataclass(frozen=True)
 class TrustLine:
     balance: Decimal
     limit: Decimal
@@ -221,6 +236,18 @@ class Horizon:
     def ledger(self, sequence: int) -> LedgerHeader | None:
         body = self._get(lambda: self._server.ledgers().ledger(sequence).call())
         return None if body is None else _ledger(body)
+
+    def fee_stats(self) -> FeeStats:
+        body = self._get(lambda: self._server.fee_stats().call())
+        if body is None:
+            raise AdapterError("Horizon has no fee statistics")
+        return FeeStats(
+            last_ledger=int(body["last_ledger"]),
+            last_ledger_base_fee_stroops=int(body["last_ledger_base_fee"]),
+            ledger_capacity_usage=Decimal(str(body["ledger_capacity_usage"])),
+            fee_charged={k: int(v) for k, v in body["fee_charged"].items()},
+            max_fee={k: int(v) for k, v in body["max_fee"].items()},
+        )
 
     def history_elder_ledger(self) -> int:
         """The oldest ledger whose transactions Horizon still serves."""
