@@ -63,6 +63,7 @@ from xrpl.models.requests import (
     AccountObjects,
     AccountObjectType,
     AccountTx,
+    DepositAuthorized,
     Feature,
     Fee,
     Ledger,
@@ -120,13 +121,19 @@ from adapters.xrpl.amounts import (
     with_transfer_fee,
     xrp_to_drops,
 )
+from adapters.xrpl.checks import (
+    Issuer,
+    Line,
+    check_escrowable,
+    check_line,
+    check_receiver_room,
+)
 from adapters.xrpl.releases import escrow_removal, spends_sequence
 from adapters.xrpl.results import MAYBE_APPLIED, ledger_outcome, submit_outcome
 from adapters.xrpl_signatures import sha512_half
 from adapters.xrpl_signatures import verify as signature_verifies
 
 RIPPLE_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
-LSF_ALLOW_TRUST_LINE_LOCKING: Final = 0x40000000
 #: rippled charges an EscrowFinish with a fulfillment this many reference fees, plus one
 #: more per 16 bytes of fulfillment (``Escrow.cpp``, EscrowFinish::calculateBaseFee)
 ESCROW_FINISH_BASE_UNITS: Final = 33
@@ -296,81 +303,106 @@ class XrplChain:
         return enabled
 
     def validate_leg(self, leg: Leg) -> None:
-        """Raise ``LegInvalid`` unless the leg can lock and commit as given: precision,
-        accounts, the sender's funds, the receiver's trust line and limit, the issuer's
-        permission to lock its token in an escrow, or, for a custody lock, the agent's
-        trust line and the transfer fees it pays. Raises ``TransportError`` if the
+        """Raise ``LegInvalid``, before anything is signed, unless the leg can lock and
+        pay out as given (``adapters.xrpl.checks``): precision, accounts, the sender's
+        funds; the receiver's deposit authorisation of the agent, who sends the payout;
+        for a token, the issuer's authorisation and freezes of every line the leg
+        uses, the receiver's line and limit, an escrow's transfer fee (the receiver
+        would get less) or, for a custody lock, the agent's line and the fees it pays.
+        The message names the account and the rule. Raises ``TransportError`` if the
         ledger cannot be asked."""
         amount = self._ledger_amount(leg)
         if leg.sender == leg.receiver:
             raise LegInvalid(f"sender and receiver are the same account {leg.sender}")
         sender = self._account(leg.sender, "sender")
         self._account(leg.receiver, "receiver")
+        kind = self.lock_kind(leg)
+        payout = "the agent's " + ("EscrowFinish" if kind is LockKind.ESCROW else "payment")
+        self._check_deposit_auth(self.agent, "settlement agent", leg.receiver, "receiver", payout)
         if isinstance(amount, str):
             self._check_spendable_xrp(sender, int(amount))
             return
-        issuer = self._account(amount.issuer, "issuer")
-        if self.lock_kind(leg) is LockKind.ESCROW:
-            payout = "the agent's EscrowFinish"
-            if not int(issuer["Flags"]) & LSF_ALLOW_TRUST_LINE_LOCKING:
-                raise LegInvalid(
-                    f"issuer {amount.issuer} does not allow its tokens in escrow "
-                    "(asfAllowTrustLineLocking is not set)"
-                )
-            if leg.sender == amount.issuer:
-                raise LegInvalid("an issuer cannot escrow its own token")
+        issuer = Issuer.of(self._account(amount.issuer, "issuer"))
+        code = leg.asset.code
+        if kind is LockKind.ESCROW:
+            check_escrowable(leg, issuer)
         else:
-            payout = "the agent's payment"
             self._check_custody(leg, amount, issuer)
-        if leg.sender != amount.issuer:  # an issuer issues what it sends
-            held = self._trust_line(leg.sender, amount)
-            if held is None or Decimal(held["balance"]) < leg.amount:
-                raise LegInvalid(
-                    f"sender {leg.sender} holds less than {leg.amount} {leg.asset.code}"
-                )
-        if leg.receiver == amount.issuer:
+        if leg.sender != issuer.address:  # an issuer issues what it sends
+            held = self._line(leg.sender, amount)
+            if held is None or held.balance < leg.amount:
+                raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount} {code}")
+            check_line("sender", held, issuer, kind, code)
+        if leg.receiver == issuer.address:
             return  # delivered to its issuer the token is redeemed; no line needed
-        line = self._trust_line(leg.receiver, amount)
+        line = self._line(leg.receiver, amount)
         if line is None:
+            refusal = "tecNO_LINE" if kind is LockKind.ESCROW else "tecPATH_DRY"
             raise LegInvalid(
-                f"receiver {leg.receiver} has no trust line for {leg.asset.code} of "
-                f"{amount.issuer}; {payout} cannot create it (tecNO_LINE)"
+                f"receiver {leg.receiver} has no trust line for {code} of {issuer.address}; "
+                f"{payout} cannot create it ({refusal})"
             )
-        if Decimal(line["balance"]) + leg.amount > Decimal(line["limit"]):
-            raise LegInvalid(
-                f"receiver {leg.receiver}'s trust line limit {line['limit']} cannot take "
-                f"{leg.amount} more {leg.asset.code} (tecLIMIT_EXCEEDED)"
-            )
+        check_line("receiver", line, issuer, kind, code)
+        check_receiver_room(leg, line, kind)
 
-    def _check_custody(
-        self, leg: Leg, amount: IssuedCurrencyAmount, issuer: dict[str, Any]
-    ) -> None:
-        """The agent's side of a custody lock: a trust line with room for what the lock
-        pays in, and (through an issuer with a TransferRate) enough of its own tokens
-        for the fees it pays: what its payout costs beyond what the lock brought in."""
+    def _check_custody(self, leg: Leg, amount: IssuedCurrencyAmount, issuer: Issuer) -> None:
+        """The agent's side of a custody lock: the sender may pay it and it may pay the
+        sender back (deposit authorisation); a usable trust line with room for what the
+        lock pays in; and, through an issuer with a TransferRate, enough of its own
+        tokens for the fees it pays: what its payout costs beyond what the lock brought
+        in. (Its balance also holds other settlements' custody legs: the check says the
+        fee is covered now, not that it is set aside.)"""
         code = leg.asset.code
         if self.agent in (leg.sender, leg.receiver):
             raise LegInvalid(
                 f"the settlement agent {self.agent} cannot be a party of a custody-locked leg"
             )
-        line = self._trust_line(self.agent, amount)
+        self._check_deposit_auth(
+            leg.sender, "sender", self.agent, "settlement agent", "the custody lock"
+        )
+        self._check_deposit_auth(
+            self.agent, "settlement agent", leg.sender, "sender", "the agent's payment back"
+        )
+        line = self._line(self.agent, amount)
         if line is None:
             raise LegInvalid(
                 f"settlement agent {self.agent} has no trust line for {code} of "
                 f"{amount.issuer}; the custody lock cannot pay into it (tecPATH_DRY)"
             )
-        received, spent = _custody_flows(leg, self.agent, transfer_rate(issuer))
-        balance = Decimal(line["balance"])
-        if balance + received > Decimal(line["limit"]):
+        check_line("settlement agent", line, issuer, LockKind.CUSTODY, code)
+        received, spent = _custody_flows(leg, self.agent, issuer.transfer_rate)
+        if line.balance + received > line.limit:
             raise LegInvalid(
-                f"settlement agent {self.agent}'s trust line limit {line['limit']} cannot "
+                f"settlement agent {self.agent}'s trust line limit {line.limit} cannot "
                 f"take {received} more {code} (tecPATH_PARTIAL at the custody lock)"
             )
-        if balance < spent - received:
+        if line.balance < spent - received:
             raise LegInvalid(
-                f"settlement agent {self.agent} holds {balance} {code}, less than the "
+                f"settlement agent {self.agent} holds {line.balance} {code}, less than the "
                 f"{spent - received} of issuer {amount.issuer}'s transfer fees it pays on "
                 "this custody-locked leg"
+            )
+
+    def _check_deposit_auth(
+        self, source: str, source_role: str, destination: str, role: str, payment: str
+    ) -> None:
+        """``destination`` takes ``source``'s payments (``deposit_authorized``: no
+        lsfDepositAuth, or a DepositPreauth of ``source``)."""
+        answer = self._rpc(
+            DepositAuthorized(
+                source_account=source, destination_account=destination, ledger_index="validated"
+            )
+        )
+        missing = {"srcActNotFound": (source_role, source), "dstActNotFound": (role, destination)}
+        if answer.get("error") in missing:
+            who, address = missing[answer["error"]]
+            raise LegInvalid(f"{who} {address} does not exist on the XRP Ledger")
+        if "error" in answer:
+            raise AdapterError(f"deposit_authorized answered {answer['error']}")
+        if answer.get("deposit_authorized") is not True:
+            raise LegInvalid(
+                f"{role} {destination} requires deposit authorisation and has not "
+                f"preauthorised the {source_role} {source} (tecNO_PERMISSION at {payment})"
             )
 
     def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
@@ -447,8 +479,9 @@ class XrplChain:
         sender's Payment into the agent's account of a ``CUSTODY`` leg (``lock_ref``
         names that payment the same way). ``kind`` is the kind recorded for the leg
         when it was instructed; without it ``lock_kind`` decides now. Raises
-        ``LegInvalid`` for an amount the ledger cannot hold or a T_cancel already
-        passed in ledger time."""
+        ``LegInvalid`` for an amount the ledger cannot hold, a T_cancel already passed
+        in ledger time, or a token escrow the issuer no longer allows as checked
+        (``check_escrowable``: a transfer fee set since the instruction)."""
         ticket = _ticket(channel, leg.sender)
         amount = self._ledger_amount(leg)
         cancel_after = ripple_seconds(terms.cancel_after)
@@ -459,6 +492,10 @@ class XrplChain:
                 f"CancelAfter {cancel_after} has passed in ledger time ({head.close_time_ripple_s})"
             )
         kind = kind or self.lock_kind(leg)
+        if kind is LockKind.ESCROW and isinstance(amount, IssuedCurrencyAmount):
+            # a transfer fee set since the instruction check would be locked into the
+            # escrow and taken out of what the receiver gets
+            check_escrowable(leg, Issuer.of(self._account(amount.issuer, "issuer")))
         sequence = 0 if ticket is not None else self._next_sequence(leg.sender)
         # rippled names the escrow by the ticket when the EscrowCreate used one
         named_by = ticket if ticket is not None else sequence
@@ -1028,7 +1065,8 @@ class XrplChain:
                 f"less than {amount_drops}"
             )
 
-    def _trust_line(self, holder: str, amount: IssuedCurrencyAmount) -> dict[str, Any] | None:
+    def _line(self, holder: str, amount: IssuedCurrencyAmount) -> Line | None:
+        """``holder``'s trust line for ``amount``'s token in the validated ledger."""
         answer = self._rpc(
             AccountLines(account=holder, peer=amount.issuer, ledger_index="validated")
         )
@@ -1036,8 +1074,7 @@ class XrplChain:
             raise AdapterError(f"account_lines {holder} answered {answer['error']}")
         for line in answer["lines"]:
             if line["currency"] == amount.currency:
-                found: dict[str, Any] = line
-                return found
+                return Line.of(holder, line)
         return None
 
     def _validated_head(self) -> _LedgerHead:
