@@ -13,10 +13,9 @@ sender parts with exactly the amount and the receiver gets exactly the amount, o
 sender gets it all back. Nothing on the ledger ties the funds to the settlement once
 they are in: the engine's records do, and only the agent can move them.
 
-Every transaction is built explicitly
-(Sequence from ``account_info``, Fee from ``fee``, LastLedgerSequence = the validated
-ledger + ``ledger_window``), signed through the Signer port, and hashed locally, so the
-engine can persist it before it is sent.
+Every transaction is built explicitly (Sequence from ``account_info``, Fee from
+``fee``, LastLedgerSequence = the validated ledger + ``ledger_window``), signed through
+the Signer port, and hashed locally, so the engine can persist it before it is sent.
 
 Tickets: an account that holds Tickets (created by ``prepare_ticket_create``) can have
 many transactions in flight at once, each consuming its own ticket instead of the next
