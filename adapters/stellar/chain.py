@@ -225,10 +225,30 @@ class StellarChain:
     # -- validation --------------------------------------------------------------------
 
     def validate_leg(self, leg: Leg) -> None:
-        """Raise ``LegInvalid`` unless the leg can be locked and paid out as given:
-        precision (7 decimal places), accounts that exist, trustlines with room and
-        authorisation for a credit asset (receiver and agent, unless the issuer), and
-        a sender who holds the amount plus the fee and the reserve of the lock."""
+        """Raise ``LegInvalid`` unless the leg can be locked and paid out as given,
+        naming the account and the ledger's rule (the result code it would answer, and
+        the operation): precision (7 decimal places), accounts that exist, and for a
+        credit asset trustlines that each operation of the commit protocol needs:
+
+        - the sender's line fully authorised, holding the amount (the lock);
+        - the agent's line fully authorised with room for the amount (its claim, and
+          its payment out);
+        - the receiver's line fully authorised with room for the amount (the payout).
+          A line authorised only to maintain liabilities cannot receive.
+
+        An issuer needs no line for its own asset. The sender must also hold the XLM
+        for the fee and the lock's reserve.
+
+        What this cannot promise: the lines are read now, and an issuer may revoke
+        authorisation, or a holder lower its limit or remove its line, after the lock;
+        the commit protocol keeps that from stranding one side (the claim never needs
+        the receiver). The agent's room is checked for this leg alone, not for other
+        settlements of the asset claimed at the same time. Clawback-enabled assets are
+        allowed and not reported: their issuer can claw back the locked balance
+        (``lock_release`` then names the issuer) or the funds from the agent or the
+        receiver at any time, even after the settlement is paid, which no check here
+        can exclude.
+        """
         check_shape(leg)
         sender = self._existing(leg.sender, "sender")
         receiver = self._existing(leg.receiver, "receiver")
@@ -236,9 +256,11 @@ class StellarChain:
         header = self._head.get()
         asset = leg.asset
         if not asset.is_native:
-            check_can_receive(receiver, "receiver", asset, leg.amount)
-            check_can_receive(agent, "settlement agent", asset, leg.amount)
             check_holds_credit(sender, asset, leg.amount)
+            check_can_receive(
+                agent, "settlement agent", asset, leg.amount, refused_at="claim_claimable_balance"
+            )
+            check_can_receive(receiver, "receiver", asset, leg.amount, refused_at="payment")
         fee = Decimal(self._fee_per_op(header)) / STROOPS_PER_UNIT
         needed = fee + LOCK_CLAIMANTS * Decimal(header.base_reserve_stroops) / STROOPS_PER_UNIT
         if asset.is_native:

@@ -113,7 +113,12 @@ class TrustLine:
     limit: Decimal
     buying_liabilities: Decimal
     selling_liabilities: Decimal
+    #: fully authorised: may receive and send (the issuer's AUTHORIZED_FLAG)
     authorized: bool
+    #: may keep its offers and balances but not receive (AUTHORIZED_TO_MAINTAIN_LIABILITIES)
+    maintains_liabilities_only: bool = False
+    #: the issuer may claw its asset back from this line (TRUSTLINE_CLAWBACK_ENABLED)
+    clawback_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -524,12 +529,16 @@ def _account(body: Json) -> AccountView:
             native = Decimal(balance["balance"])
             native_selling = Decimal(balance.get("selling_liabilities", "0"))
         elif kind in ("credit_alphanum4", "credit_alphanum12"):
+            authorized = bool(balance.get("is_authorized", True))
             lines[(str(balance["asset_code"]), str(balance["asset_issuer"]))] = TrustLine(
                 balance=Decimal(balance["balance"]),
                 limit=Decimal(balance["limit"]),
                 buying_liabilities=Decimal(balance.get("buying_liabilities", "0")),
                 selling_liabilities=Decimal(balance.get("selling_liabilities", "0")),
-                authorized=bool(balance.get("is_authorized", True)),
+                authorized=authorized,
+                maintains_liabilities_only=not authorized
+                and bool(balance.get("is_authorized_to_maintain_liabilities", False)),
+                clawback_enabled=bool(balance.get("is_clawback_enabled", False)),
             )
     return AccountView(
         account_id=str(body["account_id"]),

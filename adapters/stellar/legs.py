@@ -59,35 +59,60 @@ def canonical(asset: Asset) -> str:
     return "native" if asset.is_native else f"{asset.code}:{asset.issuer}"
 
 
-def check_can_receive(account: AccountView, role: str, asset: Asset, amount: Decimal) -> None:
+def check_can_receive(
+    account: AccountView, role: str, asset: Asset, amount: Decimal, *, refused_at: str
+) -> None:
+    """``account`` can be credited ``amount`` of ``asset`` by the operation
+    ``refused_at`` names: a trustline, fully authorised (a line authorised only to
+    maintain liabilities cannot receive), with room under its limit. The issuer needs
+    no line for its own asset."""
     assert asset.issuer is not None
     if account.account_id == asset.issuer:
-        return  # an issuer receives its own asset without a trustline
+        return
+    who = f"{role} {account.account_id}"
+    name = canonical(asset)
     line = account.lines.get((asset.code, asset.issuer))
     if line is None:
-        raise LegInvalid(f"{role} {account.account_id} has no trustline for {canonical(asset)}")
+        raise LegInvalid(f"{who} has no trustline for {name} (op_no_trust at {refused_at})")
     if not line.authorized:
-        raise LegInvalid(f"{role} {account.account_id}'s trustline is not authorised")
+        state = (
+            "is authorised only to maintain liabilities, not to receive"
+            if line.maintains_liabilities_only
+            else "is not authorised"
+        )
+        raise LegInvalid(
+            f"{who}'s trustline for {name} {state} (op_not_authorized at {refused_at})"
+        )
     room = line.limit - line.balance - line.buying_liabilities
     if room < amount:
         raise LegInvalid(
-            f"{role} {account.account_id}'s trustline can take {room} more {asset.code}, "
-            f"not {amount}"
+            f"{who}'s trustline for {name} can take {room} more {asset.code}, not {amount} "
+            f"(op_line_full at {refused_at})"
         )
 
 
 def check_holds_credit(sender: AccountView, asset: Asset, amount: Decimal) -> None:
+    """The sender can lock ``amount`` of ``asset`` in a claimable balance: a trustline
+    fully authorised (CreateClaimableBalance refuses one authorised only to maintain
+    liabilities) holding the amount above its selling liabilities."""
     assert asset.issuer is not None
     if sender.account_id == asset.issuer:
         return
+    who = f"sender {sender.account_id}"
+    name = canonical(asset)
+    at = "create_claimable_balance"
     line = sender.lines.get((asset.code, asset.issuer))
     if line is None:
-        raise LegInvalid(f"sender {sender.account_id} has no trustline for {canonical(asset)}")
+        raise LegInvalid(f"{who} has no trustline for {name} (op_no_trust at {at})")
     if not line.authorized:
-        raise LegInvalid(f"sender {sender.account_id}'s trustline is not authorised")
+        raise LegInvalid(
+            f"{who}'s trustline for {name} is not authorised (op_not_authorized at {at})"
+        )
     spendable = line.balance - line.selling_liabilities
     if spendable < amount:
-        raise LegInvalid(f"sender {sender.account_id} holds {spendable} {asset.code}, not {amount}")
+        raise LegInvalid(
+            f"{who} holds {spendable} {asset.code}, not {amount} (op_underfunded at {at})"
+        )
 
 
 def available_native(account: AccountView, header: LedgerHeader) -> Decimal:
