@@ -70,21 +70,29 @@ def test_bond_against_usdc_settles_every_leg(dvp: Dvp) -> None:
         {
             (0, "lock", "APPLIED"): 1,
             (1, "lock", "APPLIED"): 1,
+            (0, "claim", "APPLIED"): 1,
             (0, "commit", "APPLIED"): 1,
             (1, "commit", "APPLIED"): 1,
         }
     )
+    # the USDC is claimed into the agent, the bond escrow finished (and validated), and
+    # only then is the USDC paid out
     actions = [e.action for e in dvp.engine.commitments.audit_trail(cid)]
-    assert actions[-8:] == [
+    assert actions[-9:] == [
         "settlement_instructed",
         "leg_lock",
         "leg_lock",
         "lock",
         "settlement_commit",
+        "leg_claim",
         "leg_commit",
         "leg_commit",
         "settle",
     ]
+    _, _, subs = dvp.coordinator.settlement(sid)
+    finish = next(s for s in subs if s.leg_no == 1 and s.purpose == "commit")
+    payout = next(s for s in subs if s.leg_no == 0 and s.purpose == "commit")
+    assert finish.finalized_at is not None and finish.finalized_at <= payout.signed_at
     dvp.verify_audit()
 
 
@@ -368,23 +376,32 @@ def test_database_refuses_state_changes_the_open_settlement_does_not_support(dvp
     assert service.state_of(cid) is State.ESCROWED
 
 
-def test_commit_rejected_after_commit_rolls_forward_flags_and_an_admin_retries(dvp: Dvp) -> None:
+def test_a_finish_refused_after_commit_waits_for_a_person_who_retries(dvp: Dvp) -> None:
+    """The bond's finish is refused for good (the buyer lowered its trust line after the
+    lock): nothing is paid out (the USDC waits with the agent), a person is told, and
+    once the line is restored an admin's retry settles every leg."""
     service, world = dvp.engine.commitments, dvp.world
     cid = dvp.verified_commitment(str(PRICE))
     before = world.holdings()
     sid = _instruct(dvp, cid, deadline_s=600, settle_in_s=60)
     assert dvp.drive(sid, timeout_s=10, until=dvp.escrowed(cid)).progress is Progress.WAITING
-    # the buyer lowers its bond trust line below the delivery: the escrow cannot finish
     world.xrpl.trust(world.buyer_xrpl, world.bond, BOND - 1)
     world.advance_time(61)
     result = dvp.drive(sid, timeout_s=30)
     assert result.progress is Progress.NEEDS_REVIEW, result
     settlement, legs, subs = dvp.coordinator.settlement(sid)
     assert settlement.decision == "COMMIT" and settlement.needs_review
-    assert "commit rejected" in (settlement.review_reason or "")
-    assert [leg.state for leg in legs] == ["COMMITTED", "LOCKED"], "roll forward where possible"
+    assert "refused" in (settlement.review_reason or "")
+    assert [leg.state for leg in legs] == ["HELD", "REFUSED"], "nothing paid out"
     assert {s.result_code for s in subs if s.purpose == "commit" and s.leg_no == 1} == {
         "tecLIMIT_EXCEEDED"
+    }
+    assert not any(s.purpose == "commit" and s.leg_no == 0 for s in subs), "USDC not paid"
+    # the bond is still in its escrow, the USDC with the agent
+    assert _moved(before, world.holdings()) == {
+        "BND:seller": -BOND,
+        "USDC:buyer": -PRICE,
+        "USDC:agent": PRICE,
     }
     assert service.state_of(cid) is State.ESCROWED, "never SETTLED with a leg not committed"
     assert [s.id for s in dvp.engine.settlements.flagged()] == [sid]
