@@ -9,6 +9,8 @@ Latest-Ledger header says which ledger it is consistent with.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable
 
 import requests
@@ -17,6 +19,7 @@ from stellar_sdk import Keypair, Server, StrKey
 from adapters.localnet.stellar import StellarNode
 from localnet_stellar.helpers import build, failure_codes, sign_all
 from localnet_stellar.test_claimable_balances import lock
+from localnet_stellar.test_streaming import events, open_stream
 
 Fund = Callable[[], Keypair]
 
@@ -123,3 +126,24 @@ def test_a_lagging_server_answers_from_its_own_ledger_and_says_which(
     assert [r["type"] for r in records(fresh)][-1] == "claim_claimable_balance"
     assert int(stale.headers["Latest-Ledger"]) == claimed_in - 1
     assert [r["type"] for r in records(stale)] == ["create_claimable_balance"]
+
+
+def test_a_balance_history_streams_its_claim_when_it_comes(
+    server: Server, node: StellarNode, fund: Fund
+) -> None:
+    """Streamed, the history sends the creation at once and the claim once it is in a
+    ledger, then closes after `limit` events."""
+    sender, agent = fund(), fund()
+    balance_id = lock(server, node, sender, agent, "4", node.clock.now() + 600)
+    response = open_stream(node, f"/claimable_balances/{balance_id}/operations", limit="2")
+    assert response.status_code == 200
+    claimed: list[str] = []
+    later = threading.Timer(0.3, lambda: claimed.append(claim(server, node, agent, balance_id)))
+    later.start()
+    try:
+        records = [json.loads(e["data"]) for e in events(response) if "id" in e]
+    finally:
+        later.join()
+        response.close()
+    assert [r["type"] for r in records] == ["create_claimable_balance", "claim_claimable_balance"]
+    assert records[1]["transaction_hash"] == claimed[0]
