@@ -301,23 +301,27 @@ class XrplChain:
             self._amendments_seen[name] = (enabled, time.monotonic())
         return enabled
 
-    def validate_leg(self, leg: Leg) -> None:
+    def validate_leg(self, leg: Leg, *, kind: LockKind | None = None) -> None:
         """Raise ``LegInvalid``, before anything is signed, unless the leg can lock and
         pay out as given (``adapters.xrpl.checks``): precision, accounts, the sender's
         funds; the receiver's deposit authorisation of the agent, who sends the payout;
         for a token, the issuer's authorisation and freezes of every line the leg
         uses, the receiver's line and limit, an escrow's transfer fee (the receiver
         would get less) or, for a custody lock, the agent's line and the fees it pays.
-        The message names the account and the rule. Raises ``TransportError`` if the
-        ledger cannot be asked."""
+        ``kind`` is the lock the leg is to get (the engine may give an XRPL leg a
+        custody lock where an escrow is offered); None: ``lock_kind(leg)``. The message
+        names the account and the rule. Raises ``TransportError`` if the ledger cannot
+        be asked."""
         amount = self._ledger_amount(leg)
         if leg.sender == leg.receiver:
             raise LegInvalid(f"sender and receiver are the same account {leg.sender}")
         sender = self._account(leg.sender, "sender")
         self._account(leg.receiver, "receiver")
-        kind = self.lock_kind(leg)
+        kind = kind or self.lock_kind(leg)
         payout = "the agent's " + ("EscrowFinish" if kind is LockKind.ESCROW else "payment")
         self._check_deposit_auth(self.agent, "settlement agent", leg.receiver, "receiver", payout)
+        if kind is LockKind.CUSTODY:
+            self._check_custody_parties(leg)
         if isinstance(amount, str):
             self._check_spendable_xrp(sender, int(amount))
             return
@@ -326,7 +330,7 @@ class XrplChain:
         if kind is LockKind.ESCROW:
             check_escrowable(leg, issuer)
         else:
-            self._check_custody(leg, amount, issuer)
+            self._check_custody_line(leg, amount, issuer)
         if leg.sender != issuer.address:  # an issuer issues what it sends
             held = self._line(leg.sender, amount)
             if held is None or held.balance < leg.amount:
@@ -344,14 +348,10 @@ class XrplChain:
         check_line("receiver", line, issuer, kind, code)
         check_receiver_room(leg, line, kind)
 
-    def _check_custody(self, leg: Leg, amount: IssuedCurrencyAmount, issuer: Issuer) -> None:
-        """The agent's side of a custody lock: the sender may pay it and it may pay the
-        sender back (deposit authorisation); a usable trust line with room for what the
-        lock pays in; and, through an issuer with a TransferRate, enough of its own
-        tokens for the fees it pays: what its payout costs beyond what the lock brought
-        in. (Its balance also holds other settlements' custody legs: the check says the
-        fee is covered now, not that it is set aside.)"""
-        code = leg.asset.code
+    def _check_custody_parties(self, leg: Leg) -> None:
+        """A custody lock pays the agent and the agent pays out: the agent is neither
+        party, the sender may pay it and it may pay the sender back (deposit
+        authorisation)."""
         if self.agent in (leg.sender, leg.receiver):
             raise LegInvalid(
                 f"the settlement agent {self.agent} cannot be a party of a custody-locked leg"
@@ -362,6 +362,14 @@ class XrplChain:
         self._check_deposit_auth(
             self.agent, "settlement agent", leg.sender, "sender", "the agent's payment back"
         )
+
+    def _check_custody_line(self, leg: Leg, amount: IssuedCurrencyAmount, issuer: Issuer) -> None:
+        """The agent's line for a custody-locked token: usable, with room for what the
+        lock pays in; and, through an issuer with a TransferRate, enough of its own
+        tokens for the fees it pays: what its payout costs beyond what the lock brought
+        in. (Its balance also holds other settlements' custody legs: the check says the
+        fee is covered now, not that it is set aside.)"""
+        code = leg.asset.code
         line = self._line(self.agent, amount)
         if line is None:
             raise LegInvalid(

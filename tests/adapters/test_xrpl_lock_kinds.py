@@ -250,3 +250,37 @@ def test_a_lock_follows_the_kind_recorded_for_its_leg(escrow_world: World) -> No
     assert decode(recorded.blob)["TransactionType"] == "Payment"
     assert isinstance(world.settle(recorded), Applied)
     assert tokens(world, world.agent, usd_token) == 10
+
+
+def test_an_xrp_leg_the_engine_gives_a_custody_lock(escrow_world: World) -> None:
+    """A settlement's second XRPL leg is held in custody even where it could be escrowed
+    (one escrow per settlement): XRP moves through the agent like a token."""
+    world = escrow_world
+    alice, bob = world.alice.classic_address, world.bob.classic_address
+    paid, returned = world.leg("30"), world.leg("20")
+    world.chain.validate_leg(paid, kind=LockKind.CUSTODY)
+    before = {a: world.ledger.xrp(a) for a in (alice, bob)}
+
+    locks = []
+    for leg in (paid, returned):
+        lock_tx = world.chain.prepare_lock(leg, world.terms(), kind=LockKind.CUSTODY)
+        assert decode(lock_tx.blob)["TransactionType"] == "Payment"
+        assert isinstance(world.settle(lock_tx), Applied)
+        assert lock_tx.lock_ref is not None
+        locks.append((lock_tx.lock_ref, world.ledger.fee(lock_tx.tx_hash)))
+    fulfillment = world.lock_secret.fulfillment_hex
+    commit = world.chain.prepare_commit(paid, locks[0][0], fulfillment, held=True)
+    assert isinstance(world.settle(commit), Applied)
+    unwind = world.chain.prepare_unwind(returned, locks[1][0], held=True)
+    assert isinstance(world.settle(unwind), Applied)
+
+    lock_fees = locks[0][1] + locks[1][1]
+    assert world.ledger.xrp(bob) == before[bob] + 30
+    assert world.ledger.xrp(alice) == before[alice] - 30 - lock_fees
+
+    world.ledger.setup(
+        AccountSet(account=alice, set_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH), world.alice
+    )
+    world.chain.validate_leg(paid)  # an escrow is cancelled back whatever alice accepts
+    with pytest.raises(LegInvalid, match=f"sender {alice} requires deposit authorisation"):
+        world.chain.validate_leg(paid, kind=LockKind.CUSTODY)
