@@ -155,7 +155,9 @@ def testnet_engine(
     built as a worker builds them, with the DVP policy from settings (the margins production
     runs with) and the world's accounts registered to KYC'd parties."""
     settings = load_settings(
-        database_url=fresh_urls.owner, sealing_key=Fernet.generate_key().decode()
+        network="testnet",
+        database_url=fresh_urls.owner,
+        sealing_key=Fernet.generate_key().decode(),
     )
     engine = bootstrap.build(settings, clock=testnet_world.clock, urls=fresh_urls)
     seed_compliance(engine.commitments)
