@@ -1,0 +1,385 @@
+"""No partial settlement, whatever the ledgers do: the review's findings on the local
+networks, with the ledger rules and faults that make a payout fail.
+
+Each test drives a real settlement (real adapters, real HTTP, real PostgreSQL) into the
+failure the review reproduced, and checks the ledgers' balances: every leg moved, or
+none did, or the funds wait with the agent for a person. Never one side paid and the
+other returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+from stellar_sdk import TransactionBuilder
+from support import ADMIN
+from xrpl.core.binarycodec import encode
+from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowFinish
+from xrpl.transaction import sign
+
+from ledger.settlements import LegRow
+from settlement.domain import SYSTEM
+from settlement.dvp import Progress, StepResult
+from settlement.states import State
+
+from .conftest import Dvp
+
+BOND = Decimal(10)
+PRICE = Decimal(400)
+
+PAID = {"BND:seller": -BOND, "BND:buyer": BOND, "USDC:buyer": -PRICE, "USDC:seller": PRICE}
+
+
+def _moved(before: dict[str, Decimal], after: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {k: after[k] - before[k] for k in before if after[k] != before[k]}
+
+
+def _legs(dvp: Dvp, sid: UUID) -> list[LegRow]:
+    return dvp.coordinator.settlement(sid)[1]
+
+
+def _leg_state(dvp: Dvp, sid: UUID, leg_no: int, state: str) -> Callable[[], bool]:
+    return lambda: _legs(dvp, sid)[leg_no].state == state
+
+
+def _instruct(dvp: Dvp, deadline_s: int = 600) -> tuple[UUID, UUID]:
+    cid = dvp.verified_commitment(str(PRICE))
+    sid = dvp.coordinator.instruct(
+        SYSTEM,
+        cid,
+        dvp.world.legs(BOND, PRICE),
+        commit_deadline=dvp.world.clock.now() + timedelta(seconds=deadline_s),
+    )
+    return cid, sid
+
+
+def _to_rest(dvp: Dvp, sid: UUID, timeout_s: float = 30.0) -> StepResult:
+    """Step until the settlement closes, also while it is flagged for a person (the
+    worker keeps stepping a flagged settlement; ``run_to_end`` stops at the flag)."""
+    deadline = time.monotonic() + timeout_s
+    result = dvp.coordinator.step(sid)
+    while result.progress is not Progress.DONE and time.monotonic() < deadline:
+        time.sleep(0.02)
+        result = dvp.coordinator.step(sid)
+    return result
+
+
+def _past_cancel_after(dvp: Dvp, sid: UUID) -> None:
+    settlement = dvp.coordinator.settlement(sid)[0]
+    remaining = (settlement.cancel_after - dvp.world.clock.now()).total_seconds()
+    # well past: a ledger's close time is rounded to its close-time resolution
+    dvp.world.advance_time(int(remaining) + 60)
+
+
+def test_a_receiver_refusing_the_finish_after_commit_returns_every_leg(dvp: Dvp) -> None:
+    """Finding 2: the buyer sets deposit authorisation after the lock, so the agent's
+    EscrowFinish is refused for good (tecNO_PERMISSION). Nothing has been paid: the USDC
+    waits with the agent until the escrow is back with the seller after CancelAfter,
+    then goes back to the buyer. Before, the USDC was paid to the seller in the same
+    pass and the bond went back too."""
+    world = dvp.world
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    assert dvp.drive(sid, until=_leg_state(dvp, sid, 0, "HELD")).progress is Progress.WAITING
+    world.xrpl.send(
+        AccountSet(
+            account=world.buyer_xrpl.classic_address, set_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH
+        ),
+        world.buyer_xrpl,
+    )
+    result = dvp.drive(sid, timeout_s=20)
+    assert result.progress is Progress.NEEDS_REVIEW, result
+    assert [leg.state for leg in _legs(dvp, sid)] == ["HELD", "REFUSED"]
+    settlement = dvp.coordinator.settlement(sid)[0]
+    assert "returning every leg" in (settlement.review_reason or "") or "refused" in (
+        settlement.review_reason or ""
+    )
+    assert _moved(before, world.holdings()) == {
+        "BND:seller": -BOND,
+        "USDC:buyer": -PRICE,
+        "USDC:agent": PRICE,
+    }, "nothing paid out while the escrow could still be finished"
+
+    _past_cancel_after(dvp, sid)
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert [leg.state for leg in _legs(dvp, sid)] == ["UNWOUND", "UNWOUND"]
+    assert _moved(before, world.holdings()) == {}, "every leg back with its sender"
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    assert dvp.coordinator.settlement(sid)[0].decision == "COMMIT"
+    dvp.verify_audit()
+
+
+def test_the_xrpl_partitioned_past_cancel_after_returns_every_leg(dvp: Dvp) -> None:
+    """Finding 2, the other way: the XRP Ledger is unreachable from COMMIT until past
+    CancelAfter. No finish can be signed in time; the USDC, already with the agent, goes
+    back once the escrow is cancelled."""
+    world = dvp.world
+    assert world.xrpl_node is not None
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    assert dvp.drive(sid, until=_leg_state(dvp, sid, 0, "HELD")).progress is Progress.WAITING
+    world.xrpl_node.faults.partition(3600)
+    try:
+        dvp.drive(sid, timeout_s=3)
+        _past_cancel_after(dvp, sid)
+        # the ledger goes on closing while the engine cannot reach it
+        world.xrpl_node.close_ledger()
+        world.xrpl_node.close_ledger()
+        dvp.drive(sid, timeout_s=3)
+        assert _legs(dvp, sid)[0].state == "HELD", "never paid back while the ledger is away"
+    finally:
+        world.xrpl_node.faults.heal()
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert _moved(before, world.holdings()) == {}
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    dvp.verify_audit()
+
+
+def test_a_payee_refusing_the_payout_after_the_claim_leaves_the_funds_with_the_agent(
+    dvp: Dvp,
+) -> None:
+    """Finding 3: the seller lowers its USDC trust line after the agent claimed the
+    balance. The payout is refused, but the claim stands (it was a transaction of its
+    own): the bond is delivered, the USDC waits with the agent, and a person is told;
+    once the line is back, an admin's retry pays it."""
+    world = dvp.world
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    assert dvp.drive(sid, until=_leg_state(dvp, sid, 0, "HELD")).progress is Progress.WAITING
+    world.stellar.trust(world.seller_stellar, world.usdc, Decimal(1))
+    result = dvp.drive(sid, timeout_s=20)
+    assert result.progress is Progress.NEEDS_REVIEW, result
+    assert [leg.state for leg in _legs(dvp, sid)] == ["REFUSED", "COMMITTED"]
+    assert _moved(before, world.holdings()) == {
+        "BND:seller": -BOND,
+        "BND:buyer": BOND,
+        "USDC:buyer": -PRICE,
+        "USDC:agent": PRICE,
+    }
+    assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
+
+    world.stellar.trust(world.seller_stellar, world.usdc)
+    dvp.engine.settlements.retry(ADMIN, sid, "the seller restored its USDC trust line")
+    result = dvp.drive(sid, timeout_s=20)
+    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
+    assert _moved(before, world.holdings()) == PAID
+    dvp.verify_audit()
+
+
+def test_a_receiver_finishing_the_escrow_itself_is_read_as_paid(dvp: Dvp) -> None:
+    """Finding 4: once the agent's finish was refused (deposit authorisation on the
+    buyer), its fulfillment is public, and the buyer finishes the escrow itself. The
+    engine finds the escrow gone to its receiver when it comes to cancel it, records
+    the leg as paid by that transaction, and pays the USDC forward."""
+    world = dvp.world
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    assert dvp.drive(sid, until=_leg_state(dvp, sid, 0, "HELD")).progress is Progress.WAITING
+    world.xrpl.send(
+        AccountSet(
+            account=world.buyer_xrpl.classic_address, set_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH
+        ),
+        world.buyer_xrpl,
+    )
+    assert dvp.drive(sid, timeout_s=20).progress is Progress.NEEDS_REVIEW
+    leg = _legs(dvp, sid)[1]
+    assert leg.state == "REFUSED" and leg.lock_owner is not None
+    refused = next(
+        s for s in dvp.coordinator.settlement(sid)[2] if s.leg_no == 1 and s.purpose == "commit"
+    )
+    fulfillment = _fulfillment_of(dvp, refused.tx_hash)
+    finished = _finish_as_receiver(dvp, leg, fulfillment)
+    _past_cancel_after(dvp, sid)
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
+    bond_leg = _legs(dvp, sid)[1]
+    assert bond_leg.state == "COMMITTED"
+    assert bond_leg.released_tx_hash == finished
+    assert bond_leg.released_to == world.buyer_xrpl.classic_address
+    assert _moved(before, world.holdings()) == PAID
+    actions = [e.action for e in dvp.engine.commitments.audit_trail(cid)]
+    assert "leg_paid_by_release" in actions
+    dvp.verify_audit()
+
+
+def test_a_sender_reclaiming_its_balance_is_read_as_returned(dvp: Dvp) -> None:
+    """Finding 4, the sender's side: a settlement aborts while Stellar is unreachable
+    until past T_cancel, and the buyer reclaims its balance itself. The engine's unwind
+    finds it gone back to the sender and records it as returned."""
+    world = dvp.world
+    assert world.stellar_node is not None
+    before = world.holdings()
+    cid, sid = _instruct(dvp, deadline_s=30)
+    assert dvp.drive(sid, until=_leg_state(dvp, sid, 0, "LOCKED")).progress is Progress.WAITING
+    balance_id = _legs(dvp, sid)[0].lock_balance_id
+    assert balance_id is not None
+    world.stellar_node.faults.partition()
+    try:
+        world.advance_time(31)
+        dvp.drive(sid, timeout_s=3)
+        _past_cancel_after(dvp, sid)
+    finally:
+        world.stellar_node.faults.heal()
+    _reclaim(dvp, balance_id)
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    stellar_leg = _legs(dvp, sid)[0]
+    assert stellar_leg.state == "UNWOUND"
+    assert stellar_leg.released_to == world.buyer_stellar.public_key
+    assert _moved(before, world.holdings()) == {}
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+    dvp.verify_audit()
+
+
+def _finish_as_receiver(dvp: Dvp, leg: LegRow, fulfillment: str) -> str:
+    """The buyer's own EscrowFinish with the public fulfillment (the destination needs no
+    deposit preauthorisation), paying the fulfillment's fee surcharge; its hash once
+    validated."""
+    world = dvp.world
+    buyer = world.buyer_xrpl
+    info = world.xrpl.rpc("account_info", account=buyer.classic_address, ledger_index="current")
+    current = int(world.xrpl.rpc("ledger_current")["ledger_current_index"])
+    tx = EscrowFinish(
+        account=buyer.classic_address,
+        owner=str(leg.lock_owner),
+        offer_sequence=int(leg.lock_sequence or 0),
+        condition=dvp.coordinator.settlement(leg.settlement_id)[0].condition_hex.upper(),
+        fulfillment=fulfillment,
+        fee="1000",
+        sequence=int(info["account_data"]["Sequence"]),
+        last_ledger_sequence=current + 20,
+    )
+    signed = sign(tx, buyer)
+    answer = world.xrpl.rpc("submit", tx_blob=encode(signed.to_xrpl()))
+    assert answer["engine_result"] == "tesSUCCESS", answer
+    tx_hash = signed.get_hash()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = world.xrpl.rpc("tx", transaction=tx_hash)
+        if found.get("validated"):
+            assert found["meta"]["TransactionResult"] == "tesSUCCESS", found
+            return tx_hash
+        time.sleep(0.05)
+    raise AssertionError(f"{tx_hash} not validated")
+
+
+def _reclaim(dvp: Dvp, balance_id: str) -> None:
+    """The buyer claims its own balance back, with time bounds from the ledger's own
+    clock (the local networks' time was moved ahead of the wall clock)."""
+    world = dvp.world
+    server = world.stellar.server
+    latest = server.ledgers().order(desc=True).limit(1).call()["_embedded"]["records"][0]
+    now_s = int(datetime.fromisoformat(latest["closed_at"].replace("Z", "+00:00")).timestamp())
+    account = server.load_account(world.buyer_stellar.public_key)
+    envelope = (
+        TransactionBuilder(account, network_passphrase=world.stellar.passphrase, base_fee=100)
+        .append_claim_claimable_balance_op(balance_id)
+        .add_time_bounds(0, now_s + 300)
+        .build()
+    )
+    envelope.sign(world.buyer_stellar)
+    answer = server.submit_transaction(envelope)
+    assert answer.get("successful"), answer
+
+
+def _fulfillment_of(dvp: Dvp, tx_hash: str) -> str:
+    """The fulfillment as anyone reads it from the ledger: the refused finish is in a
+    validated ledger with its Fulfillment field."""
+    answer = dvp.world.xrpl.rpc("tx", transaction=tx_hash)
+    tx = answer.get("tx_json", answer)
+    return str(tx["Fulfillment"])
+
+
+@pytest.mark.parametrize(
+    "dvp",
+    [
+        {
+            "stellar_channels": 0,
+            "extra_buyers": 5,
+            "xrpl_close_interval_s": 1.0,
+            "stellar_close_interval_s": 1.0,
+        }
+    ],
+    indirect=True,
+)
+def test_sequence_contention_never_stops_a_roll_forward(dvp: Dvp) -> None:
+    """Finding 1: six settlements committing in the same closes, with no channel
+    accounts, so every claim and payout of the agent races for one Stellar sequence
+    (tx_bad_seq) and every finish for one XRPL sequence. Refusals that never reached a
+    ledger are signed again, however many: every settlement that decided COMMIT ends
+    SETTLED, nobody is asked to help, and each buyer paid exactly for its bond."""
+    world = dvp.world
+    buyers = [world.buyer_stellar, *world.extra_buyers]
+    before = world.holdings()
+    sids = []
+    for buyer in buyers:
+        cid = dvp.verified_commitment(str(PRICE))
+        sids.append(
+            dvp.coordinator.instruct(
+                SYSTEM,
+                cid,
+                world.legs(BOND, PRICE, buyer_stellar=buyer),
+                commit_deadline=world.clock.now() + timedelta(seconds=600),
+            )
+        )
+    with ThreadPoolExecutor(len(sids)) as pool:
+        results = list(pool.map(lambda sid: _to_rest(dvp, sid, timeout_s=120), sids))
+    outcomes = Counter(r.status for r in results)
+    assert all(r.progress is Progress.DONE for r in results), results
+    settled = outcomes["SETTLED"]
+    assert settled + outcomes["UNWOUND"] == len(sids)
+    for sid, result in zip(sids, results, strict=True):
+        settlement, legs, _ = dvp.coordinator.settlement(sid)
+        if settlement.decision == "COMMIT":
+            assert result.status == "SETTLED", (sid, [leg.state for leg in legs])
+        assert not settlement.needs_review, settlement.review_reason
+    after = world.holdings()
+    assert after["BND:buyer"] - before["BND:buyer"] == BOND * settled
+    assert after["USDC:seller"] - before["USDC:seller"] == PRICE * settled
+    assert after["USDC:agent"] == before["USDC:agent"]
+    refused_before_a_ledger = [
+        s
+        for sid in sids
+        for s in dvp.coordinator.settlement(sid)[2]
+        if s.status == "REJECTED" and s.ledger_index is None and s.purpose != "lock"
+    ]
+    print(f"outcomes {dict(outcomes)}; {len(refused_before_a_ledger)} refusals before a ledger")
+
+
+def test_a_cancel_requested_while_deciding_wins_under_the_row_lock(
+    dvp: Dvp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6: an admin's force-cancel recorded after the coordinator read the
+    settlement but before it wrote COMMIT. The decision is taken under the settlement's
+    row lock, where the cancel is seen: ABORT, every leg back."""
+    world = dvp.world
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    coordinator = dvp.coordinator
+    real = coordinator._decide_on_every_clock
+
+    def cancel_first(s: Any, legs: Any) -> StepResult:
+        coordinator.request_force_cancel(ADMIN, sid, "the deal was pulled")
+        return real(s, legs)
+
+    monkeypatch.setattr(coordinator, "_decide_on_every_clock", cancel_first)
+    result = _to_rest(dvp, sid, timeout_s=20)
+    settlement = coordinator.settlement(sid)[0]
+    assert settlement.decision == "ABORT", settlement.decision_reason
+    assert "force-cancel" in (settlement.decision_reason or "")
+    # the escrow goes back once past CancelAfter
+    _past_cancel_after(dvp, sid)
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert _moved(before, world.holdings()) == {}
+    assert dvp.engine.commitments.state_of(cid) is State.CANCELLED
