@@ -313,8 +313,9 @@ class Chain(Protocol):
     @property
     def name(self) -> ChainName: ...
 
-    def validate_leg(self, leg: Leg) -> None:
-        """Raise ``adapters.errors.LegInvalid`` if the leg cannot settle as given:
+    def validate_leg(self, leg: Leg, *, kind: LockKind | None = None) -> None:
+        """Raise ``adapters.errors.LegInvalid`` if the leg cannot settle as given (locked
+        as ``kind``; None: as ``lock_kind(leg)`` offers):
         precision of the amount, accounts that do not exist, missing trust lines, and
         every rule by which the ledger would refuse the leg's payout (deposit
         authorisation, trust line authorisation or freeze, limits, transfer fees the
@@ -333,8 +334,16 @@ class Chain(Protocol):
         ...
 
     def prepare_lock(
-        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
-    ) -> SignedSubmission: ...
+        self,
+        leg: Leg,
+        terms: LockTerms,
+        *,
+        kind: LockKind | None = None,
+        channel: str | None = None,
+    ) -> SignedSubmission:
+        """Sign the lock of ``leg`` as ``kind``, the primitive recorded for the leg (None:
+        as ``lock_kind(leg)`` offers); a kind this ledger cannot make is a ``ValueError``."""
+        ...
 
     def prepare_claim(
         self, leg: Leg, lock: LockRef, *, channel: str | None = None

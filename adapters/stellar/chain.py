@@ -224,7 +224,7 @@ class StellarChain:
 
     # -- validation --------------------------------------------------------------------
 
-    def validate_leg(self, leg: Leg) -> None:
+    def validate_leg(self, leg: Leg, *, kind: LockKind | None = None) -> None:
         """Raise ``LegInvalid`` unless the leg can be locked and paid out as given,
         naming the account and the ledger's rule (the result code it would answer, and
         the operation): precision (7 decimal places), accounts that exist, and for a
@@ -249,6 +249,7 @@ class StellarChain:
         receiver at any time, even after the settlement is paid, which no check here
         can exclude.
         """
+        _claimable_only(kind)
         check_shape(leg)
         sender = self._existing(leg.sender, "sender")
         receiver = self._existing(leg.receiver, "receiver")
@@ -294,10 +295,17 @@ class StellarChain:
         return self.channels
 
     def prepare_lock(
-        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+        self,
+        leg: Leg,
+        terms: LockTerms,
+        *,
+        kind: LockKind | None = None,
+        channel: str | None = None,
     ) -> SignedSubmission:
         """The sender's CreateClaimableBalance: the agent may claim at once, the sender
-        only from ``terms.cancel_after`` (rounded up to a whole second) on."""
+        only from ``terms.cancel_after`` (rounded up to a whole second) on. Stellar locks
+        are only ever claimable balances (``kind`` must be that or None)."""
+        _claimable_only(kind)
         sdk_asset = check_shape(leg)
         if terms.cancel_after.tzinfo is None:
             raise ValueError("cancel_after must be an aware datetime")
@@ -961,3 +969,8 @@ def _covers(answered_at: int | None, needed: int | None) -> bool:
 def _check_submission(submission: SignedSubmission) -> None:
     if submission.chain != ChainName.STELLAR:
         raise ValueError(f"a {submission.chain} submission given to the Stellar adapter")
+
+
+def _claimable_only(kind: LockKind | None) -> None:
+    if kind not in (None, LockKind.CLAIMABLE):
+        raise ValueError(f"a Stellar lock is a claimable balance, not a {kind} lock")

@@ -530,9 +530,12 @@ class DvpCoordinator:
             released = self._chains[ChainName(leg.chain)].lock_release(lock_ref(leg))
             if isinstance(released, Unavailable):
                 return released
-            if released is not None:
+            if released is not None and released.to in (leg.receiver, leg.sender):
                 self._record_release(s, leg, released)
                 return Applied(released.tx_hash, released.ledger_index, released.ledger_hash, "")
+            if released is not None:
+                self._record_release(s, leg, released)  # flags it for a person
+                return refusal
         if move.purpose in (Purpose.CLAIM, Purpose.COMMIT) and leg.state != LegState.REFUSED:
             self._set_leg(s, leg, LegState.REFUSED)
             self._flag(
@@ -550,7 +553,14 @@ class DvpCoordinator:
         elif released.to == leg.sender:
             state, action = LegState.UNWOUND, "leg_returned_by_release"
         else:
-            state, action = LegState.HELD, "leg_held_by_release"
+            # neither side got it (an issuer's clawback, or a claimant the engine does
+            # not expect): nothing the protocol can decide; a person must
+            self._flag(
+                s,
+                f"leg {leg.leg_no}'s lock was taken by {released.to} in {released.tx_hash}, "
+                "neither its receiver nor its sender",
+            )
+            return
         now = self._clock.now()
 
         def write(uow: Statements) -> None:

@@ -56,46 +56,54 @@ class InstructionCheck:
     ) -> list[LockKind]:
         """Check the legs (``InvalidInput`` on the first problem, ``EngineUnavailable``
         when a ledger cannot be asked) and return each leg's lock primitive."""
-        self._check_instruction(legs, amount, currency)
+        self._check_shapes(legs)
+        kinds = assign_lock_kinds([self._offered(leg) for leg in legs])
+        for n, (leg, kind) in enumerate(zip(legs, kinds, strict=True)):
+            try:
+                self._chains[leg.chain].validate_leg(leg.as_leg(), kind=kind)
+            except LegInvalid as exc:
+                raise errors.InvalidInput(f"leg {n} ({leg.chain} {leg.asset.code}): {exc}") from exc
+            except AdapterError as exc:
+                raise errors.EngineUnavailable(f"{leg.chain} cannot check leg {n}: {exc}") from exc
+        self._check_sender_totals(legs, kinds)
+        self._check_amounts(legs, amount, currency)
         if self._accounts is not None:
             self._check_accounts(commitment_id, owner, legs)
-        offered: list[LockKind] = []
-        for leg in legs:
-            try:
-                offered.append(self._chains[leg.chain].lock_kind(leg.as_leg()))
-            except AdapterError as exc:
-                raise errors.EngineUnavailable(
-                    f"{leg.chain} cannot say how to lock the leg: {exc}"
-                ) from exc
-        return assign_lock_kinds(offered)
+        return kinds
 
-    def _check_instruction(
-        self, legs: Sequence[LegInstruction], amount: Decimal, currency: str
-    ) -> None:
+    def _offered(self, leg: LegInstruction) -> LockKind:
+        try:
+            return self._chains[leg.chain].lock_kind(leg.as_leg())
+        except AdapterError as exc:
+            raise errors.EngineUnavailable(
+                f"{leg.chain} cannot say how to lock the leg: {exc}"
+            ) from exc
+
+    def _check_shapes(self, legs: Sequence[LegInstruction]) -> None:
         if len(legs) < 2:
             raise errors.InvalidInput("a settlement has at least two legs")
-        for leg in legs:
+        for n, leg in enumerate(legs):
             if leg.chain not in self._chains:
-                raise errors.InvalidInput(f"no adapter for chain {leg.chain!r}")
+                raise errors.InvalidInput(f"leg {n}: no adapter for chain {leg.chain!r}")
             if leg.kind not in ("principal", "fee"):
-                raise errors.InvalidInput(f"leg kind must be principal or fee, not {leg.kind!r}")
+                raise errors.InvalidInput(
+                    f"leg {n}: kind must be principal or fee, not {leg.kind!r}"
+                )
             if leg.sender == leg.receiver:
-                raise errors.InvalidInput(f"leg sends from {leg.sender} to itself")
+                raise errors.InvalidInput(f"leg {n} sends from {leg.sender} to itself")
             if not isinstance(leg.amount, Decimal) or not leg.amount.is_finite() or leg.amount <= 0:
-                raise errors.InvalidAmount(f"leg amount must be a positive Decimal: {leg.amount!r}")
-            try:
-                self._chains[leg.chain].validate_leg(leg.as_leg())
-            except LegInvalid as exc:
-                raise errors.InvalidInput(f"{leg.chain} leg: {exc}") from exc
-            except AdapterError as exc:
-                raise errors.EngineUnavailable(f"{leg.chain} cannot check the leg: {exc}") from exc
-        self._check_sender_totals(legs)
+                raise errors.InvalidAmount(
+                    f"leg {n}: amount must be a positive Decimal: {leg.amount!r}"
+                )
+
+    @staticmethod
+    def _check_amounts(legs: Sequence[LegInstruction], amount: Decimal, currency: str) -> None:
         principal = [leg for leg in legs if leg.kind == "principal"]
         if not any(leg.asset.code != currency for leg in principal):
             # delivery versus payment: something is delivered against the payment
             raise errors.InvalidInput(f"no principal leg delivers anything against {currency}")
         paid = sum(
-            (leg.amount for leg in legs if leg.kind == "principal" and leg.asset.code == currency),
+            (leg.amount for leg in principal if leg.asset.code == currency),
             Decimal(0),
         )
         if paid != amount:
@@ -129,19 +137,23 @@ class InstructionCheck:
                         f"commitment {commitment_id} ({', '.join(sorted(parties))})"
                     )
 
-    def _check_sender_totals(self, legs: Sequence[LegInstruction]) -> None:
+    def _check_sender_totals(
+        self, legs: Sequence[LegInstruction], kinds: Sequence[LockKind]
+    ) -> None:
         """Legs may pass one by one yet not together: check what each sender owes in
         each asset, as one leg, when it sends more than one."""
         groups: dict[tuple[ChainName, str, Asset], list[LegInstruction]] = {}
-        for leg in legs:
+        kind_of: dict[tuple[ChainName, str, Asset], LockKind] = {}
+        for leg, kind in zip(legs, kinds, strict=True):
             groups.setdefault((leg.chain, leg.sender, leg.asset), []).append(leg)
+            kind_of.setdefault((leg.chain, leg.sender, leg.asset), kind)
         for (chain, sender, asset), together in groups.items():
             if len(together) < 2:
                 continue
             total = sum((leg.amount for leg in together), Decimal(0))
             combined = Leg(chain, asset, total, sender, together[0].receiver)
             try:
-                self._chains[chain].validate_leg(combined)
+                self._chains[chain].validate_leg(combined, kind=kind_of[chain, sender, asset])
             except LegInvalid as exc:
                 raise errors.InvalidInput(f"{chain} legs of {sender} together: {exc}") from exc
 

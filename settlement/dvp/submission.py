@@ -306,7 +306,8 @@ class Submitter:
         match purpose:
             case Purpose.LOCK:
                 terms = LockTerms(s.condition_hex, s.cancel_after)
-                return chain.prepare_lock(spec, terms, channel=channel)
+                kind = LockKind(leg.lock_kind)
+                return chain.prepare_lock(spec, terms, kind=kind, channel=channel)
             case Purpose.CLAIM:
                 return chain.prepare_claim(spec, lock_ref(leg), channel=channel)
             case Purpose.COMMIT:

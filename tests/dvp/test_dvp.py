@@ -252,7 +252,7 @@ def test_one_open_settlement_per_commitment(dvp: Dvp) -> None:
                     legs[1].receiver,
                 ),
             ],
-            "xrpl leg",
+            r"leg 1 \(xrpl BND\)",
         ),
         (
             lambda legs: [
@@ -265,7 +265,7 @@ def test_one_open_settlement_per_commitment(dvp: Dvp) -> None:
                 ),
                 legs[1],
             ],
-            "stellar leg",
+            r"leg 0 \(stellar USDC\)",
         ),
     ],
 )

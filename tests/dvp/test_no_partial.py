@@ -25,7 +25,8 @@ from xrpl.core.binarycodec import encode
 from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowFinish
 from xrpl.transaction import sign
 
-from ledger.settlements import LegRow
+from ledger.settlements import LegRow, settlements_of
+from settlement import errors
 from settlement.domain import SYSTEM
 from settlement.dvp import Progress, StepResult
 from settlement.states import State
@@ -383,3 +384,36 @@ def test_a_cancel_requested_while_deciding_wins_under_the_row_lock(
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     assert _moved(before, world.holdings()) == {}
     assert dvp.engine.commitments.state_of(cid) is State.CANCELLED
+
+
+def test_legs_whose_payout_the_ledger_would_refuse_are_refused_before_anything_is_signed(
+    dvp: Dvp,
+) -> None:
+    """Bad input: deposit authorisation on the bond's receiver, then a payee's trust line
+    too small for the USDC. Each instruction is refused with the leg and the ledger rule
+    named, and nothing is written or locked."""
+    world = dvp.world
+    cid = dvp.verified_commitment(str(PRICE))
+    deadline = world.clock.now() + timedelta(seconds=600)
+    world.xrpl.send(
+        AccountSet(
+            account=world.buyer_xrpl.classic_address, set_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH
+        ),
+        world.buyer_xrpl,
+    )
+    with pytest.raises(errors.InvalidInput, match=r"leg 1 \(xrpl BND\): .*deposit") as refused:
+        dvp.coordinator.instruct(SYSTEM, cid, world.legs(BOND, PRICE), commit_deadline=deadline)
+    assert world.buyer_xrpl.classic_address in str(refused.value)
+    world.xrpl.send(
+        AccountSet(
+            account=world.buyer_xrpl.classic_address,
+            clear_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH,
+        ),
+        world.buyer_xrpl,
+    )
+    world.stellar.trust(world.seller_stellar, world.usdc, Decimal(1))
+    with pytest.raises(errors.InvalidInput, match=r"leg 0 \(stellar USDC\): .*op_line_full"):
+        dvp.coordinator.instruct(SYSTEM, cid, world.legs(BOND, PRICE), commit_deadline=deadline)
+    with dvp.engine.db.unit_of_work() as uow:
+        assert settlements_of(uow, cid) == [], "nothing was written"
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
