@@ -207,6 +207,7 @@ def build_chains(
             signer=signer,
             guard=guards.get(ChainName.STELLAR) or ChainGuard("stellar"),
             channels=settings.stellar_channel_accounts,
+            max_fee_per_op_stroops=settings.stellar_max_fee_per_op_stroops,
         ),
     }
 

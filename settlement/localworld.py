@@ -42,6 +42,12 @@ class NetworkUrls:
     xrpl_url: str
     horizon_url: str
     stellar_network_passphrase: str = "Standalone Network ; February 2017"  # noqa: S105 - public
+    #: faucets that are hosts of their own (the public testnets'); None: the node's own
+    xrpl_faucet_url: str | None = None
+    stellar_friendbot_url: str | None = None
+    #: how often and how long set-up waits for a ledger (testnets close in seconds)
+    poll_s: float = 0.02
+    timeout_s: float = 20.0
 
 
 @dataclass
@@ -196,8 +202,19 @@ def start_local_world(
             xrpl_node.start(port=0), stellar_node.start(port=0), stellar_node.network_passphrase
         )
     xrpl_url, horizon_url = networks.xrpl_url, networks.horizon_url
-    xrpl = XrplProvisioner(xrpl_url)
-    stellar = StellarProvisioner(horizon_url, networks.stellar_network_passphrase)
+    xrpl = XrplProvisioner(
+        xrpl_url,
+        faucet_url=networks.xrpl_faucet_url,
+        poll_s=networks.poll_s,
+        timeout_s=networks.timeout_s,
+    )
+    stellar = StellarProvisioner(
+        horizon_url,
+        networks.stellar_network_passphrase,
+        friendbot_url=networks.stellar_friendbot_url,
+        poll_s=networks.poll_s,
+        timeout_s=networks.timeout_s,
+    )
     keystore = InMemoryKeystore()
 
     issuer_x = xrpl.issuer(allow_trust_line_locking=True)

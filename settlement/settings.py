@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     #: keystore): each is the source of one in-flight transaction at a time, so
     #: settlements from one sender or the agent submit side by side; none = one account
     stellar_channels: str = ""
+    #: the most the engine bids per Stellar operation when surge pricing raises the fee
+    #: (stroops; the bid follows the network's fee stats up to this cap)
+    stellar_max_fee_per_op_stroops: int = Field(default=10_000, ge=100, le=10_000_000)
     #: sign XRPL transactions on the signing account's Tickets when it holds any (see
     #: ``settle xrpl tickets``), so they need not wait for one Sequence each
     xrpl_use_tickets: bool = True

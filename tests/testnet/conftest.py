@@ -22,13 +22,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 import pytest
 from cryptography.fernet import Fernet
 from support import OFFICER, seed_compliance
 
-from adapters.localnet.provision import StellarProvisioner, XrplProvisioner
 from settlement import bootstrap, localworld
 from settlement.bootstrap import DatabaseUrls
 from settlement.dvp import DvpCoordinator
@@ -96,34 +94,10 @@ def testnets() -> PublicTestnets:
 
 
 @pytest.fixture
-def testnet_world(
-    testnets: PublicTestnets, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LocalWorld]:
+def testnet_world(testnets: PublicTestnets) -> Iterator[LocalWorld]:
     """Bond issuer, seller and buyer on the XRPL testnet, USDC issuer, buyer, seller and
     fee account on the Stellar testnet, a settlement agent on each, all new accounts from
     the faucets (two to three minutes of ledger closes)."""
-    # start_local_world builds its provisioners for the nodes' own faucets; on the
-    # testnets they are hosts of their own, and the ledgers close in seconds
-    monkeypatch.setattr(
-        localworld,
-        "XrplProvisioner",
-        partial(
-            XrplProvisioner,
-            faucet_url=testnets.xrpl_faucet_url,
-            poll_s=PROVISION_POLL_S,
-            timeout_s=PROVISION_TIMEOUT_S,
-        ),
-    )
-    monkeypatch.setattr(
-        localworld,
-        "StellarProvisioner",
-        partial(
-            StellarProvisioner,
-            friendbot_url=testnets.stellar_friendbot_url,
-            poll_s=PROVISION_POLL_S,
-            timeout_s=PROVISION_TIMEOUT_S,
-        ),
-    )
     world = localworld.start_local_world(
         bond_units=BOND_UNITS,
         usdc=USDC_UNITS,
@@ -131,7 +105,13 @@ def testnet_world(
         # channel account would cost a friendbot call
         stellar_channels=0,
         networks=NetworkUrls(
-            testnets.xrpl_url, testnets.horizon_url, testnets.stellar_network_passphrase
+            testnets.xrpl_url,
+            testnets.horizon_url,
+            testnets.stellar_network_passphrase,
+            xrpl_faucet_url=testnets.xrpl_faucet_url,
+            stellar_friendbot_url=testnets.stellar_friendbot_url,
+            poll_s=PROVISION_POLL_S,
+            timeout_s=PROVISION_TIMEOUT_S,
         ),
     )
     try:
