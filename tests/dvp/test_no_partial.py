@@ -9,6 +9,7 @@ other returned.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -417,3 +418,39 @@ def test_legs_whose_payout_the_ledger_would_refuse_are_refused_before_anything_i
     with dvp.engine.db.unit_of_work() as uow:
         assert settlements_of(uow, cid) == [], "nothing was written"
     assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
+
+
+def test_lagging_servers_never_make_a_transaction_look_never_applied(dvp: Dvp) -> None:
+    """Finding 5: half the reads of both ledgers come from a server several ledgers
+    behind. A lagging answer can make an applied lock look absent; the engine concludes
+    "never applied" only from one server's whole-window answer, proved twice, so it
+    never signs a second transaction for a purpose, and the settlement settles."""
+    world = dvp.world
+    assert world.xrpl_node is not None and world.stellar_node is not None
+    before = world.holdings()
+    cid, sid = _instruct(dvp)
+    # from the first lock on (an instruction check read from a lagging server may
+    # refuse a leg: safe, and simply asked again)
+    world.xrpl_node.faults.lagging_server(3, share=0.5)
+    world.stellar_node.faults.lagging_server(3, share=0.5, seed=7)
+    try:
+        result = _to_rest(dvp, sid, timeout_s=60)
+    finally:
+        world.xrpl_node.faults.clear()
+        world.stellar_node.faults.clear()
+    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
+    subs = dvp.coordinator.settlement(sid)[2]
+    applied = Counter((s.leg_no, s.purpose) for s in subs if s.status == "APPLIED")
+    assert set(applied.values()) == {1}, applied
+    for leg_no, purpose in applied:
+        tries = sorted(
+            (s for s in subs if (s.leg_no, s.purpose) == (leg_no, purpose)),
+            key=lambda s: s.signed_at,
+        )
+        for earlier, later in itertools.pairwise(tries):
+            # a second signature only once the first was final, and never applied
+            assert earlier.status in ("REJECTED", "EXPIRED"), earlier
+            assert earlier.ledger_index is None, earlier
+            assert earlier.finalized_at is not None and earlier.finalized_at <= later.signed_at
+    assert _moved(before, world.holdings()) == PAID
+    assert dvp.engine.commitments.state_of(cid) is State.SETTLED
