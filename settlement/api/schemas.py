@@ -390,7 +390,24 @@ class LegOut(BaseModel):
     amount: Amount
     sender: str
     receiver: str
-    status: Annotated[str, Field(description="PENDING, LOCKED, COMMITTED, UNWOUND, ...")]
+    status: Annotated[
+        str,
+        Field(
+            description="PENDING, LOCKED, HELD (the settlement agent holds the funds), "
+            "REFUSED (the ledger refused the payout; a person is told), COMMITTED, "
+            "UNWOUND or NOT_LOCKED"
+        ),
+    ]
+    lock_kind: Annotated[
+        str, Field(description="escrow (XRPL), claimable (Stellar) or custody (agent-held)")
+    ] = "escrow"
+    released_by: Annotated[
+        str | None,
+        Field(
+            description="the ledger transaction by which someone else (the receiver "
+            "finishing, the sender reclaiming) took the lock, if any"
+        ),
+    ] = None
 
     @classmethod
     def of(cls, row: LegRow) -> LegOut:
@@ -403,6 +420,8 @@ class LegOut(BaseModel):
             sender=row.sender,
             receiver=row.receiver,
             status=row.state,
+            lock_kind=row.lock_kind,
+            released_by=row.released_tx_hash,
         )
 
 
