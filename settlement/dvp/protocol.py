@@ -49,6 +49,38 @@ paid. Every claim, finish and payout is driven by reliable submission: while one
 still apply nothing else is signed for that purpose, and the mode never changes under a
 transaction that could still apply (see ``plan``).
 
+What can happen to each kind of leg after COMMIT, and why it strands nobody:
+
+=========  ==========================================  ==================================
+leg        after COMMIT                                 the engine, and why it is safe
+=========  ==========================================  ==================================
+ESCROW     the finish is refused for good (the         REFUSED; nothing is paid before the
+(pivot)    receiver's deposit authorisation, a frozen  pivot is validated, so every leg
+           or unauthorised line, a limit)              returns
+           the finish never lands (partition, fee      signed again while the ledger's
+           surge, a sequence taken, a stale server)    time allows; past the send margin
+                                                       with none in flight: returns
+           the receiver finishes it itself with the    read back as paid; the other legs
+           public fulfillment                          are already held by the agent, so
+                                                       they are paid forward
+           the sender (or anyone) cancels it after     read back as returned; nothing else
+           CancelAfter                                 is paid, so every leg returns
+CLAIMABLE  the claim is refused (the agent's own line  REFUSED before the pivot was sent:
+           de-authorised or frozen)                    the fulfillment never left the
+                                                       engine; every leg returns
+           the sender reclaims after T_cancel, before  read back as returned; claims come
+           the claim (the engine was away past the     before the pivot, so nothing is
+           safety margin)                              paid; every leg returns
+           the payout after the claim is refused (the  REFUSED; the claim stands, the
+           payee's line de-authorised, removed, its    funds wait with the agent for a
+           limit lowered)                              person
+CUSTODY    the payout or the payback is refused        the funds wait with the agent for a
+                                                       person
+any        refused before any ledger, lost, expired    never counted: signed again (one
+                                                       in flight at a time), as often as
+                                                       it takes
+=========  ==========================================  ==================================
+
 What this module decides, the coordinator records: leg states, and the review flag when
 a person must act.
 """
