@@ -1,5 +1,5 @@
-"""Seeded fault simulation of delivery versus payment (shared by the simulation tests,
-the crash test and the benchmark).
+"""Seeded fault simulation of delivery versus payment (shared by the simulation tests
+and the crash test).
 
 Two layers, one set of invariants (DESIGN section 8):
 
@@ -7,24 +7,45 @@ Two layers, one set of invariants (DESIGN section 8):
     A deterministic in-memory ledger behind the real ``Chain`` port. It keeps what the
     coordinator depends on: locally computed hashes, per-account sequence numbers (a
     transaction applies only at its account's sequence, so two signatures racing for a
-    sequence can never both apply), ledgers that close only when told to, expiry by
-    ledger index (XRPL LastLedgerSequence) or by ledger time (Stellar time bounds),
-    hash-locked escrows that finish only with the right fulfillment and before
-    CancelAfter and cancel only after it (XRPL), claimable balances the agent claims at
-    any time (Stellar), balances per asset (fees are paid in the native asset, which is
-    not one of the settled assets, so the settled assets are conserved exactly). Faults:
-    a lost or 504 response after the transaction went to the ledger, a rejection that
-    never applies, a transaction held back for several closes (it may expire), a
-    partition (every call ``Unavailable``), ledgers that stop closing. It records every
-    transaction that applied, so the checks can compare the database with the ledger.
+    sequence can never both apply; one that lost the race is refused before any ledger),
+    ledgers that close only when told to, expiry by ledger index (XRPL
+    LastLedgerSequence) or by ledger time (Stellar time bounds), and the three lock
+    primitives: hash-locked escrows that finish only with the right fulfillment and
+    before CancelAfter and cancel only after it (XRPL; tokens only where the ledger has
+    ``token_escrow``), custody locks that pay the agent (XRPL tokens otherwise), and
+    claimable balances the agent claims at any time and the sender from T_cancel on
+    (Stellar). Payouts from the agent are plain payments out of its one account. Balances
+    are kept per asset; fees are paid in the native asset, which is not one of the settled
+    assets, so the settled assets are conserved exactly.
 
-``SimEnv`` / ``run_fake_seed``
+    Faults: a lost or 504 response after the transaction went to the ledger; a
+    rejection that never applies; a transaction held back for several closes (it may
+    expire); a partition (every call ``Unavailable``); ledgers that stop closing; a
+    receiver that refuses payments (deposit authorisation, an issuer's freeze, a
+    de-authorised line: the payout fails inside a ledger, fee spent); third parties
+    taking a lock (the receiver finishing an escrow once a finish was sent, anyone
+    cancelling one past CancelAfter, the sender reclaiming a balance from T_cancel on);
+    status and release answers from a lagging server; fee surges and lost sequence races
+    (refusals before any ledger, several in a row). The ledger remembers which
+    transaction took each lock and to whom, and every transaction that applied, so the
+    checks compare the database with the ledger.
+
+    The lagging view is consistent, as the adapters' whole-window proofs are: it sees
+    the ledger as it was some closes ago, so it may answer "pending" for a transaction
+    that has applied since, but "expired" only when its own (older) ledger is already
+    past the expiry, which a transaction that applied cannot be.
+
+``FakeWorld`` / ``run_fake_seed``
     One seed: a few settlements (some underfunded, some with a settlement date, fee
-    legs, force-cancels) over two fake ledgers, a real PostgreSQL and the real
-    coordinator, interleaved with faults, ledger closes, clock moves and injected
+    legs, force-cancels), each between accounts of its own, over two fake ledgers, a
+    real PostgreSQL and the real coordinator, interleaved with the faults above, ledger
+    closes, clock moves (past T_cancel too, while committing) and injected
     serialization failures (SQLSTATE 40001, some retried inside the transaction, some
-    exhausting the retries so a step fails and is simply run again). Then every fault is
-    healed, the settlements are driven to rest, and ``check_invariants`` runs.
+    exhausting the retries so a step fails and is simply run again). Then every fault
+    is healed, the settlements are driven to rest (a person retries a flagged one once),
+    and the checks run: ``check_invariants`` on the database and the ledgers,
+    ``check_fake_ledgers`` on the ledgers' balances, and ``check_legs_moved_together``:
+    per settlement, from the balances alone, every leg moved or none did.
 
 The real local networks (``run_real_seed`` in ``test_simulation``) use the same checks
 with the ledger side read from the XRPL and Stellar nodes.
@@ -32,12 +53,13 @@ with the ledger side read from the XRPL and Stellar nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,16 +72,20 @@ from support import ADMIN, ALLOCATOR, OFFICER
 from adapters.chain import (
     Applied,
     Asset,
+    Chain,
     ChainName,
     Expired,
     LedgerTx,
     Leg,
+    LockKind,
     LockRef,
+    LockState,
     LockTerms,
     Outcome,
     Pending,
     Purpose,
     Rejected,
+    Released,
     SignedSubmission,
     Unavailable,
 )
@@ -73,9 +99,10 @@ from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement import bootstrap, errors
 from settlement.clock import Clock, ManualClock
 from settlement.domain import SYSTEM
-from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, Progress
+from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, StepResult
 from settlement.sealing import Sealer
 from settlement.service import CommitmentService
+from settlement.settlement_desk import SettlementDesk
 from settlement.states import State
 
 T = TypeVar("T")
@@ -91,6 +118,7 @@ CLOSED = ("SETTLED", "UNWOUND")
 
 @dataclass
 class _Lock:
+    kind: LockKind
     sender: str
     receiver: str
     asset: Asset
@@ -120,6 +148,25 @@ class _Result:
     success: bool
 
 
+@dataclass(frozen=True)
+class _Release:
+    """The validated transaction that took a lock off the ledger, and to whom."""
+
+    tx_hash: str
+    ledger_index: int
+    ledger_hash: str
+    to: str
+    amount: Decimal
+
+
+#: how a receiver refuses a payout, as the fake ledger models it: ``deposit_auth`` (XRPL
+#: deposit authorisation: only the account's own transactions may pay it, so the
+#: receiver can still finish an escrow itself), ``frozen`` (an issuer froze or
+#: de-authorised the line: nobody can pay it)
+REFUSALS = ("deposit_auth", "frozen")
+_XRPL_REFUSAL_CODE = {"deposit_auth": "tecNO_PERMISSION", "frozen": "tecFROZEN"}
+
+
 @dataclass
 class FakeLedger:
     """One in-memory ledger (``xrpl`` or ``stellar`` flavour); see the module docstring."""
@@ -128,28 +175,56 @@ class FakeLedger:
     clock: Clock
     agent: str
     #: XRPL: ledgers a transaction may wait (LastLedgerSequence = validated + window);
-    #: Stellar: seconds of its time bounds
+    #: Stellar: its time bounds span window x 5 s
     window: int = 6
+    #: XRPL: the TokenEscrow amendment is enabled (a token is locked in an escrow;
+    #: otherwise in custody)
+    token_escrow: bool = True
+    #: draws the lagging views
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     index: int = 1
     close_time: datetime | None = None
+    close_times: dict[int, datetime] = field(default_factory=dict)
     balances: dict[tuple[str, Asset], Decimal] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     locks: dict[str, _Lock] = field(default_factory=dict)
+    #: lock id -> the transaction that took it (the engine's or anyone's)
+    released: dict[str, _Release] = field(default_factory=dict)
     results: dict[str, _Result] = field(default_factory=dict)
     ledger_hashes: dict[int, str] = field(default_factory=dict)
     #: transactions sent and not yet in a ledger (hash -> tx, closes to hold it back)
     pool: dict[str, tuple[_Tx, int]] = field(default_factory=dict)
-    #: every transaction the ledger received, for the write-ahead check
+    #: transactions of others (not the engine's), applied first in the next close
+    external: list[_Tx] = field(default_factory=list)
+    #: every transaction the ledger received from the engine, for the write-ahead check
     received: set[str] = field(default_factory=set)
+    #: escrows whose fulfillment was on the wire (a finish was sent): public from then on
+    public: set[str] = field(default_factory=set)
+    #: account -> how it refuses payouts (``REFUSALS``)
+    refusing: dict[str, str] = field(default_factory=dict)
     #: queued submit faults: ("drop" | "timeout" | "reject" | "hold", argument)
     submit_faults: list[tuple[str, Any]] = field(default_factory=list)
     partitioned: bool = False
     stalled: bool = False
+    #: signers read the account's sequence from the validated ledger, not past their own
+    #: queued transactions: two in one close take the same number
+    contention: bool = False
+    #: a status or release answer may come from a server up to this many ledgers behind
+    lag: int = 0
+    #: the chance that someone cancels an escrow in the very ledger that passes its
+    #: CancelAfter, ahead of the engine's cancel (a watcher of the sender's)
+    eager_cancel: float = 0.0
+    #: transactions of others sent, by kind
+    others: Counter[str] = field(default_factory=Counter)
+    #: run when the engine reads the ledger's time: a test's way to act between the
+    #: coordinator's reads and its decision
+    on_time_read: Callable[[], None] | None = None
     signatures: int = 0
     fees_paid: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.close_time = self.clock.now()
+        self.close_times[self.index] = self.close_time
         self.ledger_hashes[self.index] = _digest(f"{self.chain}:ledger:{self.index}")
 
     # -- set-up -------------------------------------------------------------------------
@@ -175,17 +250,31 @@ class FakeLedger:
     # -- ledger closes ------------------------------------------------------------------
 
     def close(self) -> bool:
-        """Close one ledger: apply what is due in sequence order; drop what expired."""
+        """Close one ledger: others' transactions first (they raced the engine's), then
+        what is due of the engine's in sequence order; drop what expired."""
         if self.stalled:
             return False
         self.index += 1
         ledger_hash = _digest(f"{self.chain}:ledger:{self.index}:{len(self.results)}")
         self.ledger_hashes[self.index] = ledger_hash
         self.close_time = self.clock.now()
+        self.close_times[self.index] = self.close_time
+        sent = {tx.body["lock_id"] for tx in self.external}
+        for lock_id, lock in list(self.locks.items()):
+            if (
+                lock.kind is LockKind.ESCROW
+                and self.close_time > lock.cancel_after
+                and lock_id not in sent
+                and self.rng.random() < self.eager_cancel
+            ):
+                self.send_external("cancel", lock_id, f"rWatcher{self.index}")
+        for tx in self.external:
+            self._apply(tx, ledger_hash)
+        self.external = []
         held: dict[str, tuple[_Tx, int]] = {}
         due = []
         for tx_hash, (tx, hold) in self.pool.items():
-            if self._expired(tx):
+            if self._expired(tx, self.index):
                 continue  # it can never apply now
             if hold > 0:
                 held[tx_hash] = (tx, hold - 1)
@@ -208,59 +297,179 @@ class FakeLedger:
         self.pool = held
         return True
 
-    def _expired(self, tx: _Tx) -> bool:
+    def _expired(self, tx: _Tx, view: int) -> bool:
+        """Whether ``tx`` can no longer apply, as the ledger ``view`` shows."""
         if tx.expires_ledger is not None:
-            return self.index > tx.expires_ledger
-        assert tx.expires_at is not None and self.close_time is not None
-        return self.close_time > tx.expires_at
+            return view > tx.expires_ledger
+        assert tx.expires_at is not None
+        return self.close_times[view] > tx.expires_at
 
     def _apply(self, tx: _Tx, ledger_hash: str) -> None:
-        self.sequences[tx.account] = tx.sequence + 1
+        assert tx.tx_hash not in self.results, f"{tx.tx_hash[:12]} would apply twice"
+        self.sequences[tx.account] = max(self.sequences.get(tx.account, 1), tx.sequence + 1)
         self.fees_paid[tx.account] += 1
-        code = self._effect(tx)
+        code = self._effect(tx, ledger_hash)
         success = code in ("tesSUCCESS", "tx_success")
         self.results[tx.tx_hash] = _Result(self.index, ledger_hash, code, success)
 
-    def _effect(self, tx: _Tx) -> str:
-        ok = "tesSUCCESS" if self.chain is ChainName.XRPL else "tx_success"
+    def _ok(self) -> str:
+        return "tesSUCCESS" if self.chain is ChainName.XRPL else "tx_success"
+
+    def _failed(self, xrpl_code: str) -> str:
+        """A failure inside a ledger (fee spent): XRPL's tec code, Stellar's tx_failed."""
+        return xrpl_code if self.chain is ChainName.XRPL else "tx_failed"
+
+    def _effect(self, tx: _Tx, ledger_hash: str) -> str:
         body = tx.body
+        if "external" in body:
+            return self._external(tx, ledger_hash)
+        if tx.purpose is Purpose.LOCK:
+            return self._lock(tx)
+        if body.get("held"):
+            asset = Asset(body["asset_code"], body["asset_issuer"])
+            return self._pay(self.agent, body["to"], asset, Decimal(body["amount"]))
+        lock_id = body["lock_id"]
+        lock = self.locks.get(lock_id)
+        if lock is None:
+            return self._failed("tecNO_TARGET")
         now = self.close_time
         assert now is not None
-        if tx.purpose is Purpose.LOCK:
-            asset = Asset(body["asset_code"], body["asset_issuer"])
-            amount = Decimal(body["amount"])
-            cancel_after = datetime.fromisoformat(body["cancel_after"])
-            if self.chain is ChainName.XRPL and cancel_after <= now:
-                return "tecNO_PERMISSION"
-            if self.balance(tx.account, asset) < amount:
-                return "tecUNFUNDED" if self.chain is ChainName.XRPL else "tx_failed"
-            self.balances[(tx.account, asset)] -= amount
-            self.locks[body["lock_id"]] = _Lock(
-                tx.account, body["receiver"], asset, amount, body["condition"], cancel_after
-            )
-            return ok
-        lock = self.locks.get(body["lock_id"])
-        if lock is None:
-            return "tecNO_TARGET" if self.chain is ChainName.XRPL else "tx_failed"
-        if tx.purpose is Purpose.COMMIT:
-            if self.chain is ChainName.XRPL:
-                if now >= lock.cancel_after:
+        match tx.purpose:
+            case Purpose.CLAIM:
+                if lock.kind is not LockKind.CLAIMABLE:
+                    return self._failed("tecNO_PERMISSION")
+                return self._release(lock_id, tx.tx_hash, ledger_hash, self.agent)
+            case Purpose.COMMIT:
+                if lock.kind is LockKind.ESCROW:
+                    if now >= lock.cancel_after:
+                        return "tecNO_PERMISSION"
+                    fulfilled = condition_of_fulfillment(body["fulfillment"])
+                    if fulfilled.upper() != lock.condition_hex.upper():
+                        return "tecCRYPTOCONDITION_ERROR"
+                refused = self._refusal(lock.receiver, payer=self.agent)
+                if refused is not None:
+                    return refused
+                return self._release(lock_id, tx.tx_hash, ledger_hash, lock.receiver)
+            case _:
+                if lock.kind is LockKind.ESCROW and now <= lock.cancel_after:
                     return "tecNO_PERMISSION"
-                fulfilled = condition_of_fulfillment(body["fulfillment"])
-                if fulfilled.upper() != lock.condition_hex.upper():
-                    return "tecCRYPTOCONDITION_ERROR"
-            to = lock.receiver
-        else:
-            if self.chain is ChainName.XRPL and now <= lock.cancel_after:
-                return "tecNO_PERMISSION"
-            to = lock.sender
-        del self.locks[body["lock_id"]]
-        self.balances[(to, lock.asset)] = self.balances.get((to, lock.asset), Decimal(0)) + (
-            lock.amount
+                return self._release(lock_id, tx.tx_hash, ledger_hash, lock.sender)
+
+    def _lock(self, tx: _Tx) -> str:
+        body = tx.body
+        kind = LockKind(body["kind"])
+        asset = Asset(body["asset_code"], body["asset_issuer"])
+        amount = Decimal(body["amount"])
+        cancel_after = datetime.fromisoformat(body["cancel_after"])
+        assert self.close_time is not None
+        if kind is LockKind.ESCROW and cancel_after <= self.close_time:
+            return "tecNO_PERMISSION"
+        if self.balance(tx.account, asset) < amount:
+            return self._failed("tecUNFUNDED")
+        self.balances[(tx.account, asset)] -= amount
+        if kind is LockKind.CUSTODY:  # the lock is a payment into the agent's account
+            self.fund(self.agent, asset, amount)
+            return self._ok()
+        self.locks[body["lock_id"]] = _Lock(
+            kind, tx.account, body["receiver"], asset, amount, body["condition"], cancel_after
         )
-        return ok
+        return self._ok()
+
+    def _pay(self, payer: str, payee: str, asset: Asset, amount: Decimal) -> str:
+        refused = self._refusal(payee, payer=payer)
+        if refused is not None:
+            return refused
+        if self.balance(payer, asset) < amount:
+            return self._failed("tecUNFUNDED_PAYMENT")
+        self.balances[(payer, asset)] -= amount
+        self.fund(payee, asset, amount)
+        return self._ok()
+
+    def _refusal(self, payee: str, *, payer: str) -> str | None:
+        """The code a payout to ``payee`` fails with inside a ledger, if it refuses."""
+        how = self.refusing.get(payee)
+        if how is None or (how == "deposit_auth" and payer == payee):
+            return None
+        return self._failed(_XRPL_REFUSAL_CODE[how])
+
+    def _release(self, lock_id: str, tx_hash: str, ledger_hash: str, to: str) -> str:
+        lock = self.locks.pop(lock_id)
+        self.fund(to, lock.asset, lock.amount)
+        self.released[lock_id] = _Release(tx_hash, self.index, ledger_hash, to, lock.amount)
+        return self._ok()
+
+    # -- others' transactions -----------------------------------------------------------
+
+    def _external(self, tx: _Tx, ledger_hash: str) -> str:
+        lock_id = tx.body["lock_id"]
+        lock = self.locks.get(lock_id)
+        if lock is None:
+            return self._failed("tecNO_TARGET")
+        now = self.close_time
+        assert now is not None
+        match tx.body["external"]:
+            case "finish":  # the receiver, with the fulfillment a finish made public
+                if now >= lock.cancel_after or lock_id not in self.public:
+                    return "tecNO_PERMISSION"
+                refused = self._refusal(lock.receiver, payer=lock.receiver)
+                if refused is not None:
+                    return refused
+                return self._release(lock_id, tx.tx_hash, ledger_hash, lock.receiver)
+            case "cancel":  # anyone, past CancelAfter
+                if now <= lock.cancel_after:
+                    return "tecNO_PERMISSION"
+                return self._release(lock_id, tx.tx_hash, ledger_hash, lock.sender)
+            case _:  # "reclaim": the sender's own claim, from T_cancel on
+                if now < lock.cancel_after:
+                    return self._failed("tecNO_PERMISSION")
+                return self._release(lock_id, tx.tx_hash, ledger_hash, lock.sender)
+
+    def third_party(self, rng: random.Random) -> str | None:
+        """Someone outside the engine sends a transaction taking a lock it may take as
+        of the latest ledger (applied in the next close, before the engine's): the
+        receiver finishes an escrow whose fulfillment is public, anyone cancels an
+        escrow past CancelAfter, a sender reclaims a balance from T_cancel on. Returns
+        what was sent, or None when no lock can be taken by anyone now."""
+        now = self.close_time
+        assert now is not None
+        options: list[tuple[str, str, str]] = []
+        sent = {tx.body["lock_id"] for tx in self.external}
+        for lock_id, lock in self.locks.items():
+            if lock_id in sent:
+                continue
+            if lock.kind is LockKind.ESCROW and now > lock.cancel_after:
+                options.append(("cancel", lock_id, f"rAnyone{self.index}"))
+            elif lock.kind is LockKind.ESCROW and lock_id in self.public:
+                options.append(("finish", lock_id, lock.receiver))
+            elif lock.kind is LockKind.CLAIMABLE and now >= lock.cancel_after:
+                options.append(("reclaim", lock_id, lock.sender))
+        if not options:
+            return None
+        kind = rng.choice(sorted({k for k, _, _ in options}))  # each kind its fair share
+        _, lock_id, actor = rng.choice([o for o in options if o[0] == kind])
+        self.send_external(kind, lock_id, actor)
+        return kind
+
+    def send_external(self, kind: str, lock_id: str, actor: str) -> str:
+        """Queue another party's ``kind`` ("finish", "cancel", "reclaim") of a lock for
+        the next close; returns its hash."""
+        sequence = self.sequences.setdefault(actor, 1)
+        body = {"external": kind, "lock_id": lock_id}
+        blob = json.dumps({"account": actor, "sequence": sequence, "body": body}, sort_keys=True)
+        purpose = Purpose.COMMIT if kind == "finish" else Purpose.UNWIND
+        tx = _Tx(_digest(blob), purpose, actor, sequence, body, None, None)
+        self.external.append(tx)
+        self.others[kind] += 1
+        return tx.tx_hash
 
     # -- what the port sees -------------------------------------------------------------
+
+    def _view(self) -> int:
+        """The ledger a status or release answer is read at: the latest, or while
+        lagging an older one (a server behind the balancer)."""
+        if self.lag <= 0:
+            return self.index
+        return max(1, self.index - self.rng.randint(0, self.lag))
 
     def sign(
         self, purpose: Purpose, account: str, body: dict[str, Any]
@@ -268,11 +477,13 @@ class FakeLedger:
         if self.partitioned:
             raise AdapterError(f"{self.chain}: connection refused")
         # the "current" sequence: the ledger's, past any queued transactions that follow
-        # it without a gap (a queue never holds a transaction that cannot be next)
-        pending = {t.sequence for t, _ in self.pool.values() if t.account == account}
+        # it without a gap (a queue never holds a transaction that cannot be next); under
+        # contention the signer does not see the queue and takes a number already taken
         sequence = self.sequences.get(account, 1)
-        while sequence in pending:
-            sequence += 1
+        if not self.contention:
+            pending = {t.sequence for t, _ in self.pool.values() if t.account == account}
+            while sequence in pending:
+                sequence += 1
         if purpose is Purpose.LOCK:
             body["lock_id"] = (
                 f"{account}:{sequence}"
@@ -314,29 +525,38 @@ class FakeLedger:
         tx = _decode(signed)
         assert tx.tx_hash == signed.tx_hash, "the hash is computed from the blob"
         self.received.add(tx.tx_hash)
+        if "fulfillment" in tx.body:
+            self.public.add(tx.body["lock_id"])  # on the wire: anyone may have seen it
         if tx.tx_hash in self.results or tx.tx_hash in self.pool:
             return self.status(signed)
-        if self._expired_now(tx):
+        if self._expired(tx, self.index):
             return self.status(signed)
         fault = self.submit_faults.pop(0) if self.submit_faults else None
-        kind = fault[0] if fault else None
-        if kind == "reject":
+        if fault is not None and fault[0] == "reject":
             return Rejected(tx.tx_hash, fault[1], applied=False, detail="injected rejection")
-        if self.chain is ChainName.STELLAR and tx.sequence < self.sequences.get(tx.account, 1):
-            return Rejected(tx.tx_hash, "tx_bad_seq", applied=False)
-        self.pool[tx.tx_hash] = (tx, fault[1] if kind == "hold" else 0)
-        if kind in ("drop", "timeout"):
-            return Pending(tx.tx_hash, f"response lost ({kind})")
+        if self._sequence_taken(tx):
+            code = "tefPAST_SEQ" if self.chain is ChainName.XRPL else "tx_bad_seq"
+            return Rejected(tx.tx_hash, code, applied=False, detail="sequence already used")
+        self.pool[tx.tx_hash] = (tx, fault[1] if fault is not None and fault[0] == "hold" else 0)
+        if fault is not None and fault[0] in ("drop", "timeout"):
+            return Pending(tx.tx_hash, f"response lost ({fault[0]})")
         return Pending(tx.tx_hash, "queued")
 
-    def _expired_now(self, tx: _Tx) -> bool:
-        return self._expired(tx)
+    def _sequence_taken(self, tx: _Tx) -> bool:
+        """Whether another transaction holds ``tx``'s sequence already: applied, or
+        queued (several signers of one account in one close)."""
+        if tx.sequence < self.sequences.get(tx.account, 1):
+            return True
+        return any(
+            t.account == tx.account and t.sequence == tx.sequence for t, _ in self.pool.values()
+        )
 
     def status(self, signed: SignedSubmission) -> Outcome:
         if self.partitioned:
             return Unavailable(f"{self.chain}: connection refused")
+        view = self._view()
         found = self.results.get(signed.tx_hash)
-        if found is not None:
+        if found is not None and found.ledger_index <= view:
             if found.success:
                 return Applied(signed.tx_hash, found.ledger_index, found.ledger_hash, found.code)
             return Rejected(
@@ -346,12 +566,18 @@ class FakeLedger:
                 ledger_index=found.ledger_index,
                 ledger_hash=found.ledger_hash,
             )
-        if signed.tx_hash in self.pool:
-            return Pending(signed.tx_hash, "in the queue")
-        tx = _decode(signed)
-        if self._expired(tx):
-            return Expired(signed.tx_hash, "past its expiry and in no ledger")
+        if view == self.index and signed.tx_hash in self.pool:
+            return Pending(signed.tx_hash, "in the queue", held=True)
+        if self._expired(_decode(signed), view):
+            return Expired(signed.tx_hash, f"past its expiry at ledger {view} and in none")
         return Pending(signed.tx_hash, "not in a validated ledger yet")
+
+    def release_of(self, lock_id: str) -> _Release | None:
+        """Who took the lock, as a (possibly lagging) server's view shows."""
+        found = self.released.get(lock_id)
+        if found is None or found.ledger_index > self._view():
+            return None
+        return found
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         if self.partitioned:
@@ -365,11 +591,14 @@ class FakeLedger:
         self.submit_faults.clear()
         self.partitioned = False
         self.stalled = False
+        self.contention = False
+        self.lag = 0
         self.pool = {h: (tx, 0) for h, (tx, _) in self.pool.items()}
 
 
 class FakeChain:
-    """The ``Chain`` port over a ``FakeLedger``."""
+    """The ``Chain`` port over a ``FakeLedger``. No channels: every transaction of the
+    agent takes the agent's own sequence, as a deployment without channel accounts."""
 
     def __init__(self, ledger: FakeLedger) -> None:
         self.ledger = ledger
@@ -378,7 +607,8 @@ class FakeChain:
     def name(self) -> ChainName:
         return self.ledger.chain
 
-    def validate_leg(self, leg: Leg) -> None:
+    def validate_leg(self, leg: Leg, *, kind: LockKind | None = None) -> None:
+        del kind  # every kind asks the same of the fake's accounts
         places = 7 if self.ledger.chain is ChainName.STELLAR else 6
         if leg.amount != leg.amount.quantize(Decimal(1).scaleb(-places)):
             raise LegInvalid(f"{leg.amount} is finer than {places} decimal places")
@@ -387,18 +617,36 @@ class FakeChain:
                 raise LegInvalid(f"account {account} does not exist")
         if self.ledger.balance(leg.sender, leg.asset) < leg.amount:
             raise LegInvalid(f"sender {leg.sender} holds less than {leg.amount}")
+        how = self.ledger.refusing.get(leg.receiver)
+        if how is not None:
+            raise LegInvalid(f"receiver {leg.receiver} refuses the payout ({how})")
+
+    def lock_kind(self, leg: Leg) -> LockKind:
+        if self.ledger.chain is ChainName.STELLAR:
+            return LockKind.CLAIMABLE
+        if leg.asset.is_native or self.ledger.token_escrow:
+            return LockKind.ESCROW
+        return LockKind.CUSTODY
 
     def submission_channels(self, leg: Leg, purpose: Purpose) -> tuple[str, ...]:
         return ()
 
     def prepare_lock(
-        self, leg: Leg, terms: LockTerms, *, channel: str | None = None
+        self,
+        leg: Leg,
+        terms: LockTerms,
+        *,
+        channel: str | None = None,
+        kind: LockKind | None = None,
     ) -> SignedSubmission:
+        """As the XRPL adapter: ``kind`` is the one recorded for the leg; without it
+        ``lock_kind`` decides now."""
         assert channel is None, "the fake ledger has no channel accounts"
         return self.ledger.sign(
             Purpose.LOCK,
             leg.sender,
             {
+                "kind": (kind or self.lock_kind(leg)).value,
                 "receiver": leg.receiver,
                 "asset_code": leg.asset.code,
                 "asset_issuer": leg.asset.issuer,
@@ -408,21 +656,38 @@ class FakeChain:
             },
         )[1]
 
-    def prepare_commit(
-        self, leg: Leg, lock: LockRef, fulfillment_hex: str, *, channel: str | None = None
-    ) -> SignedSubmission:
-        assert channel is None, "the fake ledger has no channel accounts"
-        return self.ledger.sign(
-            Purpose.COMMIT,
-            self.ledger.agent,
-            {"lock_id": _lock_id(lock), "fulfillment": fulfillment_hex},
-        )[1]
-
-    def prepare_unwind(
+    def prepare_claim(
         self, leg: Leg, lock: LockRef, *, channel: str | None = None
     ) -> SignedSubmission:
         assert channel is None, "the fake ledger has no channel accounts"
-        return self.ledger.sign(Purpose.UNWIND, self.ledger.agent, {"lock_id": _lock_id(lock)})[1]
+        if self.ledger.chain is not ChainName.STELLAR:
+            raise ValueError("the XRP Ledger has no claimable locks")
+        return self.ledger.sign(Purpose.CLAIM, self.ledger.agent, {"lock_id": _lock_id(lock)})[1]
+
+    def prepare_commit(
+        self,
+        leg: Leg,
+        lock: LockRef,
+        fulfillment_hex: str,
+        *,
+        held: bool = False,
+        channel: str | None = None,
+    ) -> SignedSubmission:
+        assert channel is None, "the fake ledger has no channel accounts"
+        if held:
+            body = _payment(leg, lock, leg.receiver)
+        elif self.ledger.chain is ChainName.XRPL:
+            body = {"lock_id": _lock_id(lock), "fulfillment": fulfillment_hex}
+        else:  # the agent's claim and the payment, in one transaction
+            body = {"lock_id": _lock_id(lock)}
+        return self.ledger.sign(Purpose.COMMIT, self.ledger.agent, body)[1]
+
+    def prepare_unwind(
+        self, leg: Leg, lock: LockRef, *, held: bool = False, channel: str | None = None
+    ) -> SignedSubmission:
+        assert channel is None, "the fake ledger has no channel accounts"
+        body = _payment(leg, lock, leg.sender) if held else {"lock_id": _lock_id(lock)}
+        return self.ledger.sign(Purpose.UNWIND, self.ledger.agent, body)[1]
 
     def submit(self, submission: SignedSubmission) -> Outcome:
         return self.ledger.submit(submission)
@@ -433,11 +698,50 @@ class FakeChain:
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         return self.ledger.lookup(tx_hash)
 
+    def lock_state(self, lock: LockRef) -> LockState | Unavailable:
+        if self.ledger.partitioned:
+            return Unavailable(f"{self.ledger.chain}: connection refused")
+        return _lock_state(lock, self.ledger.locks.get(_lock_id(lock)), self.ledger.index)
+
+    def lock_release(self, lock: LockRef) -> Released | Unavailable | None:
+        if self.ledger.partitioned:
+            return Unavailable(f"{self.ledger.chain}: connection refused")
+        found = self.ledger.release_of(_lock_id(lock))
+        if found is None:
+            return None
+        return Released(
+            lock, found.to, found.tx_hash, found.ledger_index, found.ledger_hash, found.amount
+        )
+
+    def locks_of(self, account: str) -> list[LockState] | Unavailable:
+        if self.ledger.partitioned:
+            return Unavailable(f"{self.ledger.chain}: connection refused")
+        return [
+            _lock_state(_ref_of(self.ledger.chain, lock_id, x), x, self.ledger.index)
+            for lock_id, x in self.ledger.locks.items()
+            if account in (x.sender, x.receiver, self.ledger.agent)
+        ]
+
     def ledger_time(self) -> datetime | Unavailable:
+        if self.ledger.on_time_read is not None:
+            self.ledger.on_time_read()
         if self.ledger.partitioned:
             return Unavailable(f"{self.ledger.chain}: connection refused")
         assert self.ledger.close_time is not None
         return self.ledger.close_time
+
+
+def _payment(leg: Leg, lock: LockRef, to: str) -> dict[str, Any]:
+    """A payment of the leg's amount from the agent (the lock names the leg, so two
+    legs' payments never sign alike)."""
+    return {
+        "held": True,
+        "lock_id": _lock_id(lock),
+        "to": to,
+        "asset_code": leg.asset.code,
+        "asset_issuer": leg.asset.issuer,
+        "amount": f"{leg.amount:f}",
+    }
 
 
 def _lock_id(lock: LockRef) -> str:
@@ -445,6 +749,29 @@ def _lock_id(lock: LockRef) -> str:
         return f"{lock.owner}:{lock.sequence}"
     assert lock.balance_id is not None
     return lock.balance_id
+
+
+def _ref_of(chain: ChainName, lock_id: str, lock: _Lock) -> LockRef:
+    if chain is ChainName.XRPL:
+        return LockRef(chain, lock.sender, sequence=int(lock_id.rsplit(":", 1)[1]))
+    return LockRef(chain, lock.sender, balance_id=lock_id)
+
+
+def _lock_state(ref: LockRef, lock: _Lock | None, index: int) -> LockState:
+    if lock is None:
+        return LockState.absent(ref, ledger_index=index)
+    return LockState(
+        lock=ref,
+        exists=True,
+        key=_lock_id(ref),
+        asset=lock.asset,
+        amount=lock.amount,
+        sender=lock.sender,
+        receiver=lock.receiver if lock.kind is LockKind.ESCROW else None,
+        cancel_after=lock.cancel_after,
+        condition_hex=lock.condition_hex if lock.kind is LockKind.ESCROW else None,
+        ledger_index=index,
+    )
 
 
 def _decode(signed: SignedSubmission) -> _Tx:
@@ -566,6 +893,10 @@ def expected_moves(settled: Iterable[Settled]) -> dict[tuple[str, str, str], Dec
     return {k: v for k, v in moves.items() if v}
 
 
+#: leg states that say the funds are back with the sender (or never left)
+_RETURNED = frozenset({"UNWOUND", "NOT_LOCKED"})
+
+
 def check_invariants(
     label: str,
     db: Database,
@@ -581,37 +912,14 @@ def check_invariants(
         s = x.settlement
         tag = f"{label} settlement {s.id}"
         states = [leg.state for leg in x.legs]
-        # 1. no partial settlement at rest
-        if s.status == "SETTLED":
-            assert s.decision == "COMMIT", f"{tag}: SETTLED without COMMIT"
-            assert set(states) == {"COMMITTED"}, f"{tag}: SETTLED with legs {states}"
-            assert x.commitment_state is State.SETTLED, f"{tag}: commitment {x.commitment_state}"
-        elif s.status == "UNWOUND":
-            assert s.decision == "ABORT", f"{tag}: UNWOUND without ABORT"
-            assert set(states) <= {"UNWOUND", "NOT_LOCKED"}, f"{tag}: UNWOUND with legs {states}"
-            expected = (
-                {State.CANCELLED, State.VERIFIED} if s.cancel_requested_by else {State.VERIFIED}
-            )
-            assert x.commitment_state in expected, f"{tag}: commitment {x.commitment_state}"
-        else:
-            assert allow_open_if_flagged and s.needs_review, (
-                f"{tag}: still {s.status} with legs {states} and nobody told (not flagged)"
-            )
-            assert x.commitment_state is not State.SETTLED, f"{tag}: open but SETTLED"
-        if "COMMITTED" in states:
-            assert s.decision == "COMMIT", f"{tag}: a leg committed without a COMMIT decision"
-        # 3. SETTLED only if every commit is applied in a validated ledger
+        # 1. no partial settlement, at rest or open: never a leg paid and another back
+        assert not ("COMMITTED" in states and _RETURNED & set(states)), (
+            f"{tag}: one leg paid and another returned: {states}"
+        )
+        _check_status(tag, x, allow_open_if_flagged=allow_open_if_flagged)
+        # 3. every leg's state is backed by what applied on its ledger
         for leg in x.legs:
-            mine = [u for u in x.subs if u.leg_no == leg.leg_no]
-            applied = {u.purpose: u for u in mine if u.status == "APPLIED"}
-            if leg.state == "COMMITTED":
-                assert "commit" in applied, f"{tag} leg {leg.leg_no}: COMMITTED, no applied commit"
-            if leg.state == "UNWOUND":
-                assert "unwind" in applied, f"{tag} leg {leg.leg_no}: UNWOUND, no applied unwind"
-            if leg.state in ("LOCKED", "COMMITTED", "UNWOUND"):
-                assert "lock" in applied, f"{tag} leg {leg.leg_no}: {leg.state}, no applied lock"
-            if leg.state == "NOT_LOCKED":
-                assert "lock" not in applied, f"{tag} leg {leg.leg_no}: NOT_LOCKED but locked"
+            _check_leg_record(tag, s, leg, [u for u in x.subs if u.leg_no == leg.leg_no], ledgers)
         # 5. one signature per purpose at a time, and at most one applied
         check_submission_history(tag, x.subs)
         # the database agrees with the ledger about every final outcome
@@ -659,6 +967,73 @@ def check_invariants(
     assert report.ok, f"{label}: audit breaks {report.breaks}"
 
 
+def _check_status(tag: str, x: Settled, *, allow_open_if_flagged: bool) -> None:
+    """The settlement's status, decision and commitment agree with its legs."""
+    s = x.settlement
+    states = [leg.state for leg in x.legs]
+    if s.status == "SETTLED":
+        assert s.decision == "COMMIT", f"{tag}: SETTLED without COMMIT"
+        assert set(states) == {"COMMITTED"}, f"{tag}: SETTLED with legs {states}"
+        assert x.commitment_state is State.SETTLED, f"{tag}: commitment {x.commitment_state}"
+    elif s.status == "UNWOUND":
+        assert set(states) <= _RETURNED, f"{tag}: UNWOUND with legs {states}"
+        if s.decision == "COMMIT":
+            # every leg returned after COMMIT: recorded with its reason, a person told
+            assert s.needs_review, f"{tag}: returned after COMMIT and nobody told"
+            assert x.commitment_state is State.VERIFIED, f"{tag}: commitment {x.commitment_state}"
+        else:
+            assert s.decision == "ABORT", f"{tag}: UNWOUND without a decision"
+            expected = (
+                {State.CANCELLED, State.VERIFIED} if s.cancel_requested_by else {State.VERIFIED}
+            )
+            assert x.commitment_state in expected, f"{tag}: commitment {x.commitment_state}"
+    else:
+        assert allow_open_if_flagged and s.needs_review, (
+            f"{tag}: still {s.status} with legs {states} and nobody told (not flagged)"
+        )
+        assert x.commitment_state is not State.SETTLED, f"{tag}: open but SETTLED"
+    if "REFUSED" in states:
+        assert s.needs_review, f"{tag}: a payout refused for good and nobody told"
+
+
+def _check_leg_record(
+    tag: str, s: SettlementRow, leg: LegRow, mine: list[SubmissionRow], ledgers: LedgerView
+) -> None:
+    """A leg's state follows from a transaction applied on its ledger: the engine's own
+    (an applied submission) or another party's (a recorded release, which the ledger
+    must hold as recorded)."""
+    where = f"{tag} leg {leg.leg_no}"
+    applied = {u.purpose for u in mine if u.status == "APPLIED"}
+    released_to = leg.released_to
+    if leg.released_tx_hash is not None:
+        found = ledgers.lookup(ChainName(leg.chain), leg.released_tx_hash)
+        assert found is not None and found.validated and found.successful, (
+            f"{where}: released by {leg.released_tx_hash[:12]}, the ledger says {found}"
+        )
+        assert (found.ledger_index, found.ledger_hash) == (
+            leg.released_ledger_index,
+            leg.released_ledger_hash,
+        ), f"{where}: the release's recorded ledger differs from the ledger's"
+    if leg.state == "COMMITTED":
+        assert "commit" in applied or released_to == leg.receiver, (
+            f"{where}: COMMITTED, no applied commit and no release to the receiver"
+        )
+    if leg.state == "UNWOUND":
+        assert "unwind" in applied or released_to == leg.sender, (
+            f"{where}: UNWOUND, no applied unwind and no release to the sender"
+        )
+    if leg.state == "HELD":
+        assert "claim" in applied or leg.lock_kind == "custody" or released_to is not None, (
+            f"{where}: HELD, neither claimed nor a custody lock"
+        )
+    if leg.state in ("LOCKED", "HELD", "REFUSED", "COMMITTED", "UNWOUND"):
+        assert "lock" in applied, f"{where}: {leg.state}, no applied lock"
+    if leg.state == "NOT_LOCKED":
+        assert "lock" not in applied, f"{where}: NOT_LOCKED but locked"
+    if leg.state in ("COMMITTED", "HELD", "REFUSED"):
+        assert s.decision == "COMMIT", f"{where}: {leg.state} without a COMMIT decision"
+
+
 def check_submission_history(tag: str, subs: list[SubmissionRow]) -> None:
     """No (leg, purpose) has two APPLIED submissions, and none was signed while an
     earlier one was still open (each earlier one was final before the next was signed)."""
@@ -681,13 +1056,64 @@ def check_submission_history(tag: str, subs: list[SubmissionRow]) -> None:
             )
 
 
+def check_legs_moved_together(
+    label: str, settled: list[Settled], moved: Callable[[ChainName, str, Asset], Decimal]
+) -> None:
+    """Per settlement, from the ledgers' balances and not the database: every leg moved
+    or none did. ``moved`` is what an account gained in an asset over the run, outside
+    moves aside; each settlement's accounts are its own, and each receiver receives one
+    leg, so a receiver's gain says whether its leg was paid, a sender's loss whether
+    its legs are gone from it. A receiver has exactly its leg's amount or nothing; once
+    one leg is paid, every sender has lost every leg (nothing went back); a closed
+    settlement moved everything (SETTLED) or nothing (UNWOUND). An open one, flagged for
+    a person, may have funds with the agent: its senders lost them, its receivers do
+    not have them yet."""
+    for x in settled:
+        tag = f"{label} settlement {x.settlement.id}"
+        owed: dict[tuple[ChainName, str, Asset], Decimal] = defaultdict(Decimal)
+        paid = []
+        for leg in x.legs:
+            chain, asset = ChainName(leg.chain), Asset(leg.asset_code, leg.asset_issuer)
+            owed[(chain, leg.sender, asset)] += leg.amount
+            got = moved(chain, leg.receiver, asset)
+            assert got in (Decimal(0), leg.amount), (
+                f"{tag} leg {leg.leg_no}: the receiver got {got} of {leg.amount}"
+            )
+            if got:
+                paid.append(leg.leg_no)
+        lost = {key: -moved(*key) for key in owed}
+        for key, total in owed.items():
+            assert Decimal(0) <= lost[key] <= total, (
+                f"{tag}: sender {key[1]} lost {lost[key]} of its legs' {total}"
+            )
+        if paid:
+            back = {key[1]: total - lost[key] for key, total in owed.items() if lost[key] != total}
+            assert not back, f"{tag}: legs {paid} paid while {back} went back to the senders"
+        status = x.settlement.status
+        if status == "SETTLED":
+            assert len(paid) == len(x.legs), f"{tag}: SETTLED but only legs {paid} paid"
+        elif status == "UNWOUND":
+            assert not paid and not any(lost.values()), (
+                f"{tag}: UNWOUND but legs {paid} paid, senders lost {lost}"
+            )
+
+
 # --------------------------------------------------------------------------------------
 # the fake-ledger simulation
 # --------------------------------------------------------------------------------------
 
 BOND = Asset("BND", "rBondIssuer")
 USDC = Asset("USDC", "GUSDCISSUER")
-POLICY = DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.0)
+#: ``expiry_recheck_s`` 0: the second poll of an expired transaction is its second proof
+#: (the coordinator measures the pause on the machine's monotonic clock, which a
+#: simulation step does not move)
+POLICY = DvpPolicy(
+    safety_margin_s=120,
+    commit_send_margin_s=30,
+    min_window_s=5,
+    retry_after_s=0.0,
+    expiry_recheck_s=0.0,
+)
 
 
 @dataclass
@@ -708,6 +1134,279 @@ class SimEnv:
         return created.commitment_id
 
 
+@dataclass(frozen=True)
+class Parties:
+    """One settlement's accounts, its own alone: the balances then say what it moved."""
+
+    buyer: str  # Stellar: pays the price and any fee in USDC
+    seller: str  # Stellar: receives the price
+    fees: str  # Stellar: receives the fee
+    seller_x: str  # XRPL: delivers the bonds
+    buyer_x: str  # XRPL: receives them
+
+    def legs(
+        self, price: Decimal, bond_units: Decimal, *, fee: Decimal | None = None
+    ) -> list[LegInstruction]:
+        legs = [
+            LegInstruction(ChainName.STELLAR, USDC, price, self.buyer, self.seller),
+            LegInstruction(ChainName.XRPL, BOND, bond_units, self.seller_x, self.buyer_x),
+        ]
+        if fee is not None:
+            legs.insert(
+                0, LegInstruction(ChainName.STELLAR, USDC, fee, self.buyer, self.fees, "fee")
+            )
+        return legs
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Where one settlement stands, read in one query: what the drive loop watches."""
+
+    status: str
+    flagged: bool
+    cancel_after: datetime
+    legs: str
+    submissions: int
+
+
+class FakeWorld:
+    """Two fake ledgers, the real coordinator over them, and accounts of their own for
+    each settlement (``parties``). What every account was given and what left it outside
+    the engine is kept, so ``moved`` is what the settlements did to it."""
+
+    def __init__(
+        self,
+        env: SimEnv,
+        tag: str,
+        *,
+        rng: random.Random | None = None,
+        token_escrow: bool = True,
+        windows: tuple[int, int] = (6, 6),
+        db: Database | FlakyDatabase | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.env = env
+        self.clock = env.clock
+        self.tag = tag
+        draw = rng or random.Random(tag)
+        self.xrpl = FakeLedger(
+            ChainName.XRPL,
+            env.clock,
+            agent=f"rAgent{tag}",
+            window=windows[0],
+            token_escrow=token_escrow,
+            rng=random.Random(draw.random()),
+        )
+        self.stellar = FakeLedger(
+            ChainName.STELLAR,
+            env.clock,
+            agent=f"GAGENT{tag}",
+            window=windows[1],
+            rng=random.Random(draw.random()),
+        )
+        self.ledgers = {ChainName.XRPL: self.xrpl, ChainName.STELLAR: self.stellar}
+        self.funded: dict[tuple[ChainName, str, Asset], Decimal] = defaultdict(Decimal)
+        self.outside: dict[tuple[ChainName, str, Asset], Decimal] = defaultdict(Decimal)
+        self.fund(ChainName.XRPL, self.xrpl.agent, BOND, Decimal(0))
+        self.fund(ChainName.STELLAR, self.stellar.agent, USDC, Decimal(0))
+        self.chains = {c: FakeChain(ledger) for c, ledger in self.ledgers.items()}
+        chains: dict[ChainName, Chain] = dict(self.chains)
+        self.coordinator = DvpCoordinator(
+            db or env.engine.db,  # type: ignore[arg-type]
+            service=env.engine.commitments,
+            chains=chains,
+            sealer=env.sealer,
+            clock=env.clock,
+            policy=dataclasses.replace(POLICY, seed=seed),
+        )
+        self.ids: list[UUID] = []
+        self.parties_of: dict[UUID, Parties] = {}
+        self._count = 0
+
+    # -- accounts -----------------------------------------------------------------------
+
+    def fund(self, chain: ChainName, account: str, asset: Asset, amount: Decimal) -> None:
+        self.ledgers[chain].fund(account, asset, amount)
+        self.funded[(chain, account, asset)] += amount
+
+    def parties(self, *, bonds: Decimal = Decimal(100), usdc: Decimal = Decimal(10_000)) -> Parties:
+        n = self._count
+        self._count += 1
+        p = Parties(
+            buyer=f"GBUYER{self.tag}_{n}",
+            seller=f"GSELLER{self.tag}_{n}",
+            fees=f"GFEES{self.tag}_{n}",
+            seller_x=f"rSeller{self.tag}_{n}",
+            buyer_x=f"rBuyer{self.tag}_{n}",
+        )
+        self.fund(ChainName.STELLAR, p.buyer, USDC, usdc)
+        self.fund(ChainName.STELLAR, p.seller, USDC, Decimal(0))
+        self.fund(ChainName.STELLAR, p.fees, USDC, Decimal(0))
+        self.fund(ChainName.XRPL, p.seller_x, BOND, bonds)
+        self.fund(ChainName.XRPL, p.buyer_x, BOND, Decimal(0))
+        return p
+
+    def move_out(self, chain: ChainName, account: str, asset: Asset, amount: Decimal) -> None:
+        """The account spends ``amount`` outside the engine."""
+        sink = f"elsewhere{self.tag}"
+        self.ledgers[chain].move_out(account, asset, amount, sink)
+        self.outside[(chain, account, asset)] -= amount
+        self.outside[(chain, sink, asset)] += amount
+
+    def moved(self, chain: ChainName, account: str, asset: Asset) -> Decimal:
+        """What the settlements did to the account's balance of ``asset``."""
+        key = (chain, account, asset)
+        return self.ledgers[chain].balance(account, asset) - self.funded[key] - self.outside[key]
+
+    # -- settlements --------------------------------------------------------------------
+
+    def instruct(
+        self,
+        parties: Parties,
+        legs: list[LegInstruction],
+        price: Decimal,
+        *,
+        deadline_s: float = 120,
+        settle_in_s: float | None = None,
+    ) -> UUID:
+        cid = self.env.verified_commitment(price)
+        now = self.clock.now()
+        sid = self.coordinator.instruct(
+            SYSTEM,
+            cid,
+            legs,
+            commit_deadline=now + timedelta(seconds=deadline_s),
+            settle_not_before=None if settle_in_s is None else now + timedelta(seconds=settle_in_s),
+        )
+        self.ids.append(sid)
+        self.parties_of[sid] = parties
+        return sid
+
+    def close(self) -> None:
+        for ledger in self.ledgers.values():
+            ledger.close()
+
+    def run(
+        self,
+        sid: UUID,
+        *,
+        rounds: int = 400,
+        advance_s: float = 1.0,
+        until: Callable[[Settled], bool] | None = None,
+    ) -> Settled:
+        """Step, close both ledgers and move the clock, until the settlement closes,
+        ``until`` holds, or ``rounds`` pass; returns where it stands."""
+        x = self.settled([sid])[0]
+        for _ in range(rounds):
+            if x.settlement.status in CLOSED or (until is not None and until(x)):
+                break
+            self.coordinator.step(sid)
+            self.close()
+            self.clock.advance(timedelta(seconds=advance_s))
+            x = self.settled([sid])[0]
+        return x
+
+    def settled(self, ids: Iterable[UUID] | None = None) -> list[Settled]:
+        engine = self.env.engine
+        return load(engine.db, engine.commitments, self.ids if ids is None else ids)
+
+    def snapshot(self) -> dict[UUID, Snapshot]:
+        rows: Sequence[Any] = self.env.engine.db.transaction(
+            lambda uow: uow.execute(
+                "SELECT s.id, s.status, s.needs_review, s.cancel_after,"
+                " (SELECT string_agg(l.state, ',' ORDER BY l.leg_no) FROM settlement_legs l"
+                "  WHERE l.settlement_id = s.id),"
+                " (SELECT count(*) FROM ledger_submissions x WHERE x.settlement_id = s.id)"
+                " FROM settlements s WHERE s.id = ANY(:ids)",
+                {"ids": self.ids},
+            ).all()
+        )
+        return {
+            row[0]: Snapshot(
+                status=row[1],
+                flagged=row[2],
+                cancel_after=row[3],
+                legs=row[4],
+                submissions=row[5],
+            )
+            for row in rows
+        }
+
+    def check(self, label: str) -> list[Settled]:
+        """Every check of the module over this world's settlements; returns them."""
+        settled = self.settled()
+
+        def lookup(chain: ChainName, tx_hash: str) -> LedgerTx | None:
+            return self.ledgers[chain].lookup(tx_hash)
+
+        engine = self.env.engine
+        check_invariants(label, engine.db, engine.commitments, settled, LedgerView(lookup))
+        check_fake_ledgers(label, self, settled)
+        check_legs_moved_together(label, settled, self.moved)
+        return settled
+
+
+def check_fake_ledgers(label: str, world: FakeWorld, settled: list[Settled]) -> None:
+    """The ledger side: conservation per asset, no lock left behind by a closed
+    settlement, no purpose applied twice, nothing on a ledger that the database did not
+    record first (write-ahead), and when every settlement is closed, exact balances
+    after what settled."""
+    recorded = {u.tx_hash: u for x in settled for u in x.subs}
+    for chain, ledger in world.ledgers.items():
+        given: dict[Asset, Decimal] = defaultdict(Decimal)
+        for (c, _, asset), amount in world.funded.items():
+            if c is chain:
+                given[asset] += amount
+        for asset, amount in given.items():
+            assert ledger.total(asset) == amount, f"{label}: {chain} {asset.code} not conserved"
+        unrecorded = ledger.received - recorded.keys()
+        assert not unrecorded, f"{label}: {chain} received unrecorded {sorted(unrecorded)[:3]}"
+        # a purpose that applied twice would move a leg's funds twice
+        applied = Counter(
+            (u.settlement_id, u.leg_no, u.purpose)
+            for tx_hash, result in ledger.results.items()
+            if result.success and (u := recorded.get(tx_hash)) is not None
+        )
+        twice = [k for k, n in applied.items() if n > 1]
+        assert not twice, f"{label}: {chain} applied twice {twice}"
+        for x in settled:
+            if x.settlement.status not in CLOSED:
+                continue
+            for leg in x.legs:
+                if leg.chain != chain.value or leg.lock_owner is None:
+                    continue
+                lock_id = (
+                    f"{leg.lock_owner}:{leg.lock_sequence}"
+                    if chain is ChainName.XRPL
+                    else leg.lock_balance_id
+                )
+                assert lock_id not in ledger.locks, (
+                    f"{label}: {chain} lock of closed settlement {x.settlement.id} leg "
+                    f"{leg.leg_no} left behind"
+                )
+    if not all(x.settlement.status in CLOSED for x in settled):
+        return
+    for chain, ledger in world.ledgers.items():
+        expected: dict[tuple[str, Asset], Decimal] = defaultdict(Decimal)
+        for (c, account, asset), amount in itertools.chain(
+            world.funded.items(), world.outside.items()
+        ):
+            if c is chain:
+                expected[(account, asset)] += amount
+        for x in settled:
+            if x.settlement.status != "SETTLED":
+                continue
+            for leg in x.legs:
+                if leg.chain == chain.value:
+                    asset = Asset(leg.asset_code, leg.asset_issuer)
+                    expected[(leg.sender, asset)] -= leg.amount
+                    expected[(leg.receiver, asset)] += leg.amount
+        actual = {k: v for k, v in ledger.balances.items() if v}
+        assert actual == {k: v for k, v in expected.items() if v}, (
+            f"{label}: {chain} balances {actual} expected {dict(expected)}"
+        )
+
+
 @dataclass
 class SeedReport:
     seed: int
@@ -717,249 +1416,266 @@ class SeedReport:
     errors: list[str] = field(default_factory=list)
 
 
+#: faults that last a few ticks, then wear off
+_LASTING = ("partition", "stall", "contention", "lag")
+_SURGE_CODE = {ChainName.XRPL: "telINSUF_FEE_P", ChainName.STELLAR: "tx_insufficient_fee"}
+#: refused before any ledger as wrong in itself: counts against the purpose
+_MALFORMED_CODE = {ChainName.XRPL: "temMALFORMED", ChainName.STELLAR: "tx_bad_auth"}
+
+
+class _SeedRun:
+    """One seed's run: the world, its draws, and what the report counts."""
+
+    def __init__(self, env: SimEnv, seed: int) -> None:
+        self.env = env
+        self.rng = random.Random(seed)
+        self.report = SeedReport(seed)
+        rng = self.rng
+
+        def db_failures() -> int:
+            roll = rng.random()
+            if roll < 0.9:
+                return 0
+            return rng.choice([1, 1, 2, 3, TRANSIENT_RETRIES + 1])
+
+        self.flaky = FlakyDatabase(env.engine.db, db_failures)
+        self.world = FakeWorld(
+            env,
+            str(seed),
+            rng=rng,
+            token_escrow=rng.random() < 0.6,
+            windows=(rng.choice([3, 6, 10]), rng.choice([3, 6, 10])),
+            db=self.flaky,
+            seed=seed,
+        )
+        self.world.xrpl.eager_cancel = rng.choice([0.0, 0.8])
+        self.lasting: dict[tuple[ChainName, str], int] = {}
+
+    def instruct_some(self) -> None:
+        rng, world = self.rng, self.world
+        for _ in range(rng.choice([1, 2, 2, 3])):
+            parties = world.parties()
+            price = Decimal(rng.choice([100, 250, 1000]))
+            fee = Decimal("2.5") if rng.random() < 0.3 else None
+            legs = parties.legs(price, Decimal(rng.randint(1, 10)), fee=fee)
+            if rng.random() < 0.3:
+                legs.reverse()  # the coordinator orders the locks itself
+            if rng.random() < 0.05:  # bad input: a payout the ledger would refuse
+                world.xrpl.refusing[parties.buyer_x] = rng.choice(REFUSALS)
+            try:
+                world.instruct(
+                    parties,
+                    legs,
+                    price,
+                    deadline_s=rng.choice([30, 60, 120, 300]),
+                    settle_in_s=rng.choice([5, 10]) if rng.random() < 0.2 else None,
+                )
+            except (errors.InvalidInput, TransientConflict):
+                self.report.outcomes["refused"] += 1
+                continue
+            finally:
+                world.xrpl.refusing.pop(parties.buyer_x, None)
+            roll = rng.random()
+            if roll < 0.1:  # the buyer's money leaves after the instruction was checked
+                amount = world.stellar.balance(parties.buyer, USDC) - price + Decimal(1)
+                world.move_out(ChainName.STELLAR, parties.buyer, USDC, amount)
+            elif roll < 0.2:  # the seller's bonds leave
+                amount = world.xrpl.balance(parties.seller_x, BOND)
+                world.move_out(ChainName.XRPL, parties.seller_x, BOND, amount)
+
+    def step(self, sid: UUID) -> StepResult | None:
+        self.report.steps += 1
+        try:
+            return self.world.coordinator.step(sid)
+        except TransientConflict:
+            self.report.faults["step_failed_40001"] += 1  # the worker runs it again later
+            return None
+        except Exception as exc:  # noqa: BLE001 - what Worker._drive does: log, retry later
+            self.report.faults[f"step_error:{type(exc).__name__}"] += 1
+            self.report.errors.append(repr(exc)[:300])
+            return None
+
+    def third_party(self) -> None:
+        self.rng.choice(list(self.world.ledgers.values())).third_party(self.rng)
+
+    def wear_off(self) -> None:
+        for (c, kind), ticks in list(self.lasting.items()):
+            ledger = self.world.ledgers[c]
+            if ticks > 1:
+                self.lasting[(c, kind)] = ticks - 1
+                continue
+            del self.lasting[(c, kind)]
+            match kind:
+                case "partition":
+                    ledger.partitioned = False
+                case "stall":
+                    ledger.stalled = False
+                case "contention":
+                    ledger.contention = False
+                case _:
+                    ledger.lag = 0
+
+    def refuse(
+        self, live: list[UUID], snap: Mapping[UUID, Snapshot], *, committing_only: bool = False
+    ) -> None:
+        """A receiver starts refusing its payout: its issuer freezes or de-authorises
+        the line, or it sets deposit authorisation (XRPL)."""
+        rng, world = self.rng, self.world
+        # the moments that matter most first: after COMMIT, then between lock and commit
+        committing = [sid for sid in live if snap[sid].status == "COMMITTING"]
+        locked = [sid for sid in live if "LOCKED" in snap[sid].legs or "HELD" in snap[sid].legs]
+        if committing_only and not committing:
+            return
+        sid = rng.choice(committing or locked or live)
+        p = world.parties_of[sid]
+        chain, account = rng.choice(
+            [
+                (ChainName.XRPL, p.buyer_x),
+                (ChainName.STELLAR, p.seller),
+                (ChainName.STELLAR, p.fees),
+            ]
+        )
+        how = rng.choice(REFUSALS) if chain is ChainName.XRPL else "frozen"
+        world.ledgers[chain].refusing[account] = how
+        at = snap[sid]
+        if at.status == "LOCKING" and ("LOCKED" in at.legs or "HELD" in at.legs):
+            self.report.faults["refuse_between_lock_and_commit"] += 1
+        elif at.status == "COMMITTING":
+            self.report.faults["refuse_after_commit"] += 1
+        else:
+            self.report.faults["refuse_elsewhen"] += 1
+
+    def ledger_fault(self) -> None:
+        rng = self.rng
+        c = rng.choice(list(self.world.ledgers))
+        ledger = self.world.ledgers[c]
+        kind = rng.choice(["drop", "timeout", "reject", "hold", "surge", *_LASTING])
+        self.report.faults[f"{c}:{kind}"] += 1
+        match kind:
+            case "drop" | "timeout":
+                ledger.submit_faults.append((kind, None))
+            case "reject":
+                ledger.submit_faults.append(("reject", _MALFORMED_CODE[c]))
+            case "hold":
+                ledger.submit_faults.append(("hold", rng.randint(1, 12)))
+            case "surge":  # the open ledger's fee climbs: several refusals in a row
+                ledger.submit_faults.extend([("reject", _SURGE_CODE[c])] * rng.randint(2, 8))
+            case "partition":
+                ledger.partitioned = True
+            case "stall":
+                ledger.stalled = True
+            case "contention":  # several signers of one account in one close
+                ledger.contention = True
+            case _:  # "lag": answers from a server up to a few ledgers behind
+                ledger.lag = rng.randint(1, 4)
+        if kind in _LASTING:
+            self.lasting[(c, kind)] = rng.randint(2, 8)
+
+    def with_faults(self) -> None:
+        rng, world, clock = self.rng, self.world, self.env.clock
+        for _ in range(rng.randint(20, 60)):
+            self.wear_off()
+            snap = world.snapshot()
+            live = [sid for sid, at in snap.items() if at.status not in CLOSED]
+            if not live:
+                return
+            roll = rng.random()
+            if roll < 0.45:
+                self.step(rng.choice(live))
+            elif roll < 0.68:
+                rng.choice(list(world.ledgers.values())).close()
+            elif roll < 0.78:
+                clock.advance(timedelta(seconds=rng.randint(0, 5)))
+            elif roll < 0.80:
+                # a jump past deadlines, and while committing past T_cancel: an engine
+                # stopped for minutes (the protocol returns every leg if nothing is paid)
+                clock.advance(timedelta(seconds=rng.choice([30, 150, 300])))
+                committing = any(snap[sid].status == "COMMITTING" for sid in live)
+                self.report.faults["clock_jump_committing" if committing else "clock_jump"] += 1
+            elif roll < 0.815:
+                try:
+                    world.coordinator.request_force_cancel(
+                        ADMIN, rng.choice(live), "simulated operator cancel"
+                    )
+                    self.report.faults["force_cancel"] += 1
+                except (errors.TransitionNotAllowed, TransientConflict):
+                    pass
+            elif roll < 0.845:
+                self.refuse(live, snap)
+            elif roll < 0.875:
+                self.third_party()
+            else:
+                self.ledger_fault()
+
+    def to_rest(self) -> None:
+        """Heal every fault of transport and time, then drive everything to rest. Time
+        passes (a second a round while a commit is under way that nobody was told about,
+        ten otherwise: unwinding waits for CancelAfter); others may still take a lock
+        they are entitled to, and a receiver may still start refusing a payout (refusals
+        are never healed: the protocol resolves them). A settlement that stays put,
+        flagged, past T_cancel gets a person's retry once."""
+        rng, world, clock = self.rng, self.world, self.env.clock
+        for ledger in world.ledgers.values():
+            ledger.clear_faults()
+        self.lasting.clear()
+        self.flaky._plan = lambda: 0  # the faults stop here
+        desk = SettlementDesk(self.env.engine.db, clock)
+        retried: set[UUID] = set()
+        last: dict[UUID, Snapshot] | None = None
+        quiet = 0
+        for _ in range(600):
+            snap = world.snapshot()
+            live = [sid for sid, at in snap.items() if at.status not in CLOSED]
+            if not live:
+                return
+            quiet = quiet + 1 if snap == last else 0
+            last = snap
+            late = clock.now() - timedelta(seconds=60)
+            if quiet >= 12 and all(snap[sid].cancel_after < late for sid in live):
+                fresh = [sid for sid in live if snap[sid].flagged and sid not in retried]
+                if not fresh:
+                    return  # what is left waits for a person outside the engine
+                for sid in fresh:
+                    desk.retry(ADMIN, sid, "simulated: the cause was looked at")
+                    retried.add(sid)
+                    self.report.faults["person_retry"] += 1
+                quiet = 0
+            if rng.random() < 0.3:  # sent before the engine's of this round: it may win
+                self.third_party()
+            for sid in live:
+                self.step(sid)
+            world.close()
+            if rng.random() < 0.03:  # an issuer or a receiver acts while a commit runs
+                self.refuse(live, snap, committing_only=True)
+            busy = any(snap[sid].status == "COMMITTING" and not snap[sid].flagged for sid in live)
+            clock.advance(timedelta(seconds=1 if busy else 10))
+
+    def tally(self, settled: list[Settled]) -> None:
+        outcomes = self.report.outcomes
+        for x in settled:
+            s = x.settlement
+            outcomes[s.status] += 1
+            if s.status == "UNWOUND" and s.decision == "COMMIT":
+                outcomes["returned_after_commit"] += 1
+            if s.status not in CLOSED and {"HELD", "REFUSED"} & {leg.state for leg in x.legs}:
+                outcomes["waits_with_agent"] += 1
+            for leg in x.legs:
+                if leg.released_to is None:
+                    continue
+                whose = {leg.receiver: "receiver", leg.sender: "sender"}.get(leg.released_to)
+                outcomes[f"released_to_{whose or 'agent'}"] += 1
+        self.report.faults["db_40001_injected"] += self.flaky.injected
+        for ledger in self.world.ledgers.values():
+            self.report.faults.update({f"third_party:{k}": n for k, n in ledger.others.items()})
+
+
 def run_fake_seed(env: SimEnv, seed: int) -> SeedReport:
     """Run one seed over two fake ledgers and check every invariant (raises
     ``AssertionError`` naming the seed)."""
-    rng = random.Random(seed)
-    report = SeedReport(seed)
-    label = f"seed {seed}"
-    clock = env.clock
-    xrpl = FakeLedger(ChainName.XRPL, clock, agent=f"rAgent{seed}", window=rng.choice([3, 6, 10]))
-    stellar = FakeLedger(
-        ChainName.STELLAR, clock, agent=f"GAGENT{seed}", window=rng.choice([3, 6, 10])
-    )
-    ledgers = {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
-    seller_x, buyer_x = f"rSeller{seed}", f"rBuyer{seed}"
-    buyers_s = [f"GBUYER{seed}_{n}" for n in range(rng.choice([1, 2]))]
-    seller_s, fees_s = f"GSELLER{seed}", f"GFEES{seed}"
-    xrpl.fund(xrpl.agent, BOND, Decimal(0))
-    xrpl.fund(seller_x, BOND, Decimal(100))
-    xrpl.fund(buyer_x, BOND, Decimal(0))
-    stellar.fund(stellar.agent, USDC, Decimal(0))
-    for buyer in buyers_s:
-        stellar.fund(buyer, USDC, Decimal(10_000))
-    stellar.fund(seller_s, USDC, Decimal(0))
-    stellar.fund(fees_s, USDC, Decimal(0))
-    start = {asset: ledger.total(asset) for ledger, asset in ((xrpl, BOND), (stellar, USDC))}
-    start_balances = {c: dict(ledger.balances) for c, ledger in ledgers.items()}
-
-    def db_failures() -> int:
-        roll = rng.random()
-        if roll < 0.9:
-            return 0
-        return rng.choice([1, 1, 2, 3, TRANSIENT_RETRIES + 1])
-
-    flaky = FlakyDatabase(env.engine.db, db_failures)
-    coordinator = DvpCoordinator(
-        flaky,  # type: ignore[arg-type]
-        service=env.engine.commitments,
-        chains={c: FakeChain(ledger) for c, ledger in ledgers.items()},
-        sealer=env.sealer,
-        clock=clock,
-        policy=POLICY,
-    )
-    external: list[tuple[ChainName, str, Asset, Decimal]] = []
-    ids: list[UUID] = []
-    for _ in range(rng.choice([1, 2, 2, 3])):
-        price = Decimal(rng.choice([100, 250, 1000]))
-        bond_units = Decimal(rng.randint(1, 10))
-        buyer = rng.choice(buyers_s)
-        legs = [
-            LegInstruction(ChainName.STELLAR, USDC, price, buyer, seller_s),
-            LegInstruction(ChainName.XRPL, BOND, bond_units, seller_x, buyer_x),
-        ]
-        if rng.random() < 0.3:
-            legs.insert(
-                0, LegInstruction(ChainName.STELLAR, USDC, Decimal("2.5"), buyer, fees_s, "fee")
-            )
-        if rng.random() < 0.3:
-            legs.reverse()  # the coordinator orders the locks itself
-        cid = env.verified_commitment(price)
-        now = clock.now()
-        deadline = now + timedelta(seconds=rng.choice([30, 60, 120, 300]))
-        settle_at = None
-        if rng.random() < 0.2:
-            settle_at = now + timedelta(seconds=rng.choice([5, 10]))
-        try:
-            sid = coordinator.instruct(
-                SYSTEM, cid, legs, commit_deadline=deadline, settle_not_before=settle_at
-            )
-        except (errors.InvalidInput, TransientConflict):
-            report.outcomes["refused"] += 1
-            continue
-        ids.append(sid)
-        roll = rng.random()
-        if roll < 0.1:  # the buyer's money leaves after the instruction was checked
-            sink = f"GELSEWHERE{seed}"
-            amount = stellar.balance(buyer, USDC) - price + Decimal(1)
-            if amount > 0:
-                stellar.move_out(buyer, USDC, amount, sink)
-                external.append((ChainName.STELLAR, buyer, USDC, -amount))
-                external.append((ChainName.STELLAR, sink, USDC, amount))
-        elif roll < 0.2:  # the seller's bonds leave
-            sink = f"rElsewhere{seed}"
-            amount = xrpl.balance(seller_x, BOND)
-            if amount > 0:
-                xrpl.move_out(seller_x, BOND, amount, sink)
-                external.append((ChainName.XRPL, seller_x, BOND, -amount))
-                external.append((ChainName.XRPL, sink, BOND, amount))
-
-    def statuses() -> dict[UUID, tuple[str, bool]]:
-        return env.engine.db.transaction(
-            lambda uow: {
-                row[0]: (row[1], row[2])
-                for row in uow.execute(
-                    "SELECT id, status, needs_review FROM settlements WHERE id = ANY(:ids)",
-                    {"ids": ids},
-                ).all()
-            }
-        )
-
-    def open_ids() -> list[UUID]:
-        return [sid for sid, (status, _) in statuses().items() if status not in CLOSED]
-
-    def committing() -> bool:
-        """A commit is under way that a person has not been asked to look at."""
-        return ("COMMITTING", False) in statuses().values()
-
-    def step(sid: UUID) -> Any:
-        report.steps += 1
-        try:
-            return coordinator.step(sid)
-        except TransientConflict:
-            report.faults["step_failed_40001"] += 1  # the worker runs it again later
-            return None
-        except Exception as exc:  # noqa: BLE001 - what Worker._drive does: log, retry later
-            report.faults[f"step_error:{type(exc).__name__}"] += 1
-            report.errors.append(repr(exc)[:300])
-            return None
-
-    partition_ticks = {c: 0 for c in ledgers}
-    stall_ticks = {c: 0 for c in ledgers}
-    for _ in range(rng.randint(15, 50)):
-        for c, ledger in ledgers.items():  # faults that last some ticks wear off
-            if partition_ticks[c] > 0:
-                partition_ticks[c] -= 1
-                ledger.partitioned = partition_ticks[c] > 0
-            if stall_ticks[c] > 0:
-                stall_ticks[c] -= 1
-                ledger.stalled = stall_ticks[c] > 0
-        live = open_ids()
-        if not live:
-            break
-        roll = rng.random()
-        if roll < 0.5:
-            step(rng.choice(live))
-        elif roll < 0.75:
-            rng.choice(list(ledgers.values())).close()
-        elif roll < 0.85:
-            clock.advance(timedelta(seconds=rng.randint(0, 5)))
-        elif roll < 0.87 and not any(st == "COMMITTING" for st, _ in statuses().values()):
-            # a jump past deadlines; never while committing (T_cancel's margin covers
-            # ledger closes and clock skew, not an engine stopped for minutes)
-            clock.advance(timedelta(seconds=rng.choice([30, 150, 300])))
-            report.faults["clock_jump"] += 1
-        elif roll < 0.885:
-            sid = rng.choice(live)
-            try:
-                coordinator.request_force_cancel(ADMIN, sid, "simulated operator cancel")
-                report.faults["force_cancel"] += 1
-            except (errors.TransitionNotAllowed, TransientConflict):
-                pass
-        else:
-            c = rng.choice(list(ledgers))
-            ledger = ledgers[c]
-            kind = rng.choice(["drop", "timeout", "reject", "hold", "partition", "stall"])
-            report.faults[f"{c}:{kind}"] += 1
-            if kind in ("drop", "timeout"):
-                ledger.submit_faults.append((kind, None))
-            elif kind == "reject":
-                code = "temMALFORMED" if c is ChainName.XRPL else "tx_insufficient_fee"
-                ledger.submit_faults.append(("reject", code))
-            elif kind == "hold":
-                ledger.submit_faults.append(("hold", rng.randint(1, 12)))
-            elif kind == "partition":
-                partition_ticks[c] = rng.randint(2, 8)
-                ledger.partitioned = True
-            else:
-                stall_ticks[c] = rng.randint(2, 8)
-                ledger.stalled = True
-
-    # heal, then drive everything to rest
-    for ledger in ledgers.values():
-        ledger.clear_faults()
-    flaky._plan = lambda: 0  # the faults stop here
-    stuck_rounds = 0
-    for _ in range(400):
-        live = open_ids()
-        if not live:
-            break
-        results = [step(sid) for sid in live]
-        for ledger in ledgers.values():
-            ledger.close()
-        if all(r is not None and r.progress is Progress.NEEDS_REVIEW for r in results):
-            stuck_rounds += 1
-            if stuck_rounds > 20:
-                break  # a commit the ledger keeps refusing: for a person
-        else:
-            stuck_rounds = 0
-        # time passes: unwinding waits for CancelAfter on XRPL, LOCKING for its deadline;
-        # committing gets a second a round (its T_cancel margin is minutes)
-        clock.advance(timedelta(seconds=1 if committing() else 10))
-    settled = load(env.engine.db, env.engine.commitments, ids)
-    for x in settled:
-        report.outcomes[x.settlement.status] += 1
-    report.faults["db_40001_injected"] += flaky.injected
-
-    def lookup(chain: ChainName, tx_hash: str) -> LedgerTx | None:
-        return ledgers[chain].lookup(tx_hash)
-
-    check_invariants(label, env.engine.db, env.engine.commitments, settled, LedgerView(lookup))
-    check_fake_ledgers(label, ledgers, settled, start, start_balances, external)
-    return report
-
-
-def check_fake_ledgers(
-    label: str,
-    ledgers: Mapping[ChainName, FakeLedger],
-    settled: list[Settled],
-    start: Mapping[Asset, Decimal],
-    start_balances: Mapping[ChainName, Mapping[tuple[str, Asset], Decimal]],
-    external: list[tuple[ChainName, str, Asset, Decimal]],
-) -> None:
-    """The ledger side: conservation per asset, exact balances after what settled, no
-    lock left behind by a closed settlement, no lock applied twice, and nothing on a
-    ledger that the database did not record first (write-ahead)."""
-    xrpl, stellar = ledgers[ChainName.XRPL], ledgers[ChainName.STELLAR]
-    # 2. conservation: balances plus what is locked, per asset
-    assert xrpl.total(BOND) == start[BOND], f"{label}: BND not conserved"
-    assert stellar.total(USDC) == start[USDC], f"{label}: USDC not conserved"
-    all_closed = all(x.settlement.status in CLOSED for x in settled)
-    recorded = {u.tx_hash for x in settled for u in x.subs}
-    for chain, ledger in ledgers.items():
-        unrecorded = ledger.received - recorded
-        assert not unrecorded, f"{label}: {chain} received unrecorded {sorted(unrecorded)[:3]}"
-        # a lock that applied twice would leave two locks (or two paid-out locks) for a leg
-        lock_keys = Counter()
-        for tx_hash, result in ledger.results.items():
-            if result.success and tx_hash in recorded:
-                sub = next(u for x in settled for u in x.subs if u.tx_hash == tx_hash)
-                lock_keys[(sub.settlement_id, sub.leg_no, sub.purpose)] += 1
-        twice = [k for k, n in lock_keys.items() if n > 1]
-        assert not twice, f"{label}: {chain} applied twice {twice}"
-        if all_closed:
-            assert not ledger.locks, f"{label}: {chain} locks left behind {ledger.locks}"
-            moves = expected_moves(settled)
-            expected = dict(start_balances[chain])
-            for (c, code, account), delta in moves.items():
-                if c != chain.value:
-                    continue
-                asset = BOND if code == BOND.code else USDC
-                expected[(account, asset)] = expected.get((account, asset), Decimal(0)) + delta
-            for c, account, asset, delta in external:
-                if c is chain:
-                    expected[(account, asset)] = expected.get((account, asset), Decimal(0)) + delta
-            actual = {k: v for k, v in ledger.balances.items() if v}
-            assert actual == {k: v for k, v in expected.items() if v}, (
-                f"{label}: {chain} balances {actual} expected {expected}"
-            )
+    run = _SeedRun(env, seed)
+    run.instruct_some()
+    run.with_faults()
+    run.to_rest()
+    settled = run.world.check(f"seed {seed}")
+    run.tally(settled)
+    return run.report
