@@ -3,13 +3,25 @@
 ``Reconciler(db, chains).run()`` reads every settlement, leg and ledger submission and
 asks each ledger whether it agrees:
 
-- every LOCKED leg's escrow / claimable balance exists, holding the leg's asset and
-  amount from its sender, on the settlement's terms (XRPL: destination, condition,
-  CancelAfter; Stellar: the agent claims at once, the sender only from T_cancel);
-- every COMMITTED / UNWOUND leg has an applied commit / unwind submission, and its lock
-  is gone; a NOT_LOCKED leg has no lock on the ledger;
-- a SETTLED settlement has every leg COMMITTED, an UNWOUND one every leg UNWOUND or
-  NOT_LOCKED (no partial settlement at rest);
+- a leg's recorded state has the applied submissions to show for it: a lock for every
+  leg that was ever locked, the agent's claim for a HELD claimable balance, a commit /
+  unwind for a COMMITTED / UNWOUND leg. A leg whose lock someone else took (the
+  receiver finished the escrow with the public fulfillment; the sender reclaimed after
+  T_cancel) has no commit or unwind of the engine's own: the release recorded with it
+  must be that validated transaction, in the recorded ledger;
+- a lock that should still be on its ledger (LOCKED; REFUSED before the agent claimed
+  it) is there, holding the leg's asset and amount from its sender, on the settlement's
+  terms (XRPL: destination, condition, CancelAfter; Stellar: the agent claims at once,
+  the sender only from T_cancel); when it is gone, the ledger is asked who took it. A
+  lock that should be gone (claimed into the agent, COMMITTED, UNWOUND, NOT_LOCKED) is
+  gone. A custody lock has no object on its ledger (the lock was a payment into the
+  agent's account): its applied lock submission is what shows it;
+- what arrived: for every COMMITTED / UNWOUND leg, the validated release of its lock
+  (``Chain.lock_release``: the escrow's finish or cancel, the balance's claim) paid the
+  leg's receiver / sender exactly the leg's amount, in the transaction recorded for it;
+- no partial settlement at rest: a SETTLED settlement has every leg COMMITTED, an
+  UNWOUND one every leg UNWOUND or NOT_LOCKED (a settlement that decided COMMIT may end
+  UNWOUND, every leg returned);
 - every submission recorded in a ledger (APPLIED, or REJECTED with a fee spent) is in a
   validated ledger with the recorded index and hash and the recorded success; an
   EXPIRED one is in no validated ledger;
@@ -22,6 +34,13 @@ What it finds is a value: ``ReconcileReport`` with one typed ``Break`` per disag
 (``Unreachable``: their checks were not made, which is neither a break nor "ok"), and
 items the ledger answered about in a way that proves nothing (``Unverified``). It
 writes nothing.
+
+Where no ledger answer states what arrived, the report says so apart
+(``delivered_not_stated``) rather than as unverified: the last hop of a held leg (a
+payment from the agent's own account, after the agent's claim or custody lock) is a
+plain payment, exact or nothing on both ledgers, but neither adapter's ``lookup`` states
+a delivered amount, and listing every settled leg as unverified would make every clean
+run incomplete. What the agent took in when it claimed a balance is still compared.
 
 The engine may be running meanwhile: a break about a leg of an open settlement is
 confirmed by reading the leg again after the ledger was read, and dropped if the leg
@@ -44,15 +63,18 @@ from adapters.chain import (
     Chain,
     ChainName,
     LedgerTx,
+    LockKind,
     LockRef,
     LockState,
     Purpose,
+    Released,
     Unavailable,
 )
 from adapters.errors import AdapterError, TransportError
 from ledger import settlements as records
 from ledger.database import Database, UnitOfWork
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
+from settlement.dvp.protocol import LegState
 
 
 class BreakKind(StrEnum):
@@ -66,10 +88,14 @@ class BreakKind(StrEnum):
     NO_APPLIED_SUBMISSION = "no_applied_submission"
     #: a closed settlement whose legs are not all committed or all unwound
     PARTIAL_SETTLEMENT = "partial_settlement"
+    #: a committed / unwound leg whose lock's release paid another amount than the
+    #: leg's, or paid someone other than its receiver / sender
+    DELIVERED_AMOUNT = "delivered_amount"
     #: a submission recorded in a ledger that the ledger does not hold
     TX_NOT_FOUND = "tx_not_found"
     TX_NOT_VALIDATED = "tx_not_validated"
-    #: in a validated ledger, but not the recorded one (index or hash)
+    #: in a validated ledger, but not the recorded one (index or hash); or a lock
+    #: released by another transaction than the one recorded for the leg
     LEDGER_REF_MISMATCH = "ledger_ref_mismatch"
     #: recorded applied but failed on the ledger, or recorded rejected but succeeded
     TX_RESULT_DIFFERS = "tx_result_differs"
@@ -138,6 +164,11 @@ class ReconcileReport:
     locks_listed: int = 0
     #: breaks dropped because the leg moved while it was being checked
     in_motion: int = 0
+    #: committed / unwound legs whose delivered amount the ledger stated and matched
+    delivered_checked: int = 0
+    #: committed / unwound legs whose delivered amount no ledger answer states (a
+    #: payment from the agent's account); not counted against ``ok``
+    delivered_not_stated: list[Unverified] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -171,9 +202,11 @@ class ReconcileReport:
             "submissions_checked": self.submissions_checked,
             "locks_listed": self.locks_listed,
             "in_motion": self.in_motion,
+            "delivered_checked": self.delivered_checked,
             "breaks": [plain(b) for b in self.breaks],
             "unreachable": [plain(u) for u in self.unreachable],
             "unverified": [plain(u) for u in self.unverified],
+            "delivered_not_stated": [plain(u) for u in self.delivered_not_stated],
         }
 
 
@@ -192,6 +225,17 @@ class _Snapshot:
     settlement: SettlementRow
     legs: list[LegRow]
     submissions: list[SubmissionRow]
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A transaction as the records place it in a validated ledger."""
+
+    tx_hash: str
+    ledger_index: int | None
+    ledger_hash: str | None
+    successful: bool
+    result: str
 
 
 class _ChainDown(Exception):
@@ -310,6 +354,40 @@ class _Run:
             return None
         return state
 
+    def _lock_release(
+        self, name: ChainName, ref: LockRef, *, snap: _Snapshot, leg_no: int
+    ) -> Released | None:
+        """Who took ``ref`` off its ledger, or None when that is not known: the lock is
+        still there (or, on a lagging server, its removal not found yet), or the ledger
+        could not say. An open breaker marks the chain down; any other answer that
+        says nothing (a history pruned, a server behind) leaves the item unverified.
+        The caller judges a plain None, which may be true of a lock still held."""
+        chain = self._chain(name)
+        if chain is None:
+            return None
+        try:
+            released = chain.lock_release(ref)
+        except TransportError as exc:
+            self._mark_down(name, str(exc))
+            return None
+        except (AdapterError, ValueError) as exc:
+            released = Unavailable(str(exc))
+        if isinstance(released, Unavailable):
+            if released.breaker_open:
+                self._mark_down(name, released.reason)
+            else:
+                self.report.unverified.append(
+                    Unverified(
+                        name,
+                        f"who took lock {_ref_text(ref)}",
+                        released.reason,
+                        snap.settlement.id,
+                        leg_no,
+                    )
+                )
+            return None
+        return released
+
     def _lookup(self, name: ChainName, tx_hash: str) -> LedgerTx | _ChainDown | None:
         chain = self._chain(name)
         if chain is None:
@@ -390,77 +468,126 @@ class _Run:
                     tx_hash=sub.tx_hash,
                 )
             return
-        recorded = f"validated in ledger {sub.ledger_index} {sub.ledger_hash}"
+        recorded = _Recorded(
+            sub.tx_hash,
+            sub.ledger_index,
+            sub.ledger_hash,
+            sub.status == "APPLIED",
+            f"{sub.status} {sub.result_code or ''}".strip(),
+        )
+        self._compare_tx(snap, recorded, found, chain=chain, leg_no=sub.leg_no, what=what)
+
+    def _compare_tx(
+        self,
+        snap: _Snapshot,
+        recorded: _Recorded,
+        found: LedgerTx | None,
+        *,
+        chain: ChainName,
+        leg_no: int,
+        what: str,
+    ) -> None:
+        """A transaction recorded in a validated ledger against the ledger's copy."""
+        expected = f"validated in ledger {recorded.ledger_index} {recorded.ledger_hash}"
 
         def broke(kind: BreakKind, expected: str, found_text: str) -> None:
-            self._break(kind, chain, expected, found_text, snap=snap, leg_no=sub.leg_no,
-                        tx_hash=sub.tx_hash, detail=what)  # fmt: skip
+            self._break(kind, chain, expected, found_text, snap=snap, leg_no=leg_no,
+                        tx_hash=recorded.tx_hash, detail=what)  # fmt: skip
 
         if found is None:
-            broke(BreakKind.TX_NOT_FOUND, recorded, "unknown to the ledger")
+            broke(BreakKind.TX_NOT_FOUND, expected, "unknown to the ledger")
             return
         if not found.validated:
-            broke(BreakKind.TX_NOT_VALIDATED, recorded, "not in a validated ledger")
+            broke(BreakKind.TX_NOT_VALIDATED, expected, "not in a validated ledger")
             return
         if (found.ledger_index, found.ledger_hash.upper()) != (
-            sub.ledger_index,
-            (sub.ledger_hash or "").upper(),
+            recorded.ledger_index,
+            (recorded.ledger_hash or "").upper(),
         ):
             broke(
                 BreakKind.LEDGER_REF_MISMATCH,
-                recorded,
+                expected,
                 f"validated in ledger {found.ledger_index} {found.ledger_hash}",
             )
-        if found.successful != (sub.status == "APPLIED"):
+        if found.successful != recorded.successful:
             broke(
                 BreakKind.TX_RESULT_DIFFERS,
-                f"{sub.status} {sub.result_code or ''}".strip(),
+                recorded.result,
                 f"successful={found.successful} {found.extra.get('result', '')}".strip(),
             )
 
     def _check_leg(self, snap: _Snapshot, leg: LegRow) -> None:
         chain = ChainName(leg.chain)
-        purpose = {"LOCKED": Purpose.LOCK, "COMMITTED": Purpose.COMMIT, "UNWOUND": Purpose.UNWIND}
-        if leg.state in purpose:
-            wanted = purpose[leg.state].value
-            if not any(
-                s.leg_no == leg.leg_no and s.purpose == wanted and s.status == "APPLIED"
-                for s in snap.submissions
-            ):
+        state = LegState(leg.state)
+        applied = _applied(snap, leg)
+        for purpose in _required(leg):
+            if not applied.get(purpose):
                 self._break(
                     BreakKind.NO_APPLIED_SUBMISSION,
                     chain,
-                    f"an applied {wanted} submission (leg is {leg.state})",
+                    f"an applied {purpose} submission (leg is {leg.state})",
                     "none recorded",
                     snap=snap,
                     leg_no=leg.leg_no,
                 )
-        if leg.state == "PENDING" or leg.lock_owner is None:
-            if leg.state == "LOCKED":
+        if leg.released_tx_hash is not None:
+            self._check_release_record(snap, leg)
+        if leg.lock_owner is None:
+            if state in _WAS_LOCKED:
                 self._break(
                     BreakKind.LOCK_MISSING,
                     chain,
                     "a recorded lock reference",
-                    "the LOCKED leg names no lock",
+                    f"the {leg.state} leg names no lock",
                     snap=snap,
                     leg_no=leg.leg_no,
                 )
-            return  # PENDING: a lock may be in flight; the engine resolves it
-        ref = LockRef(chain, leg.lock_owner, leg.lock_sequence, leg.lock_balance_id)
+            return
+        expected = _lock_expected(leg, applied)
+        lock = None if expected is None else self._check_lock(snap, leg, on_ledger=expected)
+        if state in (LegState.COMMITTED, LegState.UNWOUND):
+            gone = lock is not None and not lock.exists
+            self._check_delivered(snap, leg, applied, lock_gone=gone)
+
+    def _check_release_record(self, snap: _Snapshot, leg: LegRow) -> None:
+        """The transaction recorded as someone else's release of the leg's lock is in
+        the recorded validated ledger, and succeeded."""
+        assert leg.released_tx_hash is not None
+        chain = ChainName(leg.chain)
+        found = self._lookup(chain, leg.released_tx_hash)
+        if isinstance(found, _ChainDown):
+            return
+        recorded = _Recorded(
+            leg.released_tx_hash,
+            leg.released_ledger_index,
+            leg.released_ledger_hash,
+            True,
+            f"released to {leg.released_to}",
+        )
+        what = f"release of leg {leg.leg_no}'s lock by someone else"
+        self._compare_tx(snap, recorded, found, chain=chain, leg_no=leg.leg_no, what=what)
+
+    def _check_lock(self, snap: _Snapshot, leg: LegRow, *, on_ledger: bool) -> LockState | None:
+        """The lock object is on its ledger with the recorded terms (``on_ledger``), or
+        gone. A lock that should be there and is not: the ledger says who took it.
+        Returns what the ledger holds, None if it could not be read."""
+        chain = ChainName(leg.chain)
+        ref = _leg_ref(leg)
         state = self._lock_state(chain, ref)
         if state is None:
-            return
+            return None
         self.report.legs_checked += 1
-        if leg.state == "LOCKED":
+        if on_ledger:
             if not state.exists:
+                taken = self._lock_release(chain, ref, snap=snap, leg_no=leg.leg_no)
                 self._confirm(
                     snap,
                     leg,
                     BreakKind.LOCK_MISSING,
                     f"lock {_ref_text(ref)} holding {_amount(leg)}",
-                    "no such lock on the ledger (released or claimed)",
+                    "no such lock on the ledger: " + _taken_text(taken),
                 )
-                return
+                return state
             differences = self._differences(snap.settlement, leg, state)
             if differences:
                 self._confirm(
@@ -478,6 +605,126 @@ class _Run:
                 f"no lock {_ref_text(ref)} (leg is {leg.state})",
                 f"lock on the ledger holding {state.amount} {_asset_text(state.asset)}",
             )
+        return state
+
+    def _check_delivered(
+        self,
+        snap: _Snapshot,
+        leg: LegRow,
+        applied: Mapping[Purpose, set[str]],
+        *,
+        lock_gone: bool,
+    ) -> None:
+        """What arrived, read from the validated release of the leg's lock: the leg's
+        amount, to its receiver (COMMITTED) or sender (UNWOUND), in the transaction
+        recorded for it. A balance the agent claimed is followed by a payment from the
+        agent's account, which states no amount: what the agent took in is compared,
+        and the leg is listed as not stated."""
+        chain = ChainName(leg.chain)
+        party = leg.receiver if leg.state == LegState.COMMITTED else leg.sender
+        kind = LockKind(leg.lock_kind)
+        if kind is LockKind.CUSTODY:
+            self._not_stated(snap, leg, "paid from the agent's account (custody lock)")
+            return
+        released = self._release_of(snap, leg, lock_gone=lock_gone)
+        if released is None:
+            return
+        self._check_released_by(snap, leg, released, applied)
+        agent = self.owner._agents.get(chain)
+        if released.to == party:
+            if released.delivered is None:
+                self._not_stated(snap, leg, f"the release {released.tx_hash} states no amount")
+            elif self._delivered_as_instructed(snap, leg, released, party):
+                self.report.delivered_checked += 1
+        elif kind is LockKind.CLAIMABLE and released.to == agent and leg.released_tx_hash is None:
+            if released.delivered is not None:
+                self._delivered_as_instructed(snap, leg, released, released.to)
+            self._not_stated(
+                snap,
+                leg,
+                f"paid on from the agent's account, which took the balance in {released.tx_hash}",
+            )
+        else:
+            self._break(
+                BreakKind.DELIVERED_AMOUNT,
+                chain,
+                f"{_amount(leg)} delivered to {party} (leg is {leg.state})",
+                f"{_number(released.delivered)} delivered to {released.to} in {released.tx_hash}",
+                snap=snap,
+                leg_no=leg.leg_no,
+                tx_hash=released.tx_hash,
+            )
+
+    def _release_of(self, snap: _Snapshot, leg: LegRow, *, lock_gone: bool) -> Released | None:
+        """The validated release of the leg's lock, or None (then noted, unless the lock
+        is still there: the lock check reports that)."""
+        chain, ref = ChainName(leg.chain), _leg_ref(leg)
+        released = self._lock_release(chain, ref, snap=snap, leg_no=leg.leg_no)
+        if released is None and lock_gone:
+            # gone from the ledger, yet no release of it found: a server behind
+            self.report.unverified.append(
+                Unverified(
+                    chain,
+                    f"what leg {leg.leg_no} delivered",
+                    f"lock {_ref_text(ref)} is gone but no release of it was found",
+                    snap.settlement.id,
+                    leg.leg_no,
+                )
+            )
+        return released
+
+    def _check_released_by(
+        self,
+        snap: _Snapshot,
+        leg: LegRow,
+        released: Released,
+        applied: Mapping[Purpose, set[str]],
+    ) -> None:
+        """The release is the transaction recorded for it: the release by someone else
+        recorded with the leg, or one of the engine's own applied claim, commit or
+        unwind of the leg."""
+        ours = (
+            {leg.released_tx_hash.upper()}
+            if leg.released_tx_hash is not None
+            else set().union(*(applied.get(p, set()) for p in _RELEASING))
+        )
+        if released.tx_hash.upper() not in ours:
+            self._break(
+                BreakKind.LEDGER_REF_MISMATCH,
+                ChainName(leg.chain),
+                f"lock released by {' or '.join(sorted(ours)) or 'a recorded transaction'}",
+                f"released by {released.tx_hash} in ledger {released.ledger_index}",
+                snap=snap,
+                leg_no=leg.leg_no,
+                tx_hash=released.tx_hash,
+            )
+
+    def _delivered_as_instructed(
+        self, snap: _Snapshot, leg: LegRow, released: Released, to: str
+    ) -> bool:
+        if released.delivered == leg.amount:
+            return True
+        self._break(
+            BreakKind.DELIVERED_AMOUNT,
+            ChainName(leg.chain),
+            f"{_amount(leg)} delivered to {to}",
+            f"{_number(released.delivered)} delivered in {released.tx_hash}",
+            snap=snap,
+            leg_no=leg.leg_no,
+            tx_hash=released.tx_hash,
+        )
+        return False
+
+    def _not_stated(self, snap: _Snapshot, leg: LegRow, reason: str) -> None:
+        self.report.delivered_not_stated.append(
+            Unverified(
+                ChainName(leg.chain),
+                f"what leg {leg.leg_no} delivered",
+                reason,
+                snap.settlement.id,
+                leg.leg_no,
+            )
+        )
 
     def _differences(
         self, s: SettlementRow, leg: LegRow, state: LockState
@@ -612,6 +859,68 @@ class _Run:
                 )
 
 
+#: leg states reached only through an applied lock
+_WAS_LOCKED = frozenset(
+    {LegState.LOCKED, LegState.HELD, LegState.REFUSED, LegState.COMMITTED, LegState.UNWOUND}
+)
+#: purposes whose applied transaction takes a lock off its ledger (a claim into the
+#: agent; a finish, cancel, or claim-and-pay of a lock never claimed)
+_RELEASING = (Purpose.CLAIM, Purpose.COMMIT, Purpose.UNWIND)
+
+
+def _applied(snap: _Snapshot, leg: LegRow) -> dict[Purpose, set[str]]:
+    """The leg's applied submissions: their hashes (upper case) by purpose."""
+    out: dict[Purpose, set[str]] = {}
+    for sub in snap.submissions:
+        if sub.leg_no == leg.leg_no and sub.status == "APPLIED":
+            out.setdefault(Purpose(sub.purpose), set()).add(sub.tx_hash.upper())
+    return out
+
+
+def _required(leg: LegRow) -> list[Purpose]:
+    """The purposes a leg's recorded state needs an applied submission of. A lock
+    released by someone else needs no commit or unwind of the engine's own."""
+    state = LegState(leg.state)
+    if state not in _WAS_LOCKED:
+        return []
+    needed = [Purpose.LOCK]
+    if state is LegState.HELD and leg.lock_kind == LockKind.CLAIMABLE:
+        needed.append(Purpose.CLAIM)
+    if leg.released_tx_hash is None:
+        if state is LegState.COMMITTED:
+            needed.append(Purpose.COMMIT)
+        elif state is LegState.UNWOUND:
+            needed.append(Purpose.UNWIND)
+    return needed
+
+
+def _lock_expected(leg: LegRow, applied: Mapping[Purpose, set[str]]) -> bool | None:
+    """Whether the leg's lock object must be on its ledger (True) or gone (False); None
+    when there is nothing to read: a PENDING leg's lock may be in flight, and a custody
+    lock is a payment into the agent, with no object of its own."""
+    state = LegState(leg.state)
+    if leg.lock_kind == LockKind.CUSTODY or state is LegState.PENDING:
+        return None
+    if state is LegState.LOCKED:
+        return True
+    if state is LegState.REFUSED:
+        # refused at the claim: the balance is still there; at the payout: claimed
+        return not applied.get(Purpose.CLAIM)
+    return False
+
+
+def _leg_ref(leg: LegRow) -> LockRef:
+    assert leg.lock_owner is not None
+    return LockRef(ChainName(leg.chain), leg.lock_owner, leg.lock_sequence, leg.lock_balance_id)
+
+
+def _taken_text(taken: Released | None) -> str:
+    if taken is None:
+        return "who took it is not known (released, claimed, or a server behind)"
+    delivered = "" if taken.delivered is None else f" {_number(taken.delivered)}"
+    return f"taken by {taken.tx_hash} in ledger {taken.ledger_index},{delivered} to {taken.to}"
+
+
 def _ours(chain: ChainName, account: str, state: LockState) -> bool:
     """XRPL: an escrow the watched sender owns (not one it merely receives). Stellar:
     a balance the watched agent may claim (the listing already says so)."""
@@ -645,7 +954,16 @@ def _asset_text(asset: Asset | None) -> str:
 
 
 def _amount(leg: LegRow) -> str:
-    return f"{leg.amount} {_asset_text(Asset(leg.asset_code, leg.asset_issuer))}"
+    return f"{_number(leg.amount)} {_asset_text(Asset(leg.asset_code, leg.asset_issuer))}"
+
+
+def _number(amount: Decimal | None) -> str:
+    """An amount as a person reads it: no exponent, no trailing zeros of the column's
+    scale (the database keeps 18 decimal places, Stellar answers with 7)."""
+    if amount is None:
+        return "an amount not stated"
+    text = format(amount, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _whole_seconds_up(moment: datetime) -> datetime:

@@ -17,13 +17,16 @@ from uuid import UUID
 from sqlalchemy import create_engine, text
 from stellar_sdk import TransactionBuilder
 from support import ADMIN
-from xrpl.models.transactions import EscrowCreate
+from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate
 
 from adapters.chain import Asset, ChainName
 from adapters.conditions import HashLock
+from adapters.localnet.xrpl.amendments import enabled_set
 from adapters.xrpl.chain import ripple_seconds
+from ledger.settlements import LegRow
 from settlement.bootstrap import DatabaseUrls
 from settlement.domain import SYSTEM
+from settlement.dvp import Progress, StepResult
 from settlement.reconcile import (
     BreakKind,
     ExpectedBalance,
@@ -55,13 +58,14 @@ def _settled(dvp: Dvp) -> UUID:
     return sid
 
 
-def _escrowed(dvp: Dvp, sid: UUID) -> None:
-    """Step until every leg is locked (the settlement then waits for its date)."""
+def _escrowed(dvp: Dvp, sid: UUID, states: tuple[str, ...] = ("LOCKED", "LOCKED")) -> None:
+    """Step until every leg is locked (the settlement then waits for its date); a
+    custody lock leaves its leg HELD."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         dvp.coordinator.step(sid)
         _, legs, _ = dvp.coordinator.settlement(sid)
-        if all(leg.state == "LOCKED" for leg in legs):
+        if tuple(leg.state for leg in legs) == states:
             return
         time.sleep(0.02)
     raise AssertionError(f"settlement {sid} did not lock: {legs}")
@@ -97,10 +101,16 @@ def test_clean_after_a_settled_and_an_aborted_settlement(dvp: Dvp) -> None:
 
     assert report.ok and report.status == "ok" and report.exit_code == 0, report.to_json()
     assert report.settlements == 2
-    # settled: 2 locks + 2 commits; aborted: 2 locks + 2 unwinds, every one looked up
-    assert report.submissions_checked == 8
+    # settled: 2 locks, the agent's claim, 2 commits; aborted: 2 locks + 2 unwinds
+    assert report.submissions_checked == 9
     assert report.legs_checked == 4
     assert report.to_json()["breaks"] == []
+    # the escrow's finish and its cancel state what arrived; each USDC leg ends in a
+    # payment from the agent, which states nothing (what the agent took in matched)
+    assert report.delivered_checked == 2
+    assert sorted((u.settlement_id, u.leg_no) for u in report.delivered_not_stated) == sorted(
+        [(settled, 0), (aborted, 0)]
+    )
     assert settled != aborted
 
     wrong = [expected[0], replace(expected[1], amount=PRICE + 1)]
@@ -200,4 +210,149 @@ def test_a_partitioned_ledger_is_unreachable_not_ok(dvp: Dvp) -> None:
     assert (report.status, report.exit_code) == ("incomplete", 2)
     assert [u.chain for u in report.unreachable] == [ChainName.XRPL]
     assert report.unreachable[0].unchecked > 0
-    assert (report.submissions_checked, report.legs_checked) == (2, 1), "Stellar still checked"
+    assert (report.submissions_checked, report.legs_checked) == (3, 1), "Stellar still checked"
+
+
+def _legs(dvp: Dvp, sid: UUID) -> list[LegRow]:
+    return dvp.coordinator.settlement(sid)[1]
+
+
+def _past_cancel_after(dvp: Dvp, sid: UUID) -> None:
+    settlement = dvp.coordinator.settlement(sid)[0]
+    remaining = (settlement.cancel_after - dvp.world.clock.now()).total_seconds()
+    # well past: a ledger's close time is rounded to its close-time resolution
+    dvp.world.advance_time(int(remaining) + 60)
+
+
+def _to_rest(dvp: Dvp, sid: UUID, timeout_s: float = 30.0) -> StepResult:
+    """Step until the settlement closes, also while it is flagged for a person."""
+    deadline = time.monotonic() + timeout_s
+    result = dvp.coordinator.step(sid)
+    while result.progress is not Progress.DONE and time.monotonic() < deadline:
+        time.sleep(0.02)
+        result = dvp.coordinator.step(sid)
+    return result
+
+
+def _tamper(urls: DatabaseUrls, sql: str, **params: object) -> None:
+    """Write to the settlement tables behind the engine's back (their guards off)."""
+    owner = create_engine(urls.owner)
+    try:
+        with owner.begin() as c:
+            c.execute(text("ALTER TABLE settlement_legs DISABLE TRIGGER USER"))
+            c.execute(text(sql), params)
+            c.execute(text("ALTER TABLE settlement_legs ENABLE TRIGGER USER"))
+    finally:
+        owner.dispose()
+
+
+def test_a_refused_payout_reconciles_clean_while_it_waits_and_once_returned(dvp: Dvp) -> None:
+    """After COMMIT the buyer sets deposit authorisation: the agent's finish is refused
+    for good. The USDC, claimed into the agent, waits HELD; the bond's escrow, REFUSED,
+    is still on the ledger. Nothing disagrees: a REFUSED escrow is a lock on the ledger,
+    a HELD balance is its applied claim. Past CancelAfter every leg returns (a
+    settlement that decided COMMIT ends UNWOUND) and that reconciles clean too, the
+    escrow's cancel stating what went back."""
+    world = dvp.world
+    sid = _instruct(dvp, deadline_s=600)
+    result = dvp.drive(sid, until=lambda: _legs(dvp, sid)[0].state == "HELD")
+    assert result.progress is Progress.WAITING, result
+    world.xrpl.send(
+        AccountSet(
+            account=world.buyer_xrpl.classic_address, set_flag=AccountSetAsfFlag.ASF_DEPOSIT_AUTH
+        ),
+        world.buyer_xrpl,
+    )
+    assert dvp.drive(sid, timeout_s=20).progress is Progress.NEEDS_REVIEW
+    assert [leg.state for leg in _legs(dvp, sid)] == ["HELD", "REFUSED"]
+
+    waiting = _reconcile(dvp)
+
+    assert waiting.ok, waiting.to_json()
+    assert waiting.legs_checked == 2, "the refused escrow read with its terms, the claim gone"
+
+    _past_cancel_after(dvp, sid)
+    result = _to_rest(dvp, sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert dvp.coordinator.settlement(sid)[0].decision == "COMMIT"
+
+    returned = _reconcile(dvp)
+
+    assert returned.ok, returned.to_json()
+    assert returned.delivered_checked == 1, "the escrow's cancel: the bond back with the seller"
+    assert [(u.settlement_id, u.leg_no) for u in returned.delivered_not_stated] == [(sid, 0)]
+
+
+def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: DatabaseUrls) -> None:
+    """Without TokenEscrow the bond is locked in custody: the seller pays it into the
+    agent's account, and the leg is HELD from the lock on, with no lock object on the
+    ledger to read. Its applied lock payment is what shows it: recorded refused, the
+    HELD leg has nothing to show for itself. Settled, its payout is a payment from the
+    agent, which states no delivered amount."""
+    world = dvp.world
+    assert world.xrpl_node is not None
+    world.xrpl_node.chain.amendments = enabled_set({"TokenEscrow": False})
+    world.xrpl.trust(world.agent_xrpl, world.bond, Decimal(1_000_000))
+    settled = _settled(dvp)
+    sid = _instruct(dvp, deadline_s=600, settle_in_s=300)
+    _escrowed(dvp, sid, ("LOCKED", "HELD"))
+    assert [leg.lock_kind for leg in _legs(dvp, sid)] == ["claimable", "custody"]
+
+    report = _reconcile(dvp)
+
+    assert report.ok, report.to_json()
+    assert report.legs_checked == 2, "the two USDC balances; a custody lock has no object"
+    assert [(u.settlement_id, u.leg_no) for u in report.delivered_not_stated] == [
+        (settled, 0),
+        (settled, 1),
+    ]
+    assert "custody" in report.delivered_not_stated[1].reason
+
+    owner = create_engine(fresh_urls.owner)
+    try:
+        with owner.begin() as c:
+            c.execute(text("ALTER TABLE ledger_submissions DISABLE TRIGGER USER"))
+            c.execute(
+                text(
+                    "UPDATE ledger_submissions SET status = 'REJECTED', result_code = 'tecPATH_DRY'"
+                    " WHERE settlement_id = :sid AND leg_no = 1 AND purpose = 'lock'"
+                ),
+                {"sid": sid},
+            )
+            c.execute(text("ALTER TABLE ledger_submissions ENABLE TRIGGER USER"))
+    finally:
+        owner.dispose()
+
+    report = _reconcile(dvp)
+
+    assert sorted((b.kind, b.settlement_id, b.leg_no) for b in report.breaks) == [
+        (BreakKind.NO_APPLIED_SUBMISSION, sid, 1),
+        (BreakKind.TX_RESULT_DIFFERS, sid, 1),
+    ], report.to_json()
+
+
+def test_a_delivered_amount_other_than_the_legs_is_a_break(
+    dvp: Dvp, fresh_urls: DatabaseUrls
+) -> None:
+    """The records say 12 bonds and 1001 USDC; the escrow's finish delivered 10 and the
+    agent's claim took in 1000: each leg is a break naming both amounts."""
+    sid = _settled(dvp)
+    assert _reconcile(dvp).ok
+    _tamper(
+        fresh_urls,
+        "UPDATE settlement_legs SET amount = amount + CASE leg_no WHEN 1 THEN 2 ELSE 1 END"
+        " WHERE settlement_id = :sid",
+        sid=sid,
+    )
+
+    report = _reconcile(dvp)
+
+    assert sorted((b.kind, b.chain, b.settlement_id, b.leg_no) for b in report.breaks) == [
+        (BreakKind.DELIVERED_AMOUNT, ChainName.STELLAR, sid, 0),
+        (BreakKind.DELIVERED_AMOUNT, ChainName.XRPL, sid, 1),
+    ], report.to_json()
+    by_leg = {b.leg_no: b for b in report.breaks}
+    assert str(BOND + 2) in by_leg[1].expected and f"{BOND} delivered" in by_leg[1].found
+    assert dvp.world.buyer_xrpl.classic_address in by_leg[1].expected
+    assert str(PRICE + 1) in by_leg[0].expected and f"{PRICE} delivered" in by_leg[0].found
+    assert report.exit_code == 1
