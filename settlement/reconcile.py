@@ -19,9 +19,12 @@ asks each ledger whether it agrees:
 - what arrived: for every COMMITTED / UNWOUND leg, the validated release of its lock
   (``Chain.lock_release``: the escrow's finish or cancel, the balance's claim) paid the
   leg's receiver / sender exactly the leg's amount, in the transaction recorded for it;
-- no partial settlement at rest: a SETTLED settlement has every leg COMMITTED, an
-  UNWOUND one every leg UNWOUND or NOT_LOCKED (a settlement that decided COMMIT may end
-  UNWOUND, every leg returned);
+- no partial settlement: a SETTLED settlement has every leg COMMITTED, an UNWOUND one
+  every leg UNWOUND or NOT_LOCKED (a settlement that decided COMMIT may end UNWOUND,
+  every leg returned); an open one (LOCKING, COMMITTING, UNWINDING) never has a leg
+  paid while another is back with its sender, whether the records say so already or
+  only the ledgers do (a lock still recorded LOCKED that went to its receiver or its
+  sender);
 - every submission recorded in a ledger (APPLIED, or REJECTED with a fee spent) is in a
   validated ledger with the recorded index and hash and the recorded success; an
   EXPIRED one is in no validated ledger;
@@ -45,7 +48,8 @@ run incomplete. What the agent took in when it claimed a balance is still compar
 The engine may be running meanwhile: a break about a leg of an open settlement is
 confirmed by reading the leg again after the ledger was read, and dropped if the leg
 moved; a lock found on a ledger is called unknown only if it is still unknown to the
-database after the listing.
+database after the listing. A partial settlement is never dropped that way: a leg
+paid or returned stays so, on the ledger and in the records.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ from adapters.errors import AdapterError, TransportError
 from ledger import settlements as records
 from ledger.database import Database, UnitOfWork
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
-from settlement.dvp.protocol import LegState
+from settlement.dvp.protocol import LegFacts, LegState, at_rest_partial
 
 
 class BreakKind(StrEnum):
@@ -88,6 +92,9 @@ class BreakKind(StrEnum):
     NO_APPLIED_SUBMISSION = "no_applied_submission"
     #: a closed settlement whose legs are not all committed or all unwound
     PARTIAL_SETTLEMENT = "partial_settlement"
+    #: an open settlement with a leg paid and another back with its sender, in the
+    #: records or on the ledgers
+    PARTIAL_OPEN = "partial_open"
     #: a committed / unwound leg whose lock's release paid another amount than the
     #: leg's, or paid someone other than its receiver / sender
     DELIVERED_AMOUNT = "delivered_amount"
@@ -313,6 +320,8 @@ class _Run:
         self.report = ReconcileReport(settlements=len(snapshots))
         self.down: dict[ChainName, str] = {}
         self.unchecked: dict[ChainName, int] = {}
+        #: who took a lock the records still call on the ledger, by (settlement, leg)
+        self.taken: dict[tuple[UUID, int], Released] = {}
 
     def finish(self) -> ReconcileReport:
         self.report.unreachable = [
@@ -410,6 +419,7 @@ class _Run:
                 self._check_submission(snap, sub)
             for leg in snap.legs:
                 self._check_leg(snap, leg)
+            self._check_open(snap)
 
     def _break(
         self,
@@ -443,6 +453,45 @@ class _Run:
                     snap=snap,
                     leg_no=leg.leg_no,
                 )
+
+    def _check_open(self, snap: _Snapshot) -> None:
+        """An open settlement with a leg paid and another back with its sender. Both
+        are for good (a paid leg is never unpaid), so the engine moving meanwhile cannot
+        make this a false alarm, and the ledgers' word counts before the records catch
+        up: a lock still recorded LOCKED or REFUSED that went to its receiver is paid,
+        one that went to its sender is returned."""
+        if snap.settlement.status not in _OPEN:
+            return
+        facts: list[LegFacts] = []
+        paid: dict[int, str] = {}
+        returned: list[tuple[LegRow, str]] = []
+        for leg in snap.legs:
+            state = LegState(leg.state)
+            why = f"is {state}"
+            taken = self.taken.get((leg.settlement_id, leg.leg_no))
+            if taken is not None and state in (LegState.LOCKED, LegState.REFUSED):
+                if taken.to == leg.receiver:
+                    state, why = LegState.COMMITTED, f"went to its receiver in {taken.tx_hash}"
+                elif taken.to == leg.sender:
+                    state, why = LegState.UNWOUND, f"went back to its sender in {taken.tx_hash}"
+            facts.append(LegFacts(leg.leg_no, LockKind(leg.lock_kind), state))
+            if state is LegState.COMMITTED:
+                paid[leg.leg_no] = why
+            elif state in (LegState.UNWOUND, LegState.NOT_LOCKED):
+                returned.append((leg, why))
+        if not at_rest_partial(facts):
+            return
+        paid_text = "; ".join(f"leg {n} {why}" for n, why in sorted(paid.items()))
+        for leg, why in returned:
+            self._break(
+                BreakKind.PARTIAL_OPEN,
+                ChainName(leg.chain),
+                f"settlement {snap.settlement.status}: no leg back with its sender while "
+                "another is paid",
+                f"leg {leg.leg_no} {why}; paid: {paid_text}",
+                snap=snap,
+                leg_no=leg.leg_no,
+            )
 
     def _check_submission(self, snap: _Snapshot, sub: SubmissionRow) -> None:
         chain = ChainName(sub.chain)
@@ -580,6 +629,8 @@ class _Run:
         if on_ledger:
             if not state.exists:
                 taken = self._lock_release(chain, ref, snap=snap, leg_no=leg.leg_no)
+                if taken is not None:
+                    self.taken[(leg.settlement_id, leg.leg_no)] = taken
                 self._confirm(
                     snap,
                     leg,
@@ -859,6 +910,8 @@ class _Run:
                 )
 
 
+#: settlement statuses that are not at rest
+_OPEN = frozenset({"LOCKING", "COMMITTING", "UNWINDING"})
 #: leg states reached only through an applied lock
 _WAS_LOCKED = frozenset(
     {LegState.LOCKED, LegState.HELD, LegState.REFUSED, LegState.COMMITTED, LegState.UNWOUND}

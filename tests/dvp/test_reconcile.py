@@ -17,7 +17,9 @@ from uuid import UUID
 from sqlalchemy import create_engine, text
 from stellar_sdk import TransactionBuilder
 from support import ADMIN
-from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate
+from xrpl.core.binarycodec import encode
+from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate, EscrowFinish
+from xrpl.transaction import sign
 
 from adapters.chain import Asset, ChainName
 from adapters.conditions import HashLock
@@ -246,6 +248,53 @@ def _tamper(urls: DatabaseUrls, sql: str, **params: object) -> None:
         owner.dispose()
 
 
+def _finish_as_receiver(dvp: Dvp, leg: LegRow, fulfillment_hex: str) -> str:
+    """The buyer's own EscrowFinish with the fulfillment (paying its fee surcharge); its
+    hash once validated."""
+    world, buyer = dvp.world, dvp.world.buyer_xrpl
+    info = world.xrpl.rpc("account_info", account=buyer.classic_address, ledger_index="current")
+    current = int(world.xrpl.rpc("ledger_current")["ledger_current_index"])
+    signed = sign(
+        EscrowFinish(
+            account=buyer.classic_address,
+            owner=str(leg.lock_owner),
+            offer_sequence=int(leg.lock_sequence or 0),
+            condition=dvp.coordinator.settlement(leg.settlement_id)[0].condition_hex.upper(),
+            fulfillment=fulfillment_hex.upper(),
+            fee="1000",
+            sequence=int(info["account_data"]["Sequence"]),
+            last_ledger_sequence=current + 20,
+        ),
+        buyer,
+    )
+    answer = world.xrpl.rpc("submit", tx_blob=encode(signed.to_xrpl()))
+    assert answer["engine_result"] == "tesSUCCESS", answer
+    tx_hash = signed.get_hash()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = world.xrpl.rpc("tx", transaction=tx_hash)
+        if found.get("validated"):
+            assert found["meta"]["TransactionResult"] == "tesSUCCESS", found
+            return tx_hash
+        time.sleep(0.05)
+    raise AssertionError(f"{tx_hash} not validated")
+
+
+def _reclaim(dvp: Dvp, balance_id: str) -> str:
+    """The buyer claims its own balance back (past T_cancel); the transaction's hash."""
+    buyer, stellar = dvp.world.buyer_stellar, dvp.world.stellar
+    envelope = (
+        TransactionBuilder(stellar.server.load_account(buyer.public_key), stellar.passphrase)
+        .add_time_bounds(0, 0)
+        .append_claim_claimable_balance_op(balance_id)
+        .build()
+    )
+    envelope.sign(buyer)
+    answer = stellar.server.submit_transaction(envelope)
+    assert answer["successful"], answer
+    return str(answer["hash"])
+
+
 def test_a_refused_payout_reconciles_clean_while_it_waits_and_once_returned(dvp: Dvp) -> None:
     """After COMMIT the buyer sets deposit authorisation: the agent's finish is refused
     for good. The USDC, claimed into the agent, waits HELD; the bond's escrow, REFUSED,
@@ -356,3 +405,55 @@ def test_a_delivered_amount_other_than_the_legs_is_a_break(
     assert dvp.world.buyer_xrpl.classic_address in by_leg[1].expected
     assert str(PRICE + 1) in by_leg[0].expected and f"{PRICE} delivered" in by_leg[0].found
     assert report.exit_code == 1
+
+
+def test_a_partial_settlement_is_found_while_it_is_still_open(dvp: Dvp) -> None:
+    """Both legs locked, the settlement waiting for its date, and the fulfillment out: the
+    buyer finishes the bond's escrow itself, and past T_cancel also takes its USDC
+    back. The records still say LOCKED, LOCKED; the ledgers say one leg paid and the
+    other returned, and that is a partial settlement while it is still open. Once the
+    engine has read both releases (and stopped for a person, still UNWINDING), the
+    records say it too, and the releases themselves reconcile: neither leg needs a
+    commit or unwind of the engine's own."""
+    world = dvp.world
+    sid = _instruct(dvp, deadline_s=600, settle_in_s=300)
+    _escrowed(dvp, sid)
+    settlement, legs, _ = dvp.coordinator.settlement(sid)
+    # the engine's secret, as if it had leaked
+    fulfillment = HashLock(dvp.coordinator._sealer.open(settlement.secret_sealed)).fulfillment_hex
+    finished = _finish_as_receiver(dvp, legs[1], fulfillment)
+    _past_cancel_after(dvp, sid)
+    assert legs[0].lock_balance_id is not None
+    reclaimed = _reclaim(dvp, legs[0].lock_balance_id)
+    assert [leg.state for leg in _legs(dvp, sid)] == ["LOCKED", "LOCKED"]
+
+    report = _reconcile(dvp)
+
+    kinds = sorted((b.kind, b.chain, b.leg_no) for b in report.breaks)
+    assert kinds == [
+        (BreakKind.LOCK_MISSING, ChainName.STELLAR, 0),
+        (BreakKind.LOCK_MISSING, ChainName.XRPL, 1),
+        (BreakKind.PARTIAL_OPEN, ChainName.STELLAR, 0),
+    ], report.to_json()
+    partial = next(b for b in report.breaks if b.kind is BreakKind.PARTIAL_OPEN)
+    assert partial.settlement_id == sid
+    assert reclaimed in partial.found and finished in partial.found
+    missing = next(b for b in report.breaks if b.leg_no == 1)
+    assert finished in missing.found and world.buyer_xrpl.classic_address in missing.found
+
+    result = dvp.drive(sid, timeout_s=20)
+    assert result.progress is Progress.NEEDS_REVIEW, result
+    settlement, legs, _ = dvp.coordinator.settlement(sid)
+    assert settlement.status == "UNWINDING"
+    assert [(leg.state, leg.released_tx_hash) for leg in legs] == [
+        ("UNWOUND", reclaimed),
+        ("COMMITTED", finished),
+    ]
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.settlement_id, b.leg_no) for b in report.breaks] == [
+        (BreakKind.PARTIAL_OPEN, sid, 0)
+    ], report.to_json()
+    assert "is UNWOUND" in report.breaks[0].found and "leg 1 is COMMITTED" in report.breaks[0].found
+    assert report.delivered_checked == 2, "each release states what arrived, and it matches"
