@@ -154,12 +154,17 @@ def reconcile(as_json: JsonFlag = False) -> None:
     else:
         typer.echo(f"reconcile: {report.status}")
         for item in report.breaks:
+            # a partial settlement or a delivered amount is about one settlement's leg
+            where = "" if item.settlement_id is None else f" settlement {item.settlement_id}"
+            where += "" if item.leg_no is None else f" leg {item.leg_no}"
             typer.echo(
-                f"  break {item.kind} [{item.chain}] expected {item.expected}; "
+                f"  break {item.kind} [{item.chain}]{where} expected {item.expected}; "
                 f"found {item.found}" + (f" ({item.detail})" if item.detail else "")
             )
         for down in report.unreachable:
             typer.echo(
                 f"  unreachable {down.chain}: {down.reason} ({down.unchecked} checks skipped)"
             )
+        for unsure in report.unverified:
+            typer.echo(f"  unverified [{unsure.chain}] {unsure.item}: {unsure.reason}")
     raise typer.Exit(report.exit_code)

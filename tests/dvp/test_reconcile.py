@@ -12,11 +12,14 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from uuid import UUID
 
+import pytest
 from sqlalchemy import create_engine, text
 from stellar_sdk import TransactionBuilder
 from support import ADMIN
+from typer.testing import CliRunner
 from xrpl.core.binarycodec import encode
 from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate, EscrowFinish
 from xrpl.transaction import sign
@@ -27,6 +30,7 @@ from adapters.localnet.xrpl.amendments import enabled_set
 from adapters.xrpl.chain import ripple_seconds
 from ledger.settlements import LegRow
 from settlement.bootstrap import DatabaseUrls
+from settlement.cli import app
 from settlement.domain import SYSTEM
 from settlement.dvp import Progress, StepResult
 from settlement.reconcile import (
@@ -381,10 +385,11 @@ def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: Data
 
 
 def test_a_delivered_amount_other_than_the_legs_is_a_break(
-    dvp: Dvp, fresh_urls: DatabaseUrls
+    dvp: Dvp, fresh_urls: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The records say 12 bonds and 1001 USDC; the escrow's finish delivered 10 and the
-    agent's claim took in 1000: each leg is a break naming both amounts."""
+    agent's claim took in 1000: each leg is a break naming both amounts, and `settle
+    reconcile` names the settlement and leg of each."""
     sid = _settled(dvp)
     assert _reconcile(dvp).ok
     _tamper(
@@ -405,6 +410,25 @@ def test_a_delivered_amount_other_than_the_legs_is_a_break(
     assert dvp.world.buyer_xrpl.classic_address in by_leg[1].expected
     assert str(PRICE + 1) in by_leg[0].expected and f"{PRICE} delivered" in by_leg[0].found
     assert report.exit_code == 1
+
+    world = dvp.world
+    for name, value in {
+        "SETTLEMENT_DATABASE_URL": fresh_urls.owner,
+        "SETTLEMENT_DATA_DIR": str(tmp_path),
+        "SETTLEMENT_XRPL_URL": world.xrpl.url,
+        "SETTLEMENT_HORIZON_URL": world.stellar.url,
+        "SETTLEMENT_XRPL_AGENT": world.agent_xrpl.classic_address,
+        "SETTLEMENT_STELLAR_AGENT": world.agent_stellar.public_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    printed = CliRunner().invoke(app, ["reconcile"])
+    assert printed.exit_code == 1, printed.output
+    lines = printed.output.splitlines()
+    assert lines[0] == "reconcile: breaks"
+    assert sorted(line.split(" expected ")[0] for line in lines[1:]) == [
+        f"  break delivered_amount [stellar] settlement {sid} leg 0",
+        f"  break delivered_amount [xrpl] settlement {sid} leg 1",
+    ], printed.output
 
 
 def test_a_partial_settlement_is_found_while_it_is_still_open(dvp: Dvp) -> None:
