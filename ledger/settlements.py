@@ -141,7 +141,12 @@ def insert_settlement(
             " asset_issuer, amount, sender, receiver, state, lock_kind) VALUES (:settlement_id,"
             " :leg_no, :kind, :chain, :asset_code, :asset_issuer, :amount, :sender, :receiver,"
             " 'PENDING', :lock_kind)",
-            {"settlement_id": settlement_id, **leg},
+            # a leg given without its lock kind takes its chain's own primitive
+            {
+                "settlement_id": settlement_id,
+                "lock_kind": "escrow" if leg.get("chain") == "xrpl" else "claimable",
+                **leg,
+            },
         )
 
 

@@ -61,8 +61,9 @@ def test_the_demo_settles_a_dvp_through_the_api(
         assert outcome.aborted_settlement["status"] == "UNWOUND"
         assert outcome.aborted_moved == {}
         assert outcome.aborted_final_state == "CANCELLED"
-        # 3 locks and 3 commits of the settled one, 2 locks and an unwind of the aborted
-        assert len(outcome.ledger_refs) == 9 and outcome.ledger_ref_problems == []
+        # 3 locks, 2 claims (the USDC and the fee into the agent) and 3 commits of the
+        # settled one, 2 locks and an unwind of the aborted
+        assert len(outcome.ledger_refs) == 11 and outcome.ledger_ref_problems == []
     # the database agrees, and every chain verifies independently of the server
     assert engine.commitments.state_of(cid) == "SETTLED"
     report = engine.commitments.verify_audit()
