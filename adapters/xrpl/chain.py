@@ -41,7 +41,7 @@ import string
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -112,6 +112,7 @@ from adapters.errors import (
 from adapters.resilience import ChainGuard
 from adapters.signing import Signer
 from adapters.xrpl.amounts import (
+    DROPS_PER_XRP,
     TRANSFER_RATE_PARITY,
     after_transfer_fee,
     issued_amount,
@@ -760,7 +761,12 @@ class XrplChain:
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         """The transaction as the server holds it, or None if unknown. Raises
-        ``TransportError`` (``BreakerOpen``) if the server cannot be asked."""
+        ``TransportError`` (``BreakerOpen``) if the server cannot be asked.
+
+        ``extra`` holds the result code and the transaction type and, for a validated
+        successful Payment, EscrowFinish or EscrowCancel, what it delivered, read from
+        the same answer (``_delivered_of``). Nothing is said of a transaction whose
+        answer does not state it."""
         found = self._rpc(Tx(transaction=tx_hash))
         if found.get("error") == "txnNotFound":
             return None
@@ -775,7 +781,8 @@ class XrplChain:
             ledger_hash=self._ledger_hash(found, index) if index else "",
             validated=found.get("validated") is True,
             successful=code == "tesSUCCESS",
-            extra={"result": code, "type": str(tx_json.get("TransactionType", ""))},
+            extra={"result": code, "type": str(tx_json.get("TransactionType", ""))}
+            | _delivered_of(found),
         )
 
     # --- locks as the ledger holds them ------------------------------------------------
@@ -1117,6 +1124,79 @@ class XrplChain:
         if "error" in answer:
             raise AdapterError(f"ledger {index} answered {answer['error']}")
         return str(answer["ledger_hash"])
+
+
+def _delivered_of(found: Mapping[str, Any]) -> dict[str, str]:
+    """What a validated, successful transaction delivered, as one ``tx`` answer (API
+    v2) states it: ``delivered`` (a decimal string, in XRP or the token's units),
+    ``delivered_to`` and ``delivered_asset`` (``CODE:ISSUER``, or ``native`` for XRP).
+    Empty when the answer does not state it: any other transaction type, a result not
+    final or not a success, an answer without the figure.
+
+    A Payment's is rippled's ``delivered_amount``: what reached the destination, which
+    is neither the SendMax its sender was ready to spend (a transfer fee comes out of
+    that) nor, for a partial payment, its Amount. An escrow has no
+    ``delivered_amount``: an EscrowFinish or EscrowCancel delivers the escrow the
+    metadata deletes, to its destination or its owner, and how much arrived is read as
+    ``lock_release`` reads it (``releases.escrow_removal``: an XRP escrow's amount, a
+    token's change on the payee's trust line after the transfer fee)."""
+    tx, meta = found.get("tx_json"), found.get("meta")
+    if not isinstance(tx, Mapping) or not isinstance(meta, Mapping):
+        return {}
+    if found.get("validated") is not True or meta.get("TransactionResult") != "tesSUCCESS":
+        return {}
+    kind = tx.get("TransactionType")
+    if kind == "Payment":
+        amount = meta.get("delivered_amount")
+        asset = _asset_text(amount)
+        to = tx.get("Destination")
+        if asset is None or not isinstance(to, str):
+            return {}  # "unavailable": a ledger from before rippled kept the figure
+        delivered = _amount_value(amount)
+    elif kind in ("EscrowFinish", "EscrowCancel"):
+        owner, sequence = tx.get("Owner"), tx.get("OfferSequence")
+        if not isinstance(owner, str) or not isinstance(sequence, int):
+            return {}
+        key = escrow_index(owner, sequence)
+        removal = escrow_removal(found, owner, sequence, key)
+        asset = _asset_text(_deleted_escrow_amount(meta, key))
+        if removal is None or removal.delivered is None or asset is None:
+            return {}
+        delivered, to = removal.delivered, removal.to
+    else:
+        return {}
+    return {"delivered": format(delivered, "f"), "delivered_to": to, "delivered_asset": asset}
+
+
+def _asset_text(amount: object) -> str | None:
+    """``native`` for XRP (a string of drops), ``CODE:ISSUER`` for a token amount, with
+    the code as the engine names it; None for anything else (``unavailable``)."""
+    if isinstance(amount, str):
+        return "native" if amount.isdigit() else None
+    if isinstance(amount, Mapping) and {"currency", "issuer", "value"} <= amount.keys():
+        return f"{_currency_name(str(amount['currency']))}:{amount['issuer']}"
+    return None
+
+
+def _amount_value(amount: object) -> Decimal:
+    """An amount ``_asset_text`` named: drops as XRP, a token's value as written."""
+    if isinstance(amount, str):
+        return Decimal(amount) / DROPS_PER_XRP
+    assert isinstance(amount, Mapping)
+    return Decimal(str(amount["value"]))
+
+
+def _deleted_escrow_amount(meta: Mapping[str, Any], key: str) -> object:
+    """The Amount of escrow ``key`` as ``meta`` deletes it, or None."""
+    for affected in meta.get("AffectedNodes", []):
+        node = affected.get("DeletedNode") if isinstance(affected, Mapping) else None
+        if (
+            isinstance(node, Mapping)
+            and node.get("LedgerEntryType") == "Escrow"
+            and str(node.get("LedgerIndex", "")).upper() == key
+        ):
+            return node.get("FinalFields", {}).get("Amount")
+    return None
 
 
 def _custody_flows(leg: Leg, agent: str, rate: int) -> tuple[Decimal, Decimal]:
