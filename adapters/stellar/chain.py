@@ -860,11 +860,46 @@ class StellarChain:
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         """The transaction as Horizon's history holds it. Horizon ingests only ledgers
         the network has externalised, which are final on Stellar: ``validated`` is true
-        for anything found. Raises ``TransportError`` when Horizon cannot be asked."""
+        for anything found. Raises ``TransportError`` when Horizon cannot be asked.
+
+        ``extra`` also states what a successful transaction with one payment operation
+        delivered (``_delivered``): a payout from the agent, alone or after its claim
+        in the same transaction. A claim states nothing: its operation names no amount
+        (what a balance held is ``lock_release``'s to say)."""
         found = self._horizon.transaction(tx_hash)
         if found is None:
             return None
-        return self._ledger_tx(found)
+        ledger_tx = self._ledger_tx(found)
+        if not found.successful:
+            return ledger_tx
+        return replace(ledger_tx, extra=ledger_tx.extra | self._delivered(found))
+
+    def _delivered(self, found: TxView) -> dict[str, str]:
+        """What the one payment operation of ``found`` delivered: ``delivered`` (its
+        amount; a plain payment delivers exactly that, or fails with its transaction),
+        ``delivered_to`` and ``delivered_asset`` (``native`` or ``CODE:ISSUER``).
+        Empty unless the result names exactly one payment, and the operations answer
+        lists the transaction's operations as the result does, in the same order: the
+        operations are a second request, perhaps to a server that has not ingested the
+        ledger yet, and that one's empty answer states nothing."""
+        kinds = _operation_types(found.result_xdr)
+        if kinds.count(sdk_xdr.OperationType.PAYMENT) != 1:
+            return {}
+        operations = self._horizon.transaction_operations(found.hash)
+        if operations is None or len(operations) != len(kinds):
+            return {}
+        for operation, kind in zip(operations, kinds, strict=True):
+            if kind is not sdk_xdr.OperationType.PAYMENT:
+                continue
+            if operation.kind != "payment" or not operation.transaction_successful:
+                return {}
+            assert operation.amount is not None
+            return {
+                "delivered": format(operation.amount, "f"),
+                "delivered_to": operation.to,
+                "delivered_asset": operation.asset,
+            }
+        return {}
 
     def _ledger_tx(self, found: TxView, *, known: LedgerHeader | None = None) -> LedgerTx:
         if known is not None and known.sequence == found.ledger:
@@ -905,6 +940,16 @@ _RELEASES = ("claim_claimable_balance", "clawback_claimable_balance")
 _QUEUE_TRUST_CLOSES = 3
 _ASSUMED_CLOSE_S = 5.0
 _QUEUED_KEPT_MAX = 100_000
+
+
+def _operation_types(result_xdr: str) -> list[sdk_xdr.OperationType]:
+    """The types of a transaction's operations, in order, as its result lists them (a
+    fee bump's, its inner transaction's). An operation refused as a whole (a code
+    other than opINNER) carries no type and is left out; a successful result has none."""
+    outer = sdk_xdr.TransactionResult.from_xdr(result_xdr).result
+    pair = outer.inner_result_pair
+    results = outer.results if pair is None else pair.result.result.results
+    return [op.tr.type for op in results or [] if op.tr is not None]
 
 
 def _header_sequence(header: LedgerHeader) -> int:

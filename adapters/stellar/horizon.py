@@ -184,6 +184,23 @@ class BalanceOperation:
 
 
 @dataclass(frozen=True)
+class TxOperation:
+    """An operation of a transaction, as GET /transactions/{hash}/operations lists it.
+
+    ``kind`` is Horizon's operation type (payment, claim_claimable_balance, ...); a
+    payment also names its destination ``to``, its ``asset`` (canonical: ``native`` or
+    ``CODE:ISSUER``) and its ``amount``, which other kinds leave empty.
+    """
+
+    kind: str
+    source_account: str
+    transaction_successful: bool
+    to: str = ""
+    asset: str = ""
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
 class BalanceHistory:
     """A claimable balance's history as one Horizon answer gives it, consistent with
     ledger ``latest_ledger`` (None when the header was missing)."""
@@ -277,6 +294,17 @@ class Horizon:
         reply = self._answer(self._server.transactions().transaction(tx_hash))
         found = None if reply.status == 404 else tx_view(reply.body)
         return TxLookup(found, reply.latest_ledger)
+
+    def transaction_operations(self, tx_hash: str) -> tuple[TxOperation, ...] | None:
+        """The operations of transaction ``tx_hash``, in order, from one answer; None
+        when the answering server has no such transaction (a 404, or an empty page: a
+        server that has not ingested its ledger). A transaction holds at most 100
+        operations, so one page holds them all."""
+        reply = self._answer(self._server.operations().for_transaction(tx_hash).limit(200))
+        records = [] if reply.status == 404 else reply.body.get("_embedded", {}).get("records", [])
+        if not records:
+            return None
+        return tuple(_tx_operation(r) for r in records)
 
     def claimable_balance(self, balance_id: str) -> BalanceView | None:
         body = self._get(
@@ -483,6 +511,23 @@ def tx_view(body: Json) -> TxView:
         fee_charged_stroops=int(body["fee_charged"]),
         source_account=str(body["source_account"]),
     )
+
+
+def _tx_operation(body: Json) -> TxOperation:
+    kind = str(body["type"])
+    operation = TxOperation(
+        kind=kind,
+        source_account=str(body["source_account"]),
+        transaction_successful=bool(body["transaction_successful"]),
+    )
+    if kind != "payment":
+        return operation
+    asset = (
+        "native"
+        if body["asset_type"] == "native"
+        else f"{body['asset_code']}:{body['asset_issuer']}"
+    )
+    return replace(operation, to=str(body["to"]), asset=asset, amount=Decimal(str(body["amount"])))
 
 
 def _balance_operation(body: Json) -> BalanceOperation:
