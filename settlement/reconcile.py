@@ -16,9 +16,14 @@ asks each ledger whether it agrees:
   lock that should be gone (claimed into the agent, COMMITTED, UNWOUND, NOT_LOCKED) is
   gone. A custody lock has no object on its ledger (the lock was a payment into the
   agent's account): its applied lock submission is what shows it;
-- what arrived: for every COMMITTED / UNWOUND leg, the validated release of its lock
-  (``Chain.lock_release``: the escrow's finish or cancel, the balance's claim) paid the
-  leg's receiver / sender exactly the leg's amount, in the transaction recorded for it;
+- what arrived: for every COMMITTED / UNWOUND leg, the engine's own payout (its applied
+  commit / unwind: a payment from the agent's account, an escrow's finish or cancel)
+  delivered exactly the leg's amount and asset to the leg's receiver / sender, as the
+  ledger states it (``LedgerTx.extra["delivered"]``, ``delivered_to``,
+  ``delivered_asset``); and the validated release of its lock (``Chain.lock_release``:
+  the escrow's finish or cancel, the balance's claim) is the transaction recorded for
+  it. A release by someone else is compared by what it states arrived; a balance the
+  agent claimed, by what the agent took in;
 - no partial settlement: a SETTLED settlement has every leg COMMITTED, an UNWOUND one
   every leg UNWOUND or NOT_LOCKED (a settlement that decided COMMIT may end UNWOUND,
   every leg returned); an open one (LOCKING, COMMITTING, UNWINDING) never has a leg
@@ -39,11 +44,13 @@ items the ledger answered about in a way that proves nothing (``Unverified``). I
 writes nothing.
 
 Where no ledger answer states what arrived, the report says so apart
-(``delivered_not_stated``) rather than as unverified: the last hop of a held leg (a
-payment from the agent's own account, after the agent's claim or custody lock) is a
-plain payment, exact or nothing on both ledgers, but neither adapter's ``lookup`` states
-a delivered amount, and listing every settled leg as unverified would make every clean
-run incomplete. What the agent took in when it claimed a balance is still compared.
+(``delivered_not_stated``) rather than as unverified: an adapter that does not read
+delivered amounts (the fault simulation's fake ledger), or a Horizon server that had
+not ingested the payout's operations yet, leaves nothing to compare, which is no
+disagreement, and listing it as unverified would make every run on such an adapter
+incomplete. Both ledger adapters state what each payout of the engine's delivered, so
+a clean run on them lists nothing there. An escrow's payout that states nothing is
+compared by what its release states instead.
 
 The engine may be running meanwhile: a break about a leg of an open settlement is
 confirmed by reading the leg again after the ledger was read, and dropped if the leg
@@ -57,7 +64,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
@@ -174,7 +181,7 @@ class ReconcileReport:
     #: committed / unwound legs whose delivered amount the ledger stated and matched
     delivered_checked: int = 0
     #: committed / unwound legs whose delivered amount no ledger answer states (a
-    #: payment from the agent's account); not counted against ``ok``
+    #: payout whose lookup carries none); not counted against ``ok``
     delivered_not_stated: list[Unverified] = field(default_factory=list)
 
     @property
@@ -232,6 +239,27 @@ class _Snapshot:
     settlement: SettlementRow
     legs: list[LegRow]
     submissions: list[SubmissionRow]
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """What one transaction delivered, as its ledger's answer states it."""
+
+    tx_hash: str
+    amount: Decimal
+    to: str
+    #: ``native`` or ``CODE:ISSUER``
+    asset: str
+
+
+@dataclass(frozen=True)
+class _Payouts:
+    """What the ledger said of the engine's own payout of a leg."""
+
+    #: its statement of what it delivered was compared with the leg
+    compared: bool
+    #: why it states nothing, when its ledger's answer carries no delivered amount
+    unstated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +350,8 @@ class _Run:
         self.unchecked: dict[ChainName, int] = {}
         #: who took a lock the records still call on the ledger, by (settlement, leg)
         self.taken: dict[tuple[UUID, int], Released] = {}
+        #: the ledgers' answers to the submissions looked up, by hash (upper case)
+        self.found: dict[str, LedgerTx | None] = {}
 
     def finish(self) -> ReconcileReport:
         self.report.unreachable = [
@@ -503,6 +533,7 @@ class _Run:
         found = self._lookup(chain, sub.tx_hash)
         if isinstance(found, _ChainDown):
             return
+        self.found[sub.tx_hash.upper()] = found
         self.report.submissions_checked += 1
         what = f"{sub.purpose} of leg {sub.leg_no}"
         if sub.status == "EXPIRED":
@@ -666,36 +697,39 @@ class _Run:
         *,
         lock_gone: bool,
     ) -> None:
-        """What arrived, read from the validated release of the leg's lock: the leg's
-        amount, to its receiver (COMMITTED) or sender (UNWOUND), in the transaction
-        recorded for it. A balance the agent claimed is followed by a payment from the
-        agent's account, which states no amount: what the agent took in is compared,
-        and the leg is listed as not stated."""
+        """What arrived: the leg's amount and asset, at its receiver (COMMITTED) or its
+        sender (UNWOUND). The engine's own payout says it (``_check_payouts``). The
+        lock's validated release must be the transaction recorded for it; a release by
+        someone else is compared by what it states arrived, and so is an escrow's
+        payout whose answer states nothing; a balance the agent claimed is compared by
+        what the agent took in, before it paid on from its own account."""
         chain = ChainName(leg.chain)
         party = leg.receiver if leg.state == LegState.COMMITTED else leg.sender
         kind = LockKind(leg.lock_kind)
+        payouts = self._check_payouts(snap, leg, party)
         if kind is LockKind.CUSTODY:
-            self._not_stated(snap, leg, "paid from the agent's account (custody lock)")
+            # no lock object to read: the agent's payout is all the ledger can say
+            if payouts.unstated is not None:
+                self._not_stated(
+                    snap, leg, f"paid from the agent's account (custody lock): {payouts.unstated}"
+                )
             return
         released = self._release_of(snap, leg, lock_gone=lock_gone)
         if released is None:
             return
         self._check_released_by(snap, leg, released, applied)
         agent = self.owner._agents.get(chain)
-        if released.to == party:
-            if released.delivered is None:
-                self._not_stated(snap, leg, f"the release {released.tx_hash} states no amount")
-            elif self._delivered_as_instructed(snap, leg, released, party):
-                self.report.delivered_checked += 1
-        elif kind is LockKind.CLAIMABLE and released.to == agent and leg.released_tx_hash is None:
+        if kind is LockKind.CLAIMABLE and released.to == agent and leg.released_tx_hash is None:
             if released.delivered is not None:
                 self._delivered_as_instructed(snap, leg, released, released.to)
-            self._not_stated(
-                snap,
-                leg,
-                f"paid on from the agent's account, which took the balance in {released.tx_hash}",
-            )
-        else:
+            if payouts.unstated is not None:
+                self._not_stated(
+                    snap,
+                    leg,
+                    f"paid on from the agent's account, which took the balance in "
+                    f"{released.tx_hash}: {payouts.unstated}",
+                )
+        elif released.to != party:
             self._break(
                 BreakKind.DELIVERED_AMOUNT,
                 chain,
@@ -705,6 +739,70 @@ class _Run:
                 leg_no=leg.leg_no,
                 tx_hash=released.tx_hash,
             )
+        elif payouts.compared:
+            return  # the payout's own statement was compared; the release is that payout
+        elif released.delivered is None:
+            self._not_stated(snap, leg, f"the release {released.tx_hash} states no amount")
+        elif self._delivered_as_instructed(snap, leg, released, party):
+            self.report.delivered_checked += 1
+
+    def _check_payouts(self, snap: _Snapshot, leg: LegRow, party: str) -> _Payouts:
+        """The engine's own applied payout of the leg (the commit of a COMMITTED leg,
+        the unwind of an UNWOUND one) delivered the leg's amount and asset to ``party``,
+        as its ledger states it; a difference is a ``DELIVERED_AMOUNT`` break. A lock
+        released by someone else has no payout of ours. A payout its ledger could not
+        be asked about, or does not hold as recorded, is the submission checks' to
+        report: it is neither compared nor called unstated."""
+        if leg.released_tx_hash is not None:
+            return _Payouts(compared=False)
+        purpose = Purpose.COMMIT if leg.state == LegState.COMMITTED else Purpose.UNWIND
+        payouts = [
+            sub
+            for sub in snap.submissions
+            if (sub.leg_no, sub.purpose, sub.status) == (leg.leg_no, purpose, "APPLIED")
+        ]
+        compared, matched, unstated = bool(payouts), True, None
+        for sub in payouts:
+            found = self._found(ChainName(leg.chain), sub.tx_hash)
+            if found is None or not (found.validated and found.successful):
+                compared = False
+                continue
+            delivery = _delivery(found)
+            if delivery is None:
+                compared = False
+                unstated = f"the ledger's answer for {sub.tx_hash} states no delivered amount"
+                continue
+            matched = self._delivery_as_instructed(snap, leg, delivery, party) and matched
+        if compared and matched:
+            self.report.delivered_checked += 1
+        return _Payouts(compared, unstated)
+
+    def _found(self, chain: ChainName, tx_hash: str) -> LedgerTx | None:
+        """The ledger's answer for a submission, as the submission checks read it (read
+        now if they could not); None if it is not there or could not be read."""
+        key = tx_hash.upper()
+        if key not in self.found:
+            found = self._lookup(chain, tx_hash)
+            self.found[key] = None if isinstance(found, _ChainDown) else found
+        return self.found[key]
+
+    def _delivery_as_instructed(
+        self, snap: _Snapshot, leg: LegRow, delivery: _Delivery, party: str
+    ) -> bool:
+        expected_asset = _asset_key(Asset(leg.asset_code, leg.asset_issuer))
+        if (delivery.amount, delivery.asset, delivery.to) == (leg.amount, expected_asset, party):
+            return True
+        asset = "" if delivery.asset == expected_asset else f" {delivery.asset}"
+        self._break(
+            BreakKind.DELIVERED_AMOUNT,
+            ChainName(leg.chain),
+            f"{_amount(leg)} delivered to {party} (leg is {leg.state})",
+            f"{_number(delivery.amount)}{asset} delivered to {delivery.to} in {delivery.tx_hash}",
+            snap=snap,
+            leg_no=leg.leg_no,
+            tx_hash=delivery.tx_hash,
+        )
+        return False
 
     def _release_of(self, snap: _Snapshot, leg: LegRow, *, lock_gone: bool) -> Released | None:
         """The validated release of the leg's lock, or None (then noted, unless the lock
@@ -960,6 +1058,22 @@ def _lock_expected(leg: LegRow, applied: Mapping[Purpose, set[str]]) -> bool | N
         # refused at the claim: the balance is still there; at the payout: claimed
         return not applied.get(Purpose.CLAIM)
     return False
+
+
+def _delivery(found: LedgerTx) -> _Delivery | None:
+    """What ``found`` delivered, if its ledger's answer states it (every key, and an
+    amount that is a number); None otherwise."""
+    extra = found.extra
+    try:
+        amount = Decimal(extra["delivered"])
+        return _Delivery(found.tx_hash, amount, extra["delivered_to"], extra["delivered_asset"])
+    except (KeyError, InvalidOperation):
+        return None
+
+
+def _asset_key(asset: Asset) -> str:
+    """An asset as a ledger's delivered amount names it: ``native`` or ``CODE:ISSUER``."""
+    return "native" if asset.is_native else f"{asset.code}:{asset.issuer}"
 
 
 def _leg_ref(leg: LegRow) -> LockRef:

@@ -3,7 +3,8 @@
 Real ledgers, a real database: a clean run after a settled and an aborted settlement
 finds nothing; then each test breaks one thing behind the engine's back (a lock made
 outside it, a lock claimed by its sender, a ledger hash changed in the database, a
-ledger cut off) and the reconciler must name exactly that.
+payout recorded as another payment, a ledger cut off) and the reconciler must name
+exactly that.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 from uuid import UUID
 
 import pytest
 from sqlalchemy import create_engine, text
+from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import TransactionBuilder
 from support import ADMIN
 from typer.testing import CliRunner
@@ -24,7 +27,7 @@ from xrpl.core.binarycodec import encode
 from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate, EscrowFinish
 from xrpl.transaction import sign
 
-from adapters.chain import Asset, ChainName
+from adapters.chain import Asset, Chain, ChainName, LedgerTx
 from adapters.conditions import HashLock
 from adapters.localnet.xrpl.amendments import enabled_set
 from adapters.xrpl.chain import ripple_seconds
@@ -111,12 +114,10 @@ def test_clean_after_a_settled_and_an_aborted_settlement(dvp: Dvp) -> None:
     assert report.submissions_checked == 9
     assert report.legs_checked == 4
     assert report.to_json()["breaks"] == []
-    # the escrow's finish and its cancel state what arrived; each USDC leg ends in a
-    # payment from the agent, which states nothing (what the agent took in matched)
-    assert report.delivered_checked == 2
-    assert sorted((u.settlement_id, u.leg_no) for u in report.delivered_not_stated) == sorted(
-        [(settled, 0), (aborted, 0)]
-    )
+    # every payout states what it delivered: the escrow's finish and its cancel, the
+    # agent's payment of the USDC to the seller and its claim-and-pay back to the buyer
+    assert report.delivered_checked == 4
+    assert report.delivered_not_stated == [], report.to_json()
     assert settled != aborted
 
     wrong = [expected[0], replace(expected[1], amount=PRICE + 1)]
@@ -332,8 +333,10 @@ def test_a_refused_payout_reconciles_clean_while_it_waits_and_once_returned(dvp:
     returned = _reconcile(dvp)
 
     assert returned.ok, returned.to_json()
-    assert returned.delivered_checked == 1, "the escrow's cancel: the bond back with the seller"
-    assert [(u.settlement_id, u.leg_no) for u in returned.delivered_not_stated] == [(sid, 0)]
+    # the escrow's cancel: the bond back with the seller; the agent's payment: the
+    # USDC it held back with the buyer
+    assert returned.delivered_checked == 2
+    assert returned.delivered_not_stated == []
 
 
 def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: DatabaseUrls) -> None:
@@ -341,7 +344,7 @@ def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: Data
     agent's account, and the leg is HELD from the lock on, with no lock object on the
     ledger to read. Its applied lock payment is what shows it: recorded refused, the
     HELD leg has nothing to show for itself. Settled, its payout is a payment from the
-    agent, which states no delivered amount."""
+    agent, which states what it delivered."""
     world = dvp.world
     assert world.xrpl_node is not None
     world.xrpl_node.chain.amendments = enabled_set({"TokenEscrow": False})
@@ -355,11 +358,8 @@ def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: Data
 
     assert report.ok, report.to_json()
     assert report.legs_checked == 2, "the two USDC balances; a custody lock has no object"
-    assert [(u.settlement_id, u.leg_no) for u in report.delivered_not_stated] == [
-        (settled, 0),
-        (settled, 1),
-    ]
-    assert "custody" in report.delivered_not_stated[1].reason
+    assert report.delivered_not_stated == [], report.to_json()
+    assert report.delivered_checked == 2, f"both legs of {settled}: the agent's payments"
 
     owner = create_engine(fresh_urls.owner)
     try:
@@ -387,9 +387,10 @@ def test_a_custody_leg_is_checked_by_its_lock_payment(dvp: Dvp, fresh_urls: Data
 def test_a_delivered_amount_other_than_the_legs_is_a_break(
     dvp: Dvp, fresh_urls: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The records say 12 bonds and 1001 USDC; the escrow's finish delivered 10 and the
-    agent's claim took in 1000: each leg is a break naming both amounts, and `settle
-    reconcile` names the settlement and leg of each."""
+    """The records say 12 bonds and 1001 USDC; the escrow's finish delivered 10, the
+    agent's claim took in 1000 and its payment delivered 1000: each is a break naming
+    both amounts and its transaction, and `settle reconcile` names the settlement and
+    leg of each."""
     sid = _settled(dvp)
     assert _reconcile(dvp).ok
     _tamper(
@@ -401,14 +402,21 @@ def test_a_delivered_amount_other_than_the_legs_is_a_break(
 
     report = _reconcile(dvp)
 
-    assert sorted((b.kind, b.chain, b.settlement_id, b.leg_no) for b in report.breaks) == [
-        (BreakKind.DELIVERED_AMOUNT, ChainName.STELLAR, sid, 0),
-        (BreakKind.DELIVERED_AMOUNT, ChainName.XRPL, sid, 1),
-    ], report.to_json()
-    by_leg = {b.leg_no: b for b in report.breaks}
-    assert str(BOND + 2) in by_leg[1].expected and f"{BOND} delivered" in by_leg[1].found
-    assert dvp.world.buyer_xrpl.classic_address in by_leg[1].expected
-    assert str(PRICE + 1) in by_leg[0].expected and f"{PRICE} delivered" in by_leg[0].found
+    _, _, subs = dvp.coordinator.settlement(sid)
+    applied = {(s.leg_no, s.purpose): s.tx_hash for s in subs if s.status == "APPLIED"}
+    assert sorted((b.kind, b.chain, b.leg_no, b.tx_hash) for b in report.breaks) == sorted(
+        [
+            (BreakKind.DELIVERED_AMOUNT, ChainName.STELLAR, 0, applied[(0, "claim")]),
+            (BreakKind.DELIVERED_AMOUNT, ChainName.STELLAR, 0, applied[(0, "commit")]),
+            (BreakKind.DELIVERED_AMOUNT, ChainName.XRPL, 1, applied[(1, "commit")]),
+        ]
+    ), report.to_json()
+    assert {b.settlement_id for b in report.breaks} == {sid}
+    xrpl = next(b for b in report.breaks if b.leg_no == 1)
+    assert str(BOND + 2) in xrpl.expected and f"{BOND} delivered" in xrpl.found
+    assert dvp.world.buyer_xrpl.classic_address in xrpl.expected
+    for stellar in (b for b in report.breaks if b.leg_no == 0):
+        assert str(PRICE + 1) in stellar.expected and f"{PRICE} delivered" in stellar.found
     assert report.exit_code == 1
 
     world = dvp.world
@@ -427,8 +435,107 @@ def test_a_delivered_amount_other_than_the_legs_is_a_break(
     assert lines[0] == "reconcile: breaks"
     assert sorted(line.split(" expected ")[0] for line in lines[1:]) == [
         f"  break delivered_amount [stellar] settlement {sid} leg 0",
+        f"  break delivered_amount [stellar] settlement {sid} leg 0",
         f"  break delivered_amount [xrpl] settlement {sid} leg 1",
     ], printed.output
+
+
+def _repoint_payout(urls: DatabaseUrls, sid: UUID, leg_no: int, tx_hash: str, dvp: Dvp) -> None:
+    """Record ``tx_hash`` (a validated Stellar transaction) as the leg's applied commit,
+    in the ledger that holds it, behind the engine's back."""
+    server = dvp.world.stellar.server
+    index = int(server.transactions().transaction(tx_hash).call()["ledger"])
+    ledger_hash = str(server.ledgers().ledger(index).call()["hash"])
+    owner = create_engine(urls.owner)
+    try:
+        with owner.begin() as c:
+            c.execute(text("ALTER TABLE ledger_submissions DISABLE TRIGGER USER"))
+            c.execute(
+                text(
+                    "UPDATE ledger_submissions SET tx_hash = :t, ledger_index = :i,"
+                    " ledger_hash = :h WHERE settlement_id = :sid AND leg_no = :leg"
+                    " AND purpose = 'commit'"
+                ),
+                {"t": tx_hash, "i": index, "h": ledger_hash, "sid": sid, "leg": leg_no},
+            )
+            c.execute(text("ALTER TABLE ledger_submissions ENABLE TRIGGER USER"))
+    finally:
+        owner.dispose()
+
+
+def test_a_held_legs_payout_that_delivered_otherwise_is_a_break(
+    dvp: Dvp, fresh_urls: DatabaseUrls
+) -> None:
+    """The USDC leg is held: the agent claimed exactly the 1000 the records say, then
+    paid on. Its recorded payout is replaced by a validated payment of 999 to the
+    seller, then by one of 1000 to another account: the claim still matches, the
+    submission is where the records say, and only what the payout delivered differs."""
+    sid = _settled(dvp)
+    world = dvp.world
+    seller, other = world.seller_stellar.public_key, world.fee_stellar.public_key
+    usdc = SdkAsset(world.usdc.code, world.usdc.issuer)
+
+    def pay(to: str, amount: Decimal) -> str:
+        return world.stellar.send(
+            world.buyer_stellar, lambda b: b.append_payment_op(to, usdc, f"{amount:f}")
+        )
+
+    short = pay(seller, PRICE - 1)
+    _repoint_payout(fresh_urls, sid, 0, short, dvp)
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.chain, b.settlement_id, b.leg_no, b.tx_hash) for b in report.breaks] == [
+        (BreakKind.DELIVERED_AMOUNT, ChainName.STELLAR, sid, 0, short)
+    ], report.to_json()
+    assert report.breaks[0].expected == f"{PRICE} USDC:{world.usdc.issuer} delivered to " + (
+        f"{seller} (leg is COMMITTED)"
+    )
+    assert report.breaks[0].found == f"{PRICE - 1} delivered to {seller} in {short}"
+    assert report.delivered_not_stated == []
+
+    elsewhere = pay(other, PRICE)
+    _repoint_payout(fresh_urls, sid, 0, elsewhere, dvp)
+
+    report = _reconcile(dvp)
+
+    assert [(b.kind, b.leg_no, b.tx_hash) for b in report.breaks] == [
+        (BreakKind.DELIVERED_AMOUNT, 0, elsewhere)
+    ], report.to_json()
+    assert report.breaks[0].found == f"{PRICE} delivered to {other} in {elsewhere}"
+
+
+class _Unstating:
+    """A chain whose lookup states no delivered amount, as an adapter that does not
+    read it (the fault simulation's fake ledger)."""
+
+    def __init__(self, chain: Chain) -> None:
+        self._chain = chain
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._chain, name)
+
+    def lookup(self, tx_hash: str) -> LedgerTx | None:
+        found = self._chain.lookup(tx_hash)
+        if found is None:
+            return None
+        kept = {k: v for k, v in found.extra.items() if not k.startswith("delivered")}
+        return replace(found, extra=kept)
+
+
+def test_payouts_that_state_nothing_are_listed_not_broken(dvp: Dvp) -> None:
+    """Where no lookup states a delivered amount, reconcile works as before: the
+    escrow's finish is compared by what its release states arrived, and the agent's
+    payment of the held USDC is listed as not stated, not as a break."""
+    sid = _settled(dvp)
+    chains = {name: cast(Chain, _Unstating(chain)) for name, chain in dvp.world.chains.items()}
+
+    report = Reconciler(dvp.engine.db, chains).run()
+
+    assert report.ok, report.to_json()
+    assert report.delivered_checked == 1, "the escrow's finish, by its release"
+    assert [(u.settlement_id, u.leg_no) for u in report.delivered_not_stated] == [(sid, 0)]
+    assert "states no delivered amount" in report.delivered_not_stated[0].reason
 
 
 def test_a_partial_settlement_is_found_while_it_is_still_open(dvp: Dvp) -> None:
