@@ -231,7 +231,12 @@ def is_final(outcome: Outcome) -> bool:
 
 @dataclass(frozen=True)
 class LedgerTx:
-    """A transaction as a validated ledger holds it: what `audit verify` checks."""
+    """A transaction as a validated ledger holds it: what `audit verify` checks.
+
+    ``extra`` may hold ``delivered`` (a decimal string), ``delivered_to`` and
+    ``delivered_asset`` (``CODE:ISSUER`` or ``native``): present only when a validated
+    ledger states what the transaction delivered (a payment's delivered amount, an
+    escrow's amount when it is finished or cancelled), never guessed."""
 
     tx_hash: str
     ledger_index: int
