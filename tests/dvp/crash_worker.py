@@ -7,9 +7,10 @@
 
 It builds everything itself from the JSON file the parent wrote (node URLs, the Stellar
 network passphrase, database URLs, the keys as XRPL seeds / Stellar secrets, agents'
-addresses, the Fernet sealing key): the adapters, an in-memory keystore, the engine, a
-``DvpCoordinator`` and a ``Worker``, exactly as a deployed worker would, and shares
-nothing with the parent but the networks and the database.
+addresses, the Stellar channel accounts if any, the Fernet sealing key): the adapters,
+an in-memory keystore, the engine, a ``DvpCoordinator`` and a ``Worker``, exactly as a
+deployed worker would, and shares nothing with the parent but the networks and the
+database.
 
 The engine's clock is the wall clock plus an offset the parent keeps in a file
 (``clock_offset_file``): the parent moves the ledgers' clocks with
@@ -88,6 +89,8 @@ def build_worker(config: dict[str, Any]) -> tuple[Worker, bootstrap.Engine]:
             agent=config["stellar_agent"],
             signer=keystore,
             guard=ChainGuard("stellar", policy),
+            # none: every transaction of an account takes that account's own sequence
+            channels=config.get("stellar_channels", []),
         ),
     }
     clock = FileOffsetClock(Path(config["clock_offset_file"]))
@@ -101,7 +104,9 @@ def build_worker(config: dict[str, Any]) -> tuple[Worker, bootstrap.Engine]:
         chains=chains,
         sealer=Sealer(config["sealing_key"].encode()),
         clock=clock,
-        policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
+        policy=DvpPolicy(
+            safety_margin_s=120, commit_send_margin_s=30, min_window_s=5, retry_after_s=0.02
+        ),
     )
     worker = Worker(
         engine.db,

@@ -15,6 +15,11 @@ worker (a freshly started process, not a fork) runs until everything is closed, 
 the invariants of DESIGN section 8 are checked: no partial settlement, no purpose
 signed twice while one could apply, the database and the ledgers agreeing on every
 outcome, the audit chains, and conservation per asset, exactly.
+
+That run signs Stellar transactions on channel accounts, as a deployment does. A second,
+shorter one has none, and Stellar closes once a second: the settlements' claims and
+payouts all take the agent's one sequence, several in one close, and are refused before
+any ledger and signed again while the worker is killed among them (issue 22, finding 1).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +47,7 @@ from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import Keypair
 from support import ADMIN, seed_compliance
 
-from adapters.chain import Chain, ChainName, LedgerTx, Outcome, SignedSubmission
+from adapters.chain import Chain, ChainName, LedgerTx, LockKind, Outcome, SignedSubmission
 from adapters.errors import AdapterError
 from adapters.resilience import ChainGuard
 from adapters.stellar import StellarChain
@@ -66,6 +71,8 @@ SEED = 20261122
 MIN_KILLS = 50
 #: the worker's lease: a killed worker's settlements are taken over after this long
 LEASE_S = 0.3
+#: as the worker process's (``crash_worker.build_worker``)
+POLICY = DvpPolicy(safety_margin_s=120, commit_send_margin_s=30, min_window_s=5, retry_after_s=0.02)
 
 
 class Harness:
@@ -79,7 +86,7 @@ class Harness:
             chains=world.chains,
             sealer=Sealer(self.key),
             clock=world.clock,
-            policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
+            policy=POLICY,
         )
         self.offset_s = 0
         self.offset_file = tmp / "clock_offset"
@@ -91,16 +98,19 @@ class Harness:
 
     def config(self) -> dict[str, object]:
         w = self.world
+        assert w.stellar_node is not None
         return {
             "xrpl_url": w.xrpl.url,
             "horizon_url": w.stellar.url,
             "network_passphrase": w.stellar_node.network_passphrase,
             "xrpl_seeds": [w.seller_xrpl.seed, w.agent_xrpl.seed],
             "stellar_secrets": [
-                k.secret for k in (w.buyer_stellar, *w.extra_buyers, w.agent_stellar)
+                k.secret
+                for k in (w.buyer_stellar, *w.extra_buyers, w.agent_stellar, *w.channels_stellar)
             ],
             "xrpl_agent": w.agent_xrpl.classic_address,
             "stellar_agent": w.agent_stellar.public_key,
+            "stellar_channels": [k.public_key for k in w.channels_stellar],
             "database_owner_url": self.engine.urls.owner,
             "database_app_url": self.engine.urls.app,
             "sealing_key": self.key.decode(),
@@ -149,7 +159,7 @@ class Harness:
 
     def statuses(self, ids: list[UUID]) -> dict[UUID, tuple[str, bool]]:
         """Each settlement's status, and whether a signed submission is open."""
-        rows = self.engine.db.transaction(
+        rows: Sequence[Any] = self.engine.db.transaction(
             lambda uow: uow.execute(
                 "SELECT s.id, s.status, EXISTS (SELECT 1 FROM ledger_submissions x"
                 " WHERE x.settlement_id = s.id AND x.status = 'SIGNED')"
@@ -160,8 +170,8 @@ class Harness:
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
-@pytest.fixture
-def harness(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
+@contextlib.contextmanager
+def _harness(urls: DatabaseUrls, tmp: Path, **world_options: Any) -> Iterator[Harness]:
     # two XRPL closes a second, not twenty: each close moves XRPL ledger time at least a
     # second, so faster closes run it ahead of the engine's clock past T_cancel
     # (test_simulation.test_xrpl_ledger_time_keeps_to_the_engine_clock_...); at two a
@@ -169,28 +179,45 @@ def harness(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
     world = start_local_world(
         policy=FAST,
         usdc=Decimal(100_000),
-        extra_buyers=1,
         xrpl_close_interval_s=0.5,
         # empty ledgers close on every tick too: an expiry (LastLedgerSequence) then
         # passes in seconds, which keeps the many lives of this test short
         xrpl_idle_interval_s=None,
+        **world_options,
     )
     # the seller locks on Tickets, the agent commits and unwinds on its Sequence: a kill
     # lands in either kind of submission
     xrpl = world.chains[ChainName.XRPL]
     assert isinstance(xrpl, XrplChain)
     assert top_up_tickets(xrpl, world.seller_xrpl.classic_address, 40).ok
-    engine = bootstrap.build(
-        load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
-    )
+    engine = bootstrap.build(load_settings(database_url=urls.owner), clock=world.clock, urls=urls)
     seed_compliance(engine.commitments)
-    h = Harness(world, engine, tmp_path)
+    h = Harness(world, engine, tmp)
     try:
         yield h
     finally:
         h.close()
         engine.close()
         world.close()
+
+
+@pytest.fixture
+def harness(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
+    """The worker signs Stellar transactions on channel accounts, as deployed."""
+    with _harness(fresh_urls, tmp_path, extra_buyers=1) as h:
+        assert h.world.channels_stellar
+        yield h
+
+
+@pytest.fixture
+def harness_without_channels(fresh_urls: DatabaseUrls, tmp_path: Path) -> Iterator[Harness]:
+    """No Stellar channel accounts and a close every second: every Stellar transaction
+    of the agent, whatever the settlement, takes the agent's one sequence, and several
+    are signed within one close (issue 22, finding 1)."""
+    with _harness(
+        fresh_urls, tmp_path, extra_buyers=3, stellar_channels=0, stellar_close_interval_s=1.0
+    ) as h:
+        yield h
 
 
 def _kill(pid: int) -> None:
@@ -433,6 +460,82 @@ def test_worker_killed_at_random_points_resumes_without_partial_settlement(
     assert w.stellar.balance(poor.public_key, w.usdc) == Decimal(50), "the fee lock came back"
 
 
+@pytest.mark.timeout(240)
+def test_worker_killed_while_settlements_share_the_agents_sequence(
+    harness_without_channels: Harness,
+) -> None:
+    """Without channel accounts, settlements committing in the same close sign from the
+    agent's one Stellar sequence (and its one XRPL Sequence): all but one of each close
+    are refused before any ledger (tx_bad_seq, tefPAST_SEQ) or expire, and are signed
+    again; kills land among them. Such refusals once counted against a leg that had to
+    roll forward, and half the settlements stopped with the bonds delivered and the
+    price never paid (issue 22, finding 1). Every settlement settles, whole."""
+    h, w = harness_without_channels, harness_without_channels.world
+    rng = random.Random(SEED + 1)
+    before = w.holdings()
+    buyers = [w.buyer_stellar, *w.extra_buyers]
+    ids = [
+        _instruct(
+            h, w.legs(Decimal(1), Decimal(100), buyer_stellar=buyer), Decimal(100), window_s=120
+        )
+        for buyer in buyers
+    ]
+    kills: Counter[str] = Counter()
+    for _ in range(30):
+        state = h.statuses(ids)
+        if all(status in CLOSED for status, _ in state.values()):
+            break
+        pid = h.spawn()
+        time.sleep(rng.uniform(0.1, 0.8))
+        at_kill = h.statuses(ids)
+        _kill(pid)
+        kills.update(status for status, _ in at_kill.values() if status not in CLOSED)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(h.config_file), "--until-done"],
+        timeout=150,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"seed {SEED + 1} without channels: kills by phase {dict(kills)}")
+    label = f"crash seed {SEED + 1} without channels"
+    assert kills["COMMITTING"] > 0, f"{label}: no kill while committing: {dict(kills)}"
+    settled = load(h.engine.db, h.engine.commitments, ids)
+    assert [x.settlement.status for x in settled] == ["SETTLED"] * len(ids), [
+        (x.settlement.status, x.settlement.review_reason) for x in settled
+    ]
+    stellar = [u for x in settled for u in x.subs if u.chain == "stellar"]
+    assert stellar and not any(u.channel for u in stellar), "a Stellar channel was used"
+    # the agent's transactions met in one close: some were refused before any ledger
+    # (or expired) and signed again, and every purpose still applied once
+    refused_after_commit = [
+        (u.chain, u.result_code or u.status)
+        for x in settled
+        for u in x.subs
+        if u.purpose in ("claim", "commit") and u.status in ("REJECTED", "EXPIRED")
+    ]
+    print(f"{label}: refused or expired after COMMIT {Counter(refused_after_commit)}")
+    assert refused_after_commit, f"{label}: the agent's sequence was never contended"
+    check_invariants(
+        label,
+        h.engine.db,
+        h.engine.commitments,
+        settled,
+        LedgerView(h.lookup),
+        allow_open_if_flagged=False,
+    )
+    moved = {k: v - before[k] for k, v in w.holdings().items() if v != before[k]}
+    expected = {
+        "BND:seller": Decimal(-len(ids)),
+        "BND:buyer": Decimal(len(ids)),
+        "USDC:seller": Decimal(100 * len(ids)),
+        "USDC:buyer": Decimal(-100),
+        **{f"USDC:buyer{n}": Decimal(-100) for n in range(2, len(ids) + 1)},
+    }
+    assert moved == expected, (moved, expected)
+
+
 # -- two workers on one database ------------------------------------------------------------
 
 
@@ -471,6 +574,7 @@ class StepTracker:
 
 def _own_chains(world: LocalWorld) -> dict[ChainName, Chain]:
     """Adapters of a worker's own (as a second process would build them)."""
+    assert world.stellar_node is not None
     return {
         ChainName.XRPL: XrplChain(
             world.xrpl.url,
@@ -496,7 +600,7 @@ def _coordinator_for(dvp: Dvp, chains: dict[ChainName, Any], sealer: Sealer) -> 
         chains=chains,
         sealer=sealer,
         clock=dvp.world.clock,
-        policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
+        policy=POLICY,
     )
 
 
@@ -585,9 +689,17 @@ def test_two_worker_threads_drive_settlements_each_once(slow_close_dvp: Dvp) -> 
     for x in settled:
         # both workers sign for the agent and the seller: a Sequence taken by the other
         # worker's transaction makes one expire (XRPL) or be refused (Stellar tx_bad_seq)
-        # and be signed again; never two applied
+        # and be signed again; never two applied. The Stellar leg (0) is locked, claimed
+        # into the agent and paid from it; the XRPL leg (1) locked and finished
         applied = Counter((u.leg_no, u.purpose) for u in x.subs if u.status == "APPLIED")
-        assert set(applied.values()) == {1} and len(applied) == 4, applied
+        assert set(applied.values()) == {1}, applied
+        assert set(applied) == {
+            (0, "lock"),
+            (0, "claim"),
+            (0, "commit"),
+            (1, "lock"),
+            (1, "commit"),
+        }, applied
         history = [h.event for h in dvp.engine.commitments.history(x.settlement.commitment_id)]
         assert history[-2:] == ["lock", "settle"], history
     check_invariants(
@@ -807,8 +919,10 @@ class RendezvousChain:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def prepare_lock(self, leg: Any, terms: Any, *, channel: str | None = None) -> SignedSubmission:
-        signed = self._inner.prepare_lock(leg, terms, channel=channel)
+    def prepare_lock(
+        self, leg: Any, terms: Any, *, kind: LockKind | None = None, channel: str | None = None
+    ) -> SignedSubmission:
+        signed = self._inner.prepare_lock(leg, terms, kind=kind, channel=channel)
         self._barrier.wait(10)
         return signed
 
