@@ -417,6 +417,31 @@ def test_a_second_xrpl_leg_is_locked_in_custody_as_recorded(sim: SimEnv) -> None
     assert world.moved(ChainName.XRPL, p.buyer_x, xrp) == Decimal(-20)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the protocol pays an XRPL custody leg in stage 3, in the same pass as the "
+    "Stellar payouts, though its receiver can refuse it for good like an EscrowFinish "
+    "(deposit authorisation, a frozen line): refused after the seller was paid, the bonds "
+    "wait with the agent where every leg could have returned (DESIGN 4: the payouts "
+    "someone else can refuse go first, and are waited for)",
+)
+def test_a_custody_payout_refused_before_anything_is_paid_returns_every_leg(
+    sim: SimEnv,
+) -> None:
+    world = FakeWorld(sim, f"c2{random.randrange(10**6)}", token_escrow=False)
+    p = world.parties()
+    sid = world.instruct(p, p.legs(PRICE, BONDS), PRICE, settle_in_s=20)
+    x = world.run(sid, until=lambda x: x.commitment_state is State.ESCROWED)
+    assert [leg.lock_kind for leg in x.legs] == ["claimable", "custody"]
+    world.xrpl.refusing[p.buyer_x] = "deposit_auth"  # after the lock, before COMMIT
+    x = world.run(sid, advance_s=5)
+    world.check("custody payout refused")
+    assert (x.settlement.decision, x.settlement.status) == ("COMMIT", "UNWOUND"), [
+        leg.state for leg in x.legs
+    ]
+    assert _moved(world, p) == NOTHING_MOVED
+
+
 # -- the local networks -------------------------------------------------------------------
 
 
