@@ -33,7 +33,8 @@ back to its sender; at most one transaction in flight per leg; a settlement clos
 SETTLED has every leg with its receiver, one closed UNWOUND every leg with its sender;
 and a state nothing can move (no engine action, no ledger event) is closed, or waits
 for a person after a ledger refused something inside a ledger (never because of
-refusals before a ledger, lost answers or expiries).
+refusals before a ledger, lost answers or expiries), and with nothing paid only when a
+payback itself was refused (otherwise every leg should have returned).
 A violation prints the shortest trace that reaches it (breadth-first search).
 
 Run: ``python -m settlement.dvp.model`` (2- and 3-leg settlements) or see
@@ -423,6 +424,10 @@ def stuck_violation(world: World) -> str | None:
         return f"nothing can move and nobody is told ({world.status})"
     if not world.ledger_refused:
         return f"waits for a person though no ledger refused anything ({world.status})"
+    nothing_paid = all(leg.where is not Where.RECEIVER for leg in world.legs)
+    payback_refused = any(Purpose.UNWIND in leg.stuck for leg in world.legs)
+    if nothing_paid and not payback_refused and world.status is not Status.LOCKING:
+        return "waits for a person with nothing paid, though every leg could have returned"
     return None
 
 

@@ -33,6 +33,10 @@ finished on its ledger (validated, not just sent):
    CancelAfter out of the engine's reach;
 3. every HELD leg is paid from the agent to its receiver.
 
+When a settlement has no escrow, the first payout of stage 3 plays the pivot's part
+(``pivot_of``: a custody leg before a claimable one): it is paid alone and waited for,
+since its receiver can refuse it for good as an escrow's can, and only then the rest.
+
 A payout the ledger refuses for good (the leg becomes REFUSED): if nothing has been paid
 yet, the settlement *returns*: every escrow is cancelled once the ledger is past
 CancelAfter (or found finished by its receiver: then it was paid, and the settlement
@@ -319,14 +323,23 @@ class _Todo:
         )
 
 
+def pivot_of(legs: Sequence[LegFacts]) -> LegFacts | None:
+    """The leg paid first and alone, whose validated payout is the point of no return:
+    the escrow (its refusal would otherwise send it back to its sender after
+    CancelAfter), else a custody leg, else a claimable one, the lowest leg number
+    first. Until it is paid nothing else is; if it is refused, nothing is paid yet and
+    every leg can return."""
+    order = {LockKind.ESCROW: 0, LockKind.CUSTODY: 1, LockKind.CLAIMABLE: 2}
+    return min(legs, key=lambda leg: (order[leg.kind], leg.leg_no), default=None)
+
+
 def _forward(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
     todo = _Todo()
     claims_done = not any(
         leg.kind is LockKind.CLAIMABLE and leg.state is LegState.LOCKED for leg in legs
     )
-    escrows_paid = all(
-        leg.state is LegState.COMMITTED for leg in legs if leg.kind is LockKind.ESCROW
-    )
+    pivot = pivot_of(legs)
+    pivot_paid = pivot is None or pivot.state is LegState.COMMITTED
     for leg in legs:
         match leg.state:
             case LegState.COMMITTED:
@@ -342,20 +355,19 @@ def _forward(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
                 )
             case LegState.LOCKED if leg.kind is LockKind.CLAIMABLE:
                 todo.drive(leg, Purpose.CLAIM)
+            case _ if not claims_done:
+                todo.waits.append(f"leg {leg.leg_no} is paid once every balance is claimed")
             case LegState.LOCKED:  # the ESCROW pivot
-                if not claims_done:
-                    todo.waits.append(f"leg {leg.leg_no} is finished once every balance is claimed")
-                elif Purpose.COMMIT in leg.open or clock is EscrowClock.OPEN:
+                if Purpose.COMMIT in leg.open or clock is EscrowClock.OPEN:
                     todo.drive(leg, Purpose.COMMIT)
                 else:
                     # with nothing paid this is RETURN (commit_mode); with something
                     # paid the escrow is the leg refused after another was paid
                     todo.person.append(f"leg {leg.leg_no}'s escrow can no longer be finished")
+            case LegState.HELD if leg is pivot or pivot_paid:
+                todo.drive(leg, Purpose.COMMIT, held=True)
             case LegState.HELD:
-                if not (claims_done and escrows_paid):
-                    todo.waits.append(f"leg {leg.leg_no} is paid once the escrow leg is paid")
-                else:
-                    todo.drive(leg, Purpose.COMMIT, held=True)
+                todo.waits.append(f"leg {leg.leg_no} is paid once the first payout is validated")
     return todo.plan(Mode.FORWARD)
 
 
@@ -443,5 +455,6 @@ __all__ = [
     "commit_mode",
     "held_after_lock",
     "lock_plan",
+    "pivot_of",
     "plan",
 ]
