@@ -2,15 +2,21 @@
 
 One chain, ordered by ``seq``, holds the changes that are not tied to one commitment:
 KYC record creations and updates, officer registrations and updates, sanctions list
-loads. The database assigns ``seq``, ``prev_hash`` and ``entry_hash`` on insert
-(migration 0002); this module recomputes each hash from the canonical encoding::
+loads, ledger account registrations. As in ``ledger.audit``, ``actor`` is the person (or
+the operator) who acted and ``key_id`` the API key that signed the request (None when no
+key signed). The database assigns ``seq``, ``prev_hash``, ``encoding_version`` and
+``entry_hash`` on insert (migrations 0002 and 0012); this module recomputes each hash
+from the canonical encoding the entry names. Version 2 (every entry since 0012)::
 
-    b"settlement-compliance-audit/v1\\n" + field(seq) + field(recorded_at) + field(actor)
-      + field(action) + field(subject_kind) + field(subject) + field(subject_version)
-      + field(payload) + field(prev_hash)
+    b"settlement-compliance-audit/v2\\n" + field(seq) + field(recorded_at) + field(actor)
+      + field(key_id) + field(action) + field(subject_kind) + field(subject)
+      + field(subject_version) + field(payload) + field(prev_hash)
 
-with ``field`` the netstring of ``ledger.audit`` (``b"~,"`` for NULL, else
-``<octets>:<utf-8>,``) and ``recorded_at`` in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+Version 1 (entries written before 0012) is the same without ``field(key_id)``, after
+``b"settlement-compliance-audit/v1\\n"``. ``field`` is the netstring of ``ledger.audit``
+(``b"~,"`` for NULL, else ``<octets>:<utf-8>,``) and ``recorded_at`` is in UTC as
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``. The version is guarded as in ``ledger.audit``: it is
+hashed and stored, a version 1 entry names no key, and it never goes down the chain.
 """
 
 from __future__ import annotations
@@ -22,17 +28,24 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger.audit import format_timestamp
+from ledger.audit import encoding_problem, format_timestamp
 from ledger.errors import translate
 
-ENCODING_TAG = b"settlement-compliance-audit/v1\n"
+#: the first line of the hashed bytes, per canonical encoding version
+ENCODING_TAGS = {
+    1: b"settlement-compliance-audit/v1\n",
+    2: b"settlement-compliance-audit/v2\n",
+}
 
 
 @dataclass(frozen=True)
 class ComplianceEntry:
     seq: int
     recorded_at: datetime
+    #: who acted: a person or an operator
     actor: str
+    #: the API key that signed the request; None when no key signed
+    key_id: str | None
     action: str
     subject_kind: str
     subject: str
@@ -40,12 +53,21 @@ class ComplianceEntry:
     payload: str
     prev_hash: str | None
     entry_hash: str
+    #: the canonical encoding ``entry_hash`` was computed with (1 or 2)
+    encoding_version: int
 
-    def computed_hash(self) -> str:
+    def canonical_bytes(self) -> bytes:
+        """The bytes hashed, in the encoding the entry names; ``ValueError`` for a
+        version this module does not know."""
+        tag = ENCODING_TAGS.get(self.encoding_version)
+        if tag is None:
+            raise ValueError(f"unknown canonical encoding version {self.encoding_version}")
+        key: tuple[str | None, ...] = (self.key_id,) if self.encoding_version >= 2 else ()
         parts = (
             self.seq,
             format_timestamp(self.recorded_at),
             self.actor,
+            *key,
             self.action,
             self.subject_kind,
             self.subject,
@@ -53,7 +75,10 @@ class ComplianceEntry:
             self.payload,
             self.prev_hash,
         )
-        return hashlib.sha256(ENCODING_TAG + b"".join(_field(p) for p in parts)).hexdigest()
+        return tag + b"".join(_field(p) for p in parts)
+
+    def computed_hash(self) -> str:
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
 
 
 def _field(value: str | int | None) -> bytes:
@@ -79,8 +104,9 @@ def read_entries(
     try:
         rows = connection.execute(
             text(
-                "SELECT seq, recorded_at, actor, action, subject_kind, subject, subject_version,"
-                " payload, prev_hash, entry_hash FROM compliance_audit"
+                "SELECT seq, recorded_at, actor, key_id, action, subject_kind, subject,"
+                " subject_version, payload, prev_hash, entry_hash, encoding_version"
+                " FROM compliance_audit"
                 " WHERE (CAST(:kind AS text) IS NULL OR subject_kind = :kind)"
                 "   AND (CAST(:subject AS text) IS NULL OR subject = :subject)"
                 " ORDER BY seq"
@@ -93,21 +119,32 @@ def read_entries(
 
 
 def verify(connection: Connection) -> ComplianceVerifyReport:
-    """Recompute the whole chain; report the first break (edited, missing, reordered)."""
+    """Recompute the whole chain; report the first break (edited, missing, reordered,
+    relabelled to another encoding version)."""
     report = ComplianceVerifyReport()
     prev_hash: str | None = None
+    prior_encoding = 1
     for expected_seq, entry in enumerate(read_entries(connection), start=1):
         report.entries += 1
-        if entry.seq != expected_seq:
-            report.breaks.append(f"compliance entry {entry.seq}: expected seq {expected_seq}")
-            break
-        if entry.prev_hash != prev_hash:
-            report.breaks.append(f"compliance entry {entry.seq}: prev_hash does not match")
-            break
-        if entry.computed_hash() != entry.entry_hash:
-            report.breaks.append(
-                f"compliance entry {entry.seq}: entry_hash does not match its contents (edited)"
-            )
+        problem = _problem(entry, expected_seq, prev_hash, prior_encoding)
+        if problem is not None:
+            report.breaks.append(f"compliance entry {entry.seq}: {problem}")
             break
         prev_hash = entry.entry_hash
+        prior_encoding = entry.encoding_version
     return report
+
+
+def _problem(
+    entry: ComplianceEntry, expected_seq: int, prev_hash: str | None, prior_encoding: int
+) -> str | None:
+    if entry.seq != expected_seq:
+        return f"expected seq {expected_seq}"
+    if entry.prev_hash != prev_hash:
+        return "prev_hash does not match"
+    problem = encoding_problem(entry.encoding_version, entry.key_id, prior_encoding)
+    if problem is not None:
+        return problem
+    if entry.computed_hash() != entry.entry_hash:
+        return "entry_hash does not match its contents (edited)"
+    return None

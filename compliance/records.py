@@ -51,15 +51,21 @@ def append_audit(
     subject_version: int,
     payload: Mapping[str, Any],
     at: datetime,
+    key_id: str | None = None,
 ) -> int:
-    """Append one entry (the database assigns seq and hashes); returns its seq."""
+    """Append one entry (the database assigns seq and hashes); returns its seq.
+
+    ``actor`` is the person who acted and ``key_id`` the key that signed their request
+    (None when none did); the database refuses a key that is not ``actor``'s.
+    """
     row = uow.execute(
-        "INSERT INTO compliance_audit (seq, recorded_at, actor, action, subject_kind, subject,"
-        " subject_version, payload, entry_hash) VALUES (0, :at, :actor, :action, :kind,"
-        " :subject, :version, :payload, '') RETURNING seq",
+        "INSERT INTO compliance_audit (seq, recorded_at, actor, key_id, action, subject_kind,"
+        " subject, subject_version, payload, entry_hash) VALUES (0, :at, :actor, :key_id,"
+        " :action, :kind, :subject, :version, :payload, '') RETURNING seq",
         {
             "at": at,
             "actor": actor,
+            "key_id": key_id,
             "action": action,
             "kind": subject_kind,
             "subject": subject,
@@ -102,7 +108,9 @@ def list_officers(connection: Connection) -> list[Officer]:
     return [Officer(*r) for r in rows]
 
 
-def save_officer(uow: UnitOfWork, officer: Officer, *, actor: str, at: datetime) -> Officer:
+def save_officer(
+    uow: UnitOfWork, officer: Officer, *, actor: str, at: datetime, key_id: str | None = None
+) -> Officer:
     """Register (version 0 given) or update (the stored version given) an officer."""
     prior = load_officer(uow.connection, officer.officer_id)
     version = 1 if prior is None else prior.version + 1
@@ -142,6 +150,7 @@ def save_officer(uow: UnitOfWork, officer: Officer, *, actor: str, at: datetime)
             "active": officer.active,
         },
         at=at,
+        key_id=key_id,
     )
     return Officer(
         officer.officer_id, officer.display_name, officer.senior, officer.active, version
@@ -187,7 +196,13 @@ def list_kyc(connection: Connection) -> list[KycRecord]:
 
 
 def save_kyc(
-    uow: UnitOfWork, record: KycRecord, *, prior_version: int | None, actor: str, at: datetime
+    uow: UnitOfWork,
+    record: KycRecord,
+    *,
+    prior_version: int | None,
+    actor: str,
+    at: datetime,
+    key_id: str | None = None,
 ) -> KycRecord:
     """Insert (``prior_version`` None) or update a record from ``prior_version``.
 
@@ -234,6 +249,7 @@ def save_kyc(
         subject_version=version,
         payload=record.as_payload(),
         at=at,
+        key_id=key_id,
     )
     return replace(record, version=version)
 
@@ -299,6 +315,7 @@ def store_list(
     source_file: str,
     actor: str,
     at: datetime,
+    key_id: str | None = None,
 ) -> ListVersion:
     """Store a new version of ``list_name``: from the commit on, it is the one in force."""
     version_id = int(
@@ -350,6 +367,7 @@ def store_list(
             "entry_count": len(parsed.entries),
         },
         at=at,
+        key_id=key_id,
     )
     return ListVersion(
         version_id,
@@ -549,14 +567,22 @@ def review_queue(connection: Connection, *, limit: int = 100) -> list[QueueItem]
     ]
 
 
+# The commitment writes the service makes itself, each with the person acting (``actor``)
+# and the key that signed their request (``key_id``, NULL when none did): in its own unit
+# of work (submit: screening under the row lock; create with a counterparty), or as one
+# statement (``ledger.database.driver_sql`` turns the placeholders into the driver's).
+CREATE_SQL = (
+    "SELECT outcome, response FROM commitment_create(:id, :owner_party, :deal_ref, :amount,"
+    " :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at, :key_id)"
+)
 APPROVE_SQL = (
-    "SELECT outcome, response FROM commitment_approve(%(id)s, %(expected_version)s::integer,"
-    " %(actor)s, %(override_reason)s, %(key)s, %(fingerprint)s, %(payload)s, %(at)s)"
+    "SELECT outcome, response FROM commitment_approve(:id, CAST(:expected_version AS integer),"
+    " :actor, :override_reason, :key, :fingerprint, :payload, :at, :key_id)"
 )
 TRANSITION_SQL = (
     "SELECT outcome, response FROM commitment_transition(:id, CAST(:expected_version AS integer),"
     " :event, :actor, :reason, :require_owner, :forbid_submitter, :key, :fingerprint, :payload,"
-    " :at, NULL, NULL, NULL, NULL)"
+    " :at, :chain, :tx_hash, CAST(:ledger_index AS bigint), :ledger_hash, :key_id)"
 )
 PROBE_SQL = "SELECT outcome, response FROM idempotency_probe(:actor, :key, :fingerprint)"
 
@@ -603,7 +629,14 @@ class PartyAccount:
 
 
 def register_account(
-    uow: UnitOfWork, *, chain: str, address: str, party: str, actor: str, at: datetime
+    uow: UnitOfWork,
+    *,
+    chain: str,
+    address: str,
+    party: str,
+    actor: str,
+    at: datetime,
+    key_id: str | None = None,
 ) -> PartyAccount:
     """Register a ledger account to a party, with its compliance audit entry."""
     uow.execute(
@@ -620,6 +653,7 @@ def register_account(
         subject_version=1,
         payload={"chain": chain, "address": address, "party": party},
         at=at,
+        key_id=key_id,
     )
     return PartyAccount(chain, address, party, actor, at)
 

@@ -1,6 +1,7 @@
 """API keys, seen nonces and HTTP idempotency records: the SQL behind the signed API.
 
-Tables and rules are those of migration 0004 (and 0010 for ``claim_requests``). Every
+Tables and rules are those of migration 0004 (0010 for ``claim_requests``; 0012 binds
+each key to its person). Every
 call is one statement (one round trip) through ``Database.call_one``, except listings;
 ``accept_nonces``, ``claim_requests`` and ``complete_many`` decide many requests in
 their one statement. This module knows nothing of HTTP or signatures:
@@ -20,7 +21,9 @@ from ledger.database import Database
 
 T = TypeVar("T")
 
-_KEY_COLUMNS = "key_id, role, party, public_key, created_at, created_by, revoked_at, revoked_by"
+_KEY_COLUMNS = (
+    "key_id, role, party, person, public_key, created_at, created_by, revoked_at, revoked_by"
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class KeyRecord:
     key_id: str
     role: str
     party: str | None
+    #: who the key belongs to: what the audit logs name when it signs (migration 0012)
+    person: str
     #: raw 32-byte Ed25519 public key
     public_key: bytes
     created_at: datetime
@@ -75,19 +80,24 @@ def insert_key(
     key_id: str,
     role: str,
     party: str | None,
+    person: str,
     public_key: bytes,
     at: datetime,
     created_by: str,
 ) -> None:
-    """Register a key. A taken key id or public key raises ``ConstraintViolation``."""
+    """Register a key of ``person``. A taken key id or public key raises
+    ``ConstraintViolation``; an officer key for an officer the registry does not know
+    raises ``DatabaseError`` SE433, an allocator person outside the key's party
+    ``ConstraintViolation`` (migration 0012)."""
     db.call_one(
-        "WITH ins AS (INSERT INTO api_keys (key_id, role, party, public_key, created_at,"
-        " created_by) VALUES (%(key_id)s, %(role)s, %(party)s, %(public_key)s, %(at)s,"
-        " %(created_by)s) RETURNING 1) SELECT count(*) FROM ins",
+        "WITH ins AS (INSERT INTO api_keys (key_id, role, party, person, public_key, created_at,"
+        " created_by) VALUES (%(key_id)s, %(role)s, %(party)s, %(person)s, %(public_key)s,"
+        " %(at)s, %(created_by)s) RETURNING 1) SELECT count(*) FROM ins",
         {
             "key_id": key_id,
             "role": role,
             "party": party,
+            "person": person,
             "public_key": public_key,
             "at": at,
             "created_by": created_by,
@@ -472,15 +482,24 @@ _RELEASE = (
 
 
 def _key(row: tuple[object, ...]) -> KeyRecord:
-    key_id, role, party, public_key, created_at, created_by, revoked_at, revoked_by = row
+    key_id, role, party, person, public_key, created_at, created_by, revoked_at, revoked_by = row
     assert isinstance(key_id, str)
     assert isinstance(role, str)
     assert party is None or isinstance(party, str)
+    assert isinstance(person, str)
     assert isinstance(public_key, bytes | memoryview)
     assert isinstance(created_at, datetime)
     assert isinstance(created_by, str)
     assert revoked_at is None or isinstance(revoked_at, datetime)
     assert revoked_by is None or isinstance(revoked_by, str)
     return KeyRecord(
-        key_id, role, party, bytes(public_key), created_at, created_by, revoked_at, revoked_by
+        key_id,
+        role,
+        party,
+        person,
+        bytes(public_key),
+        created_at,
+        created_by,
+        revoked_at,
+        revoked_by,
     )

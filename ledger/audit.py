@@ -1,16 +1,28 @@
 """The append-only, hash-chained audit log, and its independent verification.
 
-Each commitment has its own chain. The database assigns ``seq``, ``prev_hash`` and
-``entry_hash`` on insert (trigger ``audit_log_chain``); this module recomputes every
-hash in Python from the documented canonical encoding, so a verifier need not trust the
-database's own functions.
+Each commitment has its own chain. The database assigns ``seq``, ``prev_hash``,
+``encoding_version`` and ``entry_hash`` on insert (trigger ``audit_log_chain``); this
+module recomputes every hash in Python from the documented canonical encodings, so a
+verifier need not trust the database's own functions.
 
-Canonical encoding, version 1 (identical to ``audit_entry_hash`` in migration 0001)::
+An entry names who acted (``actor``: the person, ``system`` for the engine itself, or the
+operator of a command run on the database host) and, beside it, the API key that signed
+the request (``key_id``; None when no key signed). A person keeps their name when their
+key is rotated, so the log says who did what whichever key they used.
 
-    b"settlement-audit/v1\\n" + field(commitment_id) + field(seq) + field(recorded_at)
-      + field(actor) + field(action) + field(from_state) + field(to_state)
+Canonical encoding, version 2 (every entry written since migration 0012; identical to
+``audit_entry_hash_v2`` there)::
+
+    b"settlement-audit/v2\\n" + field(commitment_id) + field(seq) + field(recorded_at)
+      + field(actor) + field(key_id) + field(action) + field(from_state) + field(to_state)
       + field(commitment_version) + field(idempotency_key) + field(payload) + field(chain)
       + field(tx_hash) + field(ledger_index) + field(ledger_hash) + field(prev_hash)
+
+Canonical encoding, version 1 (entries written before migration 0012; identical to
+``audit_entry_hash`` in migration 0001): the same without ``field(key_id)``, after
+``b"settlement-audit/v1\\n"``.
+
+In both::
 
     field(None) = b"~,"
     field(v)    = str(len(b)).encode() + b":" + b + b","   where b = text(v).encode("utf-8")
@@ -18,6 +30,14 @@ Canonical encoding, version 1 (identical to ``audit_entry_hash`` in migration 00
 Texts: a UUID in lowercase hyphenated form, integers in decimal, ``recorded_at`` in UTC
 as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, ``payload`` as canonical JSON (keys sorted, no
 whitespace, UTF-8, no floats). ``entry_hash`` is the lowercase hex SHA-256 of the bytes.
+
+Each entry stores the version it was hashed with (``encoding_version``), and the version
+is the first line of the hashed bytes, so relabelling an entry to another version breaks
+its hash. The verifier also refuses what the versions alone would not show: a version 1
+entry that names a key (version 1 does not cover ``key_id``, so the key could have been
+written in afterwards), a version it does not know, and a chain whose versions go down
+(an entry appended since 0012 is version 2; one that reads version 1 after a version 2
+entry was rewritten).
 """
 
 from __future__ import annotations
@@ -36,7 +56,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import translate
 
-ENCODING_TAG = b"settlement-audit/v1\n"
+#: the first line of the hashed bytes, per canonical encoding version
+ENCODING_TAGS = {1: b"settlement-audit/v1\n", 2: b"settlement-audit/v2\n"}
+#: the version every new entry is hashed with (the chain trigger sets it)
+CURRENT_ENCODING = 2
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:
@@ -99,7 +122,10 @@ class AuditEntry:
     commitment_id: UUID
     seq: int
     recorded_at: datetime
+    #: who acted: a person, ``system``, or an operator
     actor: str
+    #: the API key that signed the request; None when no key signed
+    key_id: str | None
     action: str
     from_state: str | None
     to_state: str | None
@@ -112,15 +138,24 @@ class AuditEntry:
     ledger_hash: str | None
     prev_hash: str | None
     entry_hash: str
+    #: the canonical encoding ``entry_hash`` was computed with (1 or 2)
+    encoding_version: int
 
     def canonical_bytes(self) -> bytes:
-        return ENCODING_TAG + b"".join(
+        """The bytes hashed, in the encoding the entry names; ``ValueError`` for a
+        version this module does not know."""
+        tag = ENCODING_TAGS.get(self.encoding_version)
+        if tag is None:
+            raise ValueError(f"unknown canonical encoding version {self.encoding_version}")
+        key: tuple[str | None, ...] = (self.key_id,) if self.encoding_version >= 2 else ()
+        return tag + b"".join(
             _field(v)
             for v in (
                 str(self.commitment_id),
                 self.seq,
                 format_timestamp(self.recorded_at),
                 self.actor,
+                *key,
                 self.action,
                 self.from_state,
                 self.to_state,
@@ -137,6 +172,13 @@ class AuditEntry:
 
     def computed_hash(self) -> str:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+
+def keys_by_version(entries: Iterable[AuditEntry]) -> dict[int, str | None]:
+    """The key that signed each commitment version's change (None: no key did), from the
+    audit entry of that version: each change of a commitment has exactly one (migration
+    0001), and the history rows of the same versions name no key of their own."""
+    return {e.commitment_version: e.key_id for e in entries if e.commitment_version is not None}
 
 
 @dataclass(frozen=True)
@@ -179,8 +221,9 @@ class VerifyReport:
 LedgerRefCheck = Callable[[str, str, int | None, str | None], str | None]
 
 _ENTRY_COLUMNS = (
-    "commitment_id, seq, recorded_at, actor, action, from_state, to_state, commitment_version,"
-    " idempotency_key, payload, chain, tx_hash, ledger_index, ledger_hash, prev_hash, entry_hash"
+    "commitment_id, seq, recorded_at, actor, key_id, action, from_state, to_state,"
+    " commitment_version, idempotency_key, payload, chain, tx_hash, ledger_index, ledger_hash,"
+    " prev_hash, entry_hash, encoding_version"
 )
 
 
@@ -193,6 +236,24 @@ def read_chain(connection: Connection, commitment_id: UUID) -> list[AuditEntry]:
         return [AuditEntry(*row) for row in rows]
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def encoding_problem(version: int, key_id: str | None, prior_version: int) -> str | None:
+    """What is wrong with an entry's encoding version, given the previous entry's (1 for
+    the first entry of a chain); None when nothing is. Shared with the compliance chain.
+
+    A version this module cannot recompute, a version 1 entry naming a key (version 1
+    does not cover ``key_id``: the key could have been written in after the fact), and
+    a version lower than the previous entry's (every entry since migration 0012 is
+    version 2, so a lower one after it was relabelled) are each a break.
+    """
+    if version not in ENCODING_TAGS:
+        return f"unknown canonical encoding version {version}"
+    if version < 2 and key_id is not None:
+        return f"names key {key_id} under encoding version {version}, which does not cover it"
+    if version < prior_version:
+        return f"encoding version {version} after version {prior_version} (downgraded)"
+    return None
 
 
 def verify_chain(
@@ -211,6 +272,7 @@ def verify_chain(
     report = report if report is not None else VerifyReport()
     report.chains += 1
     prev_hash: str | None = None
+    prior_encoding = 1
     expected_seq = 1
     last_versioned: AuditEntry | None = None
     count = 0
@@ -226,6 +288,9 @@ def verify_chain(
             return broken(entry.seq, f"expected seq {expected_seq}: an entry is missing or moved")
         if entry.prev_hash != prev_hash:
             return broken(entry.seq, "prev_hash does not match the previous entry's hash")
+        problem = encoding_problem(entry.encoding_version, entry.key_id, prior_encoding)
+        if problem is not None:
+            return broken(entry.seq, problem)
         if entry.computed_hash() != entry.entry_hash:
             return broken(entry.seq, "entry_hash does not match its contents (edited)")
         try:
@@ -244,6 +309,7 @@ def verify_chain(
         if entry.commitment_version is not None:
             last_versioned = entry
         prev_hash = entry.entry_hash
+        prior_encoding = entry.encoding_version
         expected_seq += 1
 
     if count == 0:

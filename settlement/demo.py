@@ -4,13 +4,16 @@ The demo runs what a deployment runs, in one process so it needs nothing install
 the API server (uvicorn, on a free loopback port), and for the settlement half
 (``settlement.demo_dvp``) both local ledger networks and a settlement worker. People
 act only through ``SettlementClient`` with their own Ed25519 keys: an allocator, two
-compliance officers, an admin and an auditor.
+compliance officers, an admin and an auditor. Each key belongs to its person, so the
+audit log names the person (an officer by officer id, the allocator as
+``northwind-capital/alice``) with the key that signed beside them.
 
 What an operator does on the database host stays an operator's act here too, because
-the API offers no route for it: registering the keys (as ``settle keys new`` does),
-registering the officers and loading the invented sample sanctions lists (as
-``settle officers add`` and ``settle sanctions load`` do). The keys are revoked when
-the demo ends, so every run registers fresh ones and can run again on the same database.
+the API offers no route for it: registering the officers (as ``settle officers add``
+does), then the people's keys (as ``settle keys new --person`` does), and loading the
+invented sample sanctions lists (as ``settle sanctions load`` does). The keys are
+revoked when the demo ends, so every run registers fresh keys for the same people and
+can run again on the same database.
 
 This half: KYC records of both parties created through the API (skipped when there),
 then a commitment screened, sent back for information and withdrawn, its audit chain
@@ -50,13 +53,29 @@ PARTIES = (
     (ALLOCATOR_PARTY, "Northwind Capital Partners LLP", "GB", True),
     (COUNTERPARTY, "Meridian Bond Trust S.A.", "LU", False),
 )
-#: the people of the story, by the role their key is registered with
+
+
+@dataclass(frozen=True)
+class Person:
+    """One of the story's people: the name the demo calls them by (``client(handle)``),
+    the role their key is registered with, who they are (the person the key belongs to:
+    an officer id, a user of the allocator's party, a name), and an officer's display
+    name in the registry."""
+
+    handle: str
+    role: Role
+    person: str
+    party: str | None = None
+    display_name: str | None = None
+
+
+#: the people of the story
 PEOPLE = (
-    ("allocator", Role.ALLOCATOR, ALLOCATOR_PARTY),
-    ("officer-ada", Role.COMPLIANCE_OFFICER, None),
-    ("officer-grace", Role.COMPLIANCE_OFFICER, None),
-    ("admin", Role.ADMIN, None),
-    ("auditor", Role.AUDITOR, None),
+    Person("allocator", Role.ALLOCATOR, "alice", ALLOCATOR_PARTY),
+    Person("officer-ada", Role.COMPLIANCE_OFFICER, "officer-ada", display_name="Ada Lovelace"),
+    Person("officer-grace", Role.COMPLIANCE_OFFICER, "officer-grace", display_name="Grace Hopper"),
+    Person("admin", Role.ADMIN, "admin-morgan"),
+    Person("auditor", Role.AUDITOR, "auditor-quinn"),
 )
 SERVER_START_S = 15.0
 
@@ -71,6 +90,8 @@ class DemoFailed(errors.SettlementError):
 class DemoKey:
     key_id: str
     path: Path
+    #: whose key it is, as the audit log names them
+    person: str
 
 
 @dataclass
@@ -83,6 +104,10 @@ class ApiStack:
     keys: dict[str, DemoKey]
     ledgers: Ledgers | None = None
     _clients: dict[str, SettlementClient] = field(default_factory=dict)
+
+    def person(self, name: str) -> str:
+        """Who ``name`` of the story is, as the history and the audit log name them."""
+        return self.keys[name].person
 
     def client(self, name: str) -> SettlementClient:
         if name not in self._clients:
@@ -122,25 +147,34 @@ def _serving(engine: Engine, ledgers: Ledgers | None) -> Iterator[str]:
 
 
 def _register_people(engine: Engine, key_dir: Path, echo: Printer) -> dict[str, DemoKey]:
-    """One key per person (written 0600 as ``settle keys new`` writes it); the officers
-    registered, the sample sanctions lists loaded: the operator's set-up."""
+    """The officers registered (once per database), then one key per person (written
+    0600 as ``settle keys new`` writes it), the sample sanctions lists loaded: the
+    operator's set-up."""
+    operator = Actor(_operator(), Role.ADMIN)
+    registered = {o.officer_id: o for o in engine.compliance.officers()}
+    for p in PEOPLE:
+        if p.role is not Role.COMPLIANCE_OFFICER:
+            continue
+        assert p.display_name is not None
+        known = registered.get(p.person)
+        if known is not None and known.active and known.display_name == p.display_name:
+            echo(f"  officer {p.person} ({p.display_name}) already registered")
+            continue
+        engine.compliance.register_officer(operator, p.person, display_name=p.display_name)
+        echo(f"  officer {p.person} ({p.display_name}) registered by {operator.id}")
     service = KeyService(engine.db, engine.clock)
     keys: dict[str, DemoKey] = {}
-    for name, role, party in PEOPLE:
-        created = service.create(role=role, party=party, created_by=_operator())
-        path = key_dir / f"{created.record.key_id}.pem"
+    for p in PEOPLE:
+        created = service.create(
+            role=p.role, party=p.party, person=p.person, created_by=_operator()
+        )
+        record = created.record
+        path = key_dir / f"{record.key_id}.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(signing.private_key_pem(created.private_key))
-        keys[name] = DemoKey(created.record.key_id, path)
-        echo(
-            f"  key {created.record.key_id} for the {name} ({role}{f', {party}' if party else ''})"
-        )
-    operator = Actor(_operator(), Role.ADMIN)
-    for name, role, _ in PEOPLE:
-        if role is Role.COMPLIANCE_OFFICER:
-            engine.compliance.register_officer(operator, keys[name].key_id, display_name=name)
-            echo(f"  officer {keys[name].key_id} ({name}) registered by {operator.id}")
+        keys[p.handle] = DemoKey(record.key_id, path, record.person)
+        echo(f"  key {record.key_id} of {record.person} (the {p.handle}, {p.role})")
     for loaded in (
         engine.compliance.load_sanctions(
             operator, SAMPLES / "sample_sdn.csv", aliases_file=SAMPLES / "sample_alt.csv"
@@ -218,6 +252,7 @@ def echo_audit(echo: Printer, entries: list[dict[str, Any]]) -> None:
         ("FROM", col("from_state")),
         ("TO", col("to_state")),
         ("ACTOR", col("actor")),
+        ("KEY", col("key_id")),
         ("RECORDED", lambda r: short_time(r.get("recorded_at"))),
         ("PREV", lambda r: (r.get("prev_hash") or "")[:12] or None),
         ("HASH", lambda r: str(r["entry_hash"])[:12]),
@@ -258,9 +293,10 @@ def run(engine: Engine, echo: Printer = print) -> bool:
             currency="EUR",
             counterparty=COUNTERPARTY,
         )
-        echo_transition(echo, created, "allocator")
+        alice, ada = stack.person("allocator"), stack.person("officer-ada")
+        echo_transition(echo, created, alice)
         cid = created["commitment_id"]
-        echo_transition(echo, allocator.submit(cid, expected_version=1), "allocator")
+        echo_transition(echo, allocator.submit(cid, expected_version=1), alice)
         screening = officer.review_detail(cid)["screenings"][-1]["screening"]
         echo(
             f"      screening: {screening['outcome']}, {len(screening['findings'])} finding(s), "
@@ -268,9 +304,9 @@ def run(engine: Engine, echo: Printer = print) -> bool:
         )
         reason = "source-of-funds letter missing"
         sent_back = officer.request_info(cid, expected_version=2, reason=reason)
-        echo_transition(echo, sent_back, "officer-ada", f'  "{reason}"')
+        echo_transition(echo, sent_back, ada, f'  "{reason}"')
         withdrawn = allocator.withdraw(cid, expected_version=sent_back["version"])
-        echo_transition(echo, withdrawn, "allocator")
+        echo_transition(echo, withdrawn, alice)
         echo(f"\nAudit chain of {cid}, read through the API")
         echo_audit(echo, allocator.audit_trail(cid))
         return verify_chains(stack, echo) and withdrawn["to_state"] == "CANCELLED"

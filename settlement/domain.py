@@ -20,6 +20,8 @@ _AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_SCALE)
 _WIDE = Context(prec=80)
 _CURRENCY = re.compile(r"[A-Za-z0-9]{1,12}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: an API key id (migration 0004's CHECK)
+KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Role(StrEnum):
@@ -32,17 +34,28 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who causes an action: the key id that signed the request, its role and party."""
+    """Who causes an action, as the history and the audit logs name them.
+
+    ``id`` is the person acting (an officer id, ``<party>/<user>`` for an allocator, an
+    admin's or auditor's name), ``system`` for the engine itself, or the operator of a
+    command run on the database host. ``key_id`` is the API key that signed the request,
+    when one did: it is recorded beside the person, never instead of them, so a person
+    keeps their name across key rotations. Idempotency keys are the person's (DESIGN 6),
+    whichever of their keys signed.
+    """
 
     id: str
     role: Role
     party: str | None = None
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id or len(self.id) > 200 or _CONTROL.search(self.id):
             raise InvalidText("actor id must be 1-200 printable characters")
         if self.role is Role.ALLOCATOR and not self.party:
             raise InvalidInput("an allocator acts for a party; party is required")
+        if self.key_id is not None and not KEY_ID.fullmatch(self.key_id):
+            raise InvalidInput("a key id is 1-64 of A-Z a-z 0-9 . _ -")
 
 
 SYSTEM = Actor("system", Role.SYSTEM)

@@ -15,6 +15,15 @@ Two events do more:
   for the current review round and makes the transition only when the round has the
   approvals its screening requires (four eyes above the threshold).
 
+Every write names the person acting (``Actor.id``) and, beside them, the key that signed
+their request (``Actor.key_id``, None for the engine and operators): the audit entry
+records both, the history row the person, and the database refuses a key that is not
+the person's.
+Idempotency keys are the person's, so a retry signed with a rotated key of the same
+person replays the first result rather than acting twice. The statements are those of
+``compliance.records`` (``CREATE_SQL``, ``TRANSITION_SQL``, ``APPROVE_SQL``), which pass
+the key; ``ledger.commitments`` serves the reads.
+
 ``ledger`` and ``compliance`` errors become ``settlement.errors`` in ``settlement.translate``.
 """
 
@@ -38,7 +47,7 @@ from compliance.screening import Screening, Subject, screen
 from ledger import audit
 from ledger import commitments as records
 from ledger.commitments import CommitmentRecord, HistoryRow, LedgerRef, WriteResult
-from ledger.database import Database, UnitOfWork
+from ledger.database import Database, UnitOfWork, driver_sql
 from ledger.idempotency import fingerprint, resolve
 from settlement import errors
 from settlement.clock import Clock
@@ -135,73 +144,41 @@ class CommitmentService:
             if other == actor.party:
                 raise errors.InvalidPartyData("the counterparty cannot be the allocator itself")
             body["counterparty"] = other
-        payload = audit.payload_text({**body, "owner_party": actor.party})
         new_id = commitment_id or uuid.uuid4()
-        fp = self._fingerprint(actor, "/commitments", body) if key else None
-        if other is not None:
-            return self._create_with_counterparty(
-                actor=actor,
-                commitment_id=new_id,
-                deal_ref=reference,
-                amount=value,
-                currency=code,
-                expires_at=expires_at,
-                at=now,
-                payload=payload,
-                key=key,
-                fp=fp,
-                counterparty=other,
-            )
-        with translated():
-            return records.create(
-                self._db,
-                commitment_id=new_id,
-                owner_party=actor.party,
-                deal_ref=reference,
-                amount=value,
-                currency=code,
-                expires_at=expires_at,
-                actor=actor.id,
-                at=now,
-                payload=payload,
-                idempotency_key=key,
-                fingerprint=fp,
-            )
+        params: dict[str, Any] = {
+            "id": new_id,
+            "owner_party": actor.party,
+            "deal_ref": reference,
+            "amount": value,
+            "currency": code,
+            "expires_at": expires_at,
+            "actor": actor.id,
+            "key_id": actor.key_id,
+            "key": key,
+            "fingerprint": self._fingerprint(actor, "/commitments", body) if key else None,
+            "payload": audit.payload_text({**body, "owner_party": actor.party}),
+            "at": now,
+        }
+        return self._create(actor, new_id, params, counterparty=other)
 
-    def _create_with_counterparty(
+    def _create(
         self,
-        *,
         actor: Actor,
         commitment_id: UUID,
-        deal_ref: str,
-        amount: Decimal,
-        currency: str,
-        expires_at: datetime | None,
-        at: datetime,
-        payload: str,
-        key: str | None,
-        fp: str | None,
-        counterparty: str,
+        params: Mapping[str, Any],
+        *,
+        counterparty: str | None,
     ) -> WriteResult:
+        key = params["key"]
+        if counterparty is None:
+            with translated():
+                row = self._db.call_one(driver_sql(compliance_records.CREATE_SQL), params)
+                replayed, response = resolve(row[0], row[1], actor=actor.id, key=key)
+            return WriteResult.from_response(response, replayed)
+
         # the counterparty row commits with the commitment or not at all
         def work(uow: UnitOfWork) -> WriteResult:
-            row = uow.execute(
-                "SELECT outcome, response FROM commitment_create(:id, :owner, :deal_ref,"
-                " :amount, :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at)",
-                {
-                    "id": commitment_id,
-                    "owner": actor.party,
-                    "deal_ref": deal_ref,
-                    "amount": amount,
-                    "currency": currency,
-                    "expires_at": expires_at,
-                    "actor": actor.id,
-                    "key": key,
-                    "fingerprint": fp,
-                    "payload": payload,
-                    "at": at,
-                },
-            ).one()
+            row = uow.execute(compliance_records.CREATE_SQL, params).one()
             replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)
             if not replayed:
                 compliance_records.record_counterparty(uow, commitment_id, counterparty)
@@ -297,39 +274,48 @@ class CommitmentService:
                 fp=fp,
                 now=now,
             )
+        common = {
+            "id": commitment_id,
+            "expected_version": expected_version,
+            "actor": actor.id,
+            "key_id": actor.key_id,
+            "key": key,
+            "fingerprint": fp,
+            "payload": audit.payload_text(noted),
+            "at": now,
+        }
         if parsed is Event.APPROVE:
-            with translated(officer_event=True):
-                row = self._db.call_one(
-                    compliance_records.APPROVE_SQL,
-                    {
-                        "id": commitment_id,
-                        "expected_version": expected_version,
-                        "actor": actor.id,
-                        "override_reason": override,
-                        "key": key,
-                        "fingerprint": fp,
-                        "payload": audit.payload_text(noted),
-                        "at": now,
-                    },
-                )
-                replayed, response = resolve(row[0], row[1], actor=actor.id, key=key)
-                return WriteResult.from_response(response, replayed)
-        with translated(officer_event=parsed in OFFICER_EVENTS):
-            return records.transition(
-                self._db,
-                commitment_id=commitment_id,
-                expected_version=expected_version,
-                event=parsed.value,
-                actor=actor.id,
-                reason=reason_text,
-                require_owner=actor.party if authority_for(parsed) is Authority.OWNER else None,
-                forbid_submitter=actor.id if any(t.not_by_submitter for t in spec) else None,
-                at=now,
-                payload=audit.payload_text(noted),
-                idempotency_key=key,
-                fingerprint=fp,
-                ledger_ref=ledger_ref,
+            return self._call(
+                compliance_records.APPROVE_SQL,
+                {**common, "override_reason": override},
+                actor,
+                officer_event=True,
             )
+        return self._call(
+            compliance_records.TRANSITION_SQL,
+            {
+                **common,
+                "event": parsed.value,
+                "reason": reason_text,
+                "require_owner": actor.party if authority_for(parsed) is Authority.OWNER else None,
+                "forbid_submitter": actor.id if any(t.not_by_submitter for t in spec) else None,
+                "chain": ledger_ref.chain if ledger_ref else None,
+                "tx_hash": ledger_ref.tx_hash if ledger_ref else None,
+                "ledger_index": ledger_ref.ledger_index if ledger_ref else None,
+                "ledger_hash": ledger_ref.ledger_hash if ledger_ref else None,
+            },
+            actor,
+            officer_event=parsed in OFFICER_EVENTS,
+        )
+
+    def _call(
+        self, sql: str, params: Mapping[str, Any], actor: Actor, *, officer_event: bool
+    ) -> WriteResult:
+        """One commitment write as one statement (one round trip, its own transaction)."""
+        with translated(officer_event=officer_event):
+            row = self._db.call_one(driver_sql(sql), params)
+            replayed, response = resolve(row[0], row[1], actor=actor.id, key=params["key"])
+        return WriteResult.from_response(response, replayed)
 
     def _submit(
         self,
@@ -380,6 +366,7 @@ class CommitmentService:
                     "expected_version": expected_version,
                     "event": Event.SUBMIT.value,
                     "actor": actor.id,
+                    "key_id": actor.key_id,
                     "reason": None,
                     "require_owner": actor.party,
                     "forbid_submitter": None,
@@ -387,6 +374,10 @@ class CommitmentService:
                     "fingerprint": fp,
                     "payload": audit.payload_text(payload),
                     "at": now,
+                    "chain": None,
+                    "tx_hash": None,
+                    "ledger_index": None,
+                    "ledger_hash": None,
                 },
             ).one()
             replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)

@@ -262,7 +262,7 @@ class Guard:
             request, body, lookup=held, now=now, window_s=self._window_s
         )
         assert len(found) == 1
-        assert found[0].id == verified.key_id
+        assert found[0].key_id == verified.key_id
         return verified, found[0]
 
     def _prune_when_due(self, now: datetime) -> None:
@@ -314,11 +314,11 @@ class Guard:
             # requests arriving meanwhile (migration 0010)
             outcome, claimed = await self.claims(
                 api_keys.ClaimRequest(
-                    key_id=actor.id,
+                    key_id=verified.key_id,
                     nonce=verified.nonce,
                     idempotency_key=key,
                     fingerprint=fingerprint(
-                        actor.id, scope["method"], _target(scope), fingerprinted
+                        verified.key_id, scope["method"], _target(scope), fingerprinted
                     ),
                     claim_id=claim_id,
                     at=now,
@@ -370,18 +370,21 @@ class Guard:
         key: str,
         claim_id: uuid.UUID,
     ) -> None:
+        # the HTTP-level record is the signing key's (the actor is the key's person)
+        key_id = actor.key_id
+        assert key_id is not None, "a signed request's actor names its key"
         captured = _Captured()
         try:
             await self.app(scope, receive, captured.send)
         except BaseException:
-            await self._release(actor.id, key, claim_id)
+            await self._release(key_id, key, claim_id)
             raise
         response = captured.stored()
         if 200 <= response.status < 300:
             try:
                 await self.completions(
                     api_keys.Completion(
-                        key_id=actor.id,
+                        key_id=key_id,
                         idempotency_key=key,
                         claim_id=claim_id,
                         response=response,
@@ -390,9 +393,9 @@ class Guard:
                 )
             except errors.SettlementError:
                 # the change is made; the service replays it for a retry with this key
-                await self._release(actor.id, key, claim_id)
+                await self._release(key_id, key, claim_id)
         else:
-            await self._release(actor.id, key, claim_id)
+            await self._release(key_id, key, claim_id)
         await captured.forward(send)
 
     async def _release(self, key_id: str, key: str, claim_id: uuid.UUID) -> None:

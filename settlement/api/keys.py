@@ -1,9 +1,15 @@
-"""The key registry: who may sign API requests, in which role, for which party.
+"""The key registry: who may sign API requests, in which role, for which party, as whom.
 
 Keys are created by operators (``settle keys new``, straight on the database); the API
-only reads them. A registered key's public key, role and party never change, so they
-may be kept in memory; whether it is revoked is read on every request, in the statement
-that records the nonce, so a revoked key is refused from the next request on.
+only reads them. Each key belongs to a person, named when it is registered: an officer
+key to a registered officer id, an allocator key to a user of its party
+(``<party>/<user>``), an admin or auditor key to the person's name. What a key signs is
+done, and audited, as that person, with the key beside; a person may hold several keys
+over time (``rotate``: a new key, the old one revoked) and stays who they are.
+
+A registered key's public key, role, party and person never change, so they may be
+kept in memory; whether it is revoked is read on every request, in the statement that
+records the nonce, so a revoked key is refused from the next request on.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from ledger.database import Database
 from settlement import errors
 from settlement.api import signing
 from settlement.clock import Clock
-from settlement.domain import Actor, Role, parse_text
+from settlement.domain import KEY_ID, SYSTEM, Actor, Role, parse_text
 from settlement.translate import translated
 
 #: roles a key may be registered with (``system`` is the engine itself, never a key)
 KEY_ROLES = (Role.ALLOCATOR, Role.COMPLIANCE_OFFICER, Role.ADMIN, Role.AUDITOR)
-_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_KEY_ID = KEY_ID
+#: an allocator's user name within its party, an admin's or an auditor's name
+PERSON_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 #: public keys kept per process for verifying signatures
 _VERIFYING_CACHE_MAX = 10_000
 
@@ -43,8 +51,38 @@ class NewKey:
 
 
 def actor_of(record: KeyRecord) -> Actor:
-    """The engine's actor for a registered key: its id, role and party."""
-    return Actor(record.key_id, Role(record.role), record.party)
+    """The engine's actor for a registered key: its person, role and party, and the key."""
+    return Actor(record.person, Role(record.role), record.party, key_id=record.key_id)
+
+
+def person_for(role: Role, party: str | None, person: str | None) -> str:
+    """The person a new key of ``role`` (for ``party``) belongs to, as the audit logs will
+    name them: an officer key's officer id as given (the database checks the registry),
+    ``<party>/<user>`` for an allocator (``user`` alone or already prefixed), a name for
+    an admin or auditor. ``InvalidInput`` when it is missing or malformed."""
+    name = parse_text(person, name="person", max_chars=200, required=True)
+    assert name is not None
+    if name == SYSTEM.id:
+        raise errors.InvalidInput(f"{SYSTEM.id!r} is the engine itself, not a person")
+    if role is Role.COMPLIANCE_OFFICER:
+        return name
+    if role is Role.ALLOCATOR:
+        assert party is not None
+        user = name.removeprefix(f"{party}/")
+        if not PERSON_NAME.fullmatch(user):
+            raise errors.InvalidInput(
+                "an allocator's person is a user name of its party: 1-100 of "
+                "A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+            )
+        qualified = f"{party}/{user}"
+        if len(qualified) > 200:
+            raise errors.InvalidInput("party and user name together exceed 200 characters")
+        return qualified
+    if not PERSON_NAME.fullmatch(name):
+        raise errors.InvalidInput(
+            "a person's name is 1-100 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+        )
+    return name
 
 
 class KeyService:
@@ -58,13 +96,16 @@ class KeyService:
         *,
         role: Role | str,
         party: str | None,
+        person: str,
         created_by: str,
         key_id: str | None = None,
     ) -> NewKey:
-        """Generate an Ed25519 key pair and register its public key.
+        """Generate an Ed25519 key pair and register its public key as ``person``'s
+        (``person_for`` says what a person is in each role).
 
         Raises ``InvalidInput`` for a role that cannot hold a key, an allocator without
-        a party, or a malformed key id; ``Conflict`` if the key id is taken.
+        a party, a malformed person or key id; ``NotAnOfficer`` for an officer key of
+        an officer the registry does not know; ``Conflict`` if the key id is taken.
         """
         try:
             parsed = Role(role)
@@ -75,6 +116,7 @@ class KeyService:
         if parsed not in KEY_ROLES:
             raise errors.InvalidInput(f"a key cannot act as {parsed}")
         owner = parse_text(party, name="party", max_chars=200, required=parsed is Role.ALLOCATOR)
+        whom = person_for(parsed, owner, person)
         ident = key_id or f"key-{secrets.token_hex(8)}"
         if not _KEY_ID.fullmatch(ident):
             raise errors.InvalidInput("key id must be 1-64 of A-Z a-z 0-9 . _ -")
@@ -86,6 +128,7 @@ class KeyService:
                 key_id=ident,
                 role=parsed.value,
                 party=owner,
+                person=whom,
                 public_key=signing.public_key_bytes(private),
                 at=at,
                 created_by=created_by,
@@ -94,6 +137,7 @@ class KeyService:
             ident,
             parsed.value,
             owner,
+            whom,
             signing.public_key_bytes(private),
             at,
             created_by,
@@ -101,6 +145,34 @@ class KeyService:
             None,
         )
         return NewKey(record, private)
+
+    def rotate(self, key_id: str, *, created_by: str, new_key_id: str | None = None) -> NewKey:
+        """A new key for the person, role and party of ``key_id``, which is then revoked
+        (if it was not already): from now on the person signs with the new key, and what
+        they did with either is recorded under the same name. ``KeyNotFound`` if unknown.
+
+        The new key is registered before the old one is revoked, so the person is never
+        left without a key; a failure between the two leaves both active, and rotating
+        the old key again finishes the job.
+        """
+        old = self.get(key_id)
+        if old is None:
+            raise KeyNotFound(f"no key {key_id!r}")
+        if person_for(Role(old.role), old.party, old.person) != old.person:
+            # a key registered before keys named people (migration 0012) is its own person
+            raise errors.InvalidInput(
+                f"key {key_id} belongs to no person of its party ({old.person!r}); register "
+                "a key for the person (settle keys new --person) and revoke this one"
+            )
+        created = self.create(
+            role=old.role,
+            party=old.party,
+            person=old.person,
+            created_by=created_by,
+            key_id=new_key_id,
+        )
+        self.revoke(key_id, revoked_by=created_by)
+        return created
 
     def revoke(self, key_id: str, *, revoked_by: str) -> bool:
         """Revoke a key; False if it was already revoked. ``KeyNotFound`` if unknown."""

@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from compliance.kyc import KycRecord
 from compliance.records import Approval, PartyAccount, QueueItem, StoredScreening
-from ledger.audit import AuditEntry
+from ledger.audit import AuditEntry, keys_by_version
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.commitments import CommitmentRecord, HistoryRow, WriteResult
 from ledger.settlements import LegRow, SettlementDetail, SettlementRow, SubmissionRow
@@ -37,6 +37,14 @@ Amount = Annotated[
     ),
 ]
 Version = Annotated[int, Field(ge=1, le=2_147_483_647)]
+_ACTOR = (
+    "Who acted: an officer id, <party>/<user> for an allocator, an admin's or auditor's "
+    "name, 'system' for the engine, or the operator of a command on the database host."
+)
+_KEY_ID = (
+    "The API key that signed the request; null when no key signed (the engine, an operator"
+    " command, a console session)."
+)
 
 
 def _json_string(value: object) -> object:
@@ -228,18 +236,22 @@ class HistoryOut(BaseModel):
     from_state: str | None
     to_state: str
     event: str
-    actor: str
+    actor: Annotated[str, Field(description=_ACTOR)]
+    key_id: Annotated[str | None, Field(description=_KEY_ID)]
     reason: str | None
     at: datetime
 
     @classmethod
-    def of(cls, row: HistoryRow) -> HistoryOut:
+    def of(cls, row: HistoryRow, key_id: str | None) -> HistoryOut:
+        """``key_id`` is that of the audit entry of the same version: each change of a
+        commitment has exactly one (migration 0001), and it is the hashed record."""
         return cls(
             version=row.version,
             from_state=row.from_state,
             to_state=row.to_state,
             event=row.event,
             actor=row.actor,
+            key_id=key_id,
             reason=row.reason,
             at=row.at,
         )
@@ -255,13 +267,14 @@ class ReviewDetailOut(BaseModel):
 
     @classmethod
     def of(cls, detail: ReviewDetail) -> ReviewDetailOut:
+        keys = keys_by_version(detail.audit_trail)
         return cls(
             commitment=CommitmentOut.of(detail.commitment),
             counterparty=detail.counterparty,
             under_review_since=detail.under_review_since,
             screenings=[ScreeningOut.of(s) for s in detail.screenings],
             approvals=[ApprovalOut.of(a) for a in detail.approvals],
-            history=[HistoryOut.of(h) for h in detail.history],
+            history=[HistoryOut.of(h, keys.get(h.version)) for h in detail.history],
         )
 
 
@@ -269,7 +282,8 @@ class AuditEntryOut(BaseModel):
     commitment_id: UUID
     seq: int
     recorded_at: datetime
-    actor: str
+    actor: Annotated[str, Field(description=_ACTOR)]
+    key_id: Annotated[str | None, Field(description=_KEY_ID)]
     action: str
     from_state: str | None
     to_state: str | None
@@ -282,6 +296,9 @@ class AuditEntryOut(BaseModel):
     ledger_hash: str | None
     prev_hash: str | None
     entry_hash: str
+    encoding_version: Annotated[
+        int, Field(description="The canonical encoding entry_hash covers (ledger/audit.py)")
+    ]
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryOut:
@@ -290,6 +307,7 @@ class AuditEntryOut(BaseModel):
             seq=entry.seq,
             recorded_at=entry.recorded_at,
             actor=entry.actor,
+            key_id=entry.key_id,
             action=entry.action,
             from_state=entry.from_state,
             to_state=entry.to_state,
@@ -302,6 +320,7 @@ class AuditEntryOut(BaseModel):
             ledger_hash=entry.ledger_hash,
             prev_hash=entry.prev_hash,
             entry_hash=entry.entry_hash,
+            encoding_version=entry.encoding_version,
         )
 
 

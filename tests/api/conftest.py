@@ -1,11 +1,14 @@
 """The API on a real uvicorn server (port 0, a thread) over a real database.
 
-Keys are registered through the key service, officers through the compliance desk;
-every request goes over loopback HTTP, signed as a client from outside would sign it.
+Officers are registered through the compliance desk, then each person's key through the
+key service; every request goes over loopback HTTP, signed as a client from outside
+would sign it. The people of each running API are new (a random tag in their names), so
+tests sharing a database never share a person's idempotency keys.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
@@ -39,6 +42,8 @@ MAX_BODY_BYTES = 4096
 class Key:
     key_id: str
     private_key: Ed25519PrivateKey
+    #: whose key it is: what the history and audit log name as the actor
+    person: str = ""
 
 
 @dataclass
@@ -101,9 +106,10 @@ class Api:
             return http.send(request)
 
 
-def _register(keys: KeyService, role: Role, party: str | None = None) -> Key:
-    created = keys.create(role=role, party=party, created_by="test")
-    return Key(created.record.key_id, created.private_key)
+def register(keys: KeyService, role: Role, person: str, party: str | None = None) -> Key:
+    """A new key of ``person`` (for an officer: a registered officer id)."""
+    created = keys.create(role=role, party=party, person=person, created_by="test")
+    return Key(created.record.key_id, created.private_key, created.record.person)
 
 
 @contextmanager
@@ -136,11 +142,12 @@ def running_api(
     """The API over ``engine`` (and ``ledgers``, if given) with one key per role."""
     seed_compliance(engine.commitments)
     keys = KeyService(engine.db, clock)
-    officer = _register(keys, Role.COMPLIANCE_OFFICER)
-    officer_2 = _register(keys, Role.COMPLIANCE_OFFICER)
+    tag = secrets.token_hex(4)
     desk = ComplianceService(engine.db, clock)
-    for key in (officer, officer_2):
-        desk.register_officer(ADMIN, key.key_id, display_name=key.key_id)
+    for name in ("ada", "grace"):
+        desk.register_officer(ADMIN, f"officer-{name}-{tag}", display_name=name.title())
+    officer = register(keys, Role.COMPLIANCE_OFFICER, f"officer-ada-{tag}")
+    officer_2 = register(keys, Role.COMPLIANCE_OFFICER, f"officer-grace-{tag}")
     app = create_app(
         engine,
         max_body_bytes=MAX_BODY_BYTES,
@@ -154,12 +161,12 @@ def running_api(
             engine=engine,
             clock=clock,
             keys=keys,
-            allocator=_register(keys, Role.ALLOCATOR, "party-northwind"),
-            other_allocator=_register(keys, Role.ALLOCATOR, "party-southbank"),
+            allocator=register(keys, Role.ALLOCATOR, f"alice-{tag}", "party-northwind"),
+            other_allocator=register(keys, Role.ALLOCATOR, f"sam-{tag}", "party-southbank"),
             officer=officer,
             officer_2=officer_2,
-            admin=_register(keys, Role.ADMIN),
-            auditor=_register(keys, Role.AUDITOR),
+            admin=register(keys, Role.ADMIN, f"admin-{tag}"),
+            auditor=register(keys, Role.AUDITOR, f"auditor-{tag}"),
         )
 
 

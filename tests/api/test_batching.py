@@ -31,7 +31,7 @@ from settlement.bootstrap import DatabaseUrls
 from settlement.clock import ManualClock
 from settlement.domain import Role
 
-from .conftest import Api, Key, problem_of, running_api
+from .conftest import Api, Key, problem_of, register, running_api
 
 BODY = {"deal_ref": "DEAL-BATCH", "amount": "10.00", "currency": "USD"}
 
@@ -524,9 +524,32 @@ def test_a_killed_claim_batch_is_503_and_leaves_the_idempotency_key_unused(
 
 
 def test_nonces_and_idempotency_keys_of_writes_are_per_signing_key(api: Api) -> None:
-    created = api.keys.create(role=Role.ALLOCATOR, party="party-northwind", created_by="test")
-    second = Key(created.record.key_id, created.private_key)
-    for key in (api.allocator, second):
+    # a colleague of the allocator's party: another person with another key
+    colleague = register(
+        api.keys, Role.ALLOCATOR, f"{api.allocator.person}-colleague", "party-northwind"
+    )
+    made = []
+    for key in (api.allocator, colleague):
         response = create(api, key, "shared-nonce", "shared-idem")()
         assert response.status_code == 201, response.text
-    problem_of(create(api, second, "shared-nonce", "other-idem")(), 401, "nonce_reused")
+        made.append(response.json()["commitment_id"])
+    assert made[0] != made[1]
+    problem_of(create(api, colleague, "shared-nonce", "other-idem")(), 401, "nonce_reused")
+
+
+def test_a_retry_signed_with_the_same_persons_other_key_replays(api: Api) -> None:
+    """The HTTP record is the key's, but the engine's is the person's: a retry of a
+    write signed with the person's new key (a rotation between the two) acts once."""
+    first = create(api, api.allocator, "n-old-key", "idem-rotated")()
+    assert first.status_code == 201, first.text
+    rotated = api.keys.rotate(api.allocator.key_id, created_by="test")
+    new_key = Key(rotated.record.key_id, rotated.private_key, rotated.record.person)
+    assert new_key.person == api.allocator.person
+    retried = create(api, new_key, "n-new-key", "idem-rotated")()
+    assert retried.status_code == 201, retried.text
+    assert retried.json() == first.json()
+    with api.engine.db.unit_of_work() as uow:
+        made = uow.execute(
+            "SELECT id FROM commitments WHERE created_by = :p", {"p": api.allocator.person}
+        ).scalars()
+        assert [str(c) for c in made] == [first.json()["commitment_id"]]

@@ -196,8 +196,8 @@ def test_two_officers_approve_above_the_four_eyes_threshold(settle: Cli, live: A
     assert f"{cid}: PENDING_REVIEW -> VERIFIED (v3, approve" in out
     detail = settle.json(live.officer, "review", "show", cid)
     assert {a["officer_id"] for a in detail["approvals"]} == {
-        live.officer.key_id,
-        live.officer_2.key_id,
+        live.officer.person,
+        live.officer_2.person,
     }
     code, out = settle(live.officer, "review", "show", cid)
     assert code == 0, out
@@ -414,7 +414,7 @@ def test_fund_show_the_settlement_and_force_cancel(
                 live.admin, "commitments", "force-cancel", settlement_id, "--reason", "wrong price"
             )
             assert code == 0, out
-            assert f"cancel requested by {live.admin.key_id}: wrong price" in out
+            assert f"cancel requested by {live.admin.person}: wrong price" in out
             code, out = settle(live.admin, "review", "settlements")
             assert (code, out.strip()) == (0, "no settlement needs review"), out
             bad = tmp_path / "bad.json"

@@ -28,7 +28,17 @@ def env(fresh_urls: DatabaseUrls) -> dict[str, str]:
 def test_new_writes_a_private_key_only_its_owner_reads(env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "alloc.pem"
     code, output = settle(
-        "keys", "new", "--role", "allocator", "--party", "party-x", "--out", str(out), env=env
+        "keys",
+        "new",
+        "--role",
+        "allocator",
+        "--party",
+        "party-x",
+        "--person",
+        "alice",
+        "--out",
+        str(out),
+        env=env,
     )
     assert code == 0, output
     key_id = output.strip().splitlines()[0]
@@ -41,6 +51,7 @@ def test_new_writes_a_private_key_only_its_owner_reads(env: dict[str, str], tmp_
     assert listed["key_id"] == key_id
     assert listed["role"] == "allocator"
     assert listed["party"] == "party-x"
+    assert listed["person"] == "party-x/alice"
     assert listed["revoked_at"] is None
     assert bytes.fromhex(listed["public_key"]) == signing.public_key_bytes(private)
 
@@ -50,23 +61,30 @@ def test_new_refuses_to_overwrite_and_an_allocator_needs_a_party(
 ) -> None:
     out = tmp_path / "k.pem"
     out.write_text("keep me")
-    code, output = settle("keys", "new", "--role", "auditor", "--out", str(out), env=env)
+    code, output = settle(
+        "keys", "new", "--role", "auditor", "--person", "ann", "--out", str(out), env=env
+    )
     assert code == 1
     assert "refusing to overwrite" in output
     assert out.read_text() == "keep me"
-    code, output = settle("keys", "new", "--role", "allocator", env=env)
+    code, output = settle("keys", "new", "--role", "allocator", "--person", "bo", env=env)
     assert code == 1
     assert "party is required" in output
-    code, output = settle("keys", "new", "--role", "system", env=env)
+    code, output = settle("keys", "new", "--role", "system", "--person", "bo", env=env)
     assert code == 1
     assert "cannot act as system" in output
+    code, output = settle("keys", "new", "--role", "auditor", env=env)
+    assert code == 2
+    assert "--person" in output
 
 
 def test_revoke_is_final_and_the_database_keeps_the_key(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "officer.pem"
-    code, output = settle("keys", "new", "--role", "compliance_officer", "--out", str(out), env=env)
+    code, output = settle(
+        "keys", "new", "--role", "auditor", "--person", "ann", "--out", str(out), env=env
+    )
     assert code == 0, output
     key_id = output.strip().splitlines()[0]
     assert settle("keys", "revoke", key_id, env=env) == (0, f"revoked {key_id}\n")

@@ -8,10 +8,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from support import ADMIN
 
+from settlement import errors
 from settlement.client import ApiError
+from settlement.domain import Role
+from settlement.review import ComplianceService
 
-from .conftest import Api, create_draft, problem_of
+from .conftest import Api, create_draft, problem_of, register
 
 
 def test_allocator_submits_officer_approves_auditor_verifies(api: Api) -> None:
@@ -29,7 +33,7 @@ def test_allocator_submits_officer_approves_auditor_verifies(api: Api) -> None:
         assert commitment["amount"] == "1234.56"
         assert commitment["currency"] == "USD"
         assert commitment["owner_party"] == "party-northwind"
-        assert commitment["created_by"] == api.allocator.key_id
+        assert commitment["created_by"] == api.allocator.person
 
         submitted = allocator.submit(cid, expected_version=1)
         assert (submitted["from_state"], submitted["to_state"]) == ("DRAFT", "PENDING_REVIEW")
@@ -47,10 +51,18 @@ def test_allocator_submits_officer_approves_auditor_verifies(api: Api) -> None:
 
         trail = auditor.audit_trail(cid)
         assert [e["action"] for e in trail] == ["create", "submit", "approve"]
-        assert [e["actor"] for e in trail] == [
-            api.allocator.key_id,
-            api.allocator.key_id,
-            api.officer.key_id,
+        # the person acted; the key that signed stands beside them
+        assert [(e["actor"], e["key_id"]) for e in trail] == [
+            (api.allocator.person, api.allocator.key_id),
+            (api.allocator.person, api.allocator.key_id),
+            (api.officer.person, api.officer.key_id),
+        ]
+        assert {e["encoding_version"] for e in trail} == {2}
+        history = officer.review_detail(cid)["history"]
+        assert [(h["event"], h["actor"], h["key_id"]) for h in history] == [
+            ("create", api.allocator.person, api.allocator.key_id),
+            ("submit", api.allocator.person, api.allocator.key_id),
+            ("approve", api.officer.person, api.officer.key_id),
         ]
         assert trail[1]["prev_hash"] == trail[0]["entry_hash"]
         report = auditor.verify_audit()
@@ -77,9 +89,19 @@ def test_the_submitter_cannot_be_the_approver_and_officers_need_registration(api
     cid = create_draft(api)
     with api.client(api.allocator) as allocator:
         v = allocator.submit(cid, expected_version=1)["version"]
-    unregistered = api.keys.create(role="compliance_officer", party=None, created_by="test")
+    # a key is only ever given to a registered officer ...
+    with pytest.raises(errors.NotAnOfficer):
+        api.keys.create(
+            role="compliance_officer", party=None, person="officer-unknown", created_by="test"
+        )
+    # ... and one withdrawn from the registry keeps a key that no longer decides
+    desk = ComplianceService(api.engine.db, api.clock)
+    gone = f"{api.officer.person}-withdrawn"
+    desk.register_officer(ADMIN, gone, display_name="Withdrawn")
+    withdrawn = register(api.keys, Role.COMPLIANCE_OFFICER, gone)
+    desk.register_officer(ADMIN, gone, display_name="Withdrawn", active=False)
     response = api.send(
-        type(api.officer)(unregistered.record.key_id, unregistered.private_key),
+        withdrawn,
         "POST",
         f"/v1/review/{cid}/approve",
         json={"expected_version": v},

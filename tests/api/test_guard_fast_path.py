@@ -114,7 +114,11 @@ def test_an_unknown_key_is_refused_and_not_remembered_as_unknown(api: Api) -> No
     problem_of(read(api, stranger), 401, "key_unknown")
     problem_of(read(api, stranger), 401, "key_unknown")
     created = api.keys.create(
-        role="auditor", party=None, created_by="test", key_id="key-registered-later"
+        role="auditor",
+        party=None,
+        person="auditor-later",
+        created_by="test",
+        key_id="key-registered-later",
     )
     registered = Key(created.record.key_id, created.private_key)
     assert read(api, registered).status_code == 200

@@ -132,13 +132,13 @@ def test_breaker_routes_roles_and_reset_trace(api: Api) -> None:
         accepted = admin.reset_breaker("stellar", idempotency_key="reset-1")
         replay = admin.reset_breaker("stellar", idempotency_key="reset-1")
         listed = admin.breakers()
-    assert accepted["requested_by"] == api.admin.key_id
+    assert accepted["requested_by"] == api.admin.person
     assert accepted["applied_here"] is False  # this process has no ledgers
     assert replay == accepted
     assert accepted["id"] in [r["id"] for r in listed["recent_resets"]]
     with api.engine.db.unit_of_work() as uow:
         rows = uow.execute(
-            "SELECT count(*) FROM breaker_resets WHERE requested_by = :by", {"by": api.admin.key_id}
+            "SELECT count(*) FROM breaker_resets WHERE requested_by = :by", {"by": api.admin.person}
         ).scalar_one()
     assert rows == 1, "a replayed reset must not be recorded twice"
     with api.client(api.auditor) as auditor:

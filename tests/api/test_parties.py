@@ -42,7 +42,7 @@ def test_an_officer_creates_updates_and_registers_accounts(api: Api) -> None:
         assert (updated["risk_rating"], updated["version"]) == ("medium", 2)
         account = officer.register_account(party, chain="xrpl", address=XRPL_ACCOUNT)
         assert account["party"] == party
-        assert account["registered_by"] == api.officer.key_id
+        assert account["registered_by"] == api.officer.person
         shown = auditor.party(party)
         assert shown["kyc"]["risk_rating"] == "medium"
         assert [(a["chain"], a["address"]) for a in shown["accounts"]] == [("xrpl", XRPL_ACCOUNT)]

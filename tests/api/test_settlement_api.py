@@ -249,7 +249,7 @@ def test_force_cancel_and_the_review_desk(local: World) -> None:
         assert sid not in [s["id"] for s in admin.settlements(needs_review=True)]
 
         cancelled = admin.force_cancel(sid, reason="client withdrew the order")
-        assert cancelled["cancel_requested_by"] == api.admin.key_id
+        assert cancelled["cancel_requested_by"] == api.admin.person
         result = local.coordinator.run_to_end(uuid.UUID(sid), timeout_s=60)
         assert result.status == "UNWOUND", result
         with pytest.raises(ApiError) as closed:

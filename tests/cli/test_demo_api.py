@@ -70,17 +70,31 @@ def test_the_demo_settles_a_dvp_through_the_api(
     assert report.ok and report.chains == 3
     owner = create_engine(fresh_urls.owner)
     with owner.connect() as c:
-        actors = set(
-            c.execute(
-                text("SELECT DISTINCT actor FROM audit_log WHERE commitment_id = :id"),
+        acted = {
+            (row[0], row[1])
+            for row in c.execute(
+                text("SELECT DISTINCT actor, key_id FROM audit_log WHERE commitment_id = :id"),
                 {"id": cid},
-            ).scalars()
-        )
+            )
+        }
     owner.dispose()
-    # people acted through their keys; the worker as the engine
+    # people acted through their keys, each named with the key beside; the worker as
+    # the engine, with no key
     keys = {k.key_id: k for k in KeyService(engine.db, engine.clock).list()}
-    assert "system" in actors
-    assert {keys[a].role for a in actors - {"system"}} == {"allocator", "compliance_officer"}
+    assert ("system", None) in acted
+    people = acted - {("system", None)}
+    assert all(keys[key].person == person for person, key in people if key is not None), acted
+    assert {person for person, _ in people} == {
+        "northwind-capital/alice",
+        "officer-ada",
+        "officer-grace",
+    }
     # the demo revoked every key it registered, so it can run again
     assert all(k.revoked_at is not None for k in keys.values())
     assert demo.run(engine, lines.append), "a second run on the same database"
+    # with new keys for the same people: the officers were registered once
+    again = KeyService(engine.db, engine.clock).list()
+    assert len(again) == len(keys) + len(demo.PEOPLE) and {k.person for k in again} == {
+        k.person for k in keys.values()
+    }
+    assert "  officer officer-ada (Ada Lovelace) already registered" in lines

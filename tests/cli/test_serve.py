@@ -27,7 +27,7 @@ def _new_allocator_key(env: dict[str, str], tmp_path: Path, key_id: str) -> Path
         app,
         [
             *("keys", "new", "--role", "allocator", "--party", "party-northwind"),
-            *("--out", str(key_file), "--key-id", key_id),
+            *("--person", "alice", "--out", str(key_file), "--key-id", key_id),
         ],
         env=env,
     )

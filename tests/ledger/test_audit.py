@@ -16,12 +16,14 @@ from settlement.states import State
 
 
 def test_encoding_matches_its_documentation() -> None:
-    """Build the bytes by hand from the docstring's rules and compare."""
+    """Build the bytes of version 1 (entries before migration 0012) by hand from the
+    docstring's rules and compare."""
     entry = AuditEntry(
         commitment_id=UUID("00000000-0000-4000-8000-000000000001"),
         seq=2,
         recorded_at=datetime(2026, 11, 22, 9, 30, 1, 5, tzinfo=UTC),
         actor="key-é",
+        key_id=None,
         action="approve",
         from_state="PENDING_REVIEW",
         to_state="VERIFIED",
@@ -34,6 +36,7 @@ def test_encoding_matches_its_documentation() -> None:
         ledger_hash=None,
         prev_hash="ab" * 32,
         entry_hash="",
+        encoding_version=1,
     )
     by_hand = (
         b"settlement-audit/v1\n"
@@ -112,9 +115,7 @@ def test_edited_payload_with_recomputed_hash_breaks_the_next_link(
         engine.urls.owner,
         'UPDATE audit_log SET payload = \'{"reason":"forged"}\''
         f" WHERE commitment_id = '{victim}' AND seq = 2",
-        "UPDATE audit_log SET entry_hash = audit_entry_hash(commitment_id, seq, recorded_at,"
-        " actor, action, from_state, to_state, commitment_version, idempotency_key, payload,"
-        " chain, tx_hash, ledger_index, ledger_hash, prev_hash)"
+        "UPDATE audit_log SET entry_hash = audit_entry_hash_of(audit_log)"
         f" WHERE commitment_id = '{victim}' AND seq = 2",
     )
     assert _first_break(engine) == (victim, 3, "prev_hash does not match the previous entry's hash")
