@@ -8,7 +8,7 @@ review round the service returned; whether an action happens is decided by the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,6 +19,18 @@ from compliance.screening import Outcome
 from settlement.domain import Actor, Role
 from settlement.review import ReviewDetail
 from settlement.states import Event, State, transitions_for_event
+
+
+def signed_in_as(actor: Actor, officers: Iterable[Officer]) -> str:
+    """How the page names the signed-in person: an officer by the display name the
+    registry holds for them, anyone else (and an officer the registry no longer holds)
+    by their actor id. Never a key id: a person outlives their keys."""
+    if actor.role is Role.COMPLIANCE_OFFICER:
+        for officer in officers:
+            if officer.officer_id == actor.id:
+                return officer.display_name
+    return actor.id
+
 
 #: the officer's decisions the detail page offers, by the path segment of their form
 ACTIONS: dict[str, Event] = {

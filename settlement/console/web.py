@@ -32,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger import audit
 from settlement import bootstrap, errors
 from settlement.breakers import BreakerBoard
 from settlement.clock import Clock
@@ -236,6 +237,11 @@ def _render(
     html = console.templates.get_template(name).render(
         title=title,
         session=session,
+        signed_in_as=(
+            views.signed_in_as(session.actor, console.engine.compliance.officers())
+            if session is not None
+            else None
+        ),
         csrf_token=session.csrf_token if session else "",
         is_admin=session is not None and session.actor.role is Role.ADMIN,
         **context,
@@ -536,6 +542,7 @@ def _detail_page(
         parties=parties,
         settlements=reads.settlements_of(engine.db, commitment_id),
         refusals=views.refusals(session.actor, detail, officer),
+        history_keys=audit.keys_by_version(detail.audit_trail),
         approvals_needed=views.approvals_needed(detail),
         senior=officer is not None and officer.senior,
         reason_required={name: views.reason_required(ev) for name, ev in views.ACTIONS.items()},
