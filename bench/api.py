@@ -528,7 +528,9 @@ def main() -> None:
     owner_url = pg.url(name)
     migrate.upgrade(owner_url)
     setup = build(owner_url, pool_size=2)
-    key = KeyService(setup.db, CLOCK).create(role=Role.ALLOCATOR, party=PARTY, created_by="bench")
+    key = KeyService(setup.db, CLOCK).create(
+        role=Role.ALLOCATOR, party=PARTY, person="bench", created_by="bench"
+    )
     setup.close()
     signer = (key.record.key_id, key.private_key)
 

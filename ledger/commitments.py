@@ -20,7 +20,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.database import Database
 from ledger.errors import RecordNotFound, translate
-from ledger.idempotency import resolve
 
 
 @dataclass(frozen=True)
@@ -88,96 +87,10 @@ class LedgerRef:
     ledger_hash: str | None = None
 
 
-_CREATE = (
-    "SELECT outcome, response FROM commitment_create(%(id)s, %(owner_party)s, %(deal_ref)s,"
-    " %(amount)s, %(currency)s, %(expires_at)s, %(actor)s, %(key)s, %(fingerprint)s, %(payload)s,"
-    " %(at)s)"
-)
-_TRANSITION = (
-    "SELECT outcome, response FROM commitment_transition(%(id)s, %(expected_version)s::integer,"
-    " %(event)s, %(actor)s, %(reason)s, %(require_owner)s, %(forbid_submitter)s, %(key)s,"
-    " %(fingerprint)s, %(payload)s, %(at)s, %(chain)s, %(tx_hash)s, %(ledger_index)s::bigint,"
-    " %(ledger_hash)s)"
-)
 _COLUMNS = (
     "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"
     " submitted_by, created_at, updated_at, expires_at"
 )
-
-
-def create(
-    db: Database,
-    *,
-    commitment_id: UUID,
-    owner_party: str,
-    deal_ref: str,
-    amount: Decimal,
-    currency: str,
-    expires_at: datetime | None,
-    actor: str,
-    at: datetime,
-    payload: str,
-    idempotency_key: str | None,
-    fingerprint: str | None,
-) -> WriteResult:
-    row = db.call_one(
-        _CREATE,
-        {
-            "id": commitment_id,
-            "owner_party": owner_party,
-            "deal_ref": deal_ref,
-            "amount": amount,
-            "currency": currency,
-            "expires_at": expires_at,
-            "actor": actor,
-            "key": idempotency_key,
-            "fingerprint": fingerprint,
-            "payload": payload,
-            "at": at,
-        },
-    )
-    replayed, response = resolve(row[0], row[1], actor=actor, key=idempotency_key)
-    return WriteResult.from_response(response, replayed)
-
-
-def transition(
-    db: Database,
-    *,
-    commitment_id: UUID,
-    expected_version: int | None,
-    event: str,
-    actor: str,
-    reason: str | None,
-    require_owner: str | None,
-    forbid_submitter: str | None,
-    at: datetime,
-    payload: str,
-    idempotency_key: str | None,
-    fingerprint: str | None,
-    ledger_ref: LedgerRef | None,
-) -> WriteResult:
-    row = db.call_one(
-        _TRANSITION,
-        {
-            "id": commitment_id,
-            "expected_version": expected_version,
-            "event": event,
-            "actor": actor,
-            "reason": reason,
-            "require_owner": require_owner,
-            "forbid_submitter": forbid_submitter,
-            "key": idempotency_key,
-            "fingerprint": fingerprint,
-            "payload": payload,
-            "at": at,
-            "chain": ledger_ref.chain if ledger_ref else None,
-            "tx_hash": ledger_ref.tx_hash if ledger_ref else None,
-            "ledger_index": ledger_ref.ledger_index if ledger_ref else None,
-            "ledger_hash": ledger_ref.ledger_hash if ledger_ref else None,
-        },
-    )
-    replayed, response = resolve(row[0], row[1], actor=actor, key=idempotency_key)
-    return WriteResult.from_response(response, replayed)
 
 
 def load(connection: Connection, commitment_id: UUID) -> CommitmentRecord:

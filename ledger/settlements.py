@@ -39,6 +39,8 @@ class SettlementRow:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    #: the API key that signed the force-cancel request, if one did (migration 0012)
+    cancel_requested_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ _SETTLEMENT_COLUMNS = (
     "id, commitment_id, status, decision, decision_reason, decided_at, settle_not_before,"
     " commit_deadline,"
     " cancel_after, condition_hex, secret_sealed, needs_review, review_reason,"
-    " cancel_requested_by, cancel_reason, attempts_reset_at, created_by, created_at, updated_at"
+    " cancel_requested_by, cancel_reason, attempts_reset_at, created_by, created_at, updated_at,"
+    " cancel_requested_key_id"
 )
 _LEG_COLUMNS = (
     "settlement_id, leg_no, kind, chain, asset_code, asset_issuer, amount, sender, receiver,"
@@ -358,15 +361,21 @@ def flag_for_review(uow: Statements, settlement_id: UUID, reason: str, at: datet
 
 
 def request_cancel(
-    uow: Statements, settlement_id: UUID, actor: str, reason: str, at: datetime
+    uow: Statements,
+    settlement_id: UUID,
+    actor: str,
+    reason: str,
+    at: datetime,
+    *,
+    key_id: str | None = None,
 ) -> None:
     uow.execute(
         "UPDATE settlements SET cancel_requested_by = :actor, cancel_reason = :reason,"
-        " updated_at = :at,"
+        " cancel_requested_key_id = :key_id, updated_at = :at,"
         # due at once, unless a worker holds it: that worker sees the request next step
         " lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE lease_until END"
         " WHERE id = :id",
-        {"actor": actor, "reason": reason, "at": at, "id": settlement_id},
+        {"actor": actor, "reason": reason, "at": at, "id": settlement_id, "key_id": key_id},
     )
 
 
@@ -409,16 +418,20 @@ def append_audit(
     tx_hash: str | None = None,
     ledger_index: int | None = None,
     ledger_hash: str | None = None,
+    key_id: str | None = None,
 ) -> None:
-    """An audit entry that is not a state change (the chain trigger assigns its place)."""
+    """An audit entry that is not a state change (the chain trigger assigns its place).
+    ``actor`` is the person or the system; ``key_id`` the API key that signed, if any."""
     uow.execute(
-        "INSERT INTO audit_log (commitment_id, recorded_at, actor, action, payload, chain,"
-        " tx_hash, ledger_index, ledger_hash, entry_hash) VALUES (:commitment_id, :at, :actor,"
-        " :action, :payload, :chain, :tx_hash, :ledger_index, :ledger_hash, '')",
+        "INSERT INTO audit_log (commitment_id, recorded_at, actor, key_id, action, payload,"
+        " chain, tx_hash, ledger_index, ledger_hash, entry_hash) VALUES (:commitment_id, :at,"
+        " :actor, :key_id, :action, :payload, :chain, :tx_hash, :ledger_index, :ledger_hash,"
+        " '')",
         {
             "commitment_id": commitment_id,
             "at": at,
             "actor": actor,
+            "key_id": key_id,
             "action": action,
             "payload": payload,
             "chain": chain,

@@ -97,7 +97,9 @@ def _account_dict(a: AccountRow) -> dict[str, object]:
 
 @officers_app.command("add")
 def officers_add(
-    officer_id: Annotated[str, typer.Argument(help="The officer's key id.")],
+    officer_id: Annotated[
+        str, typer.Argument(help="The officer id (keys name it: settle keys new --person).")
+    ],
     *,
     name: Annotated[str, typer.Option("--name", "--display-name", help="Display name.")],
     as_key: AsKey,

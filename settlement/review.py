@@ -122,7 +122,7 @@ class ComplianceService:
         officer = Officer(ident, name, bool(senior), bool(active), 0)
         return self._write(
             lambda uow: compliance_records.save_officer(
-                uow, officer, actor=actor.id, at=self._clock.now()
+                uow, officer, actor=actor.id, key_id=actor.key_id, at=self._clock.now()
             )
         )
 
@@ -143,7 +143,12 @@ class ComplianceService:
         def work(uow: UnitOfWork) -> kyc.KycRecord:
             self._require_officer(uow, actor)
             return compliance_records.save_kyc(
-                uow, record, prior_version=None, actor=actor.id, at=self._clock.now()
+                uow,
+                record,
+                prior_version=None,
+                actor=actor.id,
+                key_id=actor.key_id,
+                at=self._clock.now(),
             )
 
         return self._write(work)
@@ -165,7 +170,12 @@ class ComplianceService:
                 raise KycVersionConflict(party, expected_version)
             record = kyc.updated(current, **changes)
             return compliance_records.save_kyc(
-                uow, record, prior_version=current.version, actor=actor.id, at=self._clock.now()
+                uow,
+                record,
+                prior_version=current.version,
+                actor=actor.id,
+                key_id=actor.key_id,
+                at=self._clock.now(),
             )
 
         return self._write(work)
@@ -221,6 +231,7 @@ class ComplianceService:
                 parsed=parsed,
                 source_file=path.name,
                 actor=actor.id,
+                key_id=actor.key_id,
                 at=self._clock.now(),
             )
             return SanctionsLoad(stored, loaded=True)
@@ -255,7 +266,13 @@ class ComplianceService:
             if not compliance_records.load_kyc(uow.connection, [party]):
                 raise errors.UnknownParty(f"party {party} has no KYC record")
             return compliance_records.register_account(
-                uow, chain=chain, address=address, party=party, actor=actor.id, at=self._clock.now()
+                uow,
+                chain=chain,
+                address=address,
+                party=party,
+                actor=actor.id,
+                key_id=actor.key_id,
+                at=self._clock.now(),
             )
 
         return self._write(work)

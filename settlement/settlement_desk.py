@@ -60,6 +60,7 @@ class SettlementDesk:
                 uow,
                 commitment_id=settlement.commitment_id,
                 actor=actor.id,
+                key_id=actor.key_id,
                 action="settlement_retried" if retry else "settlement_resolved",
                 at=now,
                 payload=payload_text(

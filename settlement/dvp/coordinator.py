@@ -269,6 +269,7 @@ class DvpCoordinator:
                 uow,
                 commitment_id=commitment_id,
                 actor=actor.id,
+                key_id=actor.key_id,
                 action="settlement_instructed",
                 at=now,
                 payload=payload_text(
@@ -309,11 +310,14 @@ class DvpCoordinator:
                 )
             if settlement.status not in ("LOCKING", "UNWINDING"):
                 raise errors.TransitionNotAllowed(f"settlement {settlement_id} is closed")
-            records.request_cancel(uow, settlement_id, actor.id, reason.strip(), now)
+            records.request_cancel(
+                uow, settlement_id, actor.id, reason.strip(), now, key_id=actor.key_id
+            )
             records.append_audit(
                 uow,
                 commitment_id=settlement.commitment_id,
                 actor=actor.id,
+                key_id=actor.key_id,
                 action="settlement_cancel_requested",
                 at=now,
                 payload=payload_text({"settlement_id": settlement_id, "reason": reason.strip()}),
@@ -677,7 +681,7 @@ class DvpCoordinator:
         reason = None
         if event == "force_cancel":
             assert s.cancel_requested_by is not None
-            actor = Actor(s.cancel_requested_by, Role.ADMIN)
+            actor = Actor(s.cancel_requested_by, Role.ADMIN, key_id=s.cancel_requested_key_id)
             reason = s.cancel_reason
         try:
             self._service.apply(

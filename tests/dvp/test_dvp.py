@@ -20,6 +20,7 @@ from xrpl.models.transactions import Payment
 
 from ledger.settlements import settlements_of
 from settlement import errors
+from settlement.api.keys import KeyService, actor_of
 from settlement.domain import SYSTEM, Actor, Role
 from settlement.dvp import LegInstruction, Progress
 from settlement.states import State
@@ -162,7 +163,11 @@ def test_force_cancel_while_escrowed_unwinds_to_cancelled(dvp: Dvp) -> None:
     assert dvp.engine.commitments.state_of(cid) is State.ESCROWED
     with pytest.raises(errors.NotAuthorised):
         dvp.coordinator.request_force_cancel(Actor("key-x", Role.ALLOCATOR, party="p"), sid, "x")
-    dvp.coordinator.request_force_cancel(ADMIN, sid, "counterparty default")
+    key = KeyService(dvp.engine.db, dvp.world.clock).create(
+        role=Role.ADMIN, party=None, person="ada-admin", created_by="test"
+    )
+    admin = actor_of(key.record)
+    dvp.coordinator.request_force_cancel(admin, sid, "counterparty default")
 
     def stellar_unwound() -> bool:
         _, now_legs, _ = dvp.coordinator.settlement(sid)
@@ -180,9 +185,14 @@ def test_force_cancel_while_escrowed_unwinds_to_cancelled(dvp: Dvp) -> None:
     history = dvp.engine.commitments.history(cid)
     assert (history[-1].event, history[-1].actor, history[-1].reason) == (
         "force_cancel",
-        ADMIN.id,
+        "ada-admin",
         "counterparty default",
     )
+    # the person who asked, with the key that signed, on the request and on the cancel
+    # the worker made for them later
+    entries = {e.action: e for e in dvp.engine.commitments.audit_trail(cid)}
+    for action in ("settlement_cancel_requested", "force_cancel"):
+        assert (entries[action].actor, entries[action].key_id) == ("ada-admin", key.record.key_id)
     assert _moved(before, dvp.world.holdings()) == {}
     dvp.verify_audit()
 

@@ -274,8 +274,8 @@ def test_audit_verify_checks_ledger_references_on_the_ledgers(
         for seq in seqs:
             prev = c.execute(
                 text(
-                    "UPDATE audit_log SET prev_hash = :prev, entry_hash = audit_entry_hash("
-                    " commitment_id, seq, recorded_at, actor, action, from_state, to_state,"
+                    "UPDATE audit_log SET prev_hash = :prev, entry_hash = audit_entry_hash_v2("
+                    " commitment_id, seq, recorded_at, actor, key_id, action, from_state, to_state,"
                     " commitment_version, idempotency_key, payload, chain, tx_hash, ledger_index,"
                     " ledger_hash, CAST(:prev AS text))"
                     " WHERE commitment_id = :id AND seq = :seq RETURNING entry_hash"
