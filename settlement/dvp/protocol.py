@@ -198,8 +198,6 @@ class Plan:
     waits: tuple[str, ...] = ()
     person: tuple[str, ...] = ()
     close: Status | None = None
-    #: the ESCROW ledger's clock must be read before anything can be decided
-    needs_clock: bool = False
 
 
 _AT_REST_PAID = frozenset({LegState.COMMITTED})
@@ -269,12 +267,6 @@ def _committing(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
         return Plan(mode=Mode.FORWARD, close=Status.SETTLED)
     if states <= _AT_REST_RETURNED:
         return Plan(mode=Mode.RETURN, close=Status.UNWOUND)
-    has_escrow_waiting = any(
-        leg.kind is LockKind.ESCROW and leg.state is LegState.LOCKED and not leg.open
-        for leg in legs
-    )
-    if clock is EscrowClock.UNKNOWN and has_escrow_waiting:
-        return Plan(needs_clock=True, waits=("the escrow ledger's time cannot be read",))
     mode, why = commit_mode(legs, clock)
     if mode is Mode.FORWARD:
         return _forward(legs, clock)
@@ -312,7 +304,9 @@ class _Todo:
         elif clock is EscrowClock.UNKNOWN:
             self.waits.append("the escrow ledger's time cannot be read")
         else:
-            self.waits.append(f"leg {leg.leg_no}'s escrow is cancelled once past CancelAfter")
+            self.waits.append(
+                f"leg {leg.leg_no}'s escrow is cancelled once its ledger's time passes CancelAfter"
+            )
 
     def plan(self, mode: Mode) -> Plan:
         return Plan(
@@ -360,6 +354,9 @@ def _forward(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
             case LegState.LOCKED:  # the ESCROW pivot
                 if Purpose.COMMIT in leg.open or clock is EscrowClock.OPEN:
                     todo.drive(leg, Purpose.COMMIT)
+                elif clock is EscrowClock.UNKNOWN:
+                    # no finish signed blind; the claims go on meanwhile
+                    todo.waits.append("the escrow ledger's time cannot be read")
                 else:
                     # with nothing paid this is RETURN (commit_mode); with something
                     # paid the escrow is the leg refused after another was paid

@@ -141,7 +141,7 @@ def test_ledger_clock_behind_the_engine_unwinds_the_escrow_only_on_ledger_time(
     assert settlement.decision == "ABORT" and not settlement.needs_review
     assert [leg.state for leg in legs] == ["UNWOUND", "LOCKED"]
     assert not [s for s in subs if s.leg_no == 1 and s.purpose == "unwind"]
-    assert "xrpl time passes" in result.detail
+    assert "ledger's time passes CancelAfter" in result.detail
     world.xrpl_node.advance_time(_xrpl_ledger_seconds_to(dvp, settlement.cancel_after.timestamp()))
     result = dvp.drive(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
@@ -153,9 +153,14 @@ def test_ledger_clock_behind_the_engine_unwinds_the_escrow_only_on_ledger_time(
     dvp.verify_audit()
 
 
-def test_partition_past_the_deadline_margin_flags_waits_and_completes_after_healing(
+def test_partition_past_the_deadline_margin_flags_waits_and_returns_every_leg(
     dvp: Dvp,
 ) -> None:
+    """The XRP Ledger is unreachable from just after COMMIT until too close to T_cancel
+    for a finish to be signed (the commit-send margin). The Stellar balance is claimed
+    into the agent meanwhile (Stellar is reachable), nothing is paid, a person is told;
+    after healing the USDC goes back from the agent and the escrow once the ledger is
+    past CancelAfter: every leg returned, nothing stranded."""
     world = dvp.world
     cid = dvp.verified_commitment(str(PRICE))
     before = world.holdings()
@@ -176,12 +181,15 @@ def test_partition_past_the_deadline_margin_flags_waits_and_completes_after_heal
         assert result.progress is Progress.WAITING, result
         assert world.guards[world.chains["xrpl"].name].state.state == "open"
         _, legs, _ = dvp.coordinator.settlement(sid)
-        assert [leg.state for leg in legs] == ["COMMITTED", "LOCKED"]
+        assert [leg.state for leg in legs] == ["HELD", "LOCKED"], "claimed, nothing paid"
         # the partition lasts until less than the review margin is left before T_cancel
         remaining_s = 50
         assert remaining_s < dvp.coordinator.policy.review_before_cancel_s
         to_margin = settlement.cancel_after - world.clock.now() - timedelta(seconds=remaining_s)
         world.advance_time(int(to_margin.total_seconds()))
+        # the ledger goes on closing while the engine cannot reach it
+        world.xrpl_node.close_ledger()
+        world.xrpl_node.close_ledger()
         result = dvp.coordinator.step(sid)
         assert result.progress is Progress.NEEDS_REVIEW, result
         flagged, legs, subs = dvp.coordinator.settlement(sid)
@@ -198,17 +206,27 @@ def test_partition_past_the_deadline_margin_flags_waits_and_completes_after_heal
         world.xrpl_node.faults.heal()
     time.sleep(0.6)  # the breaker lets a trial call through after its reset timeout
 
-    # a flagged settlement keeps being stepped (as the worker does): it rolls forward
+    # a flagged settlement keeps being stepped (as the worker does): too close to
+    # T_cancel for a finish, it returns. No finish was ever signed, so the fulfillment
+    # never left the engine and nobody can finish the escrow: the USDC goes back at
+    # once, the escrow once the ledger passes CancelAfter
+    for _ in range(20):
+        result = dvp.coordinator.step(sid)
+        time.sleep(0.05)
+    assert [leg.state for leg in dvp.coordinator.settlement(sid)[1]] == ["UNWOUND", "LOCKED"]
+    world.advance_time(120)
+    world.xrpl_node.close_ledger()
     deadline = time.monotonic() + 30
     result = dvp.coordinator.step(sid)
     while result.progress is not Progress.DONE and time.monotonic() < deadline:
         time.sleep(0.02)
         result = dvp.coordinator.step(sid)
-    assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
-    assert dvp.engine.commitments.state_of(cid) is State.SETTLED
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    assert dvp.coordinator.settlement(sid)[0].decision == "COMMIT"
+    assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
     assert _submissions(dvp, sid) == Counter(
-        {(0, "lock", "APPLIED"): 1, (1, "lock", "APPLIED"): 1}
-        | {(0, "commit", "APPLIED"): 1, (1, "commit", "APPLIED"): 1}
+        {(0, "lock", "APPLIED"): 1, (1, "lock", "APPLIED"): 1, (0, "claim", "APPLIED"): 1}
+        | {(0, "unwind", "APPLIED"): 1, (1, "unwind", "APPLIED"): 1}
     )
-    assert _moved(before, world.holdings()) == DELIVERED
+    assert _moved(before, world.holdings()) == {}
     dvp.verify_audit()
