@@ -92,4 +92,5 @@ def test_a_held_transaction_is_not_resent_and_is_looked_at_when_its_ledger_is_du
     stellar.script = None
     assert coordinator.run_to_end(sid, timeout_s=30).status == "SETTLED"
     _, _, subs = coordinator.settlement(sid)
-    assert len(subs) == 4, "one transaction per leg and purpose: resending signed nothing"
+    # two locks, the claim of the USDC into the agent, two payouts
+    assert len(subs) == 5, "one transaction per leg and purpose: resending signed nothing"

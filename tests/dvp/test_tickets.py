@@ -175,8 +175,10 @@ class _SignTogether:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def prepare_lock(self, leg: Any, terms: Any, *, channel: str | None = None) -> SignedSubmission:
-        signed = self._inner.prepare_lock(leg, terms, channel=channel)
+    def prepare_lock(
+        self, leg: Any, terms: Any, *, kind: Any = None, channel: str | None = None
+    ) -> SignedSubmission:
+        signed = self._inner.prepare_lock(leg, terms, kind=kind, channel=channel)
         if not self._waited:
             # once: both may pick one ticket, and the loser's write-ahead is refused
             # (never sent); it signs again on another ticket without waiting here
