@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -263,15 +264,31 @@ class World:
         return submission.lock_ref, terms
 
 
+def world_on(node: XrplNode, **options: Any) -> World:
+    """Alice sends, bob receives, the agent commits, on ``node``; ``options`` go to the
+    adapter (``make_chain``)."""
+    keystore = CountingKeystore()
+    ledger = Ledger(node, keystore)
+    agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
+    chain = make_chain(node, keystore, agent.classic_address, **options)
+    return World(ledger, chain, agent, alice, bob, HashLock.generate())
+
+
+@contextmanager
+def xrpl_world(**options: Any) -> Iterator[World]:
+    """``world_on`` a node of its own whose ledgers close only when told."""
+    with XrplNode(close_interval_s=0) as node:
+        world = world_on(node, **options)
+        try:
+            yield world
+        finally:
+            world.ledger.http.close()
+
+
 @pytest.fixture
 def world() -> Iterator[World]:
-    keystore = CountingKeystore()
-    with XrplNode(close_interval_s=0) as node:
-        ledger = Ledger(node, keystore)
-        agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-        chain = make_chain(node, keystore, agent.classic_address)
-        yield World(ledger, chain, agent, alice, bob, HashLock.generate())
-        ledger.http.close()
+    with xrpl_world() as w:
+        yield w
 
 
 def usd_world(world: World, *, allow_locking: bool = True, bob_limit: str = "1000") -> Asset:

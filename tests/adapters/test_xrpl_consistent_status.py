@@ -15,22 +15,18 @@ from fractions import Fraction
 import pytest
 
 from adapters.chain import Applied, Expired, Pending, SignedSubmission
-from adapters.conditions import HashLock
-from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import CountingKeystore, Ledger, World, make_chain
+from tests.adapters.test_xrpl_adapter import (
+    World,
+    xrpl_world,
+)
 
 POLLS = 40
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    keystore = CountingKeystore()
-    with XrplNode(close_interval_s=0) as node:
-        ledger = Ledger(node, keystore)
-        agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-        chain = make_chain(node, keystore, agent.classic_address)
-        yield World(ledger, chain, agent, alice, bob, HashLock.generate())
-        ledger.http.close()
+    with xrpl_world() as w:
+        yield w
 
 
 def newest(world: World) -> int:

@@ -13,27 +13,22 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.chain import Applied, Asset, Rejected
-from adapters.conditions import HashLock
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import CountingKeystore, Ledger, World, make_chain, usd_world
+from tests.adapters.test_xrpl_adapter import (
+    World,
+    usd_world,
+    world_on,
+)
 from tests.adapters.test_xrpl_lock_kinds import custody_token, tokens
 from tests.adapters.test_xrpl_lock_release import finish_by_receiver
 
 DELIVERY_KEYS = ("delivered", "delivered_to", "delivered_asset")
 
 
-def _world(node: XrplNode) -> World:
-    keystore = CountingKeystore()
-    ledger = Ledger(node, keystore)
-    agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-    chain = make_chain(node, keystore, agent.classic_address)
-    return World(ledger, chain, agent, alice, bob, HashLock.generate())
-
-
 @pytest.fixture
 def world() -> Iterator[World]:
     with XrplNode(close_interval_s=0) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 
@@ -41,7 +36,7 @@ def world() -> Iterator[World]:
 @pytest.fixture
 def custody_world() -> Iterator[World]:
     with XrplNode(close_interval_s=0, amendments={"TokenEscrow": False}) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 

@@ -25,25 +25,19 @@ from xrpl.models.transactions import (
 from xrpl.wallet import Wallet
 
 from adapters.chain import Applied, Asset, Leg, LockKind, Rejected
-from adapters.conditions import HashLock
 from adapters.errors import LegInvalid
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import CountingKeystore, Ledger, World, make_chain
-
-
-def _world(node: XrplNode) -> World:
-    keystore = CountingKeystore()
-    ledger = Ledger(node, keystore)
-    agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-    chain = make_chain(node, keystore, agent.classic_address)
-    return World(ledger, chain, agent, alice, bob, HashLock.generate())
+from tests.adapters.test_xrpl_adapter import (
+    World,
+    world_on,
+)
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
     """TokenEscrow on: tokens are escrowed."""
     with XrplNode(close_interval_s=0) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 
@@ -52,7 +46,7 @@ def world() -> Iterator[World]:
 def custody() -> Iterator[World]:
     """TokenEscrow off: tokens are held in custody by the agent."""
     with XrplNode(close_interval_s=0, amendments={"TokenEscrow": False}) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 

@@ -17,26 +17,21 @@ from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, Payment, Tru
 from xrpl.wallet import Wallet
 
 from adapters.chain import Applied, Asset, ChainName, LockKind, LockRef, LockState
-from adapters.conditions import HashLock
 from adapters.errors import LegInvalid, TransportError
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import CountingKeystore, Ledger, World, make_chain
+from tests.adapters.test_xrpl_adapter import (
+    World,
+    make_chain,
+    world_on,
+)
 
 USD_OF_NOBODY = Asset("USD", "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh")
-
-
-def _world(node: XrplNode, **options: object) -> World:
-    keystore = CountingKeystore()
-    ledger = Ledger(node, keystore)
-    agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-    chain = make_chain(node, keystore, agent.classic_address, **options)
-    return World(ledger, chain, agent, alice, bob, HashLock.generate())
 
 
 @pytest.fixture
 def escrow_world() -> Iterator[World]:
     with XrplNode(close_interval_s=0) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 
@@ -44,7 +39,7 @@ def escrow_world() -> Iterator[World]:
 @pytest.fixture
 def custody_world() -> Iterator[World]:
     with XrplNode(close_interval_s=0, amendments={"TokenEscrow": False}) as node:
-        world = _world(node)
+        world = world_on(node)
         yield world
         world.ledger.http.close()
 

@@ -28,15 +28,11 @@ from xrpl.wallet import Wallet
 
 import adapters.xrpl.chain as xrpl_chain
 from adapters.chain import ChainName, LockRef, LockState, Released, Unavailable
-from adapters.conditions import HashLock
-from adapters.localnet.xrpl import XrplNode
 from adapters.xrpl.chain import ripple_seconds
 from tests.adapters.test_xrpl_adapter import (
-    CountingKeystore,
-    Ledger,
     World,
-    make_chain,
     usd_world,
+    xrpl_world,
 )
 
 GENESIS = "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh"
@@ -46,13 +42,8 @@ FINISH_FEE_DROPS = "350"
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    keystore = CountingKeystore()
-    with XrplNode(close_interval_s=0) as node:
-        ledger = Ledger(node, keystore)
-        agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-        chain = make_chain(node, keystore, agent.classic_address)
-        yield World(ledger, chain, agent, alice, bob, HashLock.generate())
-        ledger.http.close()
+    with xrpl_world() as w:
+        yield w
 
 
 def send(world: World, tx: Transaction, wallet: Wallet, fee: str = "10") -> str:

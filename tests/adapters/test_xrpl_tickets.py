@@ -10,23 +10,20 @@ import pytest
 from xrpl.core.binarycodec import decode
 
 from adapters.chain import Applied, Expired, Pending, Purpose
-from adapters.conditions import HashLock
-from adapters.localnet.xrpl import XrplNode
 from adapters.xrpl.chain import MAX_TICKETS_PER_ACCOUNT
 from settlement.tickets import TicketKeeper, TicketTopUp, top_up_tickets
-from tests.adapters.test_xrpl_adapter import CountingKeystore, Ledger, World, make_chain
+from tests.adapters.test_xrpl_adapter import (
+    World,
+    make_chain,
+    xrpl_world,
+)
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
     """Alice sends, bob receives, the agent commits; ledgers close only when told."""
-    keystore = CountingKeystore()
-    with XrplNode(close_interval_s=0) as node:
-        ledger = Ledger(node, keystore)
-        agent, alice, bob = ledger.wallet(), ledger.wallet(), ledger.wallet()
-        chain = make_chain(node, keystore, agent.classic_address)
-        yield World(ledger, chain, agent, alice, bob, HashLock.generate())
-        ledger.http.close()
+    with xrpl_world() as w:
+        yield w
 
 
 def top_up(world: World, account: str, target: int) -> TicketTopUp:
