@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger.audit import encoding_problem, format_timestamp
+from ledger.audit import canonical_fields, encoding_problem, format_timestamp
 from ledger.errors import translate
 
 #: the first line of the hashed bytes, per canonical encoding version
@@ -75,17 +75,10 @@ class ComplianceEntry:
             self.payload,
             self.prev_hash,
         )
-        return tag + b"".join(_field(p) for p in parts)
+        return canonical_fields(tag, parts)
 
     def computed_hash(self) -> str:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
-
-
-def _field(value: str | int | None) -> bytes:
-    if value is None:
-        return b"~,"
-    encoded = str(value).encode("utf-8")
-    return str(len(encoded)).encode("ascii") + b":" + encoded + b","
 
 
 @dataclass

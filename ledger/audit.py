@@ -110,6 +110,12 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def canonical_fields(tag: bytes, values: Iterable[str | int | None]) -> bytes:
+    """``tag`` then each value as a netstring (``len:utf-8 bytes,``; ``~,`` for NULL):
+    the canonical encoding both audit logs hash (this one and ``compliance.audit``)."""
+    return tag + b"".join(_field(v) for v in values)
+
+
 def _field(value: str | int | None) -> bytes:
     if value is None:
         return b"~,"
@@ -148,9 +154,9 @@ class AuditEntry:
         if tag is None:
             raise ValueError(f"unknown canonical encoding version {self.encoding_version}")
         key: tuple[str | None, ...] = (self.key_id,) if self.encoding_version >= 2 else ()
-        return tag + b"".join(
-            _field(v)
-            for v in (
+        return canonical_fields(
+            tag,
+            (
                 str(self.commitment_id),
                 self.seq,
                 format_timestamp(self.recorded_at),
@@ -167,7 +173,7 @@ class AuditEntry:
                 self.ledger_index,
                 self.ledger_hash,
                 self.prev_hash,
-            )
+            ),
         )
 
     def computed_hash(self) -> str:
