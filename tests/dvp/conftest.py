@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,13 +10,18 @@ from uuid import UUID
 
 import pytest
 from cryptography.fernet import Fernet
+from stellar_sdk import TransactionBuilder
 from support import ALLOCATOR, OFFICER, seed_compliance
+from xrpl.core.binarycodec import encode
+from xrpl.models.transactions import EscrowFinish
+from xrpl.transaction import sign
 
 from adapters.resilience import ResiliencePolicy
 from ledger.audit import verify_all
+from ledger.settlements import LegRow
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.dvp import DvpCoordinator, DvpPolicy, StepResult
+from settlement.dvp import DvpCoordinator, DvpPolicy, Progress, StepResult
 from settlement.ledger_refs import ledger_ref_checker
 from settlement.localworld import LocalWorld, start_local_world
 from settlement.sealing import Sealer
@@ -58,6 +64,69 @@ class Dvp:
 
     def escrowed(self, commitment_id: UUID) -> Callable[[], bool]:
         return lambda: self.engine.commitments.state_of(commitment_id) is State.ESCROWED
+
+    def to_rest(self, settlement_id: UUID, timeout_s: float = 30.0) -> StepResult:
+        """Step until the settlement closes, also while it is flagged for a person (the
+        worker keeps stepping a flagged settlement; ``drive`` stops at the flag)."""
+        deadline = time.monotonic() + timeout_s
+        result = self.coordinator.step(settlement_id)
+        while result.progress is not Progress.DONE and time.monotonic() < deadline:
+            time.sleep(0.02)
+            result = self.coordinator.step(settlement_id)
+        return result
+
+    def past_cancel_after(self, settlement_id: UUID) -> None:
+        """Move every clock well past the settlement's T_cancel (a ledger's close time is
+        rounded to its close-time resolution)."""
+        settlement = self.coordinator.settlement(settlement_id)[0]
+        remaining = (settlement.cancel_after - self.world.clock.now()).total_seconds()
+        self.world.advance_time(int(remaining) + 60)
+
+    def finish_as_receiver(self, leg: LegRow, fulfillment_hex: str) -> str:
+        """The buyer's own EscrowFinish with the public fulfillment (the destination needs
+        no deposit preauthorisation), paying the fulfillment's fee surcharge; its hash
+        once validated."""
+        world = self.world
+        buyer = world.buyer_xrpl
+        info = world.xrpl.rpc("account_info", account=buyer.classic_address, ledger_index="current")
+        current = int(world.xrpl.rpc("ledger_current")["ledger_current_index"])
+        tx = EscrowFinish(
+            account=buyer.classic_address,
+            owner=str(leg.lock_owner),
+            offer_sequence=int(leg.lock_sequence or 0),
+            condition=self.coordinator.settlement(leg.settlement_id)[0].condition_hex.upper(),
+            fulfillment=fulfillment_hex.upper(),
+            fee="1000",
+            sequence=int(info["account_data"]["Sequence"]),
+            last_ledger_sequence=current + 20,
+        )
+        signed = sign(tx, buyer)
+        answer = world.xrpl.rpc("submit", tx_blob=encode(signed.to_xrpl()))
+        assert answer["engine_result"] == "tesSUCCESS", answer
+        tx_hash = signed.get_hash()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = world.xrpl.rpc("tx", transaction=tx_hash)
+            if found.get("validated"):
+                assert found["meta"]["TransactionResult"] == "tesSUCCESS", found
+                return tx_hash
+            time.sleep(0.05)
+        raise AssertionError(f"{tx_hash} not validated")
+
+    def reclaim(self, balance_id: str) -> str:
+        """The buyer claims its own balance back (past T_cancel), with no time bounds (the
+        local networks' time runs ahead of the wall clock); the transaction's hash."""
+        buyer, stellar = self.world.buyer_stellar, self.world.stellar
+        envelope = (
+            TransactionBuilder(stellar.server.load_account(buyer.public_key), stellar.passphrase)
+            .add_time_bounds(0, 0)
+            .append_claim_claimable_balance_op(balance_id)
+            .build()
+        )
+        envelope.sign(buyer)
+        answer = stellar.server.submit_transaction(envelope)
+        assert answer["successful"], answer
+        return str(answer["hash"])
 
     def verify_audit(self) -> None:
         with self.engine.db.unit_of_work() as uow:

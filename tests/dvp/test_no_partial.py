@@ -10,21 +10,17 @@ other returned.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import pytest
-from stellar_sdk import TransactionBuilder
 from support import ADMIN
-from xrpl.core.binarycodec import encode
-from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowFinish
-from xrpl.transaction import sign
+from xrpl.models.transactions import AccountSet, AccountSetAsfFlag
 
 from ledger.settlements import LegRow, settlements_of
 from settlement import errors
@@ -63,24 +59,6 @@ def _instruct(dvp: Dvp, deadline_s: int = 600) -> tuple[UUID, UUID]:
     return cid, sid
 
 
-def _to_rest(dvp: Dvp, sid: UUID, timeout_s: float = 30.0) -> StepResult:
-    """Step until the settlement closes, also while it is flagged for a person (the
-    worker keeps stepping a flagged settlement; ``run_to_end`` stops at the flag)."""
-    deadline = time.monotonic() + timeout_s
-    result = dvp.coordinator.step(sid)
-    while result.progress is not Progress.DONE and time.monotonic() < deadline:
-        time.sleep(0.02)
-        result = dvp.coordinator.step(sid)
-    return result
-
-
-def _past_cancel_after(dvp: Dvp, sid: UUID) -> None:
-    settlement = dvp.coordinator.settlement(sid)[0]
-    remaining = (settlement.cancel_after - dvp.world.clock.now()).total_seconds()
-    # well past: a ledger's close time is rounded to its close-time resolution
-    dvp.world.advance_time(int(remaining) + 60)
-
-
 def test_a_receiver_refusing_the_finish_after_commit_returns_every_leg(dvp: Dvp) -> None:
     """Finding 2: the buyer sets deposit authorisation after the lock, so the agent's
     EscrowFinish is refused for good (tecNO_PERMISSION). Nothing has been paid: the USDC
@@ -110,8 +88,8 @@ def test_a_receiver_refusing_the_finish_after_commit_returns_every_leg(dvp: Dvp)
         "USDC:agent": PRICE,
     }, "nothing paid out while the escrow could still be finished"
 
-    _past_cancel_after(dvp, sid)
-    result = _to_rest(dvp, sid)
+    dvp.past_cancel_after(sid)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     assert [leg.state for leg in _legs(dvp, sid)] == ["UNWOUND", "UNWOUND"]
     assert _moved(before, world.holdings()) == {}, "every leg back with its sender"
@@ -132,7 +110,7 @@ def test_the_xrpl_partitioned_past_cancel_after_returns_every_leg(dvp: Dvp) -> N
     world.xrpl_node.faults.partition(3600)
     try:
         dvp.drive(sid, timeout_s=3)
-        _past_cancel_after(dvp, sid)
+        dvp.past_cancel_after(sid)
         # the ledger goes on closing while the engine cannot reach it
         world.xrpl_node.close_ledger()
         world.xrpl_node.close_ledger()
@@ -140,7 +118,7 @@ def test_the_xrpl_partitioned_past_cancel_after_returns_every_leg(dvp: Dvp) -> N
         assert _legs(dvp, sid)[0].state == "HELD", "never paid back while the ledger is away"
     finally:
         world.xrpl_node.faults.heal()
-    result = _to_rest(dvp, sid)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     assert _moved(before, world.holdings()) == {}
     assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
@@ -200,9 +178,9 @@ def test_a_receiver_finishing_the_escrow_itself_is_read_as_paid(dvp: Dvp) -> Non
         s for s in dvp.coordinator.settlement(sid)[2] if s.leg_no == 1 and s.purpose == "commit"
     )
     fulfillment = _fulfillment_of(dvp, refused.tx_hash)
-    finished = _finish_as_receiver(dvp, leg, fulfillment)
-    _past_cancel_after(dvp, sid)
-    result = _to_rest(dvp, sid)
+    finished = dvp.finish_as_receiver(leg, fulfillment)
+    dvp.past_cancel_after(sid)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "SETTLED"), result
     bond_leg = _legs(dvp, sid)[1]
     assert bond_leg.state == "COMMITTED"
@@ -229,11 +207,11 @@ def test_a_sender_reclaiming_its_balance_is_read_as_returned(dvp: Dvp) -> None:
     try:
         world.advance_time(31)
         dvp.drive(sid, timeout_s=3)
-        _past_cancel_after(dvp, sid)
+        dvp.past_cancel_after(sid)
     finally:
         world.stellar_node.faults.heal()
-    _reclaim(dvp, balance_id)
-    result = _to_rest(dvp, sid)
+    dvp.reclaim(balance_id)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     stellar_leg = _legs(dvp, sid)[0]
     assert stellar_leg.state == "UNWOUND"
@@ -241,57 +219,6 @@ def test_a_sender_reclaiming_its_balance_is_read_as_returned(dvp: Dvp) -> None:
     assert _moved(before, world.holdings()) == {}
     assert dvp.engine.commitments.state_of(cid) is State.VERIFIED
     dvp.verify_audit()
-
-
-def _finish_as_receiver(dvp: Dvp, leg: LegRow, fulfillment: str) -> str:
-    """The buyer's own EscrowFinish with the public fulfillment (the destination needs no
-    deposit preauthorisation), paying the fulfillment's fee surcharge; its hash once
-    validated."""
-    world = dvp.world
-    buyer = world.buyer_xrpl
-    info = world.xrpl.rpc("account_info", account=buyer.classic_address, ledger_index="current")
-    current = int(world.xrpl.rpc("ledger_current")["ledger_current_index"])
-    tx = EscrowFinish(
-        account=buyer.classic_address,
-        owner=str(leg.lock_owner),
-        offer_sequence=int(leg.lock_sequence or 0),
-        condition=dvp.coordinator.settlement(leg.settlement_id)[0].condition_hex.upper(),
-        fulfillment=fulfillment,
-        fee="1000",
-        sequence=int(info["account_data"]["Sequence"]),
-        last_ledger_sequence=current + 20,
-    )
-    signed = sign(tx, buyer)
-    answer = world.xrpl.rpc("submit", tx_blob=encode(signed.to_xrpl()))
-    assert answer["engine_result"] == "tesSUCCESS", answer
-    tx_hash = signed.get_hash()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found = world.xrpl.rpc("tx", transaction=tx_hash)
-        if found.get("validated"):
-            assert found["meta"]["TransactionResult"] == "tesSUCCESS", found
-            return tx_hash
-        time.sleep(0.05)
-    raise AssertionError(f"{tx_hash} not validated")
-
-
-def _reclaim(dvp: Dvp, balance_id: str) -> None:
-    """The buyer claims its own balance back, with time bounds from the ledger's own
-    clock (the local networks' time was moved ahead of the wall clock)."""
-    world = dvp.world
-    server = world.stellar.server
-    latest = server.ledgers().order(desc=True).limit(1).call()["_embedded"]["records"][0]
-    now_s = int(datetime.fromisoformat(latest["closed_at"].replace("Z", "+00:00")).timestamp())
-    account = server.load_account(world.buyer_stellar.public_key)
-    envelope = (
-        TransactionBuilder(account, network_passphrase=world.stellar.passphrase, base_fee=100)
-        .append_claim_claimable_balance_op(balance_id)
-        .add_time_bounds(0, now_s + 300)
-        .build()
-    )
-    envelope.sign(world.buyer_stellar)
-    answer = server.submit_transaction(envelope)
-    assert answer.get("successful"), answer
 
 
 def _fulfillment_of(dvp: Dvp, tx_hash: str) -> str:
@@ -329,7 +256,7 @@ def test_sequence_contention_never_stops_a_roll_forward(dvp: Dvp) -> None:
             )
         )
     with ThreadPoolExecutor(len(sids)) as pool:
-        results = list(pool.map(lambda sid: _to_rest(dvp, sid, timeout_s=120), sids))
+        results = list(pool.map(lambda sid: dvp.to_rest(sid, timeout_s=120), sids))
     outcomes = Counter(r.status for r in results)
     assert all(r.progress is Progress.DONE for r in results), results
     settled = outcomes["SETTLED"]
@@ -369,13 +296,13 @@ def test_a_cancel_requested_while_deciding_wins_under_the_row_lock(
         return real(s, legs)
 
     monkeypatch.setattr(coordinator, "_decide_on_every_clock", cancel_first)
-    result = _to_rest(dvp, sid, timeout_s=20)
+    result = dvp.to_rest(sid, timeout_s=20)
     settlement = coordinator.settlement(sid)[0]
     assert settlement.decision == "ABORT", settlement.decision_reason
     assert "force-cancel" in (settlement.decision_reason or "")
     # the escrow goes back once past CancelAfter
-    _past_cancel_after(dvp, sid)
-    result = _to_rest(dvp, sid)
+    dvp.past_cancel_after(sid)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     assert _moved(before, world.holdings()) == {}
     assert dvp.engine.commitments.state_of(cid) is State.CANCELLED
@@ -428,7 +355,7 @@ def test_lagging_servers_never_make_a_transaction_look_never_applied(dvp: Dvp) -
     world.xrpl_node.faults.lagging_server(3, share=0.5)
     world.stellar_node.faults.lagging_server(3, share=0.5, seed=7)
     try:
-        result = _to_rest(dvp, sid, timeout_s=60)
+        result = dvp.to_rest(sid, timeout_s=60)
     finally:
         world.xrpl_node.faults.clear()
         world.stellar_node.faults.clear()

@@ -23,9 +23,7 @@ from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import TransactionBuilder
 from support import ADMIN
 from typer.testing import CliRunner
-from xrpl.core.binarycodec import encode
-from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate, EscrowFinish
-from xrpl.transaction import sign
+from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, EscrowCreate
 
 from adapters.chain import Asset, Chain, ChainName, LedgerTx
 from adapters.conditions import HashLock
@@ -35,7 +33,7 @@ from ledger.settlements import LegRow
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli import app
 from settlement.domain import SYSTEM
-from settlement.dvp import Progress, StepResult
+from settlement.dvp import Progress
 from settlement.reconcile import (
     BreakKind,
     ExpectedBalance,
@@ -224,23 +222,6 @@ def _legs(dvp: Dvp, sid: UUID) -> list[LegRow]:
     return dvp.coordinator.settlement(sid)[1]
 
 
-def _past_cancel_after(dvp: Dvp, sid: UUID) -> None:
-    settlement = dvp.coordinator.settlement(sid)[0]
-    remaining = (settlement.cancel_after - dvp.world.clock.now()).total_seconds()
-    # well past: a ledger's close time is rounded to its close-time resolution
-    dvp.world.advance_time(int(remaining) + 60)
-
-
-def _to_rest(dvp: Dvp, sid: UUID, timeout_s: float = 30.0) -> StepResult:
-    """Step until the settlement closes, also while it is flagged for a person."""
-    deadline = time.monotonic() + timeout_s
-    result = dvp.coordinator.step(sid)
-    while result.progress is not Progress.DONE and time.monotonic() < deadline:
-        time.sleep(0.02)
-        result = dvp.coordinator.step(sid)
-    return result
-
-
 def _tamper(urls: DatabaseUrls, sql: str, **params: object) -> None:
     """Write to the settlement tables behind the engine's back (their guards off)."""
     owner = create_engine(urls.owner)
@@ -251,53 +232,6 @@ def _tamper(urls: DatabaseUrls, sql: str, **params: object) -> None:
             c.execute(text("ALTER TABLE settlement_legs ENABLE TRIGGER USER"))
     finally:
         owner.dispose()
-
-
-def _finish_as_receiver(dvp: Dvp, leg: LegRow, fulfillment_hex: str) -> str:
-    """The buyer's own EscrowFinish with the fulfillment (paying its fee surcharge); its
-    hash once validated."""
-    world, buyer = dvp.world, dvp.world.buyer_xrpl
-    info = world.xrpl.rpc("account_info", account=buyer.classic_address, ledger_index="current")
-    current = int(world.xrpl.rpc("ledger_current")["ledger_current_index"])
-    signed = sign(
-        EscrowFinish(
-            account=buyer.classic_address,
-            owner=str(leg.lock_owner),
-            offer_sequence=int(leg.lock_sequence or 0),
-            condition=dvp.coordinator.settlement(leg.settlement_id)[0].condition_hex.upper(),
-            fulfillment=fulfillment_hex.upper(),
-            fee="1000",
-            sequence=int(info["account_data"]["Sequence"]),
-            last_ledger_sequence=current + 20,
-        ),
-        buyer,
-    )
-    answer = world.xrpl.rpc("submit", tx_blob=encode(signed.to_xrpl()))
-    assert answer["engine_result"] == "tesSUCCESS", answer
-    tx_hash = signed.get_hash()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found = world.xrpl.rpc("tx", transaction=tx_hash)
-        if found.get("validated"):
-            assert found["meta"]["TransactionResult"] == "tesSUCCESS", found
-            return tx_hash
-        time.sleep(0.05)
-    raise AssertionError(f"{tx_hash} not validated")
-
-
-def _reclaim(dvp: Dvp, balance_id: str) -> str:
-    """The buyer claims its own balance back (past T_cancel); the transaction's hash."""
-    buyer, stellar = dvp.world.buyer_stellar, dvp.world.stellar
-    envelope = (
-        TransactionBuilder(stellar.server.load_account(buyer.public_key), stellar.passphrase)
-        .add_time_bounds(0, 0)
-        .append_claim_claimable_balance_op(balance_id)
-        .build()
-    )
-    envelope.sign(buyer)
-    answer = stellar.server.submit_transaction(envelope)
-    assert answer["successful"], answer
-    return str(answer["hash"])
 
 
 def test_a_refused_payout_reconciles_clean_while_it_waits_and_once_returned(dvp: Dvp) -> None:
@@ -325,8 +259,8 @@ def test_a_refused_payout_reconciles_clean_while_it_waits_and_once_returned(dvp:
     assert waiting.ok, waiting.to_json()
     assert waiting.legs_checked == 2, "the refused escrow read with its terms, the claim gone"
 
-    _past_cancel_after(dvp, sid)
-    result = _to_rest(dvp, sid)
+    dvp.past_cancel_after(sid)
+    result = dvp.to_rest(sid)
     assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
     assert dvp.coordinator.settlement(sid)[0].decision == "COMMIT"
 
@@ -552,10 +486,10 @@ def test_a_partial_settlement_is_found_while_it_is_still_open(dvp: Dvp) -> None:
     settlement, legs, _ = dvp.coordinator.settlement(sid)
     # the engine's secret, as if it had leaked
     fulfillment = HashLock(dvp.coordinator._sealer.open(settlement.secret_sealed)).fulfillment_hex
-    finished = _finish_as_receiver(dvp, legs[1], fulfillment)
-    _past_cancel_after(dvp, sid)
+    finished = dvp.finish_as_receiver(legs[1], fulfillment)
+    dvp.past_cancel_after(sid)
     assert legs[0].lock_balance_id is not None
-    reclaimed = _reclaim(dvp, legs[0].lock_balance_id)
+    reclaimed = dvp.reclaim(legs[0].lock_balance_id)
     assert [leg.state for leg in _legs(dvp, sid)] == ["LOCKED", "LOCKED"]
 
     report = _reconcile(dvp)
