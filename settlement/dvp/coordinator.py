@@ -445,11 +445,17 @@ class DvpCoordinator:
         if todo.close is not None:
             return self._finish(s, todo.close)
         flagged = s.needs_review
-        for reason in todo.person:
-            self._flag(s, reason)
+        if todo.person and not flagged:
+            # the first reason is the flag's; a flagged settlement is not written again
+            self._flag(s, todo.person[0])
             flagged = True
         waits: list[Outcome] = [Pending("", w) for w in todo.waits]
-        fulfillment = HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
+        # only an escrow's finish carries the secret: opened when one is to be driven
+        fulfillment = (
+            HashLock(self._sealer.open(s.secret_sealed)).fulfillment_hex
+            if any(m.purpose is Purpose.COMMIT and not m.held for m in todo.moves)
+            else ""
+        )
         by_no = {leg.leg_no: leg for leg in legs}
         for move in todo.moves:
             outcome = self._move(s, by_no[move.leg_no], move, subs, fulfillment)
@@ -460,8 +466,8 @@ class DvpCoordinator:
         if todo.moves and all(not isinstance(w, Pending | Unavailable | Expired) for w in waits):
             # every move of this step is final: the next plan may go further at once
             return StepResult(Progress.WAITING, s.status, retry_after_s=0.0, detail="progressed")
-        if s.status == Status.COMMITTING:
-            flagged = self._near_cancel(s, ledger_now) or flagged
+        if s.status == Status.COMMITTING and not flagged:
+            flagged = self._near_cancel(s, ledger_now)
         return self._wait(s, *(waits or [Pending("", "waiting")]), flagged=flagged)
 
     def _facts(self, s: SettlementRow, leg: LegRow, subs: list[SubmissionRow]) -> LegFacts:
@@ -476,7 +482,6 @@ class DvpCoordinator:
                 p for p in Purpose if self._submit.refused(s, leg, p, subs) is not None
             ),
             finish_signed=kind is LockKind.ESCROW and bool(of_purpose(subs, leg, Purpose.COMMIT)),
-            chain=ChainName(leg.chain),
         )
 
     def _escrow_clock(

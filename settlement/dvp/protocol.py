@@ -95,7 +95,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from adapters.chain import ChainName, LockKind, Purpose
+from adapters.chain import LockKind, Purpose
 
 
 class LegState(StrEnum):
@@ -174,7 +174,6 @@ class LegFacts:
     open: frozenset[Purpose] = frozenset()
     stuck: frozenset[Purpose] = frozenset()
     finish_signed: bool = False
-    chain: ChainName | None = None
 
 
 @dataclass(frozen=True)
