@@ -103,15 +103,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger import embedded, migrate
 from ledger.database import app_url_for
-from settlement import bootstrap
-from settlement.api import signing
+from settlement import bootstrap, signing
 from settlement.api.app import create_app
 from settlement.api.guard import Guard
-from settlement.api.keys import KeyService, actor_of
 from settlement.api.server import freeze_startup_heap
 from settlement.bootstrap import DatabaseUrls
 from settlement.clock import SystemClock
-from settlement.domain import Actor, Role
+from settlement.domain.values import Actor, Role
+from settlement.services.keys import KeyService, actor_of
 from settlement.settings import load_settings
 
 PARTY = "bench-party"

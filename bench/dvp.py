@@ -77,11 +77,11 @@ from ledger import embedded, migrate
 from ledger.database import app_url_for
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
+from settlement.demo.world import LocalWorld, NetworkUrls, start_local_world
 from settlement.dvp import DvpCoordinator, DvpPolicy
-from settlement.localworld import LocalWorld, NetworkUrls, start_local_world
+from settlement.dvp.worker import Worker, WorkerPolicy
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
-from settlement.worker import Worker, WorkerPolicy
 
 CLOSE_INTERVAL_S = 1.0
 #: threads approving and instructing new settlements
@@ -228,7 +228,7 @@ def run(
                 verified_at[sid] = approved
 
     failures = _Count()
-    worker_log = logging.getLogger("settlement.worker")
+    worker_log = logging.getLogger("settlement.dvp.worker")
     worker_log.addHandler(failures)
     worker_log.propagate = False  # counted, not printed
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
@@ -284,7 +284,7 @@ def run(
             ).all()
         )
     )
-    logging.getLogger("settlement.worker").removeHandler(failures)
+    logging.getLogger("settlement.dvp.worker").removeHandler(failures)
     # engine-clock times: approval as the feeder saw it, close as the database recorded it
     latencies = [(closed_at[sid] - verified_at[sid]).total_seconds() for sid in closed_at]
     elapsed = (
@@ -428,7 +428,7 @@ class WorkerProcesses:
         command = [
             sys.executable,
             "-c",
-            "from settlement.cli import app; app()",
+            "from settlement.cli.main import app; app()",
             "worker",
             "--concurrency",
             str(concurrency),
@@ -494,7 +494,7 @@ class NodeProcesses:
         command = [
             sys.executable,
             "-c",
-            "from settlement.cli import app; app()",
+            "from settlement.cli.main import app; app()",
             "node",
             kind,
             "--port",

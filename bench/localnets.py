@@ -67,7 +67,7 @@ from adapters.localnet.stellar import StellarNode
 from adapters.localnet.xrpl import XrplNode
 from adapters.localnet.xrpl.apply import signature_failure
 from adapters.localnet.xrpl.protocol import GENESIS_SEED
-from settlement.localworld import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld, start_local_world
 
 XRPL_FEE_DROPS = 10
 XRPL_PAYMENT_DROPS = 1_000

@@ -31,7 +31,7 @@ from compliance.sanctions import ListRef, SanctionsEntry, SanctionsIndex
 from ledger import embedded, migrate
 from ledger.database import app_url_for
 from settlement import bootstrap
-from settlement.domain import Actor, Role
+from settlement.domain.values import Actor, Role
 from settlement.settings import load_settings
 
 ADMIN = Actor("bench-admin", Role.ADMIN)

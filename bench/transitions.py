@@ -41,7 +41,7 @@ from ledger import embedded, migrate
 from ledger.database import app_url_for
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.domain import Actor, Role
+from settlement.domain.values import Actor, Role
 from settlement.settings import load_settings
 
 ALLOCATOR = Actor("bench-allocator", Role.ALLOCATOR, party="bench-party")

@@ -9,7 +9,8 @@
     │   └── SanctionsListMalformed     wrong format, bad row, no entries
     └── PolicyError                a compliance policy file (jurisdictions, limits) is bad
 
-``settlement.service`` translates these to ``settlement.errors`` in its one place.
+``settlement.services.translate`` turns these into ``settlement.domain.errors``, in one
+place.
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.clock import Clock, SystemClock
 from settlement.dvp import DvpCoordinator, DvpPolicy
-from settlement.review import ComplianceService
 from settlement.sealing import Sealer, local_key
-from settlement.service import CommitmentService
+from settlement.services.commitments import CommitmentService
+from settlement.services.compliance import ComplianceService
+from settlement.services.settlements import SettlementDesk
 from settlement.settings import Settings, SettingsError, load_settings
-from settlement.settlement_desk import SettlementDesk
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from adapters.resilience import ChainGuard
 from ledger import breakers as records
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.database import Database, UnitOfWork
-from settlement import errors
 from settlement.clock import Clock
-from settlement.domain import Actor, Role
-from settlement.translate import translated
+from settlement.domain import errors
+from settlement.domain.values import Actor, Role
+from settlement.services.translate import translated
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The Python client of the signed API.
 
-``SettlementClient`` signs every request (RFC 9421, Ed25519; ``settlement.api.signing``),
+``SettlementClient`` signs every request (RFC 9421, Ed25519; ``settlement.signing``),
 gives every mutating call an idempotency key, and retries safely: a connection error,
 a timeout or a 409 ``request_in_flight`` is retried with the *same* idempotency key
 (re-signed, with a fresh nonce), so a retry can only replay, never act twice. Every
@@ -25,8 +25,7 @@ from uuid import UUID
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from settlement import strict_json
-from settlement.api import signing
+from settlement import signing, strict_json
 
 API_PREFIX = "/v1"
 DEFAULT_RETRIES = 4

@@ -145,7 +145,7 @@ def app_engine(shared_urls: DatabaseUrls) -> Iterator[Engine]:
     eng.dispose()
 
 
-BROWSER_TESTS = "tests/console/test_browser.py"
+BROWSER_TESTS = "tests/settlement/console/test_browser.py"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

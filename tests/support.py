@@ -12,10 +12,10 @@ from sqlalchemy import Engine, text
 
 from settlement import bootstrap
 from settlement.clock import ManualClock, SystemClock
-from settlement.domain import Actor, Role
-from settlement.review import ComplianceService
-from settlement.service import CommitmentService
-from settlement.states import Event, State
+from settlement.domain.states import Event, State
+from settlement.domain.values import Actor, Role
+from settlement.services.commitments import CommitmentService
+from settlement.services.compliance import ComplianceService
 
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"
 

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from settlement import bootstrap, errors
+from settlement import bootstrap
 from settlement.api import problems, schemas
 from settlement.api.deps import (
     API_PREFIX,
@@ -50,17 +50,18 @@ from settlement.api.deps import (
 )
 from settlement.api.framing import NotFramed
 from settlement.api.guard import Guard
-from settlement.api.keys import KeyService
+from settlement.api.metrics import ApiMetrics
 from settlement.api.observe import RequestMetrics
 from settlement.api.routes import operations as operation_routes
 from settlement.api.routes import parties, settlements
 from settlement.api.strict import RefuseControlCharacters, StrictJsonRoute
 from settlement.breakers import BreakerBoard
 from settlement.console import install_console
-from settlement.domain import Actor
-from settlement.ledger_refs import ledger_ref_checker
-from settlement.metrics import ApiMetrics
-from settlement.states import Event
+from settlement.domain import errors
+from settlement.domain.states import Event
+from settlement.domain.values import Actor
+from settlement.dvp.ledger_refs import ledger_ref_checker
+from settlement.services.keys import KeyService
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 CONSOLE_PREFIX = "/console"

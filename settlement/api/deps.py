@@ -18,9 +18,9 @@ from adapters.chain import ChainName
 from adapters.resilience import ChainGuard
 from settlement import bootstrap
 from settlement.api import problems, schemas
+from settlement.api.metrics import ApiMetrics
 from settlement.breakers import BreakerBoard
-from settlement.domain import Actor, Role
-from settlement.metrics import ApiMetrics
+from settlement.domain.values import Actor, Role
 
 API_PREFIX = "/v1"
 _IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"')

@@ -6,7 +6,7 @@ In order, for each request:
    ``signature_missing`` at once, its body unread;
 1. body size: a Content-Length or a streamed body over the limit is 413, before the
    body is read further;
-2. signature (RFC 9421, ``settlement.api.signing``): any failure is 401 with the reason
+2. signature (RFC 9421, ``settlement.signing``): any failure is 401 with the reason
    as the problem type. The signature is verified on the event loop with the public key
    held in memory (read from the database, in a worker thread, the first time this
    guard sees a key id). Then the database checks that the key is still registered and
@@ -53,13 +53,14 @@ from ledger import api_keys
 from ledger.api_keys import Claim, StoredResponse
 from ledger.database import Database
 from ledger.idempotency import fingerprint
-from settlement import errors
-from settlement.api import problems, signing
+from settlement import signing
+from settlement.api import problems
 from settlement.api.batching import GroupCall
-from settlement.api.keys import KeyService, actor_of
 from settlement.clock import Clock
-from settlement.domain import Actor, parse_idempotency_key
-from settlement.translate import translated
+from settlement.domain import errors
+from settlement.domain.values import Actor, parse_idempotency_key
+from settlement.services.keys import KeyService, actor_of
+from settlement.services.translate import translated
 
 log = logging.getLogger(__name__)
 

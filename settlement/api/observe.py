@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from settlement.metrics import ApiMetrics
+from settlement.api.metrics import ApiMetrics
 
 UNMATCHED = "unmatched"
 

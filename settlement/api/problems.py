@@ -1,7 +1,7 @@
 """RFC 9457 problem details: every error the API returns, one stable ``type`` per code.
 
 ``type`` is ``urn:settlement:problem:<code>``; ``code`` repeats the last part for
-clients that switch on a plain string. Engine errors (``settlement.errors``) carry
+clients that switch on a plain string. Engine errors (``settlement.domain.errors``) carry
 their code; the API's own (signatures, idempotency, limits) are listed in ``API_CODES``.
 """
 
@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from settlement import errors
+from settlement.domain import errors
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:settlement:problem:"

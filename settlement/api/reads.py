@@ -23,7 +23,7 @@ from ledger.errors import RecordNotFound
 from ledger.settlements import SettlementDetail, SettlementRow
 from settlement import strict_json
 from settlement.api import problems
-from settlement.translate import translated
+from settlement.services.translate import translated
 
 _COLUMNS = (
     "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"

@@ -22,7 +22,7 @@ from ledger.audit import AuditEntry, keys_by_version
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.commitments import CommitmentRecord, HistoryRow, WriteResult
 from ledger.settlements import LegRow, SettlementDetail, SettlementRow, SubmissionRow
-from settlement.service import ReviewDetail
+from settlement.services.commitments import ReviewDetail
 
 #: a positive decimal that fits NUMERIC(38, 18); the service checks the value again
 AMOUNT_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,18})?$"

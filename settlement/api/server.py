@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from settlement import bootstrap
 from settlement.api.app import ConsoleOptions, create_app
-from settlement.metrics import MULTIPROC_DIR_ENV
+from settlement.api.metrics import MULTIPROC_DIR_ENV
 from settlement.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from ledger import settlements as records
 from ledger.database import Database
 from ledger.settlements import SettlementDetail
-from settlement.translate import translated
+from settlement.services.translate import translated
 
 
 @dataclass(frozen=True)

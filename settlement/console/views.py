@@ -16,9 +16,9 @@ from typing import Literal
 
 from compliance.records import Officer, QueueItem
 from compliance.screening import Outcome
-from settlement.domain import Actor, Role
-from settlement.review import ReviewDetail
-from settlement.states import Event, State, transitions_for_event
+from settlement.domain.states import Event, State, transitions_for_event
+from settlement.domain.values import Actor, Role
+from settlement.services.compliance import ReviewDetail
 
 
 def signed_in_as(actor: Actor, officers: Iterable[Officer]) -> str:

@@ -33,11 +33,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import audit
-from settlement import bootstrap, errors
+from settlement import bootstrap
 from settlement.breakers import BreakerBoard
 from settlement.clock import Clock
 from settlement.console import reads, views
-from settlement.console.accounts import (
+from settlement.console.form_tokens import SignInTokens
+from settlement.domain import errors
+from settlement.domain.states import State
+from settlement.domain.values import Role
+from settlement.services.console_accounts import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_LOCKOUT_S,
     DEFAULT_MAX_ATTEMPTS,
@@ -47,9 +51,6 @@ from settlement.console.accounts import (
     SessionEnd,
     SignInFailed,
 )
-from settlement.console.form_tokens import SignInTokens
-from settlement.domain import Role
-from settlement.states import State
 
 PREFIX = "/console"
 SESSION_COOKIE = "console_session"

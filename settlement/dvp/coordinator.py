@@ -69,9 +69,10 @@ from ledger import settlements as records
 from ledger.audit import payload_text
 from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
-from settlement import errors
 from settlement.clock import Clock
-from settlement.domain import SYSTEM, Actor, Role
+from settlement.domain import errors
+from settlement.domain.states import State
+from settlement.domain.values import SYSTEM, Actor, Role
 from settlement.dvp.instructions import InstructionCheck, LegInstruction
 from settlement.dvp.protocol import (
     Decision,
@@ -90,10 +91,9 @@ from settlement.dvp.submission import (
     of_purpose,
     open_submission,
 )
-from settlement.review import ComplianceService
 from settlement.sealing import Sealer
-from settlement.service import CommitmentService
-from settlement.states import State
+from settlement.services.commitments import CommitmentService
+from settlement.services.compliance import ComplianceService
 
 
 class Progress(StrEnum):

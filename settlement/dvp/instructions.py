@@ -20,9 +20,9 @@ from uuid import UUID
 
 from adapters.chain import Asset, Chain, ChainName, Leg, LockKind
 from adapters.errors import AdapterError, LegInvalid
-from settlement import errors
+from settlement.domain import errors
 from settlement.dvp.protocol import assign_lock_kinds
-from settlement.review import ComplianceService
+from settlement.services.compliance import ComplianceService
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ payback itself was refused (otherwise every leg should have returned).
 A violation prints the shortest trace that reaches it (breadth-first search).
 
 Run: ``python -m settlement.dvp.model`` (2- and 3-leg settlements) or see
-``tests/dvp/test_model.py``.
+``tests/settlement/dvp/test_model.py``.
 """
 
 from __future__ import annotations

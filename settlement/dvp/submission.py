@@ -56,7 +56,7 @@ from ledger.audit import payload_text
 from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.clock import Clock
-from settlement.domain import SYSTEM
+from settlement.domain.values import SYSTEM
 from settlement.dvp.protocol import LegState, held_after_lock
 
 #: what an applied transaction of each purpose makes of its leg

@@ -11,7 +11,7 @@ from xrpl.core.binarycodec import decode
 
 from adapters.chain import Applied, Expired, Pending, Purpose
 from adapters.xrpl.chain import MAX_TICKETS_PER_ACCOUNT
-from settlement.tickets import TicketKeeper, TicketTopUp, top_up_tickets
+from settlement.dvp.tickets import TicketKeeper, TicketTopUp, top_up_tickets
 from tests.adapters.test_xrpl_adapter import (
     World,
     make_chain,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support import ADMIN, ANNA, BORIS, SAMPLES, SENIOR, Desk
 
 from settlement import bootstrap
 from settlement.clock import ManualClock
+from tests.support import ADMIN, ANNA, BORIS, SAMPLES, SENIOR, Desk
 
 
 @pytest.fixture

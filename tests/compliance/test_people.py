@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from support import ANNA, BORIS, Desk
 
 from compliance import records
 from compliance.kyc import KycRecord, parse_record
 from ledger.errors import ConstraintViolation
-from settlement.api.keys import KeyService
-from settlement.domain import Role
+from settlement.domain.values import Role
+from settlement.services.keys import KeyService
+from tests.support import ANNA, BORIS, Desk
 
 
 def _kyc(party: str) -> KycRecord:

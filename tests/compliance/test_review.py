@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
-from support import ADMIN, ANNA, BORIS, SENIOR, Desk
-from support import C_ALLOCATOR as ALLOCATOR
 
-from settlement import errors
-from settlement.domain import Actor, Role
+from settlement.domain import errors
+from settlement.domain.values import Actor, Role
+from tests.support import ADMIN, ANNA, BORIS, SENIOR, Desk
+from tests.support import C_ALLOCATOR as ALLOCATOR
 
 THRESHOLD = Decimal("1000000")  # config/default.toml four_eyes_threshold
 

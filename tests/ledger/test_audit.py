@@ -8,11 +8,11 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from support import new_commitment
 
 from ledger.audit import AuditEntry, canonical_json, payload_text
 from settlement.bootstrap import Engine as SettlementEngine
-from settlement.states import State
+from settlement.domain.states import State
+from tests.support import new_commitment
 
 
 def test_encoding_matches_its_documentation() -> None:

@@ -11,20 +11,21 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import create_engine, text
-from support import ADMIN, ALLOCATOR, new_commitment
 
 from compliance import audit as compliance_audit
 from ledger import migrate
 from ledger.audit import AuditEntry
-from settlement import bootstrap, errors
-from settlement.api.keys import KeyService, actor_of
+from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.bootstrap import Engine as SettlementEngine
 from settlement.clock import ManualClock
-from settlement.domain import Actor, Role
-from settlement.review import ComplianceService
+from settlement.domain import errors
+from settlement.domain.states import State
+from settlement.domain.values import Actor, Role
+from settlement.services.compliance import ComplianceService
+from settlement.services.keys import KeyService, actor_of
 from settlement.settings import load_settings
-from settlement.states import State
+from tests.support import ADMIN, ALLOCATOR, new_commitment
 
 
 def test_version_2_matches_its_documentation() -> None:

@@ -12,7 +12,6 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
-from support import new_commitment, snapshot
 
 from ledger.errors import (
     AuditAppendOnly,
@@ -25,7 +24,8 @@ from ledger.errors import (
     translate,
 )
 from settlement.bootstrap import Engine as SettlementEngine
-from settlement.states import State
+from settlement.domain.states import State
+from tests.support import new_commitment, snapshot
 
 
 def attempt(

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, text
 
 from ledger import migrate
 from settlement.bootstrap import DatabaseUrls
-from settlement.states import TRANSITIONS
+from settlement.domain.states import TRANSITIONS
 
 
 def test_valid_transitions_table_equals_python_table(owner_engine: Engine) -> None:

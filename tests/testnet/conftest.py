@@ -9,7 +9,7 @@ passphrase comes from the settings (``config/networks/testnet.toml``, or
 ``SETTLEMENT_STELLAR_NETWORK_PASSPHRASE``). The settings module has no faucet settings
 yet, so they are read from the environment here.
 
-The world is the one the local DVP tests use (``settlement.localworld``), provisioned on
+The world is the one the local DVP tests use (``settlement.demo.world``), provisioned on
 the testnets instead of on in-process nodes, and the engine and coordinator are built by
 the composition root as a worker builds them, over a fresh database. Time is real
 ledger time: the testnets close every 3-5 s, so every wait is long and polls slowly
@@ -25,13 +25,14 @@ from decimal import Decimal
 
 import pytest
 from cryptography.fernet import Fernet
-from support import OFFICER, seed_compliance
 
-from settlement import bootstrap, localworld
+from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
+from settlement.demo import world as localworld
+from settlement.demo.world import LocalWorld, NetworkUrls
 from settlement.dvp import DvpCoordinator
-from settlement.localworld import LocalWorld, NetworkUrls
 from settlement.settings import load_settings
+from tests.support import OFFICER, seed_compliance
 
 XRPL_TESTNET_FAUCET_URL = "https://faucet.altnet.rippletest.net/accounts"
 STELLAR_TESTNET_FRIENDBOT_URL = "https://friendbot.stellar.org"

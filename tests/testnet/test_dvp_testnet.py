@@ -18,16 +18,16 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
-from support import ALLOCATOR, OFFICER
 from xrpl.models.amounts import IssuedCurrencyAmount
 from xrpl.models.transactions import Payment
 
 from ledger.audit import verify_all
-from settlement.domain import SYSTEM
+from settlement.demo.world import LocalWorld
+from settlement.domain.states import State
+from settlement.domain.values import SYSTEM
 from settlement.dvp import Progress
-from settlement.ledger_refs import ledger_ref_checker
-from settlement.localworld import LocalWorld
-from settlement.states import State
+from settlement.dvp.ledger_refs import ledger_ref_checker
+from tests.support import ALLOCATOR, OFFICER
 
 from .conftest import BOND_UNITS, USDC_UNITS, EngineOnPublicTestnets
 

@@ -1,7 +1,7 @@
 """Protocol constants of the XRP Ledger used by the local node.
 
 Values are facts of the protocol (rippled's ``LedgerFormats.h``, ``TxFlags.h`` and
-``Indexes.cpp``); ``tests/localnet_xrpl/test_protocol_constants.py`` checks every flag
+``Indexes.cpp``); ``tests/adapters/localnet/xrpl/test_protocol_constants.py`` checks every flag
 against the definitions file that ships with xrpl-py, so a typo cannot hide here.
 """
 

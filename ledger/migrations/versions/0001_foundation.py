@@ -1,6 +1,6 @@
 """Foundation: commitments, the transition table, history, audit log, idempotency keys.
 
-The transition rows below are a frozen copy of ``settlement/states.py`` as of this
+The transition rows below are a frozen copy of ``settlement/domain/states.py`` as of this
 revision. A migration must not import live application code (a later edit of the table
 would silently rewrite history); ``tests/ledger/test_schema.py`` asserts the database
 and the Python table agree, so a change to one without a migration fails the suite.

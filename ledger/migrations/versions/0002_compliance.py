@@ -16,7 +16,7 @@ What the database itself enforces from this revision on, whatever the applicatio
   append-only.
 
 Error codes raised here (``ledger.errors`` keeps unknown SQLSTATEs on ``DatabaseError``;
-``settlement.service`` maps them): SE430 the submitter approving, SE431 an officer
+``settlement.services.commitments`` maps them): SE430 the submitter approving, SE431 an officer
 approving twice in one round, SE432 a hard fail without a senior override, SE433 not an
 active registered officer, SE434 too few distinct approvals, SE435 no screening for the
 round (e.g. a commitment already under review when this revision was applied: send it

@@ -2,7 +2,7 @@
 
 - ``expire``: DRAFT, PENDING_REVIEW and VERIFIED commitments past their expiry are
   cancelled by the system (three rows of ``valid_transitions``, copied from
-  ``settlement/states.py`` as of this revision).
+  ``settlement/domain/states.py`` as of this revision).
 - While a commitment has an open settlement (locking, committing or unwinding), the
   database refuses a state change its legs do not support, whatever the application
   sends: no cancel of a VERIFIED commitment (withdraw, expire) while it is settling;

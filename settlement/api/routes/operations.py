@@ -21,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from adapters.chain import Chain, Unavailable
-from settlement import errors
 from settlement.api import schemas
 from settlement.api.deps import (
     API_PREFIX,
@@ -37,6 +36,7 @@ from settlement.api.deps import (
 )
 from settlement.api.strict import StrictJsonRoute
 from settlement.breakers import chain_name
+from settlement.domain import errors
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

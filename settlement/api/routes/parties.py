@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from settlement import errors
 from settlement.api import problems, schemas
 from settlement.api.deps import (
     API_PREFIX,
@@ -27,6 +26,7 @@ from settlement.api.deps import (
     own_or_forbidden,
 )
 from settlement.api.strict import StrictJsonRoute
+from settlement.domain import errors
 
 router = APIRouter(route_class=StrictJsonRoute)
 PARTY = f"{API_PREFIX}/parties/{{party}}"

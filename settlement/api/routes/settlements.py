@@ -30,10 +30,10 @@ from settlement.api.deps import (
     problem_responses,
 )
 from settlement.api.strict import StrictJsonRoute
-from settlement.domain import Role
+from settlement.domain.states import State
+from settlement.domain.values import Role
 from settlement.dvp import LegInstruction
-from settlement.states import State
-from settlement.translate import translated
+from settlement.services.translate import translated
 
 router = APIRouter(route_class=StrictJsonRoute)
 SETTLEMENT_WRITE_ERRORS = {**WRITE_ERRORS, **problem_responses(503)}

@@ -1,0 +1,217 @@
+"""Prometheus metrics of the API process and of the engine as the database records it.
+
+``ApiMetrics`` owns one ``CollectorRegistry`` (one per app, so several apps in one
+process, as in the tests, never share series). It holds:
+
+- ``settlement_http_requests_total`` and ``settlement_http_request_duration_seconds``
+  by route template, method and status, observed by ``settlement.api.observe`` in front
+  of the signature guard (so refused requests count too);
+- what the database says at scrape time (``EngineCollector``): commitment transitions
+  by event, commitments by state, settlements by status and decision, settlements
+  flagged for review, and every published circuit breaker by scope and chain. Reading
+  these at scrape time means transitions made by workers in other processes count, and
+  a restarted API process loses nothing.
+
+A scrape while the database is unreachable still answers: ``settlement_database_up`` is
+0 and the database-derived families are absent.
+
+Under ``settle serve --workers N`` each worker is a process of its own and a scrape
+reaches one of them, so the request families are kept in prometheus-client's
+multiprocess mode (``multiprocess=True``, in the directory ``PROMETHEUS_MULTIPROC_DIR``
+named when the worker imported prometheus-client): every worker writes its values to
+files there, and a scrape of any worker sums them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from ledger import breakers as breaker_records
+from ledger.database import Database
+from settlement.breakers import STATES
+from settlement.domain import errors
+from settlement.domain.states import TRANSITIONS, State
+from settlement.services.translate import translated
+
+log = logging.getLogger(__name__)
+
+#: the variable naming prometheus-client's multiprocess directory (read at its import)
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: request latency buckets, seconds: loopback API calls take milliseconds; a call that
+#: reaches a ledger may take seconds
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApiMetrics:
+    def __init__(self, db: Database, *, multiprocess: bool = False) -> None:
+        self._multiprocess_dir: str | None = None
+        if multiprocess:
+            # the values go where the variable pointed when prometheus-client was
+            # imported; without it they live in memory and a scrape would sum nothing
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                raise ValueError(
+                    f"multiprocess metrics need {MULTIPROC_DIR_ENV} set before"
+                    " prometheus-client is imported"
+                )
+            self._multiprocess_dir = os.environ[MULTIPROC_DIR_ENV]
+        self._engine = EngineCollector(db)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "settlement_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "settlement_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.registry.register(self._engine)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = {"route": route, "method": method, "status": str(status)}
+        self.requests.labels(**labels).inc()
+        self.latency.labels(**labels).observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (version 0.0.4); in multiprocess
+        mode the request families summed over every worker's files instead of this
+        process's own."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        scrape.register(self._engine)
+        return generate_latest(scrape)
+
+
+class EngineCollector(Collector):
+    """Families read from the database at each scrape."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def describe(self) -> list[Metric]:
+        # collected at scrape time only: describing must not touch the database
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "settlement_database_up", "1 if the database answered this scrape, else 0."
+        )
+        try:
+            read = self._read()
+        except errors.SettlementError as exc:
+            log.warning("metrics: database not readable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from read
+
+    def _read(self) -> list[Metric]:
+        with translated(), self._db.unit_of_work() as uow:
+            transitions = _counts(
+                uow.execute("SELECT event, count(*) FROM state_transitions GROUP BY event")
+            )
+            states = _counts(uow.execute("SELECT state, count(*) FROM commitments GROUP BY state"))
+            grouped: list[tuple[Any, ...]] = [
+                tuple(row)
+                for row in uow.execute(
+                    "SELECT status, coalesce(decision, 'NONE'), count(*) FROM settlements"
+                    " GROUP BY 1, 2"
+                )
+            ]
+            settlements = [(str(a), str(b), int(c)) for a, b, c in grouped]
+            flagged = uow.execute(
+                "SELECT count(*) FROM settlements WHERE needs_review"
+            ).scalar_one()
+            breakers = breaker_records.all_rows(uow)
+        return [
+            _transitions(transitions),
+            _commitments(states),
+            _settlements(settlements),
+            _gauge(
+                "settlement_settlements_needs_review",
+                "Settlements flagged for a person.",
+                int(flagged),
+            ),
+            *_breakers(breakers),
+        ]
+
+
+def _counts(rows: Iterable[Any]) -> dict[str, int]:
+    return {str(key): int(count) for key, count in rows}
+
+
+def _transitions(counts: dict[str, int]) -> Metric:
+    family = CounterMetricFamily(
+        "settlement_commitment_transitions",
+        "Commitment state transitions recorded in the database, by event.",
+        labels=["event"],
+    )
+    # every event of the state table, so a series exists before its first transition
+    events = sorted({str(t.event) for t in TRANSITIONS} | {str(e) for e in counts})
+    for event in events:
+        family.add_metric([event], int(counts.get(event, 0)))
+    return family
+
+
+def _commitments(counts: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "settlement_commitments", "Commitments by current state.", labels=["state"]
+    )
+    for state in State:
+        family.add_metric([state.value], int(counts.get(state.value, 0)))
+    return family
+
+
+def _settlements(rows: list[tuple[str, str, int]]) -> Metric:
+    family = GaugeMetricFamily(
+        "settlement_settlements",
+        "Settlements by status and decision (NONE before a decision).",
+        labels=["status", "decision"],
+    )
+    for status, decision, count in rows:
+        family.add_metric([str(status), str(decision)], int(count))
+    return family
+
+
+def _gauge(name: str, documentation: str, value: int) -> Metric:
+    family = GaugeMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
+def _breakers(rows: list[breaker_records.BreakerRow]) -> list[Metric]:
+    state = GaugeMetricFamily(
+        "settlement_breaker_state",
+        "Circuit breaker state per process scope and chain: 1 for the current state.",
+        labels=["scope", "chain", "state"],
+    )
+    failures = GaugeMetricFamily(
+        "settlement_breaker_failures",
+        "Consecutive transport failures counted by the breaker, per scope and chain.",
+        labels=["scope", "chain"],
+    )
+    for row in rows:
+        for name in STATES:
+            state.add_metric([row.scope, row.chain, name], 1 if row.state == name else 0)
+        failures.add_metric([row.scope, row.chain], row.failure_count)
+    return [state, failures]
+
+
+__all__ = ["ApiMetrics", "EngineCollector"]

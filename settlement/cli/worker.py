@@ -1,0 +1,170 @@
+"""`settle keystore` and `settle worker`: the keys the engine signs with, and the
+process that drives settlements."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from adapters.chain import ChainName
+from adapters.keystore import KeystoreError
+from adapters.xrpl.chain import XrplChain
+from ledger.errors import LedgerError
+from settlement import bootstrap
+from settlement.breakers import BreakerBoard
+from settlement.cli.common import JsonFlag, engine_or_exit, fail, settings_or_exit
+from settlement.dvp.tickets import TicketKeeper
+from settlement.dvp.worker import Worker, WorkerPolicy
+from settlement.settings import Settings, SettingsError
+
+keystore_app = typer.Typer(help="The encrypted keystore of ledger accounts.", no_args_is_help=True)
+
+
+@keystore_app.command("add")
+def keystore_add(
+    chain: Annotated[str, typer.Argument(help="xrpl or stellar")],
+) -> None:
+    """Add an account by its secret (an XRPL seed or a Stellar S... secret), read from
+    standard input so it never appears in a process list or shell history."""
+    if chain not in ("xrpl", "stellar"):
+        raise fail("chain must be xrpl or stellar", 2)
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        raise fail("no secret on standard input", 2)
+    try:
+        keystore = bootstrap.keystore_file(settings_or_exit())
+        address = keystore.add_xrpl(secret) if chain == "xrpl" else keystore.add_stellar(secret)
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from exc
+    except KeystoreError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(address)
+
+
+@keystore_app.command("list")
+def keystore_list(as_json: JsonFlag = False) -> None:
+    """The accounts the engine can sign for (addresses only)."""
+    try:
+        accounts = bootstrap.keystore_file(settings_or_exit()).accounts()
+    except (SettingsError, KeystoreError) as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(accounts, indent=2))
+        return
+    for chain, addresses in accounts.items():
+        for address in addresses:
+            typer.echo(f"{chain:<8} {address}")
+
+
+def worker(
+    once: Annotated[bool, typer.Option(help="One pass over what is due, then exit.")] = False,
+    until_idle: Annotated[
+        bool, typer.Option(help="Run until no settlement is open, then exit.")
+    ] = False,
+    lease: Annotated[float, typer.Option(min=1, help="Lease per claimed settlement, s.")] = 30,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Settlements stepped at once. Above 1, give the XRPL signers Tickets and "
+            "Stellar channel accounts, or their transactions race for one sequence.",
+        ),
+    ] = 1,
+) -> None:
+    """Drive settlements (lock, decide, commit or unwind) and expire stale commitments.
+    Several workers may run against one database."""
+    engine = engine_or_exit()
+    try:
+        ledgers = bootstrap.build_ledgers(engine)
+    except (SettingsError, KeystoreError, ValueError) as exc:
+        engine.close()
+        raise fail(str(exc), 2) from exc
+    board = BreakerBoard(engine.db, engine.clock)
+    keeper = _ticket_keeper(engine.settings, ledgers)
+
+    def housekeeping() -> None:
+        # breaker states go where `settle serve` and operators can see them, and an
+        # admin's reset reaches this process's breakers
+        board.publish(f"worker:{runner.name}", ledgers.guards)
+        if keeper is not None:
+            keeper.tend()
+
+    runner = Worker(
+        engine.db,
+        ledgers.coordinator,
+        engine.clock,
+        policy=WorkerPolicy(lease_s=lease, concurrency=concurrency),
+        expire=engine.commitments.expire_due,
+        housekeeping=housekeeping,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        if once:
+            runner.run_once()
+        elif until_idle:
+            while runner.open_settlements() > 0:
+                if runner.run_once() == 0:
+                    runner.wait(runner.policy.idle_s)
+        else:
+            logging.getLogger(__name__).info("worker %s running; Ctrl-C stops it", runner.name)
+            try:
+                runner.run()
+            except KeyboardInterrupt:
+                runner.stop()
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        ledgers.close()
+        engine.close()
+
+
+def _ticket_keeper(settings: Settings, ledgers: bootstrap.Ledgers) -> TicketKeeper | None:
+    """The keeper of the XRPL accounts' tickets when the settings ask for one."""
+    chain = ledgers.chains[ChainName.XRPL]
+    if settings.xrpl_ticket_target == 0 or not isinstance(chain, XrplChain):
+        return None
+    return TicketKeeper(chain, list(settings.xrpl_ticket_holders), settings.xrpl_ticket_target)
+
+
+def reconcile(as_json: JsonFlag = False) -> None:
+    """Compare the engine's records with the ledgers; exit 1 on breaks, 2 when a ledger
+    could not be checked (and nothing else was wrong), 0 when everything agrees."""
+    from settlement.dvp.reconcile import Reconciler
+
+    engine = engine_or_exit()
+    try:
+        chains = bootstrap.build_chains(engine.settings)
+    except (SettingsError, KeystoreError, ValueError) as exc:
+        engine.close()
+        raise fail(str(exc), 2) from exc
+    try:
+        report = Reconciler(engine.db, chains).run()
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"reconcile: {report.status}")
+        for item in report.breaks:
+            # a partial settlement or a delivered amount is about one settlement's leg
+            where = "" if item.settlement_id is None else f" settlement {item.settlement_id}"
+            where += "" if item.leg_no is None else f" leg {item.leg_no}"
+            typer.echo(
+                f"  break {item.kind} [{item.chain}]{where} expected {item.expected}; "
+                f"found {item.found}" + (f" ({item.detail})" if item.detail else "")
+            )
+        for down in report.unreachable:
+            typer.echo(
+                f"  unreachable {down.chain}: {down.reason} ({down.unchecked} checks skipped)"
+            )
+        for unsure in report.unverified:
+            typer.echo(f"  unverified [{unsure.chain}] {unsure.item}: {unsure.reason}")
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,1 @@
+"""`settle demo`: the local world (both networks in one process) and the stories it tells."""
