@@ -46,7 +46,8 @@ from settlement.domain.values import Actor, Role
 from settlement.services.keys import KeyService
 
 Printer = Callable[[str], None]
-SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"
+#: the invented sample lists beside the settings files (config/ at the top of the project)
+SAMPLES = Path(__file__).resolve().parents[2] / "config" / "sanctions"
 ALLOCATOR_PARTY = "northwind-capital"
 COUNTERPARTY = "meridian-bond-trust"
 PARTIES = (
