@@ -14,7 +14,9 @@ from settlement import signing
 
 KEY = signing.new_private_key()
 KEY_ID = "key-view"
-NOW = datetime.now(UTC)
+#: one fixed moment for signing and verifying: the module is imported at collection,
+#: which may be minutes before these tests run
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 def incoming(request: httpx.Request) -> signing.IncomingRequest:
@@ -29,7 +31,9 @@ def signed(covered: tuple[str, ...] = signing.COVERED_COMPONENTS, **headers: str
     request = httpx.Request(
         "POST", "http://api.test/v1/commitments", content=b'{"a": 1}', headers=headers
     )
-    signing.sign_request(request, key_id=KEY_ID, private_key=KEY, covered=covered)
+    signing.sign_request(
+        request, key_id=KEY_ID, private_key=KEY, created=NOW, covered=covered
+    )
     return request
 
 
