@@ -20,6 +20,7 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.amounts import format_stroops
+from adapters.localnet.stellar.horizon_format import predicate_json
 from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import Account, Entries
 from adapters.localnet.stellar.xdrutil import (
@@ -250,8 +251,6 @@ def _manage_data(c: OpChange) -> list[Effect]:
 
 
 def _create_claimable_balance(c: OpChange) -> list[Effect]:
-    from adapters.localnet.stellar.horizon import predicate_json  # horizon imports us
-
     op = c.op.body.create_claimable_balance_op
     result = c.result.tr.create_claimable_balance_result if c.result.tr else None
     assert op is not None

@@ -8,9 +8,7 @@ RFC 3339 in UTC, collections are HAL pages with `_links` and `_embedded.records`
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -18,6 +16,7 @@ from urllib.parse import urlencode
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.amounts import format_stroops
+from adapters.localnet.stellar.horizon_format import predicate_json, timestamp
 from adapters.localnet.stellar.ledger import PROTOCOL_VERSION, LocalLedger
 from adapters.localnet.stellar.state import (
     AUTH_CLAWBACK_ENABLED_FLAG,
@@ -50,10 +49,6 @@ class QueryError(ValueError):
         super().__init__(reason)
         self.field = field
         self.reason = reason
-
-
-def timestamp(unix_s: int) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def link(base_url: str, path: str, *, templated: bool = False) -> Json:
@@ -389,33 +384,6 @@ def ledger_resource(base_url: str, record: LedgerRecord) -> Json:
     if record.sequence > 1:
         doc["prev_hash"] = record.prev_hash
     return doc
-
-
-def predicate_json(pred: x.ClaimPredicate) -> Json:
-    """Horizon's JSON for a stored predicate (relative times are already absolute)."""
-    P = x.ClaimPredicateType
-    kind = pred.type
-    if kind == P.CLAIM_PREDICATE_UNCONDITIONAL:
-        return {"unconditional": True}
-    if kind == P.CLAIM_PREDICATE_AND:
-        assert pred.and_predicates is not None
-        return {"and": [predicate_json(p) for p in pred.and_predicates]}
-    if kind == P.CLAIM_PREDICATE_OR:
-        assert pred.or_predicates is not None
-        return {"or": [predicate_json(p) for p in pred.or_predicates]}
-    if kind == P.CLAIM_PREDICATE_NOT:
-        assert pred.not_predicate is not None
-        return {"not": predicate_json(pred.not_predicate)}
-    if kind == P.CLAIM_PREDICATE_BEFORE_ABSOLUTE_TIME:
-        assert pred.abs_before is not None
-        epoch = pred.abs_before.int64
-        doc: Json = {"abs_before_epoch": str(epoch)}
-        # Beyond year 9999 Python cannot format the date; the epoch field still carries it.
-        with contextlib.suppress(OverflowError, OSError, ValueError):
-            doc["abs_before"] = timestamp(epoch)
-        return doc
-    assert pred.rel_before is not None
-    return {"rel_before": str(pred.rel_before.int64)}
 
 
 def claimable_balance(base_url: str, ledger: LocalLedger, cb: ClaimableBalance) -> Json:

@@ -19,6 +19,7 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from adapters.localnet.stellar.amounts import format_stroops
+from adapters.localnet.stellar.horizon_format import predicate_json, timestamp
 from adapters.localnet.stellar.operations import horizon_details
 from adapters.localnet.stellar.state import TxRecord, toid
 from adapters.localnet.stellar.xdrutil import (
@@ -139,7 +140,7 @@ def render(base_url: str, row: OpRow) -> Json:
         "source_account": row.source,
         "type": TYPE_NAMES[row.type],
         "type_i": int(row.type),
-        "created_at": _timestamp(row.tx.closed_at),
+        "created_at": timestamp(row.tx.closed_at),
         "transaction_hash": row.tx.hash,
     }
     fields = TYPE_FIELDS.get(row.type)
@@ -149,12 +150,6 @@ def render(base_url: str, row: OpRow) -> Json:
         details = horizon_details.operation_details(row.op.body, row.source, row.tx.successful)
         doc.update(details or {})
     return doc
-
-
-def _timestamp(unix_s: int) -> str:
-    from adapters.localnet.stellar.horizon import timestamp  # horizon imports this module
-
-    return timestamp(unix_s)
 
 
 def _create_account(row: OpRow) -> Json:
@@ -230,8 +225,6 @@ def _manage_data(row: OpRow) -> Json:
 
 
 def _create_claimable_balance(row: OpRow) -> Json:
-    from adapters.localnet.stellar.horizon import predicate_json  # horizon imports this module
-
     op = row.op.body.create_claimable_balance_op
     assert op is not None
     claimants = []

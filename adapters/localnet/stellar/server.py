@@ -23,6 +23,7 @@ from stellar_sdk import StrKey
 
 from adapters.localnet.stellar import effect_records, horizon, problems, sse
 from adapters.localnet.stellar import operation_records as op_records
+from adapters.localnet.stellar.horizon_format import timestamp
 from adapters.localnet.stellar.ledger import LocalLedger
 from adapters.localnet.stellar.node import Reply, StellarNode
 from adapters.localnet.stellar.state import ClaimableBalance, TxRecord, toid
@@ -433,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
                     sort_key=lambda r: (r[0], r[1]),
                     cursor_key=_effect_cursor,
                     render=lambda r: effect_records.render(
-                        self._base, r[0], r[1], horizon.timestamp(r[2]), r[3]
+                        self._base, r[0], r[1], timestamp(r[2]), r[3]
                     ),
                     token=lambda r: effect_records.effect_id(r[0], r[1]),
                 ),
