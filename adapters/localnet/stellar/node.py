@@ -23,7 +23,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +35,8 @@ from adapters.localnet.stellar import horizon, persistence, problems
 from adapters.localnet.stellar.clock import NodeClock
 from adapters.localnet.stellar.faults import AfterApply, Faults
 from adapters.localnet.stellar.ledger import MAX_TX_SET_SIZE, AddStatus, LocalLedger, tx_result
+from adapters.localnet.stellar.replies import Reply
+from adapters.localnet.stellar.server import make_server
 from adapters.localnet.stellar.state import TxRecord
 from adapters.localnet.stellar.transaction import parse_envelope
 from adapters.localnet.stellar.xdrutil import root_keypair
@@ -44,43 +45,6 @@ STANDALONE_PASSPHRASE = "Standalone Network ; February 2017"  # noqa: S105 - a n
 FRIENDBOT_STARTING_BALANCE_STROOPS = 10_000 * 10_000_000  # what testnet's friendbot gives
 STREAM_WAIT_SLICE_S = 0.25  # how often a waiting event stream checks its client is there
 log = logging.getLogger(__name__)
-
-
-#: Horizon's HTTP status for each stellar-core status relayed by POST /transactions_async
-#: (stellar/go support/render/httpjson: coreStatusToHTTPStatus)
-ASYNC_HTTP_STATUS = {
-    AddStatus.PENDING: 201,
-    AddStatus.DUPLICATE: 409,
-    AddStatus.TRY_AGAIN_LATER: 503,
-    AddStatus.ERROR: 400,
-}
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer: status and JSON body, or `drop` to close the connection unanswered.
-    A body is a problem+json document when `status` is 400 or more, unless `problem` is
-    False (the asynchronous submission's answers carry a core status, not a problem)."""
-
-    status: int
-    body: dict[str, Any]
-    drop: bool = False
-    problem: bool = True
-
-    @classmethod
-    def of(cls, problem: problems.Problem) -> Reply:
-        return cls(problem.status, problem.body())
-
-    @classmethod
-    def async_status(
-        cls, status: AddStatus, tx_hash: str, result: x.TransactionResult | None = None
-    ) -> Reply:
-        """Horizon's AsyncTransactionSubmissionResponse; `error_result_xdr` only for ERROR."""
-        body: dict[str, Any] = {"tx_status": status.value, "hash": tx_hash}
-        if status == AddStatus.ERROR:
-            assert result is not None
-            body["error_result_xdr"] = result.to_xdr()
-        return cls(ASYNC_HTTP_STATUS[status], body, problem=False)
 
 
 class _Waiter:
@@ -149,8 +113,6 @@ class StellarNode:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve HTTP on a background thread and start the close timer; returns the base URL."""
-        from adapters.localnet.stellar.server import make_server  # the server imports this module
-
         if self._server is not None:
             return self.base_url
         self._stop.clear()

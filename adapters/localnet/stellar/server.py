@@ -15,17 +15,20 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from stellar_sdk import StrKey
 
 from adapters.localnet.stellar import effect_records, horizon, problems, sse
 from adapters.localnet.stellar import operation_records as op_records
+from adapters.localnet.stellar.clock import NodeClock
+from adapters.localnet.stellar.faults import Faults
 from adapters.localnet.stellar.horizon_format import timestamp
 from adapters.localnet.stellar.ledger import LocalLedger
-from adapters.localnet.stellar.node import Reply, StellarNode
+from adapters.localnet.stellar.replies import Reply
 from adapters.localnet.stellar.state import ClaimableBalance, TxRecord, toid
 from adapters.localnet.stellar.xdrutil import normalize_balance_id, parse_asset_param
 
@@ -35,16 +38,45 @@ log = logging.getLogger(__name__)
 Route = tuple[str, re.Pattern[str], Callable[..., Reply]]
 
 
+class Node(Protocol):
+    """What the HTTP front asks of the node it serves (``StellarNode``, which starts it):
+    the routes' work minus the HTTP, a consistent view of the ledger, faults, time."""
+
+    faults: Faults
+    clock: NodeClock
+    base_url: str
+
+    @property
+    def latest_ledger(self) -> int: ...
+
+    def read(self, ledgers_behind: int | None = None) -> AbstractContextManager[LocalLedger]:
+        """A consistent view of the ledger; with ``ledgers_behind``, a lagging server's."""
+        ...
+
+    def wait_next_ledger(self, after: int, gone: Callable[[], bool]) -> int | None: ...
+
+    def submit(self, envelope_b64: str) -> Reply: ...
+
+    def submit_async(self, envelope_b64: str) -> Reply: ...
+
+    def friendbot(self, address: str) -> Reply: ...
+
+    def close_ledger(self) -> int: ...
+
+    def advance_time(self, seconds: int) -> None: ...
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], node: StellarNode) -> None:
+    def __init__(self, address: tuple[str, int], node: Node) -> None:
         self.node = node
         super().__init__(address, _Handler)
 
 
-def make_server(node: StellarNode, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(node: Node, host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server answering Horizon's routes from ``node``, bound, not yet serving."""
     return _Server((host, port), node)
 
 
