@@ -27,8 +27,10 @@ from adapters.localnet.stellar.state import (
     TRUSTLINE_AUTHORIZED_FLAG,
     TRUSTLINE_AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG,
     TRUSTLINE_CLAWBACK_ENABLED_FLAG,
+    Account,
     ClaimableBalance,
     LedgerRecord,
+    TrustLine,
     TxRecord,
     toid,
 )
@@ -107,49 +109,10 @@ def root(base_url: str, ledger: LocalLedger) -> Json:
 
 
 def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
+    """Horizon's account resource, or None for an account the ledger does not hold."""
     entry = ledger.entries.accounts.get(account_id)
     if entry is None:
         return None
-    balances: list[Json] = []
-    lines = sorted(
-        (line for (owner, _), line in ledger.entries.trustlines.items() if owner == account_id),
-        key=lambda line: (line.asset.code, line.asset.issuer),
-    )
-    for line in lines:
-        balances.append(
-            {
-                "balance": format_stroops(line.balance),
-                "limit": format_stroops(line.limit),
-                "buying_liabilities": format_stroops(0),
-                "selling_liabilities": format_stroops(0),
-                "last_modified_ledger": line.last_modified_ledger,
-                "is_authorized": bool(line.flags & TRUSTLINE_AUTHORIZED_FLAG),
-                "is_authorized_to_maintain_liabilities": bool(
-                    line.flags
-                    & (
-                        TRUSTLINE_AUTHORIZED_FLAG
-                        | TRUSTLINE_AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG
-                    )
-                ),
-                "is_clawback_enabled": bool(line.flags & TRUSTLINE_CLAWBACK_ENABLED_FLAG),
-                "asset_type": line.asset.asset_type,
-                "asset_code": line.asset.code,
-                "asset_issuer": line.asset.issuer,
-            }
-        )
-    balances.append(
-        {
-            "balance": format_stroops(entry.balance),
-            "buying_liabilities": format_stroops(0),
-            "selling_liabilities": format_stroops(0),
-            "asset_type": "native",
-        }
-    )
-    signers = [
-        {"weight": s.weight, "key": s.key, "type": signer_type_name(s.key)} for s in entry.signers
-    ]
-    # Horizon lists the master key last, with its weight even when that is zero.
-    signers.append({"weight": entry.master_weight, "key": account_id, "type": "ed25519_public_key"})
     data = {
         name: base64.b64encode(d.value).decode()
         for (owner, name), d in sorted(ledger.entries.data.items())
@@ -157,32 +120,7 @@ def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
     }
     last_modified = ledger.ledgers[entry.last_modified_ledger - 1]
     doc: Json = {
-        "_links": {
-            "self": link(base_url, f"/accounts/{account_id}"),
-            "transactions": link(
-                base_url,
-                f"/accounts/{account_id}/transactions{{?cursor,limit,order}}",
-                templated=True,
-            ),
-            "operations": link(
-                base_url,
-                f"/accounts/{account_id}/operations{{?cursor,limit,order}}",
-                templated=True,
-            ),
-            "payments": link(
-                base_url, f"/accounts/{account_id}/payments{{?cursor,limit,order}}", templated=True
-            ),
-            "effects": link(
-                base_url, f"/accounts/{account_id}/effects{{?cursor,limit,order}}", templated=True
-            ),
-            "offers": link(
-                base_url, f"/accounts/{account_id}/offers{{?cursor,limit,order}}", templated=True
-            ),
-            "trades": link(
-                base_url, f"/accounts/{account_id}/trades{{?cursor,limit,order}}", templated=True
-            ),
-            "data": link(base_url, f"/accounts/{account_id}/data/{{key}}", templated=True),
-        },
+        "_links": _account_links(base_url, account_id),
         "id": account_id,
         "account_id": account_id,
         "sequence": str(entry.seq_num),
@@ -200,8 +138,8 @@ def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
             "auth_immutable": bool(entry.flags & AUTH_IMMUTABLE_FLAG),
             "auth_clawback_enabled": bool(entry.flags & AUTH_CLAWBACK_ENABLED_FLAG),
         },
-        "balances": balances,
-        "signers": signers,
+        "balances": _account_balances(ledger, account_id, entry),
+        "signers": _account_signers(account_id, entry),
         "data": data,
         "num_sponsoring": entry.num_sponsoring,
         "num_sponsored": entry.num_sponsored,
@@ -213,6 +151,64 @@ def account(base_url: str, ledger: LocalLedger, account_id: str) -> Json | None:
     if entry.home_domain:
         doc["home_domain"] = entry.home_domain
     return doc
+
+
+def _account_links(base_url: str, account_id: str) -> Json:
+    def paged(kind: str) -> Json:
+        path = f"/accounts/{account_id}/{kind}{{?cursor,limit,order}}"
+        return link(base_url, path, templated=True)
+
+    return {
+        "self": link(base_url, f"/accounts/{account_id}"),
+        "transactions": paged("transactions"),
+        "operations": paged("operations"),
+        "payments": paged("payments"),
+        "effects": paged("effects"),
+        "offers": paged("offers"),
+        "trades": paged("trades"),
+        "data": link(base_url, f"/accounts/{account_id}/data/{{key}}", templated=True),
+    }
+
+
+def _account_balances(ledger: LocalLedger, account_id: str, entry: Account) -> list[Json]:
+    """The account's trustlines by asset code and issuer, then its lumens (Horizon's order)."""
+    lines = sorted(
+        (line for (owner, _), line in ledger.entries.trustlines.items() if owner == account_id),
+        key=lambda line: (line.asset.code, line.asset.issuer),
+    )
+    native: Json = {
+        "balance": format_stroops(entry.balance),
+        "buying_liabilities": format_stroops(0),
+        "selling_liabilities": format_stroops(0),
+        "asset_type": "native",
+    }
+    return [*(_trustline_balance(line) for line in lines), native]
+
+
+def _trustline_balance(line: TrustLine) -> Json:
+    maintain = TRUSTLINE_AUTHORIZED_FLAG | TRUSTLINE_AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG
+    return {
+        "balance": format_stroops(line.balance),
+        "limit": format_stroops(line.limit),
+        "buying_liabilities": format_stroops(0),
+        "selling_liabilities": format_stroops(0),
+        "last_modified_ledger": line.last_modified_ledger,
+        "is_authorized": bool(line.flags & TRUSTLINE_AUTHORIZED_FLAG),
+        "is_authorized_to_maintain_liabilities": bool(line.flags & maintain),
+        "is_clawback_enabled": bool(line.flags & TRUSTLINE_CLAWBACK_ENABLED_FLAG),
+        "asset_type": line.asset.asset_type,
+        "asset_code": line.asset.code,
+        "asset_issuer": line.asset.issuer,
+    }
+
+
+def _account_signers(account_id: str, entry: Account) -> list[Json]:
+    signers = [
+        {"weight": s.weight, "key": s.key, "type": signer_type_name(s.key)} for s in entry.signers
+    ]
+    # Horizon lists the master key last, with its weight even when that is zero.
+    signers.append({"weight": entry.master_weight, "key": account_id, "type": "ed25519_public_key"})
+    return signers
 
 
 def _tx_envelope(envelope: x.TransactionEnvelope) -> x.TransactionEnvelope:
