@@ -35,6 +35,11 @@ Two layers, one set of invariants (DESIGN section 8):
     that has applied since, but "expired" only when its own (older) ledger is already
     past the expiry, which a transaction that applied cannot be.
 
+    The fake keeps the Chain port's contract as the real adapters do: the adapters'
+    contract suite runs against it (``tests/adapters/test_fake_chain_contract.py``), with
+    a circuit breaker in front (``FakeChain(guard=...)``) and a ledger that closes
+    whenever a status is read (``on_status_read``).
+
 ``FakeWorld`` / ``run_fake_seed``
     One seed: a few settlements (some underfunded, some with a settlement date, fee
     legs, force-cancels), each between accounts of its own, over two fake ledgers, a
@@ -76,6 +81,7 @@ from adapters.chain import (
     Expired,
     LedgerTx,
     Leg,
+    LockClaimant,
     LockKind,
     LockRef,
     LockState,
@@ -89,7 +95,8 @@ from adapters.chain import (
     Unavailable,
 )
 from adapters.conditions import condition_of_fulfillment
-from adapters.errors import AdapterError, LegInvalid
+from adapters.errors import AdapterError, BreakerOpen, LegInvalid, TransportError
+from adapters.resilience import ChainGuard
 from ledger import settlements as records
 from ledger.audit import verify_all
 from ledger.database import TRANSIENT_RETRIES, Database, DriverUnitOfWork, UnitOfWork
@@ -220,6 +227,9 @@ class FakeLedger:
     #: run when the engine reads the ledger's time: a test's way to act between the
     #: coordinator's reads and its decision
     on_time_read: Callable[[], None] | None = None
+    #: run when the engine reads a transaction's status: a test's way to have ledgers
+    #: close between polls, as a real ledger closes on its own timer (the contract suite)
+    on_status_read: Callable[[], object] | None = None
     signatures: int = 0
     fees_paid: Counter[str] = field(default_factory=Counter)
 
@@ -247,6 +257,11 @@ class FakeLedger:
 
     def balance(self, account: str, asset: Asset) -> Decimal:
         return self.balances.get((account, asset), Decimal(0))
+
+    def locked(self, lock: LockRef) -> Decimal:
+        """What ``lock`` holds now: 0 once it is released, or if it never was."""
+        found = self.locks.get(_lock_id(lock))
+        return Decimal(0) if found is None else found.amount
 
     # -- ledger closes ------------------------------------------------------------------
 
@@ -599,10 +614,33 @@ class FakeLedger:
 
 class FakeChain:
     """The ``Chain`` port over a ``FakeLedger``. No channels: every transaction of the
-    agent takes the agent's own sequence, as a deployment without channel accounts."""
+    agent takes the agent's own sequence, as a deployment without channel accounts.
 
-    def __init__(self, ledger: FakeLedger) -> None:
+    With a ``guard`` the port's reads and submissions go through its circuit breaker, as
+    the real adapters' do: a partition is a transport failure the breaker counts, and
+    while it is open the answer is ``Unavailable`` with ``breaker_open``, the ledger not
+    asked. Without one (the simulation) a partition is simply ``Unavailable``."""
+
+    def __init__(self, ledger: FakeLedger, *, guard: ChainGuard | None = None) -> None:
         self.ledger = ledger
+        self.guard = guard
+
+    def _ask(self, read: Callable[[], T]) -> T | Unavailable:
+        """``read`` the ledger, through the guard when there is one."""
+        if self.guard is None:
+            return read()
+
+        def once() -> T:
+            if self.ledger.partitioned:
+                raise TransportError(f"{self.ledger.chain}: connection refused")
+            return read()
+
+        try:
+            return self.guard.call(once)
+        except BreakerOpen as exc:
+            return Unavailable(str(exc), breaker_open=True)
+        except TransportError as exc:
+            return Unavailable(str(exc))
 
     @property
     def name(self) -> ChainName:
@@ -610,6 +648,8 @@ class FakeChain:
 
     def validate_leg(self, leg: Leg, *, kind: LockKind | None = None) -> None:
         del kind  # every kind asks the same of the fake's accounts
+        if leg.amount <= 0:
+            raise LegInvalid(f"amount {leg.amount} is not positive")
         places = 7 if self.ledger.chain is ChainName.STELLAR else 6
         if leg.amount != leg.amount.quantize(Decimal(1).scaleb(-places)):
             raise LegInvalid(f"{leg.amount} is finer than {places} decimal places")
@@ -691,20 +731,29 @@ class FakeChain:
         return self.ledger.sign(Purpose.UNWIND, self.ledger.agent, body)[1]
 
     def submit(self, submission: SignedSubmission) -> Outcome:
-        return self.ledger.submit(submission)
+        return self._ask(lambda: self.ledger.submit(submission))
 
     def status(self, submission: SignedSubmission) -> Outcome:
-        return self.ledger.status(submission)
+        if self.ledger.on_status_read is not None:
+            self.ledger.on_status_read()
+        return self._ask(lambda: self.ledger.status(submission))
 
     def lookup(self, tx_hash: str) -> LedgerTx | None:
         return self.ledger.lookup(tx_hash)
 
     def lock_state(self, lock: LockRef) -> LockState | Unavailable:
+        return self._ask(lambda: self._lock_state(lock))
+
+    def _lock_state(self, lock: LockRef) -> LockState | Unavailable:
         if self.ledger.partitioned:
             return Unavailable(f"{self.ledger.chain}: connection refused")
-        return _lock_state(lock, self.ledger.locks.get(_lock_id(lock)), self.ledger.index)
+        found = self.ledger.locks.get(_lock_id(lock))
+        return _lock_state(lock, found, self.ledger.index, self.ledger.agent)
 
     def lock_release(self, lock: LockRef) -> Released | Unavailable | None:
+        return self._ask(lambda: self._lock_release(lock))
+
+    def _lock_release(self, lock: LockRef) -> Released | Unavailable | None:
         if self.ledger.partitioned:
             return Unavailable(f"{self.ledger.chain}: connection refused")
         found = self.ledger.release_of(_lock_id(lock))
@@ -715,17 +764,24 @@ class FakeChain:
         )
 
     def locks_of(self, account: str) -> list[LockState] | Unavailable:
+        return self._ask(lambda: self._locks_of(account))
+
+    def _locks_of(self, account: str) -> list[LockState] | Unavailable:
         if self.ledger.partitioned:
             return Unavailable(f"{self.ledger.chain}: connection refused")
+        ledger = self.ledger
         return [
-            _lock_state(_ref_of(self.ledger.chain, lock_id, x), x, self.ledger.index)
-            for lock_id, x in self.ledger.locks.items()
-            if account in (x.sender, x.receiver, self.ledger.agent)
+            _lock_state(_ref_of(ledger.chain, lock_id, x), x, ledger.index, ledger.agent)
+            for lock_id, x in ledger.locks.items()
+            if account in (x.sender, x.receiver, ledger.agent)
         ]
 
     def ledger_time(self) -> datetime | Unavailable:
         if self.ledger.on_time_read is not None:
             self.ledger.on_time_read()
+        return self._ask(self._ledger_time)
+
+    def _ledger_time(self) -> datetime | Unavailable:
         if self.ledger.partitioned:
             return Unavailable(f"{self.ledger.chain}: connection refused")
         assert self.ledger.close_time is not None
@@ -758,9 +814,18 @@ def _ref_of(chain: ChainName, lock_id: str, lock: _Lock) -> LockRef:
     return LockRef(chain, lock.sender, balance_id=lock_id)
 
 
-def _lock_state(ref: LockRef, lock: _Lock | None, index: int) -> LockState:
+def _lock_state(ref: LockRef, lock: _Lock | None, index: int, agent: str) -> LockState:
+    """The lock as the ledger at ``index`` holds it. A claimable balance names its
+    claimants as the Stellar adapter reads them: the agent at once, the sender from
+    T_cancel on; an escrow names its receiver instead."""
     if lock is None:
-        return LockState.absent(ref, ledger_index=index)
+        return LockState.absent(ref, key=_lock_id(ref), ledger_index=index)
+    claimants: tuple[LockClaimant, ...] = ()
+    if lock.kind is LockKind.CLAIMABLE:
+        claimants = (
+            LockClaimant(agent, unconditional=True),
+            LockClaimant(lock.sender, unconditional=False, not_before=lock.cancel_after),
+        )
     return LockState(
         lock=ref,
         exists=True,
@@ -769,6 +834,7 @@ def _lock_state(ref: LockRef, lock: _Lock | None, index: int) -> LockState:
         amount=lock.amount,
         sender=lock.sender,
         receiver=lock.receiver if lock.kind is LockKind.ESCROW else None,
+        claimants=claimants,
         cancel_after=lock.cancel_after,
         condition_hex=lock.condition_hex if lock.kind is LockKind.ESCROW else None,
         ledger_index=index,
