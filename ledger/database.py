@@ -392,6 +392,12 @@ class Database:
         """
         return _once_then_retrying(TRANSIENT_RETRIES, self._call_once, sql, params)
 
+    def ping(self) -> None:
+        """Ask the server whether it answers: one round trip on the calls pool. Raises
+        what ``call_one`` raises (``DatabaseUnavailable`` when no connection can be had,
+        other ``LedgerError``s translated); returns nothing when the server answered."""
+        self.call_one("SELECT 1", {})
+
     def _call_once(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
         with self._driver_connection() as connection:
             row = connection.execute(sql, params).fetchone()

@@ -346,3 +346,16 @@ def test_each_event_loop_has_its_own_connections_and_dispose_closes_them(
     while alive():
         assert time.monotonic() < deadline, "dispose left an asyncio connection open"
         time.sleep(0.02)
+
+
+# -- the liveness probe ----------------------------------------------------------------
+
+
+def test_ping_answers_and_fails_as_call_one_fails(scratch: Database, owner_engine: Engine) -> None:
+    scratch.ping()
+    (pid,) = scratch.call_one("SELECT pg_backend_pid()", {})
+    with owner_engine.connect() as c:
+        c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(DatabaseUnavailable):
+        scratch.ping()
+    scratch.ping()  # the pool replaced the connection the server ended
