@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import os
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
 
 from ledger import migrate
 from settlement.bootstrap import DatabaseUrls
@@ -66,3 +69,21 @@ def test_migrations_go_down_and_up_again(fresh_urls: DatabaseUrls) -> None:
     assert migrate.downgrade(fresh_urls.owner, "base") == "base"
     assert migrate.current_revision(fresh_urls.owner) is None
     assert migrate.upgrade(fresh_urls.owner) == migrate.head_revision()
+
+
+def test_ensure_database_creates_once_and_keeps_what_is_there(pg_server: Any) -> None:
+    name = f"settlement_test_ensure_{os.getpid()}"
+    admin = pg_server.admin()
+    try:
+        migrate.ensure_database(pg_server.maintenance_url, name)
+        created = create_engine(pg_server.url_for(name))
+        with created.begin() as c:
+            c.execute(text("CREATE TABLE kept (n int)"))
+        migrate.ensure_database(pg_server.maintenance_url, name)
+        with created.connect() as c:
+            assert c.execute(text("SELECT to_regclass('kept') IS NOT NULL")).scalar_one()
+        created.dispose()
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
