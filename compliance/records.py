@@ -567,26 +567,6 @@ def review_queue(connection: Connection, *, limit: int = 100) -> list[QueueItem]
     ]
 
 
-# The commitment writes the service makes itself, each with the person acting (``actor``)
-# and the key that signed their request (``key_id``, NULL when none did): in its own unit
-# of work (submit: screening under the row lock; create with a counterparty), or as one
-# statement (``ledger.database.driver_sql`` turns the placeholders into the driver's).
-CREATE_SQL = (
-    "SELECT outcome, response FROM commitment_create(:id, :owner_party, :deal_ref, :amount,"
-    " :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at, :key_id)"
-)
-APPROVE_SQL = (
-    "SELECT outcome, response FROM commitment_approve(:id, CAST(:expected_version AS integer),"
-    " :actor, :override_reason, :key, :fingerprint, :payload, :at, :key_id)"
-)
-TRANSITION_SQL = (
-    "SELECT outcome, response FROM commitment_transition(:id, CAST(:expected_version AS integer),"
-    " :event, :actor, :reason, :require_owner, :forbid_submitter, :key, :fingerprint, :payload,"
-    " :at, :chain, :tx_hash, CAST(:ledger_index AS bigint), :ledger_hash, :key_id)"
-)
-PROBE_SQL = "SELECT outcome, response FROM idempotency_probe(:actor, :key, :fingerprint)"
-
-
 def today_of(moment: datetime) -> date:
     """The calendar day (UTC) KYC expiry is judged on."""
     return moment.date()

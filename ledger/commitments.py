@@ -1,10 +1,14 @@
 """Commitment records: the SQL behind every commitment write and read.
 
-Writes go through the server-side functions of migration 0001 (``commitment_create``,
-``commitment_transition``), one round trip each; the database checks the version, the
-guards and the transition table, and writes history, audit and idempotency rows in the
-same transaction. This module knows nothing of who may do what: ``settlement`` decides
-that and passes the guard values.
+Writes go through the server-side functions of the migrations (``commitment_create``,
+``commitment_transition``, ``commitment_approve``; ``idempotency_probe`` for a keyed
+retry), one statement each: the database checks the version, the guards and the
+transition table, and writes history, audit and idempotency rows in the same
+transaction. Each write function runs its statement where its caller says: given the
+``Database``, as a transaction of its own (one round trip, ``Database.call_one``);
+given a unit of work (``Statements``), inside it, so the caller adds rows of its own to
+the same transaction. This module knows nothing of who may do what: ``settlement``
+decides that and passes the guard values.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from uuid import UUID
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger.database import Database
+from ledger.database import Database, Statements, driver_sql
 from ledger.errors import RecordNotFound, translate
+from ledger.idempotency import resolve
 
 
 @dataclass(frozen=True)
@@ -78,13 +83,160 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
-class LedgerRef:
-    """Where a ledger transaction that caused an audit entry landed."""
+class Attribution:
+    """Who makes a commitment write and how it is recorded.
 
-    chain: str
-    tx_hash: str
-    ledger_index: int | None = None
-    ledger_hash: str | None = None
+    ``actor`` is the person acting and ``key_id`` the key that signed their request
+    (None when none did; the database refuses a key that is not ``actor``'s).
+    ``idempotency_key`` and ``fingerprint`` are both None for an unkeyed write; a keyed
+    one that was already applied with the same fingerprint is replayed, not repeated.
+    ``payload`` is the audit entry's payload as canonical JSON text
+    (``ledger.audit.payload_text``); ``at`` is the time the write records."""
+
+    actor: str
+    key_id: str | None
+    idempotency_key: str | None
+    fingerprint: str | None
+    payload: str
+    at: datetime
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "key_id": self.key_id,
+            "key": self.idempotency_key,
+            "fingerprint": self.fingerprint,
+            "payload": self.payload,
+            "at": self.at,
+        }
+
+
+# Each write statement answers one row (outcome, response): ``ledger.idempotency.resolve``
+# reads it. A transition could name the one ledger transaction that caused it (chain,
+# tx_hash, ledger index and hash); none does: lock and settle each follow a transaction
+# per leg, and each leg's own audit entry carries its reference.
+_CREATE = (
+    "SELECT outcome, response FROM commitment_create(:id, :owner_party, :deal_ref, :amount,"
+    " :currency, :expires_at, :actor, :key, :fingerprint, :payload, :at, :key_id)"
+)
+_APPROVE = (
+    "SELECT outcome, response FROM commitment_approve(:id, CAST(:expected_version AS integer),"
+    " :actor, :override_reason, :key, :fingerprint, :payload, :at, :key_id)"
+)
+_TRANSITION = (
+    "SELECT outcome, response FROM commitment_transition(:id, CAST(:expected_version AS integer),"
+    " :event, :actor, :reason, :require_owner, :forbid_submitter, :key, :fingerprint, :payload,"
+    " :at, NULL, NULL, CAST(NULL AS bigint), NULL, :key_id)"
+)
+_PROBE = "SELECT outcome, response FROM idempotency_probe(:actor, :key, :fingerprint)"
+
+
+def _write(
+    where: Database | Statements, sql: str, params: dict[str, Any], by: Attribution
+) -> WriteResult:
+    """Run one write statement where the caller says and read its answer; raises
+    ``IdempotencyInFlight`` or ``IdempotencyKeyReused`` for a key in flight or reused."""
+    if isinstance(where, Database):
+        row = where.call_one(driver_sql(sql), params)
+    else:
+        row = tuple(where.execute(sql, params).one())
+    replayed, response = resolve(row[0], row[1], actor=by.actor, key=by.idempotency_key)
+    return WriteResult.from_response(response, replayed)
+
+
+def create(
+    where: Database | Statements,
+    by: Attribution,
+    *,
+    commitment_id: UUID,
+    owner_party: str,
+    deal_ref: str,
+    amount: Decimal,
+    currency: str,
+    expires_at: datetime | None,
+) -> WriteResult:
+    """Create a DRAFT commitment (version 1) with its history row and audit entry.
+
+    Raises ``ConstraintViolation`` when ``commitment_id`` is taken or a value is
+    refused; replays the first result for a keyed retry."""
+    params = {
+        **by.params(),
+        "id": commitment_id,
+        "owner_party": owner_party,
+        "deal_ref": deal_ref,
+        "amount": amount,
+        "currency": currency,
+        "expires_at": expires_at,
+    }
+    return _write(where, _CREATE, params, by)
+
+
+def transition(
+    where: Database | Statements,
+    by: Attribution,
+    *,
+    commitment_id: UUID,
+    expected_version: int | None,
+    event: str,
+    reason: str | None,
+    require_owner: str | None,
+    forbid_submitter: str | None,
+) -> WriteResult:
+    """Cause ``event`` on the commitment: state, version, history row, audit entry and
+    idempotency record in one transaction.
+
+    The guards are the caller's: ``expected_version`` (None: any), ``require_owner``
+    (the party that must own the commitment), ``forbid_submitter`` (a person who may not
+    cause it, having submitted it). Raises ``RecordNotFound``, ``StaleVersion``,
+    ``GuardFailed`` or ``TransitionRefused`` (the event is not allowed in the state);
+    replays the first result for a keyed retry."""
+    params = {
+        **by.params(),
+        "id": commitment_id,
+        "expected_version": expected_version,
+        "event": event,
+        "reason": reason,
+        "require_owner": require_owner,
+        "forbid_submitter": forbid_submitter,
+    }
+    return _write(where, _TRANSITION, params, by)
+
+
+def approve(
+    where: Database | Statements,
+    by: Attribution,
+    *,
+    commitment_id: UUID,
+    expected_version: int | None,
+    override_reason: str | None,
+) -> WriteResult:
+    """Record ``by.actor``'s approval for the current review round; the commitment moves
+    to VERIFIED only when the round has the approvals its screening requires (otherwise
+    the result's ``to_state`` is PENDING_REVIEW and the version is unchanged). Raises
+    as ``transition`` does, and the database's compliance refusals (not an officer, the
+    submitter, an override needed or not allowed)."""
+    params = {
+        **by.params(),
+        "id": commitment_id,
+        "expected_version": expected_version,
+        "override_reason": override_reason,
+    }
+    return _write(where, _APPROVE, params, by)
+
+
+def replay_of(
+    uow: Statements, *, actor: str, idempotency_key: str, fingerprint: str | None
+) -> WriteResult | None:
+    """The recorded result of ``actor``'s write under ``idempotency_key``, or None when
+    no write used the key yet; raises as ``create`` does for a key in flight or reused.
+    For a write that reads before it writes (submit's screening), inside its unit of
+    work, so a retry replays without the reads."""
+    params = {"actor": actor, "key": idempotency_key, "fingerprint": fingerprint}
+    row = tuple(uow.execute(_PROBE, params).one())
+    if row[0] is None:
+        return None
+    replayed, response = resolve(row[0], row[1], actor=actor, key=idempotency_key)
+    return WriteResult.from_response(response, replayed)
 
 
 _COLUMNS = (

@@ -20,9 +20,9 @@ their request (``Actor.key_id``, None for the engine and operators): the audit e
 records both, the history row the person, and the database refuses a key that is not
 the person's.
 Idempotency keys are the person's, so a retry signed with a rotated key of the same
-person replays the first result rather than acting twice. The statements are those of
-``compliance.records`` (``CREATE_SQL``, ``TRANSITION_SQL``, ``APPROVE_SQL``), which pass
-the key; ``ledger.commitments`` serves the reads.
+person replays the first result rather than acting twice. The writes and reads are
+those of ``ledger.commitments`` (the commitment) and ``compliance.records`` (the
+counterparty and the screening); this module runs no SQL of its own.
 
 ``ledger`` and ``compliance`` errors become ``settlement.domain.errors`` in
 ``settlement.services.translate``.
@@ -30,8 +30,10 @@ the key; ``ledger.commitments`` serves the reads.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -47,9 +49,9 @@ from compliance.records import (
 from compliance.screening import Screening, Subject, screen
 from ledger import audit
 from ledger import commitments as records
-from ledger.commitments import CommitmentRecord, HistoryRow, LedgerRef, WriteResult
-from ledger.database import Database, UnitOfWork, driver_sql
-from ledger.idempotency import fingerprint, resolve
+from ledger.commitments import Attribution, CommitmentRecord, HistoryRow, WriteResult
+from ledger.database import Database, Statements, UnitOfWork
+from ledger.idempotency import fingerprint
 from settlement.clock import Clock
 from settlement.domain import errors
 from settlement.domain.states import Authority, Event, State, authority_for, transitions_for_event
@@ -74,6 +76,39 @@ ROLES_FOR: Mapping[Authority, frozenset[Role]] = {
     Authority.SYSTEM_OR_ADMIN: frozenset({Role.SYSTEM, Role.ADMIN}),
     Authority.ADMIN: frozenset({Role.ADMIN}),
 }
+
+
+@dataclass(frozen=True)
+class _EventRequest:
+    """An event's input as ``apply`` checked it: what every path of it writes."""
+
+    expected_version: int | None
+    reason: str | None
+    override_reason: str | None
+    #: the audit entry's payload: the caller's payload with the reason and override
+    noted: Mapping[str, Any]
+    idempotency_key: str | None
+    fingerprint: str | None
+    at: datetime
+
+    def attribution(self, actor: Actor, payload: Mapping[str, Any]) -> Attribution:
+        return Attribution(
+            actor=actor.id,
+            key_id=actor.key_id,
+            idempotency_key=self.idempotency_key,
+            fingerprint=self.fingerprint,
+            payload=audit.payload_text(payload),
+            at=self.at,
+        )
+
+
+def _check_version(expected_version: object) -> None:
+    if expected_version is not None and (
+        isinstance(expected_version, bool)
+        or not isinstance(expected_version, int)
+        or expected_version < 1
+    ):
+        raise errors.InvalidInput("expected_version must be a positive integer")
 
 
 class CommitmentService:
@@ -146,44 +181,43 @@ class CommitmentService:
                 raise errors.InvalidPartyData("the counterparty cannot be the allocator itself")
             body["counterparty"] = other
         new_id = commitment_id or uuid.uuid4()
-        params: dict[str, Any] = {
-            "id": new_id,
-            "owner_party": actor.party,
-            "deal_ref": reference,
-            "amount": value,
-            "currency": code,
-            "expires_at": expires_at,
-            "actor": actor.id,
-            "key_id": actor.key_id,
-            "key": key,
-            "fingerprint": self._fingerprint(actor, "/commitments", body) if key else None,
-            "payload": audit.payload_text({**body, "owner_party": actor.party}),
-            "at": now,
-        }
-        return self._create(actor, new_id, params, counterparty=other)
+        by = Attribution(
+            actor=actor.id,
+            key_id=actor.key_id,
+            idempotency_key=key,
+            fingerprint=self._fingerprint(actor, "/commitments", body) if key else None,
+            payload=audit.payload_text({**body, "owner_party": actor.party}),
+            at=now,
+        )
+        write = functools.partial(
+            records.create,
+            by=by,
+            commitment_id=new_id,
+            owner_party=actor.party,
+            deal_ref=reference,
+            amount=value,
+            currency=code,
+            expires_at=expires_at,
+        )
+        return self._create(write, new_id, counterparty=other)
 
     def _create(
         self,
-        actor: Actor,
+        write: Callable[[Database | Statements], WriteResult],
         commitment_id: UUID,
-        params: Mapping[str, Any],
         *,
         counterparty: str | None,
     ) -> WriteResult:
-        key = params["key"]
         if counterparty is None:
             with translated():
-                row = self._db.call_one(driver_sql(compliance_records.CREATE_SQL), params)
-                replayed, response = resolve(row[0], row[1], actor=actor.id, key=key)
-            return WriteResult.from_response(response, replayed)
+                return write(self._db)
 
         # the counterparty row commits with the commitment or not at all
         def work(uow: UnitOfWork) -> WriteResult:
-            row = uow.execute(compliance_records.CREATE_SQL, params).one()
-            replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)
-            if not replayed:
+            result = write(uow)
+            if not result.replayed:
                 compliance_records.record_counterparty(uow, commitment_id, counterparty)
-            return WriteResult.from_response(response, replayed)
+            return result
 
         with translated():
             return self._db.transaction(work)
@@ -198,7 +232,6 @@ class CommitmentService:
         reason: str | None = None,
         idempotency_key: str | None = None,
         payload: Mapping[str, Any] | None = None,
-        ledger_ref: LedgerRef | None = None,
         override_reason: str | None = None,
     ) -> WriteResult:
         """Cause ``event`` on a commitment.
@@ -218,7 +251,56 @@ class CommitmentService:
         """
         parsed = event if isinstance(event, Event) else Event.parse(event)
         self._authorise(actor, parsed)
+        request = self._checked(
+            actor,
+            commitment_id,
+            parsed,
+            expected_version=expected_version,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            override_reason=override_reason,
+        )
+        if parsed is Event.SUBMIT:
+            return self._submit(actor, commitment_id, request)
+        by = request.attribution(actor, request.noted)
+        if parsed is Event.APPROVE:
+            with translated(officer_event=True):
+                return records.approve(
+                    self._db,
+                    by,
+                    commitment_id=commitment_id,
+                    expected_version=request.expected_version,
+                    override_reason=request.override_reason,
+                )
         spec = transitions_for_event(parsed)
+        with translated(officer_event=parsed in OFFICER_EVENTS):
+            return records.transition(
+                self._db,
+                by,
+                commitment_id=commitment_id,
+                expected_version=request.expected_version,
+                event=parsed.value,
+                reason=request.reason,
+                require_owner=actor.party if authority_for(parsed) is Authority.OWNER else None,
+                forbid_submitter=actor.id if any(t.not_by_submitter for t in spec) else None,
+            )
+
+    def _checked(
+        self,
+        actor: Actor,
+        commitment_id: UUID,
+        event: Event,
+        *,
+        expected_version: int | None,
+        reason: str | None,
+        idempotency_key: str | None,
+        payload: Mapping[str, Any] | None,
+        override_reason: str | None,
+    ) -> _EventRequest:
+        """``apply``'s input checked (``InvalidInput``, ``InvalidText``), with the audit
+        payload and the idempotency fingerprint it makes."""
+        spec = transitions_for_event(event)
         reason_text = parse_text(
             reason,
             name="reason",
@@ -231,104 +313,37 @@ class CommitmentService:
             max_chars=self._reason_max_chars,
             required=False,
         )
-        if override is not None and parsed is not Event.APPROVE:
+        if override is not None and event is not Event.APPROVE:
             raise errors.InvalidInput("only an approval takes an override reason")
         key = parse_idempotency_key(idempotency_key)
-        if expected_version is not None and (
-            isinstance(expected_version, bool)
-            or not isinstance(expected_version, int)
-            or expected_version < 1
-        ):
-            raise errors.InvalidInput("expected_version must be a positive integer")
+        _check_version(expected_version)
         extra = dict(payload or {})
         if "reason" in extra:
             raise errors.InvalidInput("payload may not carry 'reason'; pass it as reason")
         if "screening" in extra or "override_reason" in extra:
             raise errors.InvalidInput("payload may not carry 'screening' or 'override_reason'")
         noted = {**extra, "reason": reason_text} if reason_text else dict(extra)
-        if override is not None:
-            noted["override_reason"] = override
         body: dict[str, Any] = {
-            "event": parsed.value,
+            "event": event.value,
             "expected_version": expected_version,
             "reason": reason_text,
             "payload": extra,
         }
         if override is not None:
+            noted["override_reason"] = override
             body["override_reason"] = override
-        if ledger_ref is not None:
-            body["ledger_ref"] = [
-                ledger_ref.chain,
-                ledger_ref.tx_hash,
-                ledger_ref.ledger_index,
-                ledger_ref.ledger_hash,
-            ]
-        fp = self._fingerprint(actor, f"/commitments/{commitment_id}/events", body) if key else None
-        now = self._clock.now()
-        if parsed is Event.SUBMIT:
-            return self._submit(
-                actor=actor,
-                commitment_id=commitment_id,
-                expected_version=expected_version,
-                noted=noted,
-                key=key,
-                fp=fp,
-                now=now,
-            )
-        common = {
-            "id": commitment_id,
-            "expected_version": expected_version,
-            "actor": actor.id,
-            "key_id": actor.key_id,
-            "key": key,
-            "fingerprint": fp,
-            "payload": audit.payload_text(noted),
-            "at": now,
-        }
-        if parsed is Event.APPROVE:
-            return self._call(
-                compliance_records.APPROVE_SQL,
-                {**common, "override_reason": override},
-                actor,
-                officer_event=True,
-            )
-        return self._call(
-            compliance_records.TRANSITION_SQL,
-            {
-                **common,
-                "event": parsed.value,
-                "reason": reason_text,
-                "require_owner": actor.party if authority_for(parsed) is Authority.OWNER else None,
-                "forbid_submitter": actor.id if any(t.not_by_submitter for t in spec) else None,
-                "chain": ledger_ref.chain if ledger_ref else None,
-                "tx_hash": ledger_ref.tx_hash if ledger_ref else None,
-                "ledger_index": ledger_ref.ledger_index if ledger_ref else None,
-                "ledger_hash": ledger_ref.ledger_hash if ledger_ref else None,
-            },
-            actor,
-            officer_event=parsed in OFFICER_EVENTS,
+        path = f"/commitments/{commitment_id}/events"
+        return _EventRequest(
+            expected_version=expected_version,
+            reason=reason_text,
+            override_reason=override,
+            noted=noted,
+            idempotency_key=key,
+            fingerprint=self._fingerprint(actor, path, body) if key else None,
+            at=self._clock.now(),
         )
 
-    def _call(
-        self, sql: str, params: Mapping[str, Any], actor: Actor, *, officer_event: bool
-    ) -> WriteResult:
-        """One commitment write as one statement (one round trip, its own transaction)."""
-        with translated(officer_event=officer_event):
-            row = self._db.call_one(driver_sql(sql), params)
-            replayed, response = resolve(row[0], row[1], actor=actor.id, key=params["key"])
-        return WriteResult.from_response(response, replayed)
-
-    def _submit(
-        self,
-        *,
-        actor: Actor,
-        commitment_id: UUID,
-        expected_version: int | None,
-        noted: Mapping[str, Any],
-        key: str | None,
-        fp: str | None,
-        now: datetime,
-    ) -> WriteResult:
+    def _submit(self, actor: Actor, commitment_id: UUID, request: _EventRequest) -> WriteResult:
         """DRAFT -> PENDING_REVIEW with screening, in one unit of work.
 
         Under the row lock: a keyed retry replays; a commitment the transition would
@@ -337,61 +352,54 @@ class CommitmentService:
         the limit totals are read, the commitment is screened, and the transition (with
         the screening in its audit payload) and the screening row commit together.
         """
+        key = request.idempotency_key
 
         def work(uow: UnitOfWork) -> WriteResult:
             if key is not None:
-                probe = uow.execute(
-                    compliance_records.PROBE_SQL,
-                    {"actor": actor.id, "key": key, "fingerprint": fp},
-                ).one()
-                if probe.outcome is not None:
-                    replayed, response = resolve(
-                        probe.outcome, probe.response, actor=actor.id, key=key
-                    )
-                    return WriteResult.from_response(response, replayed)
-            context = compliance_records.lock_for_submit(uow, commitment_id, now=now)
-            screening: Screening | None = None
-            payload = dict(noted)
-            if (
-                context is not None
-                and context.state == State.DRAFT.value
-                and expected_version in (None, context.version)
-                and context.subject.owner_party == actor.party
-            ):
-                screening = self._screen(uow, context.subject, now)
+                replayed = records.replay_of(
+                    uow, actor=actor.id, idempotency_key=key, fingerprint=request.fingerprint
+                )
+                if replayed is not None:
+                    return replayed
+            screening = self._screen_if_submittable(uow, actor, commitment_id, request)
+            payload = dict(request.noted)
+            if screening is not None:
                 payload["screening"] = screening.as_payload()
-            row = uow.execute(
-                compliance_records.TRANSITION_SQL,
-                {
-                    "id": commitment_id,
-                    "expected_version": expected_version,
-                    "event": Event.SUBMIT.value,
-                    "actor": actor.id,
-                    "key_id": actor.key_id,
-                    "reason": None,
-                    "require_owner": actor.party,
-                    "forbid_submitter": None,
-                    "key": key,
-                    "fingerprint": fp,
-                    "payload": audit.payload_text(payload),
-                    "at": now,
-                    "chain": None,
-                    "tx_hash": None,
-                    "ledger_index": None,
-                    "ledger_hash": None,
-                },
-            ).one()
-            replayed, response = resolve(row.outcome, row.response, actor=actor.id, key=key)
-            result = WriteResult.from_response(response, replayed)
-            assert screening is not None or replayed, "a submit that applied was screened"
-            if screening is not None and not replayed:
+            result = records.transition(
+                uow,
+                request.attribution(actor, payload),
+                commitment_id=commitment_id,
+                expected_version=request.expected_version,
+                event=Event.SUBMIT.value,
+                reason=None,
+                require_owner=actor.party,
+                forbid_submitter=None,
+            )
+            assert screening is not None or result.replayed, "a submit that applied was screened"
+            if screening is not None and not result.replayed:
                 compliance_records.save_screening(
-                    uow, commitment_id, result.version, screening, at=now
+                    uow, commitment_id, result.version, screening, at=request.at
                 )
             return result
 
         with translated():
             return self._db.transaction(work)
+
+    def _screen_if_submittable(
+        self, uow: UnitOfWork, actor: Actor, commitment_id: UUID, request: _EventRequest
+    ) -> Screening | None:
+        """Lock the commitment row; screen it when the submit can apply (DRAFT, at the
+        expected version, the actor's party its owner), else None: the transition then
+        reports why it cannot."""
+        context = compliance_records.lock_for_submit(uow, commitment_id, now=request.at)
+        if (
+            context is not None
+            and context.state == State.DRAFT.value
+            and request.expected_version in (None, context.version)
+            and context.subject.owner_party == actor.party
+        ):
+            return self._screen(uow, context.subject, request.at)
+        return None
 
     def _screen(self, uow: UnitOfWork, subject: Subject, now: datetime) -> Screening:
         parties = [subject.owner_party] + ([subject.counterparty] if subject.counterparty else [])
