@@ -1,4 +1,6 @@
-"""Independent verification of the compliance audit chain (``compliance_audit``).
+"""Independent verification of the compliance audit chain (``compliance_audit``), from
+the entries as read (``compliance.records.read_audit``): nothing here touches the
+database, so the check depends on no SQL of the engine but the one read.
 
 One chain, ordered by ``seq``, holds the changes that are not tied to one commitment:
 KYC record creations and updates, officer registrations and updates, sanctions list
@@ -22,14 +24,11 @@ hashed and stored, a version 1 entry names no key, and it never goes down the ch
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
-
 from ledger.audit import canonical_fields, encoding_problem, format_timestamp
-from ledger.errors import translate
 
 #: the first line of the hashed bytes, per canonical encoding version
 ENCODING_TAGS = {
@@ -91,33 +90,13 @@ class ComplianceVerifyReport:
         return not self.breaks
 
 
-def read_entries(
-    connection: Connection, *, subject_kind: str | None = None, subject: str | None = None
-) -> list[ComplianceEntry]:
-    try:
-        rows = connection.execute(
-            text(
-                "SELECT seq, recorded_at, actor, key_id, action, subject_kind, subject,"
-                " subject_version, payload, prev_hash, entry_hash, encoding_version"
-                " FROM compliance_audit"
-                " WHERE (CAST(:kind AS text) IS NULL OR subject_kind = :kind)"
-                "   AND (CAST(:subject AS text) IS NULL OR subject = :subject)"
-                " ORDER BY seq"
-            ),
-            {"kind": subject_kind, "subject": subject},
-        )
-        return [ComplianceEntry(*r) for r in rows]
-    except SQLAlchemyError as exc:
-        raise translate(exc) from exc
-
-
-def verify(connection: Connection) -> ComplianceVerifyReport:
-    """Recompute the whole chain; report the first break (edited, missing, reordered,
-    relabelled to another encoding version)."""
+def verify(entries: Iterable[ComplianceEntry]) -> ComplianceVerifyReport:
+    """Recompute the whole chain from its entries in ``seq`` order; report the first
+    break (edited, missing, reordered, relabelled to another encoding version)."""
     report = ComplianceVerifyReport()
     prev_hash: str | None = None
     prior_encoding = 1
-    for expected_seq, entry in enumerate(read_entries(connection), start=1):
+    for expected_seq, entry in enumerate(entries, start=1):
         report.entries += 1
         problem = _problem(entry, expected_seq, prev_hash, prior_encoding)
         if problem is not None:

@@ -1,5 +1,6 @@
 """Compliance records in PostgreSQL: officers, KYC records, sanctions lists, screenings,
-approvals, and the compliance audit chain.
+approvals, and the compliance audit chain (appended and read here, verified by
+``compliance.audit``). All SQL of the compliance tables lives in this module.
 
 Every function takes an open ``UnitOfWork`` (or a connection for reads) and leaves
 committing to its caller, so a service composes several of them into one transaction.
@@ -21,6 +22,7 @@ from uuid import UUID
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from compliance.audit import ComplianceEntry
 from compliance.kyc import KycRecord, KycStatus, RiskRating
 from compliance.sanctions import ListRef, ParsedList, SanctionsEntry, SanctionsIndex
 from compliance.screening import Finding, Outcome, Screening, Subject
@@ -74,6 +76,24 @@ def append_audit(
         },
     ).one()
     return int(row[0])
+
+
+def read_audit(
+    connection: Connection, *, subject_kind: str | None = None, subject: str | None = None
+) -> list[ComplianceEntry]:
+    """The chain's entries in ``seq`` order, optionally only those of one subject kind
+    and/or one subject (then with gaps in ``seq``: only the whole chain verifies)."""
+    rows = _rows(
+        connection,
+        "SELECT seq, recorded_at, actor, key_id, action, subject_kind, subject,"
+        " subject_version, payload, prev_hash, entry_hash, encoding_version"
+        " FROM compliance_audit"
+        " WHERE (CAST(:kind AS text) IS NULL OR subject_kind = :kind)"
+        "   AND (CAST(:subject AS text) IS NULL OR subject = :subject)"
+        " ORDER BY seq",
+        {"kind": subject_kind, "subject": subject},
+    )
+    return [ComplianceEntry(*r) for r in rows]
 
 
 # -- officers ---------------------------------------------------------------------------
@@ -334,25 +354,7 @@ def store_list(
             },
         ).scalar_one()
     )
-    uow.connection.execute(
-        text(
-            "INSERT INTO sanctions_entries (list_version_id, entry_id, kind, name, aliases,"
-            " identifiers, programs) VALUES (:v, :entry_id, :kind, :name, :aliases,"
-            " :identifiers, :programs)"
-        ),
-        [
-            {
-                "v": version_id,
-                "entry_id": e.entry_id,
-                "kind": e.kind,
-                "name": e.name,
-                "aliases": list(e.aliases),
-                "identifiers": list(e.identifiers),
-                "programs": e.programs,
-            }
-            for e in parsed.entries
-        ],
-    )
+    _insert_entries(uow, version_id, parsed.entries)
     append_audit(
         uow,
         actor=actor,
@@ -378,6 +380,29 @@ def store_list(
         len(parsed.entries),
         actor,
         at,
+    )
+
+
+def _insert_entries(uow: UnitOfWork, version_id: int, entries: Sequence[SanctionsEntry]) -> None:
+    """A list version's entries, as one batched statement (executemany)."""
+    uow.connection.execute(
+        text(
+            "INSERT INTO sanctions_entries (list_version_id, entry_id, kind, name, aliases,"
+            " identifiers, programs) VALUES (:v, :entry_id, :kind, :name, :aliases,"
+            " :identifiers, :programs)"
+        ),
+        [
+            {
+                "v": version_id,
+                "entry_id": e.entry_id,
+                "kind": e.kind,
+                "name": e.name,
+                "aliases": list(e.aliases),
+                "identifiers": list(e.identifiers),
+                "programs": e.programs,
+            }
+            for e in entries
+        ],
     )
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import text
-
 from compliance import audit as compliance_audit
 from compliance import errors as compliance_errors
 from compliance import kyc
@@ -291,15 +289,9 @@ class ComplianceService:
             record = records.load(connection, commitment_id)
             history = records.history(connection, commitment_id)
             since = history[-1].at if record.state == State.PENDING_REVIEW.value else None
-            counterparty = connection.execute(
-                text(
-                    "SELECT counterparty FROM commitment_counterparties WHERE commitment_id = :id"
-                ),
-                {"id": commitment_id},
-            ).scalar_one_or_none()
             return ReviewDetail(
                 commitment=record,
-                counterparty=counterparty,
+                counterparty=compliance_records.counterparty_of(connection, commitment_id),
                 under_review_since=since,
                 age=self._clock.now() - since if since is not None else None,
                 screenings=compliance_records.screenings_of(connection, commitment_id),
@@ -311,13 +303,13 @@ class ComplianceService:
         return self._read(query)
 
     def verify_audit(self) -> compliance_audit.ComplianceVerifyReport:
-        return self._read(compliance_audit.verify)
+        return self._read(lambda c: compliance_audit.verify(compliance_records.read_audit(c)))
 
     def audit_entries(
         self, *, subject_kind: str | None = None, subject: str | None = None
     ) -> list[compliance_audit.ComplianceEntry]:
         return self._read(
-            lambda c: compliance_audit.read_entries(c, subject_kind=subject_kind, subject=subject)
+            lambda c: compliance_records.read_audit(c, subject_kind=subject_kind, subject=subject)
         )
 
     # -- helpers ------------------------------------------------------------------

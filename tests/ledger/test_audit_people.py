@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import create_engine, text
 
-from compliance import audit as compliance_audit
+from compliance import records as compliance_records
 from ledger import migrate
 from ledger.audit import AuditEntry
 from settlement import bootstrap
@@ -261,7 +261,7 @@ def test_entries_before_the_migration_keep_verifying_and_old_keys_keep_working(
             ).scalars()
             assert list(versions) == [1, 2]
         with engine.db.unit_of_work() as uow:
-            python = compliance_audit.read_entries(uow.connection)
+            python = compliance_records.read_audit(uow.connection)
         assert [e.computed_hash() == e.entry_hash for e in python] == [True, True]
         # the chain holds version 2 entries now: going back would orphan their hashes
         with pytest.raises(Exception, match="encoding version 2 exist"):
