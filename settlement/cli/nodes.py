@@ -21,6 +21,52 @@ DataDir = Annotated[
 ]
 
 
+IdleInterval = Annotated[
+    float | None,
+    typer.Option(
+        min=0.001,
+        help="Close a ledger holding no transaction only this long after the last "
+        "close (rippled: 15 s). Each close time is at least its parent's + 1 s, so "
+        "closing empty ledgers faster than once a second runs ledger time ahead of "
+        "the wall clock. Default: 1 s when --close-interval is below 1 s.",
+    ),
+]
+Amendments = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--amendments",
+        help="Switch optional amendments, e.g. TokenEscrow=off,DeepFreeze=on "
+        "(repeatable). The feature method lists them.",
+    ),
+]
+NetworkId = Annotated[
+    int,
+    typer.Option(
+        "--network-id",
+        min=0,
+        max=0xFFFFFFFF,
+        help="NetworkID of this network; above 1024 every transaction must carry it.",
+    ),
+]
+FeeEscalation = Annotated[
+    bool,
+    typer.Option(
+        "--fee-escalation/--no-fee-escalation",
+        help="Raise the open-ledger fee past --expected-ledger-size transactions and "
+        "queue cheaper ones (terQUEUED), as rippled's TxQ does.",
+    ),
+]
+ExpectedLedgerSize = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-ledger-size",
+        min=1,
+        help="Transactions a ledger takes at the reference fee before the fee "
+        "escalates. Default: a standalone rippled's, as the node sets it.",
+    ),
+]
+
+
 @node_app.command("xrpl")
 def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line option
     port: Port = 5005,
@@ -28,50 +74,11 @@ def node_xrpl(  # noqa: PLR0917 - typer maps one parameter to each command-line 
         float, typer.Option(min=0, help="Seconds between ledger closes; 0: only on ledger_accept.")
     ] = 0.0,
     data_dir: DataDir = None,
-    idle_interval: Annotated[
-        float | None,
-        typer.Option(
-            min=0.001,
-            help="Close a ledger holding no transaction only this long after the last "
-            "close (rippled: 15 s). Each close time is at least its parent's + 1 s, so "
-            "closing empty ledgers faster than once a second runs ledger time ahead of "
-            "the wall clock. Default: 1 s when --close-interval is below 1 s.",
-        ),
-    ] = None,
-    amendments: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--amendments",
-            help="Switch optional amendments, e.g. TokenEscrow=off,DeepFreeze=on "
-            "(repeatable). The feature method lists them.",
-        ),
-    ] = None,
-    network_id: Annotated[
-        int,
-        typer.Option(
-            "--network-id",
-            min=0,
-            max=0xFFFFFFFF,
-            help="NetworkID of this network; above 1024 every transaction must carry it.",
-        ),
-    ] = 0,
-    fee_escalation: Annotated[
-        bool,
-        typer.Option(
-            "--fee-escalation/--no-fee-escalation",
-            help="Raise the open-ledger fee past --expected-ledger-size transactions and "
-            "queue cheaper ones (terQUEUED), as rippled's TxQ does.",
-        ),
-    ] = True,
-    expected_ledger_size: Annotated[
-        int | None,
-        typer.Option(
-            "--expected-ledger-size",
-            min=1,
-            help="Transactions a ledger takes at the reference fee before the fee "
-            "escalates. Default: a standalone rippled's, as the node sets it.",
-        ),
-    ] = None,
+    idle_interval: IdleInterval = None,
+    amendments: Amendments = None,
+    network_id: NetworkId = 0,
+    fee_escalation: FeeEscalation = True,
+    expected_ledger_size: ExpectedLedgerSize = None,
 ) -> None:
     """An XRP Ledger speaking rippled's JSON-RPC (admin port), with a faucet."""
     # Imported here, not at the top: the node pulls in xrpl-py, which the rest of
