@@ -69,17 +69,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transitions import ALLOCATOR, OFFICER, SYSTEM, seed
 
 from adapters.chain import Chain, ChainName
-from adapters.keystore import KeystoreFile
-from adapters.resilience import ChainGuard, ResiliencePolicy
-from adapters.stellar import StellarChain
-from adapters.xrpl import XrplChain
+from adapters.resilience import ResiliencePolicy
 from ledger import embedded, migrate
 from ledger.database import app_url_for
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.demo.world import LocalWorld, NetworkUrls, start_local_world
-from settlement.dvp import DvpCoordinator, DvpPolicy
-from settlement.dvp.worker import Worker, WorkerPolicy
+from settlement.dvp import DvpPolicy
+from settlement.dvp.worker import WorkerPolicy
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
 
@@ -92,22 +89,16 @@ BOND = Decimal(1)
 
 def own_chains(world: LocalWorld, policy: ResiliencePolicy) -> dict[ChainName, Chain]:
     """A worker's own adapters, on the world's accounts, tickets and channel accounts."""
-    return {
-        ChainName.XRPL: XrplChain(
-            world.xrpl.url,
-            agent=world.agent_xrpl.classic_address,
-            signer=world.keystore,
-            guard=ChainGuard("xrpl", policy),
-        ),
-        ChainName.STELLAR: StellarChain(
-            world.stellar.url,
-            world.stellar.passphrase,
-            agent=world.agent_stellar.public_key,
-            signer=world.keystore,
-            guard=ChainGuard("stellar", policy),
-            channels=[c.public_key for c in world.channels_stellar],
-        ),
-    }
+    return bootstrap.chains_on(
+        world.xrpl.url,
+        world.stellar.url,
+        world.stellar.passphrase,
+        xrpl_agent=world.agent_xrpl.classic_address,
+        stellar_agent=world.agent_stellar.public_key,
+        signer=world.keystore,
+        guards=bootstrap.chain_guards(policy),
+        stellar_channels=[c.public_key for c in world.channels_stellar],
+    )
 
 
 class _Count(logging.Handler):
@@ -145,13 +136,14 @@ def run(
     policy = ResiliencePolicy()
     dvp_policy = DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.1)
     coordinators = [
-        DvpCoordinator(
-            engine.db,
-            service=engine.commitments,
-            chains=own_chains(world, policy),
-            sealer=sealer,
+        # the feeders' accounts are registered to nobody: no owner check
+        bootstrap.build_coordinator(
+            engine,
+            own_chains(world, policy),
             clock=world.clock,
             policy=dvp_policy,
+            sealed_with=sealer,
+            check_owners=False,
         )
         for _ in range(1 if processes is not None else workers_n)
     ]
@@ -159,10 +151,10 @@ def run(
         []
         if processes is not None
         else [
-            Worker(
-                engine.db,
+            bootstrap.build_stepping_worker(
+                engine,
                 c,
-                world.clock,
+                clock=world.clock,
                 name=f"bench-{workers_n}-{n}",
                 policy=WorkerPolicy(
                     lease_s=30, batch=in_flight, idle_s=0.02, concurrency=concurrency
@@ -393,7 +385,7 @@ class WorkerProcesses:
     def __init__(self, world: LocalWorld, owner_url: str, workdir: Path, tickets: int) -> None:
         self.sealing_key = Fernet.generate_key()
         keystore_key = Fernet.generate_key()
-        keystore = KeystoreFile(workdir / "keystore.fernet", keystore_key)
+        keystore = bootstrap.keystore_at(workdir / "keystore.fernet", keystore_key)
         for wallet in (world.seller_xrpl, world.agent_xrpl):
             assert wallet.seed is not None
             keystore.add_xrpl(wallet.seed)

@@ -1,14 +1,25 @@
-"""The composition root: the one place that builds infrastructure from settings.
+"""The composition root: the one place that builds infrastructure.
 
-Entry points (CLI, API, worker, demo) and tests call ``build``; nothing else constructs
-database engines, clocks or services.
+Entry points (CLI, API, worker, demo), benchmarks and tests call these; nothing else
+constructs database engines, clocks, services, keystores, ledger adapters and their
+breakers, DVP coordinators, workers or the local world:
+
+- ``build``: the database and the services over it, from settings;
+- ``build_chains`` / ``build_xrpl_chain`` / ``build_ledgers``: the ledger adapters from
+  settings, signing with the keystore file; ``chains_on``: the same adapters on networks
+  named by URL, signing with keys held in memory;
+- ``build_coordinator``; ``build_worker`` (what ``settle worker`` runs, with its expiry
+  sweep, breaker publishing and ticket top-ups) and ``build_stepping_worker`` (one that
+  only steps settlements).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
@@ -17,7 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.chain import Chain, ChainName
 from adapters.keystore import KeystoreFile
-from adapters.resilience import ChainGuard
+from adapters.resilience import ChainGuard, ResiliencePolicy
+from adapters.signing import InMemoryKeystore, Signer
 from adapters.stellar import StellarChain
 from adapters.xrpl import XrplChain
 from compliance.errors import PolicyError
@@ -26,13 +38,20 @@ from compliance.records import SanctionsIndexCache
 from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
+from settlement.breakers import BreakerBoard
 from settlement.clock import Clock, SystemClock
 from settlement.dvp import DvpCoordinator, DvpPolicy
+from settlement.dvp.tickets import TicketKeeper
+from settlement.dvp.worker import Worker, WorkerPolicy
 from settlement.sealing import Sealer, local_key
 from settlement.services.commitments import CommitmentService
 from settlement.services.compliance import ComplianceService
 from settlement.services.settlements import SettlementDesk
 from settlement.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from stellar_sdk import Keypair
+    from xrpl.wallet import Wallet
 
 
 @dataclass(frozen=True)
@@ -161,7 +180,7 @@ def build(
     )
 
 
-# -- chains, keystore and the DVP coordinator -------------------------------------------
+# -- keystore and chains ------------------------------------------------------------------
 
 
 def _fernet_key(settings: Settings, configured: SecretStr | None, name: str) -> bytes:
@@ -178,7 +197,59 @@ def keystore_file(settings: Settings) -> KeystoreFile:
     path = settings.keystore_file
     if not path.is_absolute():
         path = settings.data_dir / path
-    return KeystoreFile(path, _fernet_key(settings, settings.keystore_key, "keystore"))
+    return keystore_at(path, _fernet_key(settings, settings.keystore_key, "keystore"))
+
+
+def keystore_at(path: Path, key: bytes) -> KeystoreFile:
+    """The encrypted keystore file at ``path``, opened with the Fernet ``key`` (the file
+    is written when the first key is added); ``KeystoreError`` for a key that is not a
+    Fernet key."""
+    return KeystoreFile(path, key)
+
+
+def keystore_holding(xrpl: Iterable[Wallet], stellar: Iterable[Keypair]) -> InMemoryKeystore:
+    """A keystore in memory holding these keys (the local world's, a test worker's)."""
+    keystore = InMemoryKeystore()
+    for wallet in xrpl:
+        keystore.add_xrpl(wallet)
+    for keypair in stellar:
+        keystore.add_stellar(keypair)
+    return keystore
+
+
+def chain_guards(policy: ResiliencePolicy | None = None) -> dict[ChainName, ChainGuard]:
+    """A fresh circuit breaker and retry policy per chain (``policy``, or the default)."""
+    return {
+        ChainName.XRPL: ChainGuard("xrpl", policy),
+        ChainName.STELLAR: ChainGuard("stellar", policy),
+    }
+
+
+def _configured_chains(
+    settings: Settings, guards: Mapping[ChainName, ChainGuard]
+) -> tuple[XrplChain, StellarChain]:
+    if not settings.xrpl_agent or not settings.stellar_agent:
+        raise SettingsError(
+            "SETTLEMENT_XRPL_AGENT and SETTLEMENT_STELLAR_AGENT: the settlement agents are required"
+        )
+    signer = keystore_file(settings).load()
+    xrpl = XrplChain(
+        settings.xrpl_url,
+        agent=settings.xrpl_agent,
+        signer=signer,
+        guard=guards.get(ChainName.XRPL) or ChainGuard("xrpl"),
+        use_tickets=settings.xrpl_use_tickets,
+    )
+    stellar = StellarChain(
+        settings.horizon_url,
+        settings.stellar_network_passphrase,
+        agent=settings.stellar_agent,
+        signer=signer,
+        guard=guards.get(ChainName.STELLAR) or ChainGuard("stellar"),
+        channels=settings.stellar_channel_accounts,
+        max_fee_per_op_stroops=settings.stellar_max_fee_per_op_stroops,
+    )
+    return xrpl, stellar
 
 
 def build_chains(
@@ -186,44 +257,100 @@ def build_chains(
 ) -> dict[ChainName, Chain]:
     """The XRPL and Stellar adapters from settings, signing with the keystore file;
     each behind its guard from ``guards`` (a fresh ``ChainGuard`` when not given)."""
-    guards = guards or {}
-    if not settings.xrpl_agent or not settings.stellar_agent:
-        raise SettingsError(
-            "SETTLEMENT_XRPL_AGENT and SETTLEMENT_STELLAR_AGENT: the settlement agents are required"
-        )
-    signer = keystore_file(settings).load()
-    return {
-        ChainName.XRPL: XrplChain(
-            settings.xrpl_url,
-            agent=settings.xrpl_agent,
-            signer=signer,
-            guard=guards.get(ChainName.XRPL) or ChainGuard("xrpl"),
-            use_tickets=settings.xrpl_use_tickets,
-        ),
-        ChainName.STELLAR: StellarChain(
-            settings.horizon_url,
-            settings.stellar_network_passphrase,
-            agent=settings.stellar_agent,
-            signer=signer,
-            guard=guards.get(ChainName.STELLAR) or ChainGuard("stellar"),
-            channels=settings.stellar_channel_accounts,
-            max_fee_per_op_stroops=settings.stellar_max_fee_per_op_stroops,
-        ),
-    }
+    xrpl, stellar = _configured_chains(settings, guards or {})
+    return {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
+
+
+def build_xrpl_chain(settings: Settings) -> XrplChain:
+    """The XRPL adapter from settings, for account set-up (``settle xrpl tickets``).
+    Settings are checked as ``build_chains`` checks them (both agents, the keystore), so
+    this refuses what a worker would refuse."""
+    xrpl, stellar = _configured_chains(settings, {})
+    stellar.close()
+    return xrpl
+
+
+def _chain_pair(
+    xrpl_url: str,
+    horizon_url: str,
+    stellar_network_passphrase: str,
+    *,
+    xrpl_agent: str,
+    stellar_agent: str,
+    signer: Signer,
+    guards: Mapping[ChainName, ChainGuard],
+    stellar_channels: Sequence[str],
+) -> tuple[XrplChain, StellarChain]:
+    xrpl = XrplChain(xrpl_url, agent=xrpl_agent, signer=signer, guard=guards[ChainName.XRPL])
+    stellar = StellarChain(
+        horizon_url,
+        stellar_network_passphrase,
+        agent=stellar_agent,
+        signer=signer,
+        guard=guards[ChainName.STELLAR],
+        channels=stellar_channels,
+    )
+    return xrpl, stellar
+
+
+def chains_on(
+    xrpl_url: str,
+    horizon_url: str,
+    stellar_network_passphrase: str,
+    *,
+    xrpl_agent: str,
+    stellar_agent: str,
+    signer: Signer,
+    guards: Mapping[ChainName, ChainGuard],
+    stellar_channels: Sequence[str] = (),
+) -> dict[ChainName, Chain]:
+    """Both adapters on networks named by URL, signing with ``signer`` (keys held in
+    memory), each behind its guard of ``guards``: the local world's, a benchmark's or a
+    test worker's. Every other option is the adapters' default (XRPL Tickets used when
+    the signer holds some; no Stellar channel accounts unless given)."""
+    xrpl, stellar = _chain_pair(
+        xrpl_url,
+        horizon_url,
+        stellar_network_passphrase,
+        xrpl_agent=xrpl_agent,
+        stellar_agent=stellar_agent,
+        signer=signer,
+        guards=guards,
+        stellar_channels=stellar_channels,
+    )
+    return {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
+
+
+# -- the DVP coordinator and workers --------------------------------------------------------
+
+
+def sealer(settings: Settings) -> Sealer:
+    """The sealer of hash-lock secrets: the configured key, or the local network's own."""
+    return Sealer(_fernet_key(settings, settings.sealing_key, "sealing"))
 
 
 def build_coordinator(
-    engine: Engine, chains: dict[ChainName, Chain] | None = None
+    engine: Engine,
+    chains: Mapping[ChainName, Chain] | None = None,
+    *,
+    clock: Clock | None = None,
+    policy: DvpPolicy | None = None,
+    sealed_with: Sealer | None = None,
+    check_owners: bool = True,
 ) -> DvpCoordinator:
+    """The coordinator over ``chains`` (by default the adapters from settings), on the
+    engine's clock, DVP timing from settings and sealing key unless given. With
+    ``check_owners`` an instruction's ledger accounts must be registered to the
+    commitment's parties; a benchmark or a test whose accounts are nobody's turns it off."""
     settings = engine.settings
     return DvpCoordinator(
         engine.db,
         service=engine.commitments,
         chains=chains if chains is not None else build_chains(settings),
-        sealer=Sealer(_fernet_key(settings, settings.sealing_key, "sealing")),
-        clock=engine.clock,
-        accounts=engine.compliance,
-        policy=dvp_policy(settings),
+        sealer=sealed_with if sealed_with is not None else sealer(settings),
+        clock=clock or engine.clock,
+        accounts=engine.compliance if check_owners else None,
+        policy=policy or dvp_policy(settings),
     )
 
 
@@ -259,6 +386,58 @@ def build_ledgers(engine: Engine) -> Ledgers:
 
     Raises ``SettingsError`` when the settlement agents or the keys are not configured.
     """
-    guards = {ChainName.XRPL: ChainGuard("xrpl"), ChainName.STELLAR: ChainGuard("stellar")}
+    guards = chain_guards()
     chains = build_chains(engine.settings, guards)
     return Ledgers(chains=chains, guards=guards, coordinator=build_coordinator(engine, chains))
+
+
+def build_ticket_keeper(
+    settings: Settings, chains: Mapping[ChainName, Chain]
+) -> TicketKeeper | None:
+    """The keeper of the XRPL accounts' Tickets when the settings ask for one
+    (``xrpl_ticket_target`` above 0) and the XRPL adapter is one that signs on Tickets;
+    None otherwise. Raises ``ValueError`` for a target out of range."""
+    chain = chains[ChainName.XRPL]
+    if settings.xrpl_ticket_target == 0 or not isinstance(chain, XrplChain):
+        return None
+    return TicketKeeper(chain, list(settings.xrpl_ticket_holders), settings.xrpl_ticket_target)
+
+
+def build_worker(engine: Engine, ledgers: Ledgers, *, policy: WorkerPolicy) -> Worker:
+    """The worker ``settle worker`` runs: it steps settlements through the ledgers'
+    coordinator, sweeps expired commitments, and in its housekeeping publishes its
+    breakers' states where operators see them (applying an admin's reset) and tops up
+    the XRPL Tickets when the settings ask for it."""
+    board = BreakerBoard(engine.db, engine.clock)
+    keeper = build_ticket_keeper(engine.settings, ledgers.chains)
+
+    def housekeeping() -> None:
+        # breaker states go where `settle serve` and operators can see them, and an
+        # admin's reset reaches this process's breakers
+        board.publish(f"worker:{worker.name}", ledgers.guards)
+        if keeper is not None:
+            keeper.tend()
+
+    worker = Worker(
+        engine.db,
+        ledgers.coordinator,
+        engine.clock,
+        policy=policy,
+        expire=engine.commitments.expire_due,
+        housekeeping=housekeeping,
+    )
+    return worker
+
+
+def build_stepping_worker(
+    engine: Engine,
+    coordinator: DvpCoordinator,
+    *,
+    policy: WorkerPolicy,
+    name: str | None = None,
+    clock: Clock | None = None,
+) -> Worker:
+    """A worker that only steps settlements through ``coordinator`` (on ``clock``, by
+    default the engine's): no expiry sweep, no housekeeping. The demo, benchmarks and
+    tests run it beside a coordinator of their own."""
+    return Worker(engine.db, coordinator, clock or engine.clock, name=name, policy=policy)

@@ -1,7 +1,7 @@
 """`settle xrpl tickets`: keep the XRPL accounts the engine signs for supplied with Tickets.
 
-The top-up itself lives in ``settlement.dvp.tickets``; this command parses, builds the XRPL
-adapter from settings and prints what happened.
+The top-up itself lives in ``settlement.dvp.tickets``; this command parses, has
+``settlement.bootstrap`` build the XRPL adapter from settings and prints what happened.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
-from adapters.chain import Applied, ChainName
+from adapters.chain import Applied
 from adapters.errors import AdapterError, TransportError
 from adapters.keystore import KeystoreError
-from adapters.xrpl.chain import MAX_TICKETS_PER_ACCOUNT, XrplChain
+from adapters.xrpl.chain import MAX_TICKETS_PER_ACCOUNT
 from settlement import bootstrap
 from settlement.cli.common import JsonFlag, fail, settings_or_exit
 from settlement.dvp.tickets import describe, top_up_tickets
@@ -45,10 +45,9 @@ def tickets(
     the ledger cannot be reached."""
     settings = settings_or_exit()
     try:
-        chain = bootstrap.build_chains(settings)[ChainName.XRPL]
+        chain = bootstrap.build_xrpl_chain(settings)
     except (SettingsError, KeystoreError, ValueError) as exc:
         raise fail(str(exc), 2) from exc
-    assert isinstance(chain, XrplChain)
     reports = []
     for account in accounts or [settings.xrpl_agent]:
         try:

@@ -11,16 +11,12 @@ from typing import Annotated
 
 import typer
 
-from adapters.chain import ChainName
 from adapters.keystore import KeystoreError
-from adapters.xrpl.chain import XrplChain
 from ledger.errors import LedgerError
 from settlement import bootstrap
-from settlement.breakers import BreakerBoard
 from settlement.cli.common import JsonFlag, engine_or_exit, fail, settings_or_exit
-from settlement.dvp.tickets import TicketKeeper
-from settlement.dvp.worker import Worker, WorkerPolicy
-from settlement.settings import Settings, SettingsError
+from settlement.dvp.worker import WorkerPolicy
+from settlement.settings import SettingsError
 
 keystore_app = typer.Typer(help="The encrypted keystore of ledger accounts.", no_args_is_help=True)
 
@@ -85,23 +81,8 @@ def worker(
     except (SettingsError, KeystoreError, ValueError) as exc:
         engine.close()
         raise fail(str(exc), 2) from exc
-    board = BreakerBoard(engine.db, engine.clock)
-    keeper = _ticket_keeper(engine.settings, ledgers)
-
-    def housekeeping() -> None:
-        # breaker states go where `settle serve` and operators can see them, and an
-        # admin's reset reaches this process's breakers
-        board.publish(f"worker:{runner.name}", ledgers.guards)
-        if keeper is not None:
-            keeper.tend()
-
-    runner = Worker(
-        engine.db,
-        ledgers.coordinator,
-        engine.clock,
-        policy=WorkerPolicy(lease_s=lease, concurrency=concurrency),
-        expire=engine.commitments.expire_due,
-        housekeeping=housekeeping,
+    runner = bootstrap.build_worker(
+        engine, ledgers, policy=WorkerPolicy(lease_s=lease, concurrency=concurrency)
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -122,14 +103,6 @@ def worker(
     finally:
         ledgers.close()
         engine.close()
-
-
-def _ticket_keeper(settings: Settings, ledgers: bootstrap.Ledgers) -> TicketKeeper | None:
-    """The keeper of the XRPL accounts' tickets when the settings ask for one."""
-    chain = ledgers.chains[ChainName.XRPL]
-    if settings.xrpl_ticket_target == 0 or not isinstance(chain, XrplChain):
-        return None
-    return TicketKeeper(chain, list(settings.xrpl_ticket_holders), settings.xrpl_ticket_target)
 
 
 def reconcile(as_json: JsonFlag = False) -> None:

@@ -35,7 +35,8 @@ from typing import Any
 
 from stellar_sdk import Asset as SdkAsset
 
-from settlement.bootstrap import Engine, Ledgers, dvp_policy
+from settlement import bootstrap
+from settlement.bootstrap import Engine, Ledgers
 from settlement.cli.remote import col, table
 from settlement.demo.story import (
     COUNTERPARTY,
@@ -104,10 +105,10 @@ class _WorkerThread:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._worker = Worker(
-            self._engine.db,
+        self._worker = bootstrap.build_stepping_worker(
+            self._engine,
             self._coordinator,
-            self._world.clock,
+            clock=self._world.clock,
             name="demo-worker",
             policy=WorkerPolicy(lease_s=30, idle_s=0.05),
         )
@@ -130,15 +131,13 @@ class _WorkerThread:
 
 
 def _coordinator(engine: Engine, world: LocalWorld, sealer: Sealer) -> DvpCoordinator:
-    return DvpCoordinator(
-        engine.db,
-        service=engine.commitments,
-        chains=world.chains,
-        sealer=sealer,
+    return bootstrap.build_coordinator(
+        engine,
+        world.chains,
         clock=world.clock,
+        sealed_with=sealer,
         # short waits between ledger closes: the local networks close every few ms
-        policy=replace(dvp_policy(engine.settings), retry_after_s=0.05),
-        accounts=engine.compliance,
+        policy=replace(bootstrap.dvp_policy(engine.settings), retry_after_s=0.05),
     )
 
 

@@ -5,12 +5,12 @@
                                                                of the database is closed
     python tests/settlement/dvp/crash_worker.py CONFIG.json --zygote      fork server, see below
 
-It builds everything itself from the JSON file the parent wrote (node URLs, the Stellar
-network passphrase, database URLs, the keys as XRPL seeds / Stellar secrets, agents'
-addresses, the Stellar channel accounts if any, the Fernet sealing key): the adapters,
-an in-memory keystore, the engine, a ``DvpCoordinator`` and a ``Worker``, exactly as a
-deployed worker would, and shares nothing with the parent but the networks and the
-database.
+It builds everything itself, through ``settlement.bootstrap``, from the JSON file the
+parent wrote (node URLs, the Stellar network passphrase, database URLs, the keys as XRPL
+seeds / Stellar secrets, agents' addresses, the Stellar channel accounts if any, the
+Fernet sealing key): the adapters, an in-memory keystore, the engine, a
+``DvpCoordinator`` and a ``Worker``, as a deployed worker would, and shares nothing with
+the parent but the networks and the database.
 
 The engine's clock is the wall clock plus an offset the parent keeps in a file
 (``clock_offset_file``): the parent moves the ledgers' clocks with
@@ -42,14 +42,10 @@ if str(ROOT) not in sys.path:
 from stellar_sdk import Keypair  # noqa: E402
 from xrpl.wallet import Wallet  # noqa: E402
 
-from adapters.chain import Chain, ChainName  # noqa: E402
-from adapters.resilience import ChainGuard, ResiliencePolicy  # noqa: E402
-from adapters.signing import InMemoryKeystore  # noqa: E402
-from adapters.stellar import StellarChain  # noqa: E402
-from adapters.xrpl import XrplChain  # noqa: E402
+from adapters.resilience import ResiliencePolicy  # noqa: E402
 from settlement import bootstrap  # noqa: E402
 from settlement.bootstrap import DatabaseUrls  # noqa: E402
-from settlement.dvp import DvpCoordinator, DvpPolicy  # noqa: E402
+from settlement.dvp import DvpPolicy  # noqa: E402
 from settlement.dvp.worker import Worker, WorkerPolicy  # noqa: E402
 from settlement.sealing import Sealer  # noqa: E402
 from settlement.settings import load_settings  # noqa: E402
@@ -71,47 +67,41 @@ class FileOffsetClock:
 
 def build_worker(config: dict[str, Any]) -> tuple[Worker, bootstrap.Engine]:
     policy = ResiliencePolicy(fail_max=3, reset_timeout_s=0.5, attempts=2, backoff_initial_s=0.01)
-    keystore = InMemoryKeystore()
-    for seed in config["xrpl_seeds"]:
-        keystore.add_xrpl(Wallet.from_seed(seed))
-    for secret in config["stellar_secrets"]:
-        keystore.add_stellar(Keypair.from_secret(secret))
-    chains: dict[ChainName, Chain] = {
-        ChainName.XRPL: XrplChain(
-            config["xrpl_url"],
-            agent=config["xrpl_agent"],
-            signer=keystore,
-            guard=ChainGuard("xrpl", policy),
-        ),
-        ChainName.STELLAR: StellarChain(
-            config["horizon_url"],
-            config["network_passphrase"],
-            agent=config["stellar_agent"],
-            signer=keystore,
-            guard=ChainGuard("stellar", policy),
-            # none: every transaction of an account takes that account's own sequence
-            channels=config.get("stellar_channels", []),
-        ),
-    }
+    keystore = bootstrap.keystore_holding(
+        [Wallet.from_seed(seed) for seed in config["xrpl_seeds"]],
+        [Keypair.from_secret(secret) for secret in config["stellar_secrets"]],
+    )
+    chains = bootstrap.chains_on(
+        config["xrpl_url"],
+        config["horizon_url"],
+        config["network_passphrase"],
+        xrpl_agent=config["xrpl_agent"],
+        stellar_agent=config["stellar_agent"],
+        signer=keystore,
+        guards=bootstrap.chain_guards(policy),
+        # none: every transaction of an account takes that account's own sequence
+        stellar_channels=config.get("stellar_channels", []),
+    )
     clock = FileOffsetClock(Path(config["clock_offset_file"]))
     urls = DatabaseUrls(owner=config["database_owner_url"], app=config["database_app_url"])
     engine = bootstrap.build(
         load_settings(database_url=urls.owner, pool_size=4), clock=clock, urls=urls
     )
-    coordinator = DvpCoordinator(
-        engine.db,
-        service=engine.commitments,
-        chains=chains,
-        sealer=Sealer(config["sealing_key"].encode()),
+    coordinator = bootstrap.build_coordinator(
+        engine,
+        chains,
         clock=clock,
         policy=DvpPolicy(
             safety_margin_s=120, commit_send_margin_s=30, min_window_s=5, retry_after_s=0.02
         ),
+        sealed_with=Sealer(config["sealing_key"].encode()),
+        # the test's accounts are registered to nobody
+        check_owners=False,
     )
-    worker = Worker(
-        engine.db,
+    worker = bootstrap.build_stepping_worker(
+        engine,
         coordinator,
-        clock,
+        clock=clock,
         name=f"crash-worker-{os.getpid()}",
         policy=WorkerPolicy(lease_s=config["lease_s"], batch=8, idle_s=0.02),
     )
