@@ -71,19 +71,18 @@ from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.clock import Clock
 from settlement.domain import errors
-from settlement.domain.states import State
+from settlement.domain.settlements import (
+    DECIDES,
+    SETTLEMENTS,
+    Decision,
+    LegState,
+    SettlementStatus,
+    SubmissionStatus,
+)
+from settlement.domain.states import Event, State, transitions_for_event
 from settlement.domain.values import SYSTEM, Actor, Role
 from settlement.dvp.instructions import InstructionCheck, LegInstruction
-from settlement.dvp.protocol import (
-    Decision,
-    EscrowClock,
-    LegFacts,
-    LegState,
-    Move,
-    Status,
-    lock_plan,
-    plan,
-)
+from settlement.dvp.protocol import EscrowClock, LegFacts, Move, lock_plan, plan
 from settlement.dvp.submission import (
     SubmitPolicy,
     Submitter,
@@ -145,13 +144,9 @@ class DvpPolicy:
 @dataclass(frozen=True)
 class StepResult:
     progress: Progress
-    status: str
+    status: SettlementStatus
     retry_after_s: float = 0.0
     detail: str = ""
-
-
-#: the commitment event that closes a settlement back to its sender
-_RELEASE = "release"
 
 
 class DvpCoordinator:
@@ -304,11 +299,14 @@ class DvpCoordinator:
 
         def write(uow: Statements) -> None:
             settlement = records.load_settlement(uow, settlement_id, for_update=True)
-            if settlement.decision == "COMMIT":
+            if settlement.decision == Decision.COMMIT:
                 raise errors.TransitionNotAllowed(
                     f"settlement {settlement_id} decided COMMIT; it only rolls forward"
                 )
-            if settlement.status not in ("LOCKING", "UNWINDING"):
+            if SettlementStatus(settlement.status) not in (
+                SettlementStatus.LOCKING,
+                SettlementStatus.UNWINDING,
+            ):
                 raise errors.TransitionNotAllowed(f"settlement {settlement_id} is closed")
             records.request_cancel(
                 uow, settlement_id, actor.id, reason.strip(), now, key_id=actor.key_id
@@ -331,12 +329,12 @@ class DvpCoordinator:
         """Advance the settlement as far as it can go now; safe to call at any time."""
         settlement, legs, subs = self._load(settlement_id)
         match settlement.status:
-            case Status.LOCKING:
+            case SettlementStatus.LOCKING:
                 return self._step_locking(settlement, legs, subs)
-            case Status.COMMITTING | Status.UNWINDING:
+            case SettlementStatus.COMMITTING | SettlementStatus.UNWINDING:
                 return self._step_plan(settlement, legs, subs)
             case _:
-                return StepResult(Progress.DONE, settlement.status)
+                return StepResult(Progress.DONE, SettlementStatus(settlement.status))
 
     def run_to_end(
         self,
@@ -389,7 +387,7 @@ class DvpCoordinator:
                 # refused before any ledger, attempts left: sign again next step
                 return self._wait(s, outcome, flagged=s.needs_review)
         # every leg locked: the commitment is ESCROWED, then the decision
-        self._transition(s, "lock")
+        self._transition(s, Event.LOCK)
         now = self._clock.now()
         if now >= s.commit_deadline:
             return self._decide(s, Decision.ABORT, "commit deadline passed after every leg locked")
@@ -397,7 +395,7 @@ class DvpCoordinator:
             wait_s = (s.settle_not_before - now).total_seconds()
             return StepResult(
                 Progress.WAITING,
-                s.status,
+                SettlementStatus(s.status),
                 retry_after_s=min(wait_s, 60.0),
                 detail=f"escrowed; settles from {s.settle_not_before}",
             )
@@ -441,7 +439,7 @@ class DvpCoordinator:
     ) -> StepResult:
         ledger_now = _LedgerTimes(self._chains)
         clock = self._escrow_clock(s, legs, ledger_now)
-        todo = plan(Status(s.status), [self._facts(s, leg, subs) for leg in legs], clock)
+        todo = plan(SettlementStatus(s.status), [self._facts(s, leg, subs) for leg in legs], clock)
         if todo.close is not None:
             return self._finish(s, todo.close)
         flagged = s.needs_review
@@ -465,8 +463,13 @@ class DvpCoordinator:
             waits.append(Pending("", "nothing to do until the ledgers move"))
         if todo.moves and all(not isinstance(w, Pending | Unavailable | Expired) for w in waits):
             # every move of this step is final: the next plan may go further at once
-            return StepResult(Progress.WAITING, s.status, retry_after_s=0.0, detail="progressed")
-        if s.status == Status.COMMITTING and not flagged:
+            return StepResult(
+                Progress.WAITING,
+                SettlementStatus(s.status),
+                retry_after_s=0.0,
+                detail="progressed",
+            )
+        if s.status == SettlementStatus.COMMITTING and not flagged:
             flagged = self._near_cancel(s, ledger_now)
         return self._wait(s, *(waits or [Pending("", "waiting")]), flagged=flagged)
 
@@ -477,7 +480,7 @@ class DvpCoordinator:
             leg_no=leg.leg_no,
             kind=kind,
             state=LegState(leg.state),
-            open=frozenset(Purpose(x.purpose) for x in mine if x.status == "SIGNED"),
+            open=frozenset(Purpose(x.purpose) for x in mine if x.status == SubmissionStatus.SIGNED),
             stuck=frozenset(
                 p for p in Purpose if self._submit.refused(s, leg, p, subs) is not None
             ),
@@ -620,12 +623,12 @@ class DvpCoordinator:
             return True
         return False
 
-    def _finish(self, s: SettlementRow, status: Status) -> StepResult:
+    def _finish(self, s: SettlementRow, status: SettlementStatus) -> StepResult:
         commitment = self._service.get(s.commitment_id)
-        if status is Status.SETTLED:
-            self._transition(s, "settle")
+        if status is SettlementStatus.SETTLED:
+            self._transition(s, Event.SETTLE)
         elif commitment.state == State.ESCROWED:
-            self._transition(s, "force_cancel" if s.cancel_requested_by else _RELEASE)
+            self._transition(s, Event.FORCE_CANCEL if s.cancel_requested_by else Event.RELEASE)
         self._close(s, status)
         return StepResult(Progress.DONE, status)
 
@@ -663,6 +666,7 @@ class DvpCoordinator:
                 # it is seen here, under the row lock the cancel also takes
                 chosen = Decision.ABORT
                 why = f"force-cancel requested by {current.cancel_requested_by}"
+            SETTLEMENTS.require(SettlementStatus(current.status), DECIDES[chosen])
             records.decide(uow, s.id, chosen.value, why, now)
             records.append_audit(
                 uow,
@@ -675,16 +679,14 @@ class DvpCoordinator:
             return chosen
 
         decided = self._db.statements(write)
-        return StepResult(
-            Progress.WAITING,
-            Status.COMMITTING if decided is Decision.COMMIT else Status.UNWINDING,
-            detail=reason,
-        )
+        return StepResult(Progress.WAITING, DECIDES[decided], detail=reason)
 
-    def _transition(self, s: SettlementRow, event: str) -> None:
+    def _transition(self, s: SettlementRow, event: Event) -> None:
+        """Move the commitment with the settlement (lock, settle, release, force_cancel),
+        once: a replay finds the idempotency key, or the commitment already there."""
         actor = SYSTEM
         reason = None
-        if event == "force_cancel":
+        if event is Event.FORCE_CANCEL:
             assert s.cancel_requested_by is not None
             actor = Actor(s.cancel_requested_by, Role.ADMIN, key_id=s.cancel_requested_key_id)
             reason = s.cancel_reason
@@ -701,16 +703,13 @@ class DvpCoordinator:
             # already there (a replay of this step after a crash found no key, e.g. the
             # commitment moved by the same event in an earlier life of this settlement)
             state = self._service.state_of(s.commitment_id)
-            expected = {
-                "lock": State.ESCROWED,
-                "settle": State.SETTLED,
-                "release": State.VERIFIED,
-                "force_cancel": State.CANCELLED,
-            }[event]
-            if state != expected:
+            if state not in {t.target for t in transitions_for_event(event)}:
                 raise
 
-    def _close(self, s: SettlementRow, status: str) -> None:
+    def _close(self, s: SettlementRow, status: SettlementStatus) -> None:
+        """The one place a settlement closes; the table is checked before the database's
+        own rule, so a wrong close is named here."""
+        SETTLEMENTS.require(SettlementStatus(s.status), status)
         self._db.statements(lambda uow: records.close(uow, s.id, status, self._clock.now()))
 
     def _flag(self, s: SettlementRow, reason: str) -> None:
@@ -734,7 +733,7 @@ class DvpCoordinator:
         changed; the first is what the result reports."""
         return StepResult(
             Progress.NEEDS_REVIEW if flagged else Progress.WAITING,
-            s.status,
+            SettlementStatus(s.status),
             retry_after_s=min(self._retry_after(x) for x in waiting),
             detail=_describe(waiting[0]),
         )

@@ -31,10 +31,12 @@ decision, and may retry (reset) a settlement that waits for a person.
 Checked in every reachable state: never one leg with its receiver while another went
 back to its sender; at most one transaction in flight per leg; a settlement closed
 SETTLED has every leg with its receiver, one closed UNWOUND every leg with its sender;
-and a state nothing can move (no engine action, no ledger event) is closed, or waits
-for a person after a ledger refused something inside a ledger (never because of
-refusals before a ledger, lost answers or expiries), and with nothing paid only when a
-payback itself was refused (otherwise every leg should have returned).
+every change of the settlement's status or a leg's state is a move the domain's tables
+allow (``settlement.domain.settlements``, the database's own rules); and a state
+nothing can move (no engine action, no ledger event) is closed, or waits for a person
+after a ledger refused something inside a ledger (never because of refusals before a
+ledger, lost answers or expiries), and with nothing paid only when a payback itself
+was refused (otherwise every leg should have returned).
 A violation prints the shortest trace that reaches it (breadth-first search).
 
 Run: ``python -m settlement.dvp.model`` (2- and 3-leg settlements) or see
@@ -52,16 +54,15 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from adapters.chain import LockKind, Purpose
-from settlement.dvp.protocol import (
+from settlement.domain.settlements import (
+    DECIDES,
+    LEGS,
+    SETTLEMENTS,
     Decision,
-    EscrowClock,
-    LegFacts,
     LegState,
-    Move,
-    Status,
-    lock_plan,
-    plan,
+    SettlementStatus,
 )
+from settlement.dvp.protocol import EscrowClock, LegFacts, Move, lock_plan, plan
 
 
 class Where(StrEnum):
@@ -116,7 +117,7 @@ class LegModel:
 
 @dataclass(frozen=True, order=True)
 class World:
-    status: Status
+    status: SettlementStatus
     legs: tuple[LegModel, ...]
     time: Time = Time.BEFORE_DEADLINE
     cancel_requested: bool = False
@@ -140,7 +141,7 @@ class Options:
 
 
 def initial(kinds: Sequence[LockKind]) -> World:
-    return World(Status.LOCKING, tuple(LegModel(kind) for kind in kinds))
+    return World(SettlementStatus.LOCKING, tuple(LegModel(kind) for kind in kinds))
 
 
 def _facts(world: World) -> list[LegFacts]:
@@ -169,7 +170,7 @@ def _with_leg(world: World, n: int, leg: LegModel) -> World:
 def engine_moves(world: World) -> Iterator[tuple[str, World]]:
     """Each action the coordinator may take next (one database transaction each)."""
     facts = _facts(world)
-    if world.status is Status.LOCKING:
+    if world.status is SettlementStatus.LOCKING:
         step = lock_plan(
             facts,
             cancel_requested=world.cancel_requested,
@@ -178,12 +179,11 @@ def engine_moves(world: World) -> Iterator[tuple[str, World]]:
         if isinstance(step, Decision):
             # the decision is written under the row lock, where a cancel wins
             decided = Decision.ABORT if world.cancel_requested else step
-            status = Status.COMMITTING if decided is Decision.COMMIT else Status.UNWINDING
-            yield f"decide {decided}", replace(world, status=status)
+            yield f"decide {decided}", replace(world, status=DECIDES[decided])
             return
         yield from _drive(world, step)
         return
-    if world.status not in (Status.COMMITTING, Status.UNWINDING):
+    if world.status not in (SettlementStatus.COMMITTING, SettlementStatus.UNWINDING):
         return
     todo = plan(world.status, facts, _ESCROW_CLOCK[world.time])
     if todo.close is not None:
@@ -200,7 +200,7 @@ def _drive(world: World, move: Move) -> Iterator[tuple[str, World]]:
     n = move.leg_no
     leg = world.legs[n]
     mine = [tx for tx in leg.txs if tx.purpose is move.purpose]
-    if move.purpose is Purpose.LOCK and world.status is Status.UNWINDING:
+    if move.purpose is Purpose.LOCK and world.status is SettlementStatus.UNWINDING:
         yield from _resolve_lock(world, n, mine)
         return
     if mine:
@@ -292,14 +292,14 @@ def world_moves(world: World, options: Options) -> Iterator[tuple[str, World]]:
                 yield from _fates(world, n, tx, options)
         if options.third_parties:
             yield from _third_parties(world, n, leg)
-        if options.refusals and not leg.refuses and world.status is not Status.LOCKING:
+        if options.refusals and not leg.refuses and world.status is not SettlementStatus.LOCKING:
             yield (
                 f"leg {n}'s receiver starts refusing",
                 _with_leg(world, n, replace(leg, refuses=True)),
             )
     if world.time in _NEXT_TIME:
         yield f"time -> {_NEXT_TIME[world.time]}", replace(world, time=_NEXT_TIME[world.time])
-    if options.admin and world.status is Status.LOCKING and not world.cancel_requested:
+    if options.admin and world.status is SettlementStatus.LOCKING and not world.cancel_requested:
         yield "admin asks to cancel", replace(world, cancel_requested=True)
     if options.admin and world.person:
         yield "admin retries", _retry(world)
@@ -407,9 +407,9 @@ def violation(world: World) -> str | None:
     for n, leg in enumerate(world.legs):
         if len(leg.txs) > 1:
             return f"leg {n} has {len(leg.txs)} transactions in flight"
-    if world.status is Status.SETTLED and places != {Where.RECEIVER}:
+    if world.status is SettlementStatus.SETTLED and places != {Where.RECEIVER}:
         return f"SETTLED with funds at {sorted(places)}"
-    if world.status is Status.UNWOUND and not places <= {Where.BACK, Where.SENDER}:
+    if world.status is SettlementStatus.UNWOUND and not places <= {Where.BACK, Where.SENDER}:
         return f"UNWOUND with funds at {sorted(places)}"
     return None
 
@@ -418,7 +418,7 @@ def stuck_violation(world: World) -> str | None:
     """For a state nothing can move: closed, or waiting for a person, which only a
     refusal inside a ledger may cause (refusals before a ledger, lost answers and
     expiries never stop a settlement)."""
-    if world.status in (Status.SETTLED, Status.UNWOUND):
+    if world.status in (SettlementStatus.SETTLED, SettlementStatus.UNWOUND):
         return None
     if not world.person:
         return f"nothing can move and nobody is told ({world.status})"
@@ -426,7 +426,7 @@ def stuck_violation(world: World) -> str | None:
         return f"waits for a person though no ledger refused anything ({world.status})"
     nothing_paid = all(leg.where is not Where.RECEIVER for leg in world.legs)
     payback_refused = any(Purpose.UNWIND in leg.stuck for leg in world.legs)
-    if nothing_paid and not payback_refused and world.status is not Status.LOCKING:
+    if nothing_paid and not payback_refused and world.status is not SettlementStatus.LOCKING:
         return "waits for a person with nothing paid, though every leg could have returned"
     return None
 
@@ -444,6 +444,8 @@ class Report:
     outcomes: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
     #: every change of a leg's recorded state the engine made (old, new)
     leg_moves: set[tuple[str, str]] = field(default_factory=set)
+    #: every change of the settlement's status the engine made (old, new)
+    status_moves: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -474,6 +476,7 @@ def explore(
     transitions = 0
     outcomes: set[tuple[str, tuple[str, ...]]] = set()
     leg_moves: set[tuple[str, str]] = set()
+    status_moves: set[tuple[str, str]] = set()
 
     def trace_to(world: World) -> list[str]:
         steps: list[str] = []
@@ -487,28 +490,31 @@ def explore(
     while queue:
         world = queue.popleft()
         problem = violation(world)
+        trace: list[str] = []
         successors = [*engine_moves(world), *world_moves(world, options)]
         if problem is None and not successors:
             problem = stuck_violation(world)
             status = f"{world.status}{' (a person)' if world.person else ''}"
             outcomes.add((status, tuple(leg.where.value for leg in world.legs)))
+        for label, after in successors:
+            if problem is not None:
+                break
+            transitions += 1
+            problem = _record_moves(world, after, leg_moves, status_moves)
+            if problem is not None:
+                trace = [label]  # the move itself is the violation: the trace ends with it
+            elif after not in parent:
+                parent[after] = (world, label)
+                queue.append(after)
         if problem is not None:
             return Report(
                 tuple(kinds),
                 len(parent),
                 transitions,
                 time.monotonic() - started,
-                trace_to(world),
+                trace_to(world) + trace,
                 problem,
             )
-        for label, after in successors:
-            transitions += 1
-            for old, new in zip(world.legs, after.legs, strict=True):
-                if old.state is not new.state:
-                    leg_moves.add((old.state.value, new.state.value))
-            if after not in parent:
-                parent[after] = (world, label)
-                queue.append(after)
         if len(parent) > limit:
             raise RuntimeError(f"more than {limit:,} states; the model is too large")
     return Report(
@@ -518,7 +524,28 @@ def explore(
         time.monotonic() - started,
         outcomes=outcomes,
         leg_moves=leg_moves,
+        status_moves=status_moves,
     )
+
+
+def _record_moves(
+    before: World,
+    after: World,
+    leg_moves: set[tuple[str, str]],
+    status_moves: set[tuple[str, str]],
+) -> str | None:
+    """Note the status and leg state changes from ``before`` to ``after``; the first
+    one the domain's tables (the database's rules) do not allow is a violation."""
+    if before.status is not after.status:
+        status_moves.add((before.status.value, after.status.value))
+        if not SETTLEMENTS.allows(before.status, after.status):
+            return f"the settlement moved {before.status} -> {after.status}, not in the table"
+    for n, (old, new) in enumerate(zip(before.legs, after.legs, strict=True)):
+        if old.state is not new.state:
+            leg_moves.add((old.state.value, new.state.value))
+            if not LEGS.allows(old.state, new.state):
+                return f"leg {n} moved {old.state} -> {new.state}, not in the table"
+    return None
 
 
 #: the settlements checked by default: two chains, 2 and 3 legs, every lock primitive

@@ -86,7 +86,8 @@ any        refused before any ledger, lost, expired    never counted: signed aga
 =========  ==========================================  ==================================
 
 What this module decides, the coordinator records: leg states, and the review flag when
-a person must act.
+a person must act. The states, and the moves between them the database allows, are the
+domain's (``settlement.domain.settlements``); this module re-exports them.
 """
 
 from __future__ import annotations
@@ -96,29 +97,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from adapters.chain import LockKind, Purpose
-
-
-class LegState(StrEnum):
-    PENDING = "PENDING"  # not locked yet (a lock may be in flight)
-    NOT_LOCKED = "NOT_LOCKED"  # no lock exists and none can apply
-    LOCKED = "LOCKED"  # locked on its ledger, funds not with the agent
-    HELD = "HELD"  # the agent holds the funds (claimed balance, custody lock)
-    REFUSED = "REFUSED"  # the payout was refused for good; funds locked or held
-    COMMITTED = "COMMITTED"  # the receiver has the funds
-    UNWOUND = "UNWOUND"  # the sender has the funds back
-
-
-class Status(StrEnum):
-    LOCKING = "LOCKING"
-    COMMITTING = "COMMITTING"
-    UNWINDING = "UNWINDING"
-    SETTLED = "SETTLED"
-    UNWOUND = "UNWOUND"
-
-
-class Decision(StrEnum):
-    COMMIT = "COMMIT"
-    ABORT = "ABORT"
+from settlement.domain.settlements import Decision, LegState, SettlementStatus
 
 
 class Mode(StrEnum):
@@ -196,7 +175,7 @@ class Plan:
     moves: tuple[Move, ...] = ()
     waits: tuple[str, ...] = ()
     person: tuple[str, ...] = ()
-    close: Status | None = None
+    close: SettlementStatus | None = None
 
 
 _AT_REST_PAID = frozenset({LegState.COMMITTED})
@@ -248,13 +227,13 @@ def lock_plan(
     return Decision.COMMIT
 
 
-def plan(status: Status, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
+def plan(status: SettlementStatus, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
     """The next moves of a settlement in ``status`` (COMMITTING or UNWINDING; LOCKING
     is the lock phase, see ``lock_plan``)."""
     match status:
-        case Status.COMMITTING:
+        case SettlementStatus.COMMITTING:
             return _committing(legs, clock)
-        case Status.UNWINDING:
+        case SettlementStatus.UNWINDING:
             return _unwinding(legs, clock)
         case _:
             return Plan(close=status)
@@ -263,9 +242,9 @@ def plan(status: Status, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
 def _committing(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
     states = {leg.state for leg in legs}
     if states <= _AT_REST_PAID:
-        return Plan(mode=Mode.FORWARD, close=Status.SETTLED)
+        return Plan(mode=Mode.FORWARD, close=SettlementStatus.SETTLED)
     if states <= _AT_REST_RETURNED:
-        return Plan(mode=Mode.RETURN, close=Status.UNWOUND)
+        return Plan(mode=Mode.RETURN, close=SettlementStatus.UNWOUND)
     mode, why = commit_mode(legs, clock)
     if mode is Mode.FORWARD:
         return _forward(legs, clock)
@@ -410,7 +389,7 @@ def _unwinding(legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
     """ABORT: nothing was paid and the fulfillment never left the engine (no finish is
     signed before COMMIT), so every lock is simply undone."""
     if {leg.state for leg in legs} <= _AT_REST_RETURNED:
-        return Plan(mode=Mode.RETURN, close=Status.UNWOUND)
+        return Plan(mode=Mode.RETURN, close=SettlementStatus.UNWOUND)
     todo = _Todo()
     for leg in legs:
         match leg.state:
@@ -445,7 +424,7 @@ __all__ = [
     "Mode",
     "Move",
     "Plan",
-    "Status",
+    "SettlementStatus",
     "assign_lock_kinds",
     "at_rest_partial",
     "commit_mode",

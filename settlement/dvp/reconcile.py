@@ -85,7 +85,13 @@ from adapters.errors import AdapterError, TransportError
 from ledger import settlements as records
 from ledger.database import Database, UnitOfWork
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
-from settlement.dvp.protocol import LegFacts, LegState, at_rest_partial
+from settlement.domain.settlements import (
+    SETTLEMENTS,
+    LegState,
+    SettlementStatus,
+    SubmissionStatus,
+)
+from settlement.dvp.protocol import LegFacts, at_rest_partial
 
 
 class BreakKind(StrEnum):
@@ -469,12 +475,11 @@ class _Run:
         )
 
     def _check_closed(self, snap: _Snapshot) -> None:
-        allowed = {"SETTLED": {"COMMITTED"}, "UNWOUND": {"UNWOUND", "NOT_LOCKED"}}
-        wanted = allowed.get(snap.settlement.status)
+        wanted = _AT_REST.get(SettlementStatus(snap.settlement.status))
         if wanted is None:
             return
         for leg in snap.legs:
-            if leg.state not in wanted:
+            if LegState(leg.state) not in wanted:
                 self._break(
                     BreakKind.PARTIAL_SETTLEMENT,
                     ChainName(leg.chain),
@@ -490,7 +495,7 @@ class _Run:
         make this a false alarm, and the ledgers' word counts before the records catch
         up: a lock still recorded LOCKED or REFUSED that went to its receiver is paid,
         one that went to its sender is returned."""
-        if snap.settlement.status not in _OPEN:
+        if SettlementStatus(snap.settlement.status) not in _OPEN:
             return
         facts: list[LegFacts] = []
         paid: dict[int, str] = {}
@@ -525,10 +530,10 @@ class _Run:
 
     def _check_submission(self, snap: _Snapshot, sub: SubmissionRow) -> None:
         chain = ChainName(sub.chain)
-        in_ledger = sub.status == "APPLIED" or (
-            sub.status == "REJECTED" and sub.ledger_hash is not None
+        in_ledger = sub.status == SubmissionStatus.APPLIED or (
+            sub.status == SubmissionStatus.REJECTED and sub.ledger_hash is not None
         )
-        if not in_ledger and sub.status != "EXPIRED":
+        if not in_ledger and sub.status != SubmissionStatus.EXPIRED:
             return  # SIGNED: still in flight; REJECTED before any ledger: nothing to find
         found = self._lookup(chain, sub.tx_hash)
         if isinstance(found, _ChainDown):
@@ -536,7 +541,7 @@ class _Run:
         self.found[sub.tx_hash.upper()] = found
         self.report.submissions_checked += 1
         what = f"{sub.purpose} of leg {sub.leg_no}"
-        if sub.status == "EXPIRED":
+        if sub.status == SubmissionStatus.EXPIRED:
             if found is not None and found.validated:
                 self._break(
                     BreakKind.EXPIRED_BUT_IN_LEDGER,
@@ -552,7 +557,7 @@ class _Run:
             sub.tx_hash,
             sub.ledger_index,
             sub.ledger_hash,
-            sub.status == "APPLIED",
+            sub.status == SubmissionStatus.APPLIED,
             f"{sub.status} {sub.result_code or ''}".strip(),
         )
         self._compare_tx(snap, recorded, found, chain=chain, leg_no=sub.leg_no, what=what)
@@ -759,7 +764,9 @@ class _Run:
         payouts = [
             sub
             for sub in snap.submissions
-            if (sub.leg_no, sub.purpose, sub.status) == (leg.leg_no, purpose, "APPLIED")
+            if sub.leg_no == leg.leg_no
+            and sub.purpose == purpose
+            and sub.status == SubmissionStatus.APPLIED
         ]
         compared, matched, unstated = bool(payouts), True, None
         for sub in payouts:
@@ -913,7 +920,7 @@ class _Run:
     ) -> None:
         """Record a lock break, unless the settlement is open and the leg moved since
         it was read (the engine acted between our two reads)."""
-        if snap.settlement.status not in ("SETTLED", "UNWOUND"):
+        if SettlementStatus(snap.settlement.status) in _OPEN:
             again = self.owner._reload(snap.settlement.id)
             now = next(x for x in again.legs if x.leg_no == leg.leg_no)
             if now != leg or len(again.submissions) != len(snap.submissions):
@@ -1009,7 +1016,12 @@ class _Run:
 
 
 #: settlement statuses that are not at rest
-_OPEN = frozenset({"LOCKING", "COMMITTING", "UNWINDING"})
+_OPEN = SETTLEMENTS.open
+#: the leg states a settlement closed with each status may have
+_AT_REST = {
+    SettlementStatus.SETTLED: frozenset({LegState.COMMITTED}),
+    SettlementStatus.UNWOUND: frozenset({LegState.UNWOUND, LegState.NOT_LOCKED}),
+}
 #: leg states reached only through an applied lock
 _WAS_LOCKED = frozenset(
     {LegState.LOCKED, LegState.HELD, LegState.REFUSED, LegState.COMMITTED, LegState.UNWOUND}
@@ -1023,7 +1035,7 @@ def _applied(snap: _Snapshot, leg: LegRow) -> dict[Purpose, set[str]]:
     """The leg's applied submissions: their hashes (upper case) by purpose."""
     out: dict[Purpose, set[str]] = {}
     for sub in snap.submissions:
-        if sub.leg_no == leg.leg_no and sub.status == "APPLIED":
+        if sub.leg_no == leg.leg_no and sub.status == SubmissionStatus.APPLIED:
             out.setdefault(Purpose(sub.purpose), set()).add(sub.tx_hash.upper())
     return out
 

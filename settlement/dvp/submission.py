@@ -56,8 +56,9 @@ from ledger.audit import payload_text
 from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.clock import Clock
+from settlement.domain.settlements import LegState, SubmissionStatus
 from settlement.domain.values import SYSTEM
-from settlement.dvp.protocol import LegState, held_after_lock
+from settlement.dvp.protocol import held_after_lock
 
 #: what an applied transaction of each purpose makes of its leg
 _APPLIED_STATE = {
@@ -147,7 +148,7 @@ class Submitter:
                     outcome = self._confirmed(resent)
             return self.record_outcome(s, leg, open_sub.tx_hash, purpose, outcome)
         history = of_purpose(subs, leg, purpose)
-        applied = [x for x in history if x.status == "APPLIED"]
+        applied = [x for x in history if x.status == SubmissionStatus.APPLIED]
         if applied:
             a = applied[0]
             assert a.ledger_index is not None
@@ -177,7 +178,7 @@ class Submitter:
         rejected = [
             x
             for x in of_purpose(subs, leg, purpose)
-            if x.status == "REJECTED"
+            if x.status == SubmissionStatus.REJECTED
             and (
                 s.attempts_reset_at is None or (x.finalized_at or x.signed_at) > s.attempts_reset_at
             )
@@ -333,7 +334,7 @@ class Submitter:
                     records.finalize_submission(
                         uow,
                         tx_hash=tx_hash,
-                        status="APPLIED",
+                        status=SubmissionStatus.APPLIED,
                         result_code=code,
                         ledger_index=index,
                         ledger_hash=ledger_hash,
@@ -363,14 +364,21 @@ class Submitter:
                     leg,
                     purpose,
                     tx_hash,
-                    status="REJECTED",
+                    status=SubmissionStatus.REJECTED,
                     code=code,
                     now=now,
                     ledger=(index, ledger_hash) if in_ledger else None,
                 )
             case Expired():
                 self._final_failure(
-                    s, leg, purpose, tx_hash, status="EXPIRED", code=None, now=now, ledger=None
+                    s,
+                    leg,
+                    purpose,
+                    tx_hash,
+                    status=SubmissionStatus.EXPIRED,
+                    code=None,
+                    now=now,
+                    ledger=None,
                 )
             case Pending() | Unavailable():
                 pass
@@ -383,7 +391,7 @@ class Submitter:
         purpose: Purpose,
         tx_hash: str,
         *,
-        status: str,
+        status: SubmissionStatus,
         code: str | None,
         now: datetime,
         ledger: tuple[int | None, str | None] | None,
@@ -403,7 +411,7 @@ class Submitter:
                 ledger_hash=ledger_hash,
                 at=now,
             )
-            body = {"settlement_id": s.id, "leg_no": leg.leg_no, "result": code or status}
+            body = {"settlement_id": s.id, "leg_no": leg.leg_no, "result": code or status.value}
             if ledger is None:
                 body["tx_hash"] = tx_hash
             records.append_audit(
@@ -429,7 +437,9 @@ def of_purpose(subs: list[SubmissionRow], leg: LegRow, purpose: Purpose) -> list
 def open_submission(
     subs: list[SubmissionRow], leg: LegRow, purpose: Purpose
 ) -> SubmissionRow | None:
-    return next((x for x in of_purpose(subs, leg, purpose) if x.status == "SIGNED"), None)
+    return next(
+        (x for x in of_purpose(subs, leg, purpose) if x.status == SubmissionStatus.SIGNED), None
+    )
 
 
 def as_signed(row: SubmissionRow) -> SignedSubmission:

@@ -17,15 +17,15 @@ import pytest
 
 from adapters.chain import LockKind, Purpose
 from ledger.migrations.versions import __path__ as versions_path
+from settlement.domain import settlements as tables
+from settlement.domain.settlements import LegState, SettlementStatus, StateTable
 from settlement.dvp import model, protocol
 from settlement.dvp.model import SHAPES, Options, explore
 from settlement.dvp.protocol import (
     EscrowClock,
     LegFacts,
-    LegState,
     Move,
     Plan,
-    Status,
     assign_lock_kinds,
 )
 
@@ -78,9 +78,9 @@ def test_paying_held_legs_before_the_escrow_is_validated_is_caught(
     finish): the checker finds the stranded side and prints a shortest trace."""
     real_plan = protocol.plan
 
-    def eager(status: Status, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
+    def eager(status: SettlementStatus, legs: Sequence[LegFacts], clock: EscrowClock) -> Plan:
         todo = real_plan(status, legs, clock)
-        if status is not Status.COMMITTING or todo.mode is not protocol.Mode.FORWARD:
+        if status is not SettlementStatus.COMMITTING or todo.mode is not protocol.Mode.FORWARD:
             return todo
         extra = tuple(
             Move(leg.leg_no, Purpose.COMMIT, held=True)
@@ -132,3 +132,39 @@ def test_every_leg_move_of_the_model_is_one_the_database_allows() -> None:
         moves |= explore(kinds).leg_moves
     assert moves, "the model moved no leg"
     assert moves <= allowed, moves - allowed
+
+
+def test_every_move_of_the_model_is_in_the_domain_tables() -> None:
+    """Every status and leg state change the coordinator's decisions make, in every
+    reachable state, is a move of ``settlement.domain.settlements`` (``explore`` stops
+    at the first that is not); and the model makes every move the tables list, so they
+    hold nothing the engine never does."""
+    status_moves: set[tuple[str, str]] = set()
+    leg_moves: set[tuple[str, str]] = set()
+    for kinds in SHAPES[:2]:
+        report = explore(kinds)
+        assert report.ok, report.describe()
+        status_moves |= report.status_moves
+        leg_moves |= report.leg_moves
+    assert status_moves == {(m.source.value, m.target.value) for m in tables.SETTLEMENTS.moves}
+    assert leg_moves == {(m.source.value, m.target.value) for m in tables.LEGS.moves}
+
+
+def test_a_move_missing_from_the_table_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    narrower = StateTable(
+        LegState,
+        initial=tables.LEGS.initial,
+        terminal=tables.LEGS.terminal,
+        moves=tuple(
+            m
+            for m in tables.LEGS.moves
+            if (m.source, m.target) != (LegState.HELD, LegState.REFUSED)
+        ),
+    )
+    monkeypatch.setattr(model, "LEGS", narrower)
+    report = explore((K.CLAIMABLE, K.ESCROW))
+    assert not report.ok
+    assert report.problem is not None
+    assert "moved HELD -> REFUSED, not in the table" in report.problem
+    assert report.trace is not None
+    assert report.trace[-1].startswith("record leg"), report.describe()
