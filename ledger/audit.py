@@ -54,6 +54,7 @@ from uuid import UUID
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ledger.database import Statements
 from ledger.errors import translate
 
 #: the first line of the hashed bytes, per canonical encoding version
@@ -242,6 +243,32 @@ def read_chain(connection: Connection, commitment_id: UUID) -> list[AuditEntry]:
         return [AuditEntry(*row) for row in rows]
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+@dataclass(frozen=True)
+class LedgerRefEntry:
+    """An audit entry that names a ledger transaction, as far as a reader lists it."""
+
+    commitment_id: UUID
+    seq: int
+    recorded_at: datetime
+    action: str
+    chain: str
+    tx_hash: str
+    ledger_index: int | None
+    ledger_hash: str | None
+
+
+def recent_ledger_refs(uow: Statements, *, limit: int) -> list[LedgerRefEntry]:
+    """The latest ``limit`` entries, of any commitment, that name a ledger transaction;
+    newest first."""
+    rows = uow.execute(
+        "SELECT commitment_id, seq, recorded_at, action, chain, tx_hash, ledger_index,"
+        " ledger_hash FROM audit_log WHERE tx_hash IS NOT NULL"
+        " ORDER BY recorded_at DESC, commitment_id, seq DESC LIMIT :limit",
+        {"limit": limit},
+    )
+    return [LedgerRefEntry(*tuple(row)) for row in rows]
 
 
 def encoding_problem(version: int, key_id: str | None, prior_version: int) -> str | None:

@@ -326,3 +326,48 @@ def history(connection: Connection, commitment_id: UUID) -> list[HistoryRow]:
         return [HistoryRow(*row) for row in rows]
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def page(
+    uow: Statements,
+    *,
+    state: str | None,
+    party: str | None,
+    deal_ref: str | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[CommitmentRecord]:
+    """At most ``limit`` commitments in (created_at, id) order, oldest first, that
+    match every filter given (None: no filter) and come after the key ``after``
+    (keyset pagination: rows added meanwhile never shift the ones not read yet)."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if state is not None:
+        where.append("state = :state")
+        params["state"] = state
+    if party is not None:
+        where.append("owner_party = :party")
+        params["party"] = party
+    if deal_ref is not None:
+        where.append("deal_ref = :deal_ref")
+        params["deal_ref"] = deal_ref
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+        where.append("(created_at, id) > (:after_at, :after_id)")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    # the clauses are fixed text; every value is a bound parameter
+    sql = f"SELECT {_COLUMNS} FROM commitments{clause} ORDER BY created_at, id LIMIT :limit"
+    return [CommitmentRecord(*tuple(row)) for row in uow.execute(sql, params)]
+
+
+def count_by_state(uow: Statements) -> dict[str, int]:
+    """How many commitments are in each state (states with none are absent)."""
+    rows = uow.execute("SELECT state, count(*) FROM commitments GROUP BY state")
+    return {str(state): int(count) for state, count in rows}
+
+
+def count_transitions_by_event(uow: Statements) -> dict[str, int]:
+    """How many transitions of each event the history holds (events never caused are
+    absent)."""
+    rows = uow.execute("SELECT event, count(*) FROM state_transitions GROUP BY event")
+    return {str(event): int(count) for event, count in rows}

@@ -509,6 +509,20 @@ def count_open(uow: Statements) -> int:
     )
 
 
+def count_by_status_and_decision(uow: Statements) -> list[tuple[str, str, int]]:
+    """(status, decision, count) of every combination present; ``NONE`` stands for
+    no decision yet."""
+    rows = uow.execute(
+        "SELECT status, coalesce(decision, 'NONE'), count(*) FROM settlements GROUP BY 1, 2"
+    )
+    return [(str(status), str(decision), int(count)) for status, decision, count in rows]
+
+
+def count_flagged(uow: Statements) -> int:
+    """How many settlements are flagged for a person."""
+    return int(uow.execute("SELECT count(*) FROM settlements WHERE needs_review").scalar_one())
+
+
 def flagged(uow: Statements) -> list[SettlementRow]:
     """Settlements that need a person, oldest first."""
     rows = uow.execute(

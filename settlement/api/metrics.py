@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -35,6 +34,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from ledger import breakers as breaker_records
+from ledger import commitments as commitment_records
+from ledger import settlements as settlement_records
 from ledger.database import Database
 from settlement.breakers import STATES
 from settlement.domain import errors
@@ -124,21 +125,10 @@ class EngineCollector(Collector):
 
     def _read(self) -> list[Metric]:
         with translated(), self._db.unit_of_work() as uow:
-            transitions = _counts(
-                uow.execute("SELECT event, count(*) FROM state_transitions GROUP BY event")
-            )
-            states = _counts(uow.execute("SELECT state, count(*) FROM commitments GROUP BY state"))
-            grouped: list[tuple[Any, ...]] = [
-                tuple(row)
-                for row in uow.execute(
-                    "SELECT status, coalesce(decision, 'NONE'), count(*) FROM settlements"
-                    " GROUP BY 1, 2"
-                )
-            ]
-            settlements = [(str(a), str(b), int(c)) for a, b, c in grouped]
-            flagged = uow.execute(
-                "SELECT count(*) FROM settlements WHERE needs_review"
-            ).scalar_one()
+            transitions = commitment_records.count_transitions_by_event(uow)
+            states = commitment_records.count_by_state(uow)
+            settlements = settlement_records.count_by_status_and_decision(uow)
+            flagged = settlement_records.count_flagged(uow)
             breakers = breaker_records.all_rows(uow)
         return [
             _transitions(transitions),
@@ -147,14 +137,10 @@ class EngineCollector(Collector):
             _gauge(
                 "settlement_settlements_needs_review",
                 "Settlements flagged for a person.",
-                int(flagged),
+                flagged,
             ),
             *_breakers(breakers),
         ]
-
-
-def _counts(rows: Iterable[Any]) -> dict[str, int]:
-    return {str(key): int(count) for key, count in rows}
 
 
 def _transitions(counts: dict[str, int]) -> Metric:

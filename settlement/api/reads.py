@@ -13,9 +13,9 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
+from ledger import commitments
 from ledger import settlements as records
 from ledger.commitments import CommitmentRecord
 from ledger.database import Database
@@ -24,11 +24,6 @@ from ledger.settlements import SettlementDetail, SettlementRow
 from settlement import strict_json
 from settlement.api import problems
 from settlement.services.translate import translated
-
-_COLUMNS = (
-    "id, owner_party, deal_ref, amount, currency, state, last_event, version, created_by,"
-    " submitted_by, created_at, updated_at, expires_at"
-)
 
 
 @dataclass(frozen=True)
@@ -64,25 +59,12 @@ def commitment_page(
     limit: int,
     cursor: str | None,
 ) -> Page:
-    where: list[str] = []
-    params: dict[str, Any] = {"limit": limit + 1}
-    if state is not None:
-        where.append("state = :state")
-        params["state"] = state
-    if party is not None:
-        where.append("owner_party = :party")
-        params["party"] = party
-    if deal_ref is not None:
-        where.append("deal_ref = :deal_ref")
-        params["deal_ref"] = deal_ref
-    if cursor is not None:
-        params["after_at"], params["after_id"] = decode_cursor(cursor)
-        where.append("(created_at, id) > (:after_at, :after_id)")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    # the clauses are fixed text; every value is a bound parameter
-    sql = f"SELECT {_COLUMNS} FROM commitments{clause} ORDER BY created_at, id LIMIT :limit"  # noqa: S608 - fixed clauses, bound values
+    after = decode_cursor(cursor) if cursor is not None else None
     with translated(), db.unit_of_work() as uow:
-        rows = [CommitmentRecord(*tuple(r)) for r in uow.execute(sql, params)]
+        # one row beyond the page says whether there is a next one
+        rows = commitments.page(
+            uow, state=state, party=party, deal_ref=deal_ref, after=after, limit=limit + 1
+        )
     if len(rows) <= limit:
         return Page(rows, None)
     last = rows[limit - 1]
