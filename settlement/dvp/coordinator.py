@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from adapters.chain import (
@@ -67,6 +68,7 @@ from adapters.conditions import HashLock
 from ledger import errors as db_errors
 from ledger import settlements as records
 from ledger.audit import payload_text
+from ledger.commitments import CommitmentRecord
 from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.clock import Clock
@@ -160,8 +162,16 @@ class DvpCoordinator:
         clock: Clock,
         policy: DvpPolicy | None = None,
         accounts: ComplianceService | None = None,
+        new_id: Callable[[], UUID] = uuid.uuid4,
+        new_hash_lock: Callable[[], HashLock] = HashLock.generate,
     ) -> None:
+        """``new_id`` names each new settlement and ``new_hash_lock`` makes its hash
+        lock; a test may pass repeatable ones. Outside tests the hash lock's secret must
+        come from the operating system's cryptographic source (the default): whoever can
+        predict it can finish an escrow."""
         self._db = db
+        self._new_id = new_id
+        self._new_hash_lock = new_hash_lock
         self._service = service
         self._chains = dict(chains)
         self._sealer = sealer
@@ -201,6 +211,27 @@ class DvpCoordinator:
         is written) or ``TransitionNotAllowed`` when the commitment is not VERIFIED or
         already has an open settlement.
         """
+        commitment = self._commitment_to_settle(actor, commitment_id)
+        now = self._clock.now()
+        self._check_dates(now, commit_deadline, settle_not_before)
+        kinds = self._instructions.check(
+            legs,
+            commitment_id=commitment_id,
+            owner=commitment.owner_party,
+            amount=commitment.amount,
+            currency=commitment.currency,
+        )
+        return self._record_instruction(
+            actor,
+            commitment_id,
+            _leg_rows(legs, kinds),
+            now=now,
+            commit_deadline=commit_deadline,
+            settle_not_before=settle_not_before,
+        )
+
+    def _commitment_to_settle(self, actor: Actor, commitment_id: UUID) -> CommitmentRecord:
+        """The commitment, if ``actor`` may settle it and it is VERIFIED."""
         if actor.role not in (Role.ADMIN, Role.SYSTEM, Role.ALLOCATOR):
             raise errors.NotAuthorised(f"{actor.role} may not instruct a settlement")
         commitment = self._service.get(commitment_id)
@@ -210,7 +241,12 @@ class DvpCoordinator:
             raise errors.TransitionNotAllowed(
                 f"a settlement needs a VERIFIED commitment; {commitment_id} is {commitment.state}"
             )
-        now = self._clock.now()
+        return commitment
+
+    def _check_dates(
+        self, now: datetime, commit_deadline: datetime, settle_not_before: datetime | None
+    ) -> None:
+        """A deadline at least ``min_window_s`` away; a settlement date before it."""
         if commit_deadline.tzinfo is None or commit_deadline < now + timedelta(
             seconds=self.policy.min_window_s
         ):
@@ -221,30 +257,23 @@ class DvpCoordinator:
             settle_not_before.tzinfo is not None and settle_not_before < commit_deadline
         ):
             raise errors.InvalidInput("settle_not_before must come before the commit deadline")
-        kinds = self._instructions.check(
-            legs,
-            commitment_id=commitment_id,
-            owner=commitment.owner_party,
-            amount=commitment.amount,
-            currency=commitment.currency,
-        )
-        lock = HashLock.generate()
-        settlement_id = uuid.uuid4()
+
+    def _record_instruction(
+        self,
+        actor: Actor,
+        commitment_id: UUID,
+        rows: list[dict[str, Any]],
+        *,
+        now: datetime,
+        commit_deadline: datetime,
+        settle_not_before: datetime | None,
+    ) -> UUID:
+        """Write the settlement, its legs and the hash lock's sealed secret, with an
+        audit entry, in one transaction; the database refuses a second open settlement
+        of the commitment (``TransitionNotAllowed``)."""
+        lock = self._new_hash_lock()
+        settlement_id = self._new_id()
         cancel_after = commit_deadline + timedelta(seconds=self.policy.safety_margin_s)
-        rows = [
-            {
-                "leg_no": n,
-                "kind": leg.kind,
-                "chain": leg.chain.value,
-                "asset_code": leg.asset.code,
-                "asset_issuer": leg.asset.issuer,
-                "amount": leg.amount,
-                "sender": leg.sender,
-                "receiver": leg.receiver,
-                "lock_kind": kind.value,
-            }
-            for n, (leg, kind) in enumerate(zip(legs, kinds, strict=True))
-        ]
 
         def write(uow: Statements) -> None:
             records.insert_settlement(
@@ -774,6 +803,24 @@ class DvpCoordinator:
         self, settlement_id: UUID
     ) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
         return self._load(settlement_id)
+
+
+def _leg_rows(legs: Sequence[LegInstruction], kinds: Sequence[LockKind]) -> list[dict[str, Any]]:
+    """The legs as ``records.insert_settlement`` takes them, numbered from 0."""
+    return [
+        {
+            "leg_no": n,
+            "kind": leg.kind,
+            "chain": leg.chain.value,
+            "asset_code": leg.asset.code,
+            "asset_issuer": leg.asset.issuer,
+            "amount": leg.amount,
+            "sender": leg.sender,
+            "receiver": leg.receiver,
+            "lock_kind": kind.value,
+        }
+        for n, (leg, kind) in enumerate(zip(legs, kinds, strict=True))
+    ]
 
 
 class _LedgerTimes:
