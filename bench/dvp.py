@@ -74,7 +74,7 @@ from ledger import embedded, migrate
 from ledger.database import app_url_for
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.demo.world import LocalWorld, NetworkUrls, start_local_world
+from settlement.demo.world import LocalWorld, NetworkUrls
 from settlement.dvp import DvpPolicy
 from settlement.dvp.worker import WorkerPolicy
 from settlement.sealing import Sealer
@@ -604,7 +604,7 @@ def main() -> None:
             for k in worker_counts:
                 name = fresh_database(k)
                 owner_url = server.url(name)
-                world = start_local_world(
+                world = bootstrap.local_world(
                     bond_units=Decimal(1_000_000),
                     usdc=Decimal(100_000_000),
                     extra_buyers=7,

@@ -67,7 +67,8 @@ from adapters.localnet.stellar import StellarNode
 from adapters.localnet.xrpl import XrplNode
 from adapters.localnet.xrpl.apply import signature_failure
 from adapters.localnet.xrpl.protocol import GENESIS_SEED
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement import bootstrap
+from settlement.demo.world import LocalWorld
 
 XRPL_FEE_DROPS = 10
 XRPL_PAYMENT_DROPS = 1_000
@@ -812,7 +813,7 @@ def main() -> None:
     # the fast default intervals and both nodes are then switched to 1 s: their closer
     # threads read close_interval_s before every wait. The closes observed during the
     # run are checked below, so a node that ignored the switch would stop the run.
-    world = start_local_world()
+    world = bootstrap.local_world()
     world.xrpl_node.close_interval_s = 1.0
     world.stellar_node.close_interval_s = 1.0
     setup_s = time.perf_counter() - t0

@@ -10,7 +10,9 @@ breakers, DVP coordinators, workers or the local world:
   named by URL, signing with keys held in memory;
 - ``build_coordinator``; ``build_worker`` (what ``settle worker`` runs, with its expiry
   sweep, breaker publishing and ticket top-ups) and ``build_stepping_worker`` (one that
-  only steps settlements).
+  only steps settlements);
+- ``local_world``: both local networks started in this process (or reached where they
+  run), provisioned with the demo's accounts and assets, with adapters over them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,9 +42,9 @@ from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
 from ledger.errors import DatabaseUnavailable, translate
 from settlement.breakers import BreakerBoard
-from settlement.clock import Clock, SystemClock
+from settlement.clock import Clock, OffsetClock, SystemClock
 from settlement.dvp import DvpCoordinator, DvpPolicy
-from settlement.dvp.tickets import TicketKeeper
+from settlement.dvp.tickets import TicketKeeper, describe, top_up_tickets
 from settlement.dvp.worker import Worker, WorkerPolicy
 from settlement.sealing import Sealer, local_key
 from settlement.services.commitments import CommitmentService
@@ -52,6 +55,11 @@ from settlement.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from stellar_sdk import Keypair
     from xrpl.wallet import Wallet
+
+    from adapters.localnet.provision import StellarProvisioner, XrplProvisioner
+    from adapters.localnet.stellar import StellarNode
+    from adapters.localnet.xrpl import XrplNode
+    from settlement.demo.world import LocalWorld, NetworkUrls, WorldAccounts
 
 
 @dataclass(frozen=True)
@@ -441,3 +449,140 @@ def build_stepping_worker(
     default the engine's): no expiry sweep, no housekeeping. The demo, benchmarks and
     tests run it beside a coordinator of their own."""
     return Worker(engine.db, coordinator, clock or engine.clock, name=name, policy=policy)
+
+
+# -- the local world ------------------------------------------------------------------------
+
+
+def local_world(
+    *,
+    bond_units: Decimal = Decimal(1_000),
+    usdc: Decimal = Decimal(10_000_000),
+    xrpl_close_interval_s: float = 0.05,
+    xrpl_idle_interval_s: float | None = 1.0,
+    stellar_close_interval_s: float = 0.02,
+    policy: ResiliencePolicy | None = None,
+    extra_buyers: int = 0,
+    stellar_channels: int = 4,
+    xrpl_tickets: int = 0,
+    networks: NetworkUrls | None = None,
+) -> LocalWorld:
+    """Start both nodes on free ports and provision the accounts and assets
+    (``settlement.demo.world.provision_accounts``), with the engine's keys in an
+    in-memory keystore and an adapter per chain behind a guard of ``policy``.
+
+    The XRPL node closes a ledger holding transactions every ``xrpl_close_interval_s``
+    (fast, for tests) but an empty one only every ``xrpl_idle_interval_s``: each close
+    moves XRPL ledger time at least 1 s, so closing empty ledgers 20 times a second
+    would run ledger time ahead of the engine's clock without bound. Busy periods still
+    push it ahead by about a second per ledger; the engine judges deadlines on each
+    ledger's own time, so that costs window, never safety.
+
+    ``stellar_channels`` channel accounts (funded with XLM only) let the engine sign
+    Stellar transactions of one sender or of the agent in parallel; 0 makes every
+    transaction use its signer's own sequence. ``xrpl_tickets`` Tickets for the XRPL
+    seller (who signs locks) and agent (commits, unwinds) do the same on the XRP
+    Ledger; 0 leaves both on their own Sequence.
+
+    ``networks`` provisions networks already running elsewhere instead of starting
+    them here (the close intervals are then theirs, and ``advance_time`` refuses)."""
+    # imported here: the story and the nodes are not needed by any other command
+    from settlement.demo.world import LocalWorld, provision_accounts
+
+    xrpl_node: XrplNode | None = None
+    stellar_node: StellarNode | None = None
+    if networks is None:
+        xrpl_node, stellar_node, networks = _start_local_networks(
+            xrpl_close_interval_s, xrpl_idle_interval_s, stellar_close_interval_s
+        )
+    xrpl, stellar = _provisioners(networks)
+    accounts = provision_accounts(
+        xrpl,
+        stellar,
+        bond_units=bond_units,
+        usdc=usdc,
+        extra_buyers=extra_buyers,
+        stellar_channels=stellar_channels,
+    )
+    keystore = keystore_holding(accounts.engine_xrpl_signers(), accounts.engine_stellar_signers())
+    guards = chain_guards(policy)
+    xrpl_chain, stellar_chain = _world_chains(networks, accounts, keystore, guards)
+    if xrpl_tickets:
+        _stock_tickets(xrpl_chain, accounts.engine_xrpl_signers(), xrpl_tickets)
+    return LocalWorld(
+        **vars(accounts),  # the story's accounts and assets, as provisioned
+        xrpl_node=xrpl_node,
+        stellar_node=stellar_node,
+        xrpl=xrpl,
+        stellar=stellar,
+        keystore=keystore,
+        clock=OffsetClock(),
+        guards=guards,
+        chains={ChainName.XRPL: xrpl_chain, ChainName.STELLAR: stellar_chain},
+    )
+
+
+def _start_local_networks(
+    xrpl_close_interval_s: float,
+    xrpl_idle_interval_s: float | None,
+    stellar_close_interval_s: float,
+) -> tuple[XrplNode, StellarNode, NetworkUrls]:
+    """Both local networks serving on free loopback ports of this process."""
+    from adapters.localnet.stellar import StellarNode
+    from adapters.localnet.xrpl import XrplNode
+    from settlement.demo.world import NetworkUrls
+
+    xrpl_node = XrplNode(
+        close_interval_s=xrpl_close_interval_s, idle_interval_s=xrpl_idle_interval_s
+    )
+    stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
+    urls = NetworkUrls(
+        xrpl_node.start(port=0), stellar_node.start(port=0), stellar_node.network_passphrase
+    )
+    return xrpl_node, stellar_node, urls
+
+
+def _world_chains(
+    networks: NetworkUrls,
+    accounts: WorldAccounts,
+    keystore: InMemoryKeystore,
+    guards: Mapping[ChainName, ChainGuard],
+) -> tuple[XrplChain, StellarChain]:
+    """The local world's adapters: its agents, its channel accounts, its keystore."""
+    return _chain_pair(
+        networks.xrpl_url,
+        networks.horizon_url,
+        networks.stellar_network_passphrase,
+        xrpl_agent=accounts.agent_xrpl.classic_address,
+        stellar_agent=accounts.agent_stellar.public_key,
+        signer=keystore,
+        guards=guards,
+        stellar_channels=[c.public_key for c in accounts.channels_stellar],
+    )
+
+
+def _provisioners(networks: NetworkUrls) -> tuple[XrplProvisioner, StellarProvisioner]:
+    from adapters.localnet.provision import StellarProvisioner, XrplProvisioner
+
+    xrpl = XrplProvisioner(
+        networks.xrpl_url,
+        faucet_url=networks.xrpl_faucet_url,
+        poll_s=networks.poll_s,
+        timeout_s=networks.timeout_s,
+    )
+    stellar = StellarProvisioner(
+        networks.horizon_url,
+        networks.stellar_network_passphrase,
+        friendbot_url=networks.stellar_friendbot_url,
+        poll_s=networks.poll_s,
+        timeout_s=networks.timeout_s,
+    )
+    return xrpl, stellar
+
+
+def _stock_tickets(chain: XrplChain, wallets: Iterable[Wallet], tickets: int) -> None:
+    """Bring each of ``wallets`` to ``tickets`` Tickets; ``RuntimeError`` if one falls short."""
+    for wallet in wallets:
+        done = top_up_tickets(chain, wallet.classic_address, tickets)
+        if not done.ok or done.after < tickets:
+            raise RuntimeError(f"tickets for {wallet.classic_address}: {describe(done.outcome)}")

@@ -49,7 +49,7 @@ from settlement.demo.story import (
     ensure_parties,
     verify_chains,
 )
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.dvp import DvpCoordinator, LegInstruction
 from settlement.dvp.ledger_refs import ledger_ref_checker
 from settlement.dvp.worker import Worker, WorkerPolicy
@@ -147,7 +147,7 @@ def dvp_stack(
 ) -> Iterator[tuple[ApiStack, LocalWorld, _WorkerThread]]:
     """Both local networks, the API server with both ledgers, and a worker; all
     stopped on the way out."""
-    world = start_local_world()
+    world = bootstrap.local_world()
     try:
         echo(f"  local XRP Ledger at {world.xrpl.url}")
         echo(f"  local Stellar (Horizon API) at {world.stellar.url}")

@@ -1,35 +1,39 @@
-"""Both local networks in one process, provisioned for a bond-versus-USDC settlement.
+"""The local world: both ledgers provisioned for a bond-versus-USDC settlement.
 
-The demo and the DVP tests use this: an XRP Ledger where an issuer's tokenised bond
+The demo and the DVP tests use it: an XRP Ledger where an issuer's tokenised bond
 (``BND``) sits with the seller, a Stellar network where an issuer's ``USDC`` sits with
 the buyer, a settlement agent on each ledger (the Stellar agent trusts USDC: claiming a
 credit-asset balance needs a trustline), the keystore holding the keys the engine signs
 with, and one adapter per chain behind its circuit breaker. ``advance_time`` moves both
 ledgers' clocks and the engine's clock together.
+
+This module tells the story (which accounts, which assets, who holds what, whose keys
+the engine holds: ``provision_accounts``); ``settlement.bootstrap.local_world`` starts
+or reaches the networks and builds the keystore, the breakers and the adapters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from stellar_sdk import Keypair
 from xrpl.wallet import Wallet
 
 from adapters.chain import Asset, Chain, ChainName
 from adapters.localnet.provision import StellarProvisioner, XrplProvisioner
-from adapters.localnet.stellar import StellarNode
-from adapters.localnet.xrpl import XrplNode
-from adapters.resilience import ChainGuard, ResiliencePolicy
+from adapters.resilience import ChainGuard
 from adapters.signing import InMemoryKeystore
-from adapters.stellar import StellarChain
-from adapters.xrpl import XrplChain
 from settlement.clock import OffsetClock
 from settlement.domain.values import Actor
 from settlement.dvp import LegInstruction
-from settlement.dvp.tickets import describe, top_up_tickets
 from settlement.services.compliance import ComplianceService
+
+if TYPE_CHECKING:
+    from adapters.localnet.stellar import StellarNode
+    from adapters.localnet.xrpl import XrplNode
 
 BOND_CODE = "BND"
 USDC_CODE = "USDC"
@@ -51,16 +55,11 @@ class NetworkUrls:
 
 
 @dataclass
-class LocalWorld:
-    #: the networks when they run in this process; None when they run elsewhere
-    xrpl_node: XrplNode | None
-    stellar_node: StellarNode | None
-    xrpl: XrplProvisioner
-    stellar: StellarProvisioner
-    keystore: InMemoryKeystore
-    clock: OffsetClock
-    guards: dict[ChainName, ChainGuard]
-    chains: dict[ChainName, Chain]
+class WorldAccounts:
+    """Who is who on the two ledgers and the two assets, as ``provision_accounts``
+    made them. The engine signs for the senders of locks and for its agents
+    (``engine_xrpl_signers``, ``engine_stellar_signers``); the issuers' keys stay here."""
+
     bond: Asset
     usdc: Asset
     seller_xrpl: Wallet
@@ -70,9 +69,81 @@ class LocalWorld:
     agent_xrpl: Wallet
     agent_stellar: Keypair
     fee_stellar: Keypair
-    extra_buyers: list[Keypair] = field(default_factory=list)
+    extra_buyers: list[Keypair]
     #: Stellar channel accounts the engine signs with (transaction source, fees)
-    channels_stellar: list[Keypair] = field(default_factory=list)
+    channels_stellar: list[Keypair]
+
+    def engine_xrpl_signers(self) -> list[Wallet]:
+        """The XRPL accounts whose keys the engine holds: the seller (who locks the
+        bond) and the agent (commits, unwinds)."""
+        return [self.seller_xrpl, self.agent_xrpl]
+
+    def engine_stellar_signers(self) -> list[Keypair]:
+        """The Stellar accounts whose keys the engine holds: every buyer (who locks
+        USDC), the agent and the channel accounts."""
+        return [self.buyer_stellar, *self.extra_buyers, self.agent_stellar, *self.channels_stellar]
+
+
+def provision_accounts(
+    xrpl: XrplProvisioner,
+    stellar: StellarProvisioner,
+    *,
+    bond_units: Decimal,
+    usdc: Decimal,
+    extra_buyers: int,
+    stellar_channels: int,
+) -> WorldAccounts:
+    """Fund the story's accounts and issue its assets: ``bond_units`` BND to the seller
+    on the XRP Ledger (buyer and seller trust ten times that), ``usdc`` USDC to each
+    buyer on Stellar (``1 + extra_buyers`` of them; seller, agent and fee account trust
+    USDC), and ``stellar_channels`` channel accounts holding XLM only. Raises
+    ``adapters.localnet.provision.ProvisioningError`` when a set-up transaction fails."""
+    issuer_x = xrpl.issuer(allow_trust_line_locking=True)
+    bond = Asset(BOND_CODE, issuer_x.classic_address)
+    seller_x, buyer_x, agent_x = xrpl.account(), xrpl.account(), xrpl.account()
+    for holder in (seller_x, buyer_x):
+        xrpl.trust(holder, bond, bond_units * 10)
+    xrpl.issue(issuer_x, seller_x.classic_address, bond, bond_units)
+
+    issuer_s = stellar.account()
+    usdc_asset = Asset(USDC_CODE, issuer_s.public_key)
+    buyer_s, seller_s, agent_s = stellar.account(), stellar.account(), stellar.account()
+    fees_s = stellar.account()
+    buyers = [buyer_s] + [stellar.account() for _ in range(extra_buyers)]
+    for keypair in (*buyers, seller_s, agent_s, fees_s):
+        stellar.trust(keypair, usdc_asset)
+    for buyer in buyers:
+        stellar.issue(issuer_s, buyer.public_key, usdc_asset, usdc)
+    return WorldAccounts(
+        bond=bond,
+        usdc=usdc_asset,
+        seller_xrpl=seller_x,
+        buyer_xrpl=buyer_x,
+        buyer_stellar=buyer_s,
+        seller_stellar=seller_s,
+        agent_xrpl=agent_x,
+        agent_stellar=agent_s,
+        fee_stellar=fees_s,
+        extra_buyers=buyers[1:],
+        channels_stellar=[stellar.account() for _ in range(stellar_channels)],
+    )
+
+
+@dataclass
+class LocalWorld(WorldAccounts):
+    """The provisioned accounts and what reaches them: the networks (when they run in
+    this process), the provisioners, the engine's keystore, the engine's clock, and an
+    adapter per chain behind its guard. Built by ``settlement.bootstrap.local_world``."""
+
+    #: the networks when they run in this process; None when they run elsewhere
+    xrpl_node: XrplNode | None
+    stellar_node: StellarNode | None
+    xrpl: XrplProvisioner
+    stellar: StellarProvisioner
+    keystore: InMemoryKeystore
+    clock: OffsetClock
+    guards: dict[ChainName, ChainGuard]
+    chains: dict[ChainName, Chain]
 
     def legs(
         self, bond_units: Decimal, usdc: Decimal, *, buyer_stellar: Keypair | None = None
@@ -161,129 +232,8 @@ class LocalWorld:
             self.stellar_node.stop()
 
 
-def start_local_world(
-    *,
-    bond_units: Decimal = Decimal(1_000),
-    usdc: Decimal = Decimal(10_000_000),
-    xrpl_close_interval_s: float = 0.05,
-    xrpl_idle_interval_s: float | None = 1.0,
-    stellar_close_interval_s: float = 0.02,
-    policy: ResiliencePolicy | None = None,
-    extra_buyers: int = 0,
-    stellar_channels: int = 4,
-    xrpl_tickets: int = 0,
-    networks: NetworkUrls | None = None,
-) -> LocalWorld:
-    """Start both nodes on free ports and provision the accounts and assets.
+def start_local_world(**options: Any) -> LocalWorld:
+    """``settlement.bootstrap.local_world``, under the name callers knew it by."""
+    from settlement import bootstrap  # the composition root imports this module
 
-    The XRPL node closes a ledger holding transactions every ``xrpl_close_interval_s``
-    (fast, for tests) but an empty one only every ``xrpl_idle_interval_s``: each close
-    moves XRPL ledger time at least 1 s, so closing empty ledgers 20 times a second
-    would run ledger time ahead of the engine's clock without bound. Busy periods still
-    push it ahead by about a second per ledger; the engine judges deadlines on each
-    ledger's own time, so that costs window, never safety.
-
-    ``stellar_channels`` channel accounts (funded with XLM only) let the engine sign
-    Stellar transactions of one sender or of the agent in parallel; 0 makes every
-    transaction use its signer's own sequence. ``xrpl_tickets`` Tickets for the XRPL
-    seller (who signs locks) and agent (commits, unwinds) do the same on the XRP
-    Ledger; 0 leaves both on their own Sequence.
-
-    ``networks`` provisions networks already running elsewhere instead of starting
-    them here (the close intervals are then theirs, and ``advance_time`` refuses)."""
-    xrpl_node: XrplNode | None = None
-    stellar_node: StellarNode | None = None
-    if networks is None:
-        xrpl_node = XrplNode(
-            close_interval_s=xrpl_close_interval_s, idle_interval_s=xrpl_idle_interval_s
-        )
-        stellar_node = StellarNode(close_interval_s=stellar_close_interval_s)
-        networks = NetworkUrls(
-            xrpl_node.start(port=0), stellar_node.start(port=0), stellar_node.network_passphrase
-        )
-    xrpl_url, horizon_url = networks.xrpl_url, networks.horizon_url
-    xrpl = XrplProvisioner(
-        xrpl_url,
-        faucet_url=networks.xrpl_faucet_url,
-        poll_s=networks.poll_s,
-        timeout_s=networks.timeout_s,
-    )
-    stellar = StellarProvisioner(
-        horizon_url,
-        networks.stellar_network_passphrase,
-        friendbot_url=networks.stellar_friendbot_url,
-        poll_s=networks.poll_s,
-        timeout_s=networks.timeout_s,
-    )
-    keystore = InMemoryKeystore()
-
-    issuer_x = xrpl.issuer(allow_trust_line_locking=True)
-    bond = Asset(BOND_CODE, issuer_x.classic_address)
-    seller_x, buyer_x, agent_x = xrpl.account(), xrpl.account(), xrpl.account()
-    for holder in (seller_x, buyer_x):
-        xrpl.trust(holder, bond, bond_units * 10)
-    xrpl.issue(issuer_x, seller_x.classic_address, bond, bond_units)
-
-    issuer_s = stellar.account()
-    usdc_asset = Asset(USDC_CODE, issuer_s.public_key)
-    buyer_s, seller_s, agent_s = stellar.account(), stellar.account(), stellar.account()
-    fees_s = stellar.account()
-    buyers = [buyer_s] + [stellar.account() for _ in range(extra_buyers)]
-    for keypair in (*buyers, seller_s, agent_s, fees_s):
-        stellar.trust(keypair, usdc_asset)
-    for buyer in buyers:
-        stellar.issue(issuer_s, buyer.public_key, usdc_asset, usdc)
-
-    # the engine signs for the senders of locks and for its agents
-    for wallet in (seller_x, agent_x):
-        keystore.add_xrpl(wallet)
-    channels = [stellar.account() for _ in range(stellar_channels)]
-    for signer in (*buyers, agent_s, *channels):
-        keystore.add_stellar(signer)
-    guards = {
-        ChainName.XRPL: ChainGuard("xrpl", policy),
-        ChainName.STELLAR: ChainGuard("stellar", policy),
-    }
-    chains: dict[ChainName, Chain] = {
-        ChainName.XRPL: XrplChain(
-            xrpl_url, agent=agent_x.classic_address, signer=keystore, guard=guards[ChainName.XRPL]
-        ),
-        ChainName.STELLAR: StellarChain(
-            horizon_url,
-            networks.stellar_network_passphrase,
-            agent=agent_s.public_key,
-            signer=keystore,
-            guard=guards[ChainName.STELLAR],
-            channels=[c.public_key for c in channels],
-        ),
-    }
-    if xrpl_tickets:
-        xrpl_chain = chains[ChainName.XRPL]
-        assert isinstance(xrpl_chain, XrplChain)
-        for wallet in (seller_x, agent_x):
-            done = top_up_tickets(xrpl_chain, wallet.classic_address, xrpl_tickets)
-            if not done.ok or done.after < xrpl_tickets:
-                raise RuntimeError(
-                    f"tickets for {wallet.classic_address}: {describe(done.outcome)}"
-                )
-    return LocalWorld(
-        xrpl_node=xrpl_node,
-        stellar_node=stellar_node,
-        xrpl=xrpl,
-        stellar=stellar,
-        keystore=keystore,
-        clock=OffsetClock(),
-        guards=guards,
-        chains=chains,
-        bond=bond,
-        usdc=usdc_asset,
-        seller_xrpl=seller_x,
-        buyer_xrpl=buyer_x,
-        buyer_stellar=buyer_s,
-        seller_stellar=seller_s,
-        agent_xrpl=agent_x,
-        agent_stellar=agent_s,
-        fee_stellar=fees_s,
-        extra_buyers=buyers[1:],
-        channels_stellar=channels,
-    )
+    return bootstrap.local_world(**options)
