@@ -274,7 +274,31 @@ class DriverUnitOfWork:
 
 
 class Database:
-    """The application's access to PostgreSQL (as role ``settlement_app``)."""
+    """The application's access to PostgreSQL (as role ``settlement_app``).
+
+    One way to run SQL per purpose; the record modules (``ledger.*``,
+    ``compliance.records``) hold the statements, callers pick the way:
+
+    - one statement that is a whole transaction (a server-side function such as
+      ``commitment_transition``, an API key or console session call): ``call_one``,
+      one round trip; ``call_one_async`` is the same from a coroutine (the API's
+      request path), without a worker thread;
+    - several statements that commit together, through record functions that take a
+      ``UnitOfWork`` or its SQLAlchemy ``Connection`` (services, compliance records):
+      ``transaction``, re-run whole on a serialization failure or deadlock;
+    - the same on the worker's hot paths, whose record functions run plain SQL only
+      (``Statements``): ``statements``, on a driver connection at a quarter of the
+      client CPU; with ``atomic=False`` for reads that need no common snapshot;
+    - reads through record functions that take a ``Connection`` or ``UnitOfWork``:
+      ``unit_of_work()`` in a ``with`` block, left uncommitted (rolled back at its
+      end; also what tests use to look at rows);
+    - work that must never run twice at once (stepping one settlement): ``exclusive``;
+    - asking whether the server answers (health checks): ``ping``.
+
+    Errors leave every method translated (``LedgerError``, ``ledger.errors``); a record
+    function that uses a unit of work's ``connection`` directly translates its own.
+    ``dispose`` closes every connection.
+    """
 
     def __init__(self, app_url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = normalise_url(app_url)
