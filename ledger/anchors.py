@@ -1,0 +1,320 @@
+"""Audit anchors: the records of the roots published on the ledgers, and their SQL.
+
+An anchor (migration 0014) fixes every audit chain at one moment: for each commitment,
+the last entry recorded at or before the anchor's ``cutoff`` (its head: commitment id,
+seq, entry hash), all of them folded into one Merkle root (``ledger.merkle``). The root
+is then published on each ledger; ``audit_anchor_publications`` holds the write-ahead
+rows of those transactions.
+
+Which entries an anchor covers is a function of the database alone: in each chain, the
+entries up to the highest ``seq`` whose ``recorded_at`` is at or before the cutoff. So a
+verifier recomputes each anchored root from the entries as they are now, and anything
+the owner rewrote, deleted or added (backdated) before an anchor changes that root. The
+engine takes the cutoff a little before the moment it reads (``settle_s``), so that an
+entry in a transaction still open when the anchor reads, recorded before the cutoff but
+committed after, is not left out.
+
+``heads`` is stored as canonical JSON, ``[["<commitment id>", seq, "<entry hash>"],
+...]`` in tree order, and the anchor's own hash covers it (see the migration for the
+encoding, recomputed by ``AnchorRow.computed_hash``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from ledger.audit import _ENTRY_COLUMNS, AuditEntry, canonical_fields, format_timestamp
+from ledger.database import Statements
+from ledger.errors import RecordNotFound
+from ledger.merkle import ChainHead, ordered, root_of
+
+ANCHOR_TAG = b"settlement-anchor/v1\n"
+
+
+def heads_text(heads: Sequence[ChainHead]) -> str:
+    """The canonical JSON of ``heads``, in tree order."""
+    rows = [[str(h.commitment_id), h.seq, h.entry_hash] for h in ordered(heads)]
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def parse_heads(text: str) -> list[ChainHead]:
+    """The heads of a stored ``heads`` text; ``ValueError`` if it is not one."""
+    try:
+        rows = json.loads(text)
+        return [ChainHead(UUID(str(cid)), int(seq), str(h)) for cid, seq, h in rows]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a list of chain heads: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AnchorRow:
+    seq: int
+    created_at: datetime
+    cutoff: datetime
+    #: the Merkle root, 64 lowercase hex digits
+    root: str
+    chain_count: int
+    entry_count: int
+    heads: str
+    prev_hash: str | None
+    anchor_hash: str
+
+    def head_list(self) -> list[ChainHead]:
+        return parse_heads(self.heads)
+
+    def computed_hash(self) -> str:
+        return hashlib.sha256(
+            canonical_fields(
+                ANCHOR_TAG,
+                (
+                    self.seq,
+                    format_timestamp(self.created_at),
+                    format_timestamp(self.cutoff),
+                    self.root,
+                    self.chain_count,
+                    self.heads,
+                    self.prev_hash,
+                ),
+            )
+        ).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublicationRow:
+    id: int
+    anchor_seq: int
+    chain: str
+    account: str
+    tx_hash: str
+    blob: str
+    expires_ledger: int | None
+    expires_at: datetime | None
+    status: str
+    result_code: str | None
+    ledger_index: int | None
+    ledger_hash: str | None
+    signed_at: datetime
+    finalized_at: datetime | None
+
+
+_ANCHOR_COLUMNS = (
+    "seq, created_at, cutoff, root, chain_count, entry_count, heads, prev_hash, anchor_hash"
+)
+_PUBLICATION_COLUMNS = (
+    "id, anchor_seq, chain, account, tx_hash, blob, expires_ledger, expires_at, status,"
+    " result_code, ledger_index, ledger_hash, signed_at, finalized_at"
+)
+
+
+def chain_heads(uow: Statements, cutoff: datetime) -> list[ChainHead]:
+    """The head of every chain as of ``cutoff`` (the database's own entry hashes), in
+    tree order: what a new anchor covers."""
+    rows = uow.execute(
+        "SELECT DISTINCT ON (commitment_id) commitment_id, seq, entry_hash FROM audit_log"
+        " WHERE recorded_at <= :cutoff ORDER BY commitment_id, seq DESC",
+        {"cutoff": cutoff},
+    )
+    heads = [ChainHead(row[0], int(row[1]), str(row[2])) for row in rows]
+    return ordered(heads) if heads else []
+
+
+def insert_anchor(
+    uow: Statements, *, heads: Sequence[ChainHead], cutoff: datetime, at: datetime
+) -> AnchorRow:
+    """Record an anchor of ``heads`` (the database assigns its seq and chains it);
+    ``ConstraintViolation`` if this root is anchored already."""
+    row = uow.execute(
+        "INSERT INTO audit_anchors (seq, created_at, cutoff, root, chain_count, entry_count,"
+        " heads, anchor_hash) VALUES (0, :at, :cutoff, :root, :chains, :entries, :heads, '')"
+        f" RETURNING {_ANCHOR_COLUMNS}",
+        {
+            "at": at,
+            "cutoff": cutoff,
+            "root": root_of(heads).hex(),
+            "chains": len(heads),
+            "entries": sum(h.seq for h in heads),
+            "heads": heads_text(heads),
+        },
+    ).one()
+    return AnchorRow(*row)
+
+
+def anchors(uow: Statements) -> list[AnchorRow]:
+    """Every anchor, oldest first."""
+    rows = uow.execute(f"SELECT {_ANCHOR_COLUMNS} FROM audit_anchors ORDER BY seq")
+    return [AnchorRow(*row) for row in rows]
+
+
+def last_anchor(uow: Statements) -> AnchorRow | None:
+    row = uow.execute(
+        f"SELECT {_ANCHOR_COLUMNS} FROM audit_anchors ORDER BY seq DESC LIMIT 1"
+    ).one_or_none()
+    return AnchorRow(*row) if row is not None else None
+
+
+def record_publication(
+    uow: Statements,
+    *,
+    anchor_seq: int,
+    chain: str,
+    account: str,
+    tx_hash: str,
+    blob: str,
+    expires_ledger: int | None,
+    expires_at: datetime | None,
+    at: datetime,
+) -> None:
+    """Write-ahead: record a signed anchoring transaction before it is sent. A second
+    open one for the same anchor and chain is refused (``ConstraintViolation``)."""
+    uow.execute(
+        "INSERT INTO audit_anchor_publications (anchor_seq, chain, account, tx_hash, blob,"
+        " expires_ledger, expires_at, status, signed_at) VALUES (:anchor_seq, :chain,"
+        " :account, :tx_hash, :blob, :expires_ledger, :expires_at, 'SIGNED', :at)",
+        {
+            "anchor_seq": anchor_seq,
+            "chain": chain,
+            "account": account,
+            "tx_hash": tx_hash,
+            "blob": blob,
+            "expires_ledger": expires_ledger,
+            "expires_at": expires_at,
+            "at": at,
+        },
+    )
+
+
+def finalize_publication(
+    uow: Statements,
+    *,
+    tx_hash: str,
+    status: str,
+    result_code: str | None,
+    ledger_index: int | None,
+    ledger_hash: str | None,
+    at: datetime,
+) -> None:
+    """Record the final outcome of an open publication; ``RecordNotFound`` if it is
+    not open."""
+    updated = uow.execute(
+        "UPDATE audit_anchor_publications SET status = :status, result_code = :code,"
+        " ledger_index = :ledger_index, ledger_hash = :ledger_hash, finalized_at = :at"
+        " WHERE tx_hash = :tx_hash AND status = 'SIGNED'",
+        {
+            "status": status,
+            "code": result_code,
+            "ledger_index": ledger_index,
+            "ledger_hash": ledger_hash,
+            "at": at,
+            "tx_hash": tx_hash,
+        },
+    ).rowcount
+    if updated != 1:
+        raise RecordNotFound(f"no open anchor publication {tx_hash}")
+
+
+def publications(uow: Statements, anchor_seq: int | None = None) -> list[PublicationRow]:
+    """The publications of one anchor (or of all), in the order they were signed."""
+    where = "" if anchor_seq is None else " WHERE anchor_seq = :seq"
+    rows = uow.execute(
+        f"SELECT {_PUBLICATION_COLUMNS} FROM audit_anchor_publications{where} ORDER BY id",
+        {"seq": anchor_seq},
+    )
+    return [PublicationRow(*row) for row in rows]
+
+
+def unpublished(uow: Statements, chain: str) -> list[AnchorRow]:
+    """The anchors not yet applied on ``chain``, oldest first."""
+    rows = uow.execute(
+        f"SELECT {_ANCHOR_COLUMNS} FROM audit_anchors a WHERE NOT EXISTS (SELECT 1"
+        " FROM audit_anchor_publications p WHERE p.anchor_seq = a.seq AND p.chain = :chain"
+        " AND p.status = 'APPLIED') ORDER BY seq",
+        {"chain": chain},
+    )
+    return [AnchorRow(*row) for row in rows]
+
+
+def all_entries(uow: Statements) -> dict[UUID, list[AuditEntry]]:
+    """Every audit entry, by commitment, in seq order (the verifier's input)."""
+    rows = uow.execute(f"SELECT {_ENTRY_COLUMNS} FROM audit_log ORDER BY commitment_id, seq")
+    out: dict[UUID, list[AuditEntry]] = {}
+    for row in rows:
+        entry = AuditEntry(*row)
+        out.setdefault(entry.commitment_id, []).append(entry)
+    return out
+
+
+def heads_as_of(entries: Mapping[UUID, Sequence[AuditEntry]], cutoff: datetime) -> list[ChainHead]:
+    """The heads an anchor with ``cutoff`` covers, recomputed from the entries: in each
+    chain, the entry of the highest seq recorded at or before the cutoff, its hash
+    recomputed from its contents (not the stored column)."""
+    heads = []
+    for commitment_id, chain in entries.items():
+        covered = [e for e in chain if e.recorded_at <= cutoff]
+        if covered:
+            last = max(covered, key=lambda e: e.seq)
+            heads.append(ChainHead(commitment_id, last.seq, last.computed_hash()))
+    return ordered(heads) if heads else []
+
+
+@dataclass(frozen=True)
+class HeadsDiff:
+    """How the heads recomputed from the database differ from those an anchor covers."""
+
+    changed: list[UUID] = field(default_factory=list)
+    missing: list[UUID] = field(default_factory=list)
+    extra: list[UUID] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.changed or self.missing or self.extra)
+
+    def describe(self) -> str:
+        parts = []
+        for label, ids in (("changed", self.changed), ("missing", self.missing)):
+            if ids:
+                parts.append(f"{label}: " + ", ".join(str(i) for i in ids))
+        if self.extra:
+            parts.append("not anchored (added): " + ", ".join(str(i) for i in self.extra))
+        return "; ".join(parts)
+
+
+def diff_heads(anchored: Iterable[ChainHead], now: Iterable[ChainHead]) -> HeadsDiff:
+    """Chains whose head differs (``changed``), that the anchor covers and the database
+    no longer holds (``missing``), and that the database holds as of the anchor but the
+    anchor does not cover (``extra``), each in tree order."""
+    before = {h.commitment_id: h for h in anchored}
+    after = {h.commitment_id: h for h in now}
+    key = UUID.__str__
+    return HeadsDiff(
+        changed=sorted((c for c in before if c in after and before[c] != after[c]), key=key),
+        missing=sorted((c for c in before if c not in after), key=key),
+        extra=sorted((c for c in after if c not in before), key=key),
+    )
+
+
+def anchor_chain_problems(rows: Sequence[AnchorRow]) -> list[tuple[int, str]]:
+    """What is wrong with the anchors' own chain: (anchor seq, problem) for a seq out of
+    order, a ``prev_hash`` that is not the previous anchor's hash, an ``anchor_hash``
+    that does not match the row, a root that is not the root of its heads."""
+    problems: list[tuple[int, str]] = []
+    prev: str | None = None
+    for expected, row in enumerate(rows, start=1):
+        if row.seq != expected:
+            problems.append((row.seq, f"expected anchor {expected}: one is missing or moved"))
+        if row.prev_hash != prev:
+            problems.append((row.seq, "prev_hash does not match the previous anchor's hash"))
+        if row.computed_hash() != row.anchor_hash:
+            problems.append((row.seq, "anchor_hash does not match its contents (edited)"))
+        try:
+            heads = row.head_list()
+            if not heads or root_of(heads).hex() != row.root:
+                problems.append((row.seq, "root is not the Merkle root of its recorded heads"))
+        except ValueError as exc:
+            problems.append((row.seq, f"recorded heads unreadable: {exc}"))
+        prev = row.anchor_hash
+    return problems

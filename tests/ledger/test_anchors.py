@@ -1,0 +1,213 @@
+"""Audit anchors in the database: the Merkle tree as documented, the anchors' own chain,
+what the application role may and may not do, and the write-ahead publications."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from ledger import anchors
+from ledger.errors import ConstraintViolation, LedgerError, PermissionRefused, RecordNotFound
+from ledger.merkle import ChainHead, ProofStep, proof_of, root_from_proof, root_of
+from settlement.bootstrap import Engine as SettlementEngine
+from settlement.domain.states import State
+from tests.support import new_commitment
+
+
+def _head(n: int, seq: int = 1) -> ChainHead:
+    return ChainHead(UUID(int=n), seq, hashlib.sha256(str(n).encode()).hexdigest())
+
+
+def test_head_bytes_and_tree_match_their_documentation() -> None:
+    a, b, c = _head(1), _head(2), _head(3)
+    by_hand = (
+        b"settlement-anchor-head/v1\n36:00000000-0000-0000-0000-000000000001,1:1,64:"
+        + a.entry_hash.encode()
+        + b","
+    )
+    assert a.canonical_bytes() == by_hand
+    leaf = [hashlib.sha256(b"\x00" + h.canonical_bytes()).digest() for h in (a, b, c)]
+    ab = hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).digest()
+    # three leaves: the odd one is carried up unchanged, then paired
+    assert root_of([c, a, b]) == hashlib.sha256(b"\x01" + ab + leaf[2]).digest()
+    assert root_of([a]) == leaf[0]
+    assert proof_of([a, b, c], c.commitment_id) == [ProofStep("L", ab)]
+
+
+def test_a_tree_refuses_no_heads_and_a_chain_twice() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        root_of([])
+    with pytest.raises(ValueError, match="two heads"):
+        root_of([_head(1), _head(1, seq=2)])
+    with pytest.raises(KeyError):
+        proof_of([_head(1)], UUID(int=9))
+
+
+@given(st.sets(st.integers(min_value=0, max_value=2**64), min_size=1, max_size=40))
+def test_every_proof_leads_to_the_root(ids: set[int]) -> None:
+    heads = [_head(n) for n in ids]
+    root = root_of(heads)
+    for head in heads:
+        steps = proof_of(heads, head.commitment_id)
+        assert root_from_proof(head.leaf(), steps) == root
+        other = ChainHead(head.commitment_id, head.seq + 1, head.entry_hash)
+        assert root_from_proof(other.leaf(), steps) != root
+
+
+def test_leaves_are_ordered_by_the_uuid_bytes() -> None:
+    low, high = (
+        UUID("0f000000-0000-4000-8000-000000000000"),
+        UUID("f0000000-0000-4000-8000-000000000000"),
+    )
+    heads = [ChainHead(high, 1, "a" * 64), ChainHead(low, 1, "b" * 64)]
+    assert anchors.parse_heads(anchors.heads_text(heads))[0].commitment_id == low
+
+
+@pytest.fixture
+def anchored(fresh_engine: SettlementEngine) -> tuple[SettlementEngine, anchors.AnchorRow]:
+    new_commitment(fresh_engine.commitments, State.VERIFIED)
+    new_commitment(fresh_engine.commitments, State.PENDING_REVIEW)
+    later = datetime.now(UTC) + timedelta(days=3650)
+    with fresh_engine.db.unit_of_work() as uow:
+        heads = anchors.chain_heads(uow, later)
+        row = anchors.insert_anchor(uow, heads=heads, cutoff=later, at=later)
+        uow.commit()
+    return fresh_engine, row
+
+
+def test_the_database_chains_anchors_as_python_recomputes(
+    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+) -> None:
+    engine, first = anchored
+    assert (first.seq, first.prev_hash, first.chain_count) == (1, None, 2)
+    assert first.entry_count == 3 + 2
+    assert first.anchor_hash == first.computed_hash()
+    assert first.root == root_of(first.head_list()).hex()
+    new_commitment(engine.commitments, State.DRAFT)
+    cutoff = first.cutoff + timedelta(seconds=1)
+    with engine.db.unit_of_work() as uow:
+        second = anchors.insert_anchor(
+            uow, heads=anchors.chain_heads(uow, cutoff), cutoff=cutoff, at=cutoff
+        )
+        uow.commit()
+    assert (second.seq, second.prev_hash) == (2, first.anchor_hash)
+    assert second.anchor_hash == second.computed_hash()
+    with engine.db.unit_of_work() as uow:
+        assert anchors.anchor_chain_problems(anchors.anchors(uow)) == []
+        assert anchors.last_anchor(uow) == second
+
+
+def test_a_root_is_anchored_once(anchored: tuple[SettlementEngine, anchors.AnchorRow]) -> None:
+    engine, first = anchored
+    with engine.db.unit_of_work() as uow, pytest.raises(ConstraintViolation):
+        anchors.insert_anchor(uow, heads=first.head_list(), cutoff=first.cutoff, at=first.cutoff)
+
+
+def test_neither_the_application_nor_the_owner_with_triggers_on_rewrites_anchors(
+    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+) -> None:
+    engine, _ = anchored
+    statements = (
+        f"UPDATE audit_anchors SET root = '{'0' * 64}' WHERE seq = 1",
+        "DELETE FROM audit_anchors WHERE seq = 1",
+    )
+    for statement in statements:
+        with engine.db.unit_of_work() as uow, pytest.raises(PermissionRefused):
+            uow.execute(statement)
+    owner = create_engine(engine.urls.owner)
+    try:
+        for statement in statements:
+            with owner.begin() as c, pytest.raises(DBAPIError, match="append-only"):
+                c.execute(text(statement))
+    finally:
+        owner.dispose()
+
+
+def test_publications_are_write_ahead_and_final_once(
+    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+) -> None:
+    engine, first = anchored
+    at = first.created_at
+
+    def record(uow: anchors.Statements, tx_hash: str) -> None:
+        anchors.record_publication(
+            uow,
+            anchor_seq=first.seq,
+            chain="xrpl",
+            account="rAnchor",
+            tx_hash=tx_hash,
+            blob="blob-" + tx_hash,
+            expires_ledger=100,
+            expires_at=None,
+            at=at,
+        )
+
+    with engine.db.unit_of_work() as uow:
+        record(uow, "A1")
+        uow.commit()
+    with engine.db.unit_of_work() as uow, pytest.raises(ConstraintViolation):
+        record(uow, "A2")  # a second signature while the first could still apply
+    with engine.db.unit_of_work() as uow:
+        anchors.finalize_publication(
+            uow,
+            tx_hash="A1",
+            status="EXPIRED",
+            result_code=None,
+            ledger_index=None,
+            ledger_hash=None,
+            at=at,
+        )
+        record(uow, "A3")
+        anchors.finalize_publication(
+            uow,
+            tx_hash="A3",
+            status="APPLIED",
+            result_code="tesSUCCESS",
+            ledger_index=7,
+            ledger_hash="LH",
+            at=at,
+        )
+        uow.commit()
+    with engine.db.unit_of_work() as uow:
+        assert [p.status for p in anchors.publications(uow, first.seq)] == ["EXPIRED", "APPLIED"]
+        assert anchors.unpublished(uow, "xrpl") == []
+        assert [a.seq for a in anchors.unpublished(uow, "stellar")] == [1]
+    with engine.db.unit_of_work() as uow, pytest.raises(RecordNotFound):
+        anchors.finalize_publication(
+            uow,
+            tx_hash="A3",
+            status="EXPIRED",
+            result_code=None,
+            ledger_index=None,
+            ledger_hash=None,
+            at=at,
+        )
+    with engine.db.unit_of_work() as uow, pytest.raises(LedgerError):
+        uow.execute("UPDATE audit_anchor_publications SET blob = 'x' WHERE tx_hash = 'A3'")
+
+
+def test_the_owner_sees_the_anchor_tables_as_migrated(
+    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+) -> None:
+    engine, _ = anchored
+    owner: Engine = create_engine(engine.urls.owner)
+    with owner.connect() as c:
+        grants = c.execute(
+            text(
+                "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)"
+                " FROM information_schema.role_table_grants WHERE grantee = 'settlement_app'"
+                " AND table_name LIKE 'audit_anchor%' GROUP BY table_name ORDER BY table_name"
+            )
+        ).all()
+    owner.dispose()
+    assert [tuple(g) for g in grants] == [
+        ("audit_anchor_publications", "INSERT,SELECT,UPDATE"),
+        ("audit_anchors", "INSERT,SELECT"),
+    ]
