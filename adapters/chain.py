@@ -44,6 +44,13 @@ ledger with it. A channel must carry one transaction at a time until that one is
 the caller keeps that rule (the engine records it with the write-ahead row). An empty
 list means the signer's own sequence is used; a channel not offered is refused.
 
+Audit anchors: a ledger that implements ``Anchoring`` as well publishes a 32-byte root
+(``prepare_anchor``, then ``submit`` and ``status`` as any submission) and reads it
+back from a transaction (``anchor_of``). XRPL: an AccountSet with no flags carrying one
+Memo, MemoType the hex of ``ANCHOR_MEMO_TYPE``, MemoData the root. Stellar: a
+transaction with memo hash = the root and one ManageData operation of the anchor
+account (name ``ANCHOR_DATA_NAME``, value the root).
+
 Reconciliation reads locks back: ``lock_state`` says whether a lock still exists in
 the latest validated ledger and what it holds (``LockState``); ``locks_of`` lists the
 locks an account takes part in, so locks unknown to the engine can be found.
@@ -309,6 +316,59 @@ class Released:
     ledger_index: int
     ledger_hash: str
     delivered: Decimal | None = None
+
+
+#: the MemoType (as text; on the ledger its hex) of an XRPL anchoring transaction
+ANCHOR_MEMO_TYPE = "settlement/anchor-v1"
+#: the data entry a Stellar anchoring transaction sets on the anchor account
+ANCHOR_DATA_NAME = "settlement/anchor"
+
+
+@dataclass(frozen=True)
+class AnchorTx:
+    """A transaction as a ledger holds it, read as an anchor.
+
+    ``root`` is the 32-byte root it carries, None when it carries none (not an anchoring
+    transaction of this format). ``validated``: in a validated (final) ledger;
+    ``successful``: it applied with success. ``account`` is its source account.
+    """
+
+    tx_hash: str
+    account: str
+    root: bytes | None
+    ledger_index: int
+    ledger_hash: str
+    validated: bool
+    successful: bool
+
+
+@runtime_checkable
+class Anchoring(Protocol):
+    """A ledger that can carry the audit anchors (both adapters implement it)."""
+
+    @property
+    def name(self) -> ChainName: ...
+
+    def prepare_anchor(self, account: str, root: bytes) -> SignedSubmission:
+        """Sign a transaction of ``account`` (its key in the signer) carrying the
+        32-byte ``root``; ``purpose`` None, an expiry as any submission. ``ValueError``
+        for a root that is not 32 bytes; ``TransportError`` if the ledger cannot be
+        asked for the account's sequence."""
+        ...
+
+    def submit(self, submission: SignedSubmission) -> Outcome: ...
+
+    def status(self, submission: SignedSubmission) -> Outcome: ...
+
+    def anchor_of(self, tx_hash: str) -> AnchorTx | None:
+        """The transaction ``tx_hash`` read as an anchor; None if the ledger does not
+        know it. Raises ``adapters.errors.TransportError`` if it cannot be asked."""
+        ...
+
+
+def check_root(root: bytes) -> None:
+    if len(root) != 32:
+        raise ValueError(f"an anchor root is 32 bytes, not {len(root)}")
 
 
 @runtime_checkable

@@ -65,6 +65,8 @@ transport condition: they return an ``Outcome``. ``lookup`` raises ``TransportEr
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -89,6 +91,8 @@ from stellar_sdk.exceptions import BadSignatureError
 
 from adapters.cadence import HeadWatch
 from adapters.chain import (
+    ANCHOR_DATA_NAME,
+    AnchorTx,
     Applied,
     Asset,
     ChainName,
@@ -107,6 +111,7 @@ from adapters.chain import (
     Released,
     SignedSubmission,
     Unavailable,
+    check_root,
 )
 from adapters.errors import (
     AdapterError,
@@ -434,6 +439,59 @@ class StellarChain:
         if source is not None:
             self._sign(envelope, source)
         return self._signed(envelope, purpose, window, channel=source)
+
+    # -- audit anchors -------------------------------------------------------------------
+
+    def prepare_anchor(self, account: str, root: bytes) -> SignedSubmission:
+        """Sign a transaction of ``account`` with memo hash = ``root`` and one ManageData
+        operation setting ``ANCHOR_DATA_NAME`` to the root (the account's latest anchor
+        also reads from its data entry); ``purpose`` None, expiring as any submission."""
+        check_root(root)
+        header = self._head.get()
+        window = self._window(header)
+        envelope = (
+            self._builder(account, header, window)
+            .add_hash_memo(root)
+            .append_manage_data_op(ANCHOR_DATA_NAME, root)
+            .build()
+        )
+        self._sign(envelope, account)
+        return SignedSubmission(
+            chain=ChainName.STELLAR,
+            purpose=None,
+            tx_hash=envelope.hash_hex(),
+            blob=envelope.to_xdr(),
+            expires_at=to_datetime(window.max_time),
+        )
+
+    def anchor_of(self, tx_hash: str) -> AnchorTx | None:
+        """The transaction read as an anchor: its root is its hash memo (Horizon renders
+        it in base64); None when Horizon does not know the hash. Horizon holds only
+        ledgers the network externalised, final on Stellar: found is validated."""
+        found = self._horizon.transaction(tx_hash)
+        if found is None:
+            return None
+        root: bytes | None = None
+        if found.memo_type == "hash":
+            try:
+                root = base64.b64decode(found.memo, validate=True)
+            except (binascii.Error, ValueError):
+                root = None
+        header = self._horizon.ledger(found.ledger)
+        if header is None:
+            raise TransportError(
+                f"Horizon has {found.hash} in ledger {found.ledger}, but the server asked "
+                "for that ledger has not ingested it yet"
+            )
+        return AnchorTx(
+            tx_hash=found.hash,
+            account=found.source_account,
+            root=root if root is not None and len(root) == 32 else None,
+            ledger_index=found.ledger,
+            ledger_hash=header.hash,
+            validated=True,
+            successful=found.successful,
+        )
 
     def _source(self, channel: str | None, signer: str) -> str | None:
         """The channel to use as transaction source, or None to use ``signer``'s own."""

@@ -144,6 +144,10 @@ class TxView:
     result_xdr: str
     fee_charged_stroops: int
     source_account: str
+    #: Horizon's memo fields: ``memo_type`` none|text|id|hash|return, ``memo`` as it
+    #: renders it (a hash memo in base64)
+    memo_type: str = "none"
+    memo: str = ""
 
 
 @dataclass(frozen=True)
@@ -510,6 +514,8 @@ def tx_view(body: Json) -> TxView:
         result_xdr=str(body["result_xdr"]),
         fee_charged_stroops=int(body["fee_charged"]),
         source_account=str(body["source_account"]),
+        memo_type=str(body.get("memo_type", "none")),
+        memo=str(body.get("memo", "")),
     )
 
 

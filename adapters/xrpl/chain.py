@@ -73,9 +73,11 @@ from xrpl.models.requests import (
     Tx,
 )
 from xrpl.models.transactions import (
+    AccountSet,
     EscrowCancel,
     EscrowCreate,
     EscrowFinish,
+    Memo,
     Payment,
     PaymentFlag,
     TicketCreate,
@@ -84,6 +86,8 @@ from xrpl.models.transactions import (
 
 from adapters.cadence import HeadWatch
 from adapters.chain import (
+    ANCHOR_MEMO_TYPE,
+    AnchorTx,
     Asset,
     ChainName,
     Expired,
@@ -100,6 +104,7 @@ from adapters.chain import (
     Released,
     SignedSubmission,
     Unavailable,
+    check_root,
 )
 from adapters.conditions import condition_of_fulfillment
 from adapters.errors import (
@@ -473,6 +478,50 @@ class XrplChain:
             last_ledger_sequence=head.index + self.ledger_window,
         )
         return self._signed(None, account, tx)
+
+    # --- audit anchors ----------------------------------------------------------------
+
+    def prepare_anchor(self, account: str, root: bytes) -> SignedSubmission:
+        """Sign an AccountSet of ``account`` with no flags and one Memo: MemoType the hex
+        of ``ANCHOR_MEMO_TYPE``, MemoData the root (uppercase hex). It changes nothing
+        of the account but its Sequence; ``purpose`` None."""
+        check_root(root)
+        head = self._validated_head()
+        tx = AccountSet(
+            account=account,
+            sequence=self._next_sequence(account),
+            fee=str(self._fee_drops(units=1)),
+            last_ledger_sequence=head.index + self.ledger_window,
+            memos=[
+                Memo(
+                    memo_type=ANCHOR_MEMO_TYPE.encode().hex().upper(),
+                    memo_data=root.hex().upper(),
+                )
+            ],
+        )
+        return self._signed(None, account, tx)
+
+    def anchor_of(self, tx_hash: str) -> AnchorTx | None:
+        """The transaction read as an anchor: its root is the MemoData of its first Memo
+        whose MemoType is ``ANCHOR_MEMO_TYPE``, if the transaction is an AccountSet and
+        the data is 32 bytes; None when the server does not know the hash."""
+        found = self._rpc(Tx(transaction=tx_hash))
+        if found.get("error") == "txnNotFound":
+            return None
+        if "error" in found:
+            raise AdapterError(f"tx {tx_hash} answered {found['error']}")
+        tx_json = found.get("tx_json", found)
+        index = int(found.get("ledger_index", 0))
+        validated = found.get("validated") is True
+        return AnchorTx(
+            tx_hash=str(found.get("hash", tx_hash)),
+            account=str(tx_json.get("Account", "")),
+            root=_anchor_memo(tx_json),
+            ledger_index=index,
+            ledger_hash=self._ledger_hash(found, index) if index and validated else "",
+            validated=validated,
+            successful=str(found.get("meta", {}).get("TransactionResult", "")) == "tesSUCCESS",
+        )
 
     def prepare_lock(
         self,
@@ -1215,6 +1264,23 @@ def _custody_flows(leg: Leg, agent: str, rate: int) -> tuple[Decimal, Decimal]:
         for to in (leg.receiver, leg.sender)
     )
     return received, spent
+
+
+def _anchor_memo(tx_json: Mapping[str, Any]) -> bytes | None:
+    """The root an AccountSet carries in its anchor Memo; None for anything else."""
+    if tx_json.get("TransactionType") != "AccountSet":
+        return None
+    wanted = ANCHOR_MEMO_TYPE.encode().hex().upper()
+    for wrapper in tx_json.get("Memos") or []:
+        memo = wrapper.get("Memo", {}) if isinstance(wrapper, Mapping) else {}
+        if str(memo.get("MemoType", "")).upper() != wanted:
+            continue
+        try:
+            data = bytes.fromhex(str(memo.get("MemoData", "")))
+        except ValueError:
+            return None
+        return data if len(data) == 32 else None
+    return None
 
 
 def _feature_enabled(answer: dict[str, Any], name: str) -> bool:
