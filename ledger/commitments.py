@@ -276,23 +276,6 @@ async def load_async(db: Database, commitment_id: UUID) -> CommitmentRecord:
     return CommitmentRecord(*row)
 
 
-def list_records(
-    connection: Connection, *, state: str | None = None, limit: int = 100
-) -> list[CommitmentRecord]:
-    try:
-        rows = connection.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM commitments"
-                " WHERE (CAST(:state AS text) IS NULL OR state = :state)"
-                " ORDER BY created_at DESC, id LIMIT :limit"
-            ),
-            {"state": state, "limit": limit},
-        )
-        return [CommitmentRecord(*row) for row in rows]
-    except SQLAlchemyError as exc:
-        raise translate(exc) from exc
-
-
 def expired(
     connection: Connection, *, now: datetime, limit: int
 ) -> list[tuple[UUID, int, datetime]]:

@@ -427,21 +427,15 @@ class CommitmentService:
     def request_info(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
         return self.apply(actor, commitment_id, Event.REQUEST_INFO, **kw)
 
-    def lock(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
-        """VERIFIED -> ESCROWED. The DVP coordinator calls it once every leg is locked."""
-        return self.apply(actor, commitment_id, Event.LOCK, **kw)
-
     def settle(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
-        """ESCROWED -> SETTLED. The DVP coordinator calls it once every leg is committed."""
+        """ESCROWED -> SETTLED; while a settlement of the commitment is open the database
+        refuses it until every leg is committed."""
         return self.apply(actor, commitment_id, Event.SETTLE, **kw)
 
     def release(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
-        """ESCROWED -> VERIFIED, after every leg was unwound."""
+        """ESCROWED -> VERIFIED; while a settlement of the commitment is open the database
+        refuses it until every leg is unwound or was never locked."""
         return self.apply(actor, commitment_id, Event.RELEASE, **kw)
-
-    def force_cancel(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
-        """ESCROWED -> CANCELLED by an admin, after every leg was unwound."""
-        return self.apply(actor, commitment_id, Event.FORCE_CANCEL, **kw)
 
     def expire_due(self, *, limit: int = 100) -> list[WriteResult]:
         """Cancel, as the system, commitments past their expiry that are not settling.
@@ -482,13 +476,6 @@ class CommitmentService:
 
     def state_of(self, commitment_id: UUID) -> State:
         return State(self.get(commitment_id).state)
-
-    def list_commitments(
-        self, *, state: State | None = None, limit: int = 100
-    ) -> list[CommitmentRecord]:
-        return self._read(
-            lambda c: records.list_records(c, state=state.value if state else None, limit=limit)
-        )
 
     def history(self, commitment_id: UUID) -> list[HistoryRow]:
         return self._read(lambda c: records.history(c, commitment_id))
