@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.chain import Chain, ChainName
 from adapters.keystore import KeystoreFile
@@ -40,7 +38,7 @@ from compliance.policy import ScreeningPolicy, load_policy
 from compliance.records import SanctionsIndexCache
 from ledger import embedded, migrate
 from ledger.database import Database, app_url_for, normalise_url
-from ledger.errors import DatabaseUnavailable, translate
+from ledger.errors import DatabaseUnavailable
 from settlement.breakers import BreakerBoard
 from settlement.clock import Clock, OffsetClock, SystemClock
 from settlement.dvp import DvpCoordinator, DvpPolicy
@@ -111,26 +109,9 @@ def database_urls(settings: Settings, *, start_embedded: bool = True) -> Databas
             f"the embedded database in {settings.data_dir} is not running; run `settle db up`"
         )
     server = embedded.ensure_running(settings.data_dir)
-    ensure_database(server.url(), settings.embedded_database)
+    migrate.ensure_database(server.url(), settings.embedded_database)
     owner = server.url(settings.embedded_database)
     return DatabaseUrls(owner=owner, app=app_url_for(owner, password))
-
-
-def ensure_database(maintenance_url: str, name: str) -> None:
-    engine = create_engine(normalise_url(maintenance_url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            ).first()
-            if exists is None:
-                connection.execute(
-                    text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-                )
-    except SQLAlchemyError as exc:
-        raise translate(exc) from exc
-    finally:
-        engine.dispose()
 
 
 def screening_policy(settings: Settings) -> ScreeningPolicy:
