@@ -427,6 +427,11 @@ class CommitmentService:
     def request_info(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
         return self.apply(actor, commitment_id, Event.REQUEST_INFO, **kw)
 
+    def lock(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
+        """VERIFIED -> ESCROWED; while a settlement of the commitment is open the database
+        refuses it until every leg is locked."""
+        return self.apply(actor, commitment_id, Event.LOCK, **kw)
+
     def settle(self, actor: Actor, commitment_id: UUID, **kw: Any) -> WriteResult:
         """ESCROWED -> SETTLED; while a settlement of the commitment is open the database
         refuses it until every leg is committed."""
