@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     dvp_commit_send_margin_s: float = Field(default=100.0, gt=0, le=86_400)
     dvp_review_before_cancel_s: float = Field(default=60.0, ge=0, le=86_400)
     dvp_min_window_s: float = Field(default=10.0, gt=0, le=86_400)
+    #: audit anchors (``settle audit anchor``): the anchor account per ledger (its key in
+    #: the keystore; empty: anchors are not published on that ledger), a new anchor due
+    #: every ``anchor_interval_s`` seconds and/or every ``anchor_every_entries`` new audit
+    #: entries (0: that trigger is off), covering entries recorded ``anchor_settle_s``
+    #: before it is taken (longer than any transaction that writes an audit entry)
+    xrpl_anchor_account: str = ""
+    stellar_anchor_account: str = ""
+    anchor_interval_s: float = Field(default=600.0, ge=0, le=86_400 * 7)
+    anchor_every_entries: int = Field(default=0, ge=0)
+    anchor_settle_s: float = Field(default=5.0, ge=0, le=3_600)
     #: commitments strictly above this amount need two distinct officers' approvals
     four_eyes_threshold: Decimal = Field(default=Decimal("1000000"), ge=0, allow_inf_nan=False)
     #: screening policy files, relative to the config directory
