@@ -4,6 +4,7 @@ what the application role may and may not do, and the write-ahead publications."
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -13,11 +14,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from adapters.chain import AnchorTx, Applied, ChainName, Outcome, SignedSubmission
 from ledger import anchors
 from ledger.errors import ConstraintViolation, LedgerError, PermissionRefused, RecordNotFound
 from ledger.merkle import ChainHead, ProofStep, proof_of, root_from_proof, root_of
 from settlement.bootstrap import Engine as SettlementEngine
+from settlement.clock import ManualClock
 from settlement.domain.states import State
+from settlement.services.anchors import Anchorer, AnchorReport, verify_anchors
 from tests.support import new_commitment
 
 
@@ -211,3 +215,178 @@ def test_the_owner_sees_the_anchor_tables_as_migrated(
         ("audit_anchor_publications", "INSERT,SELECT,UPDATE"),
         ("audit_anchors", "INSERT,SELECT"),
     ]
+
+
+# --- the owner rewrites history: `verify` passes, `verify --anchors` does not ----------
+
+
+class FakeLedger:
+    """A ledger that applies every anchor at once and keeps what it carries."""
+
+    name = ChainName.XRPL
+
+    def __init__(self) -> None:
+        self.txs: dict[str, AnchorTx] = {}
+
+    def prepare_anchor(self, account: str, root: bytes) -> SignedSubmission:
+        tx_hash = hashlib.sha256(account.encode() + root).hexdigest().upper()
+        return SignedSubmission(ChainName.XRPL, None, tx_hash, root.hex(), expires_ledger=9)
+
+    def submit(self, submission: SignedSubmission) -> Outcome:
+        index = len(self.txs) + 1
+        root = bytes.fromhex(submission.blob)
+        self.txs[submission.tx_hash] = AnchorTx(
+            submission.tx_hash, "rAnchor", root, index, f"L{index}", True, True
+        )
+        return Applied(submission.tx_hash, index, f"L{index}", "tesSUCCESS")
+
+    def status(self, submission: SignedSubmission) -> Outcome:
+        return self.submit(submission)
+
+    def anchor_of(self, tx_hash: str) -> AnchorTx | None:
+        return self.txs.get(tx_hash)
+
+
+@dataclass
+class History:
+    engine: SettlementEngine
+    clock: ManualClock
+    ledger: FakeLedger
+    victim: UUID
+    bystander: UUID
+
+    def anchor(self) -> anchors.AnchorRow:
+        anchorer = Anchorer(
+            self.engine.db,
+            {ChainName.XRPL: self.ledger},
+            {ChainName.XRPL: "rAnchor"},
+            self.clock,
+            settle_s=0,
+        )
+        row = anchorer.anchor()
+        assert row is not None
+        anchorer.publish()
+        return row
+
+    def verify(self) -> AnchorReport:
+        return verify_anchors(self.engine.db, {ChainName.XRPL: self.ledger})
+
+
+def _as_owner(owner_url: str, *statements: str) -> None:
+    """The owner, with every trigger and foreign key off for the session."""
+    eng = create_engine(owner_url)
+    with eng.begin() as c:
+        c.execute(text("SET session_replication_role = replica"))
+        for statement in statements:
+            c.execute(text(statement))
+    eng.dispose()
+
+
+def _rehash(commitment_id: UUID) -> str:
+    """Recompute every link and hash of a chain, as a careful forger would."""
+    return f"""
+DO $$
+DECLARE r record; prev text := NULL;
+BEGIN
+    FOR r IN SELECT seq FROM audit_log WHERE commitment_id = '{commitment_id}' ORDER BY seq LOOP
+        UPDATE audit_log SET prev_hash = prev
+            WHERE commitment_id = '{commitment_id}' AND seq = r.seq;
+        UPDATE audit_log SET entry_hash = audit_entry_hash_of(audit_log)
+            WHERE commitment_id = '{commitment_id}' AND seq = r.seq
+            RETURNING entry_hash INTO prev;
+    END LOOP;
+END $$;"""
+
+
+@pytest.fixture
+def history(fresh_engine: SettlementEngine, clock: ManualClock) -> History:
+    victim = new_commitment(fresh_engine.commitments, State.VERIFIED)
+    bystander = new_commitment(fresh_engine.commitments, State.DRAFT)
+    found = History(fresh_engine, clock, FakeLedger(), victim, bystander)
+    found.anchor()
+    clock.advance(timedelta(minutes=1))
+    new_commitment(fresh_engine.commitments, State.PENDING_REVIEW)
+    found.anchor()
+    report = found.verify()
+    assert report.ok and report.unconfirmed == [], report.as_dict()
+    return found
+
+
+def test_a_rewritten_entry_with_every_hash_recomputed_is_named(history: History) -> None:
+    _as_owner(
+        history.engine.urls.owner,
+        'UPDATE audit_log SET payload = \'{"forged":"yes"}\''
+        f" WHERE commitment_id = '{history.victim}' AND seq = 2",
+        _rehash(history.victim),
+    )
+    assert history.engine.commitments.verify_audit().ok, "the chain alone is consistent again"
+    report = history.verify()
+    first = report.first_mismatch
+    assert first is not None and first.seq == 1, "the first anchor that covered it"
+    assert first.diff.changed == [history.victim]
+    assert first.diff.missing == first.diff.extra == []
+    assert str(history.victim) in first.problems[0]
+    assert [a.seq for a in report.anchors if not a.ok] == [1, 2]
+
+
+def test_a_deleted_chain_is_named(history: History) -> None:
+    victim = history.bystander
+    _as_owner(
+        history.engine.urls.owner,
+        f"DELETE FROM audit_log WHERE commitment_id = '{victim}'",
+        f"DELETE FROM state_transitions WHERE commitment_id = '{victim}'",
+        f"DELETE FROM commitments WHERE id = '{victim}'",
+    )
+    assert history.engine.commitments.verify_audit().ok
+    first = history.verify().first_mismatch
+    assert first is not None and first.seq == 1
+    assert (first.diff.missing, first.diff.changed) == ([victim], [])
+
+
+def test_a_made_up_chain_backdated_before_an_anchor_is_named(history: History) -> None:
+    history.clock.advance(timedelta(minutes=1))
+    forged = new_commitment(history.engine.commitments, State.DRAFT)
+    _as_owner(
+        history.engine.urls.owner,
+        "UPDATE audit_log SET recorded_at = recorded_at - interval '1 hour'"
+        f" WHERE commitment_id = '{forged}'",
+        _rehash(forged),
+    )
+    assert history.engine.commitments.verify_audit().ok
+    first = history.verify().first_mismatch
+    assert first is not None and first.seq == 1
+    assert (first.diff.extra, first.diff.changed) == ([forged], [])
+
+
+def test_anchor_records_rewritten_to_match_are_caught_by_the_ledger(history: History) -> None:
+    """The owner forges an entry and rewrites the anchors to match: the roots the
+    ledger carries do not."""
+    _as_owner(
+        history.engine.urls.owner,
+        f"UPDATE audit_log SET actor = 'mallory' WHERE commitment_id = '{history.victim}'"
+        " AND seq = 1",
+        _rehash(history.victim),
+    )
+    with history.engine.db.unit_of_work() as uow:
+        rows = anchors.anchors(uow)
+        entries = anchors.all_entries(uow)
+    statements = []
+    for row in rows:
+        heads = anchors.heads_as_of(entries, row.cutoff)
+        statements.append(
+            f"UPDATE audit_anchors SET root = '{root_of(heads).hex()}',"
+            f" heads = '{anchors.heads_text(heads)}' WHERE seq = {row.seq}"
+        )
+    statements.append(
+        "DO $$ DECLARE r record; prev text := NULL; BEGIN"
+        " FOR r IN SELECT seq FROM audit_anchors ORDER BY seq LOOP"
+        " UPDATE audit_anchors SET prev_hash = prev WHERE seq = r.seq;"
+        " UPDATE audit_anchors SET anchor_hash = audit_anchor_hash(audit_anchors)"
+        " WHERE seq = r.seq RETURNING anchor_hash INTO prev; END LOOP; END $$;"
+    )
+    _as_owner(history.engine.urls.owner, *statements)
+    report = history.verify()
+    assert report.chain_problems == [], "the anchors' own chain was recomputed too"
+    first = report.first_mismatch
+    assert first is not None and first.seq == 1
+    assert any("carries root" in p for p in first.problems), first.problems
