@@ -3,9 +3,16 @@ what the application role may and may not do, and the write-ahead publications."
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -14,14 +21,21 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from adapters.chain import AnchorTx, Applied, ChainName, Outcome, SignedSubmission
-from ledger import anchors
+from adapters.chain import ANCHOR_MEMO_TYPE, AnchorTx, Applied, ChainName, Outcome, SignedSubmission
+from ledger import anchors, proof_verifier
 from ledger.errors import ConstraintViolation, LedgerError, PermissionRefused, RecordNotFound
 from ledger.merkle import ChainHead, ProofStep, proof_of, root_from_proof, root_of
+from ledger.proof_verifier import Fetch
 from settlement.bootstrap import Engine as SettlementEngine
 from settlement.clock import ManualClock
 from settlement.domain.states import State
-from settlement.services.anchors import Anchorer, AnchorReport, verify_anchors
+from settlement.services.anchors import (
+    Anchorer,
+    AnchorNotFound,
+    AnchorReport,
+    proof_of_commitment,
+    verify_anchors,
+)
 from tests.support import new_commitment
 
 
@@ -390,3 +404,170 @@ def test_anchor_records_rewritten_to_match_are_caught_by_the_ledger(history: His
     first = report.first_mismatch
     assert first is not None and first.seq == 1
     assert any("carries root" in p for p in first.problems), first.problems
+
+
+# --- proofs, and the standalone verifier -----------------------------------------------
+
+
+def _proof(history: History) -> dict[str, Any]:
+    return proof_of_commitment(history.engine.db, history.victim)
+
+
+def _xrpl_server(ledger: FakeLedger) -> Fetch:
+    """A JSON-RPC server answering ``tx`` and ``ledger`` from the fake ledger, as rippled
+    shapes them (API v2)."""
+
+    def fetch(url: str, body: dict[str, Any] | None) -> Any:
+        assert body is not None
+        params = body["params"][0]
+        if body["method"] == "ledger":
+            return {"result": {"ledger_hash": f"L{params['ledger_index']}"}}
+        found = ledger.txs.get(params["transaction"])
+        if found is None:
+            return {"result": {"error": "txnNotFound"}}
+        assert found.root is not None
+        memo = {"MemoType": ANCHOR_MEMO_TYPE.encode().hex().upper(), "MemoData": found.root.hex()}
+        return {
+            "result": {
+                "validated": True,
+                "ledger_index": found.ledger_index,
+                "meta": {"TransactionResult": "tesSUCCESS"},
+                "tx_json": {"TransactionType": "AccountSet", "Memos": [{"Memo": memo}]},
+            }
+        }
+
+    return fetch
+
+
+def test_a_proof_verifies_on_its_own(history: History) -> None:
+    proof = json.loads(json.dumps(_proof(history)))  # as a file holds it
+    assert proof["head"]["seq"] == len(proof["entries"]) == 3  # create, submit, approve
+    assert len(proof["ledgers"]) == 1
+    confirmed = proof_verifier.verify(
+        proof_verifier.load(json.dumps(proof)),
+        xrpl_url="http://xrpl.invalid",
+        fetch=_xrpl_server(history.ledger),
+    )
+    assert confirmed == [f"xrpl {proof['ledgers'][0]['tx_hash']}"]
+
+
+def _flip(text: str) -> str:
+    """One byte changed: the first hex digit or letter, to another."""
+    first = text[0]
+    return ("b" if first == "a" else "a") + text[1:]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda p: p["entries"][1].update(actor=_flip(p["entries"][1]["actor"])),
+            "entry 2: entry_hash",
+        ),
+        (lambda p: p["path"][0].__setitem__(1, _flip(p["path"][0][1])), "the Merkle path leads to"),
+        (lambda p: p.update(root=_flip(p["root"])), "the Merkle path leads to"),
+        (lambda p: p["head"].update(seq=2), "the head is not the last entry"),
+        (lambda p: p["ledgers"][0].update(ledger_hash="L99"), "not the proof's"),
+    ],
+    ids=["entry", "path", "root", "head", "ledger"],
+)
+def test_a_damaged_proof_fails_clearly(
+    history: History, damage: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    proof = json.loads(json.dumps(_proof(history)))
+    damage(proof)
+    with pytest.raises(proof_verifier.ProofFailed, match=message):
+        proof_verifier.verify(
+            proof_verifier.load(json.dumps(proof)),
+            xrpl_url="http://xrpl.invalid",
+            fetch=_xrpl_server(history.ledger),
+        )
+
+
+def test_a_root_changed_with_its_path_fails_on_the_ledger(history: History) -> None:
+    """A forger who recomputes the path to a root of their own: the ledger does not
+    carry that root."""
+    proof = json.loads(json.dumps(_proof(history)))
+    proof["entries"][0]["actor"] = "mallory"
+    for index, entry in enumerate(proof["entries"]):
+        entry["prev_hash"] = proof["entries"][index - 1]["entry_hash"] if index else None
+        entry["entry_hash"] = proof_verifier.entry_hash(entry)
+    last = proof["entries"][-1]["entry_hash"]
+    proof["head"]["entry_hash"] = last
+    leaf = proof_verifier.head_leaf(proof["commitment_id"], proof["head"]["seq"], last)
+    steps = [(s, bytes.fromhex(h)) for s, h in proof["path"]]
+    proof["root"] = proof_verifier.fold(leaf, steps).hex()
+    with pytest.raises(proof_verifier.ProofFailed, match="does not carry root"):
+        proof_verifier.verify(
+            proof, xrpl_url="http://xrpl.invalid", fetch=_xrpl_server(history.ledger)
+        )
+
+
+def test_the_verifier_and_the_engine_agree_on_every_hash(history: History) -> None:
+    proof = _proof(history)
+    with history.engine.db.unit_of_work() as uow:
+        trail = anchors.all_entries(uow)[history.victim]
+    assert [proof_verifier.entry_hash(e) for e in proof["entries"]] == [
+        e.computed_hash() for e in trail[: len(proof["entries"])]
+    ]
+    head = ChainHead(history.victim, proof["head"]["seq"], proof["head"]["entry_hash"])
+    assert proof_verifier.head_leaf(str(head.commitment_id), head.seq, head.entry_hash) == (
+        head.leaf()
+    )
+
+
+def test_no_published_anchor_no_proof(fresh_engine: SettlementEngine) -> None:
+    cid = new_commitment(fresh_engine.commitments, State.DRAFT)
+    with pytest.raises(AnchorNotFound, match=str(cid)):
+        proof_of_commitment(fresh_engine.db, cid)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json at all", "not JSON"),
+        ('{"version": 1, "kind": "settlement-audit-proof", "entr', "not JSON"),
+        ('{"version": 2, "kind": "settlement-audit-proof"}', "proof version 2"),
+        ('{"version": 1, "kind": "something else"}', "not a proof"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"version": 1, "kind": "settlement-audit-proof"}', "commitment_id is missing"),
+    ],
+    ids=["not-json", "truncated", "version", "kind", "array", "fields"],
+)
+def test_a_file_that_is_no_proof_exits_2_without_a_traceback(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "proof.json"
+    path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger.proof_verifier", str(path), "--offline"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2, done
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_verifier_cli_checks_a_proof_offline_and_refuses_no_ledger(
+    history: History, tmp_path: Path
+) -> None:
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(_proof(history)))
+    assert proof_verifier.main([str(path), "--offline"]) == 0
+    assert proof_verifier.main([str(path)]) == 1, "no ledger named: nothing confirmed"
+    assert proof_verifier.main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_verifier_imports_only_the_standard_library() -> None:
+    source = Path(proof_verifier.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "no relative import"
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names

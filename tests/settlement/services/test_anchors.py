@@ -3,21 +3,23 @@ root; a ledger that is partitioned delays it, and nothing else waits for it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from adapters.chain import Anchoring, ChainName
 from adapters.resilience import ResiliencePolicy
-from ledger import anchors
+from ledger import anchors, proof_verifier
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.demo.world import LocalWorld, start_local_world
 from settlement.domain.states import State
-from settlement.services.anchors import Anchorer, verify_anchors
+from settlement.services.anchors import Anchorer, proof_of_commitment, verify_anchors
 from settlement.settings import load_settings
 from tests.support import new_commitment
 
@@ -110,6 +112,26 @@ def test_an_anchor_lands_on_both_ledgers_and_verifies(anchored: Anchored) -> Non
     assert second is not None and (second.seq, second.chain_count) == (2, 3)
     anchored.publish_until_landed()
     assert verify_anchors(anchored.engine.db, anchored.chains).ok
+
+
+def test_a_proof_verifies_against_both_ledger_servers(anchored: Anchored, tmp_path: Path) -> None:
+    cid = new_commitment(anchored.engine.commitments, State.VERIFIED)
+    new_commitment(anchored.engine.commitments, State.DRAFT)
+    assert anchored.anchorer.anchor() is not None
+    anchored.publish_until_landed()
+    proof = proof_of_commitment(anchored.engine.db, cid)
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    urls = ["--xrpl", anchored.world.xrpl.url, "--horizon", anchored.world.stellar.url]
+    assert proof_verifier.main([str(path), *urls]) == 0
+    confirmed = proof_verifier.verify(
+        proof, xrpl_url=anchored.world.xrpl.url, horizon_url=anchored.world.stellar.url
+    )
+    assert sorted(c.split()[0] for c in confirmed) == ["stellar", "xrpl"]
+
+    proof["root"] = ("0" if proof["root"][0] != "0" else "1") + proof["root"][1:]
+    path.write_text(json.dumps(proof))
+    assert proof_verifier.main([str(path), *urls]) == 1
 
 
 def test_a_partitioned_ledger_delays_the_anchor_which_then_lands_once(
