@@ -54,6 +54,13 @@ class LegState(StrEnum):
     UNWOUND = "UNWOUND"  # the sender has the funds back
 
 
+class LegKind(StrEnum):
+    """What a leg is for: the exchange itself, or a fee paid beside it."""
+
+    PRINCIPAL = "principal"  # counts toward the commitment's amount
+    FEE = "fee"  # paid by a party of the commitment, to anyone registered
+
+
 class SubmissionStatus(StrEnum):
     """What became of one signed ledger transaction."""
 
@@ -215,6 +222,7 @@ __all__ = [
     "SETTLEMENTS",
     "SUBMISSIONS",
     "Decision",
+    "LegKind",
     "LegState",
     "Move",
     "SettlementStatus",

@@ -21,6 +21,7 @@ from uuid import UUID
 from adapters.chain import Asset, Chain, ChainName, Leg, LockKind
 from adapters.errors import AdapterError, LegInvalid
 from settlement.domain import errors
+from settlement.domain.settlements import LegKind
 from settlement.dvp.protocol import assign_lock_kinds
 from settlement.services.compliance import ComplianceService
 
@@ -32,7 +33,8 @@ class LegInstruction:
     amount: Decimal
     sender: str
     receiver: str
-    kind: str = "principal"
+    #: a ``LegKind`` name; anything else is refused by the check
+    kind: str = LegKind.PRINCIPAL
 
     def as_leg(self) -> Leg:
         return Leg(self.chain, self.asset, self.amount, self.sender, self.receiver)
@@ -85,7 +87,7 @@ class InstructionCheck:
         for n, leg in enumerate(legs):
             if leg.chain not in self._chains:
                 raise errors.InvalidInput(f"leg {n}: no adapter for chain {leg.chain!r}")
-            if leg.kind not in ("principal", "fee"):
+            if leg.kind not in (LegKind.PRINCIPAL, LegKind.FEE):
                 raise errors.InvalidInput(
                     f"leg {n}: kind must be principal or fee, not {leg.kind!r}"
                 )
@@ -98,7 +100,7 @@ class InstructionCheck:
 
     @staticmethod
     def _check_amounts(legs: Sequence[LegInstruction], amount: Decimal, currency: str) -> None:
-        principal = [leg for leg in legs if leg.kind == "principal"]
+        principal = [leg for leg in legs if leg.kind == LegKind.PRINCIPAL]
         if not any(leg.asset.code != currency for leg in principal):
             # delivery versus payment: something is delivered against the payment
             raise errors.InvalidInput(f"no principal leg delivers anything against {currency}")
@@ -131,7 +133,7 @@ class InstructionCheck:
                     raise errors.InvalidInput(
                         f"{leg.chain} {role} {account} is not a registered account of any party"
                     )
-                if (leg.kind == "principal" or role == "sender") and party not in parties:
+                if (leg.kind == LegKind.PRINCIPAL or role == "sender") and party not in parties:
                     raise errors.InvalidInput(
                         f"{leg.chain} {role} {account} belongs to {party}, not to a party of "
                         f"commitment {commitment_id} ({', '.join(sorted(parties))})"

@@ -20,6 +20,7 @@ from settlement.domain.settlements import (
     SETTLEMENTS,
     SUBMISSIONS,
     Decision,
+    LegKind,
     LegState,
     Move,
     SettlementStatus,
@@ -68,7 +69,7 @@ def test_the_checks_refuse_a_move_out_of_a_terminal_state() -> None:
 
 def test_the_checks_refuse_an_unreachable_state() -> None:
     moves = tuple(m for m in LEGS.moves if m.target is not LegState.REFUSED)
-    with pytest.raises(AssertionError, match="unreachable states: REFUSED$"):
+    with pytest.raises(AssertionError, match=r"unreachable states: REFUSED$"):
         _legs(*moves)
 
 
@@ -124,6 +125,7 @@ def _pairs(table: StateTable[SettlementStatus] | StateTable[LegState]) -> set[tu
         ("settlements", "status", {s.value for s in SettlementStatus}),
         ("settlements", "decision", {d.value for d in Decision}),
         ("settlement_legs", "state", {s.value for s in LegState}),
+        ("settlement_legs", "kind", {k.value for k in LegKind}),
         ("settlement_legs", "lock_kind", {k.value for k in LockKind}),
         ("ledger_submissions", "status", {s.value for s in SubmissionStatus}),
         ("ledger_submissions", "purpose", {p.value for p in Purpose}),
