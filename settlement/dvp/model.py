@@ -93,6 +93,15 @@ _ESCROW_CLOCK = {
 }
 
 
+class Fate(StrEnum):
+    """What a ledger did with a transaction in flight (refusals before a ledger, lost
+    answers and expiries are one fate for the protocol: never applied)."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"  # inside a ledger
+    NEVER = "never"
+
+
 @dataclass(frozen=True, order=True)
 class Tx:
     """A transaction the engine signed and has not recorded as final."""
@@ -100,7 +109,7 @@ class Tx:
     purpose: Purpose
     held: bool
     #: None while in flight; else what the ledger did, not yet read by the engine
-    fate: str | None = None
+    fate: Fate | None = None
 
 
 @dataclass(frozen=True, order=True)
@@ -230,8 +239,8 @@ def _resolve_lock(world: World, n: int, mine: list[Tx]) -> Iterator[tuple[str, W
     tx = mine[0]
     if tx.fate is None:
         return
-    state = _APPLIED[Purpose.LOCK] if tx.fate == "applied" else LegState.NOT_LOCKED
-    if tx.fate == "applied" and leg.kind is LockKind.CUSTODY:
+    state = _APPLIED[Purpose.LOCK] if tx.fate is Fate.APPLIED else LegState.NOT_LOCKED
+    if tx.fate is Fate.APPLIED and leg.kind is LockKind.CUSTODY:
         state = LegState.HELD
     recorded = replace(leg, txs=(), state=state)
     yield f"record leg {n} lock {tx.fate}", _with_leg(world, n, recorded)
@@ -254,11 +263,11 @@ def _record(world: World, n: int, tx: Tx) -> World:
     state = leg.state
     stuck = leg.stuck
     match tx.fate:
-        case "applied":
+        case Fate.APPLIED:
             state = _APPLIED[tx.purpose]
             if tx.purpose is Purpose.LOCK and leg.kind is LockKind.CUSTODY:
                 state = LegState.HELD
-        case "refused":
+        case Fate.REFUSED:
             stuck = stuck | {tx.purpose}
             if tx.purpose is not Purpose.LOCK:
                 state = _after_refusal(leg, tx)
@@ -312,13 +321,13 @@ def _fates(world: World, n: int, tx: Tx, options: Options) -> Iterator[tuple[str
     lands = _applies(world, leg, tx)
     refused_by_someone = options.refusals and _refusable(leg, tx)
     if lands is not None and not (tx.purpose is Purpose.COMMIT and leg.refuses):
-        moved = replace(leg, where=lands, txs=_set_fate(leg.txs, tx, "applied"))
+        moved = replace(leg, where=lands, txs=_set_fate(leg.txs, tx, Fate.APPLIED))
         yield f"ledger applies leg {n} {tx.purpose}", _with_leg(world, n, moved)
     if lands is None or refused_by_someone:
-        refused = replace(leg, txs=_set_fate(leg.txs, tx, "refused"))
+        refused = replace(leg, txs=_set_fate(leg.txs, tx, Fate.REFUSED))
         after = replace(_with_leg(world, n, refused), ledger_refused=True)
         yield f"ledger refuses leg {n} {tx.purpose}", after
-    never = replace(leg, txs=_set_fate(leg.txs, tx, "never"))
+    never = replace(leg, txs=_set_fate(leg.txs, tx, Fate.NEVER))
     yield f"leg {n} {tx.purpose} never applies", _with_leg(world, n, never)
 
 
@@ -392,7 +401,7 @@ def _retry(world: World) -> World:
     return replace(world, legs=tuple(legs), person=False)
 
 
-def _set_fate(txs: tuple[Tx, ...], tx: Tx, fate: str) -> tuple[Tx, ...]:
+def _set_fate(txs: tuple[Tx, ...], tx: Tx, fate: Fate) -> tuple[Tx, ...]:
     return tuple(replace(t, fate=fate) if t is tx else t for t in txs)
 
 

@@ -107,7 +107,7 @@ def test_counting_refusals_before_a_ledger_after_commit_would_be_caught(
 
     def counting(world: model.World, n: int, tx: model.Tx) -> model.World:
         after = real_record(world, n, tx)
-        if tx.fate == "never" and tx.purpose is not Purpose.LOCK:
+        if tx.fate is model.Fate.NEVER and tx.purpose is not Purpose.LOCK:
             leg = after.legs[n]
             after = model._with_leg(after, n, replace(leg, stuck=leg.stuck | {tx.purpose}))
         return after
