@@ -13,12 +13,13 @@ from decimal import Decimal
 import pytest
 
 from adapters.chain import ANCHOR_MEMO_TYPE, Anchoring, Applied, ChainName, SignedSubmission
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement import bootstrap
+from settlement.demo.world import LocalWorld
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[LocalWorld]:
-    built = start_local_world(usdc=Decimal(10), stellar_channels=0)
+    built = bootstrap.local_world(usdc=Decimal(10), stellar_channels=0)
     try:
         yield built
     finally:

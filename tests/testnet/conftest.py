@@ -28,7 +28,6 @@ from cryptography.fernet import Fernet
 
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.demo import world as localworld
 from settlement.demo.world import LocalWorld, NetworkUrls
 from settlement.dvp import DvpCoordinator
 from settlement.settings import load_settings
@@ -99,7 +98,7 @@ def testnet_world(testnets: PublicTestnets) -> Iterator[LocalWorld]:
     """Bond issuer, seller and buyer on the XRPL testnet, USDC issuer, buyer, seller and
     fee account on the Stellar testnet, a settlement agent on each, all new accounts from
     the faucets (two to three minutes of ledger closes)."""
-    world = localworld.start_local_world(
+    world = bootstrap.local_world(
         bond_units=BOND_UNITS,
         usdc=USDC_UNITS,
         # one settlement at a time: the agent's own sequence is enough, and every

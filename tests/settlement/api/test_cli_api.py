@@ -24,7 +24,7 @@ from settlement.bootstrap import DatabaseUrls, Ledgers
 from settlement.cli.main import app
 from settlement.clock import SystemClock
 from settlement.demo.settlements import leg_json
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.dvp import DvpCoordinator
 from settlement.sealing import Sealer, local_key
 from settlement.settings import load_settings
@@ -334,7 +334,7 @@ def test_audit_verify_and_show_through_the_api(
 
 @pytest.fixture
 def world() -> Iterator[LocalWorld]:
-    started = start_local_world(usdc=Decimal(5_000))
+    started = bootstrap.local_world(usdc=Decimal(5_000))
     yield started
     started.close()
 

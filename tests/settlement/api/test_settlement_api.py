@@ -22,7 +22,7 @@ from settlement import bootstrap
 from settlement.api.app import create_app
 from settlement.bootstrap import DatabaseUrls, Ledgers
 from settlement.client import ApiError
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction
 from settlement.sealing import Sealer
 from settlement.settings import load_settings
@@ -45,7 +45,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def local(shared_urls: DatabaseUrls) -> Iterator[World]:
-    world = start_local_world(policy=FAST, usdc=Decimal(50_000))
+    world = bootstrap.local_world(policy=FAST, usdc=Decimal(50_000))
     engine = bootstrap.build(
         load_settings(database_url=shared_urls.owner), clock=world.clock, urls=shared_urls
     )

@@ -20,7 +20,7 @@ from ledger.audit import verify_all
 from ledger.settlements import LegRow
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.domain.states import State
 from settlement.dvp import DvpCoordinator, DvpPolicy, Progress, StepResult
 from settlement.dvp.ledger_refs import ledger_ref_checker
@@ -140,9 +140,9 @@ class Dvp:
 @pytest.fixture
 def dvp(fresh_urls: DatabaseUrls, request: pytest.FixtureRequest) -> Iterator[Dvp]:
     """Both local networks and the coordinator; parametrize it indirectly with a dict of
-    ``start_local_world`` options (e.g. ``{"xrpl_tickets": 4}``) to change the world."""
+    ``bootstrap.local_world`` options (e.g. ``{"xrpl_tickets": 4}``) to change the world."""
     options = getattr(request, "param", {})
-    world = start_local_world(policy=FAST, usdc=Decimal(5_000), **options)
+    world = bootstrap.local_world(policy=FAST, usdc=Decimal(5_000), **options)
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )

@@ -53,7 +53,7 @@ from adapters.stellar import StellarChain
 from adapters.xrpl import XrplChain
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.domain.states import State
 from settlement.domain.values import SYSTEM
 from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction, StepResult
@@ -176,7 +176,7 @@ def _harness(urls: DatabaseUrls, tmp: Path, **world_options: Any) -> Iterator[Ha
     # second, so faster closes run it ahead of the engine's clock past T_cancel
     # (test_simulation.test_xrpl_ledger_time_keeps_to_the_engine_clock_...); at two a
     # second it gains about a second a second, well inside the margins over this test
-    world = start_local_world(
+    world = bootstrap.local_world(
         policy=FAST,
         usdc=Decimal(100_000),
         xrpl_close_interval_s=0.5,
@@ -608,7 +608,7 @@ def _coordinator_for(dvp: Dvp, chains: dict[ChainName, Any], sealer: Sealer) -> 
 def slow_close_dvp(fresh_urls: DatabaseUrls) -> Iterator[Dvp]:
     """The DVP fixture with four XRPL closes a second, not twenty: XRPL ledger time runs
     ahead of the clock by up to a second a close, which the test must not outlast."""
-    world = start_local_world(
+    world = bootstrap.local_world(
         policy=FAST,
         usdc=Decimal(5_000),
         xrpl_close_interval_s=0.25,

@@ -50,7 +50,7 @@ from ledger.errors import TransientConflict
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.clock import ManualClock
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.domain import errors
 from settlement.domain.states import State
 from settlement.domain.values import SYSTEM
@@ -466,7 +466,7 @@ class NetSim:
 def net(module_urls: DatabaseUrls) -> Iterator[NetSim]:
     # one close a second: faster closes make XRPL ledger time run ahead of the engine's
     # clock (see test_xrpl_ledger_time_keeps_to_the_engine_clock_under_fast_closes)
-    world = start_local_world(
+    world = bootstrap.local_world(
         policy=FAST,
         usdc=Decimal(1_000_000),
         bond_units=Decimal(100_000),
@@ -709,7 +709,7 @@ def test_xrpl_ledger_time_keeps_to_the_engine_clock_under_fast_closes() -> None:
     node closing empty ledgers 20 times a second runs ledger time ahead without bound.
     LocalWorld's node closes busy ledgers fast but idle ones once a second, as rippled's
     consensus closes an idle ledger only after its idle interval."""
-    world = start_local_world(policy=FAST)  # the defaults the demo and the DVP tests use
+    world = bootstrap.local_world(policy=FAST)  # the defaults the demo and the DVP tests use
     try:
         time.sleep(8)
         assert world.xrpl_node is not None

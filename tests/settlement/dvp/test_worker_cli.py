@@ -22,7 +22,7 @@ from adapters.xrpl.chain import XrplChain
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli.main import app
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.domain.states import State
 from settlement.domain.values import SYSTEM
 from settlement.settings import load_settings
@@ -31,7 +31,7 @@ from tests.support import ALLOCATOR, OFFICER, seed_compliance
 
 @pytest.fixture
 def world() -> Iterator[LocalWorld]:
-    w = start_local_world(usdc=Decimal(5_000))
+    w = bootstrap.local_world(usdc=Decimal(5_000))
     yield w
     w.close()
 
