@@ -18,6 +18,7 @@ from adapters.errors import AdapterError
 from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
+from settlement.cli.anchors import audit_anchor, audit_proof, audit_verify_with_anchors
 from settlement.cli.commitments import commitments_app, show_audit
 from settlement.cli.common import (
     JsonFlag,
@@ -42,6 +43,8 @@ db_app = typer.Typer(help="The database: embedded server and migrations.", no_ar
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+audit_app.command("anchor")(audit_anchor)
+audit_app.command("proof")(audit_proof)
 app.add_typer(review_app, name="review")
 app.add_typer(sanctions_app, name="sanctions")
 app.add_typer(kyc_app, name="kyc")
@@ -154,6 +157,14 @@ def audit_verify(
     ledgers: Annotated[
         bool, typer.Option(help="Also check every ledger reference on the ledger it names.")
     ] = False,
+    anchors: Annotated[
+        bool,
+        typer.Option(
+            "--anchors",
+            help="Also recompute every anchored root and check it on its ledgers (on the "
+            "database).",
+        ),
+    ] = False,
     direct: Annotated[
         bool,
         typer.Option(
@@ -170,9 +181,15 @@ def audit_verify(
     Through the API when a key is given (--key or SETTLEMENT_API_KEY); on the database
     with --direct, or when no key is given.
 
-    Exit codes: 0 verified; 1 a chain or ledger reference failed, or the API refused;
-    2 usage error; 3 the API is unreachable or failing (5xx).
+    With --anchors (on the database) it also recomputes every anchored root from the log
+    and checks it on the ledgers, naming the first anchor whose root no longer matches.
+
+    Exit codes: 0 verified; 1 a chain, ledger reference or anchor failed, or the API
+    refused; 2 usage error; 3 the API is unreachable or failing (5xx).
     """
+    if anchors:
+        audit_verify_with_anchors(as_json=as_json, ledgers=ledgers)
+        return
     if direct or key is None:
         # as the help says: without a key the operator on the database host verifies there
         _audit_verify_direct(as_json=as_json, ledgers=ledgers)
