@@ -25,7 +25,7 @@ from settlement.cli.main import app
 from settlement.clock import SystemClock
 from settlement.demo.settlements import leg_json
 from settlement.demo.world import LocalWorld
-from settlement.dvp import DvpCoordinator
+from settlement.dvp import DvpPolicy
 from settlement.sealing import Sealer, local_key
 from settlement.settings import load_settings
 from tests.support import OFFICER, free_port
@@ -343,13 +343,12 @@ def test_fund_show_the_settlement_and_force_cancel(
     fresh_urls: DatabaseUrls, world: LocalWorld, tmp_path: Path
 ) -> None:
     engine = bootstrap.build(load_settings(database_url=fresh_urls.owner), urls=fresh_urls)
-    coordinator = DvpCoordinator(
-        engine.db,
-        service=engine.commitments,
-        chains=world.chains,
-        sealer=Sealer(local_key(tmp_path)),
+    coordinator = bootstrap.build_coordinator(
+        engine,
+        world.chains,
         clock=world.clock,
-        accounts=engine.compliance,
+        policy=DvpPolicy(),
+        sealed_with=Sealer(local_key(tmp_path)),
     )
     ledgers = Ledgers(chains=world.chains, guards=world.guards, coordinator=coordinator)
     try:

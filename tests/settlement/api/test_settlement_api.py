@@ -53,14 +53,12 @@ def local(shared_urls: DatabaseUrls) -> Iterator[World]:
     world.register_accounts(
         engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
     )
-    coordinator = DvpCoordinator(
-        engine.db,
-        service=engine.commitments,
-        chains=world.chains,
-        sealer=Sealer(Fernet.generate_key()),
+    coordinator = bootstrap.build_coordinator(
+        engine,
+        world.chains,
         clock=world.clock,
         policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
-        accounts=engine.compliance,
+        sealed_with=Sealer(Fernet.generate_key()),
     )
     ledgers = Ledgers(chains=world.chains, guards=world.guards, coordinator=coordinator)
     scope = f"api-test-{uuid.uuid4()}"

@@ -150,14 +150,12 @@ def dvp(fresh_urls: DatabaseUrls, request: pytest.FixtureRequest) -> Iterator[Dv
     world.register_accounts(
         engine.compliance, OFFICER, buyer="party-northwind", seller="party-southbank"
     )
-    coordinator = DvpCoordinator(
-        engine.db,
-        service=engine.commitments,
-        chains=world.chains,
-        sealer=Sealer(Fernet.generate_key()),
+    coordinator = bootstrap.build_coordinator(
+        engine,
+        world.chains,
         clock=world.clock,
         policy=DvpPolicy(safety_margin_s=120, min_window_s=5, retry_after_s=0.02),
-        accounts=engine.compliance,
+        sealed_with=Sealer(Fernet.generate_key()),
     )
     try:
         yield Dvp(world, engine, coordinator)
