@@ -485,7 +485,10 @@ def local_world(
         extra_buyers=extra_buyers,
         stellar_channels=stellar_channels,
     )
-    keystore = keystore_holding(accounts.engine_xrpl_signers(), accounts.engine_stellar_signers())
+    keystore = keystore_holding(
+        [*accounts.engine_xrpl_signers(), accounts.anchor_xrpl],
+        [*accounts.engine_stellar_signers(), accounts.anchor_stellar],
+    )
     guards = chain_guards(policy)
     xrpl_chain, stellar_chain = _world_chains(networks, accounts, keystore, guards)
     if xrpl_tickets:

@@ -72,6 +72,10 @@ class WorldAccounts:
     extra_buyers: list[Keypair]
     #: Stellar channel accounts the engine signs with (transaction source, fees)
     channels_stellar: list[Keypair]
+    #: the accounts that publish the audit anchors, one per ledger (XRP / XLM only); the
+    #: engine holds their keys too, apart from the signers of legs
+    anchor_xrpl: Wallet
+    anchor_stellar: Keypair
 
     def engine_xrpl_signers(self) -> list[Wallet]:
         """The XRPL accounts whose keys the engine holds: the seller (who locks the
@@ -96,7 +100,8 @@ def provision_accounts(
     """Fund the story's accounts and issue its assets: ``bond_units`` BND to the seller
     on the XRP Ledger (buyer and seller trust ten times that), ``usdc`` USDC to each
     buyer on Stellar (``1 + extra_buyers`` of them; seller, agent and fee account trust
-    USDC), and ``stellar_channels`` channel accounts holding XLM only. Raises
+    USDC), ``stellar_channels`` channel accounts holding XLM only, and an audit anchor
+    account per ledger holding its native asset only. Raises
     ``adapters.localnet.provision.ProvisioningError`` when a set-up transaction fails."""
     issuer_x = xrpl.issuer(allow_trust_line_locking=True)
     bond = Asset(BOND_CODE, issuer_x.classic_address)
@@ -126,6 +131,8 @@ def provision_accounts(
         fee_stellar=fees_s,
         extra_buyers=buyers[1:],
         channels_stellar=[stellar.account() for _ in range(stellar_channels)],
+        anchor_xrpl=xrpl.account(),
+        anchor_stellar=stellar.account(),
     )
 
 

@@ -40,9 +40,9 @@ def world() -> Iterator[LocalWorld]:
 def operator(
     world: LocalWorld, fresh_urls: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    """Settings naming the local networks, the agents and two fresh anchor accounts, whose
-    keys (and the agents') are in the keystore."""
-    xrpl_anchor, stellar_anchor = world.xrpl.account(), world.stellar.account()
+    """Settings naming the local networks, the agents and the world's anchor accounts,
+    whose keys (and the agents') are in the keystore."""
+    xrpl_anchor, stellar_anchor = world.anchor_xrpl, world.anchor_stellar
     env = {
         "SETTLEMENT_DATABASE_URL": fresh_urls.owner,
         "SETTLEMENT_DATA_DIR": str(tmp_path),

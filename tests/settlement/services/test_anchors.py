@@ -67,12 +67,10 @@ def anchored(fresh_urls: DatabaseUrls) -> Iterator[Anchored]:
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )
-    xrpl_anchor, stellar_anchor = world.xrpl.account(), world.stellar.account()
-    world.keystore.add_xrpl(xrpl_anchor)
-    world.keystore.add_stellar(stellar_anchor)
+    # the local world funds an anchor account per ledger and holds its key
     accounts = {
-        ChainName.XRPL: xrpl_anchor.classic_address,
-        ChainName.STELLAR: stellar_anchor.public_key,
+        ChainName.XRPL: world.anchor_xrpl.classic_address,
+        ChainName.STELLAR: world.anchor_stellar.public_key,
     }
     chains: dict[ChainName, Anchoring] = {}
     for name, chain in world.chains.items():
