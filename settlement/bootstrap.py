@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import SecretStr
 
-from adapters.chain import Chain, ChainName
+from adapters.chain import Anchoring, Chain, ChainName
 from adapters.keystore import KeystoreFile
 from adapters.resilience import ChainGuard, ResiliencePolicy
 from adapters.signing import InMemoryKeystore, Signer
@@ -45,6 +45,7 @@ from settlement.dvp import DvpCoordinator, DvpPolicy
 from settlement.dvp.tickets import TicketKeeper, describe, top_up_tickets
 from settlement.dvp.worker import Worker, WorkerPolicy
 from settlement.sealing import Sealer, local_key
+from settlement.services.anchors import Anchorer, AnchorLoop
 from settlement.services.commitments import CommitmentService
 from settlement.services.compliance import ComplianceService
 from settlement.services.settlements import SettlementDesk
@@ -378,6 +379,41 @@ def build_ledgers(engine: Engine) -> Ledgers:
     guards = chain_guards()
     chains = build_chains(engine.settings, guards)
     return Ledgers(chains=chains, guards=guards, coordinator=build_coordinator(engine, chains))
+
+
+def build_anchorer(engine: Engine) -> Anchorer | None:
+    """The audit anchorer of the settings' anchor accounts, on ledgers of its own (own
+    breakers: an anchor ledger's trouble never opens a settlement breaker); None when
+    no anchor account is configured. Raises ``SettingsError`` when the chains cannot be
+    built (agents, keystore)."""
+    settings = engine.settings
+    named = {
+        ChainName.XRPL: settings.xrpl_anchor_account,
+        ChainName.STELLAR: settings.stellar_anchor_account,
+    }
+    accounts = {name: account for name, account in named.items() if account}
+    if not accounts:
+        return None
+    chains = build_chains(settings)
+    anchoring = {name: c for name, c in chains.items() if isinstance(c, Anchoring)}
+    return Anchorer(engine.db, anchoring, accounts, engine.clock, settle_s=settings.anchor_settle_s)
+
+
+def build_anchor_loop(engine: Engine) -> AnchorLoop | None:
+    """Periodic anchoring for a long-running worker, as the settings ask
+    (``anchor_interval_s``, ``anchor_every_entries``; 0 turns each off); None when no
+    anchor account is configured or both triggers are off."""
+    settings = engine.settings
+    if not settings.anchor_interval_s and not settings.anchor_every_entries:
+        return None
+    anchorer = build_anchorer(engine)
+    if anchorer is None:
+        return None
+    return AnchorLoop(
+        anchorer,
+        every_s=settings.anchor_interval_s or None,
+        every_entries=settings.anchor_every_entries or None,
+    )
 
 
 def build_ticket_keeper(

@@ -28,28 +28,12 @@ from settlement.services.anchors import (
     proof_of_commitment,
     verify_anchors,
 )
-from settlement.settings import Settings, SettingsError
-
-
-def _configured_chains(settings: Settings) -> dict[ChainName, Chain]:
-    """The configured ledgers; exit 2 when they cannot be built."""
-    try:
-        return bootstrap.build_chains(settings)
-    except (SettingsError, AdapterError, ValueError) as exc:
-        raise fail(str(exc), 2) from exc
+from settlement.settings import SettingsError
 
 
 def _anchoring(chains: Mapping[ChainName, Chain]) -> dict[ChainName, Anchoring]:
     """The ledgers among ``chains`` that carry anchors (both adapters do)."""
     return {name: chain for name, chain in chains.items() if isinstance(chain, Anchoring)}
-
-
-def _anchor_accounts(settings: Settings) -> dict[ChainName, str]:
-    accounts = {
-        ChainName.XRPL: settings.xrpl_anchor_account,
-        ChainName.STELLAR: settings.stellar_anchor_account,
-    }
-    return {name: account for name, account in accounts.items() if account}
 
 
 def audit_anchor(
@@ -71,13 +55,12 @@ def audit_anchor(
     """
     engine = engine_or_exit()
     try:
-        accounts = _anchor_accounts(engine.settings)
-        if not accounts:
+        try:
+            anchorer = bootstrap.build_anchorer(engine)
+        except (SettingsError, AdapterError, ValueError) as exc:
+            raise fail(str(exc), 2) from exc
+        if anchorer is None:
             raise fail("no anchor account: set xrpl_anchor_account or stellar_anchor_account", 2)
-        chains = _anchoring(_configured_chains(engine.settings))
-        anchorer = Anchorer(
-            engine.db, chains, accounts, engine.clock, settle_s=engine.settings.anchor_settle_s
-        )
         taken = anchorer.anchor()
         progress = _publish(anchorer, wait_s)
     except (LedgerError, SettlementError) as exc:

@@ -7,6 +7,8 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -74,7 +76,9 @@ def worker(
     ] = 1,
 ) -> None:
     """Drive settlements (lock, decide, commit or unwind) and expire stale commitments.
-    Several workers may run against one database."""
+    Several workers may run against one database. Running on (neither --once nor
+    --until-idle), it also takes and publishes audit anchors when anchor accounts are
+    configured (anchor_interval_s, anchor_every_entries)."""
     engine = engine_or_exit()
     try:
         ledgers = bootstrap.build_ledgers(engine)
@@ -86,23 +90,43 @@ def worker(
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
-        if once:
-            runner.run_once()
-        elif until_idle:
-            while runner.open_settlements() > 0:
-                if runner.run_once() == 0:
-                    runner.wait(runner.policy.idle_s)
-        else:
-            logging.getLogger(__name__).info("worker %s running; Ctrl-C stops it", runner.name)
-            try:
-                runner.run()
-            except KeyboardInterrupt:
-                runner.stop()
+        with _anchoring(engine, running_on=not (once or until_idle)):
+            if once:
+                runner.run_once()
+            elif until_idle:
+                while runner.open_settlements() > 0:
+                    if runner.run_once() == 0:
+                        runner.wait(runner.policy.idle_s)
+            else:
+                logging.getLogger(__name__).info("worker %s running; Ctrl-C stops it", runner.name)
+                try:
+                    runner.run()
+                except KeyboardInterrupt:
+                    runner.stop()
     except LedgerError as exc:
         raise fail(str(exc)) from exc
     finally:
         ledgers.close()
         engine.close()
+
+
+@contextmanager
+def _anchoring(engine: bootstrap.Engine, *, running_on: bool) -> Iterator[None]:
+    """Audit anchors in a thread of their own while a worker runs on (never in
+    settlement's way), when anchor accounts are configured; exit 2 when they are but the
+    ledgers cannot be built."""
+    try:
+        loop = bootstrap.build_anchor_loop(engine) if running_on else None
+    except (SettingsError, KeystoreError, ValueError) as exc:
+        raise fail(str(exc), 2) from exc
+    if loop is None:
+        yield
+        return
+    loop.start()
+    try:
+        yield
+    finally:
+        loop.stop()
 
 
 def reconcile(as_json: JsonFlag = False) -> None:

@@ -19,6 +19,7 @@ that root. ``proof_of_commitment`` builds the self-contained proof that
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ from ledger import anchors
 from ledger.anchors import AnchorRow, HeadsDiff, PublicationRow
 from ledger.audit import AuditEntry, format_timestamp
 from ledger.database import Database
-from ledger.errors import ConstraintViolation
+from ledger.errors import ConstraintViolation, LedgerError
 from ledger.merkle import proof_of, root_of
 from settlement.clock import Clock
 from settlement.domain import errors
@@ -194,6 +195,52 @@ class Anchorer:
             )
             uow.commit()
         return outcome
+
+
+class AnchorLoop:
+    """Anchors in the background of a long-running process (``settle worker``): every
+    ``poll_s`` a thread of its own takes an anchor when one is due (``every_s`` since the
+    last, or ``every_entries`` new entries; None turns a trigger off) and steps the
+    publications. It shares nothing with settlement but the database, so a slow or
+    unreachable ledger delays anchors only; a failed round is logged and tried again."""
+
+    def __init__(
+        self,
+        anchorer: Anchorer,
+        *,
+        every_s: float | None,
+        every_entries: int | None,
+        poll_s: float = 5.0,
+    ) -> None:
+        self.anchorer = anchorer
+        self.every_s = every_s
+        self.every_entries = every_entries
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        """One round: anchor if due, then one publish step on every ledger."""
+        try:
+            if self.anchorer.due(every_s=self.every_s, every_entries=self.every_entries):
+                self.anchorer.anchor()
+            self.anchorer.publish()
+        except (LedgerError, AdapterError) as exc:
+            log.warning("audit anchoring round failed, tried again later: %s", exc)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="audit-anchors", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.poll_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
 
 def _final(outcome: Outcome) -> tuple[str, str, str | None, int | None, str | None] | None:
@@ -433,6 +480,7 @@ def last_anchor_age_s(db: Database, now: datetime) -> float | None:
 
 __all__ = [
     "AnchorCheck",
+    "AnchorLoop",
     "AnchorNotFound",
     "AnchorReport",
     "Anchorer",

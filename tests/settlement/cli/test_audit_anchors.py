@@ -158,6 +158,20 @@ def test_a_partitioned_ledger_delays_the_anchor_until_the_next_run(
     }
 
 
+def test_a_running_worker_anchors_as_the_settings_ask(operator: dict[str, str]) -> None:
+    engine = bootstrap.build(load_settings(anchor_interval_s=0, anchor_every_entries=50))
+    try:
+        loop = bootstrap.build_anchor_loop(engine)
+        assert loop is not None and (loop.every_s, loop.every_entries) == (None, 50)
+    finally:
+        engine.close()
+    engine = bootstrap.build(load_settings(anchor_interval_s=0, anchor_every_entries=0))
+    try:
+        assert bootstrap.build_anchor_loop(engine) is None, "both triggers off"
+    finally:
+        engine.close()
+
+
 def test_refusals(fresh_urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SETTLEMENT_DATABASE_URL", fresh_urls.owner)
     for name in ("SETTLEMENT_XRPL_ANCHOR_ACCOUNT", "SETTLEMENT_STELLAR_ANCHOR_ACCOUNT"):

@@ -19,7 +19,12 @@ from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.demo.world import LocalWorld, start_local_world
 from settlement.domain.states import State
-from settlement.services.anchors import Anchorer, proof_of_commitment, verify_anchors
+from settlement.services.anchors import (
+    Anchorer,
+    AnchorLoop,
+    proof_of_commitment,
+    verify_anchors,
+)
 from settlement.settings import load_settings
 from tests.support import new_commitment
 
@@ -182,3 +187,23 @@ def test_a_ledger_down_when_signing_is_retried_later(anchored: Anchored) -> None
     world.stellar_node.faults.heal()
     anchored.publish_until_landed()
     assert len(anchored.ledger_anchors(ChainName.STELLAR)) == 1
+
+
+def test_the_loop_anchors_in_the_background(anchored: Anchored) -> None:
+    loop = AnchorLoop(anchored.anchorer, every_s=None, every_entries=1, poll_s=0.05)
+    loop.start()
+    try:
+        new_commitment(anchored.engine.commitments, State.DRAFT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with anchored.engine.db.unit_of_work() as uow:
+                taken = anchors.anchors(uow)
+                waiting = [anchors.unpublished(uow, n.value) for n in anchored.chains]
+            if taken and not any(waiting):
+                break
+            time.sleep(0.05)
+    finally:
+        loop.stop()
+    assert [a.seq for a in taken] == [1]
+    assert all(len(anchored.ledger_anchors(name)) == 1 for name in anchored.chains)
+    assert verify_anchors(anchored.engine.db, anchored.chains).ok
