@@ -416,7 +416,7 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.SettlementError)
     async def engine_error(request: Request, exc: errors.SettlementError) -> Response:
         headers = {"Retry-After": "1"} if isinstance(exc, errors.RequestInFlight) else None
-        return _problem(exc.code, problems.status_of(exc), str(exc), request, headers=headers)
+        return _problem(exc.code, exc.http_status, str(exc), request, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -520,9 +520,10 @@ async def _send_engine_error(
     instance: str,
     headers: dict[str, str] | None = None,
 ) -> None:
-    status = problems.status_of(exc)
     await _send_problem(
-        send, problems.ApiProblem(exc.code, str(exc), status=status, headers=headers), instance
+        send,
+        problems.ApiProblem(exc.code, str(exc), status=exc.http_status, headers=headers),
+        instance,
     )
 
 

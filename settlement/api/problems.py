@@ -2,7 +2,8 @@
 
 ``type`` is ``urn:settlement:problem:<code>``; ``code`` repeats the last part for
 clients that switch on a plain string. Engine errors (``settlement.domain.errors``) carry
-their code; the API's own (signatures, idempotency, limits) are listed in ``API_CODES``.
+their code and their HTTP status (``http_status``, the one map the console's error pages
+use too); the API's own (signatures, idempotency, limits) are listed in ``API_CODES``.
 """
 
 from __future__ import annotations
@@ -11,21 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from settlement.domain import errors
-
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:settlement:problem:"
-
-#: HTTP status of each engine error, most specific class first
-STATUS_OF: tuple[tuple[type[errors.SettlementError], int], ...] = (
-    (errors.IdempotencyKeyReused, 422),
-    (errors.InvalidInput, 422),
-    (errors.NotAuthorised, 403),
-    (errors.CommitmentNotFound, 404),
-    (errors.Conflict, 409),
-    (errors.TransitionNotAllowed, 409),
-    (errors.EngineUnavailable, 503),
-)
 
 #: the API's own problem codes: status and title
 API_CODES: Mapping[str, tuple[int, str]] = {
@@ -52,13 +40,6 @@ API_CODES: Mapping[str, tuple[int, str]] = {
     "precondition_required": (428, "The expected version is required (If-Match or body)"),
     "internal_error": (500, "Internal error"),
 }
-
-
-def status_of(exc: errors.SettlementError) -> int:
-    for cls, status in STATUS_OF:
-        if isinstance(exc, cls):
-            return status
-    return 500
 
 
 def title_of(code: str) -> str:

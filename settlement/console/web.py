@@ -4,6 +4,8 @@
 (its own error pages, no OpenAPI). Routes parse the form, check the session, the CSRF
 token and the Origin, and call the same services as the signed API as the signed-in
 account's ``Actor``; the services and the database decide. No page needs JavaScript.
+A refusal by the engine is answered with the status the API answers it with (the
+error's ``http_status``), as an HTML page.
 
 Every POST carries the session's synchronizer token in a hidden field; a missing or
 wrong token, or an Origin other than the console's own, is refused with 403 before
@@ -461,7 +463,7 @@ def _review_routes(sub: FastAPI) -> None:
                 # blank is "none" to the service; set, it is only valid on an approval
                 override_reason=override_reason,
             )
-        except errors.CommitmentNotFound:
+        except errors.NotFound:
             raise
         except errors.StaleVersion:
             return _detail_page(
@@ -480,7 +482,7 @@ def _review_routes(sub: FastAPI) -> None:
                 session,
                 commitment_id,
                 error=f"Refused: {exc}",
-                status=_status_of(exc),
+                status=exc.http_status,
                 kept={"action": action, "reason": reason, "override_reason": override_reason},
             )
         done = {
@@ -491,16 +493,6 @@ def _review_routes(sub: FastAPI) -> None:
             "request-info": "info_requested",
         }[action]
         return _see_other(f"{PREFIX}/commitments/{commitment_id}?done={done}")
-
-
-def _status_of(exc: errors.SettlementError) -> int:
-    if isinstance(exc, errors.NotAuthorised):
-        return 403
-    if isinstance(exc, errors.Conflict | errors.TransitionNotAllowed):
-        return 409
-    if isinstance(exc, errors.EngineUnavailable):
-        return 503
-    return 422
 
 
 def _detail_page(
@@ -605,13 +597,19 @@ def _error_pages(sub: FastAPI) -> None:
     def refused(request: Request, exc: Refused) -> Response:
         return page(request, exc.status, exc.title, exc.message)
 
-    @sub.exception_handler(errors.CommitmentNotFound)
-    def not_found(request: Request, exc: errors.CommitmentNotFound) -> Response:
-        return page(request, 404, "Not found", "There is no such commitment.")
+    @sub.exception_handler(errors.NotFound)
+    def not_found(request: Request, exc: errors.NotFound) -> Response:
+        # the pages link only commitments; the engine's message would repeat the id
+        message = (
+            "There is no such commitment."
+            if isinstance(exc, errors.CommitmentNotFound)
+            else str(exc)
+        )
+        return page(request, exc.http_status, "Not found", message)
 
     @sub.exception_handler(errors.SettlementError)
     def engine_error(request: Request, exc: errors.SettlementError) -> Response:
-        return page(request, _status_of(exc), "Refused", str(exc))
+        return page(request, exc.http_status, "Refused", str(exc))
 
     @sub.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -1,6 +1,6 @@
-"""Errors of the settlement engine, as callers (API, CLI) see them::
+"""Errors of the settlement engine, as callers (API, console, CLI) see them::
 
-    SettlementError
+    SettlementError                status 500 unless a family below says otherwise
     ├── InvalidInput               bad input; nothing was changed (HTTP 422)
     │   ├── UnknownState
     │   ├── UnknownEvent
@@ -14,7 +14,10 @@
     │   └── SegregationOfDuties    the submitter approving, one officer approving twice,
     │       │                      too few distinct approvals (four eyes)
     │       └── OverrideRequired   a hard fail needs a senior officer's override reason
-    ├── CommitmentNotFound         (HTTP 404)
+    ├── NotFound                   the thing asked for does not exist (HTTP 404)
+    │   ├── CommitmentNotFound
+    │   ├── SettlementNotFound     no such settlement, or a commitment with none yet
+    │   └── PartyNotFound          the party asked for has no KYC record
     ├── Conflict                   the request lost a race; re-read and retry (HTTP 409)
     │   ├── StaleVersion
     │   └── RequestInFlight        same idempotency key being processed
@@ -23,21 +26,38 @@
     │   └── NotUnderReview         an officer acted on a commitment not in PENDING_REVIEW
     └── EngineUnavailable          the database cannot be reached (HTTP 503)
 
+The services add a few of their own under these families (``KeyNotFound`` and
+``AccountNotFound`` are ``NotFound``s; ``SignInFailed`` is ``NotAuthorised``).
+
+``http_status`` is the one map from error to HTTP status: the API's problem responses
+and the console's error pages both answer with it, so the two cannot disagree. A class
+inherits its family's status; ``SettlementError`` itself, and any error no family
+claims, is 500 (an error the engine did not expect to raise). The status lives on the
+class, beside the tree above, so that a new family names its status where it is
+declared.
+
+``UnknownParty`` is bad input (a commitment naming a party without a KYC record);
+``PartyNotFound`` is the party a request asked for not existing: the API turns the
+first into the second only where the party is the resource read.
+
 ``ledger`` and ``compliance`` errors are translated to these in one place:
-``settlement.services.commitments``.
+``settlement.services.translate.translated()``.
 """
 
 from __future__ import annotations
 
 
 class SettlementError(Exception):
-    """Base of the engine's errors. ``code`` is a stable machine-readable name."""
+    """Base of the engine's errors. ``code`` is a stable machine-readable name (the
+    API's problem ``code``); ``http_status`` the status an HTTP caller is answered."""
 
     code = "settlement_error"
+    http_status = 500
 
 
 class InvalidInput(SettlementError, ValueError):
     code = "invalid_input"
+    http_status = 422
 
 
 class UnknownState(InvalidInput):
@@ -70,6 +90,7 @@ class InvalidSanctionsList(InvalidInput):
 
 class NotAuthorised(SettlementError):
     code = "not_authorised"
+    http_status = 403
 
 
 class NotAnOfficer(NotAuthorised):
@@ -84,12 +105,26 @@ class OverrideRequired(SegregationOfDuties):
     code = "override_required"
 
 
-class CommitmentNotFound(SettlementError):
+class NotFound(SettlementError):
+    code = "not_found"
+    http_status = 404
+
+
+class CommitmentNotFound(NotFound):
     code = "commitment_not_found"
+
+
+class SettlementNotFound(NotFound):
+    code = "settlement_not_found"
+
+
+class PartyNotFound(NotFound):
+    code = "party_not_found"
 
 
 class Conflict(SettlementError):
     code = "conflict"
+    http_status = 409
 
 
 class StaleVersion(Conflict):
@@ -102,10 +137,12 @@ class RequestInFlight(Conflict):
 
 class IdempotencyKeyReused(SettlementError):
     code = "idempotency_key_reused"
+    http_status = 422
 
 
 class TransitionNotAllowed(SettlementError):
     code = "transition_not_allowed"
+    http_status = 409
 
 
 class NotUnderReview(TransitionNotAllowed):
@@ -114,3 +151,4 @@ class NotUnderReview(TransitionNotAllowed):
 
 class EngineUnavailable(SettlementError):
     code = "engine_unavailable"
+    http_status = 503

@@ -11,7 +11,8 @@ Errors, beside ``settlement.domain.errors``::
     ├── NotAuthorised
     │   └── SignInFailed       wrong username or password, disabled or locked account:
     │                          one message for all, so a caller learns nothing of which
-    └── AccountNotFound        an operator named an account that does not exist
+    └── NotFound
+        └── AccountNotFound    an operator named an account that does not exist
 
 A session id is 32 random bytes, given to the browser once and stored only as its
 SHA-256; the CSRF token of the session is stored beside it. A session ends at the first
@@ -62,7 +63,7 @@ class SignInFailed(errors.NotAuthorised):
     code = "sign_in_failed"
 
 
-class AccountNotFound(errors.SettlementError):
+class AccountNotFound(errors.NotFound):
     code = "account_not_found"
 
 

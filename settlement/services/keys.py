@@ -40,7 +40,7 @@ PERSON_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 _VERIFYING_CACHE_MAX = 10_000
 
 
-class KeyNotFound(errors.SettlementError):
+class KeyNotFound(errors.NotFound):
     code = "key_not_found"
 
 

@@ -1,8 +1,13 @@
 """The one place where ``ledger`` and ``compliance`` errors become engine errors.
 
-Services wrap their calls in ``translated()``; nothing else catches a database or
+Whatever calls ``ledger`` or ``compliance`` (the services, and the API's guard and read
+models) wraps the call in ``translated()``; nothing else should catch a database or
 compliance exception to re-raise it as a ``settlement.domain.errors`` one. A value the
-database refuses as data (``ledger``'s ``ValueRefused``) is the caller's bad input.
+database refuses as data (``ledger``'s ``ValueRefused``) is the caller's bad input; a
+record the database does not find is a ``CommitmentNotFound`` (a caller that looks up
+another kind of record, a settlement say, catches ``RecordNotFound`` inside the block to
+name what was missing). The HTTP status of each engine error is its own
+``http_status``, not decided here.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def _from_database_error(exc: db_errors.DatabaseError) -> errors.SettlementError
 
 
 def from_compliance(exc: compliance_errors.ComplianceError) -> errors.SettlementError:
+    """The engine error of a ``compliance`` error (``translated()`` raises it)."""
     match exc:
         case compliance_errors.InvalidPartyData():
             return errors.InvalidPartyData(str(exc))

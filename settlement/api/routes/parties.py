@@ -33,10 +33,13 @@ PARTY = f"{API_PREFIX}/parties/{{party}}"
 
 
 def _kyc_or_404(engine: EngineDep, party: str) -> schemas.KycOut:
+    """The party's KYC record; ``PartyNotFound`` (404) without one. The service calls a
+    party without a record ``UnknownParty``, bad input where a commitment names it;
+    here the party is the resource asked for."""
     try:
         return schemas.KycOut.of(engine.compliance.get_kyc(party))
     except errors.UnknownParty as exc:
-        raise problems.ApiProblem("party_not_found", str(exc)) from exc
+        raise errors.PartyNotFound(str(exc)) from exc
 
 
 @router.get(

@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 
 from adapters.chain import Asset, ChainName
-from settlement.api import problems, reads, schemas
+from settlement.api import reads, schemas
 from settlement.api.deps import (
     API_PREFIX,
     READ_ERRORS,
@@ -30,6 +30,7 @@ from settlement.api.deps import (
     problem_responses,
 )
 from settlement.api.strict import StrictJsonRoute
+from settlement.domain import errors
 from settlement.domain.states import State
 from settlement.domain.values import Role
 from settlement.dvp import LegInstruction
@@ -137,9 +138,7 @@ def get_settlement(commitment_id: UUID, engine: EngineDep, actor: Reader) -> sch
     own_or_forbidden(actor, engine.commitments.get(commitment_id).owner_party)
     found = reads.latest_settlement(engine.db, commitment_id)
     if found is None:
-        raise problems.ApiProblem(
-            "settlement_not_found", f"commitment {commitment_id} has no settlement"
-        )
+        raise errors.SettlementNotFound(f"commitment {commitment_id} has no settlement")
     return schemas.SettlementOut.full(found)
 
 
