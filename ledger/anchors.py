@@ -30,7 +30,7 @@ from uuid import UUID
 
 from ledger.audit import _ENTRY_COLUMNS, AuditEntry, canonical_fields, format_timestamp
 from ledger.database import Statements
-from ledger.errors import RecordNotFound
+from ledger.errors import ConstraintViolation, RecordNotFound
 from ledger.merkle import ChainHead, ordered, root_of
 
 ANCHOR_TAG = b"settlement-anchor/v1\n"
@@ -169,8 +169,23 @@ def record_publication(
     expires_at: datetime | None,
     at: datetime,
 ) -> None:
-    """Write-ahead: record a signed anchoring transaction before it is sent. A second
-    open one for the same anchor and chain is refused (``ConstraintViolation``)."""
+    """Write-ahead: record a signed anchoring transaction before it is sent. Refused
+    (``ConstraintViolation``) when a signature for the same anchor and chain is open or
+    applied already: checked under a lock per anchor that every recorder takes, so a
+    signature prepared before another process's applied cannot be recorded after it."""
+    uow.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('audit_anchor_publications', :seq))",
+        {"seq": anchor_seq},
+    )
+    taken = uow.execute(
+        "SELECT tx_hash, status FROM audit_anchor_publications WHERE anchor_seq = :seq"
+        " AND chain = :chain AND status IN ('SIGNED', 'APPLIED')",
+        {"seq": anchor_seq, "chain": chain},
+    ).one_or_none()
+    if taken is not None:
+        raise ConstraintViolation(
+            f"anchor {anchor_seq} has a signature {taken[1]} on {chain} already ({taken[0]})"
+        )
     uow.execute(
         "INSERT INTO audit_anchor_publications (anchor_seq, chain, account, tx_hash, blob,"
         " expires_ledger, expires_at, status, signed_at) VALUES (:anchor_seq, :chain,"

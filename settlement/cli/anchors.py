@@ -95,7 +95,8 @@ def _publish(anchorer: Anchorer, wait_s: float) -> list[ChainProgress]:
             landed.setdefault(p.chain, []).extend(p.landed)
         if all(p.pending is None for p in progress) or time.monotonic() >= deadline:
             return [
-                ChainProgress(p.chain, landed[p.chain], p.pending, p.unavailable) for p in progress
+                ChainProgress(p.chain, landed[p.chain], p.pending, p.unavailable, p.refused)
+                for p in progress
             ]
         time.sleep(0.25)
 
@@ -107,6 +108,8 @@ def _progress_line(p: ChainProgress) -> str:
         line += f"; anchor {p.pending} on its way"
         if p.unavailable:
             line += f" (ledger unavailable: {p.unavailable})"
+        if p.refused:
+            line += f" (last signature {p.refused}; signed again on the next run)"
     return line
 
 
@@ -114,7 +117,12 @@ def _progress_json(taken: int | None, progress: list[ChainProgress]) -> dict[str
     return {
         "taken": taken,
         "chains": {
-            p.chain.value: {"landed": p.landed, "pending": p.pending, "unavailable": p.unavailable}
+            p.chain.value: {
+                "landed": p.landed,
+                "pending": p.pending,
+                "unavailable": p.unavailable,
+                "refused": p.refused,
+            }
             for p in progress
         },
         "ok": all(p.pending is None for p in progress),

@@ -69,6 +69,8 @@ class ChainProgress:
     pending: int | None = None
     #: why the ledger could not be asked, if it could not
     unavailable: str | None = None
+    #: why the ledger refused the last signature (a new one follows on the next step)
+    refused: str | None = None
 
 
 class Anchorer:
@@ -146,7 +148,11 @@ class Anchorer:
                 landed.append(anchor.seq)
                 continue
             unavailable = outcome.reason if isinstance(outcome, Unavailable) else None
-            return ChainProgress(name, landed, anchor.seq, unavailable)
+            refused = None
+            if isinstance(outcome, Rejected | Expired):
+                refused = f"{type(outcome).__name__.lower()}: {_why(outcome)}"
+                log.warning("audit anchor %s on %s %s", anchor.seq, name.value, refused)
+            return ChainProgress(name, landed, anchor.seq, unavailable, refused)
         return ChainProgress(name, landed)
 
     def _step(self, name: ChainName, chain: Anchoring, anchor: AnchorRow) -> Outcome:
@@ -162,6 +168,18 @@ class Anchorer:
                 outcome = chain.submit(submission)  # resending the same blob is safe
             return self._settle_outcome(outcome)
         submission = chain.prepare_anchor(self._accounts[name], bytes.fromhex(anchor.root))
+        if any(r.tx_hash == submission.tx_hash for r in rows):
+            # the very transaction refused before (same sequence, same expiry): a new
+            # one differs once the ledger has moved on
+            return Pending(submission.tx_hash, "identical to a refused signature; not resent")
+        try:
+            self._record(name, anchor, submission)
+        except ConstraintViolation:
+            # another process recorded a signature for this anchor a moment ago
+            return Pending(submission.tx_hash, "another signature is open; not sent")
+        return self._settle_outcome(chain.submit(submission))
+
+    def _record(self, name: ChainName, anchor: AnchorRow, submission: SignedSubmission) -> None:
         with self._db.unit_of_work() as uow:
             anchors.record_publication(
                 uow,
@@ -175,7 +193,6 @@ class Anchorer:
                 at=self._clock.now(),
             )
             uow.commit()
-        return self._settle_outcome(chain.submit(submission))
 
     def _settle_outcome(self, outcome: Outcome) -> Outcome:
         """Record a final outcome on its publication; other outcomes change nothing."""
@@ -241,6 +258,12 @@ class AnchorLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def _why(outcome: Rejected | Expired) -> str:
+    if isinstance(outcome, Rejected):
+        return f"{outcome.code} {outcome.detail}".strip()
+    return outcome.detail
 
 
 def _final(outcome: Outcome) -> tuple[str, str, str | None, int | None, str | None] | None:

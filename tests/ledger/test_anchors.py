@@ -197,6 +197,8 @@ def test_publications_are_write_ahead_and_final_once(
         assert [p.status for p in anchors.publications(uow, first.seq)] == ["EXPIRED", "APPLIED"]
         assert anchors.unpublished(uow, "xrpl") == []
         assert [a.seq for a in anchors.unpublished(uow, "stellar")] == [1]
+    with engine.db.unit_of_work() as uow, pytest.raises(ConstraintViolation, match="APPLIED"):
+        record(uow, "A4")  # landed once: never signed again
     with engine.db.unit_of_work() as uow, pytest.raises(RecordNotFound):
         anchors.finalize_publication(
             uow,

@@ -207,3 +207,23 @@ def test_the_loop_anchors_in_the_background(anchored: Anchored) -> None:
     assert [a.seq for a in taken] == [1]
     assert all(len(anchored.ledger_anchors(name)) == 1 for name in anchored.chains)
     assert verify_anchors(anchored.engine.db, anchored.chains).ok
+
+
+def test_a_refused_signature_is_signed_again_and_lands_once(anchored: Anchored) -> None:
+    """A lost answer and a refusal that never reached a ledger: the open signature is
+    resent, the refused one replaced; the root still lands once."""
+    world = anchored.world
+    assert world.xrpl_node is not None
+    new_commitment(anchored.engine.commitments, State.DRAFT)
+    anchor = anchored.anchorer.anchor()
+    assert anchor is not None
+    world.xrpl_node.faults.reject_submits(1, "temMALFORMED")
+    progress = {p.chain: p for p in anchored.anchorer.publish()}
+    assert progress[ChainName.XRPL].refused is not None
+    assert "temMALFORMED" in progress[ChainName.XRPL].refused
+    world.xrpl_node.faults.drop_submit_responses(1)
+    anchored.publish_until_landed()
+    with anchored.engine.db.unit_of_work() as uow:
+        rows = [p for p in anchors.publications(uow, anchor.seq) if p.chain == "xrpl"]
+    assert [p.status for p in rows] == ["REJECTED", "APPLIED"]
+    assert anchored.ledger_anchors(ChainName.XRPL) == [rows[1].tx_hash]
