@@ -17,7 +17,7 @@ from adapters.resilience import ResiliencePolicy
 from ledger import anchors, proof_verifier
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
-from settlement.demo.world import LocalWorld, start_local_world
+from settlement.demo.world import LocalWorld
 from settlement.domain.states import State
 from settlement.services.anchors import (
     Anchorer,
@@ -68,7 +68,7 @@ class Anchored:
 
 @pytest.fixture
 def anchored(fresh_urls: DatabaseUrls) -> Iterator[Anchored]:
-    world = start_local_world(policy=FAST, usdc=Decimal(10), stellar_channels=0)
+    world = bootstrap.local_world(policy=FAST, usdc=Decimal(10), stellar_channels=0)
     engine = bootstrap.build(
         load_settings(database_url=fresh_urls.owner), clock=world.clock, urls=fresh_urls
     )
