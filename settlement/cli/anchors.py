@@ -69,7 +69,8 @@ def audit_anchor(
         engine.close()
     pending = [p for p in progress if p.pending is not None]
     if as_json:
-        typer.echo(json.dumps(_progress_json(taken_seq(taken), progress), indent=2))
+        seq = None if taken is None else taken.seq
+        typer.echo(json.dumps(_progress_json(seq, progress), indent=2))
     else:
         if taken is None:
             typer.echo("no new audit entries since the last anchor: none taken")
@@ -79,10 +80,6 @@ def audit_anchor(
             typer.echo(_progress_line(p))
     if pending:
         raise typer.Exit(1)
-
-
-def taken_seq(taken: Any) -> int | None:
-    return None if taken is None else int(taken.seq)
 
 
 def _publish(anchorer: Anchorer, wait_s: float) -> list[ChainProgress]:
