@@ -11,8 +11,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 
 from adapters.chain import ChainName
 from adapters.resilience import ChainGuard
@@ -20,6 +21,7 @@ from settlement import bootstrap
 from settlement.api import problems, schemas
 from settlement.api.metrics import ApiMetrics
 from settlement.breakers import BreakerBoard
+from settlement.domain.states import Event
 from settlement.domain.values import Actor, Role
 
 API_PREFIX = "/v1"
@@ -173,3 +175,30 @@ def own_or_forbidden(actor: Actor, owner_party: str, what: str = "commitment") -
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def transition(
+    engine: bootstrap.Engine,
+    response: Response,
+    actor: Actor,
+    commitment_id: UUID,
+    event: Event,
+    *,
+    key: str,
+    version: int,
+    reason: str | None = None,
+    override_reason: str | None = None,
+) -> schemas.TransitionOut:
+    """Apply ``event`` to the commitment as ``actor`` and answer its new version as
+    the ETag. Whether the event may happen is the service's to decide (and raise)."""
+    result = engine.commitments.apply(
+        actor,
+        commitment_id,
+        event,
+        expected_version=version,
+        reason=reason,
+        idempotency_key=key,
+        override_reason=override_reason,
+    )
+    response.headers["ETag"] = etag(result.version)
+    return schemas.TransitionOut.of(result)

@@ -4,6 +4,8 @@
 clients that switch on a plain string. Engine errors (``settlement.domain.errors``) carry
 their code and their HTTP status (``http_status``, the one map the console's error pages
 use too); the API's own (signatures, idempotency, limits) are listed in ``API_CODES``.
+``install_handlers(app)`` makes every error a route raises, and every error FastAPI
+itself answers, one of these documents.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from settlement.domain import errors
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:settlement:problem:"
@@ -86,3 +94,69 @@ class ApiProblem(Exception):
         self.status = status if status is not None else API_CODES[code][0]
         self.detail = detail
         self.headers = dict(headers or {})
+
+
+#: the codes of the HTTP errors FastAPI answers itself (no route was reached)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _problem(
+    code: str,
+    status: int,
+    detail: str,
+    request: Request,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        content=body(code, status, detail, instance=request.url.path, extra=extra),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    """A body that is not JSON is 400 ``malformed_body``; anything else the schema
+    refuses is 422 ``validation_failed`` with every error listed."""
+    unparsed = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if unparsed:
+        why = unparsed[0].get("ctx", {}).get("error", "")
+        detail = f"the body is not valid JSON: {why}" if why else "the body is not valid JSON"
+        return _problem("malformed_body", 400, detail, request)
+    found = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in found)
+    return _problem("validation_failed", 422, detail, request, extra={"errors": found})
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer every error with a problem document: ``ApiProblem`` with its own status,
+    an engine error with its ``http_status`` (a request in flight also with
+    ``Retry-After: 1``), FastAPI's own refusals with theirs, anything else 500
+    ``internal_error`` with no detail."""
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem) -> Response:
+        return _problem(exc.code, exc.status, exc.detail, request, headers=exc.headers)
+
+    @app.exception_handler(errors.SettlementError)
+    async def engine_error(request: Request, exc: errors.SettlementError) -> Response:
+        headers = {"Retry-After": "1"} if isinstance(exc, errors.RequestInFlight) else None
+        return _problem(exc.code, exc.http_status, str(exc), request, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _invalid(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code) or f"http_{exc.status_code}"
+        return _problem(code, exc.status_code, str(exc.detail), request)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> Response:
+        return _problem("internal_error", 500, "internal error", request)

@@ -1,10 +1,11 @@
-"""Operations: liveness, readiness, Prometheus metrics and the circuit breakers.
+"""Operations: health, liveness, readiness, Prometheus metrics and the circuit breakers.
 
-``/healthz``, ``/readyz`` and ``/metrics`` are unsigned (probes and scrapers hold no
-keys) and reveal no business data. Breakers are signed routes: every process that talks
-to ledgers publishes its breakers into the database (``settlement.breakers``); this
-process publishes its own whenever they are read here, and a reset request reaches the
-other processes on their next publish.
+``/health``, ``/healthz``, ``/readyz`` and ``/metrics`` are unsigned (probes and
+scrapers hold no keys) and reveal no business data; the health routes read the database
+through one check (``database_check``). Breakers are signed routes: every process that
+talks to ledgers publishes its breakers into the database (``settlement.breakers``);
+this process publishes its own whenever they are read here, and a reset request reaches
+the other processes on their next publish.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from adapters.chain import Chain, Unavailable
+from settlement import bootstrap
 from settlement.api import schemas
 from settlement.api.deps import (
     API_PREFIX,
@@ -59,6 +61,26 @@ async def publish_forever(ops: Operations, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+def database_check(engine: bootstrap.Engine) -> schemas.CheckOut:
+    """Whether the database answers one round trip: the one database read of every
+    health route. Never raises: a failure is the check's ``detail``."""
+    try:
+        engine.db.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; it is reported
+        return schemas.CheckOut(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return schemas.CheckOut(ok=True, detail="answered")
+
+
+@router.get("/health", response_model=schemas.HealthOut, tags=["health"])
+def health(engine: EngineDep, response: Response) -> schemas.HealthOut:
+    """Liveness and database reachability; unsigned."""
+    # the first probe, kept for those who call it; /healthz and /readyz ask the two apart
+    if not database_check(engine).ok:
+        response.status_code = 503
+        return schemas.HealthOut(status="unavailable", database="unreachable")
+    return schemas.HealthOut(status="ok", database="ok")
+
+
 @router.get("/healthz", response_model=schemas.LiveOut, tags=["health"])
 def healthz() -> schemas.LiveOut:
     """Liveness: the process answers. No I/O; unsigned."""
@@ -67,11 +89,6 @@ def healthz() -> schemas.LiveOut:
 
 async def _bounded(call: Callable[[], T], timeout_s: float) -> T:
     return await asyncio.wait_for(run_in_threadpool(call), timeout=timeout_s)
-
-
-def _database_check(engine: EngineDep) -> schemas.CheckOut:
-    engine.db.call_one("SELECT 1", {})
-    return schemas.CheckOut(ok=True, detail="answered")
 
 
 def _ledger_check(chain: Chain) -> schemas.CheckOut:
@@ -95,11 +112,9 @@ async def readyz(engine: EngineDep, ops: OpsDep, response: Response) -> schemas.
     timeout_s = ops.readiness_timeout_s
     checks: dict[str, schemas.CheckOut] = {}
     try:
-        checks["database"] = await _bounded(lambda: _database_check(engine), timeout_s)
+        checks["database"] = await _bounded(partial(database_check, engine), timeout_s)
     except TimeoutError:
         checks["database"] = schemas.CheckOut(ok=False, detail=f"no answer in {timeout_s} s")
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready; it is reported
-        checks["database"] = schemas.CheckOut(ok=False, detail=f"{type(exc).__name__}: {exc}")
     if ops.ledgers is not None:
         for name, chain in sorted(ops.ledgers.chains.items()):
             try:

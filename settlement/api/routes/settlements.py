@@ -1,5 +1,5 @@
-"""Commitment lists, settlements (fund, read, force-cancel, retry, resolve) and a
-commitment's ledger references.
+"""Settlements: fund a commitment, read its settlement, list them, and an admin's
+force-cancel, retry and resolve.
 
 Instructing a settlement needs this process's ledgers (the coordinator validates every
 leg on its ledger before anything is written); without them the route answers 503
@@ -31,54 +31,11 @@ from settlement.api.deps import (
 )
 from settlement.api.strict import StrictJsonRoute
 from settlement.domain import errors
-from settlement.domain.states import State
-from settlement.domain.values import Role
 from settlement.dvp import LegInstruction
 from settlement.services.translate import translated
 
 router = APIRouter(route_class=StrictJsonRoute)
 SETTLEMENT_WRITE_ERRORS = {**WRITE_ERRORS, **problem_responses(503)}
-
-
-@router.get(
-    f"{API_PREFIX}/commitments",
-    response_model=schemas.CommitmentPage,
-    responses=READ_ERRORS,
-    tags=["allocator"],
-)
-def list_commitments(
-    *,
-    engine: EngineDep,
-    actor: Reader,
-    state: Annotated[State | None, Query(description="Only commitments in this state")] = None,
-    party: Annotated[
-        str | None,
-        Query(max_length=200, description="Owning party; an allocator may name only its own"),
-    ] = None,
-    deal_ref: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> schemas.CommitmentPage:
-    """Commitments oldest first, a page at a time (keyset on created_at and id).
-
-    An allocator sees only its own party's: without ``party`` the list is filtered to
-    it, and naming another party is 403.
-    """
-    if actor.role is Role.ALLOCATOR:
-        if party is not None:
-            own_or_forbidden(actor, party)
-        party = actor.party
-    page = reads.commitment_page(
-        engine.db,
-        state=state.value if state is not None else None,
-        party=party,
-        deal_ref=deal_ref,
-        limit=limit,
-        cursor=cursor,
-    )
-    return schemas.CommitmentPage(
-        items=[schemas.CommitmentOut.of(r) for r in page.items], next_cursor=page.next_cursor
-    )
 
 
 @router.post(
@@ -226,29 +183,3 @@ def resolve_settlement(
     reads.settlement(engine.db, settlement_id)
     engine.settlements.resolve(actor, settlement_id, body.note)
     return schemas.SettlementOut.full(reads.settlement(engine.db, settlement_id))
-
-
-@router.get(
-    f"{API_PREFIX}/commitments/{{commitment_id}}/ledger-references",
-    response_model=list[schemas.LedgerRefOut],
-    responses=READ_ERRORS,
-    tags=["auditor"],
-)
-def ledger_references(
-    commitment_id: UUID, engine: EngineDep, actor: Reader
-) -> list[schemas.LedgerRefOut]:
-    """Every audit entry of the commitment that names a ledger transaction."""
-    own_or_forbidden(actor, engine.commitments.get(commitment_id).owner_party)
-    return [
-        schemas.LedgerRefOut(
-            seq=e.seq,
-            action=e.action,
-            recorded_at=e.recorded_at,
-            chain=e.chain,
-            tx_hash=e.tx_hash,
-            ledger_index=e.ledger_index,
-            ledger_hash=e.ledger_hash,
-        )
-        for e in engine.commitments.audit_trail(commitment_id)
-        if e.chain is not None and e.tx_hash is not None
-    ]
