@@ -299,6 +299,7 @@ class Guard:
     ) -> None:
         instance = scope["path"]
         key = fields.get("idempotency-key")
+        claim_id = uuid.uuid4()
         try:
             refusal = _idempotency_key_refusal(key)
             if refusal is not None:
@@ -308,25 +309,15 @@ class Guard:
                 await _send_problem(send, refusal, instance)
                 return
             assert key is not None
-            if_match = fields.get("if-match", "")
-            fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
-            claim_id = uuid.uuid4()
-            # key check, nonce and claim in one statement with those of the mutating
-            # requests arriving meanwhile (migration 0010)
-            outcome, claimed = await self.claims(
-                api_keys.ClaimRequest(
-                    key_id=verified.key_id,
-                    nonce=verified.nonce,
-                    idempotency_key=key,
-                    fingerprint=fingerprint(
-                        verified.key_id, scope["method"], _target(scope), fingerprinted
-                    ),
-                    claim_id=claim_id,
-                    at=now,
-                    lease_until=now + timedelta(seconds=LEASE_S),
-                )
+            claimed = await self._claim(
+                scope,
+                verified,
+                key=key,
+                if_match=fields.get("if-match", ""),
+                body=body,
+                now=now,
+                claim_id=claim_id,
             )
-            self._refuse_unless_accepted(outcome, verified)
         except signing.SignatureRejected as exc:
             await _send_problem(send, problems.ApiProblem(exc.code, str(exc)), instance)
             return
@@ -334,32 +325,41 @@ class Guard:
             await _send_engine_error(send, exc, instance)
             return
         self._prune_when_due(now)
-        assert claimed is not None
-        match claimed.outcome:
-            case "replay":
-                assert claimed.response is not None
-                await _send_stored(send, claimed.response, replayed=True)
-                return
-            case "mismatch":
-                await _send_engine_error(
-                    send,
-                    errors.IdempotencyKeyReused(
-                        f"idempotency key {key!r} was already used for a different request"
-                    ),
-                    instance,
-                )
-                return
-            case "in_flight":
-                await _send_engine_error(
-                    send,
-                    errors.RequestInFlight(f"a request with idempotency key {key!r} is in flight"),
-                    instance,
-                    headers={"retry-after": "1"},
-                )
-                return
-            case "claimed":
-                pass
+        if await _answered_by_claim(send, claimed, key, instance):
+            return
         await self._act_and_store(scope, receive, send, actor=actor, key=key, claim_id=claim_id)
+
+    async def _claim(
+        self,
+        scope: Scope,
+        verified: signing.Verified,
+        *,
+        key: str,
+        if_match: str,
+        body: bytes,
+        now: datetime,
+        claim_id: uuid.UUID,
+    ) -> Claim:
+        """Check the key, spend the nonce and claim ``key`` in one statement with those
+        of the mutating requests arriving meanwhile (migration 0010). Raises
+        ``SignatureRejected`` if the key or the nonce is refused."""
+        fingerprinted = f"{len(if_match.encode())}:{if_match},".encode() + body
+        outcome, claimed = await self.claims(
+            api_keys.ClaimRequest(
+                key_id=verified.key_id,
+                nonce=verified.nonce,
+                idempotency_key=key,
+                fingerprint=fingerprint(
+                    verified.key_id, scope["method"], _target(scope), fingerprinted
+                ),
+                claim_id=claim_id,
+                at=now,
+                lease_until=now + timedelta(seconds=LEASE_S),
+            )
+        )
+        self._refuse_unless_accepted(outcome, verified)
+        assert claimed is not None
+        return claimed
 
     async def _act_and_store(
         self,
@@ -525,6 +525,36 @@ async def _send_engine_error(
         problems.ApiProblem(exc.code, str(exc), status=exc.http_status, headers=headers),
         instance,
     )
+
+
+async def _answered_by_claim(send: Send, claimed: Claim, key: str, instance: str) -> bool:
+    """Answer a request whose key another request holds (a replay of its stored
+    response, 422 for another request under the key, 409 while it is in flight); False
+    when this request claimed the key and is to be acted on."""
+    match claimed.outcome:
+        case "replay":
+            assert claimed.response is not None
+            await _send_stored(send, claimed.response, replayed=True)
+            return True
+        case "mismatch":
+            await _send_engine_error(
+                send,
+                errors.IdempotencyKeyReused(
+                    f"idempotency key {key!r} was already used for a different request"
+                ),
+                instance,
+            )
+            return True
+        case "in_flight":
+            await _send_engine_error(
+                send,
+                errors.RequestInFlight(f"a request with idempotency key {key!r} is in flight"),
+                instance,
+                headers={"retry-after": "1"},
+            )
+            return True
+        case "claimed":
+            return False
 
 
 async def _send_stored(send: Send, stored: StoredResponse, *, replayed: bool) -> None:
