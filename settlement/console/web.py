@@ -399,22 +399,7 @@ def _review_routes(sub: FastAPI) -> None:
         filters = views.parse_filters(
             outcome=outcome, min_amount=min_amount, party=party, sort=sort, order=order
         )
-        items = console.engine.compliance.review_queue(limit=500)
-        rows = views.queue_rows(items, filters, actor=session.actor, now=console.clock.now())
-        return _render(
-            console,
-            "queue.html",
-            title="Review queue",
-            session=session,
-            rows=rows,
-            filters=filters,
-            total=len(items),
-            query={
-                "outcome": filters.outcome or "",
-                "min_amount": min_amount or "",
-                "party": filters.party or "",
-            },
-        )
+        return _queue_page(console, session, filters, min_amount=min_amount)
 
     @sub.get("/commitments/{commitment_id}", response_class=HTMLResponse)
     def detail(
@@ -441,8 +426,7 @@ def _review_routes(sub: FastAPI) -> None:
         override_reason: Annotated[str, Form()] = "",
     ) -> Response:
         _check_post(request, session, csrf_token)
-        event = views.ACTIONS.get(action)
-        if event is None:
+        if action not in views.ACTIONS:
             raise Refused(f"There is no action {action!r}.", status=404, title="Not found")
         try:
             version = int(expected_version)
@@ -452,47 +436,95 @@ def _review_routes(sub: FastAPI) -> None:
                 status=422,
                 title="Form incomplete",
             ) from None
-        try:
-            result = console.engine.commitments.apply(
-                session.actor,
-                commitment_id,
-                event,
-                expected_version=version,
-                reason=reason,
-                idempotency_key=idempotency_key or None,
-                # blank is "none" to the service; set, it is only valid on an approval
-                override_reason=override_reason,
-            )
-        except errors.NotFound:
-            raise
-        except errors.StaleVersion:
-            return _detail_page(
-                console,
-                session,
-                commitment_id,
-                error=(
-                    f"This commitment changed since you opened it (you reviewed version "
-                    f"{version}). Nothing was done; review it as it is now and decide again."
-                ),
-                status=409,
-            )
-        except errors.SettlementError as exc:
-            return _detail_page(
-                console,
-                session,
-                commitment_id,
-                error=f"Refused: {exc}",
-                status=exc.http_status,
-                kept={"action": action, "reason": reason, "override_reason": override_reason},
-            )
-        done = {
-            "approve": "approved"
-            if result.to_state == State.VERIFIED.value
-            else "approval_recorded",
-            "reject": "rejected",
-            "request-info": "info_requested",
-        }[action]
-        return _see_other(f"{PREFIX}/commitments/{commitment_id}?done={done}")
+        form = _Decision(action, version, idempotency_key, reason, override_reason)
+        return _decided(console, session, commitment_id, form)
+
+
+def _queue_page(
+    console: Console,
+    session: ConsoleSession,
+    filters: views.QueueFilters,
+    *,
+    min_amount: str | None,
+) -> HTMLResponse:
+    items = console.engine.compliance.review_queue(limit=500)
+    rows = views.queue_rows(items, filters, actor=session.actor, now=console.clock.now())
+    return _render(
+        console,
+        "queue.html",
+        title="Review queue",
+        session=session,
+        rows=rows,
+        filters=filters,
+        total=len(items),
+        query={
+            "outcome": filters.outcome or "",
+            "min_amount": min_amount or "",
+            "party": filters.party or "",
+        },
+    )
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """An officer's decision as the detail page's form posted it."""
+
+    action: str
+    version: int
+    idempotency_key: str
+    reason: str
+    override_reason: str
+
+
+def _decided(
+    console: Console, session: ConsoleSession, commitment_id: UUID, form: _Decision
+) -> Response:
+    """Apply the decision as the signed-in officer; the service decides. Done, the
+    browser is sent to the detail page with the outcome; refused, the detail page says
+    why with the error's status (and keeps what was typed)."""
+    try:
+        result = console.engine.commitments.apply(
+            session.actor,
+            commitment_id,
+            views.ACTIONS[form.action],
+            expected_version=form.version,
+            reason=form.reason,
+            idempotency_key=form.idempotency_key or None,
+            # blank is "none" to the service; set, it is only valid on an approval
+            override_reason=form.override_reason,
+        )
+    except errors.NotFound:
+        raise
+    except errors.StaleVersion:
+        return _detail_page(
+            console,
+            session,
+            commitment_id,
+            error=(
+                f"This commitment changed since you opened it (you reviewed version "
+                f"{form.version}). Nothing was done; review it as it is now and decide again."
+            ),
+            status=409,
+        )
+    except errors.SettlementError as exc:
+        return _detail_page(
+            console,
+            session,
+            commitment_id,
+            error=f"Refused: {exc}",
+            status=exc.http_status,
+            kept={
+                "action": form.action,
+                "reason": form.reason,
+                "override_reason": form.override_reason,
+            },
+        )
+    done = {
+        "approve": "approved" if result.to_state == State.VERIFIED.value else "approval_recorded",
+        "reject": "rejected",
+        "request-info": "info_requested",
+    }[form.action]
+    return _see_other(f"{PREFIX}/commitments/{commitment_id}?done={done}")
 
 
 def _detail_page(
