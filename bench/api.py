@@ -123,7 +123,7 @@ POST_MODES = ("signed", "unsigned", "idem-only")
 PLACEHOLDER_SIGNATURE = {"Signature": "not-checked"}
 
 
-def build(owner_url: str, pool_size: int) -> bootstrap.Engine:
+def build(owner_url: str, pool_size: int) -> bootstrap.Services:
     urls = DatabaseUrls(owner=owner_url, app=app_url_for(owner_url))
     return bootstrap.build(load_settings(database_url=owner_url, pool_size=pool_size), urls=urls)
 

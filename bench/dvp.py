@@ -121,7 +121,7 @@ def _p(values: list[float], q: float) -> float:
 
 def run(
     world: LocalWorld,
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
     workers_n: int,
     seconds: float,
     in_flight: int,

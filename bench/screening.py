@@ -110,7 +110,7 @@ def submit_latency(entries: list[SanctionsEntry], submits: int) -> None:
         admin.dispose()
 
 
-def run_submits(engine: bootstrap.Engine, entries: list[SanctionsEntry], submits: int) -> None:
+def run_submits(engine: bootstrap.Services, entries: list[SanctionsEntry], submits: int) -> None:
     compliance, service = engine.compliance, engine.commitments
     compliance.register_officer(ADMIN, OFFICER.id, display_name="bench")
     for party, legal in (

@@ -51,7 +51,7 @@ SYSTEM = Actor("system", Role.SYSTEM)
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "sanctions"
 
 
-def build(owner_url: str) -> bootstrap.Engine:
+def build(owner_url: str) -> bootstrap.Services:
     urls = DatabaseUrls(owner=owner_url, app=app_url_for(owner_url))
     return bootstrap.build(load_settings(database_url=owner_url, pool_size=2), urls=urls)
 

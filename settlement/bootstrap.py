@@ -68,7 +68,7 @@ class DatabaseUrls:
 
 
 @dataclass
-class Engine:
+class Services:
     settings: Settings
     clock: Clock
     urls: DatabaseUrls
@@ -138,7 +138,7 @@ def build(
     *,
     clock: Clock | None = None,
     urls: DatabaseUrls | None = None,
-) -> Engine:
+) -> Services:
     """Build the engine. Refuses to start on a database that is not at the head revision,
     or with a bad screening policy (``SettingsError``)."""
     settings = settings or load_settings()
@@ -153,7 +153,7 @@ def build(
         )
     db = Database(urls.app, pool_size=settings.pool_size)
     clock = clock or SystemClock()
-    return Engine(
+    return Services(
         settings=settings,
         clock=clock,
         urls=urls,
@@ -320,7 +320,7 @@ def sealer(settings: Settings) -> Sealer:
 
 
 def build_coordinator(
-    engine: Engine,
+    engine: Services,
     chains: Mapping[ChainName, Chain] | None = None,
     *,
     clock: Clock | None = None,
@@ -371,7 +371,7 @@ class Ledgers:
                 closer()
 
 
-def build_ledgers(engine: Engine) -> Ledgers:
+def build_ledgers(engine: Services) -> Ledgers:
     """Both chains from the engine's settings, their guards and the coordinator.
 
     Raises ``SettingsError`` when the settlement agents or the keys are not configured.
@@ -381,7 +381,7 @@ def build_ledgers(engine: Engine) -> Ledgers:
     return Ledgers(chains=chains, guards=guards, coordinator=build_coordinator(engine, chains))
 
 
-def build_anchorer(engine: Engine) -> Anchorer | None:
+def build_anchorer(engine: Services) -> Anchorer | None:
     """The audit anchorer of the settings' anchor accounts, on ledgers of its own (own
     breakers: an anchor ledger's trouble never opens a settlement breaker); None when
     no anchor account is configured. Raises ``SettingsError`` when the chains cannot be
@@ -399,7 +399,7 @@ def build_anchorer(engine: Engine) -> Anchorer | None:
     return Anchorer(engine.db, anchoring, accounts, engine.clock, settle_s=settings.anchor_settle_s)
 
 
-def build_anchor_loop(engine: Engine) -> AnchorLoop | None:
+def build_anchor_loop(engine: Services) -> AnchorLoop | None:
     """Periodic anchoring for a long-running worker, as the settings ask
     (``anchor_interval_s``, ``anchor_every_entries``; 0 turns each off); None when no
     anchor account is configured or both triggers are off."""
@@ -428,7 +428,7 @@ def build_ticket_keeper(
     return TicketKeeper(chain, list(settings.xrpl_ticket_holders), settings.xrpl_ticket_target)
 
 
-def build_worker(engine: Engine, ledgers: Ledgers, *, policy: WorkerPolicy) -> Worker:
+def build_worker(engine: Services, ledgers: Ledgers, *, policy: WorkerPolicy) -> Worker:
     """The worker ``settle worker`` runs: it steps settlements through the ledgers'
     coordinator, sweeps expired commitments, and in its housekeeping publishes its
     breakers' states where operators see them (applying an admin's reset) and tops up
@@ -455,7 +455,7 @@ def build_worker(engine: Engine, ledgers: Ledgers, *, policy: WorkerPolicy) -> W
 
 
 def build_stepping_worker(
-    engine: Engine,
+    engine: Services,
     coordinator: DvpCoordinator,
     *,
     policy: WorkerPolicy,

@@ -111,20 +111,20 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
 
 
-def _engine(urls: DatabaseUrls, clock: ManualClock) -> bootstrap.Engine:
+def _engine(urls: DatabaseUrls, clock: ManualClock) -> bootstrap.Services:
     settings = load_settings(database_url=urls.owner, pool_size=40)
     return bootstrap.build(settings, clock=clock, urls=urls)
 
 
 @pytest.fixture
-def engine(shared_urls: DatabaseUrls, clock: ManualClock) -> Iterator[bootstrap.Engine]:
+def engine(shared_urls: DatabaseUrls, clock: ManualClock) -> Iterator[bootstrap.Services]:
     built = _engine(shared_urls, clock)
     yield built
     built.close()
 
 
 @pytest.fixture
-def fresh_engine(fresh_urls: DatabaseUrls, clock: ManualClock) -> Iterator[bootstrap.Engine]:
+def fresh_engine(fresh_urls: DatabaseUrls, clock: ManualClock) -> Iterator[bootstrap.Services]:
     built = _engine(fresh_urls, clock)
     yield built
     built.close()

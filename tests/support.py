@@ -140,7 +140,7 @@ SENIOR = Actor("key-officer-senior", Role.COMPLIANCE_OFFICER)
 
 @dataclass
 class Desk:
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     clock: ManualClock
 
     @property

@@ -1,5 +1,5 @@
 """The FastAPI application factory: ``create_app(engine)`` assembles the API from the
-composition root's ``Engine``.
+composition root's ``Services``.
 
 Routes live one module per resource in ``settlement.api.routes`` (commitments, review,
 audit, settlements, parties, operations) and share ``settlement.api.deps``; errors
@@ -107,7 +107,7 @@ DESCRIPTION = (
 
 
 def create_app(
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ledgers: bootstrap.Ledgers | None = None,
@@ -184,7 +184,7 @@ def _publishing(
     return lifespan
 
 
-def _guard(app: FastAPI, engine: bootstrap.Engine, *, max_body_bytes: int, console: bool) -> None:
+def _guard(app: FastAPI, engine: bootstrap.Services, *, max_body_bytes: int, console: bool) -> None:
     """The signature guard, and inside it the refusal of control characters."""
     # added first, so inside the guard: a request is authenticated before anything
     # else about it is refused, as the guard refuses everything else

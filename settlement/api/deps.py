@@ -98,9 +98,9 @@ class Operations:
 # (and a turn at the GIL) per dependency per request, for a few attribute reads.
 
 
-async def engine_of(request: Request) -> bootstrap.Engine:
+async def engine_of(request: Request) -> bootstrap.Services:
     engine = request.app.state.engine
-    assert isinstance(engine, bootstrap.Engine)
+    assert isinstance(engine, bootstrap.Services)
     return engine
 
 
@@ -130,7 +130,7 @@ def require(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     return dependency
 
 
-EngineDep = Annotated[bootstrap.Engine, Depends(engine_of)]
+EngineDep = Annotated[bootstrap.Services, Depends(engine_of)]
 OpsDep = Annotated[Operations, Depends(operations_of)]
 Allocator = Annotated[Actor, Depends(require(Role.ALLOCATOR))]
 Officer = Annotated[Actor, Depends(require(Role.COMPLIANCE_OFFICER))]
@@ -178,7 +178,7 @@ def etag(version: int) -> str:
 
 
 def transition(
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
     response: Response,
     actor: Actor,
     commitment_id: UUID,

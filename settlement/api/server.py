@@ -66,7 +66,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     settings: Settings | None = None,
-    engine: bootstrap.Engine | None = None,
+    engine: bootstrap.Services | None = None,
     with_ledgers: bool | None = None,
     console: ConsoleOptions | None = None,
     workers: int = 1,
@@ -126,7 +126,7 @@ def serve(
             built.close()
 
 
-def _ledgers_for(built: bootstrap.Engine, wanted: bool | None) -> bootstrap.Ledgers | None:
+def _ledgers_for(built: bootstrap.Services, wanted: bool | None) -> bootstrap.Ledgers | None:
     """Both ledgers when asked, or by default when both settlement agents are set."""
     if wanted is None:
         wanted = bool(built.settings.xrpl_agent and built.settings.stellar_agent)

@@ -36,7 +36,7 @@ def settings_or_exit() -> Settings:
         raise fail(str(exc), 2) from exc
 
 
-def engine_or_exit() -> bootstrap.Engine:
+def engine_or_exit() -> bootstrap.Services:
     settings = settings_or_exit()
     bootstrap.configure_logging(settings)
     try:
@@ -48,7 +48,7 @@ def engine_or_exit() -> bootstrap.Engine:
 
 
 @contextmanager
-def engine_for_command() -> Iterator[bootstrap.Engine]:
+def engine_for_command() -> Iterator[bootstrap.Services]:
     """An engine whose ``SettlementError``s end the command with exit 1 and the message."""
     engine = engine_or_exit()
     try:
@@ -68,7 +68,7 @@ def actor_from(key: str, role: str, party: str | None = None) -> Actor:
         raise fail(message, 2) from exc
 
 
-def run(call: Callable[[bootstrap.Engine], T]) -> T:
+def run(call: Callable[[bootstrap.Services], T]) -> T:
     with engine_for_command() as engine:
         return call(engine)
 

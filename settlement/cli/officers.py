@@ -62,12 +62,12 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _accounts(engine: bootstrap.Engine) -> ConsoleAccounts:
+def _accounts(engine: bootstrap.Services) -> ConsoleAccounts:
     return ConsoleAccounts(engine.db, engine.clock, engine.compliance)
 
 
 def _create_login(
-    engine: bootstrap.Engine, username: str, actor_id: str, role: Role, password: str
+    engine: bootstrap.Services, username: str, actor_id: str, role: Role, password: str
 ) -> AccountRow:
     return _accounts(engine).create(
         username=username,

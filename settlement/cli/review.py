@@ -120,7 +120,7 @@ def kyc_update(
 def kyc_show(party: str, as_json: JsonFlag = False) -> None:
     """A party's KYC record and its change history."""
 
-    def query(e: bootstrap.Engine) -> tuple[Any, Any]:
+    def query(e: bootstrap.Services) -> tuple[Any, Any]:
         return e.compliance.get_kyc(party), e.compliance.audit_entries(
             subject_kind="kyc", subject=party
         )

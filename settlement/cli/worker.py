@@ -111,7 +111,7 @@ def worker(
 
 
 @contextmanager
-def _anchoring(engine: bootstrap.Engine, *, running_on: bool) -> Iterator[None]:
+def _anchoring(engine: bootstrap.Services, *, running_on: bool) -> Iterator[None]:
     """Audit anchors in a thread of their own while a worker runs on (never in
     settlement's way), when anchor accounts are configured; exit 2 when they are but the
     ledgers cannot be built."""

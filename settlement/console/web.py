@@ -78,7 +78,7 @@ _ENDED_MESSAGES = {
 
 @dataclass(frozen=True)
 class Console:
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     clock: Clock
     accounts: ConsoleAccounts
     sign_in_tokens: SignInTokens
@@ -106,7 +106,7 @@ class Refused(Exception):
 
 def install_console(
     app: FastAPI,
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
     *,
     clock: Clock | None = None,
     session_ttl_s: int = DEFAULT_SESSION_TTL_S,

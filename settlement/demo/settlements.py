@@ -36,7 +36,7 @@ from typing import Any
 from stellar_sdk import Asset as SdkAsset
 
 from settlement import bootstrap
-from settlement.bootstrap import Engine, Ledgers
+from settlement.bootstrap import Ledgers, Services
 from settlement.cli.remote import col, table
 from settlement.demo.story import (
     COUNTERPARTY,
@@ -97,7 +97,7 @@ class DvpOutcome:
 class _WorkerThread:
     """The settlement worker in a thread; ``paused()`` stops it for a while."""
 
-    def __init__(self, engine: Engine, coordinator: DvpCoordinator, world: LocalWorld) -> None:
+    def __init__(self, engine: Services, coordinator: DvpCoordinator, world: LocalWorld) -> None:
         self._engine = engine
         self._coordinator = coordinator
         self._world = world
@@ -130,7 +130,7 @@ class _WorkerThread:
             self.start()
 
 
-def _coordinator(engine: Engine, world: LocalWorld, sealer: Sealer) -> DvpCoordinator:
+def _coordinator(engine: Services, world: LocalWorld, sealer: Sealer) -> DvpCoordinator:
     return bootstrap.build_coordinator(
         engine,
         world.chains,
@@ -143,7 +143,7 @@ def _coordinator(engine: Engine, world: LocalWorld, sealer: Sealer) -> DvpCoordi
 
 @contextmanager
 def dvp_stack(
-    engine: Engine, sealer: Sealer, echo: Printer = print
+    engine: Services, sealer: Sealer, echo: Printer = print
 ) -> Iterator[tuple[ApiStack, LocalWorld, _WorkerThread]]:
     """Both local networks, the API server with both ledgers, and a worker; all
     stopped on the way out."""
@@ -385,7 +385,7 @@ def story(stack: ApiStack, world: LocalWorld, worker: _WorkerThread, echo: Print
     return outcome
 
 
-def run(engine: Engine, sealer: Sealer, echo: Printer = print) -> bool:
+def run(engine: Services, sealer: Sealer, echo: Printer = print) -> bool:
     """Run the settlement story; True when both settlements ended as described and
     every audit chain and this run's ledger references verified."""
     echo("\nDelivery versus payment on the local networks, through the API")

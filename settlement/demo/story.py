@@ -38,7 +38,7 @@ import uvicorn
 
 from settlement import signing
 from settlement.api.app import create_app
-from settlement.bootstrap import Engine, Ledgers
+from settlement.bootstrap import Ledgers, Services
 from settlement.cli.remote import col, short_time, table
 from settlement.client import ApiError, SettlementClient
 from settlement.domain import errors
@@ -100,7 +100,7 @@ class ApiStack:
     """A running API server with the demo's people's keys; ``client(name)`` signs as
     one of them. ``ledgers`` is set when the server can settle."""
 
-    engine: Engine
+    engine: Services
     url: str
     keys: dict[str, DemoKey]
     ledgers: Ledgers | None = None
@@ -127,7 +127,7 @@ def _operator() -> str:
 
 
 @contextmanager
-def _serving(engine: Engine, ledgers: Ledgers | None) -> Iterator[str]:
+def _serving(engine: Services, ledgers: Ledgers | None) -> Iterator[str]:
     """The API on uvicorn in a thread, on a free loopback port; its base URL."""
     app = create_app(engine, ledgers=ledgers, scope=f"demo:{os.getpid()}")
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
@@ -147,7 +147,7 @@ def _serving(engine: Engine, ledgers: Ledgers | None) -> Iterator[str]:
         thread.join(timeout=SERVER_START_S)
 
 
-def _register_people(engine: Engine, key_dir: Path, echo: Printer) -> dict[str, DemoKey]:
+def _register_people(engine: Services, key_dir: Path, echo: Printer) -> dict[str, DemoKey]:
     """The officers registered (once per database), then one key per person (written
     0600 as ``settle keys new`` writes it), the sample sanctions lists loaded: the
     operator's set-up."""
@@ -188,7 +188,7 @@ def _register_people(engine: Engine, key_dir: Path, echo: Printer) -> dict[str, 
     return keys
 
 
-def _revoke(engine: Engine, keys: dict[str, DemoKey]) -> None:
+def _revoke(engine: Services, keys: dict[str, DemoKey]) -> None:
     service = KeyService(engine.db, engine.clock)
     for key in keys.values():
         service.revoke(key.key_id, revoked_by=_operator())
@@ -196,7 +196,7 @@ def _revoke(engine: Engine, keys: dict[str, DemoKey]) -> None:
 
 @contextmanager
 def api_stack(
-    engine: Engine, echo: Printer = print, *, ledgers: Ledgers | None = None
+    engine: Services, echo: Printer = print, *, ledgers: Ledgers | None = None
 ) -> Iterator[ApiStack]:
     """Register the people's keys, start the API server over ``engine`` (and
     ``ledgers``); on the way out stop the server and revoke the keys."""
@@ -281,7 +281,7 @@ def verify_chains(stack: ApiStack, echo: Printer) -> bool:
     return bool(report["ok"])
 
 
-def run(engine: Engine, echo: Printer = print) -> bool:
+def run(engine: Services, echo: Printer = print) -> bool:
     """The review half: return True when the commitment ended as described and every
     audit chain verified."""
     with api_stack(engine, echo) as stack:

@@ -10,7 +10,7 @@ from tests.support import ADMIN, ANNA, BORIS, SAMPLES, SENIOR, Desk
 
 
 @pytest.fixture
-def desk(fresh_engine: bootstrap.Engine, clock: ManualClock) -> Desk:
+def desk(fresh_engine: bootstrap.Services, clock: ManualClock) -> Desk:
     compliance = fresh_engine.compliance
     compliance.register_officer(ADMIN, ANNA.id, display_name="Anna")
     compliance.register_officer(ADMIN, BORIS.id, display_name="Boris")

@@ -26,7 +26,7 @@ from ledger import anchors, proof_verifier
 from ledger.errors import ConstraintViolation, LedgerError, PermissionRefused, RecordNotFound
 from ledger.merkle import ChainHead, ProofStep, proof_of, root_from_proof, root_of
 from ledger.proof_verifier import Fetch
-from settlement.bootstrap import Engine as SettlementEngine
+from settlement.bootstrap import Services
 from settlement.clock import ManualClock
 from settlement.domain.states import State
 from settlement.services.anchors import (
@@ -89,7 +89,7 @@ def test_leaves_are_ordered_by_the_uuid_bytes() -> None:
 
 
 @pytest.fixture
-def anchored(fresh_engine: SettlementEngine) -> tuple[SettlementEngine, anchors.AnchorRow]:
+def anchored(fresh_engine: Services) -> tuple[Services, anchors.AnchorRow]:
     new_commitment(fresh_engine.commitments, State.VERIFIED)
     new_commitment(fresh_engine.commitments, State.PENDING_REVIEW)
     later = datetime.now(UTC) + timedelta(days=3650)
@@ -101,7 +101,7 @@ def anchored(fresh_engine: SettlementEngine) -> tuple[SettlementEngine, anchors.
 
 
 def test_the_database_chains_anchors_as_python_recomputes(
-    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+    anchored: tuple[Services, anchors.AnchorRow],
 ) -> None:
     engine, first = anchored
     assert (first.seq, first.prev_hash, first.chain_count) == (1, None, 2)
@@ -122,14 +122,14 @@ def test_the_database_chains_anchors_as_python_recomputes(
         assert anchors.last_anchor(uow) == second
 
 
-def test_a_root_is_anchored_once(anchored: tuple[SettlementEngine, anchors.AnchorRow]) -> None:
+def test_a_root_is_anchored_once(anchored: tuple[Services, anchors.AnchorRow]) -> None:
     engine, first = anchored
     with engine.db.unit_of_work() as uow, pytest.raises(ConstraintViolation):
         anchors.insert_anchor(uow, heads=first.head_list(), cutoff=first.cutoff, at=first.cutoff)
 
 
 def test_neither_the_application_nor_the_owner_with_triggers_on_rewrites_anchors(
-    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+    anchored: tuple[Services, anchors.AnchorRow],
 ) -> None:
     engine, _ = anchored
     statements = (
@@ -149,7 +149,7 @@ def test_neither_the_application_nor_the_owner_with_triggers_on_rewrites_anchors
 
 
 def test_publications_are_write_ahead_and_final_once(
-    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+    anchored: tuple[Services, anchors.AnchorRow],
 ) -> None:
     engine, first = anchored
     at = first.created_at
@@ -214,7 +214,7 @@ def test_publications_are_write_ahead_and_final_once(
 
 
 def test_the_owner_sees_the_anchor_tables_as_migrated(
-    anchored: tuple[SettlementEngine, anchors.AnchorRow],
+    anchored: tuple[Services, anchors.AnchorRow],
 ) -> None:
     engine, _ = anchored
     owner: Engine = create_engine(engine.urls.owner)
@@ -265,7 +265,7 @@ class FakeLedger:
 
 @dataclass
 class History:
-    engine: SettlementEngine
+    engine: Services
     clock: ManualClock
     ledger: FakeLedger
     victim: UUID
@@ -315,7 +315,7 @@ END $$;"""
 
 
 @pytest.fixture
-def history(fresh_engine: SettlementEngine, clock: ManualClock) -> History:
+def history(fresh_engine: Services, clock: ManualClock) -> History:
     victim = new_commitment(fresh_engine.commitments, State.VERIFIED)
     bystander = new_commitment(fresh_engine.commitments, State.DRAFT)
     found = History(fresh_engine, clock, FakeLedger(), victim, bystander)
@@ -518,7 +518,7 @@ def test_the_verifier_and_the_engine_agree_on_every_hash(history: History) -> No
     )
 
 
-def test_no_published_anchor_no_proof(fresh_engine: SettlementEngine) -> None:
+def test_no_published_anchor_no_proof(fresh_engine: Services) -> None:
     cid = new_commitment(fresh_engine.commitments, State.DRAFT)
     with pytest.raises(AnchorNotFound, match=str(cid)):
         proof_of_commitment(fresh_engine.db, cid)

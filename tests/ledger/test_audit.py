@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ledger.audit import AuditEntry, canonical_json, payload_text
-from settlement.bootstrap import Engine as SettlementEngine
+from settlement.bootstrap import Services
 from settlement.domain.states import State
 from tests.support import new_commitment
 
@@ -60,7 +60,7 @@ def test_payloads_refuse_floats_and_sort_keys() -> None:
     assert canonical_json({"amount": __import__("decimal").Decimal("1.50")}) == '{"amount":"1.50"}'
 
 
-def test_python_and_database_agree_on_every_hash(engine: SettlementEngine) -> None:
+def test_python_and_database_agree_on_every_hash(engine: Services) -> None:
     cid = new_commitment(engine.commitments, State.SETTLED)
     trail = engine.commitments.audit_trail(cid)
     assert [e.action for e in trail] == ["create", "submit", "approve", "lock", "settle"]
@@ -80,7 +80,7 @@ def _tamper(owner_url: str, *statements: str) -> None:
 
 
 @pytest.fixture
-def chain(fresh_engine: SettlementEngine) -> tuple[SettlementEngine, UUID, UUID]:
+def chain(fresh_engine: Services) -> tuple[Services, UUID, UUID]:
     service = fresh_engine.commitments
     victim = new_commitment(service, State.SETTLED)
     bystander = new_commitment(service, State.VERIFIED)
@@ -88,7 +88,7 @@ def chain(fresh_engine: SettlementEngine) -> tuple[SettlementEngine, UUID, UUID]
     return fresh_engine, victim, bystander
 
 
-def _first_break(engine: SettlementEngine) -> tuple[UUID, int | None, str]:
+def _first_break(engine: Services) -> tuple[UUID, int | None, str]:
     report = engine.commitments.verify_audit()
     assert not report.ok
     assert len(report.breaks) == 1, "only the tampered chain is broken"
@@ -96,7 +96,7 @@ def _first_break(engine: SettlementEngine) -> tuple[UUID, int | None, str]:
     return b.commitment_id, b.seq, b.problem
 
 
-def test_edited_entry_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> None:
+def test_edited_entry_detected(chain: tuple[Services, UUID, UUID]) -> None:
     engine, victim, _ = chain
     _tamper(
         engine.urls.owner,
@@ -106,7 +106,7 @@ def test_edited_entry_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> No
 
 
 def test_edited_payload_with_recomputed_hash_breaks_the_next_link(
-    chain: tuple[SettlementEngine, UUID, UUID],
+    chain: tuple[Services, UUID, UUID],
 ) -> None:
     engine, victim, _ = chain
     # a careful forger recomputes the edited entry's own hash; the next entry still
@@ -121,7 +121,7 @@ def test_edited_payload_with_recomputed_hash_breaks_the_next_link(
     assert _first_break(engine) == (victim, 3, "prev_hash does not match the previous entry's hash")
 
 
-def test_deleted_entry_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> None:
+def test_deleted_entry_detected(chain: tuple[Services, UUID, UUID]) -> None:
     engine, victim, _ = chain
     _tamper(
         engine.urls.owner, f"DELETE FROM audit_log WHERE commitment_id = '{victim}' AND seq = 2"
@@ -131,7 +131,7 @@ def test_deleted_entry_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> N
     assert "expected seq 2" in problem
 
 
-def test_deleted_last_entry_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> None:
+def test_deleted_last_entry_detected(chain: tuple[Services, UUID, UUID]) -> None:
     engine, victim, _ = chain
     _tamper(
         engine.urls.owner, f"DELETE FROM audit_log WHERE commitment_id = '{victim}' AND seq = 5"
@@ -141,7 +141,7 @@ def test_deleted_last_entry_detected(chain: tuple[SettlementEngine, UUID, UUID])
     assert "at version 5 (SETTLED) but its last audited change is version 4 (ESCROWED)" in problem
 
 
-def test_reordered_entries_detected(chain: tuple[SettlementEngine, UUID, UUID]) -> None:
+def test_reordered_entries_detected(chain: tuple[Services, UUID, UUID]) -> None:
     engine, victim, _ = chain
     where = f"commitment_id = '{victim}'"
     _tamper(
@@ -155,7 +155,7 @@ def test_reordered_entries_detected(chain: tuple[SettlementEngine, UUID, UUID]) 
 
 
 def test_state_changed_behind_the_audit_log_detected(
-    chain: tuple[SettlementEngine, UUID, UUID], owner_engine: Engine
+    chain: tuple[Services, UUID, UUID], owner_engine: Engine
 ) -> None:
     engine, _, bystander = chain
     eng = create_engine(engine.urls.owner)

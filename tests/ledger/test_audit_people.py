@@ -16,8 +16,7 @@ from compliance import records as compliance_records
 from ledger import migrate
 from ledger.audit import AuditEntry
 from settlement import bootstrap
-from settlement.bootstrap import DatabaseUrls
-from settlement.bootstrap import Engine as SettlementEngine
+from settlement.bootstrap import DatabaseUrls, Services
 from settlement.clock import ManualClock
 from settlement.domain import errors
 from settlement.domain.states import State
@@ -65,7 +64,7 @@ def test_version_2_matches_its_documentation() -> None:
         AuditEntry(**{**entry.__dict__, "encoding_version": 3}).canonical_bytes()
 
 
-def _alice(engine: SettlementEngine) -> Actor:
+def _alice(engine: Services) -> Actor:
     keys = KeyService(engine.db, engine.clock)
     created = keys.create(
         role=Role.ALLOCATOR, party=ALLOCATOR.party, person="alice", created_by="test"
@@ -90,7 +89,7 @@ def _tamper(owner_url: str, *statements: str) -> None:
 
 
 def test_an_entry_names_the_person_and_the_key_and_covers_the_key(
-    fresh_engine: SettlementEngine,
+    fresh_engine: Services,
 ) -> None:
     alice = _alice(fresh_engine)
     assert (alice.id, alice.key_id) == ("party-northwind/alice", alice.key_id)
@@ -117,7 +116,7 @@ def test_an_entry_names_the_person_and_the_key_and_covers_the_key(
     assert (found.seq, found.problem) == (2, "entry_hash does not match its contents (edited)")
 
 
-def test_the_database_refuses_a_key_that_is_not_the_actors(fresh_engine: SettlementEngine) -> None:
+def test_the_database_refuses_a_key_that_is_not_the_actors(fresh_engine: Services) -> None:
     alice = _alice(fresh_engine)
     mallory = Actor("party-northwind/mallory", Role.ALLOCATOR, "party-northwind", alice.key_id)
     with pytest.raises(errors.InvalidInput, match="is not a key of party-northwind/mallory"):
@@ -127,7 +126,7 @@ def test_the_database_refuses_a_key_that_is_not_the_actors(fresh_engine: Settlem
         fresh_engine.commitments.create(ghost, deal_ref="D-3", amount="5", currency="USD")
 
 
-def test_an_entry_relabelled_to_version_1_is_a_break(fresh_engine: SettlementEngine) -> None:
+def test_an_entry_relabelled_to_version_1_is_a_break(fresh_engine: Services) -> None:
     cid = new_commitment(fresh_engine.commitments, State.VERIFIED)
     where = f"commitment_id = '{cid}'"
     # the first entry: its stored hash is a version 2 hash
@@ -149,7 +148,7 @@ def test_an_entry_relabelled_to_version_1_is_a_break(fresh_engine: SettlementEng
     assert (found.seq, found.problem) == (3, "encoding version 1 after version 2 (downgraded)")
 
 
-def test_a_version_1_entry_may_not_name_a_key(fresh_engine: SettlementEngine) -> None:
+def test_a_version_1_entry_may_not_name_a_key(fresh_engine: Services) -> None:
     alice = _alice(fresh_engine)
     cid = fresh_engine.commitments.create(
         alice, deal_ref="D-4", amount="5", currency="USD"
@@ -172,7 +171,7 @@ def test_a_version_1_entry_may_not_name_a_key(fresh_engine: SettlementEngine) ->
 
 
 def test_compliance_entries_name_the_person_and_a_relabel_breaks_them(
-    fresh_engine: SettlementEngine,
+    fresh_engine: Services,
 ) -> None:
     desk = ComplianceService(fresh_engine.db, fresh_engine.clock)
     desk.register_officer(ADMIN, "officer-ada", display_name="Ada")
@@ -271,7 +270,7 @@ def test_entries_before_the_migration_keep_verifying_and_old_keys_keep_working(
         owner.dispose()
 
 
-def test_a_key_belongs_to_a_person_who_may_hold_it(fresh_engine: SettlementEngine) -> None:
+def test_a_key_belongs_to_a_person_who_may_hold_it(fresh_engine: Services) -> None:
     keys = KeyService(fresh_engine.db, fresh_engine.clock)
     with pytest.raises(errors.NotAnOfficer, match="officer-nobody is not a registered"):
         keys.create(role="compliance_officer", party=None, person="officer-nobody", created_by="t")

@@ -23,7 +23,7 @@ from ledger.errors import (
     TransitionRefused,
     translate,
 )
-from settlement.bootstrap import Engine as SettlementEngine
+from settlement.bootstrap import Services
 from settlement.domain.states import State
 from tests.support import new_commitment, snapshot
 
@@ -44,11 +44,11 @@ def attempt(
 
 
 @pytest.fixture
-def draft(engine: SettlementEngine) -> object:
+def draft(engine: Services) -> object:
     return new_commitment(engine.commitments, State.DRAFT)
 
 
-def test_invalid_transition_refused(engine: SettlementEngine, app_engine: Engine) -> None:
+def test_invalid_transition_refused(engine: Services, app_engine: Engine) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     before = snapshot(app_engine, cid)
     error = attempt(
@@ -62,7 +62,7 @@ def test_invalid_transition_refused(engine: SettlementEngine, app_engine: Engine
     assert snapshot(app_engine, cid) == before
 
 
-def test_valid_pair_with_wrong_event_refused(engine: SettlementEngine, app_engine: Engine) -> None:
+def test_valid_pair_with_wrong_event_refused(engine: Services, app_engine: Engine) -> None:
     cid = new_commitment(engine.commitments, State.PENDING_REVIEW)
     before = snapshot(app_engine, cid)
     # PENDING_REVIEW -> VERIFIED exists, but only as "approve"
@@ -87,7 +87,7 @@ def test_valid_pair_with_wrong_event_refused(engine: SettlementEngine, app_engin
     ],
 )
 def test_terminal_rows_are_immutable(
-    engine: SettlementEngine, app_engine: Engine, terminal: State, change: str
+    engine: Services, app_engine: Engine, terminal: State, change: str
 ) -> None:
     cid = new_commitment(engine.commitments, terminal)
     before = snapshot(app_engine, cid)
@@ -97,7 +97,7 @@ def test_terminal_rows_are_immutable(
 
 
 def test_state_change_without_audit_entry_refused_at_commit(
-    engine: SettlementEngine, app_engine: Engine
+    engine: Services, app_engine: Engine
 ) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     before = snapshot(app_engine, cid)
@@ -116,7 +116,7 @@ def test_state_change_without_audit_entry_refused_at_commit(
     assert snapshot(app_engine, cid) == before
 
 
-def test_version_must_advance_by_one(engine: SettlementEngine, app_engine: Engine) -> None:
+def test_version_must_advance_by_one(engine: Services, app_engine: Engine) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     before = snapshot(app_engine, cid)
     error = attempt(app_engine, "UPDATE commitments SET amount = 5 WHERE id = :id", {"id": cid})
@@ -165,7 +165,7 @@ def test_commitment_must_start_in_draft(app_engine: Engine) -> None:
     ],
 )
 def test_audit_history_and_triggers_untouchable(
-    engine: SettlementEngine, app_engine: Engine, sql: str, expected: type[LedgerError]
+    engine: Services, app_engine: Engine, sql: str, expected: type[LedgerError]
 ) -> None:
     cid = new_commitment(engine.commitments, State.VERIFIED)
     before = snapshot(app_engine, cid)
@@ -184,7 +184,7 @@ def test_audit_history_and_triggers_untouchable(
     ],
 )
 def test_even_the_owner_cannot_rewrite_history_with_triggers_on(
-    engine: SettlementEngine, owner_engine: Engine, sql: str
+    engine: Services, owner_engine: Engine, sql: str
 ) -> None:
     cid = new_commitment(engine.commitments, State.PENDING_REVIEW)
     before = snapshot(owner_engine, cid)
@@ -194,7 +194,7 @@ def test_even_the_owner_cannot_rewrite_history_with_triggers_on(
 
 
 def test_inserted_audit_entry_gets_the_chain_the_database_computes(
-    engine: SettlementEngine, app_engine: Engine
+    engine: Services, app_engine: Engine
 ) -> None:
     """A forged seq, prev_hash or hash is overwritten: the chain stays intact."""
     cid = new_commitment(engine.commitments, State.DRAFT)

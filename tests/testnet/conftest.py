@@ -123,7 +123,7 @@ def testnet_world(testnets: PublicTestnets) -> Iterator[LocalWorld]:
 @dataclass
 class EngineOnPublicTestnets:
     world: LocalWorld
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     coordinator: DvpCoordinator
 
 

@@ -61,7 +61,7 @@ async def publish_forever(ops: Operations, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-def database_check(engine: bootstrap.Engine) -> schemas.CheckOut:
+def database_check(engine: bootstrap.Services) -> schemas.CheckOut:
     """Whether the database answers one round trip: the one database read of every
     health route. Never raises: a failure is the check's ``detail``."""
     try:

@@ -49,7 +49,7 @@ class Key:
 class Api:
     url: str
     app: FastAPI
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     clock: Clock
     keys: KeyService
     allocator: Key
@@ -132,7 +132,7 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 @contextmanager
 def running_api(
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
     clock: Clock,
     *,
     ledgers: bootstrap.Ledgers | None = None,
@@ -170,7 +170,7 @@ def running_api(
 
 
 @pytest.fixture
-def api(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
+def api(engine: bootstrap.Services, clock: ManualClock) -> Iterator[Api]:
     with running_api(engine, clock) as running:
         yield running
 

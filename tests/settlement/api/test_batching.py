@@ -57,7 +57,7 @@ def eventually(condition: Callable[[], bool], what: str) -> None:
 
 
 @pytest.fixture
-def api(fresh_engine: bootstrap.Engine, clock: ManualClock) -> Iterator[Api]:
+def api(fresh_engine: bootstrap.Services, clock: ManualClock) -> Iterator[Api]:
     """The API over a database of this test's own (the tests lock its tables)."""
     with running_api(fresh_engine, clock) as running:
         # one request, so the app has built its middleware stack (and its guard); it

@@ -14,7 +14,7 @@ from .conftest import serving
 
 
 def test_console_pages_pass_the_guard_and_the_api_stays_signed(
-    engine: bootstrap.Engine, clock: ManualClock
+    engine: bootstrap.Services, clock: ManualClock
 ) -> None:
     app = create_app(engine, console=ConsoleOptions())
     with serving(app) as url, httpx.Client(base_url=url, timeout=10) as http:
@@ -41,7 +41,7 @@ def test_console_pages_pass_the_guard_and_the_api_stays_signed(
 
 
 def test_without_the_console_its_paths_are_signed_routes_like_any_other(
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
 ) -> None:
     with serving(create_app(engine)) as url, httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/console/sign-in").status_code == 401

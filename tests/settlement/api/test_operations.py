@@ -147,7 +147,7 @@ def test_breaker_routes_roles_and_reset_trace(api: Api) -> None:
 
 
 def test_the_board_shares_breakers_between_processes(
-    engine: bootstrap.Engine, clock: ManualClock
+    engine: bootstrap.Services, clock: ManualClock
 ) -> None:
     board = BreakerBoard(engine.db, clock)
     api_scope, worker_scope = f"api-{uuid.uuid4()}", f"worker-{uuid.uuid4()}"
@@ -183,7 +183,7 @@ def test_the_board_shares_breakers_between_processes(
     assert later.publish(f"late-{uuid.uuid4()}", {ChainName.XRPL: _failing_guard("xrpl")}) == []
 
 
-def test_reset_requests_cannot_be_changed(engine: bootstrap.Engine, owner_engine: Engine) -> None:
+def test_reset_requests_cannot_be_changed(engine: bootstrap.Services, owner_engine: Engine) -> None:
     BreakerBoard(engine.db, engine.clock).request_reset(ADMIN, "stellar")
     with pytest.raises(PermissionRefused), engine.db.unit_of_work() as uow:
         uow.execute("DELETE FROM breaker_resets")
@@ -196,7 +196,7 @@ def test_reset_requests_cannot_be_changed(engine: bootstrap.Engine, owner_engine
 
 
 def test_multiprocess_metrics_are_refused_where_prometheus_client_is_not_in_that_mode(
-    engine: bootstrap.Engine,
+    engine: bootstrap.Services,
 ) -> None:
     # this process imported prometheus-client without PROMETHEUS_MULTIPROC_DIR: its
     # values live in memory, and summing a directory's files would count none of them

@@ -26,14 +26,14 @@ from settlement.settings import load_settings
 
 
 @pytest.fixture
-def wall_engine(fresh_urls: DatabaseUrls) -> Iterator[bootstrap.Engine]:
+def wall_engine(fresh_urls: DatabaseUrls) -> Iterator[bootstrap.Services]:
     built = bootstrap.build(load_settings(database_url=fresh_urls.owner), urls=fresh_urls)
     yield built
     built.close()
 
 
 def test_the_demo_settles_a_dvp_through_the_api(
-    wall_engine: bootstrap.Engine, fresh_urls: DatabaseUrls, tmp_path: Path
+    wall_engine: bootstrap.Services, fresh_urls: DatabaseUrls, tmp_path: Path
 ) -> None:
     engine = wall_engine
     lines: list[str] = []

@@ -55,7 +55,7 @@ class Login:
 @dataclass
 class ConsoleServer:
     url: str
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     clock: ManualClock
     accounts: ConsoleAccounts
 
@@ -166,7 +166,7 @@ def serve(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-def console_app(engine: bootstrap.Engine, clock: ManualClock, **options: Any) -> FastAPI:
+def console_app(engine: bootstrap.Services, clock: ManualClock, **options: Any) -> FastAPI:
     app = FastAPI()
     install_console(
         app,
@@ -182,7 +182,7 @@ def console_app(engine: bootstrap.Engine, clock: ManualClock, **options: Any) ->
 
 
 @pytest.fixture
-def console(engine: bootstrap.Engine, clock: ManualClock) -> Iterator[ConsoleServer]:
+def console(engine: bootstrap.Services, clock: ManualClock) -> Iterator[ConsoleServer]:
     seed_compliance(engine.commitments)
     server, thread, url = serve(console_app(engine, clock))
     yield ConsoleServer(

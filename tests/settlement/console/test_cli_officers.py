@@ -32,7 +32,7 @@ def env(fresh_urls: DatabaseUrls) -> dict[str, str]:
 
 
 @pytest.fixture
-def accounts(fresh_engine: bootstrap.Engine, clock: ManualClock) -> ConsoleAccounts:
+def accounts(fresh_engine: bootstrap.Services, clock: ManualClock) -> ConsoleAccounts:
     return ConsoleAccounts(
         fresh_engine.db, clock, fresh_engine.compliance, hasher=TEST_HASHER, max_attempts=3
     )

@@ -68,7 +68,7 @@ def gated() -> GatedHasher:
 
 @pytest.fixture
 def console(
-    engine: bootstrap.Engine, clock: ManualClock, gated: GatedHasher
+    engine: bootstrap.Services, clock: ManualClock, gated: GatedHasher
 ) -> Iterator[ConsoleServer]:
     seed_compliance(engine.commitments)
     server, thread, url = serve(console_app(engine, clock, password_hasher=gated))

@@ -59,7 +59,7 @@ def test_a_token_expires(console: ConsoleServer) -> None:
 
 @contextmanager
 def _second_console(
-    engine: bootstrap.Engine, clock: ManualClock, **options: object
+    engine: bootstrap.Services, clock: ManualClock, **options: object
 ) -> Iterator[str]:
     seed_compliance(engine.commitments)
     server, thread, url = serve(console_app(engine, clock, **options))
@@ -71,7 +71,7 @@ def _second_console(
 
 
 def test_a_token_another_console_issued_is_refused(
-    console: ConsoleServer, engine: bootstrap.Engine, clock: ManualClock
+    console: ConsoleServer, engine: bootstrap.Services, clock: ManualClock
 ) -> None:
     login = console.officer()
     with _second_console(engine, clock) as other, httpx.Client(base_url=other) as elsewhere:
@@ -82,7 +82,7 @@ def test_a_token_another_console_issued_is_refused(
 
 
 def test_processes_given_one_secret_accept_each_others_forms(
-    engine: bootstrap.Engine, clock: ManualClock
+    engine: bootstrap.Services, clock: ManualClock
 ) -> None:
     """As the workers of ``settle serve --workers N`` are: the form may come from one
     process and the post go to another."""

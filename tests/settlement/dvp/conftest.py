@@ -34,7 +34,7 @@ FAST = ResiliencePolicy(fail_max=3, reset_timeout_s=0.5, attempts=2, backoff_ini
 @dataclass
 class Dvp:
     world: LocalWorld
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     coordinator: DvpCoordinator
 
     def verified_commitment(self, usdc: str = "1000") -> UUID:

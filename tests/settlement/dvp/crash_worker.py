@@ -65,7 +65,7 @@ class FileOffsetClock:
         return datetime.now(UTC) + timedelta(seconds=offset_s)
 
 
-def build_worker(config: dict[str, Any]) -> tuple[Worker, bootstrap.Engine]:
+def build_worker(config: dict[str, Any]) -> tuple[Worker, bootstrap.Services]:
     policy = ResiliencePolicy(fail_max=3, reset_timeout_s=0.5, attempts=2, backoff_initial_s=0.01)
     keystore = bootstrap.keystore_holding(
         [Wallet.from_seed(seed) for seed in config["xrpl_seeds"]],

@@ -1187,7 +1187,7 @@ POLICY = DvpPolicy(
 class SimEnv:
     """What lives across seeds: one database, one engine, one manual clock."""
 
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     clock: ManualClock
     sealer: Sealer = field(default_factory=lambda: Sealer(Fernet.generate_key()))
 

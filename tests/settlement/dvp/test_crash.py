@@ -76,7 +76,7 @@ POLICY = DvpPolicy(safety_margin_s=120, commit_send_margin_s=30, min_window_s=5,
 
 
 class Harness:
-    def __init__(self, world: LocalWorld, engine: bootstrap.Engine, tmp: Path) -> None:
+    def __init__(self, world: LocalWorld, engine: bootstrap.Services, tmp: Path) -> None:
         self.world = world
         self.engine = engine
         self.key = Fernet.generate_key()

@@ -448,7 +448,7 @@ def test_a_custody_payout_refused_before_anything_is_paid_returns_every_leg(
 class NetSim:
     """One local world and one database for the module's network seeds."""
 
-    def __init__(self, world: LocalWorld, engine: bootstrap.Engine) -> None:
+    def __init__(self, world: LocalWorld, engine: bootstrap.Services) -> None:
         self.world = world
         self.engine = engine
         self.sealer = Sealer(Fernet.generate_key())

@@ -34,7 +34,7 @@ FAST = ResiliencePolicy(fail_max=3, reset_timeout_s=0.5, attempts=2, backoff_ini
 @dataclass
 class Anchored:
     world: LocalWorld
-    engine: bootstrap.Engine
+    engine: bootstrap.Services
     anchorer: Anchorer
     accounts: dict[ChainName, str]
     chains: dict[ChainName, Anchoring]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import text
 
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.clock import ManualClock
 from settlement.domain import errors
 from settlement.domain.states import State
@@ -37,7 +37,7 @@ def _commitment_count(app_engine: SqlEngine) -> int:
     ],
 )
 def test_malformed_amounts_create_nothing(
-    engine: Engine, app_engine: SqlEngine, amount: object, error: str
+    engine: Services, app_engine: SqlEngine, amount: object, error: str
 ) -> None:
     before = _commitment_count(app_engine)
     with pytest.raises(errors.InvalidAmount, match=error):
@@ -56,7 +56,7 @@ def test_malformed_amounts_create_nothing(
     ],
 )
 def test_other_bad_create_input(
-    engine: Engine, app_engine: SqlEngine, kwargs: dict[str, str], error: type[Exception]
+    engine: Services, app_engine: SqlEngine, kwargs: dict[str, str], error: type[Exception]
 ) -> None:
     before = _commitment_count(app_engine)
     args = {"deal_ref": "D", "amount": "10", "currency": "USD", **kwargs}
@@ -65,7 +65,7 @@ def test_other_bad_create_input(
     assert _commitment_count(app_engine) == before
 
 
-def test_expiry_in_the_past_refused(engine: Engine, clock: ManualClock) -> None:
+def test_expiry_in_the_past_refused(engine: Services, clock: ManualClock) -> None:
     with pytest.raises(errors.InvalidInput, match="expires_at"):
         engine.commitments.create(
             ALLOCATOR,
@@ -76,13 +76,13 @@ def test_expiry_in_the_past_refused(engine: Engine, clock: ManualClock) -> None:
         )
 
 
-def test_only_allocators_create(engine: Engine) -> None:
+def test_only_allocators_create(engine: Services) -> None:
     for actor in (OFFICER, AUDITOR):
         with pytest.raises(errors.NotAuthorised):
             engine.commitments.create(actor, deal_ref="D", amount="1", currency="USD")
 
 
-def test_unknown_event_and_unknown_commitment(engine: Engine, app_engine: SqlEngine) -> None:
+def test_unknown_event_and_unknown_commitment(engine: Services, app_engine: SqlEngine) -> None:
     cid = new_commitment(engine.commitments)
     frozen = snapshot(app_engine, cid)
     with pytest.raises(errors.UnknownEvent):
@@ -92,7 +92,7 @@ def test_unknown_event_and_unknown_commitment(engine: Engine, app_engine: SqlEng
     assert snapshot(app_engine, cid) == frozen
 
 
-def test_stale_version_is_a_clean_conflict(engine: Engine, app_engine: SqlEngine) -> None:
+def test_stale_version_is_a_clean_conflict(engine: Services, app_engine: SqlEngine) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     engine.commitments.submit(ALLOCATOR, cid, expected_version=1)
     frozen = snapshot(app_engine, cid)
@@ -114,7 +114,7 @@ def test_stale_version_is_a_clean_conflict(engine: Engine, app_engine: SqlEngine
     ],
 )
 def test_reasons_checked(
-    engine: Engine, app_engine: SqlEngine, reason: str | None, error: str
+    engine: Services, app_engine: SqlEngine, reason: str | None, error: str
 ) -> None:
     cid = new_commitment(engine.commitments, State.PENDING_REVIEW)
     frozen = snapshot(app_engine, cid)
@@ -123,7 +123,7 @@ def test_reasons_checked(
     assert snapshot(app_engine, cid) == frozen
 
 
-def test_amount_stored_exactly(engine: Engine) -> None:
+def test_amount_stored_exactly(engine: Services) -> None:
     created = engine.commitments.create(
         ALLOCATOR, deal_ref="D", amount="12345678901234567890.123456789012345678", currency="usd"
     )
@@ -140,7 +140,7 @@ def test_amount_stored_exactly(engine: Engine) -> None:
     ],
 )
 def test_a_value_the_database_refuses_is_invalid_input(
-    engine: Engine, sql: str, value: str
+    engine: Services, sql: str, value: str
 ) -> None:
     with pytest.raises(errors.InvalidInput, match="refused a value"), translated():
         engine.db.call_one(sql, {"v": value})

@@ -12,7 +12,7 @@ from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import text
 
 from ledger.commitments import WriteResult
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.domain import errors
 from settlement.domain.states import State
 from tests.support import ALLOCATOR, OFFICER, new_commitment
@@ -40,7 +40,7 @@ def race(n: int, call: Callable[[], T]) -> list[T | BaseException]:
     return results
 
 
-def test_32_threads_race_one_transition(engine: Engine, app_engine: SqlEngine) -> None:
+def test_32_threads_race_one_transition(engine: Services, app_engine: SqlEngine) -> None:
     cid = new_commitment(engine.commitments, State.PENDING_REVIEW)
     results = race(32, lambda: engine.commitments.approve(OFFICER, cid, expected_version=2))
     winners = [r for r in results if isinstance(r, WriteResult)]
@@ -53,7 +53,7 @@ def test_32_threads_race_one_transition(engine: Engine, app_engine: SqlEngine) -
     assert len(engine.commitments.audit_trail(cid)) == 3
 
 
-def test_32_threads_race_without_a_version(engine: Engine) -> None:
+def test_32_threads_race_without_a_version(engine: Services) -> None:
     """Without a version the row lock still serialises them: the rest find it moved on."""
     cid = new_commitment(engine.commitments, State.DRAFT)
     results = race(32, lambda: engine.commitments.submit(ALLOCATOR, cid))
@@ -62,7 +62,7 @@ def test_32_threads_race_without_a_version(engine: Engine) -> None:
     assert len(engine.commitments.audit_trail(cid)) == 2
 
 
-def test_64_requests_with_one_idempotency_key(engine: Engine, app_engine: SqlEngine) -> None:
+def test_64_requests_with_one_idempotency_key(engine: Services, app_engine: SqlEngine) -> None:
     """One effect; every caller, retrying on 'in flight' as a client does, sees it."""
 
     def client() -> WriteResult:

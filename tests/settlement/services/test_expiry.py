@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.clock import ManualClock
 from settlement.domain import errors
 from settlement.domain.states import State
 from tests.support import ALLOCATOR, ENTITLED, OFFICER, PATH_TO, reason_for, seed_compliance
 
 
-def _expiring(engine: Engine, clock: ManualClock, state: State, hours: int = 24) -> object:
+def _expiring(engine: Services, clock: ManualClock, state: State, hours: int = 24) -> object:
     seed_compliance(engine.commitments)
     created = engine.commitments.create(
         ALLOCATOR,
@@ -31,7 +31,7 @@ def _expiring(engine: Engine, clock: ManualClock, state: State, hours: int = 24)
 
 @pytest.mark.parametrize("state", [State.DRAFT, State.PENDING_REVIEW, State.VERIFIED])
 def test_past_expiry_the_system_cancels(
-    fresh_engine: Engine, clock: ManualClock, state: State
+    fresh_engine: Services, clock: ManualClock, state: State
 ) -> None:
     cid = _expiring(fresh_engine, clock, state)
     assert fresh_engine.commitments.expire_due() == [], "not yet"
@@ -50,7 +50,7 @@ def test_past_expiry_the_system_cancels(
 
 
 def test_terminal_and_undated_commitments_never_expire(
-    fresh_engine: Engine, clock: ManualClock
+    fresh_engine: Services, clock: ManualClock
 ) -> None:
     seed_compliance(fresh_engine.commitments)
     undated = fresh_engine.commitments.create(ALLOCATOR, deal_ref="U", amount="1", currency="USD")
@@ -61,7 +61,7 @@ def test_terminal_and_undated_commitments_never_expire(
     assert fresh_engine.commitments.state_of(undated.commitment_id) is State.DRAFT
 
 
-def test_only_the_system_expires(fresh_engine: Engine, clock: ManualClock) -> None:
+def test_only_the_system_expires(fresh_engine: Services, clock: ManualClock) -> None:
     cid = _expiring(fresh_engine, clock, State.DRAFT)
     clock.advance(timedelta(hours=25))
     for actor in (ALLOCATOR, OFFICER):
@@ -69,7 +69,7 @@ def test_only_the_system_expires(fresh_engine: Engine, clock: ManualClock) -> No
             fresh_engine.commitments.apply(actor, cid, "expire", reason="x")  # type: ignore[arg-type]
 
 
-def test_the_worker_runs_the_expiry_sweep(fresh_engine: Engine, clock: ManualClock) -> None:
+def test_the_worker_runs_the_expiry_sweep(fresh_engine: Services, clock: ManualClock) -> None:
     from settlement.dvp.worker import Worker
 
     cid = _expiring(fresh_engine, clock, State.PENDING_REVIEW)

@@ -6,13 +6,13 @@ import pytest
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import text
 
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.domain import errors
 from settlement.domain.states import State
 from tests.support import ALLOCATOR, OFFICER, OTHER_ALLOCATOR, new_commitment, snapshot
 
 
-def test_create_replayed_not_repeated(engine: Engine, app_engine: SqlEngine) -> None:
+def test_create_replayed_not_repeated(engine: Services, app_engine: SqlEngine) -> None:
     first = engine.commitments.create(
         ALLOCATOR, deal_ref="IDEM-1", amount="5", currency="USD", idempotency_key="create-idem-1"
     )
@@ -31,7 +31,7 @@ def test_create_replayed_not_repeated(engine: Engine, app_engine: SqlEngine) -> 
         )
 
 
-def test_same_key_different_request_refused(engine: Engine) -> None:
+def test_same_key_different_request_refused(engine: Services) -> None:
     engine.commitments.create(
         ALLOCATOR, deal_ref="IDEM-2", amount="5", currency="USD", idempotency_key="create-idem-2"
     )
@@ -45,7 +45,7 @@ def test_same_key_different_request_refused(engine: Engine) -> None:
         )
 
 
-def test_keys_belong_to_their_actor(engine: Engine) -> None:
+def test_keys_belong_to_their_actor(engine: Services) -> None:
     a = engine.commitments.create(
         ALLOCATOR, deal_ref="IDEM-3", amount="5", currency="USD", idempotency_key="shared-key"
     )
@@ -57,7 +57,7 @@ def test_keys_belong_to_their_actor(engine: Engine) -> None:
 
 
 def test_transition_replayed_after_the_state_moved_on(
-    engine: Engine, app_engine: SqlEngine
+    engine: Services, app_engine: SqlEngine
 ) -> None:
     cid = new_commitment(engine.commitments, State.PENDING_REVIEW)
     first = engine.commitments.approve(
@@ -75,7 +75,7 @@ def test_transition_replayed_after_the_state_moved_on(
         engine.commitments.reject(OFFICER, cid, reason="no", idempotency_key="approve-1")
 
 
-def test_failed_request_does_not_burn_its_key(engine: Engine) -> None:
+def test_failed_request_does_not_burn_its_key(engine: Services) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     with pytest.raises(errors.TransitionNotAllowed):
         engine.commitments.approve(OFFICER, cid, idempotency_key="k-fail")  # still DRAFT

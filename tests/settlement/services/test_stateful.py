@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.clock import ManualClock
 from settlement.domain import errors
 from settlement.domain.states import Event
@@ -57,7 +57,7 @@ class Modelled:
 
 
 class CommitmentMachine(RuleBasedStateMachine):
-    engine: Engine
+    engine: Services
     clock: ManualClock
 
     def __init__(self) -> None:
@@ -150,7 +150,7 @@ class CommitmentMachine(RuleBasedStateMachine):
         assert report.chains == len(self.model)
 
 
-def test_random_event_sequences(engine: Engine, clock: ManualClock) -> None:
+def test_random_event_sequences(engine: Services, clock: ManualClock) -> None:
     seed_compliance(engine.commitments)
     CommitmentMachine.engine = engine
     CommitmentMachine.clock = clock

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from sqlalchemy import Engine as SqlEngine
 
-from settlement.bootstrap import Engine
+from settlement.bootstrap import Services
 from settlement.domain import errors
 from settlement.domain.states import BY_SOURCE_EVENT, Event, State, authority_for
 from settlement.services.commitments import ROLES_FOR
@@ -23,7 +23,7 @@ from tests.support import (
 
 
 @pytest.mark.parametrize(("state", "event"), list(itertools.product(State, Event)))
-def test_cell(engine: Engine, app_engine: SqlEngine, state: State, event: Event) -> None:
+def test_cell(engine: Services, app_engine: SqlEngine, state: State, event: Event) -> None:
     service = engine.commitments
     cid = new_commitment(service, state)
     before = service.get(cid)
@@ -72,7 +72,7 @@ LEGAL = sorted(BY_SOURCE_EVENT, key=lambda k: (list(State).index(k[0]), k[1]))
 
 @pytest.mark.parametrize(("state", "event"), LEGAL)
 def test_only_the_entitled_role_may_cause_a_transition(
-    engine: Engine, app_engine: SqlEngine, state: State, event: Event
+    engine: Services, app_engine: SqlEngine, state: State, event: Event
 ) -> None:
     service = engine.commitments
     cid = new_commitment(service, state)
@@ -87,7 +87,7 @@ def test_only_the_entitled_role_may_cause_a_transition(
 
 
 def test_another_allocator_cannot_act_on_my_commitment(
-    engine: Engine, app_engine: SqlEngine
+    engine: Services, app_engine: SqlEngine
 ) -> None:
     cid = new_commitment(engine.commitments, State.DRAFT)
     frozen = snapshot(app_engine, cid)
@@ -97,7 +97,7 @@ def test_another_allocator_cannot_act_on_my_commitment(
 
 
 def test_the_submitter_cannot_approve_even_holding_an_officer_key(
-    engine: Engine, app_engine: SqlEngine
+    engine: Services, app_engine: SqlEngine
 ) -> None:
     from settlement.domain.values import Actor, Role
 
