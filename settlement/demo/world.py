@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stellar_sdk import Keypair
 from xrpl.wallet import Wallet
@@ -237,10 +237,3 @@ class LocalWorld(WorldAccounts):
             self.xrpl_node.stop()
         if self.stellar_node is not None:
             self.stellar_node.stop()
-
-
-def start_local_world(**options: Any) -> LocalWorld:
-    """``settlement.bootstrap.local_world``, under the name callers knew it by."""
-    from settlement import bootstrap  # the composition root imports this module
-
-    return bootstrap.local_world(**options)
