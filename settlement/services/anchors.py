@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -492,13 +492,6 @@ def _ledger_json(publication: PublicationRow) -> dict[str, Any]:
         "ledger_index": publication.ledger_index,
         "ledger_hash": publication.ledger_hash,
     }
-
-
-def last_anchor_age_s(db: Database, now: datetime) -> float | None:
-    """Seconds since the last anchor was taken; None when there is none."""
-    with db.unit_of_work() as uow:
-        last = anchors.last_anchor(uow)
-    return None if last is None else (now - last.created_at).total_seconds()
 
 
 __all__ = [
