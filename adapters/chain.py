@@ -365,6 +365,13 @@ class Anchoring(Protocol):
         know it. Raises ``adapters.errors.TransportError`` if it cannot be asked."""
         ...
 
+    def anchor_history(self, account: str) -> list[AnchorTx]:
+        """Every successful transaction ``account`` sent that carries a root, as the
+        validated ledgers hold them, oldest first (``ledger_hash`` may be empty: a
+        history page need not name it). What an auditor compares with the anchors the
+        database lists. Raises ``adapters.errors.TransportError`` if it cannot ask."""
+        ...
+
 
 def check_root(root: bytes) -> None:
     if len(root) != 32:

@@ -471,12 +471,7 @@ class StellarChain:
         found = self._horizon.transaction(tx_hash)
         if found is None:
             return None
-        root: bytes | None = None
-        if found.memo_type == "hash":
-            try:
-                root = base64.b64decode(found.memo, validate=True)
-            except (binascii.Error, ValueError):
-                root = None
+        root = _hash_memo(found)
         header = self._horizon.ledger(found.ledger)
         if header is None:
             raise TransportError(
@@ -486,12 +481,23 @@ class StellarChain:
         return AnchorTx(
             tx_hash=found.hash,
             account=found.source_account,
-            root=root if root is not None and len(root) == 32 else None,
+            root=root,
             ledger_index=found.ledger,
             ledger_hash=header.hash,
             validated=True,
             successful=found.successful,
         )
+
+    def anchor_history(self, account: str) -> list[AnchorTx]:
+        """The transactions ``account`` sent with a 32-byte memo hash, from Horizon's
+        history of the account (ledger hashes not read: empty)."""
+        found = []
+        for view in self._horizon.account_transactions(account):
+            root = _hash_memo(view)
+            if root is None or view.source_account != account or not view.successful:
+                continue
+            found.append(AnchorTx(view.hash, account, root, view.ledger, "", True, True))
+        return found
 
     def _source(self, channel: str | None, signer: str) -> str | None:
         """The channel to use as transaction source, or None to use ``signer``'s own."""
@@ -1061,6 +1067,17 @@ def _check_ref(leg: Leg, lock: LockRef) -> str:
     if lock.owner != leg.sender:
         raise LegInvalid(f"the lock belongs to {lock.owner}, not to the sender {leg.sender}")
     return lock.balance_id
+
+
+def _hash_memo(view: TxView) -> bytes | None:
+    """The 32 bytes of a transaction's memo hash (Horizon renders it in base64)."""
+    if view.memo_type != "hash":
+        return None
+    try:
+        root = base64.b64decode(view.memo, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return root if len(root) == 32 else None
 
 
 def _covers(answered_at: int | None, needed: int | None) -> bool:

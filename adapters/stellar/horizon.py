@@ -316,6 +316,25 @@ class Horizon:
         )
         return None if body is None else _balance(body)
 
+    def account_transactions(self, account_id: str, *, page_size: int = 200) -> list[TxView]:
+        """Every successful transaction of ``account_id`` (sent or touching it), oldest
+        first, all pages; empty for an account Horizon does not know."""
+        found: list[TxView] = []
+        cursor: str | None = None
+        while True:
+
+            def page(after: str | None = cursor) -> Json:
+                call = self._server.transactions().for_account(account_id).limit(page_size)
+                answer: Json = (call.cursor(after) if after else call).call()
+                return answer
+
+            body = self._get(page)
+            records = (body or {}).get("_embedded", {}).get("records", [])
+            found.extend(tx_view(r) for r in records)
+            if len(records) < page_size:
+                return found
+            cursor = str(records[-1]["paging_token"])
+
     def claimable_balances_for(self, claimant: str, *, page_size: int = 200) -> list[BalanceView]:
         """Every claimable balance ``claimant`` may claim (now or later), all pages."""
         found: list[BalanceView] = []

@@ -523,6 +523,28 @@ class XrplChain:
             successful=str(found.get("meta", {}).get("TransactionResult", "")) == "tesSUCCESS",
         )
 
+    def anchor_history(self, account: str) -> list[AnchorTx]:
+        """The anchoring AccountSets ``account`` sent, from its validated history."""
+        found = []
+        for item in self._history(account):
+            tx_json = item.get("tx_json") or item.get("tx") or {}
+            root = _anchor_memo(tx_json)
+            result = str(item.get("meta", {}).get("TransactionResult", ""))
+            if root is None or tx_json.get("Account") != account or result != "tesSUCCESS":
+                continue
+            found.append(
+                AnchorTx(
+                    tx_hash=str(item.get("hash") or tx_json.get("hash", "")),
+                    account=account,
+                    root=root,
+                    ledger_index=int(item.get("ledger_index") or tx_json.get("ledger_index", 0)),
+                    ledger_hash=str(item.get("ledger_hash", "")),
+                    validated=item.get("validated") is True,
+                    successful=True,
+                )
+            )
+        return found[::-1]
+
     def prepare_lock(
         self,
         leg: Leg,

@@ -36,6 +36,15 @@ def _anchoring(chains: Mapping[ChainName, Chain]) -> dict[ChainName, Anchoring]:
     return {name: chain for name, chain in chains.items() if isinstance(chain, Anchoring)}
 
 
+def _anchor_accounts(engine: bootstrap.Services) -> dict[ChainName, str]:
+    """The anchor accounts the settings name, whose ledger history the verifier reads."""
+    named = {
+        ChainName.XRPL: engine.settings.xrpl_anchor_account,
+        ChainName.STELLAR: engine.settings.stellar_anchor_account,
+    }
+    return {name: account for name, account in named.items() if account}
+
+
 def audit_anchor(
     *,
     wait_s: Annotated[
@@ -141,7 +150,7 @@ def audit_verify_with_anchors(*, as_json: bool, ledgers: bool) -> None:
             raise fail(unconfigured, 2)
         check = ledger_ref_checker(chains) if ledgers else None
         audit = engine.commitments.verify_audit(check_ledger_ref=check)
-        anchors = verify_anchors(engine.db, _anchoring(chains))
+        anchors = verify_anchors(engine.db, _anchoring(chains), _anchor_accounts(engine))
     except (LedgerError, SettlementError) as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -170,14 +179,20 @@ def _echo_verify(audit: VerifyReport, anchors: AnchorReport, *, as_json: bool) -
 
 
 def _anchor_lines(report: AnchorReport) -> list[str]:
-    lines = [f"  anchor chain: anchor {seq}: {p}" for seq, p in report.chain_problems]
     first = report.first_mismatch
-    if first is None and not lines:
+    lines = []
+    if report.ok:
         lines.append(f"ok: {len(report.anchors)} anchors recomputed and matched")
     elif first is not None:
-        lines.insert(0, f"ANCHOR MISMATCH: first at anchor {first.seq} (root {first.root})")
-        for check in report.anchors:
-            lines.extend(f"  anchor {check.seq}: {p}" for p in check.problems)
+        lines.append(f"ANCHOR MISMATCH: first at anchor {first.seq} (root {first.root})")
+    elif report.unlisted:
+        lines.append("ANCHOR MISMATCH: the ledgers carry anchors the database does not list")
+    else:
+        lines.append("ANCHOR CHAIN BROKEN")
+    lines.extend(f"  anchor chain: anchor {seq}: {p}" for seq, p in report.chain_problems)
+    for check in report.anchors:
+        lines.extend(f"  anchor {check.seq}: {p}" for p in check.problems)
+    lines.extend(f"  not in the database: {problem}" for problem in report.unlisted)
     if report.unconfirmed:
         seqs = ", ".join(str(s) for s in report.unconfirmed)
         lines.append(f"not confirmed on any ledger yet: anchor {seqs}")

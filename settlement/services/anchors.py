@@ -334,10 +334,13 @@ class AnchorReport:
     chain_problems: list[tuple[int, str]] = field(default_factory=list)
     #: anchors confirmed on no ledger yet (seq)
     unconfirmed: list[int] = field(default_factory=list)
+    #: what the anchor accounts' ledger history shows that the database does not: a root
+    #: no anchor has (anchors deleted or rewritten), or a history that could not be read
+    unlisted: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.chain_problems and all(a.ok for a in self.anchors)
+        return not self.chain_problems and not self.unlisted and all(a.ok for a in self.anchors)
 
     @property
     def first_mismatch(self) -> AnchorCheck | None:
@@ -351,15 +354,25 @@ class AnchorReport:
             "first_mismatch": first.as_dict() if first is not None else None,
             "anchor_chain_problems": [{"seq": s, "problem": p} for s, p in self.chain_problems],
             "unconfirmed": self.unconfirmed,
+            "unlisted": self.unlisted,
             "checks": [a.as_dict() for a in self.anchors],
         }
 
 
-def verify_anchors(db: Database, chains: Mapping[ChainName, Anchoring]) -> AnchorReport:
+def verify_anchors(
+    db: Database,
+    chains: Mapping[ChainName, Anchoring],
+    accounts: Mapping[ChainName, str] | None = None,
+) -> AnchorReport:
     """Recompute every anchored root from the audit entries and check each applied
     publication on its ledger (``chains``; a ledger not given is not checked, and an
     anchor confirmed on none is listed as ``unconfirmed``). ``first_mismatch`` names the
-    first anchor whose root no longer matches and the chains that differ."""
+    first anchor whose root no longer matches and the chains that differ.
+
+    With ``accounts`` (the anchor account per ledger, known to the auditor apart from
+    the database) the accounts' ledger history is read too: a root published there that
+    no anchor in the database has is ``unlisted`` (the owner deleted the latest anchors
+    to rewrite what only they covered), which fails the report."""
     with db.unit_of_work() as uow:
         rows = anchors.anchors(uow)
         published = anchors.publications(uow)
@@ -371,7 +384,25 @@ def verify_anchors(db: Database, chains: Mapping[ChainName, Anchoring]) -> Ancho
         report.anchors.append(check)
         if not check.confirmed:
             report.unconfirmed.append(row.seq)
+    roots = {row.root for row in rows}
+    for name, account in (accounts or {}).items():
+        if name in chains:
+            report.unlisted.extend(_unlisted(chains[name], account, roots))
     return report
+
+
+def _unlisted(chain: Anchoring, account: str, roots: set[str]) -> list[str]:
+    """The anchoring transactions of ``account`` whose root no anchor has."""
+    try:
+        history = chain.anchor_history(account)
+    except AdapterError as exc:
+        return [f"{chain.name.value} history of {account} could not be read: {exc}"]
+    return [
+        f"{chain.name.value} {tx.tx_hash} (ledger {tx.ledger_index}) carries root "
+        f"{tx.root.hex()}, which no anchor in the database has"
+        for tx in history
+        if tx.root is not None and tx.root.hex() not in roots
+    ]
 
 
 def _check_anchor(

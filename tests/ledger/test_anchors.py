@@ -262,6 +262,9 @@ class FakeLedger:
     def anchor_of(self, tx_hash: str) -> AnchorTx | None:
         return self.txs.get(tx_hash)
 
+    def anchor_history(self, account: str) -> list[AnchorTx]:
+        return [tx for tx in self.txs.values() if tx.account == account]
+
 
 @dataclass
 class History:
@@ -270,6 +273,8 @@ class History:
     ledger: FakeLedger
     victim: UUID
     bystander: UUID
+    #: a commitment created after the first anchor: only the second covers it
+    late: UUID | None = None
 
     def anchor(self) -> anchors.AnchorRow:
         anchorer = Anchorer(
@@ -284,8 +289,9 @@ class History:
         anchorer.publish()
         return row
 
-    def verify(self) -> AnchorReport:
-        return verify_anchors(self.engine.db, {ChainName.XRPL: self.ledger})
+    def verify(self, *, history: bool = True) -> AnchorReport:
+        accounts = {ChainName.XRPL: "rAnchor"} if history else None
+        return verify_anchors(self.engine.db, {ChainName.XRPL: self.ledger}, accounts)
 
 
 def _as_owner(owner_url: str, *statements: str) -> None:
@@ -321,7 +327,7 @@ def history(fresh_engine: Services, clock: ManualClock) -> History:
     found = History(fresh_engine, clock, FakeLedger(), victim, bystander)
     found.anchor()
     clock.advance(timedelta(minutes=1))
-    new_commitment(fresh_engine.commitments, State.PENDING_REVIEW)
+    found.late = new_commitment(fresh_engine.commitments, State.PENDING_REVIEW)
     found.anchor()
     report = found.verify()
     assert report.ok and report.unconfirmed == [], report.as_dict()
@@ -406,6 +412,29 @@ def test_anchor_records_rewritten_to_match_are_caught_by_the_ledger(history: His
     first = report.first_mismatch
     assert first is not None and first.seq == 1
     assert any("carries root" in p for p in first.problems), first.problems
+
+
+def test_the_latest_anchor_deleted_to_rewrite_what_it_alone_covered_is_caught(
+    history: History,
+) -> None:
+    """The owner deletes the last anchor and its publication (the anchors' chain is
+    still whole: a prefix) and rewrites a chain only that anchor covered. The database
+    alone cannot tell; the anchor account's history on the ledger can."""
+    late = history.late
+    _as_owner(
+        history.engine.urls.owner,
+        "DELETE FROM audit_anchor_publications WHERE anchor_seq = 2",
+        "DELETE FROM audit_anchors WHERE seq = 2",
+        f"UPDATE audit_log SET actor = 'mallory' WHERE commitment_id = '{late}' AND seq = 1",
+        _rehash(late),
+    )
+    assert history.engine.commitments.verify_audit().ok
+    assert history.verify(history=False).ok, "the database alone is consistent"
+    report = history.verify()
+    assert not report.ok
+    assert report.first_mismatch is None and report.chain_problems == []
+    (unlisted,) = report.unlisted
+    assert "which no anchor in the database has" in unlisted
 
 
 # --- proofs, and the standalone verifier -----------------------------------------------

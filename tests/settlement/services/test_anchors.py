@@ -103,10 +103,14 @@ def test_an_anchor_lands_on_both_ledgers_and_verifies(anchored: Anchored) -> Non
         ("stellar", "APPLIED"),
         ("xrpl", "APPLIED"),
     ]
-    report = verify_anchors(anchored.engine.db, anchored.chains)
+    report = verify_anchors(anchored.engine.db, anchored.chains, anchored.accounts)
     assert report.ok, report.as_dict()
-    assert report.unconfirmed == []
+    assert report.unconfirmed == report.unlisted == []
     assert report.anchors[0].confirmed.keys() == {"xrpl", "stellar"}
+    for name, chain in anchored.chains.items():
+        (read,) = chain.anchor_history(anchored.accounts[name])
+        landed = [p for p in rows if p.chain == name.value]
+        assert (read.tx_hash, read.root) == (landed[0].tx_hash, bytes.fromhex(first.root))
 
     new_commitment(anchored.engine.commitments, State.DRAFT)
     assert anchored.anchorer.due(every_s=None, every_entries=1)
