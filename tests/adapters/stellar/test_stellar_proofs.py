@@ -16,7 +16,12 @@ import pytest
 from adapters.chain import Applied, Expired, Pending, Rejected
 from adapters.localnet.stellar import StellarNode
 from tests.adapters.contract import applied, settle
-from tests.adapters.test_stellar_adapter import StellarHarness, halted, local_harness, new_leg
+from tests.adapters.stellar.test_stellar_adapter import (
+    StellarHarness,
+    halted,
+    local_harness,
+    new_leg,
+)
 
 POLLS = 60
 

@@ -27,7 +27,7 @@ from xrpl.wallet import Wallet
 from adapters.chain import Applied, Asset, Leg, LockKind, Rejected
 from adapters.errors import LegInvalid
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     world_on,
 )

@@ -14,13 +14,13 @@ import pytest
 
 from adapters.chain import Applied, Asset, Rejected
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     usd_world,
     world_on,
 )
-from tests.adapters.test_xrpl_lock_kinds import custody_token, tokens
-from tests.adapters.test_xrpl_lock_release import finish_by_receiver
+from tests.adapters.xrpl.test_xrpl_lock_kinds import custody_token, tokens
+from tests.adapters.xrpl.test_xrpl_lock_release import finish_by_receiver
 
 DELIVERY_KEYS = ("delivered", "delivered_to", "delivered_asset")
 

@@ -19,7 +19,7 @@ from xrpl.wallet import Wallet
 from adapters.chain import Applied, Asset, ChainName, LockKind, LockRef, LockState
 from adapters.errors import LegInvalid, TransportError
 from adapters.localnet.xrpl import XrplNode
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     make_chain,
     world_on,

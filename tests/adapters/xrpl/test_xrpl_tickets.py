@@ -12,7 +12,7 @@ from xrpl.core.binarycodec import decode
 from adapters.chain import Applied, Expired, Pending, Purpose
 from adapters.xrpl.chain import MAX_TICKETS_PER_ACCOUNT
 from settlement.dvp.tickets import TicketKeeper, TicketTopUp, top_up_tickets
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     make_chain,
     xrpl_world,

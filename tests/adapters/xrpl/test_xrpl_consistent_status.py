@@ -15,7 +15,7 @@ from fractions import Fraction
 import pytest
 
 from adapters.chain import Applied, Expired, Pending, SignedSubmission
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     xrpl_world,
 )

@@ -25,7 +25,7 @@ from adapters.localnet.stellar import StellarNode
 from adapters.resilience import ChainGuard
 from adapters.stellar import StellarChain
 from tests.adapters.contract import applied, settle
-from tests.adapters.test_stellar_adapter import (
+from tests.adapters.stellar.test_stellar_adapter import (
     POLICY,
     StellarHarness,
     halted,

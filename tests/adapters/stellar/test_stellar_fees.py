@@ -22,7 +22,7 @@ from adapters.stellar import StellarChain
 from adapters.stellar.fees import bid_per_op
 from adapters.stellar.horizon import FeeStats
 from tests.adapters.conftest import STELLAR_CLOSE_INTERVAL_S, STELLAR_SUBMISSION_TIMEOUT_S
-from tests.adapters.test_stellar_adapter import (
+from tests.adapters.stellar.test_stellar_adapter import (
     POLICY,
     STROOP,
     StellarHarness,

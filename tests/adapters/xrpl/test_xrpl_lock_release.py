@@ -29,7 +29,7 @@ from xrpl.wallet import Wallet
 import adapters.xrpl.chain as xrpl_chain
 from adapters.chain import ChainName, LockRef, LockState, Released, Unavailable
 from adapters.xrpl.chain import ripple_seconds
-from tests.adapters.test_xrpl_adapter import (
+from tests.adapters.xrpl.test_xrpl_adapter import (
     World,
     usd_world,
     xrpl_world,

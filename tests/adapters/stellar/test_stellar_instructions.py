@@ -21,7 +21,7 @@ from adapters.localnet.stellar import StellarNode
 from adapters.resilience import ChainGuard
 from adapters.stellar import StellarChain
 from tests.adapters.contract import settle
-from tests.adapters.test_stellar_adapter import POLICY, StellarHarness, local_harness
+from tests.adapters.stellar.test_stellar_adapter import POLICY, StellarHarness, local_harness
 
 AUTHORIZED = TrustLineFlags.AUTHORIZED_FLAG
 MAINTAIN = TrustLineFlags.AUTHORIZED_TO_MAINTAIN_LIABILITIES_FLAG

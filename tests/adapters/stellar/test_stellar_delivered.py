@@ -15,7 +15,7 @@ import pytest
 
 from adapters.localnet.stellar import StellarNode
 from tests.adapters.contract import applied, settle
-from tests.adapters.test_stellar_adapter import (
+from tests.adapters.stellar.test_stellar_adapter import (
     StellarHarness,
     halted,
     local_harness,
