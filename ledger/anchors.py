@@ -253,6 +253,69 @@ def unpublished(uow: Statements, chain: str) -> list[AnchorRow]:
     return [AnchorRow(*row) for row in rows]
 
 
+@dataclass(frozen=True)
+class LandedAnchor:
+    """The newest anchor applied on one ledger, and where."""
+
+    chain: str
+    seq: int
+    #: when the anchor was taken; the entries recorded up to ``cutoff`` are fixed there
+    created_at: datetime
+    cutoff: datetime
+    tx_hash: str
+    ledger_index: int
+    #: when the engine saw the transaction applied
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
+class AnchorStatus:
+    """How far anchoring has come: the newest anchor taken (None: none yet), the newest
+    applied per ledger (a ledger with none is absent), and per ledger asked about the
+    number of anchors taken but not yet applied there."""
+
+    last_taken: AnchorRow | None
+    landed: dict[str, LandedAnchor]
+    unpublished: dict[str, int]
+
+
+#: the ledgers a publication may name (the table's check)
+PUBLICATION_CHAINS = ("xrpl", "stellar")
+
+
+def anchor_status(uow: Statements, chains: Iterable[str] = ()) -> AnchorStatus:
+    """Where anchoring stands, for operators (metrics, readiness, the console): every
+    ledger with an anchor applied is in ``landed``; ``unpublished`` counts, for each of
+    ``chains`` (the ledgers anchors are meant for), the anchors not yet applied there.
+    The newest applied publication of a ledger is read from the end of its index."""
+    landed = {}
+    for chain in PUBLICATION_CHAINS:
+        row = uow.execute(
+            "SELECT a.seq, a.created_at, a.cutoff, p.tx_hash, p.ledger_index, p.finalized_at"
+            " FROM audit_anchor_publications p JOIN audit_anchors a ON a.seq = p.anchor_seq"
+            " WHERE p.chain = :chain AND p.status = 'APPLIED'"
+            " ORDER BY p.anchor_seq DESC LIMIT 1",
+            {"chain": chain},
+        ).one_or_none()
+        if row is not None:
+            seq, created_at, cutoff, tx_hash, index, applied_at = row
+            landed[chain] = LandedAnchor(
+                chain, int(seq), created_at, cutoff, str(tx_hash), int(index), applied_at
+            )
+    unpublished = {
+        chain: int(
+            uow.execute(
+                "SELECT count(*) FROM audit_anchors a WHERE NOT EXISTS (SELECT 1"
+                " FROM audit_anchor_publications p WHERE p.anchor_seq = a.seq"
+                " AND p.chain = :chain AND p.status = 'APPLIED')",
+                {"chain": chain},
+            ).scalar_one()
+        )
+        for chain in sorted(set(chains))
+    }
+    return AnchorStatus(last_anchor(uow), landed, unpublished)
+
+
 def all_entries(uow: Statements) -> dict[UUID, list[AuditEntry]]:
     """Every audit entry, by commitment, in seq order (the verifier's input)."""
     rows = uow.execute(f"SELECT {_ENTRY_COLUMNS} FROM audit_log ORDER BY commitment_id, seq")

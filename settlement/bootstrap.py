@@ -381,17 +381,23 @@ def build_ledgers(engine: Services) -> Ledgers:
     return Ledgers(chains=chains, guards=guards, coordinator=build_coordinator(engine, chains))
 
 
+def anchor_accounts(settings: Settings) -> dict[ChainName, str]:
+    """The anchor account per ledger the settings name (a ledger without one is absent):
+    where anchors are published, and whose history a verifier reads."""
+    named = {
+        ChainName.XRPL: settings.xrpl_anchor_account,
+        ChainName.STELLAR: settings.stellar_anchor_account,
+    }
+    return {name: account for name, account in named.items() if account}
+
+
 def build_anchorer(engine: Services) -> Anchorer | None:
     """The audit anchorer of the settings' anchor accounts, on ledgers of its own (own
     breakers: an anchor ledger's trouble never opens a settlement breaker); None when
     no anchor account is configured. Raises ``SettingsError`` when the chains cannot be
     built (agents, keystore)."""
     settings = engine.settings
-    named = {
-        ChainName.XRPL: settings.xrpl_anchor_account,
-        ChainName.STELLAR: settings.stellar_anchor_account,
-    }
-    accounts = {name: account for name, account in named.items() if account}
+    accounts = anchor_accounts(settings)
     if not accounts:
         return None
     chains = build_chains(settings)

@@ -132,7 +132,12 @@ def create_app(
     ops = Operations(
         ledgers=ledgers,
         board=BreakerBoard(engine.db, engine.clock),
-        metrics=ApiMetrics(engine.db, multiprocess=multiprocess_metrics),
+        metrics=ApiMetrics(
+            engine.db,
+            multiprocess=multiprocess_metrics,
+            clock=engine.clock,
+            anchor_chains=[name.value for name in bootstrap.anchor_accounts(engine.settings)],
+        ),
         scope=scope or default_scope(),
         readiness_timeout_s=readiness_timeout_s,
     )

@@ -8,9 +8,26 @@ process, as in the tests, never share series). It holds:
   of the signature guard (so refused requests count too);
 - what the database says at scrape time (``EngineCollector``): commitment transitions
   by event, commitments by state, settlements by status and decision, settlements
-  flagged for review, and every published circuit breaker by scope and chain. Reading
-  these at scrape time means transitions made by workers in other processes count, and
-  a restarted API process loses nothing.
+  flagged for review, every published circuit breaker by scope and chain, and the
+  audit anchors (below). Reading these at scrape time means transitions made by workers
+  in other processes count, and a restarted API process loses nothing.
+
+The audit anchors, per ledger (``chain``):
+
+- ``settlement_anchor_age_seconds``: seconds since the newest anchor applied on that
+  ledger was taken (the audit log is fixed there up to about that long ago); it grows
+  while the ledger is down or the worker does not anchor;
+- ``settlement_anchor_last_applied_timestamp_seconds``: the Unix time that anchor was
+  taken, the same fact in the form Prometheus prefers (``time() - x`` in a query);
+- ``settlement_anchors_unpublished``: anchors taken but not yet applied on a ledger the
+  settings name an anchor account for;
+- ``settlement_anchor_last_taken_timestamp_seconds`` (no label): the newest anchor taken.
+
+Before any anchor has landed on a ledger its age and timestamp have no sample: 0 would
+read as "just anchored" and +Inf would break every sum and graph, while an absent series
+is what ``absent()`` and ``unless`` are for. ``settlement_anchors_unpublished`` always
+has a sample for each configured ledger, so "anchors are not landing" (including "none
+ever landed") is one alert on it staying above 0.
 
 A scrape while the database is unreachable still answers: ``settlement_database_up`` is
 0 and the database-derived families are absent.
@@ -26,18 +43,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from ledger import anchors as anchor_records
 from ledger import breakers as breaker_records
 from ledger import commitments as commitment_records
 from ledger import settlements as settlement_records
 from ledger.database import Database
 from settlement.breakers import STATES
+from settlement.clock import Clock, SystemClock
 from settlement.domain import errors
 from settlement.domain.states import TRANSITIONS, State
 from settlement.services.translate import translated
@@ -53,7 +72,17 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 
 class ApiMetrics:
-    def __init__(self, db: Database, *, multiprocess: bool = False) -> None:
+    """``clock`` dates the anchors' ages (default: the system's); ``anchor_chains`` are the
+    ledgers the settings name an anchor account for."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        multiprocess: bool = False,
+        clock: Clock | None = None,
+        anchor_chains: Sequence[str] = (),
+    ) -> None:
         self._multiprocess_dir: str | None = None
         if multiprocess:
             # the values go where the variable pointed when prometheus-client was
@@ -64,7 +93,7 @@ class ApiMetrics:
                     " prometheus-client is imported"
                 )
             self._multiprocess_dir = os.environ[MULTIPROC_DIR_ENV]
-        self._engine = EngineCollector(db)
+        self._engine = EngineCollector(db, clock=clock, anchor_chains=anchor_chains)
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "settlement_http_requests",
@@ -101,8 +130,12 @@ class ApiMetrics:
 class EngineCollector(Collector):
     """Families read from the database at each scrape."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock | None = None, anchor_chains: Sequence[str] = ()
+    ) -> None:
         self._db = db
+        self._clock = clock or SystemClock()
+        self._anchor_chains = tuple(anchor_chains)
 
     def describe(self) -> list[Metric]:
         # collected at scrape time only: describing must not touch the database
@@ -130,6 +163,7 @@ class EngineCollector(Collector):
             settlements = settlement_records.count_by_status_and_decision(uow)
             flagged = settlement_records.count_flagged(uow)
             breakers = breaker_records.all_rows(uow)
+            anchored = anchor_records.anchor_status(uow, self._anchor_chains)
         return [
             _transitions(transitions),
             _commitments(states),
@@ -140,6 +174,7 @@ class EngineCollector(Collector):
                 flagged,
             ),
             *_breakers(breakers),
+            *_anchors(anchored, self._clock),
         ]
 
 
@@ -198,6 +233,38 @@ def _breakers(rows: list[breaker_records.BreakerRow]) -> list[Metric]:
             state.add_metric([row.scope, row.chain, name], 1 if row.state == name else 0)
         failures.add_metric([row.scope, row.chain], row.failure_count)
     return [state, failures]
+
+
+def _anchors(status: anchor_records.AnchorStatus, clock: Clock) -> list[Metric]:
+    age = GaugeMetricFamily(
+        "settlement_anchor_age_seconds",
+        "Seconds since the newest audit anchor applied on the ledger was taken.",
+        labels=["chain"],
+    )
+    applied = GaugeMetricFamily(
+        "settlement_anchor_last_applied_timestamp_seconds",
+        "Unix time at which the newest audit anchor applied on the ledger was taken.",
+        labels=["chain"],
+    )
+    now = clock.now()
+    for chain, landed in sorted(status.landed.items()):
+        # never negative: another process's clock may run a little ahead of this one
+        age.add_metric([chain], max((now - landed.created_at).total_seconds(), 0.0))
+        applied.add_metric([chain], landed.created_at.timestamp())
+    unpublished = GaugeMetricFamily(
+        "settlement_anchors_unpublished",
+        "Audit anchors taken but not yet applied on the ledger.",
+        labels=["chain"],
+    )
+    for chain, count in sorted(status.unpublished.items()):
+        unpublished.add_metric([chain], count)
+    taken = GaugeMetricFamily(
+        "settlement_anchor_last_taken_timestamp_seconds",
+        "Unix time at which the newest audit anchor was taken.",
+    )
+    if status.last_taken is not None:
+        taken.add_metric([], status.last_taken.created_at.timestamp())
+    return [age, applied, unpublished, taken]
 
 
 __all__ = ["ApiMetrics", "EngineCollector"]

@@ -38,11 +38,7 @@ def _anchoring(chains: Mapping[ChainName, Chain]) -> dict[ChainName, Anchoring]:
 
 def _anchor_accounts(engine: bootstrap.Services) -> dict[ChainName, str]:
     """The anchor accounts the settings name, whose ledger history the verifier reads."""
-    named = {
-        ChainName.XRPL: engine.settings.xrpl_anchor_account,
-        ChainName.STELLAR: engine.settings.stellar_anchor_account,
-    }
-    return {name: account for name, account in named.items() if account}
+    return bootstrap.anchor_accounts(engine.settings)
 
 
 def audit_anchor(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given
@@ -545,6 +545,41 @@ def test_the_verifier_and_the_engine_agree_on_every_hash(history: History) -> No
     assert proof_verifier.head_leaf(str(head.commitment_id), head.seq, head.entry_hash) == (
         head.leaf()
     )
+
+
+def test_the_status_names_the_newest_anchor_taken_and_landed_per_ledger(
+    fresh_engine: Services, clock: ManualClock
+) -> None:
+    with fresh_engine.db.unit_of_work() as uow:
+        empty = anchors.anchor_status(uow, ["xrpl", "stellar"])
+    assert (empty.last_taken, empty.landed) == (None, {})
+    assert empty.unpublished == {"stellar": 0, "xrpl": 0}
+
+    new_commitment(fresh_engine.commitments, State.VERIFIED)
+    ledger = FakeLedger()
+    found = History(fresh_engine, clock, ledger, uuid4(), uuid4())
+    found.anchor()
+    clock.advance(timedelta(minutes=1))
+    new_commitment(fresh_engine.commitments, State.DRAFT)
+    second = found.anchor()
+    clock.advance(timedelta(minutes=1))
+    new_commitment(fresh_engine.commitments, State.DRAFT)
+    with fresh_engine.db.unit_of_work() as uow:
+        # taken, not published: counted as waiting on the ledger, not as landed
+        third = anchors.insert_anchor(
+            uow, heads=anchors.chain_heads(uow, clock.now()), cutoff=clock.now(), at=clock.now()
+        )
+        uow.commit()
+    with fresh_engine.db.unit_of_work() as uow:
+        status = anchors.anchor_status(uow, ["xrpl", "stellar"])
+    assert status.last_taken == third
+    assert status.landed.keys() == {"xrpl"}
+    landed = status.landed["xrpl"]
+    (tx_hash,) = [h for h, tx in ledger.txs.items() if tx.root == bytes.fromhex(second.root)]
+    assert (landed.seq, landed.created_at, landed.cutoff) == (2, second.created_at, second.cutoff)
+    assert (landed.tx_hash, landed.ledger_index) == (tx_hash, 2)
+    assert landed.applied_at == second.created_at  # the manual clock stood still
+    assert status.unpublished == {"stellar": 3, "xrpl": 1}
 
 
 def test_no_published_anchor_no_proof(fresh_engine: Services) -> None:

@@ -4,6 +4,7 @@ breaker board as several processes use it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -14,16 +15,20 @@ from sqlalchemy.exc import DBAPIError
 from adapters.chain import ChainName
 from adapters.errors import TransportError
 from adapters.resilience import ChainGuard, ResiliencePolicy
+from ledger import anchors
 from ledger.errors import PermissionRefused
 from settlement import bootstrap
 from settlement.api.metrics import ApiMetrics
+from settlement.bootstrap import DatabaseUrls
 from settlement.breakers import BreakerBoard
 from settlement.clock import ManualClock
 from settlement.domain import errors
+from settlement.domain.states import State
 from settlement.domain.values import Actor, Role
-from tests.support import ADMIN, AUDITOR
+from settlement.settings import load_settings
+from tests.support import ADMIN, AUDITOR, new_commitment
 
-from .conftest import Api, create_draft, problem_of
+from .conftest import Api, create_draft, problem_of, running_api
 
 ONE_TRY = ResiliencePolicy(fail_max=2, reset_timeout_s=3600, attempts=1)
 
@@ -203,3 +208,80 @@ def test_multiprocess_metrics_are_refused_where_prometheus_client_is_not_in_that
     with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
         ApiMetrics(engine.db, multiprocess=True)
     assert ApiMetrics(engine.db).render().startswith(b"# HELP")
+
+
+# --- how old the audit anchors are -----------------------------------------------------
+
+
+@pytest.fixture
+def anchoring_api(fresh_urls: DatabaseUrls, clock: ManualClock) -> Iterator[Api]:
+    """The API over a database of its own whose settings name an anchor account on
+    both ledgers (the anchors are recorded straight in the database here)."""
+    settings = load_settings(
+        database_url=fresh_urls.owner, xrpl_anchor_account="rAnchor", stellar_anchor_account="GA"
+    )
+    engine = bootstrap.build(settings, clock=clock, urls=fresh_urls)
+    try:
+        with running_api(engine, clock) as running:
+            yield running
+    finally:
+        engine.close()
+
+
+def _anchor(engine: bootstrap.Services, clock: ManualClock, *, on: str | None) -> anchors.AnchorRow:
+    """Take an anchor now and, when ``on`` names a ledger, record it applied there."""
+    new_commitment(engine.commitments, State.DRAFT)
+    now = clock.now()
+    with engine.db.unit_of_work() as uow:
+        row = anchors.insert_anchor(uow, heads=anchors.chain_heads(uow, now), cutoff=now, at=now)
+        if on is not None:
+            tx_hash = f"TX{row.seq}{on.upper()}"
+            anchors.record_publication(
+                uow,
+                anchor_seq=row.seq,
+                chain=on,
+                account="rAnchor",
+                tx_hash=tx_hash,
+                blob="blob",
+                expires_ledger=100,
+                expires_at=None,
+                at=now,
+            )
+            anchors.finalize_publication(
+                uow,
+                tx_hash=tx_hash,
+                status="APPLIED",
+                result_code="tesSUCCESS",
+                ledger_index=40 + row.seq,
+                ledger_hash="LH",
+                at=now,
+            )
+        uow.commit()
+    return row
+
+
+def _anchor_samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {k: v for k, v in _samples(api).items() if "anchor" in k[0]}
+
+
+def test_anchor_metrics_say_how_old_the_newest_anchor_is_on_each_ledger(
+    anchoring_api: Api, clock: ManualClock
+) -> None:
+    api = anchoring_api
+    # nothing anchored yet: no age at all (not 0, not +Inf), and nothing waiting
+    assert _anchor_samples(api) == {
+        ("settlement_anchors_unpublished", (("chain", "stellar"),)): 0,
+        ("settlement_anchors_unpublished", (("chain", "xrpl"),)): 0,
+    }
+    first = _anchor(api.engine, clock, on="xrpl")
+    clock.advance(timedelta(seconds=90))
+    second = _anchor(api.engine, clock, on=None)  # taken; the ledgers are down
+    clock.advance(timedelta(seconds=30))
+    taken = first.created_at.timestamp()
+    assert _anchor_samples(api) == {
+        ("settlement_anchor_age_seconds", (("chain", "xrpl"),)): 120,
+        ("settlement_anchor_last_applied_timestamp_seconds", (("chain", "xrpl"),)): taken,
+        ("settlement_anchors_unpublished", (("chain", "stellar"),)): 2,
+        ("settlement_anchors_unpublished", (("chain", "xrpl"),)): 1,
+        ("settlement_anchor_last_taken_timestamp_seconds", ()): second.created_at.timestamp(),
+    }
