@@ -27,7 +27,10 @@ def test_the_startup_heap_is_frozen_and_later_objects_are_still_collected() -> N
         del a, b
         assert gc.collect() >= 2  # a cycle made after the freeze is still found
         assert len(gc.get_objects()) < alive
-        assert gc.get_freeze_count() == frozen
+        # a collection leaves the frozen heap frozen; a frozen object may still be freed by
+        # its reference count meanwhile (a thread left by an earlier test lets one go), so
+        # the count may drop by a few, never to the young objects' size
+        assert frozen - 100 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
