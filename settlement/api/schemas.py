@@ -22,6 +22,7 @@ from ledger.audit import AuditEntry, keys_by_version
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.commitments import CommitmentRecord, HistoryRow, WriteResult
 from ledger.settlements import LegRow, SettlementDetail, SettlementRow, SubmissionRow
+from settlement.services.anchors import AnchorAges, LedgerAnchorAge
 from settlement.services.commitments import ReviewDetail
 
 #: a positive decimal that fits NUMERIC(38, 18); the service checks the value again
@@ -685,9 +686,60 @@ class CheckOut(BaseModel):
     detail: str
 
 
+class LedgerAnchorOut(BaseModel):
+    """The newest audit anchor applied on one ledger; the fields of the anchor are null
+    until one has landed there."""
+
+    seq: int | None = None
+    taken_at: datetime | None = None
+    age_seconds: float | None = Field(
+        default=None, description="Seconds since the anchor was taken; null: none landed"
+    )
+    tx_hash: str | None = None
+    ledger_index: int | None = None
+    unpublished: int | None = Field(
+        default=None,
+        description="Anchors taken but not yet applied here; null: no anchor account",
+    )
+
+    @classmethod
+    def of(cls, age: LedgerAnchorAge) -> LedgerAnchorOut:
+        landed = age.landed
+        if landed is None:
+            return cls(unpublished=age.unpublished)
+        return cls(
+            seq=landed.seq,
+            taken_at=landed.created_at,
+            age_seconds=age.age_s,
+            tx_hash=landed.tx_hash,
+            ledger_index=landed.ledger_index,
+            unpublished=age.unpublished,
+        )
+
+
+class AnchorsOut(BaseModel):
+    """How far the audit anchors have come: informative, never a readiness check."""
+
+    last_taken_at: datetime | None
+    ledgers: dict[str, LedgerAnchorOut]
+
+    @classmethod
+    def of(cls, ages: AnchorAges) -> AnchorsOut:
+        last = ages.last_taken
+        return cls(
+            last_taken_at=None if last is None else last.created_at,
+            ledgers={age.chain: LedgerAnchorOut.of(age) for age in ages.ledgers},
+        )
+
+
 class ReadyOut(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, CheckOut]
+    anchors: AnchorsOut | None = Field(
+        default=None,
+        description="How old the newest audit anchor is per ledger; null when it could "
+        "not be read. Anchors are not needed to serve, so this never fails readiness.",
+    )
 
 
 class LiveOut(BaseModel):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from adapters.chain import (
 )
 from adapters.errors import AdapterError
 from ledger import anchors
-from ledger.anchors import AnchorRow, HeadsDiff, PublicationRow
+from ledger.anchors import AnchorRow, HeadsDiff, LandedAnchor, PublicationRow
 from ledger.audit import AuditEntry, format_timestamp
 from ledger.database import Database
 from ledger.errors import ConstraintViolation, LedgerError
@@ -460,6 +460,44 @@ def _ledger_problem(chain: Anchoring, publication: PublicationRow, root: str) ->
     return None
 
 
+# --- how far anchoring has come, for operators ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerAnchorAge:
+    """One ledger's anchoring as an operator reads it: the newest anchor applied there
+    (None: none yet), how long ago it was taken, and how many anchors wait to land."""
+
+    chain: str
+    landed: LandedAnchor | None
+    #: seconds since ``landed`` was taken, never negative (None: nothing landed)
+    age_s: float | None
+    #: anchors taken but not applied here (None: the ledger has no anchor account)
+    unpublished: int | None
+
+
+@dataclass(frozen=True)
+class AnchorAges:
+    last_taken: AnchorRow | None
+    #: the ledgers with an anchor account or an anchor applied, by name
+    ledgers: list[LedgerAnchorAge]
+
+
+def anchor_ages(db: Database, clock: Clock, chains: Iterable[ChainName]) -> AnchorAges:
+    """How old the newest anchor is on each ledger of ``chains`` (those with an anchor
+    account) and on any other ledger an anchor landed on. Reads the database only."""
+    wanted = [name.value for name in chains]
+    with db.unit_of_work() as uow:
+        status = anchors.anchor_status(uow, wanted)
+    now = clock.now()
+    ledgers = []
+    for chain in sorted(set(wanted) | status.landed.keys()):
+        landed = status.landed.get(chain)
+        age = None if landed is None else max((now - landed.created_at).total_seconds(), 0.0)
+        ledgers.append(LedgerAnchorAge(chain, landed, age, status.unpublished.get(chain)))
+    return AnchorAges(status.last_taken, ledgers)
+
+
 # --- proofs --------------------------------------------------------------------------
 
 
@@ -526,12 +564,15 @@ def _ledger_json(publication: PublicationRow) -> dict[str, Any]:
 
 
 __all__ = [
+    "AnchorAges",
     "AnchorCheck",
     "AnchorLoop",
     "AnchorNotFound",
     "AnchorReport",
     "Anchorer",
     "ChainProgress",
+    "LedgerAnchorAge",
+    "anchor_ages",
     "proof_of_commitment",
     "verify_anchors",
 ]

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from adapters.chain import Chain, Unavailable
+from ledger.errors import LedgerError
 from settlement import bootstrap
 from settlement.api import schemas
 from settlement.api.deps import (
@@ -39,6 +40,7 @@ from settlement.api.deps import (
 from settlement.api.strict import StrictJsonRoute
 from settlement.breakers import chain_name
 from settlement.domain import errors
+from settlement.services.anchors import anchor_ages
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -108,7 +110,9 @@ def _ledger_check(chain: Chain) -> schemas.CheckOut:
 )
 async def readyz(engine: EngineDep, ops: OpsDep, response: Response) -> schemas.ReadyOut:
     """Readiness: the database answers and every configured ledger serves a validated
-    ledger, each within a short timeout. 200 when all pass, else 503; unsigned."""
+    ledger, each within a short timeout. 200 when all pass, else 503; unsigned.
+    ``anchors`` says how old the newest audit anchor is on each ledger: informative
+    only (anchoring is delayed, never needed, when a ledger is down)."""
     timeout_s = ops.readiness_timeout_s
     checks: dict[str, schemas.CheckOut] = {}
     try:
@@ -128,7 +132,29 @@ async def readyz(engine: EngineDep, ops: OpsDep, response: Response) -> schemas.
     ready = all(c.ok for c in checks.values())
     if not ready:
         response.status_code = 503
-    return schemas.ReadyOut(status="ready" if ready else "unavailable", checks=checks)
+    anchors = None
+    if checks["database"].ok:
+        anchors = await _anchors_quietly(engine, timeout_s)
+    return schemas.ReadyOut(
+        status="ready" if ready else "unavailable", checks=checks, anchors=anchors
+    )
+
+
+def _anchor_ages(engine: bootstrap.Services) -> schemas.AnchorsOut:
+    accounts = bootstrap.anchor_accounts(engine.settings)
+    return schemas.AnchorsOut.of(anchor_ages(engine.db, engine.clock, accounts))
+
+
+async def _anchors_quietly(
+    engine: bootstrap.Services, timeout_s: float
+) -> schemas.AnchorsOut | None:
+    """How old the anchors are, or None: anchors are not needed to serve, so a failure
+    to read them is logged and never fails readiness."""
+    try:
+        return await _bounded(partial(_anchor_ages, engine), timeout_s)
+    except (TimeoutError, errors.SettlementError, LedgerError) as exc:
+        log.warning("readiness: anchor ages not read: %s", exc)
+        return None
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -210,7 +210,7 @@ def test_multiprocess_metrics_are_refused_where_prometheus_client_is_not_in_that
     assert ApiMetrics(engine.db).render().startswith(b"# HELP")
 
 
-# --- how old the audit anchors are -----------------------------------------------------
+# --- how old the audit anchors are: metrics and readiness -----------------------------
 
 
 @pytest.fixture
@@ -285,3 +285,44 @@ def test_anchor_metrics_say_how_old_the_newest_anchor_is_on_each_ledger(
         ("settlement_anchors_unpublished", (("chain", "xrpl"),)): 1,
         ("settlement_anchor_last_taken_timestamp_seconds", ()): second.created_at.timestamp(),
     }
+
+
+def test_readiness_says_how_old_the_anchors_are_and_never_fails_for_them(
+    anchoring_api: Api, clock: ManualClock
+) -> None:
+    api = anchoring_api
+    ready = api.send(None, "GET", "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["anchors"] == {
+        "last_taken_at": None,
+        "ledgers": {
+            chain: {
+                "seq": None,
+                "taken_at": None,
+                "age_seconds": None,
+                "tx_hash": None,
+                "ledger_index": None,
+                "unpublished": 0,
+            }
+            for chain in ("stellar", "xrpl")
+        },
+    }
+    first = _anchor(api.engine, clock, on="stellar")
+    clock.advance(timedelta(minutes=10))
+    _anchor(api.engine, clock, on=None)
+    clock.advance(timedelta(hours=5))
+    # five hours without an anchor landing: still ready, and the age says so
+    ready = api.send(None, "GET", "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    shown = ready.json()["anchors"]
+    assert datetime.fromisoformat(shown["last_taken_at"]) == clock.now() - timedelta(hours=5)
+    assert shown["ledgers"]["stellar"] == {
+        "seq": 1,
+        "taken_at": first.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "age_seconds": 5 * 3600 + 600,
+        "tx_hash": "TX1STELLAR",
+        "ledger_index": 41,
+        "unpublished": 1,
+    }
+    assert shown["ledgers"]["xrpl"]["seq"] is None
+    assert shown["ledgers"]["xrpl"]["unpublished"] == 2
