@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SETTLEMENT_"
+#: where an explorer URL template takes the transaction hash
+EXPLORER_HASH = "{hash}"
 
 
 class SettingsError(Exception):
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
     anchor_interval_s: float = Field(default=600.0, ge=0, le=86_400 * 7)
     anchor_every_entries: int = Field(default=0, ge=0)
     anchor_settle_s: float = Field(default=5.0, ge=0, le=3_600)
+    #: links to a public ledger explorer in the console: a URL template (http or https)
+    #: with ``{hash}`` where the transaction hash goes; empty: hashes show as text
+    xrpl_explorer_tx_url: str = ""
+    stellar_explorer_tx_url: str = ""
     #: commitments strictly above this amount need two distinct officers' approvals
     four_eyes_threshold: Decimal = Field(default=Decimal("1000000"), ge=0, allow_inf_nan=False)
     #: screening policy files, relative to the config directory
@@ -102,6 +108,13 @@ class Settings(BaseSettings):
             ("postgresql://", "postgresql+psycopg://", "postgres://")
         ):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("xrpl_explorer_tx_url", "stellar_explorer_tx_url")
+    @classmethod
+    def _explorer_template(cls, value: str) -> str:
+        if value and (not value.startswith(("https://", "http://")) or EXPLORER_HASH not in value):
+            raise ValueError(f"must be an http(s) URL with {EXPLORER_HASH} where the hash goes")
         return value
 
     @model_validator(mode="after")
@@ -126,6 +139,12 @@ class Settings(BaseSettings):
     def xrpl_ticket_holders(self) -> tuple[str, ...]:
         named = tuple(a.strip() for a in self.xrpl_ticket_accounts.split(",") if a.strip())
         return named or (self.xrpl_agent,)
+
+    @property
+    def explorer_tx_urls(self) -> dict[str, str]:
+        """Chain name -> explorer URL template with ``{hash}``, for the chains that have one."""
+        named = {"xrpl": self.xrpl_explorer_tx_url, "stellar": self.stellar_explorer_tx_url}
+        return {chain: template for chain, template in named.items() if template}
 
     @property
     def uses_embedded_database(self) -> bool:

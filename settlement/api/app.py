@@ -159,7 +159,8 @@ def create_app(
             app,
             engine,
             secure_cookies=console.secure_cookies,
-            explorer_urls=console.explorer_urls,
+            # explorer links as asked, else as the settings name them
+            explorer_urls=console.explorer_urls or engine.settings.explorer_tx_urls,
             sign_in_secret=console.sign_in_secret,
         )
     problems.install_handlers(app)

@@ -16,8 +16,10 @@ from typing import Literal
 
 from compliance.records import Officer, QueueItem
 from compliance.screening import Outcome
+from ledger.anchors import AnchorRow
 from settlement.domain.states import Event, State, transitions_for_event
 from settlement.domain.values import Actor, Role
+from settlement.services.anchors import LedgerAnchorAge
 from settlement.services.compliance import ReviewDetail
 
 
@@ -79,6 +81,26 @@ def format_age(age: timedelta | None) -> str:
 
 def format_time(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class AnchorRowView:
+    """One ledger's line of the audit anchors table: its anchoring, and the link to its
+    newest anchor's transaction in an explorer (None: no explorer, or nothing landed)."""
+
+    ledger: LedgerAnchorAge
+    link: str | None
+
+    @property
+    def age(self) -> timedelta | None:
+        age_s = self.ledger.age_s
+        return None if age_s is None else timedelta(seconds=age_s)
+
+
+@dataclass(frozen=True)
+class AnchorsView:
+    last_taken: AnchorRow | None
+    rows: list[AnchorRowView]
 
 
 @dataclass(frozen=True)

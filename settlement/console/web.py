@@ -43,6 +43,7 @@ from settlement.console.form_tokens import SignInTokens
 from settlement.domain import errors
 from settlement.domain.states import State
 from settlement.domain.values import Role
+from settlement.services.anchors import anchor_ages
 from settlement.services.console_accounts import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_LOCKOUT_S,
@@ -69,6 +70,8 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+#: where an explorer URL template takes the hash: the settings' mark, and the older one
+_EXPLORER_MARKS = ("{hash}", "{tx_hash}")
 _ENDED_MESSAGES = {
     SessionEnd.EXPIRED: "Your session expired. Sign in again.",
     SessionEnd.SIGNED_OUT: "You are signed out.",
@@ -84,7 +87,8 @@ class Console:
     sign_in_tokens: SignInTokens
     templates: Environment
     secure_cookies: bool
-    #: chain name -> URL template with ``{tx_hash}``, for links to a ledger explorer
+    #: chain name -> URL template with ``{hash}`` (or ``{tx_hash}``), for links to a
+    #: ledger explorer
     explorer_urls: Mapping[str, str]
 
 
@@ -123,14 +127,16 @@ def install_console(
     ``session_ttl_s`` is the absolute lifetime of a session, ``idle_timeout_s`` how
     long it survives without a request. ``secure_cookies`` False drops the Secure flag,
     for plain HTTP on loopback only. ``explorer_urls`` maps a chain name to a URL
-    template with ``{tx_hash}`` (http or https); without one, hashes show as text.
+    template with ``{hash}`` (as the settings' ``*_explorer_tx_url``; ``{tx_hash}`` is
+    taken too) where the hash goes (http or https); without one, hashes show as text.
     ``sign_in_secret`` (32 bytes or more) signs the sign-in forms' tokens; processes
     serving one console together must share it. Without it this process makes one, and
     a form it served is refused by any other (or after a restart): reload and sign in.
     """
     for chain, template in (explorer_urls or {}).items():
-        if "{tx_hash}" not in template or not template.startswith(("https://", "http://")):
-            raise ValueError(f"explorer URL for {chain} must be http(s) and contain {{tx_hash}}")
+        placed = any(mark in template for mark in _EXPLORER_MARKS)
+        if not placed or not template.startswith(("https://", "http://")):
+            raise ValueError(f"explorer URL for {chain} must be http(s) and contain {{hash}}")
     used_clock = clock or engine.clock
     console = Console(
         engine=engine,
@@ -594,14 +600,31 @@ def _admin_routes(sub: FastAPI) -> None:
             breakers=BreakerBoard(engine.db, console.clock).states(),
             report=engine.commitments.verify_audit(),
             refs=[(ref, _explorer_link(console, ref.chain, ref.tx_hash)) for ref in refs],
+            anchors=_anchor_rows(console),
         )
+
+
+def _anchor_rows(console: Console) -> views.AnchorsView:
+    """How old the newest audit anchor is on each ledger, with explorer links."""
+    engine = console.engine
+    ages = anchor_ages(engine.db, console.clock, bootstrap.anchor_accounts(engine.settings))
+    rows = [
+        views.AnchorRowView(
+            age,
+            None if age.landed is None else _explorer_link(console, age.chain, age.landed.tx_hash),
+        )
+        for age in ages.ledgers
+    ]
+    return views.AnchorsView(ages.last_taken, rows)
 
 
 def _explorer_link(console: Console, chain: str, tx_hash: str) -> str | None:
     template = console.explorer_urls.get(chain)
     if template is None or not tx_hash.isalnum():
         return None
-    return template.replace("{tx_hash}", tx_hash)
+    for mark in _EXPLORER_MARKS:
+        template = template.replace(mark, tx_hash)
+    return template
 
 
 def _error_pages(sub: FastAPI) -> None:

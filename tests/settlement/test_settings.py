@@ -30,6 +30,16 @@ def test_environment_overrides_files(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SETTLEMENT_DATABASE_URL", "mysql://x/y", "SETTLEMENT_DATABASE_URL"),
         ("SETTLEMENT_NETWORK", "mainnet", "SETTLEMENT_NETWORK"),
         ("SETTLEMENT_LOG_LEVEL", "LOUD", "SETTLEMENT_LOG_LEVEL"),
+        (
+            "SETTLEMENT_XRPL_EXPLORER_TX_URL",
+            "https://x.example/tx/",  # no {hash}: every link would be the same page
+            "SETTLEMENT_XRPL_EXPLORER_TX_URL",
+        ),
+        (
+            "SETTLEMENT_STELLAR_EXPLORER_TX_URL",
+            "javascript:alert('{hash}')",
+            "SETTLEMENT_STELLAR_EXPLORER_TX_URL",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(
@@ -38,3 +48,16 @@ def test_bad_settings_name_the_setting(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=named):
         load_settings()
+
+
+def test_explorer_links_are_off_locally_and_on_for_the_testnets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SETTLEMENT_NETWORK", raising=False)
+    assert load_settings().explorer_tx_urls == {}
+    assert load_settings(network="testnet").explorer_tx_urls == {
+        "xrpl": "https://testnet.xrpl.org/transactions/{hash}",
+        "stellar": "https://stellar.expert/explorer/testnet/tx/{hash}",
+    }
+    monkeypatch.setenv("SETTLEMENT_STELLAR_EXPLORER_TX_URL", "")
+    assert load_settings(network="testnet").explorer_tx_urls.keys() == {"xrpl"}
