@@ -272,7 +272,7 @@ class LandedAnchor:
 class AnchorStatus:
     """How far anchoring has come: the newest anchor taken (None: none yet), the newest
     applied per ledger (a ledger with none is absent), and per ledger asked about the
-    number of anchors taken but not yet applied there."""
+    number of anchors waiting to land there (taken after the newest applied)."""
 
     last_taken: AnchorRow | None
     landed: dict[str, LandedAnchor]
@@ -286,8 +286,9 @@ PUBLICATION_CHAINS = ("xrpl", "stellar")
 def anchor_status(uow: Statements, chains: Iterable[str] = ()) -> AnchorStatus:
     """Where anchoring stands, for operators (metrics, readiness, the console): every
     ledger with an anchor applied is in ``landed``; ``unpublished`` counts, for each of
-    ``chains`` (the ledgers anchors are meant for), the anchors not yet applied there.
-    The newest applied publication of a ledger is read from the end of its index."""
+    ``chains`` (the ledgers anchors are meant for), the anchors taken after the newest
+    one applied there. Index reads only, however many anchors there are: it is read on
+    every scrape and readiness probe."""
     landed = {}
     for chain in PUBLICATION_CHAINS:
         row = uow.execute(
@@ -302,13 +303,14 @@ def anchor_status(uow: Statements, chains: Iterable[str] = ()) -> AnchorStatus:
             landed[chain] = LandedAnchor(
                 chain, int(seq), created_at, cutoff, str(tx_hash), int(index), applied_at
             )
+    # anchors land on a ledger in order, oldest first (the next is signed only once the
+    # one before applied), so the ones waiting are those after the newest landed: a
+    # range of the primary key, not an anti-join over every anchor ever taken
     unpublished = {
         chain: int(
             uow.execute(
-                "SELECT count(*) FROM audit_anchors a WHERE NOT EXISTS (SELECT 1"
-                " FROM audit_anchor_publications p WHERE p.anchor_seq = a.seq"
-                " AND p.chain = :chain AND p.status = 'APPLIED')",
-                {"chain": chain},
+                "SELECT count(*) FROM audit_anchors WHERE seq > :after",
+                {"after": landed[chain].seq if chain in landed else 0},
             ).scalar_one()
         )
         for chain in sorted(set(chains))
