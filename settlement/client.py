@@ -339,9 +339,12 @@ class SettlementClient:
 
     # -- auditor ------------------------------------------------------------------
 
-    def verify_audit(self, *, ledgers: bool = False) -> dict[str, Any]:
-        """Recompute every chain; with ``ledgers`` also check every ledger reference."""
-        return self._read("/audit/verify", params={"ledgers": "true"} if ledgers else None)
+    def verify_audit(self, *, ledgers: bool = False, anchors: bool = False) -> dict[str, Any]:
+        """Recompute every chain; with ``ledgers`` also check every ledger reference; with
+        ``anchors`` also every audit anchor (the answer's ``anchors``)."""
+        asked = {"ledgers": ledgers, "anchors": anchors}
+        params = {name: "true" for name, on in asked.items() if on}
+        return self._read("/audit/verify", params=params or None)
 
     # -- transport ----------------------------------------------------------------
 

@@ -331,12 +331,54 @@ class ChainBreakOut(BaseModel):
     problem: str
 
 
-class VerifyOut(BaseModel):
+class AnchorCheckOut(BaseModel):
+    """One audit anchor as the verifier found it."""
+
+    seq: int
+    root: str
+    recomputed_root: str | None = Field(
+        description="The root recomputed from the audit log as it is now (null: no chain "
+        "as of the anchor's cutoff)"
+    )
+    confirmed_on: dict[str, str] = Field(
+        description="Ledger -> hash of the transaction found there carrying the root"
+    )
+    problems: list[str]
+    changed: list[str] = Field(description="Commitments whose chain head differs")
+    missing: list[str] = Field(description="Commitments anchored, no longer in the log")
+    added: list[str] = Field(description="Commitments in the log as of then, not anchored")
+
+
+class AnchorChainProblemOut(BaseModel):
+    seq: int
+    problem: str
+
+
+class AnchorReportOut(BaseModel):
+    """Every anchored root recomputed and checked on its ledgers (``settle audit verify
+    --anchors --json`` writes the same under ``anchors``)."""
+
     ok: bool
+    anchors: int
+    first_mismatch: AnchorCheckOut | None
+    anchor_chain_problems: list[AnchorChainProblemOut]
+    unconfirmed: list[int] = Field(description="Anchors confirmed on no ledger yet")
+    unlisted: list[str] = Field(
+        description="What the anchor accounts' ledger history carries that no anchor in "
+        "the database has"
+    )
+    checks: list[AnchorCheckOut]
+
+
+class VerifyOut(BaseModel):
+    ok: bool = Field(description="Every check asked for passed (with anchors=true: anchors too)")
     chains: int
     entries: int
     ledger_refs_checked: int
     breaks: list[ChainBreakOut]
+    anchors: AnchorReportOut | None = Field(
+        default=None, description="With anchors=true: every anchor recomputed and checked"
+    )
 
 
 class HealthOut(BaseModel):

@@ -157,40 +157,62 @@ def audit_verify_with_anchors(*, as_json: bool, ledgers: bool) -> None:
 
 
 def _echo_verify(audit: VerifyReport, anchors: AnchorReport, *, as_json: bool) -> None:
-    ok = audit.ok and anchors.ok
+    report = {
+        "ok": audit.ok and anchors.ok,
+        "audit": audit.as_dict(),
+        "anchors": anchors.as_dict(),
+    }
+    echo_anchor_verify(report, as_json=as_json)
+
+
+def anchor_verify_of_api(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's ``audit/verify?anchors=true`` answer in the shape ``--json`` writes on
+    the database host: ``ok``, the chains' report under ``audit``, ``anchors``."""
+    audit = {name: answer[name] for name in ("chains", "entries", "ledger_refs_checked")}
+    audit = {"ok": not answer["breaks"], **audit, "breaks": answer["breaks"]}
+    return {"ok": answer["ok"], "audit": audit, "anchors": answer["anchors"]}
+
+
+def echo_anchor_verify(report: Mapping[str, Any], *, as_json: bool) -> None:
+    """Print a verification with anchors (as JSON, or as lines naming the first broken
+    chain and the first anchor that no longer matches); exit 1 unless it is ok."""
     if as_json:
-        report = {"ok": ok, "audit": audit.as_dict(), "anchors": anchors.as_dict()}
         typer.echo(json.dumps(report, indent=2))
     else:
-        if audit.ok:
-            typer.echo(f"ok: {audit.chains} chains, {audit.entries} entries verified")
+        audit = report["audit"]
+        if audit["ok"]:
+            typer.echo(f"ok: {audit['chains']} chains, {audit['entries']} entries verified")
         else:
-            typer.echo(f"BROKEN: {len(audit.breaks)} of {audit.chains} chains")
-            for problem in audit.breaks:
-                typer.echo(f"  {problem}")
-        for line in _anchor_lines(anchors):
+            typer.echo(f"BROKEN: {len(audit['breaks'])} of {audit['chains']} chains")
+            for b in audit["breaks"]:
+                where = f"entry {b['seq']}" if b.get("seq") is not None else "chain"
+                typer.echo(f"  commitment {b['commitment_id']} {where}: {b['problem']}")
+        for line in _anchor_lines(report["anchors"]):
             typer.echo(line)
-    if not ok:
+    if not report["ok"]:
         raise typer.Exit(1)
 
 
-def _anchor_lines(report: AnchorReport) -> list[str]:
-    first = report.first_mismatch
+def _anchor_lines(report: Mapping[str, Any]) -> list[str]:
+    first = report["first_mismatch"]
     lines = []
-    if report.ok:
-        lines.append(f"ok: {len(report.anchors)} anchors recomputed and matched")
+    if report["ok"]:
+        lines.append(f"ok: {report['anchors']} anchors recomputed and matched")
     elif first is not None:
-        lines.append(f"ANCHOR MISMATCH: first at anchor {first.seq} (root {first.root})")
-    elif report.unlisted:
+        lines.append(f"ANCHOR MISMATCH: first at anchor {first['seq']} (root {first['root']})")
+    elif report["unlisted"]:
         lines.append("ANCHOR MISMATCH: the ledgers carry anchors the database does not list")
     else:
         lines.append("ANCHOR CHAIN BROKEN")
-    lines.extend(f"  anchor chain: anchor {seq}: {p}" for seq, p in report.chain_problems)
-    for check in report.anchors:
-        lines.extend(f"  anchor {check.seq}: {p}" for p in check.problems)
-    lines.extend(f"  not in the database: {problem}" for problem in report.unlisted)
-    if report.unconfirmed:
-        seqs = ", ".join(str(s) for s in report.unconfirmed)
+    lines.extend(
+        f"  anchor chain: anchor {p['seq']}: {p['problem']}"
+        for p in report["anchor_chain_problems"]
+    )
+    for check in report["checks"]:
+        lines.extend(f"  anchor {check['seq']}: {p}" for p in check["problems"])
+    lines.extend(f"  not in the database: {problem}" for problem in report["unlisted"])
+    if report["unconfirmed"]:
+        seqs = ", ".join(str(s) for s in report["unconfirmed"])
         lines.append(f"not confirmed on any ledger yet: anchor {seqs}")
     return lines
 

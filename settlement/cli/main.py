@@ -18,7 +18,13 @@ from adapters.errors import AdapterError
 from ledger import embedded, migrate
 from ledger.errors import LedgerError
 from settlement import bootstrap
-from settlement.cli.anchors import audit_anchor, audit_proof, audit_verify_with_anchors
+from settlement.cli.anchors import (
+    anchor_verify_of_api,
+    audit_anchor,
+    audit_proof,
+    audit_verify_with_anchors,
+    echo_anchor_verify,
+)
 from settlement.cli.commitments import commitments_app, show_audit
 from settlement.cli.common import (
     JsonFlag,
@@ -161,8 +167,7 @@ def audit_verify(
         bool,
         typer.Option(
             "--anchors",
-            help="Also recompute every anchored root and check it on its ledgers (on the "
-            "database).",
+            help="Also recompute every anchored root and check it on its ledgers.",
         ),
     ] = False,
     direct: Annotated[
@@ -181,21 +186,25 @@ def audit_verify(
     Through the API when a key is given (--key or SETTLEMENT_API_KEY); on the database
     with --direct, or when no key is given.
 
-    With --anchors (on the database) it also recomputes every anchored root from the log
-    and checks it on the ledgers, naming the first anchor whose root no longer matches.
+    With --anchors it also recomputes every anchored root from the log and checks it on
+    the ledgers, naming the first anchor whose root no longer matches (through the API
+    too, where the API process's ledgers check it).
 
     Exit codes: 0 verified; 1 a chain, ledger reference or anchor failed, or the API
     refused; 2 usage error; 3 the API is unreachable or failing (5xx).
     """
-    if anchors:
-        audit_verify_with_anchors(as_json=as_json, ledgers=ledgers)
-        return
     if direct or key is None:
         # as the help says: without a key the operator on the database host verifies there
-        _audit_verify_direct(as_json=as_json, ledgers=ledgers)
+        if anchors:
+            audit_verify_with_anchors(as_json=as_json, ledgers=ledgers)
+        else:
+            _audit_verify_direct(as_json=as_json, ledgers=ledgers)
         return
     with api_call(target(url, key, key_id), as_json=as_json) as client:
-        report = client.verify_audit(ledgers=ledgers)
+        report = client.verify_audit(ledgers=ledgers, anchors=anchors)
+    if anchors:
+        echo_anchor_verify(anchor_verify_of_api(report), as_json=as_json)
+        return
     _echo_verify(report, as_json=as_json, ledgers=ledgers)
 
 

@@ -326,3 +326,21 @@ def test_readiness_says_how_old_the_anchors_are_and_never_fails_for_them(
     }
     assert shown["ledgers"]["xrpl"]["seq"] is None
     assert shown["ledgers"]["xrpl"]["unpublished"] == 2
+
+
+def test_anchors_are_verified_through_the_api_only_where_they_can_be_checked(
+    anchoring_api: Api, clock: ManualClock
+) -> None:
+    api = anchoring_api
+    problem_of(api.send(api.allocator, "GET", "/v1/audit/verify?anchors=true"), 403, "forbidden")
+    with api.client(api.auditor) as auditor:
+        plain = auditor.verify_audit()
+        answer = auditor.verify_audit(anchors=True)
+    assert plain["anchors"] is None  # not asked: not checked
+    # nothing anchored: nothing to check on a ledger, so no ledger is needed
+    assert answer["ok"] and answer["anchors"]["ok"] and answer["anchors"]["anchors"] == 0
+    _anchor(api.engine, clock, on="xrpl")
+    # an anchor checked on no ledger proves nothing: this process has none
+    problem_of(
+        api.send(api.auditor, "GET", "/v1/audit/verify?anchors=true"), 503, "ledgers_unavailable"
+    )

@@ -15,12 +15,14 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from ledger import anchors, proof_verifier
-from settlement import bootstrap
+from settlement import bootstrap, signing
 from settlement.bootstrap import DatabaseUrls
 from settlement.cli.main import app
+from settlement.clock import SystemClock
 from settlement.demo.world import LocalWorld
 from settlement.domain.states import State
 from settlement.settings import load_settings
+from tests.settlement.api.conftest import running_api
 from tests.support import new_commitment
 
 
@@ -108,6 +110,47 @@ def test_anchor_verify_and_prove_from_the_command_line(
     assert code == 1
     assert "ANCHOR MISMATCH: first at anchor 1" in out
     assert f"changed: {victim}" in out
+
+
+def test_an_auditor_verifies_the_anchors_through_the_signed_api(
+    world: LocalWorld,
+    operator: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    victim, _ = _commitments(State.VERIFIED, State.DRAFT)
+    assert settle("audit", "anchor")[0] == 0
+    engine = bootstrap.build(load_settings())
+    ledgers = bootstrap.build_ledgers(engine)
+    try:
+        with running_api(engine, SystemClock(), ledgers=ledgers) as api:
+            with api.client(api.auditor) as auditor:
+                answer = auditor.verify_audit(anchors=True)
+            assert answer["ok"] and answer["anchors"]["ok"], answer
+            assert answer["anchors"]["checks"][0]["confirmed_on"].keys() == {"xrpl", "stellar"}
+            key_file = tmp_path / f"{api.auditor.key_id}.pem"  # the key id, by default
+            key_file.write_bytes(signing.private_key_pem(api.auditor.private_key))
+            remote = ["--url", api.url, "--key", str(key_file)]
+            direct = _json(["audit", "verify", "--anchors"])[1]
+            # the auditor has no database: only the API can answer
+            monkeypatch.setenv("SETTLEMENT_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/no")
+            code, out = settle("audit", "verify", "--anchors", "--json", *remote)
+            assert code == 0, out
+            assert json.loads(out) == direct, "through the API, the database host's report"
+
+            _rewrite_history(operator["SETTLEMENT_DATABASE_URL"], victim)
+            with api.client(api.auditor) as auditor:
+                assert auditor.verify_audit()["ok"], "the chain alone passes"
+                answer = auditor.verify_audit(anchors=True)
+            assert not answer["ok"] and answer["breaks"] == []
+            assert answer["anchors"]["first_mismatch"]["changed"] == [str(victim)]
+            code, out = settle("audit", "verify", "--anchors", *remote)
+            assert code == 1, out
+            assert "ANCHOR MISMATCH: first at anchor 1" in out
+            assert f"changed: {victim}" in out
+    finally:
+        ledgers.close()
+        engine.close()
 
 
 def _rewrite_history(owner_url: str, victim: UUID) -> None:
