@@ -426,7 +426,15 @@ class SubmitContext:
 
 
 def lock_for_submit(uow: UnitOfWork, commitment_id: UUID, *, now: datetime) -> SubmitContext | None:
-    """Lock the commitment row and read what screening needs; None if there is no row."""
+    """Lock the commitment row and read what screening needs; None if there is no row.
+
+    The limit totals exclude this commitment and are exact at the snapshot read:
+    ``party_submitted_24h`` is what the owner's other commitments in the currency,
+    submitted after ``now - 24 h`` and now PENDING_REVIEW .. SETTLED, amount to;
+    ``asset_open_total`` what the other open commitments in the currency amount to.
+    Both are read from counters (``_limit_totals``), at a cost that does not grow with
+    the number of commitments.
+    """
     row = uow.execute(
         "SELECT c.owner_party, c.amount, c.currency, c.state, c.version,"
         " (SELECT counterparty FROM commitment_counterparties WHERE commitment_id = c.id)"
@@ -436,25 +444,11 @@ def lock_for_submit(uow: UnitOfWork, commitment_id: UUID, *, now: datetime) -> S
     if row is None:
         return None
     owner, amount, currency, state, version, counterparty = tuple(row)
-    totals = tuple(
-        uow.execute(
-            "SELECT"
-            " (SELECT coalesce(sum(o.amount), 0) FROM commitments o"
-            "   WHERE o.owner_party = :owner AND o.currency = :ccy AND o.id <> :id"
-            "     AND o.state IN ('PENDING_REVIEW', 'VERIFIED', 'ESCROWED', 'SETTLED')"
-            "     AND EXISTS (SELECT 1 FROM state_transitions t WHERE t.commitment_id = o.id"
-            "                 AND t.event = 'submit' AND t.at > :since)),"
-            " (SELECT coalesce(sum(o.amount), 0) FROM commitments o"
-            "   WHERE o.currency = :ccy AND o.id <> :id"
-            "     AND o.state IN ('PENDING_REVIEW', 'VERIFIED', 'ESCROWED'))",
-            {
-                "owner": owner,
-                "ccy": currency,
-                "id": commitment_id,
-                "since": now - timedelta(hours=24),
-            },
-        ).one()
+    party_24h, open_total = _limit_totals(
+        uow, commitment_id, owner, currency, since=now - timedelta(hours=24)
     )
+    if state in OPEN_STATES:
+        open_total -= Decimal(amount)
     return SubmitContext(
         state=state,
         version=version,
@@ -464,10 +458,41 @@ def lock_for_submit(uow: UnitOfWork, commitment_id: UUID, *, now: datetime) -> S
             counterparty=counterparty,
             amount=Decimal(amount),
             currency=currency,
-            party_submitted_24h=Decimal(totals[0]),
-            asset_open_total=Decimal(totals[1]),
+            party_submitted_24h=party_24h,
+            asset_open_total=open_total,
         ),
     )
+
+
+#: the counters of migration 0015. The party's window (since, now]: the buckets that
+#: start after the bucket holding ``since`` from the sharded counters, the edge bucket's
+#: counted submits after ``since`` from the marks (an index range of one bucket), less
+#: this commitment's own mark. The open total includes this commitment if it is open.
+_LIMIT_TOTALS = (
+    "SELECT"
+    " (SELECT coalesce(sum(b.amount), 0) FROM party_submit_buckets b"
+    "   WHERE b.owner_party = :owner AND b.currency = :ccy"
+    "     AND b.bucket >= limit_bucket_next(:since))"
+    " + (SELECT coalesce(sum(m.amount), 0) FROM commitment_submit_marks m"
+    "   WHERE m.owner_party = :owner AND m.currency = :ccy AND m.counted"
+    "     AND m.submitted_at > :since AND m.submitted_at < limit_bucket_next(:since))"
+    " - (SELECT coalesce(sum(m.amount), 0) FROM commitment_submit_marks m"
+    "   WHERE m.commitment_id = :id AND m.counted AND m.submitted_at > :since),"
+    " (SELECT coalesce(sum(o.amount), 0) FROM open_totals o WHERE o.currency = :ccy)"
+)
+
+
+def _limit_totals(
+    uow: UnitOfWork, commitment_id: UUID, owner: str, currency: str, *, since: datetime
+) -> tuple[Decimal, Decimal]:
+    """(the owner's counted submits after ``since`` in the currency, less this
+    commitment's; the currency's open total, this commitment included if it is open)."""
+    party, open_total = tuple(
+        uow.execute(
+            _LIMIT_TOTALS, {"owner": owner, "ccy": currency, "id": commitment_id, "since": since}
+        ).one()
+    )
+    return Decimal(party), Decimal(open_total)
 
 
 def save_screening(
