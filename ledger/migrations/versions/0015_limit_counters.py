@@ -121,6 +121,13 @@ DECLARE
     v_at timestamptz;
     v_delta numeric;
 BEGIN
+    -- the open row first: every change of a party bucket changes it too, so two sessions
+    -- on one shard changing several commitments of a currency queue on it, not deadlock
+    IF open_delta <> 0 THEN
+        INSERT INTO open_totals AS o (currency, shard, amount)
+            VALUES (NEW.currency, v_shard, open_delta)
+            ON CONFLICT (currency, shard) DO UPDATE SET amount = o.amount + EXCLUDED.amount;
+    END IF;
     IF now_counted AND NOT was_counted THEN
         INSERT INTO commitment_submit_marks AS m (commitment_id, owner_party, currency, amount,
                                                  submitted_at, counted)
@@ -142,11 +149,6 @@ BEGIN
             VALUES (NEW.owner_party, NEW.currency, limit_bucket(v_at), v_shard, v_delta)
             ON CONFLICT (owner_party, currency, bucket, shard) DO UPDATE
                 SET amount = b.amount + EXCLUDED.amount;
-    END IF;
-    IF open_delta <> 0 THEN
-        INSERT INTO open_totals AS o (currency, shard, amount)
-            VALUES (NEW.currency, v_shard, open_delta)
-            ON CONFLICT (currency, shard) DO UPDATE SET amount = o.amount + EXCLUDED.amount;
     END IF;
     RETURN NULL;
 END $$;
