@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from adapters.chain import ChainName
 from adapters.resilience import ChainGuard
-from ledger import breakers as records
+from ledger import breakers as breaker_records
 from ledger.breakers import BreakerRow, ResetRequest
 from ledger.database import Database, UnitOfWork
 from settlement.clock import Clock
@@ -62,8 +62,8 @@ class BreakerBoard:
         now = self._clock.now()
 
         def work(uow: UnitOfWork) -> list[ChainName]:
-            latest = records.latest_resets(uow)
-            published = records.rows_of(uow, scope, for_update=True)
+            latest = breaker_records.latest_resets(uow)
+            published = breaker_records.rows_of(uow, scope, for_update=True)
             reset: list[ChainName] = []
             for chain, guard in sorted(guards.items()):
                 request = latest.get(chain.value)
@@ -89,7 +89,7 @@ class BreakerBoard:
                         request.requested_at.isoformat(),
                     )
                 state = guard.state
-                records.upsert(
+                breaker_records.upsert(
                     uow,
                     scope=scope,
                     chain=chain.value,
@@ -108,12 +108,12 @@ class BreakerBoard:
     def states(self) -> list[BreakerRow]:
         """Every published breaker, by scope then chain."""
         with translated(), self._db.unit_of_work() as uow:
-            return records.all_rows(uow)
+            return breaker_records.all_rows(uow)
 
     def resets(self, *, limit: int = 100) -> list[ResetRequest]:
         """The latest reset requests, newest first."""
         with translated(), self._db.unit_of_work() as uow:
-            return records.resets(uow, limit=limit)
+            return breaker_records.resets(uow, limit=limit)
 
     def request_reset(self, actor: Actor, chain: str) -> ResetRequest:
         """Ask every process to close its breaker of ``chain`` on its next publish.
@@ -127,7 +127,9 @@ class BreakerBoard:
         now = self._clock.now()
 
         def work(uow: UnitOfWork) -> ResetRequest:
-            return records.insert_reset(uow, chain=name.value, requested_by=actor.id, at=now)
+            return breaker_records.insert_reset(
+                uow, chain=name.value, requested_by=actor.id, at=now
+            )
 
         with translated():
             request = self._db.transaction(work)

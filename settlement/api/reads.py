@@ -16,7 +16,7 @@ from datetime import datetime
 from uuid import UUID
 
 from ledger import commitments
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.commitments import CommitmentRecord
 from ledger.database import Database
 from ledger.errors import RecordNotFound
@@ -73,18 +73,18 @@ def commitment_page(
 
 def latest_settlement(db: Database, commitment_id: UUID) -> SettlementDetail | None:
     with translated(), db.unit_of_work() as uow:
-        found = records.settlements_of(uow, commitment_id)
-        return records.detail(uow, found[-1]) if found else None
+        found = settlement_records.settlements_of(uow, commitment_id)
+        return settlement_records.detail(uow, found[-1]) if found else None
 
 
 def settlement(db: Database, settlement_id: UUID) -> SettlementDetail:
     """One settlement with its legs and submissions; ``settlement_not_found`` (404)."""
     with translated(), db.unit_of_work() as uow:
         try:
-            row = records.load_settlement(uow, settlement_id)
+            row = settlement_records.load_settlement(uow, settlement_id)
         except RecordNotFound as exc:
             raise problems.ApiProblem("settlement_not_found", str(exc)) from exc
-        return records.detail(uow, row)
+        return settlement_records.detail(uow, row)
 
 
 def settlements(
@@ -92,4 +92,6 @@ def settlements(
 ) -> list[SettlementRow]:
     """Settlements, newest first, optionally only those flagged or in one status."""
     with translated(), db.unit_of_work() as uow:
-        return records.list_settlements(uow, needs_review=needs_review, status=status, limit=limit)
+        return settlement_records.list_settlements(
+            uow, needs_review=needs_review, status=status, limit=limit
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from ledger import audit
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.audit import LedgerRefEntry
 from ledger.database import Database
 from ledger.settlements import SettlementDetail
@@ -22,7 +22,7 @@ LedgerRefView = LedgerRefEntry
 def settlements_of(db: Database, commitment_id: UUID) -> list[SettlementDetail]:
     """Every settlement of a commitment with its legs and ledger submissions."""
     with translated(), db.unit_of_work() as uow:
-        return records.details_of(uow, commitment_id)
+        return settlement_records.details_of(uow, commitment_id)
 
 
 def recent_ledger_refs(db: Database, *, limit: int = 50) -> list[LedgerRefEntry]:

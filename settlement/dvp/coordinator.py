@@ -66,7 +66,7 @@ from adapters.chain import (
 )
 from adapters.conditions import HashLock
 from ledger import errors as db_errors
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.audit import payload_text
 from ledger.commitments import CommitmentRecord
 from ledger.database import Database, Statements
@@ -276,7 +276,7 @@ class DvpCoordinator:
         cancel_after = commit_deadline + timedelta(seconds=self.policy.safety_margin_s)
 
         def write(uow: Statements) -> None:
-            records.insert_settlement(
+            settlement_records.insert_settlement(
                 uow,
                 settlement_id=settlement_id,
                 commitment_id=commitment_id,
@@ -289,7 +289,7 @@ class DvpCoordinator:
                 at=now,
                 legs=rows,
             )
-            records.append_audit(
+            settlement_records.append_audit(
                 uow,
                 commitment_id=commitment_id,
                 actor=actor.id,
@@ -327,7 +327,7 @@ class DvpCoordinator:
         now = self._clock.now()
 
         def write(uow: Statements) -> None:
-            settlement = records.load_settlement(uow, settlement_id, for_update=True)
+            settlement = settlement_records.load_settlement(uow, settlement_id, for_update=True)
             if settlement.decision == Decision.COMMIT:
                 raise errors.TransitionNotAllowed(
                     f"settlement {settlement_id} decided COMMIT; it only rolls forward"
@@ -337,10 +337,10 @@ class DvpCoordinator:
                 SettlementStatus.UNWINDING,
             ):
                 raise errors.TransitionNotAllowed(f"settlement {settlement_id} is closed")
-            records.request_cancel(
+            settlement_records.request_cancel(
                 uow, settlement_id, actor.id, reason.strip(), now, key_id=actor.key_id
             )
-            records.append_audit(
+            settlement_records.append_audit(
                 uow,
                 commitment_id=settlement.commitment_id,
                 actor=actor.id,
@@ -605,7 +605,7 @@ class DvpCoordinator:
         now = self._clock.now()
 
         def write(uow: Statements) -> None:
-            records.record_release(
+            settlement_records.record_release(
                 uow,
                 s.id,
                 leg.leg_no,
@@ -622,7 +622,7 @@ class DvpCoordinator:
             }
             if released.delivered is not None:
                 body["delivered"] = released.delivered
-            records.append_audit(
+            settlement_records.append_audit(
                 uow,
                 commitment_id=s.commitment_id,
                 actor=SYSTEM.id,
@@ -686,7 +686,7 @@ class DvpCoordinator:
         now = self._clock.now()
 
         def write(uow: Statements) -> Decision:
-            current = records.load_settlement(uow, s.id, for_update=True)
+            current = settlement_records.load_settlement(uow, s.id, for_update=True)
             if current.decision is not None:
                 return Decision(current.decision)  # another worker decided first
             chosen, why = decision, reason
@@ -696,8 +696,8 @@ class DvpCoordinator:
                 chosen = Decision.ABORT
                 why = f"force-cancel requested by {current.cancel_requested_by}"
             SETTLEMENTS.require(SettlementStatus(current.status), DECIDES[chosen])
-            records.decide(uow, s.id, chosen.value, why, now)
-            records.append_audit(
+            settlement_records.decide(uow, s.id, chosen.value, why, now)
+            settlement_records.append_audit(
                 uow,
                 commitment_id=s.commitment_id,
                 actor=SYSTEM.id,
@@ -739,14 +739,16 @@ class DvpCoordinator:
         """The one place a settlement closes; the table is checked before the database's
         own rule, so a wrong close is named here."""
         SETTLEMENTS.require(SettlementStatus(s.status), status)
-        self._db.statements(lambda uow: records.close(uow, s.id, status, self._clock.now()))
+        self._db.statements(
+            lambda uow: settlement_records.close(uow, s.id, status, self._clock.now())
+        )
 
     def _flag(self, s: SettlementRow, reason: str) -> None:
         now = self._clock.now()
 
         def write(uow: Statements) -> None:
-            if records.flag_for_review(uow, s.id, reason, now):
-                records.append_audit(
+            if settlement_records.flag_for_review(uow, s.id, reason, now):
+                settlement_records.append_audit(
                     uow,
                     commitment_id=s.commitment_id,
                     actor=SYSTEM.id,
@@ -774,20 +776,24 @@ class DvpCoordinator:
         return self.policy.retry_after_s
 
     def _set_leg(self, s: SettlementRow, leg: LegRow, state: LegState) -> None:
-        self._db.statements(lambda uow: records.set_leg_state(uow, s.id, leg.leg_no, state))
+        self._db.statements(
+            lambda uow: settlement_records.set_leg_state(uow, s.id, leg.leg_no, state)
+        )
 
     def _leg(self, settlement_id: UUID, leg_no: int) -> LegRow:
         def read(uow: Statements) -> LegRow:
-            return next(x for x in records.load_legs(uow, settlement_id) if x.leg_no == leg_no)
+            return next(
+                x for x in settlement_records.load_legs(uow, settlement_id) if x.leg_no == leg_no
+            )
 
         return self._db.statements(read)
 
     def _load(self, settlement_id: UUID) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
         def read(uow: Statements) -> tuple[SettlementRow, list[LegRow], list[SubmissionRow]]:
             return (
-                records.load_settlement(uow, settlement_id),
-                records.load_legs(uow, settlement_id),
-                records.submissions(uow, settlement_id),
+                settlement_records.load_settlement(uow, settlement_id),
+                settlement_records.load_legs(uow, settlement_id),
+                settlement_records.submissions(uow, settlement_id),
             )
 
         try:
@@ -806,7 +812,7 @@ class DvpCoordinator:
 
 
 def _leg_rows(legs: Sequence[LegInstruction], kinds: Sequence[LockKind]) -> list[dict[str, Any]]:
-    """The legs as ``records.insert_settlement`` takes them, numbered from 0."""
+    """The legs as ``settlement_records.insert_settlement`` takes them, numbered from 0."""
     return [
         {
             "leg_no": n,

@@ -56,7 +56,7 @@ The engine may be running meanwhile: a break about a leg of an open settlement i
 confirmed by reading the leg again after the ledger was read, and dropped if the leg
 moved; a lock found on a ledger is called unknown only if it is still unknown to the
 database after the listing. A partial settlement is never dropped that way: a leg
-paid or returned stays so, on the ledger and in the records.
+paid or returned stays so, on the ledger and in the settlement_records.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ from adapters.chain import (
     Unavailable,
 )
 from adapters.errors import AdapterError, TransportError
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.database import Database, UnitOfWork
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
 from settlement.domain.settlements import (
@@ -323,12 +323,12 @@ class Reconciler:
 
     def _load(self) -> list[_Snapshot]:
         def read(uow: UnitOfWork) -> list[_Snapshot]:
-            ids = records.all_settlement_ids(uow)
+            ids = settlement_records.all_settlement_ids(uow)
             return [
                 _Snapshot(
-                    records.load_settlement(uow, sid),
-                    records.load_legs(uow, sid),
-                    records.submissions(uow, sid),
+                    settlement_records.load_settlement(uow, sid),
+                    settlement_records.load_legs(uow, sid),
+                    settlement_records.submissions(uow, sid),
                 )
                 for sid in ids
             ]
@@ -338,9 +338,9 @@ class Reconciler:
     def _reload(self, settlement_id: UUID) -> _Snapshot:
         return self._db.transaction(
             lambda uow: _Snapshot(
-                records.load_settlement(uow, settlement_id),
-                records.load_legs(uow, settlement_id),
-                records.submissions(uow, settlement_id),
+                settlement_records.load_settlement(uow, settlement_id),
+                settlement_records.load_legs(uow, settlement_id),
+                settlement_records.submissions(uow, settlement_id),
             )
         )
 
@@ -983,7 +983,7 @@ class _Run:
         def read(uow: UnitOfWork) -> list[LockRef]:
             return [
                 LockRef(ChainName(chain), owner, sequence, balance_id)
-                for chain, owner, sequence, balance_id in records.known_lock_refs(uow)
+                for chain, owner, sequence, balance_id in settlement_records.known_lock_refs(uow)
             ]
 
         return self.owner._db.transaction(read)

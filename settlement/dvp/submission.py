@@ -51,7 +51,7 @@ from adapters.chain import (
 )
 from adapters.errors import AdapterError
 from ledger import errors as db_errors
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.audit import payload_text
 from ledger.database import Database, Statements
 from ledger.settlements import LegRow, SettlementRow, SubmissionRow
@@ -231,7 +231,7 @@ class Submitter:
         now = self._clock.now()
 
         def write_ahead(uow: Statements) -> None:
-            records.record_submission(
+            settlement_records.record_submission(
                 uow,
                 settlement_id=s.id,
                 leg_no=leg.leg_no,
@@ -246,7 +246,7 @@ class Submitter:
             )
             if purpose is Purpose.LOCK and signed.lock_ref is not None:
                 ref = signed.lock_ref
-                records.set_leg_state(
+                settlement_records.set_leg_state(
                     uow,
                     s.id,
                     leg.leg_no,
@@ -261,7 +261,7 @@ class Submitter:
         except db_errors.ConstraintViolation as exc:
             if exc.sqlstate != "23505":
                 raise
-            if records.CHANNEL_TAKEN in str(exc):
+            if settlement_records.CHANNEL_TAKEN in str(exc):
                 # another settlement recorded a transaction on this channel first; this
                 # signature was never sent and never will be: the next step signs again
                 return Pending(signed.tx_hash, f"channel {signed.channel} taken meanwhile")
@@ -283,7 +283,9 @@ class Submitter:
         after the read can only be spent by a transaction recorded since, which the
         unique index refuses, or (if that one has also become final meanwhile) the ledger
         refuses (tefNO_TICKET): it never applies, and is final once its expiry passes."""
-        busy = self._db.statements(lambda uow: records.busy_channels(uow, chain.name.value))
+        busy = self._db.statements(
+            lambda uow: settlement_records.busy_channels(uow, chain.name.value)
+        )
         channels = chain.submission_channels(leg_spec(leg), purpose)
         if not channels:
             return None
@@ -331,7 +333,7 @@ class Submitter:
                     new_state = LegState.HELD
 
                 def applied(uow: Statements) -> None:
-                    records.finalize_submission(
+                    settlement_records.finalize_submission(
                         uow,
                         tx_hash=tx_hash,
                         status=SubmissionStatus.APPLIED,
@@ -340,8 +342,8 @@ class Submitter:
                         ledger_hash=ledger_hash,
                         at=now,
                     )
-                    records.set_leg_state(uow, s.id, leg.leg_no, new_state)
-                    records.append_audit(
+                    settlement_records.set_leg_state(uow, s.id, leg.leg_no, new_state)
+                    settlement_records.append_audit(
                         uow,
                         commitment_id=s.commitment_id,
                         actor=SYSTEM.id,
@@ -402,7 +404,7 @@ class Submitter:
         index, ledger_hash = ledger if ledger is not None else (None, None)
 
         def write(uow: Statements) -> None:
-            records.finalize_submission(
+            settlement_records.finalize_submission(
                 uow,
                 tx_hash=tx_hash,
                 status=status,
@@ -414,7 +416,7 @@ class Submitter:
             body = {"settlement_id": s.id, "leg_no": leg.leg_no, "result": code or status.value}
             if ledger is None:
                 body["tx_hash"] = tx_hash
-            records.append_audit(
+            settlement_records.append_audit(
                 uow,
                 commitment_id=s.commitment_id,
                 actor=SYSTEM.id,

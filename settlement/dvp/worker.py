@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.database import Database
 from settlement.clock import Clock
 from settlement.dvp import DvpCoordinator, Progress
@@ -115,7 +115,7 @@ class Worker:
     def _claim(self, limit: int) -> list[UUID]:
         now = self._clock.now()
         return self._db.statements(
-            lambda uow: records.claim_due(
+            lambda uow: settlement_records.claim_due(
                 uow, worker=self.name, now=now, lease_s=self.policy.lease_s, limit=limit
             )
         )
@@ -128,7 +128,9 @@ class Worker:
                 log.info("settlement %s: another worker is inside a step; skipped", settlement_id)
                 soon = self._clock.now() + timedelta(seconds=1)
                 self._db.statements(
-                    lambda uow: records.release_lease(uow, settlement_id, self.name, soon)
+                    lambda uow: settlement_records.release_lease(
+                        uow, settlement_id, self.name, soon
+                    )
                 )
                 return
             try:
@@ -141,7 +143,7 @@ class Worker:
             return
         retry_at = self._clock.now() + timedelta(seconds=result.retry_after_s)
         self._db.statements(
-            lambda uow: records.release_lease(uow, settlement_id, self.name, retry_at)
+            lambda uow: settlement_records.release_lease(uow, settlement_id, self.name, retry_at)
         )
 
     def run(self) -> None:
@@ -204,4 +206,4 @@ class Worker:
         self._stop.wait(seconds)
 
     def open_settlements(self) -> int:
-        return self._db.statements(records.count_open)
+        return self._db.statements(settlement_records.count_open)

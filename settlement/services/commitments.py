@@ -48,7 +48,7 @@ from compliance.records import (
 )
 from compliance.screening import Screening, Subject, screen
 from ledger import audit
-from ledger import commitments as records
+from ledger import commitments as commitment_records
 from ledger.commitments import Attribution, CommitmentRecord, HistoryRow, WriteResult
 from ledger.database import Database, Statements, UnitOfWork
 from ledger.idempotency import fingerprint
@@ -190,7 +190,7 @@ class CommitmentService:
             at=now,
         )
         write = functools.partial(
-            records.create,
+            commitment_records.create,
             by=by,
             commitment_id=new_id,
             owner_party=actor.party,
@@ -266,7 +266,7 @@ class CommitmentService:
         by = request.attribution(actor, request.noted)
         if parsed is Event.APPROVE:
             with translated(officer_event=True):
-                return records.approve(
+                return commitment_records.approve(
                     self._db,
                     by,
                     commitment_id=commitment_id,
@@ -275,7 +275,7 @@ class CommitmentService:
                 )
         spec = transitions_for_event(parsed)
         with translated(officer_event=parsed in OFFICER_EVENTS):
-            return records.transition(
+            return commitment_records.transition(
                 self._db,
                 by,
                 commitment_id=commitment_id,
@@ -356,7 +356,7 @@ class CommitmentService:
 
         def work(uow: UnitOfWork) -> WriteResult:
             if key is not None:
-                replayed = records.replay_of(
+                replayed = commitment_records.replay_of(
                     uow, actor=actor.id, idempotency_key=key, fingerprint=request.fingerprint
                 )
                 if replayed is not None:
@@ -365,7 +365,7 @@ class CommitmentService:
             payload = dict(request.noted)
             if screening is not None:
                 payload["screening"] = screening.as_payload()
-            result = records.transition(
+            result = commitment_records.transition(
                 uow,
                 request.attribution(actor, payload),
                 commitment_id=commitment_id,
@@ -450,7 +450,7 @@ class CommitmentService:
         a second run finds nothing to do.
         """
         now = self._clock.now()
-        due = self._read(lambda c: records.expired(c, now=now, limit=limit))
+        due = self._read(lambda c: commitment_records.expired(c, now=now, limit=limit))
         done: list[WriteResult] = []
         for commitment_id, version, expires_at in due:
             try:
@@ -471,19 +471,19 @@ class CommitmentService:
     # -- reads --------------------------------------------------------------------
 
     def get(self, commitment_id: UUID) -> CommitmentRecord:
-        return self._read(lambda uow: records.load(uow, commitment_id))
+        return self._read(lambda uow: commitment_records.load(uow, commitment_id))
 
     async def get_async(self, commitment_id: UUID) -> CommitmentRecord:
         """``get`` without a worker thread: one statement on the running event loop
         (what the API's single-commitment read uses); the same record and errors."""
         with translated():
-            return await records.load_async(self._db, commitment_id)
+            return await commitment_records.load_async(self._db, commitment_id)
 
     def state_of(self, commitment_id: UUID) -> State:
         return State(self.get(commitment_id).state)
 
     def history(self, commitment_id: UUID) -> list[HistoryRow]:
-        return self._read(lambda c: records.history(c, commitment_id))
+        return self._read(lambda c: commitment_records.history(c, commitment_id))
 
     def audit_trail(self, commitment_id: UUID) -> list[audit.AuditEntry]:
         return self._read(lambda c: audit.read_chain(c, commitment_id))

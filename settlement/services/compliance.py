@@ -27,7 +27,7 @@ from compliance.records import (
 )
 from compliance.sanctions import DEFAULT_LIST_NAME, FORMATS, ListFormat, read_list
 from ledger import audit
-from ledger import commitments as records
+from ledger import commitments as commitment_records
 from ledger.commitments import CommitmentRecord, HistoryRow
 from ledger.database import Database, UnitOfWork
 from settlement.clock import Clock
@@ -286,8 +286,8 @@ class ComplianceService:
 
     def review_detail(self, commitment_id: UUID) -> ReviewDetail:
         def query(connection: Any) -> ReviewDetail:
-            record = records.load(connection, commitment_id)
-            history = records.history(connection, commitment_id)
+            record = commitment_records.load(connection, commitment_id)
+            history = commitment_records.history(connection, commitment_id)
             since = history[-1].at if record.state == State.PENDING_REVIEW.value else None
             return ReviewDetail(
                 commitment=record,

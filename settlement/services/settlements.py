@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from ledger import settlements as records
+from ledger import settlements as settlement_records
 from ledger.audit import payload_text
 from ledger.database import Database, UnitOfWork
 from ledger.errors import RecordNotFound
@@ -29,7 +29,7 @@ class SettlementDesk:
         self._reason_max_chars = reason_max_chars
 
     def flagged(self) -> list[SettlementRow]:
-        return self._db.transaction(records.flagged)
+        return self._db.transaction(settlement_records.flagged)
 
     def retry(self, actor: Actor, settlement_id: UUID, note: str) -> None:
         """Clear the flag and give the legs fresh attempts; the worker carries on."""
@@ -47,16 +47,16 @@ class SettlementDesk:
 
         def write(uow: UnitOfWork) -> None:
             try:
-                settlement = records.load_settlement(uow, settlement_id, for_update=True)
+                settlement = settlement_records.load_settlement(uow, settlement_id, for_update=True)
             except RecordNotFound as exc:
                 raise errors.CommitmentNotFound(str(exc)) from exc
-            if not records.clear_flag(
+            if not settlement_records.clear_flag(
                 uow, settlement_id, actor=actor.id, at=now, resolution=text, reset_attempts=retry
             ):
                 raise errors.TransitionNotAllowed(
                     f"settlement {settlement_id} is not flagged for review"
                 )
-            records.append_audit(
+            settlement_records.append_audit(
                 uow,
                 commitment_id=settlement.commitment_id,
                 actor=actor.id,
