@@ -7,9 +7,14 @@ full non-DVP lifecycles for a fixed time:
     create -> submit -> request_info -> withdraw            (sent-back path, 4 writes)
 
 Every write is one state change with its history row, audit entry and idempotency
-record, i.e. one call of the service. In the same run, on the same server,
-``pgbench -b tpcb-like`` runs at the same client counts, and the ratio engine/pgbench is
-printed. Figures, not a pass/fail test: the machine is shared and noisy.
+record, i.e. one call of the service. All workers are allocators of one party in one
+currency, so at K=16 sixteen clients of one party submit at once: the case the party's
+rolling 24 h limit and the currency's open total are read (and, since migration 0015,
+counted) for on every submit. The database of a run is kept across the K steps, so
+the later steps submit against the commitments of the earlier ones. In the same run,
+on the same server, ``pgbench -b tpcb-like`` runs at the same client counts, and the
+ratio engine/pgbench is printed. Figures, not a pass/fail test: the machine is shared
+and noisy.
 
 Where the time goes (measured while tuning): inside the database a transition costs
 about 130 us plus 9 us for the deferred audit check at COMMIT; each write is one round
