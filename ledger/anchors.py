@@ -14,9 +14,17 @@ engine takes the cutoff a little before the moment it reads (``settle_s``), so t
 entry in a transaction still open when the anchor reads, recorded before the cutoff but
 committed after, is not left out.
 
+The compliance chain (``compliance_audit``, one chain for changes not tied to a
+commitment) is covered the same way, as one more leaf (``ledger.merkle.ComplianceHead``):
+its entry of the highest ``seq`` recorded at or before the cutoff, or seq 0 while none
+is. Anchors taken before that leaf existed do not have it, and are verified as taken.
+
 ``heads`` is stored as canonical JSON, ``[["<commitment id>", seq, "<entry hash>"],
-...]`` in tree order, and the anchor's own hash covers it (see the migration for the
-encoding, recomputed by ``AnchorRow.computed_hash``).
+...]`` in tree order, then, in an anchor that covers the compliance chain,
+``["compliance", seq, "<entry hash>"]`` last; the anchor's own hash covers it (see the
+migration for the encoding, recomputed by ``AnchorRow.computed_hash``). So whether an
+anchor covers the compliance chain is fixed in the anchor itself, and its root on the
+ledgers: removing the compliance row from ``heads`` changes the root.
 """
 
 from __future__ import annotations
@@ -26,29 +34,53 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 from ledger.audit import _ENTRY_COLUMNS, AuditEntry, canonical_fields, format_timestamp
 from ledger.database import Statements
 from ledger.errors import ConstraintViolation, RecordNotFound
-from ledger.merkle import ChainHead, ordered, root_of
+from ledger.merkle import EMPTY_COMPLIANCE, ChainHead, ComplianceHead, ordered, root_of
 
 ANCHOR_TAG = b"settlement-anchor/v1\n"
+#: the first element of the compliance chain's row in a stored ``heads``
+COMPLIANCE_CHAIN = "compliance"
 
 
-def heads_text(heads: Sequence[ChainHead]) -> str:
-    """The canonical JSON of ``heads``, in tree order."""
-    rows = [[str(h.commitment_id), h.seq, h.entry_hash] for h in ordered(heads)]
+def heads_text(heads: Sequence[ChainHead], compliance: ComplianceHead | None = None) -> str:
+    """The canonical JSON of ``heads``, in tree order, and of the compliance head last
+    when given."""
+    rows: list[list[str | int]] = [
+        [str(h.commitment_id), h.seq, h.entry_hash] for h in (ordered(heads) if heads else [])
+    ]
+    if compliance is not None:
+        rows.append([COMPLIANCE_CHAIN, compliance.seq, compliance.entry_hash])
     return json.dumps(rows, separators=(",", ":"))
 
 
-def parse_heads(text: str) -> list[ChainHead]:
-    """The heads of a stored ``heads`` text; ``ValueError`` if it is not one."""
+def parse_anchored(text: str) -> tuple[list[ChainHead], ComplianceHead | None]:
+    """The commitment heads of a stored ``heads`` text, and its compliance head (None:
+    the anchor does not cover that chain); ``ValueError`` if it is not one."""
     try:
         rows = json.loads(text)
-        return [ChainHead(UUID(str(cid)), int(seq), str(h)) for cid, seq, h in rows]
+        commitments = [
+            ChainHead(UUID(str(cid)), int(seq), str(h))
+            for cid, seq, h in rows
+            if cid != COMPLIANCE_CHAIN
+        ]
+        compliance = [
+            ComplianceHead(int(seq), str(h)) for cid, seq, h in rows if cid == COMPLIANCE_CHAIN
+        ]
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a list of chain heads: {exc}") from exc
+    if len(compliance) > 1:
+        raise ValueError("not a list of chain heads: the compliance chain twice")
+    return commitments, (compliance[0] if compliance else None)
+
+
+def parse_heads(text: str) -> list[ChainHead]:
+    """The commitment heads of a stored ``heads`` text; ``ValueError`` if it is not one."""
+    return parse_anchored(text)[0]
 
 
 @dataclass(frozen=True)
@@ -65,7 +97,13 @@ class AnchorRow:
     anchor_hash: str
 
     def head_list(self) -> list[ChainHead]:
+        """The commitment chains' heads the anchor covers."""
         return parse_heads(self.heads)
+
+    def compliance_head(self) -> ComplianceHead | None:
+        """The compliance chain's head the anchor covers; None for an anchor taken before
+        anchors covered that chain."""
+        return parse_anchored(self.heads)[1]
 
     def computed_hash(self) -> str:
         return hashlib.sha256(
@@ -112,8 +150,8 @@ _PUBLICATION_COLUMNS = (
 
 
 def chain_heads(uow: Statements, cutoff: datetime) -> list[ChainHead]:
-    """The head of every chain as of ``cutoff`` (the database's own entry hashes), in
-    tree order: what a new anchor covers."""
+    """The head of every commitment chain as of ``cutoff`` (the database's own entry
+    hashes), in tree order: what a new anchor covers."""
     rows = uow.execute(
         "SELECT DISTINCT ON (commitment_id) commitment_id, seq, entry_hash FROM audit_log"
         " WHERE recorded_at <= :cutoff ORDER BY commitment_id, seq DESC",
@@ -123,11 +161,31 @@ def chain_heads(uow: Statements, cutoff: datetime) -> list[ChainHead]:
     return ordered(heads) if heads else []
 
 
+def compliance_head(uow: Statements, cutoff: datetime) -> ComplianceHead:
+    """The compliance chain's head as of ``cutoff`` (its entry of the highest seq
+    recorded at or before it, with the database's own hash; ``EMPTY_COMPLIANCE`` when
+    there is none): what a new anchor covers of that chain."""
+    row = uow.execute(
+        "SELECT seq, entry_hash FROM compliance_audit WHERE recorded_at <= :cutoff"
+        " ORDER BY seq DESC LIMIT 1",
+        {"cutoff": cutoff},
+    ).one_or_none()
+    return EMPTY_COMPLIANCE if row is None else ComplianceHead(int(row[0]), str(row[1]))
+
+
 def insert_anchor(
-    uow: Statements, *, heads: Sequence[ChainHead], cutoff: datetime, at: datetime
+    uow: Statements,
+    *,
+    heads: Sequence[ChainHead],
+    cutoff: datetime,
+    at: datetime,
+    compliance: ComplianceHead | None = None,
 ) -> AnchorRow:
-    """Record an anchor of ``heads`` (the database assigns its seq and chains it);
-    ``ConstraintViolation`` if this root is anchored already."""
+    """Record an anchor of ``heads`` and, when given, the compliance chain's head (the
+    database assigns its seq and chains it); ``ConstraintViolation`` if this root is
+    anchored already. ``chain_count`` and ``entry_count`` count the chains that have
+    entries (an empty compliance chain is a leaf, not a chain) and their entries."""
+    extra = compliance.seq if compliance is not None else 0
     row = uow.execute(
         "INSERT INTO audit_anchors (seq, created_at, cutoff, root, chain_count, entry_count,"
         " heads, anchor_hash) VALUES (0, :at, :cutoff, :root, :chains, :entries, :heads, '')"
@@ -135,10 +193,10 @@ def insert_anchor(
         {
             "at": at,
             "cutoff": cutoff,
-            "root": root_of(heads).hex(),
-            "chains": len(heads),
-            "entries": sum(h.seq for h in heads),
-            "heads": heads_text(heads),
+            "root": root_of(heads, compliance).hex(),
+            "chains": len(heads) + (1 if extra else 0),
+            "entries": sum(h.seq for h in heads) + extra,
+            "heads": heads_text(heads, compliance),
         },
     ).one()
     return AnchorRow(*row)
@@ -341,6 +399,31 @@ def heads_as_of(entries: Mapping[UUID, Sequence[AuditEntry]], cutoff: datetime) 
     return ordered(heads) if heads else []
 
 
+class ChainedEntry(Protocol):
+    """What the compliance head is recomputed from: an entry of that chain as read
+    (``compliance.audit.ComplianceEntry``; ledger does not import compliance)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def recorded_at(self) -> datetime: ...
+
+    def computed_hash(self) -> str: ...
+
+
+def compliance_head_as_of(entries: Iterable[ChainedEntry], cutoff: datetime) -> ComplianceHead:
+    """The compliance head an anchor with ``cutoff`` covers, recomputed from the chain's
+    entries as ``heads_as_of`` does for the commitment chains: the entry of the highest
+    seq recorded at or before the cutoff, its hash recomputed from its contents;
+    ``EMPTY_COMPLIANCE`` when there is none."""
+    covered = [e for e in entries if e.recorded_at <= cutoff]
+    if not covered:
+        return EMPTY_COMPLIANCE
+    last = max(covered, key=lambda e: e.seq)
+    return ComplianceHead(last.seq, last.computed_hash())
+
+
 @dataclass(frozen=True)
 class HeadsDiff:
     """How the heads recomputed from the database differ from those an anchor covers."""
@@ -348,10 +431,12 @@ class HeadsDiff:
     changed: list[UUID] = field(default_factory=list)
     missing: list[UUID] = field(default_factory=list)
     extra: list[UUID] = field(default_factory=list)
+    #: how the compliance chain's head differs (None: it does not, or is not anchored)
+    compliance: str | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.changed or self.missing or self.extra)
+        return not (self.changed or self.missing or self.extra or self.compliance)
 
     def describe(self) -> str:
         parts = []
@@ -360,13 +445,22 @@ class HeadsDiff:
                 parts.append(f"{label}: " + ", ".join(str(i) for i in ids))
         if self.extra:
             parts.append("not anchored (added): " + ", ".join(str(i) for i in self.extra))
+        if self.compliance:
+            parts.append(self.compliance)
         return "; ".join(parts)
 
 
-def diff_heads(anchored: Iterable[ChainHead], now: Iterable[ChainHead]) -> HeadsDiff:
+def diff_heads(
+    anchored: Iterable[ChainHead],
+    now: Iterable[ChainHead],
+    *,
+    anchored_compliance: ComplianceHead | None = None,
+    now_compliance: ComplianceHead | None = None,
+) -> HeadsDiff:
     """Chains whose head differs (``changed``), that the anchor covers and the database
     no longer holds (``missing``), and that the database holds as of the anchor but the
-    anchor does not cover (``extra``), each in tree order."""
+    anchor does not cover (``extra``), each in tree order; and, for an anchor that
+    covers the compliance chain, how that chain's head differs (``compliance``)."""
     before = {h.commitment_id: h for h in anchored}
     after = {h.commitment_id: h for h in now}
     key = UUID.__str__
@@ -374,7 +468,26 @@ def diff_heads(anchored: Iterable[ChainHead], now: Iterable[ChainHead]) -> Heads
         changed=sorted((c for c in before if c in after and before[c] != after[c]), key=key),
         missing=sorted((c for c in before if c not in after), key=key),
         extra=sorted((c for c in after if c not in before), key=key),
+        compliance=diff_compliance(anchored_compliance, now_compliance),
     )
+
+
+def diff_compliance(anchored: ComplianceHead | None, now: ComplianceHead | None) -> str | None:
+    """What differs in the compliance chain's head, in words naming the chain; None when
+    nothing does, or when the anchor does not cover that chain (``anchored`` None)."""
+    if anchored is None or anchored == now:
+        return None
+    found = now if now is not None else EMPTY_COMPLIANCE
+    return (
+        f"compliance chain changed: anchored {_compliance_text(anchored)}, "
+        f"now {_compliance_text(found)}"
+    )
+
+
+def _compliance_text(head: ComplianceHead) -> str:
+    if head.seq == 0:
+        return "empty"
+    return f"up to entry {head.seq} ({head.entry_hash[:16]})"
 
 
 def anchor_chain_problems(rows: Sequence[AnchorRow]) -> list[tuple[int, str]]:
@@ -391,8 +504,8 @@ def anchor_chain_problems(rows: Sequence[AnchorRow]) -> list[tuple[int, str]]:
         if row.computed_hash() != row.anchor_hash:
             problems.append((row.seq, "anchor_hash does not match its contents (edited)"))
         try:
-            heads = row.head_list()
-            if not heads or root_of(heads).hex() != row.root:
+            heads, compliance = parse_anchored(row.heads)
+            if not (heads or compliance) or root_of(heads, compliance).hex() != row.root:
                 problems.append((row.seq, "root is not the Merkle root of its recorded heads"))
         except ValueError as exc:
             problems.append((row.seq, f"recorded heads unreadable: {exc}"))

@@ -12,6 +12,19 @@ with ``field`` the netstring of ``ledger.audit`` (``len:utf-8 text,``): the comm
 as a lowercase hyphenated UUID, ``seq`` in decimal, ``entry_hash`` as 64 lowercase hex
 digits.
 
+An anchor also covers the compliance chain (``compliance_audit``: one chain, not tied
+to a commitment) as one more leaf of its own kind. Its head is (last seq, last entry
+hash), with the canonical bytes::
+
+    b"settlement-anchor-compliance-head/v1\\n" + field(seq) + field(entry_hash)
+
+and, while that chain is still empty, seq 0 and the empty text as the hash. Its tag
+differs from a commitment head's in its first bytes, so the one never reads as the
+other. Its leaf comes after every commitment's. It is an addition: the leaves of the
+commitment chains and their encoding are those of anchors taken before it, and a
+commitment's inclusion proof is read as before (the compliance leaf is only a sibling
+hash on some paths). An anchor taken before the compliance leaf existed has none.
+
 The tree (every hash SHA-256, 32 bytes)::
 
     leaf = SHA-256(0x00 || head bytes)
@@ -39,6 +52,7 @@ from typing import Literal
 from uuid import UUID
 
 HEAD_TAG = b"settlement-anchor-head/v1\n"
+COMPLIANCE_HEAD_TAG = b"settlement-anchor-compliance-head/v1\n"
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 
@@ -60,6 +74,24 @@ class ChainHead:
 
     def leaf(self) -> bytes:
         return leaf_hash(self.canonical_bytes())
+
+
+@dataclass(frozen=True)
+class ComplianceHead:
+    """The last entry of the compliance chain (seq 0, hash "": the chain is empty)."""
+
+    seq: int
+    entry_hash: str
+
+    def canonical_bytes(self) -> bytes:
+        return COMPLIANCE_HEAD_TAG + _field(str(self.seq)) + _field(self.entry_hash)
+
+    def leaf(self) -> bytes:
+        return leaf_hash(self.canonical_bytes())
+
+
+#: the compliance chain's head before its first entry
+EMPTY_COMPLIANCE = ComplianceHead(0, "")
 
 
 @dataclass(frozen=True)
@@ -103,20 +135,34 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
-def root_of(heads: Sequence[ChainHead]) -> bytes:
-    """The Merkle root of ``heads`` (any order given; the tree orders them)."""
-    return _levels([h.leaf() for h in ordered(heads)])[-1][0]
+def _leaves(heads: Sequence[ChainHead], compliance: ComplianceHead | None) -> list[bytes]:
+    """The leaves in tree order: the commitments', then the compliance chain's."""
+    if not heads and compliance is None:
+        raise ValueError("a Merkle tree needs at least one chain head")
+    leaves = [h.leaf() for h in ordered(heads)] if heads else []
+    if compliance is not None:
+        leaves.append(compliance.leaf())
+    return leaves
 
 
-def proof_of(heads: Sequence[ChainHead], commitment_id: UUID) -> list[ProofStep]:
-    """The inclusion proof of ``commitment_id``'s head in the tree of ``heads``;
-    ``KeyError`` when no head is that commitment's."""
+def root_of(heads: Sequence[ChainHead], compliance: ComplianceHead | None = None) -> bytes:
+    """The Merkle root of ``heads`` (any order given; the tree orders them) and, when
+    given, the compliance chain's head (None: an anchor without that leaf)."""
+    return _levels(_leaves(heads, compliance))[-1][0]
+
+
+def proof_of(
+    heads: Sequence[ChainHead], commitment_id: UUID, compliance: ComplianceHead | None = None
+) -> list[ProofStep]:
+    """The inclusion proof of ``commitment_id``'s head in the tree of ``heads`` (and the
+    compliance head, when the tree has one); ``KeyError`` when no head is that
+    commitment's."""
     tree = ordered(heads)
     index = next((i for i, h in enumerate(tree) if h.commitment_id == commitment_id), None)
     if index is None:
         raise KeyError(f"commitment {commitment_id} is not among the anchored chains")
     steps: list[ProofStep] = []
-    for level in _levels([h.leaf() for h in tree])[:-1]:
+    for level in _levels(_leaves(tree, compliance))[:-1]:
         sibling = index ^ 1
         if sibling < len(level):
             steps.append(ProofStep("L" if sibling < index else "R", level[sibling]))

@@ -36,6 +36,14 @@ The algorithm, enough to write it again in another language:
 3. Merkle path. ``leaf = SHA-256(0x00 || head bytes)``; for each step ``[side, h]`` of
    ``path`` in order: ``"L"``: ``x = SHA-256(0x01 || h || x)``, ``"R"``:
    ``x = SHA-256(0x01 || x || h)``. The result must equal ``root`` (32 bytes, hex).
+   The tree has a leaf per commitment chain, in commitment id order (the 16 bytes of
+   the UUID), and, in anchors taken since the compliance chain is covered, one more
+   leaf after them for that chain, ``SHA-256(0x00 || compliance head bytes)`` with
+   ``"settlement-anchor-compliance-head/v1\\n" + field(seq) + field(entry_hash)`` (seq 0
+   and ``""`` while that chain is empty). On a level with an odd count the last hash is
+   carried up unpaired (no step). A commitment's path may hold the compliance leaf, or a
+   node above it, as a sibling hash like any other: checking a proof needs nothing more
+   about it.
 4. Ledgers. XRP Ledger (JSON-RPC ``tx``): validated, result ``tesSUCCESS``, an
    ``AccountSet`` whose Memos hold one with MemoType = hex of ``settlement/anchor-v1``
    and MemoData = the root, in ledger ``ledger_index`` whose hash is ``ledger_hash``.

@@ -1,19 +1,20 @@
 """Audit anchors: publish the root of every audit chain on the ledgers, and check it.
 
-``Anchorer`` takes an anchor (``anchor``: the heads of every chain as of a cutoff, one
-Merkle root, recorded in ``audit_anchors``) and publishes each anchor on every
-configured ledger from that ledger's anchor account (``publish``), with the write-ahead
-discipline of settlement submissions: the signed transaction is recorded and committed
-before it is sent; while it could still apply nothing else is signed for that anchor on
-that ledger; only a final outcome (expired, rejected) allows a new signature. So a root
-lands at most once per ledger, and a ledger that is down only delays it: each
-``publish`` picks up where the last stopped, in this process or another. Nothing here
-touches a settlement or waits on one.
+``Anchorer`` takes an anchor (``anchor``: the heads of every commitment's chain and of
+the compliance chain as of a cutoff, one Merkle root, recorded in ``audit_anchors``)
+and publishes each anchor on every configured ledger from that ledger's anchor account
+(``publish``), with the write-ahead discipline of settlement submissions: the signed
+transaction is recorded and committed before it is sent; while it could still apply
+nothing else is signed for that anchor on that ledger; only a final outcome (expired,
+rejected) allows a new signature. So a root lands at most once per ledger, and a ledger
+that is down only delays it: each ``publish`` picks up where the last stopped, in this
+process or another. Nothing here touches a settlement or waits on one.
 
-``verify_anchors`` recomputes every anchored root from the audit entries as they are
-now and checks, on each ledger, that the anchoring transaction is validated and carries
-that root. ``proof_of_commitment`` builds the self-contained proof that
-``ledger.proof_verifier`` checks without the engine.
+``verify_anchors`` recomputes every anchored root from the audit entries (and the
+compliance entries, for anchors that cover that chain) as they are now and checks, on
+each ledger, that the anchoring transaction is validated and carries that root.
+``proof_of_commitment`` builds the self-contained proof that ``ledger.proof_verifier``
+checks without the engine.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from adapters.chain import (
     Unavailable,
 )
 from adapters.errors import AdapterError
+from compliance import records as compliance_records
+from compliance.audit import ComplianceEntry
 from ledger import anchors
 from ledger.anchors import AnchorRow, HeadsDiff, LandedAnchor, PublicationRow
 from ledger.audit import AuditEntry, format_timestamp
@@ -98,17 +101,23 @@ class Anchorer:
         self._settle = timedelta(seconds=settle_s)
 
     def anchor(self) -> AnchorRow | None:
-        """Record an anchor of every chain as of now minus ``settle_s``; None (skipped)
-        when there is no entry yet, or none since the last anchor (the same root)."""
+        """Record an anchor of every chain (each commitment's and the compliance chain)
+        as of now minus ``settle_s``; None (skipped) when there is no entry yet, or none
+        since the last anchor (the same root)."""
         now = self._clock.now()
         cutoff = now - self._settle
         with self._db.unit_of_work() as uow:
             heads = anchors.chain_heads(uow, cutoff)
+            compliance = anchors.compliance_head(uow, cutoff)
             last = anchors.last_anchor(uow)
-            if not heads or (last is not None and last.root == root_of(heads).hex()):
+            if not heads and compliance.seq == 0:
+                return None
+            if last is not None and last.root == root_of(heads, compliance).hex():
                 return None
             try:
-                row = anchors.insert_anchor(uow, heads=heads, cutoff=cutoff, at=now)
+                row = anchors.insert_anchor(
+                    uow, heads=heads, cutoff=cutoff, at=now, compliance=compliance
+                )
             except ConstraintViolation:
                 return None  # another process anchored this root a moment ago
             uow.commit()
@@ -128,7 +137,9 @@ class Anchorer:
             if every_entries is None:
                 return False
             heads = anchors.chain_heads(uow, now - self._settle)
-        return sum(h.seq for h in heads) - last.entry_count >= every_entries
+            compliance = anchors.compliance_head(uow, now - self._settle)
+        total = sum(h.seq for h in heads) + compliance.seq
+        return total - last.entry_count >= every_entries
 
     def publish(self) -> list[ChainProgress]:
         """One step on every ledger: finish the publication in flight, or sign the
@@ -364,10 +375,12 @@ def verify_anchors(
     chains: Mapping[ChainName, Anchoring],
     accounts: Mapping[ChainName, str] | None = None,
 ) -> AnchorReport:
-    """Recompute every anchored root from the audit entries and check each applied
+    """Recompute every anchored root from the audit entries (and, for an anchor that
+    covers it, the compliance chain's head from its entries) and check each applied
     publication on its ledger (``chains``; a ledger not given is not checked, and an
     anchor confirmed on none is listed as ``unconfirmed``). ``first_mismatch`` names the
-    first anchor whose root no longer matches and the chains that differ.
+    first anchor whose root no longer matches and the chains that differ (the
+    compliance chain by that name, in ``diff.compliance``).
 
     With ``accounts`` (the anchor account per ledger, known to the auditor apart from
     the database) the accounts' ledger history is read too: a root published there that
@@ -377,10 +390,11 @@ def verify_anchors(
         rows = anchors.anchors(uow)
         published = anchors.publications(uow)
         entries = anchors.all_entries(uow)
+        compliance = compliance_records.read_audit(uow.connection)
     report = AnchorReport(chain_problems=anchors.anchor_chain_problems(rows))
     for row in rows:
         applied = [p for p in published if p.anchor_seq == row.seq and p.status == "APPLIED"]
-        check = _check_anchor(row, applied, entries, chains)
+        check = _check_anchor(row, applied, entries, compliance, chains)
         report.anchors.append(check)
         if not check.confirmed:
             report.unconfirmed.append(row.seq)
@@ -409,6 +423,7 @@ def _check_anchor(
     row: AnchorRow,
     applied: Sequence[PublicationRow],
     entries: Mapping[UUID, Sequence[AuditEntry]],
+    compliance: Sequence[ComplianceEntry],
     chains: Mapping[ChainName, Anchoring],
 ) -> AnchorCheck:
     problems: list[str] = []
@@ -422,16 +437,40 @@ def _check_anchor(
             confirmed[publication.chain] = publication.tx_hash
         else:
             problems.append(f"{publication.chain} {publication.tx_hash}: {problem}")
-    now = anchors.heads_as_of(entries, row.cutoff)
-    recomputed = root_of(now).hex() if now else None
-    try:
-        diff = anchors.diff_heads(row.head_list(), now)
-    except ValueError:
-        diff = HeadsDiff()
+    recomputed, diff = _recompute(row, entries, compliance)
     if recomputed != row.root:
         what = diff.describe() or "the recorded heads were altered too"
         problems.insert(0, f"root recomputed from the audit log is {recomputed}: {what}")
     return AnchorCheck(row.seq, row.root, recomputed, confirmed, problems, diff)
+
+
+def _recompute(
+    row: AnchorRow,
+    entries: Mapping[UUID, Sequence[AuditEntry]],
+    compliance: Sequence[ComplianceEntry],
+) -> tuple[str | None, HeadsDiff]:
+    """The root of ``row``'s chains recomputed from the entries as they are now (None:
+    no chain as of its cutoff), and how their heads differ from those it recorded. The
+    compliance chain counts only for an anchor that covers it; an anchor whose recorded
+    heads cannot be read is recomputed over the commitment chains alone (its root then
+    differs, and the anchors' own chain reports the heads)."""
+    try:
+        anchored, anchored_compliance = anchors.parse_anchored(row.heads)
+    except ValueError:
+        anchored, anchored_compliance = None, None
+    now = anchors.heads_as_of(entries, row.cutoff)
+    now_compliance = (
+        None
+        if anchored_compliance is None
+        else anchors.compliance_head_as_of(compliance, row.cutoff)
+    )
+    recomputed = root_of(now, now_compliance).hex() if now or now_compliance else None
+    if anchored is None:
+        return recomputed, HeadsDiff()
+    diff = anchors.diff_heads(
+        anchored, now, anchored_compliance=anchored_compliance, now_compliance=now_compliance
+    )
+    return recomputed, diff
 
 
 def _ledger_problem(chain: Anchoring, publication: PublicationRow, root: str) -> str | None:
@@ -512,7 +551,7 @@ def proof_of_commitment(db: Database, commitment_id: UUID) -> dict[str, Any]:
         entries = anchors.all_entries(uow).get(commitment_id, [])
     for row in reversed(rows):
         applied = [p for p in published if p.anchor_seq == row.seq and p.status == "APPLIED"]
-        heads = row.head_list()
+        heads, compliance = anchors.parse_anchored(row.heads)
         head = next((h for h in heads if h.commitment_id == commitment_id), None)
         if not applied or head is None:
             continue
@@ -522,7 +561,7 @@ def proof_of_commitment(db: Database, commitment_id: UUID) -> dict[str, Any]:
             "commitment_id": str(commitment_id),
             "entries": [_entry_json(e) for e in entries if e.seq <= head.seq],
             "head": {"seq": head.seq, "entry_hash": head.entry_hash},
-            "path": [[s.side, s.sibling.hex()] for s in proof_of(heads, commitment_id)],
+            "path": [[s.side, s.sibling.hex()] for s in proof_of(heads, commitment_id, compliance)],
             "root": row.root,
             "anchor": {"seq": row.seq, "cutoff": format_timestamp(row.cutoff)},
             "ledgers": [_ledger_json(p) for p in applied],

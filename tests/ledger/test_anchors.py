@@ -24,7 +24,15 @@ from sqlalchemy.exc import DBAPIError
 from adapters.chain import ANCHOR_MEMO_TYPE, AnchorTx, Applied, ChainName, Outcome, SignedSubmission
 from ledger import anchors, proof_verifier
 from ledger.errors import ConstraintViolation, LedgerError, PermissionRefused, RecordNotFound
-from ledger.merkle import ChainHead, ProofStep, proof_of, root_from_proof, root_of
+from ledger.merkle import (
+    EMPTY_COMPLIANCE,
+    ChainHead,
+    ComplianceHead,
+    ProofStep,
+    proof_of,
+    root_from_proof,
+    root_of,
+)
 from ledger.proof_verifier import Fetch
 from settlement.bootstrap import Services
 from settlement.clock import ManualClock
@@ -36,7 +44,7 @@ from settlement.services.anchors import (
     proof_of_commitment,
     verify_anchors,
 )
-from tests.support import new_commitment
+from tests.support import ADMIN, new_commitment
 
 
 def _head(n: int, seq: int = 1) -> ChainHead:
@@ -68,12 +76,51 @@ def test_a_tree_refuses_no_heads_and_a_chain_twice() -> None:
         proof_of([_head(1)], UUID(int=9))
 
 
-@given(st.sets(st.integers(min_value=0, max_value=2**64), min_size=1, max_size=40))
-def test_every_proof_leads_to_the_root(ids: set[int]) -> None:
+def test_the_compliance_leaf_matches_its_documentation() -> None:
+    a, b = _head(1), _head(2)
+    kyc = ComplianceHead(7, "c" * 64)
+    assert kyc.canonical_bytes() == (
+        b"settlement-anchor-compliance-head/v1\n1:7,64:" + b"c" * 64 + b","
+    )
+    assert EMPTY_COMPLIANCE.canonical_bytes() == b"settlement-anchor-compliance-head/v1\n1:0,0:,"
+    leaf = [hashlib.sha256(b"\x00" + h.canonical_bytes()).digest() for h in (a, b, kyc)]
+    ab = hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).digest()
+    # the compliance leaf comes after every commitment's, whatever their ids
+    assert root_of([b, a], kyc) == hashlib.sha256(b"\x01" + ab + leaf[2]).digest()
+    assert root_of([], kyc) == leaf[2]
+    assert proof_of([a, b], a.commitment_id, kyc) == [
+        ProofStep("R", leaf[1]),
+        ProofStep("R", leaf[2]),
+    ]
+    # the standalone verifier folds a commitment's path through it without knowing it
+    steps = [(s.side, s.sibling) for s in proof_of([a, b], b.commitment_id, kyc)]
+    start = proof_verifier.head_leaf(str(b.commitment_id), b.seq, b.entry_hash)
+    assert proof_verifier.fold(start, steps) == root_of([a, b], kyc)
+
+
+def test_stored_heads_keep_the_compliance_head_apart() -> None:
+    heads = [_head(2), _head(1)]
+    kyc = ComplianceHead(3, "d" * 64)
+    text_v2 = anchors.heads_text(heads, kyc)
+    assert json.loads(text_v2)[-1] == ["compliance", 3, "d" * 64]
+    assert anchors.parse_anchored(text_v2) == (sorted(heads), kyc)
+    assert anchors.parse_heads(text_v2) == sorted(heads)
+    # an anchor taken before the compliance leaf: no compliance head, the same heads
+    assert anchors.parse_anchored(anchors.heads_text(heads)) == (sorted(heads), None)
+    with pytest.raises(ValueError, match="twice"):
+        anchors.parse_anchored(json.dumps([["compliance", 1, "e"], ["compliance", 2, "f"]]))
+
+
+@given(
+    st.sets(st.integers(min_value=0, max_value=2**64), min_size=1, max_size=40),
+    st.integers(min_value=-1, max_value=50),
+)
+def test_every_proof_leads_to_the_root(ids: set[int], compliance_seq: int) -> None:
     heads = [_head(n) for n in ids]
-    root = root_of(heads)
+    kyc = None if compliance_seq < 0 else ComplianceHead(compliance_seq, "f" * 64)
+    root = root_of(heads, kyc)
     for head in heads:
-        steps = proof_of(heads, head.commitment_id)
+        steps = proof_of(heads, head.commitment_id, kyc)
         assert root_from_proof(head.leaf(), steps) == root
         other = ChainHead(head.commitment_id, head.seq + 1, head.entry_hash)
         assert root_from_proof(other.leaf(), steps) != root
@@ -289,6 +336,19 @@ class History:
         anchorer.publish()
         return row
 
+    def anchor_or_none(self) -> anchors.AnchorRow | None:
+        """An anchor if there is anything new to anchor (published at once)."""
+        anchorer = Anchorer(
+            self.engine.db,
+            {ChainName.XRPL: self.ledger},
+            {ChainName.XRPL: "rAnchor"},
+            self.clock,
+            settle_s=0,
+        )
+        row = anchorer.anchor()
+        anchorer.publish()
+        return row
+
     def verify(self, *, history: bool = True) -> AnchorReport:
         accounts = {ChainName.XRPL: "rAnchor"} if history else None
         return verify_anchors(self.engine.db, {ChainName.XRPL: self.ledger}, accounts)
@@ -394,10 +454,10 @@ def test_anchor_records_rewritten_to_match_are_caught_by_the_ledger(history: His
         entries = anchors.all_entries(uow)
     statements = []
     for row in rows:
-        heads = anchors.heads_as_of(entries, row.cutoff)
+        heads, kyc = anchors.heads_as_of(entries, row.cutoff), row.compliance_head()
         statements.append(
-            f"UPDATE audit_anchors SET root = '{root_of(heads).hex()}',"
-            f" heads = '{anchors.heads_text(heads)}' WHERE seq = {row.seq}"
+            f"UPDATE audit_anchors SET root = '{root_of(heads, kyc).hex()}',"
+            f" heads = '{anchors.heads_text(heads, kyc)}' WHERE seq = {row.seq}"
         )
     statements.append(
         "DO $$ DECLARE r record; prev text := NULL; BEGIN"
@@ -435,6 +495,191 @@ def test_the_latest_anchor_deleted_to_rewrite_what_it_alone_covered_is_caught(
     assert report.first_mismatch is None and report.chain_problems == []
     (unlisted,) = report.unlisted
     assert "which no anchor in the database has" in unlisted
+
+
+# --- the compliance chain: one more leaf of every anchor -------------------------------
+
+
+def _register(engine: Services, name: str) -> int:
+    """An officer registered (at the engine's clock): one compliance entry; its seq."""
+    engine.compliance.register_officer(ADMIN, f"officer-{name}", display_name=name)
+    (entry,) = engine.compliance.audit_entries(subject_kind="officer", subject=f"officer-{name}")
+    return entry.seq
+
+
+def _hash_of(engine: Services, seq: int) -> str:
+    (entry,) = [e for e in engine.compliance.audit_entries() if e.seq == seq]
+    return entry.entry_hash
+
+
+_REHASH_COMPLIANCE = """
+DO $$
+DECLARE r record; prev text := NULL;
+BEGIN
+    FOR r IN SELECT seq FROM compliance_audit ORDER BY seq LOOP
+        UPDATE compliance_audit SET prev_hash = prev WHERE seq = r.seq;
+        UPDATE compliance_audit SET entry_hash = compliance_audit_hash_of(compliance_audit)
+            WHERE seq = r.seq RETURNING entry_hash INTO prev;
+    END LOOP;
+END $$;"""
+
+
+@dataclass
+class KycHistory:
+    history: History
+    #: compliance entries: before the first anchor (two), between the two anchors (one)
+    first: int
+    second: int
+    third: int
+
+
+@pytest.fixture
+def kyc_history(fresh_engine: Services, clock: ManualClock) -> KycHistory:
+    victim = new_commitment(fresh_engine.commitments, State.VERIFIED)
+    bystander = new_commitment(fresh_engine.commitments, State.DRAFT)
+    found = History(fresh_engine, clock, FakeLedger(), victim, bystander)
+    first, second = _register(fresh_engine, "first"), _register(fresh_engine, "second")
+    one = found.anchor()
+    clock.advance(timedelta(minutes=1))
+    third = _register(fresh_engine, "third")
+    two = found.anchor()
+    heads = [one.compliance_head(), two.compliance_head()]
+    assert [h.seq if h is not None else None for h in heads] == [second, third]
+    report = found.verify()
+    assert report.ok and report.unconfirmed == [], report.as_dict()
+    return KycHistory(found, first, second, third)
+
+
+def _compliance_named(report: AnchorReport, anchor_seq: int) -> None:
+    first = report.first_mismatch
+    assert first is not None and first.seq == anchor_seq, report.as_dict()
+    assert first.diff.compliance is not None and "compliance chain" in first.diff.compliance
+    assert first.diff.changed == first.diff.missing == first.diff.extra == []
+    assert "compliance chain" in first.problems[0]
+
+
+def test_a_compliance_change_alone_is_anchored(kyc_history: KycHistory) -> None:
+    history = kyc_history.history
+    assert history.anchor_or_none() is None, "nothing new: no anchor"
+    history.clock.advance(timedelta(minutes=1))
+    _register(history.engine, "fourth")
+    taken = history.anchor()
+    kyc = taken.compliance_head()
+    assert kyc is not None
+    assert taken.entry_count == sum(h.seq for h in taken.head_list()) + kyc.seq
+
+
+def test_a_rewritten_compliance_entry_with_every_hash_recomputed_is_named(
+    kyc_history: KycHistory,
+) -> None:
+    history = kyc_history.history
+    _as_owner(
+        history.engine.urls.owner,
+        'UPDATE compliance_audit SET payload = \'{"forged":"yes"}\''
+        f" WHERE seq = {kyc_history.first}",
+        _REHASH_COMPLIANCE,
+    )
+    assert history.engine.compliance.verify_audit().ok, "the chain alone is consistent again"
+    assert history.engine.commitments.verify_audit().ok
+    report = history.verify()
+    _compliance_named(report, 1)
+    assert [a.seq for a in report.anchors if not a.ok] == [1, 2]
+
+
+def test_deleted_compliance_entries_are_named(kyc_history: KycHistory) -> None:
+    history = kyc_history.history
+    _as_owner(
+        history.engine.urls.owner,
+        f"DELETE FROM compliance_audit WHERE seq > {kyc_history.first}",
+    )
+    assert history.engine.compliance.verify_audit().ok, "what is left is a whole chain"
+    report = history.verify()
+    _compliance_named(report, 1)
+    assert f"now up to entry {kyc_history.first}" in (report.anchors[0].diff.compliance or "")
+
+
+def test_a_compliance_entry_backdated_before_an_anchor_is_named(
+    kyc_history: KycHistory,
+) -> None:
+    history = kyc_history.history
+    history.clock.advance(timedelta(minutes=1))
+    forged = _register(history.engine, "backdated")
+    _as_owner(
+        history.engine.urls.owner,
+        "UPDATE compliance_audit SET recorded_at = recorded_at - interval '1 hour'"
+        f" WHERE seq = {forged}",
+        _REHASH_COMPLIANCE,
+    )
+    assert history.engine.compliance.verify_audit().ok
+    report = history.verify()
+    _compliance_named(report, 1)
+    assert f"now up to entry {forged}" in (report.anchors[0].diff.compliance or "")
+
+
+def test_a_commitment_proof_verifies_through_the_compliance_leaf(
+    kyc_history: KycHistory,
+) -> None:
+    history = kyc_history.history
+    proof = json.loads(json.dumps(proof_of_commitment(history.engine.db, history.victim)))
+    with history.engine.db.unit_of_work() as uow:
+        anchor = anchors.anchors(uow)[proof["anchor"]["seq"] - 1]
+    kyc = anchor.compliance_head()
+    assert kyc is not None and kyc.seq == kyc_history.third
+    assert proof["root"] != root_of(anchor.head_list()).hex(), "the compliance leaf counts"
+    confirmed = proof_verifier.verify(
+        proof_verifier.load(json.dumps(proof)),
+        xrpl_url="http://xrpl.invalid",
+        fetch=_xrpl_server(history.ledger),
+    )
+    assert confirmed == [f"xrpl {proof['ledgers'][0]['tx_hash']}"]
+
+
+def test_anchors_taken_before_the_compliance_leaf_still_verify(
+    fresh_engine: Services, clock: ManualClock
+) -> None:
+    """An anchor as taken before anchors covered the compliance chain (no compliance
+    head): it verifies and proves as before, and the compliance chain rewritten before
+    its cutoff is named only by the anchors that cover that chain."""
+    victim = new_commitment(fresh_engine.commitments, State.VERIFIED)
+    registered = _register(fresh_engine, "early")
+    history = History(fresh_engine, clock, FakeLedger(), victim, victim)
+    with fresh_engine.db.unit_of_work() as uow:
+        old = anchors.insert_anchor(
+            uow, heads=anchors.chain_heads(uow, clock.now()), cutoff=clock.now(), at=clock.now()
+        )
+        uow.commit()
+    assert old.compliance_head() is None and old.root == root_of(old.head_list()).hex()
+    clock.advance(timedelta(minutes=1))
+    new = history.anchor()  # publishes the old one too
+    assert new.compliance_head() == ComplianceHead(registered, _hash_of(fresh_engine, registered))
+    assert history.verify().ok
+    proof = proof_of_commitment(fresh_engine.db, victim)
+    assert proof["anchor"]["seq"] == new.seq
+    old_proof = dict(proof, path=[], root=old.root, anchor={"seq": old.seq})
+    old_proof["ledgers"] = [
+        {
+            "chain": "xrpl",
+            "account": "rAnchor",
+            "tx_hash": tx,
+            "ledger_index": t.ledger_index,
+            "ledger_hash": t.ledger_hash,
+        }
+        for tx, t in history.ledger.txs.items()
+        if t.root == bytes.fromhex(old.root)
+    ]
+    assert proof_verifier.verify(
+        proof_verifier.load(json.dumps(old_proof)),
+        xrpl_url="http://xrpl.invalid",
+        fetch=_xrpl_server(history.ledger),
+    )
+    _as_owner(
+        fresh_engine.urls.owner,
+        f"UPDATE compliance_audit SET actor = 'mallory' WHERE seq = {registered}",
+        _REHASH_COMPLIANCE,
+    )
+    report = history.verify()
+    assert [a.seq for a in report.anchors if not a.ok] == [new.seq]
+    assert report.anchors[0].diff.compliance is None
 
 
 # --- proofs, and the standalone verifier -----------------------------------------------

@@ -181,6 +181,53 @@ def _rewrite_history(owner_url: str, victim: UUID) -> None:
     owner.dispose()
 
 
+def _rewrite_compliance(owner_url: str) -> None:
+    """As the owner: edit the compliance chain's first entry and recompute every hash
+    after it."""
+    owner = create_engine(owner_url)
+    with owner.begin() as c:
+        c.execute(text("SET session_replication_role = replica"))
+        c.execute(text("UPDATE compliance_audit SET actor = 'mallory' WHERE seq = 1"))
+        for (seq,) in c.execute(text("SELECT seq FROM compliance_audit ORDER BY seq")).all():
+            c.execute(
+                text(
+                    "UPDATE compliance_audit SET prev_hash = (SELECT entry_hash FROM"
+                    " compliance_audit WHERE seq = :seq - 1) WHERE seq = :seq"
+                ),
+                {"seq": seq},
+            )
+            c.execute(
+                text(
+                    "UPDATE compliance_audit SET entry_hash ="
+                    " compliance_audit_hash_of(compliance_audit) WHERE seq = :seq"
+                ),
+                {"seq": seq},
+            )
+    owner.dispose()
+
+
+def test_a_rewritten_compliance_chain_is_named_by_the_anchors(
+    world: LocalWorld, operator: dict[str, str], tmp_path: Path
+) -> None:
+    (victim,) = _commitments(State.VERIFIED)
+    assert settle("audit", "anchor")[0] == 0
+    _rewrite_compliance(operator["SETTLEMENT_DATABASE_URL"])
+    engine = bootstrap.build(load_settings())
+    try:
+        assert engine.compliance.verify_audit().ok, "the compliance chain alone passes"
+    finally:
+        engine.close()
+    code, out = settle("audit", "verify", "--anchors")
+    assert code == 1, out
+    assert "ANCHOR MISMATCH: first at anchor 1" in out
+    assert "compliance chain changed" in out
+    # a commitment's proof runs through the same root, and still holds
+    proof_file = tmp_path / "proof.json"
+    assert settle("audit", "proof", str(victim), "--out", str(proof_file))[0] == 0
+    urls = ["--xrpl", world.xrpl.url, "--horizon", world.stellar.url]
+    assert proof_verifier.main([str(proof_file), *urls]) == 0
+
+
 def test_a_partitioned_ledger_delays_the_anchor_until_the_next_run(
     world: LocalWorld, operator: dict[str, str]
 ) -> None:

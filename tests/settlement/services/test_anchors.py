@@ -93,7 +93,9 @@ def test_an_anchor_lands_on_both_ledgers_and_verifies(anchored: Anchored) -> Non
     new_commitment(anchored.engine.commitments, State.VERIFIED)
     new_commitment(anchored.engine.commitments, State.DRAFT)
     first = anchored.anchorer.anchor()
-    assert first is not None and first.chain_count == 2
+    # two commitments' chains and the compliance chain (officers, KYC, sanctions lists)
+    assert first is not None and first.chain_count == 3
+    assert first.compliance_head() is not None
     assert anchored.anchorer.anchor() is None, "no new entry: no new anchor"
     anchored.publish_until_landed()
 
@@ -116,7 +118,7 @@ def test_an_anchor_lands_on_both_ledgers_and_verifies(anchored: Anchored) -> Non
     assert anchored.anchorer.due(every_s=None, every_entries=1)
     assert not anchored.anchorer.due(every_s=None, every_entries=2)
     second = anchored.anchorer.anchor()
-    assert second is not None and (second.seq, second.chain_count) == (2, 3)
+    assert second is not None and (second.seq, second.chain_count) == (2, 4)
     anchored.publish_until_landed()
     assert verify_anchors(anchored.engine.db, anchored.chains).ok
 
