@@ -49,7 +49,7 @@ class SettlementDesk:
             try:
                 settlement = settlement_records.load_settlement(uow, settlement_id, for_update=True)
             except RecordNotFound as exc:
-                raise errors.CommitmentNotFound(str(exc)) from exc
+                raise errors.SettlementNotFound(str(exc)) from exc
             if not settlement_records.clear_flag(
                 uow, settlement_id, actor=actor.id, at=now, resolution=text, reset_attempts=retry
             ):
