@@ -251,6 +251,30 @@ def build_chains(
     return {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
 
 
+def reading_chains(settings: Settings) -> dict[ChainName, Chain]:
+    """The XRPL and Stellar adapters for reading only: an auditor's checks of ledger
+    references and anchors need the ledgers' URLs and nothing else of the engine (no
+    agents, no keystore). They hold no key, so any attempt to sign fails. An adapter is
+    built around one account of the engine's; without the agent's, the anchor account's
+    serves (a reader only reads it)."""
+    nothing = InMemoryKeystore()
+    xrpl = XrplChain(
+        settings.xrpl_url,
+        agent=settings.xrpl_agent or settings.xrpl_anchor_account,
+        signer=nothing,
+        guard=ChainGuard("xrpl"),
+        use_tickets=False,
+    )
+    stellar = StellarChain(
+        settings.horizon_url,
+        settings.stellar_network_passphrase,
+        agent=settings.stellar_agent or settings.stellar_anchor_account,
+        signer=nothing,
+        guard=ChainGuard("stellar"),
+    )
+    return {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
+
+
 def build_xrpl_chain(settings: Settings) -> XrplChain:
     """The XRPL adapter from settings, for account set-up (``settle xrpl tickets``).
     Settings are checked as ``build_chains`` checks them (both agents, the keystore), so

@@ -138,7 +138,7 @@ def audit_verify_with_anchors(*, as_json: bool, ledgers: bool) -> None:
     engine = engine_or_exit()
     try:
         try:
-            chains: Mapping[ChainName, Chain] = bootstrap.build_chains(engine.settings)
+            chains: Mapping[ChainName, Chain] = bootstrap.reading_chains(engine.settings)
             unconfigured = None
         except (SettingsError, AdapterError, ValueError) as exc:
             chains, unconfigured = {}, str(exc)

@@ -153,6 +153,25 @@ def test_an_auditor_verifies_the_anchors_through_the_signed_api(
         engine.close()
 
 
+def test_an_auditor_needs_the_database_and_the_ledgers_nothing_else(
+    operator: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _commitments(State.VERIFIED)
+    assert settle("audit", "anchor")[0] == 0
+    # the auditor's machine: no settlement agents, an empty data dir (no keystore)
+    for name in ("SETTLEMENT_XRPL_AGENT", "SETTLEMENT_STELLAR_AGENT"):
+        monkeypatch.delenv(name)
+    auditor_dir = tmp_path / "auditor"
+    auditor_dir.mkdir()
+    monkeypatch.setenv("SETTLEMENT_DATA_DIR", str(auditor_dir))
+    code, out = settle("audit", "verify", "--anchors", "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["anchors"]["ok"] and report["anchors"]["unconfirmed"] == []
+    assert report["anchors"]["checks"][0]["confirmed_on"].keys() == {"xrpl", "stellar"}
+    assert not any(auditor_dir.iterdir()), "nothing written on the auditor's side"
+
+
 def _rewrite_history(owner_url: str, victim: UUID) -> None:
     """As the owner: edit an entry and recompute every hash of the chain after it."""
     owner = create_engine(owner_url)
