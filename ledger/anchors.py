@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from ledger.audit import _ENTRY_COLUMNS, AuditEntry, canonical_fields, format_timestamp
@@ -392,9 +392,8 @@ def heads_as_of(entries: Mapping[UUID, Sequence[AuditEntry]], cutoff: datetime) 
     recomputed from its contents (not the stored column)."""
     heads = []
     for commitment_id, chain in entries.items():
-        covered = [e for e in chain if e.recorded_at <= cutoff]
-        if covered:
-            last = max(covered, key=lambda e: e.seq)
+        last = _last_covered(chain, cutoff)
+        if last is not None:
             heads.append(ChainHead(commitment_id, last.seq, last.computed_hash()))
     return ordered(heads) if heads else []
 
@@ -417,11 +416,19 @@ def compliance_head_as_of(entries: Iterable[ChainedEntry], cutoff: datetime) -> 
     entries as ``heads_as_of`` does for the commitment chains: the entry of the highest
     seq recorded at or before the cutoff, its hash recomputed from its contents;
     ``EMPTY_COMPLIANCE`` when there is none."""
-    covered = [e for e in entries if e.recorded_at <= cutoff]
-    if not covered:
+    last = _last_covered(entries, cutoff)
+    if last is None:
         return EMPTY_COMPLIANCE
-    last = max(covered, key=lambda e: e.seq)
     return ComplianceHead(last.seq, last.computed_hash())
+
+
+E = TypeVar("E", bound=ChainedEntry)
+
+
+def _last_covered(chain: Iterable[E], cutoff: datetime) -> E | None:
+    """The entry of the highest seq recorded at or before ``cutoff`` (None: none is)."""
+    covered = [e for e in chain if e.recorded_at <= cutoff]
+    return max(covered, key=lambda e: e.seq) if covered else None
 
 
 @dataclass(frozen=True)

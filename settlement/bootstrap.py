@@ -199,12 +199,7 @@ def keystore_at(path: Path, key: bytes) -> KeystoreFile:
 
 def keystore_holding(xrpl: Iterable[Wallet], stellar: Iterable[Keypair]) -> InMemoryKeystore:
     """A keystore in memory holding these keys (the local world's, a test worker's)."""
-    keystore = InMemoryKeystore()
-    for wallet in xrpl:
-        keystore.add_xrpl(wallet)
-    for keypair in stellar:
-        keystore.add_stellar(keypair)
-    return keystore
+    return InMemoryKeystore(stellar=list(stellar), xrpl=list(xrpl))
 
 
 def chain_guards(policy: ResiliencePolicy | None = None) -> dict[ChainName, ChainGuard]:
@@ -257,22 +252,15 @@ def reading_chains(settings: Settings) -> dict[ChainName, Chain]:
     agents, no keystore). They hold no key, so any attempt to sign fails. An adapter is
     built around one account of the engine's; without the agent's, the anchor account's
     serves (a reader only reads it)."""
-    nothing = InMemoryKeystore()
-    xrpl = XrplChain(
+    return chains_on(
         settings.xrpl_url,
-        agent=settings.xrpl_agent or settings.xrpl_anchor_account,
-        signer=nothing,
-        guard=ChainGuard("xrpl"),
-        use_tickets=False,
-    )
-    stellar = StellarChain(
         settings.horizon_url,
         settings.stellar_network_passphrase,
-        agent=settings.stellar_agent or settings.stellar_anchor_account,
-        signer=nothing,
-        guard=ChainGuard("stellar"),
+        xrpl_agent=settings.xrpl_agent or settings.xrpl_anchor_account,
+        stellar_agent=settings.stellar_agent or settings.stellar_anchor_account,
+        signer=InMemoryKeystore(),
+        guards=chain_guards(),
     )
-    return {ChainName.XRPL: xrpl, ChainName.STELLAR: stellar}
 
 
 def build_xrpl_chain(settings: Settings) -> XrplChain:

@@ -392,8 +392,12 @@ def verify_anchors(
         entries = anchors.all_entries(uow)
         compliance = compliance_records.read_audit(uow.connection)
     report = AnchorReport(chain_problems=anchors.anchor_chain_problems(rows))
+    applied_by_seq: dict[int, list[PublicationRow]] = {}
+    for publication in published:
+        if publication.status == "APPLIED":
+            applied_by_seq.setdefault(publication.anchor_seq, []).append(publication)
     for row in rows:
-        applied = [p for p in published if p.anchor_seq == row.seq and p.status == "APPLIED"]
+        applied = applied_by_seq.get(row.seq, [])
         check = _check_anchor(row, applied, entries, compliance, chains)
         report.anchors.append(check)
         if not check.confirmed:
