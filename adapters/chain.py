@@ -51,6 +51,15 @@ Memo, MemoType the hex of ``ANCHOR_MEMO_TYPE``, MemoData the root. Stellar: a
 transaction with memo hash = the root and one ManageData operation of the anchor
 account (name ``ANCHOR_DATA_NAME``, value the root).
 
+Balances: ``balance(account, asset)`` is what the account holds of the asset in the
+latest validated ledger, as the ledger states it: XRP and XLM balances in whole units
+(reserves included: the ledger's figure, not what can be spent), an issued token's
+balance on the account's trust line. Funds in a lock (an XRPL escrow, a Stellar
+claimable balance) have left the account and are not in its balance. An account that
+exists without a trust line for the token holds 0 of it (the ledger's truth); an
+account that does not exist raises ``AccountNotFound``; a ledger that cannot be asked
+raises ``TransportError`` (``BreakerOpen`` while the breaker is open), never 0.
+
 Reconciliation reads locks back: ``lock_state`` says whether a lock still exists in
 the latest validated ledger and what it holds (``LockState``); ``locks_of`` lists the
 locks an account takes part in, so locks unknown to the engine can be found.
@@ -476,4 +485,12 @@ class Chain(Protocol):
         """The close time (aware, UTC) of the latest validated ledger: the time the
         ledger's next transactions are judged against. Never earlier than any time this
         chain answered before. Never raises for a failure to ask: ``Unavailable``."""
+        ...
+
+    def balance(self, account: str, asset: Asset) -> Decimal:
+        """What ``account`` holds of ``asset`` in the latest validated ledger (see the
+        module docstring): 0 without a trust line for a token. Raises
+        ``adapters.errors.AccountNotFound`` for an account the ledger does not hold and
+        ``adapters.errors.TransportError`` when the ledger cannot be asked (through the
+        chain's breaker and retries, as every read)."""
         ...

@@ -3,6 +3,7 @@
     AdapterError
     ├── LegInvalid            the leg cannot settle as given (precision, accounts, trust)
     ├── SigningUnavailable    no key for an account the engine must sign for
+    ├── AccountNotFound       the ledger holds no such account (a balance read)
     └── TransportError        the ledger could not be reached (counted by the breaker)
         └── BreakerOpen       the breaker is open; the call was not attempted
 
@@ -24,6 +25,11 @@ class LegInvalid(AdapterError, ValueError):
 
 class SigningUnavailable(AdapterError):
     """The engine holds no key for an account it must sign for."""
+
+
+class AccountNotFound(AdapterError, LookupError):
+    """The latest validated ledger holds no account of that address: never created, or
+    merged away. Not a zero balance: an account that does not exist cannot receive."""
 
 
 class TransportError(AdapterError):

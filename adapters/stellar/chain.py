@@ -114,6 +114,7 @@ from adapters.chain import (
     check_root,
 )
 from adapters.errors import (
+    AccountNotFound,
     AdapterError,
     BreakerOpen,
     LegInvalid,
@@ -658,6 +659,22 @@ class StellarChain:
         except TransportError as exc:
             return Unavailable(str(exc))
         return [_balance_state(b, owner=b.sponsor) for b in balances]
+
+    def balance(self, account: str, asset: Asset) -> Decimal:
+        """The account's balance of ``asset`` as Horizon's ``/accounts/{id}`` states it
+        (Horizon serves only final ledgers): the native balance in XLM (reserves
+        included), or the trust line's balance for a credit asset, 0 with no such line;
+        a claimable balance the account created is not part of it. ``AccountNotFound``
+        for an address Horizon does not know (404) or one that is no account ID."""
+        if not StrKey.is_valid_ed25519_public_key(account):
+            raise AccountNotFound(f"{account} is not a Stellar account ID")
+        view = self._horizon.account(account)
+        if view is None:
+            raise AccountNotFound(f"{account} does not exist on the Stellar network")
+        if asset.is_native:
+            return view.native_balance
+        line = view.lines.get((asset.code, asset.issuer or ""))
+        return line.balance if line is not None else Decimal(0)
 
     def ledger_time(self) -> datetime | Unavailable:
         """``closed_at`` of the last ledger Horizon has ingested: the close time claim

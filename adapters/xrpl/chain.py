@@ -108,6 +108,7 @@ from adapters.chain import (
 )
 from adapters.conditions import condition_of_fulfillment
 from adapters.errors import (
+    AccountNotFound,
     AdapterError,
     BreakerOpen,
     LegInvalid,
@@ -120,6 +121,7 @@ from adapters.xrpl.amounts import (
     DROPS_PER_XRP,
     TRANSFER_RATE_PARITY,
     after_transfer_fee,
+    currency_code,
     issued_amount,
     token_value,
     transfer_rate,
@@ -964,6 +966,28 @@ class XrplChain:
         except TransportError as exc:
             return Unavailable(str(exc))
 
+    def balance(self, account: str, asset: Asset) -> Decimal:
+        """XRP: the AccountRoot's Balance in the validated ledger (reserve included),
+        drops as XRP. A token: the balance of ``account``'s trust line to the issuer
+        (``account_lines`` filtered by the issuer as peer), 0 with no such line; an
+        escrowed amount is not on the line. ``AccountNotFound`` when rippled answers
+        ``actNotFound`` (or ``actMalformed``: no account can have that address)."""
+        if asset.is_native:
+            answer = self._rpc(AccountInfo(account=account, ledger_index="validated"))
+            _account_answer(answer, account, "account_info")
+            return Decimal(int(answer["account_data"]["Balance"])) / DROPS_PER_XRP
+        code = currency_code(asset.code)
+        answer = self._rpc(
+            AccountLines(account=account, peer=asset.issuer, ledger_index="validated")
+        )
+        _account_answer(answer, account, "account_lines")
+        # one line per (account, issuer, currency); several answers would be a bug of
+        # the server, and summing them would hide it
+        found = [line for line in answer.get("lines", []) if line["currency"] == code]
+        if len(found) > 1:
+            raise AdapterError(f"account_lines {account} answered {len(found)} {code} lines")
+        return Decimal(str(found[0]["balance"])) if found else Decimal(0)
+
     def ledger_time(self) -> datetime | Unavailable:
         """The close time of the latest validated ledger (``ledger`` method). rippled
         judges CancelAfter / FinishAfter against the parent ledger's close time, which
@@ -1344,6 +1368,16 @@ def _currency_name(code: str) -> str:
     if 3 < len(text) <= 20 and all(c in string.printable and not c.isspace() for c in text):
         return text
     return code.upper()
+
+
+def _account_answer(answer: Mapping[str, Any], account: str, method: str) -> None:
+    """Raise for an ``answer`` that is an error: ``AccountNotFound`` for an account the
+    validated ledger does not hold, ``AdapterError`` for any other."""
+    error = answer.get("error")
+    if error in ("actNotFound", "actMalformed"):
+        raise AccountNotFound(f"{account} does not exist on the XRP Ledger ({error})")
+    if error is not None:
+        raise AdapterError(f"{method} {account} answered {error}")
 
 
 def _escrow_state(lock: LockRef, node: dict[str, Any], ledger_index: int | None) -> LockState:

@@ -168,7 +168,8 @@ class ExpectedBalance:
     amount: Decimal
 
 
-#: reads an account's balance of an asset on a chain (the caller's, e.g. a provisioner)
+#: reads an account's balance of an asset on a chain; by default the chain's own
+#: ``Chain.balance`` (raising ``TransportError`` / ``AccountNotFound`` as it does)
 BalanceReader = Callable[[ChainName, str, Asset], Decimal]
 
 
@@ -290,7 +291,8 @@ class Reconciler:
 
     ``agents`` names each chain's settlement agent (defaults to the adapter's
     ``agent``): on Stellar, a claimable balance the agent may claim is "ours".
-    ``balance_of`` reads balances for ``run(expected_balances=...)``.
+    ``balance_of`` reads balances for ``run(expected_balances=...)``; by default each
+    chain's ``balance``.
     """
 
     def __init__(
@@ -308,11 +310,12 @@ class Reconciler:
             agent = getattr(chain, "agent", None)
             if name not in self._agents and isinstance(agent, str):
                 self._agents[name] = agent
-        self._balance_of = balance_of
+        self._balance_of: BalanceReader = balance_of or self._ledger_balance
+
+    def _ledger_balance(self, chain: ChainName, account: str, asset: Asset) -> Decimal:
+        return self._chains[chain].balance(account, asset)
 
     def run(self, expected_balances: Sequence[ExpectedBalance] = ()) -> ReconcileReport:
-        if expected_balances and self._balance_of is None:
-            raise ValueError("expected balances need a balance reader (balance_of)")
         run = _Run(self, self._load())
         run.check_settlements()
         run.check_unknown_locks()
@@ -993,7 +996,6 @@ class _Run:
     def check_balances(self, expected: Sequence[ExpectedBalance]) -> None:
         reader = self.owner._balance_of
         for item in expected:
-            assert reader is not None
             if self._chain(item.chain) is None:
                 continue
             try:

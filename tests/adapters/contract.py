@@ -21,7 +21,11 @@ What the contract says (DESIGN.md sections 4 and 8):
   clock (not the engine's), never going back; an unreachable ledger is ``Unavailable``;
 - ``lock_state`` reads a lock back with its terms while it exists and absent once it
   is released; ``locks_of`` lists it for its sender; an unreachable ledger is
-  ``Unavailable`` for both, never "absent".
+  ``Unavailable`` for both, never "absent";
+- ``balance`` is what the ledger holds (a lock's amount has left the sender's balance
+  and, once committed, is in the receiver's); a token the account has no trust line for
+  is 0; an account the ledger does not hold is ``AccountNotFound``, never 0; an
+  unreachable ledger raises ``TransportError``, never 0.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from decimal import Decimal
 from typing import Protocol
 
 import pytest
+from stellar_sdk import Keypair
+from xrpl.wallet import Wallet
 
 from adapters.chain import (
     Applied,
     Asset,
     Chain,
+    ChainName,
     Expired,
     Leg,
     LockRef,
@@ -50,7 +57,7 @@ from adapters.chain import (
     Unavailable,
     is_final,
 )
-from adapters.errors import LegInvalid
+from adapters.errors import AccountNotFound, LegInvalid, TransportError
 from adapters.resilience import ResiliencePolicy
 
 SETTLE_TIMEOUT_S = 15.0
@@ -329,6 +336,39 @@ class ChainContract:
         again = harness.chain.ledger_time()
         assert isinstance(again, datetime) and again >= after, again
 
+    # -- balances ---------------------------------------------------------------------------
+
+    def test_balance_is_what_the_ledger_holds(self, harness: Harness, leg: Leg) -> None:
+        chain = harness.chain
+        before = chain.balance(leg.sender, leg.asset)
+        assert before == harness.balance(leg.sender) and before >= leg.amount
+        receiver = chain.balance(leg.receiver, leg.asset)
+        lock, _, books = self.lock(harness, leg)
+        # the lock's funds left the sender's balance: they are in the lock, not held
+        assert chain.balance(leg.sender, leg.asset) == before - leg.amount - books.fees
+        assert chain.balance(leg.sender, leg.asset) == harness.balance(leg.sender)
+        applied(settle(harness, chain.prepare_commit(leg, lock, harness.fulfillment_hex)))
+        assert chain.balance(leg.receiver, leg.asset) == harness.balance(leg.receiver)
+        assert chain.balance(leg.receiver, leg.asset) == receiver + leg.amount
+        if not leg.asset.is_native:
+            # a token of another issuer: no trust line, so the ledger holds none of it
+            stranger = Asset(leg.asset.code, _unfunded_address(chain.name))
+            assert chain.balance(leg.sender, stranger) == 0
+
+    def test_balance_of_an_account_the_ledger_does_not_hold(self, harness: Harness) -> None:
+        with pytest.raises(AccountNotFound):
+            harness.chain.balance(_unfunded_address(harness.chain.name), harness.asset)
+
+    def test_balance_of_an_unreachable_ledger_raises(self, harness: Harness, leg: Leg) -> None:
+        harness.partition()
+        try:
+            with pytest.raises(TransportError):
+                harness.chain.balance(leg.sender, leg.asset)
+        finally:
+            harness.heal()
+        time.sleep(harness.policy.reset_timeout_s * 1.5)
+        assert harness.chain.balance(leg.sender, leg.asset) == harness.balance(leg.sender)
+
     # -- refusals --------------------------------------------------------------------------
 
     def test_validate_leg_refuses_what_cannot_settle(self, harness: Harness, leg: Leg) -> None:
@@ -418,6 +458,13 @@ class ChainContract:
         assert is_final(late) and not isinstance(late, Applied), late
         assert submission.lock_ref is not None
         assert harness.locked(submission.lock_ref) == 0
+
+
+def _unfunded_address(chain: ChainName) -> str:
+    """A well-formed address no one funded, on ``chain``."""
+    if chain is ChainName.XRPL:
+        return str(Wallet.create().classic_address)
+    return Keypair.random().public_key
 
 
 def _with(leg: Leg, *, amount: Decimal) -> Leg:

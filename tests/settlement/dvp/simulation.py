@@ -95,7 +95,13 @@ from adapters.chain import (
     Unavailable,
 )
 from adapters.conditions import condition_of_fulfillment
-from adapters.errors import AdapterError, BreakerOpen, LegInvalid, TransportError
+from adapters.errors import (
+    AccountNotFound,
+    AdapterError,
+    BreakerOpen,
+    LegInvalid,
+    TransportError,
+)
 from adapters.resilience import ChainGuard
 from ledger import settlements as records
 from ledger.audit import verify_all
@@ -786,6 +792,19 @@ class FakeChain:
             return Unavailable(f"{self.ledger.chain}: connection refused")
         assert self.ledger.close_time is not None
         return self.ledger.close_time
+
+    def balance(self, account: str, asset: Asset) -> Decimal:
+        """As the adapters: ``AccountNotFound`` for an account never funded, and while
+        partitioned a ``TransportError`` (through the guard and its breaker, if any)."""
+
+        def read() -> Decimal:
+            if self.ledger.partitioned:
+                raise TransportError(f"{self.ledger.chain}: connection refused")
+            if account not in self.ledger.sequences:
+                raise AccountNotFound(f"{account} does not exist on the fake ledger")
+            return self.ledger.balance(account, asset)
+
+        return read() if self.guard is None else self.guard.call(read)
 
 
 def _payment(leg: Leg, lock: LockRef, to: str) -> dict[str, Any]:
