@@ -50,7 +50,7 @@ from compliance.screening import Screening, Subject, screen
 from ledger import audit
 from ledger import commitments as commitment_records
 from ledger.commitments import Attribution, CommitmentRecord, HistoryRow, WriteResult
-from ledger.database import Database, Statements, UnitOfWork
+from ledger.database import Database, DriverUnitOfWork, Statements, UnitOfWork
 from ledger.idempotency import fingerprint
 from settlement.clock import Clock
 from settlement.domain import errors
@@ -448,25 +448,57 @@ class CommitmentService:
         Each gets the ``expire`` transition with a reason and its audit entry; one that
         moved on meanwhile (or started settling) is skipped, not an error. Idempotent:
         a second run finds nothing to do.
+
+        The whole sweep is one database transaction, each commitment in a SAVEPOINT of
+        its own: one refused by the database (it moved, or a settlement began) rolls
+        back its own rows alone, and the others commit together.
         """
+        self._authorise(SYSTEM, Event.EXPIRE)
         now = self._clock.now()
         due = self._read(lambda c: commitment_records.expired(c, now=now, limit=limit))
-        done: list[WriteResult] = []
-        for commitment_id, version, expires_at in due:
-            try:
-                done.append(
-                    self.apply(
-                        SYSTEM,
-                        commitment_id,
-                        Event.EXPIRE,
-                        expected_version=version,
-                        reason=f"expired at {expires_at.isoformat()}",
-                        idempotency_key=f"expire:{commitment_id}:{version}",
-                    )
-                )
-            except (errors.StaleVersion, errors.TransitionNotAllowed):
-                continue  # it moved (or began settling) after we read it
-        return done
+        requests = [
+            (
+                commitment_id,
+                version,
+                self._checked(
+                    SYSTEM,
+                    commitment_id,
+                    Event.EXPIRE,
+                    expected_version=version,
+                    reason=f"expired at {expires_at.isoformat()}",
+                    idempotency_key=f"expire:{commitment_id}:{version}",
+                    payload=None,
+                    override_reason=None,
+                ),
+            )
+            for commitment_id, version, expires_at in due
+        ]
+
+        def sweep(uow: DriverUnitOfWork) -> list[WriteResult]:
+            done: list[WriteResult] = []  # made anew if the transaction is run again
+            for commitment_id, version, request in requests:
+                try:
+                    with translated(), uow.savepoint():
+                        done.append(
+                            commitment_records.transition(
+                                uow,
+                                request.attribution(SYSTEM, request.noted),
+                                commitment_id=commitment_id,
+                                expected_version=version,
+                                event=Event.EXPIRE.value,
+                                reason=request.reason,
+                                require_owner=None,
+                                forbid_submitter=None,
+                            )
+                        )
+                except (errors.StaleVersion, errors.TransitionNotAllowed):
+                    continue  # it moved (or began settling) after we read it
+            return done
+
+        if not requests:
+            return []
+        with translated():
+            return self._db.statements(sweep)
 
     # -- reads --------------------------------------------------------------------
 

@@ -82,3 +82,60 @@ def test_the_worker_runs_the_expiry_sweep(fresh_engine: Services, clock: ManualC
     )
     worker.run_once()
     assert fresh_engine.commitments.state_of(cid) is State.CANCELLED  # type: ignore[arg-type]
+
+
+def test_one_sweep_one_transaction_a_savepoint_each(
+    fresh_engine: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three commitments are due; one moves on between the sweep's read and its write.
+    The database refuses that one (stale version) inside its savepoint: its rows roll
+    back alone, the other two expire in the same transaction, and every chain verifies."""
+    from ledger import commitments as commitment_records
+    from settlement.domain.states import Event
+
+    first, moving, last = (_expiring(fresh_engine, clock, State.DRAFT) for _ in range(3))
+    clock.advance(timedelta(hours=25))
+    read_due = commitment_records.expired
+
+    def read_then_move(*args: object, **kwargs: object) -> object:
+        due = read_due(*args, **kwargs)  # type: ignore[arg-type]
+        fresh_engine.commitments.apply(ALLOCATOR, moving, Event.SUBMIT)  # type: ignore[arg-type]
+        return due
+
+    monkeypatch.setattr(commitment_records, "expired", read_then_move)
+    savepoints = _count_savepoints(fresh_engine, monkeypatch)
+    expired = fresh_engine.commitments.expire_due()
+
+    assert sorted(str(e.commitment_id) for e in expired) == sorted([str(first), str(last)])
+    assert savepoints == [3], "one savepoint per due commitment, in one transaction"
+    assert fresh_engine.commitments.state_of(moving) is State.PENDING_REVIEW  # type: ignore[arg-type]
+    for cid in (first, last):
+        assert fresh_engine.commitments.state_of(cid) is State.CANCELLED  # type: ignore[arg-type]
+    moved_trail = fresh_engine.commitments.audit_trail(moving)  # type: ignore[arg-type]
+    assert [e.action for e in moved_trail] == ["create", "submit"], "no expire entry kept"
+    assert fresh_engine.commitments.verify_audit().ok
+
+
+def _count_savepoints(engine: Services, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch ``Database.statements`` to count, per transaction it runs, the savepoints
+    opened inside it."""
+    from ledger.database import DriverUnitOfWork
+
+    counts: list[int] = []
+    real_statements = type(engine.db).statements
+    real_savepoint = DriverUnitOfWork.savepoint
+
+    def statements(self: object, work: object, **kw: object) -> object:
+        def counted(uow: DriverUnitOfWork) -> object:
+            counts.append(0)
+            return work(uow)  # type: ignore[operator]
+
+        return real_statements(self, counted, **kw)  # type: ignore[arg-type]
+
+    def savepoint(self: DriverUnitOfWork) -> object:
+        counts[-1] += 1
+        return real_savepoint(self)
+
+    monkeypatch.setattr(type(engine.db), "statements", statements)
+    monkeypatch.setattr(DriverUnitOfWork, "savepoint", savepoint)
+    return counts
