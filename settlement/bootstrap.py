@@ -48,6 +48,7 @@ from settlement.sealing import Sealer, local_key
 from settlement.services.anchors import Anchorer, AnchorLoop
 from settlement.services.commitments import CommitmentService
 from settlement.services.compliance import ComplianceService
+from settlement.services.positions import PositionService
 from settlement.services.settlements import SettlementDesk
 from settlement.settings import Settings, SettingsError, load_settings
 
@@ -76,6 +77,7 @@ class Services:
     commitments: CommitmentService
     compliance: ComplianceService
     settlements: SettlementDesk
+    positions: PositionService
 
     def close(self) -> None:
         self.db.dispose()
@@ -167,6 +169,7 @@ def build(
         ),
         compliance=ComplianceService(db, clock),
         settlements=SettlementDesk(db, clock, reason_max_chars=settings.reason_max_chars),
+        positions=PositionService(db, clock),
     )
 
 

@@ -34,7 +34,15 @@ from settlement.api.guard import Guard
 from settlement.api.metrics import ApiMetrics
 from settlement.api.observe import RequestMetrics
 from settlement.api.openapi import document_of
-from settlement.api.routes import audit, commitments, operations, parties, review, settlements
+from settlement.api.routes import (
+    audit,
+    commitments,
+    operations,
+    parties,
+    positions,
+    review,
+    settlements,
+)
 from settlement.api.strict import RefuseControlCharacters, StrictJsonRoute
 from settlement.breakers import BreakerBoard
 from settlement.console import install_console
@@ -96,6 +104,7 @@ ROUTERS = (
     audit.router,
     settlements.router,
     parties.router,
+    positions.router,
     operations.router,
 )
 DESCRIPTION = (

@@ -8,6 +8,7 @@
     │   ├── InvalidText            missing, empty or oversize reason / reference
     │   ├── InvalidPartyData       a KYC record field is missing or malformed
     │   ├── UnknownParty           a party of the commitment has no KYC record
+    │   ├── InvalidPeriod          a statement period malformed, reversed or too long
     │   └── InvalidSanctionsList   unreadable or malformed list file; the old list stays
     ├── NotAuthorised              the actor's role or party may not do this (HTTP 403)
     │   ├── NotAnOfficer           not an active registered compliance officer
@@ -82,6 +83,13 @@ class InvalidPartyData(InvalidInput):
 
 class UnknownParty(InvalidInput):
     code = "unknown_party"
+
+
+class InvalidPeriod(InvalidInput):
+    """A statement period that is not two aware ISO-8601 times (or dates), ``from``
+    before ``to``, at most the longest period a statement covers."""
+
+    code = "invalid_period"
 
 
 class InvalidSanctionsList(InvalidInput):

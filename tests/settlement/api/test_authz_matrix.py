@@ -129,6 +129,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{P}/accounts"): _rule(
         OFFICER, body={"chain": "xrpl", "address": "rAuthzTestAddress"}, fresh_party=True
     ),
+    # a party's balances and statement: staff read any party, an allocator its own
+    ("GET", f"{P}/balances"): _rule(*EVERYONE, party_scoped=True),
+    ("GET", f"{P}/statement"): _rule(
+        *EVERYONE, party_scoped=True, query={"from": "2026-01-01", "to": "2026-02-01"}
+    ),
     # audit, settlements, breakers
     ("GET", "/v1/audit/verify"): _rule(AUDITOR, ADMIN),
     ("GET", "/v1/settlements"): _rule(AUDITOR, ADMIN),
