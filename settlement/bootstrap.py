@@ -50,6 +50,14 @@ from settlement.services.commitments import CommitmentService
 from settlement.services.compliance import ComplianceService
 from settlement.services.positions import PositionService
 from settlement.services.settlements import SettlementDesk
+from settlement.services.webhooks import (
+    DeliveryPolicy,
+    DeliveryWorker,
+    WebhookDesk,
+    WebhookKey,
+    key_from_text,
+)
+from settlement.services.webhooks import local_key as local_webhook_key
 from settlement.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -78,6 +86,7 @@ class Services:
     compliance: ComplianceService
     settlements: SettlementDesk
     positions: PositionService
+    webhooks: WebhookDesk
 
     def close(self) -> None:
         self.db.dispose()
@@ -169,6 +178,7 @@ def build(
         ),
         compliance=ComplianceService(db, clock),
         settlements=SettlementDesk(db, clock, reason_max_chars=settings.reason_max_chars),
+        webhooks=WebhookDesk(db, clock, local_network=settings.network == "local"),
         positions=PositionService(db, clock),
     )
 
@@ -434,6 +444,45 @@ def build_anchor_loop(engine: Services) -> AnchorLoop | None:
         anchorer,
         every_s=settings.anchor_interval_s or None,
         every_entries=settings.anchor_every_entries or None,
+    )
+
+
+def webhook_key(settings: Settings) -> WebhookKey:
+    """The engine's webhook signing key: ``webhook_signing_key``, else (local network
+    only) one kept under data_dir; ``SettingsError`` otherwise."""
+    configured = settings.webhook_signing_key
+    if configured is not None:
+        try:
+            return key_from_text(configured.get_secret_value())
+        except ValueError as exc:
+            raise SettingsError(f"SETTLEMENT_WEBHOOK_SIGNING_KEY: {exc}") from exc
+    if settings.network != "local":
+        raise SettingsError("SETTLEMENT_WEBHOOK_SIGNING_KEY is required outside the local network")
+    return local_webhook_key(settings.data_dir)
+
+
+def webhook_policy(settings: Settings) -> DeliveryPolicy:
+    """How the delivery worker times out, retries and gives up, from the settings."""
+    return DeliveryPolicy(
+        timeout_s=settings.webhook_timeout_s,
+        quick_tries=settings.webhook_quick_tries,
+        backoff_base_s=settings.webhook_backoff_base_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        give_up_after_s=settings.webhook_give_up_after_s,
+        client_error_attempts=settings.webhook_client_error_attempts,
+    )
+
+
+def build_delivery_worker(
+    engine: Services, *, policy: DeliveryPolicy | None = None
+) -> DeliveryWorker:
+    """The webhook delivery worker over the engine's database, signing with
+    ``webhook_key``, retrying as the settings say (or as ``policy`` says)."""
+    return DeliveryWorker(
+        engine.db,
+        engine.clock,
+        webhook_key(engine.settings),
+        policy=policy or webhook_policy(engine.settings),
     )
 
 

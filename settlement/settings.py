@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     stellar_explorer_tx_url: str = ""
     #: commitments strictly above this amount need two distinct officers' approvals
     four_eyes_threshold: Decimal = Field(default=Decimal("1000000"), ge=0, allow_inf_nan=False)
+    #: webhooks: the engine's Ed25519 signing key (base64url of the 32-byte private key;
+    #: on the local network generated under data_dir when unset); each attempt's HTTP
+    #: timeout and quick retries (timeouts, 5xx); the backoff between attempts, doubling
+    #: from base to max; how long a delivery is retried before it is dead; how many
+    #: attempts a 4xx other than 408/429 gets
+    webhook_signing_key: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_quick_tries: int = Field(default=3, ge=1, le=10)
+    webhook_backoff_base_s: float = Field(default=5.0, gt=0, le=3_600)
+    webhook_backoff_max_s: float = Field(default=3_600.0, gt=0, le=86_400)
+    webhook_give_up_after_s: float = Field(default=86_400.0, gt=0, le=86_400 * 30)
+    webhook_client_error_attempts: int = Field(default=3, ge=1, le=100)
     #: screening policy files, relative to the config directory
     jurisdictions_file: Path = Path("jurisdictions.toml")
     limits_file: Path = Path("limits.toml")

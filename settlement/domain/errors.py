@@ -9,7 +9,9 @@
     │   ├── InvalidPartyData       a KYC record field is missing or malformed
     │   ├── UnknownParty           a party of the commitment has no KYC record
     │   ├── InvalidPeriod          a statement period malformed, reversed or too long
-    │   └── InvalidSanctionsList   unreadable or malformed list file; the old list stays
+    │   ├── InvalidSanctionsList   unreadable or malformed list file; the old list stays
+    │   ├── InvalidWebhookUrl      not an absolute http(s) URL, or one the network refuses
+    │   └── UnknownEventType       a webhook event type that does not exist
     ├── NotAuthorised              the actor's role or party may not do this (HTTP 403)
     │   ├── NotAnOfficer           not an active registered compliance officer
     │   └── SegregationOfDuties    the submitter approving, one officer approving twice,
@@ -18,7 +20,8 @@
     ├── NotFound                   the thing asked for does not exist (HTTP 404)
     │   ├── CommitmentNotFound
     │   ├── SettlementNotFound     no such settlement, or a commitment with none yet
-    │   └── PartyNotFound          the party asked for has no KYC record
+    │   ├── PartyNotFound          the party asked for has no KYC record
+    │   └── WebhookEndpointNotFound
     ├── Conflict                   the request lost a race; re-read and retry (HTTP 409)
     │   ├── StaleVersion
     │   └── RequestInFlight        same idempotency key being processed
@@ -96,6 +99,14 @@ class InvalidSanctionsList(InvalidInput):
     code = "invalid_sanctions_list"
 
 
+class InvalidWebhookUrl(InvalidInput):
+    code = "invalid_webhook_url"
+
+
+class UnknownEventType(InvalidInput):
+    code = "unknown_event_type"
+
+
 class NotAuthorised(SettlementError):
     code = "not_authorised"
     http_status = 403
@@ -128,6 +139,10 @@ class SettlementNotFound(NotFound):
 
 class PartyNotFound(NotFound):
     code = "party_not_found"
+
+
+class WebhookEndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
 
 
 class Conflict(SettlementError):
