@@ -288,6 +288,23 @@ class SettlementClient:
             idempotency_key=idempotency_key,
         )
 
+    def balances(self, party: str) -> dict[str, Any]:
+        """The party's positions: per account and asset the ledger's side and the
+        engine's, with breaks; ``totals`` per currency."""
+        return self._read(f"/parties/{party}/balances")
+
+    def statement(self, party: str, *, since: str, until: str) -> dict[str, Any]:
+        """The party's statement of ``[since, until)`` (ISO-8601 times or dates)."""
+        return self._read(f"/parties/{party}/statement", params={"from": since, "to": until})
+
+    def statement_csv(self, party: str, *, since: str, until: str) -> str:
+        """The same statement as CSV text; ``ApiError`` for a refusal."""
+        params = {"from": since, "to": until, "format": "csv"}
+        response = self._exchange("GET", f"{API_PREFIX}/parties/{party}/statement", params=params)
+        if not response.is_success:
+            _result(response)  # raises the problem as ApiError
+        return response.text
+
     # -- operations (unsigned routes; signing them is harmless) ---------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -395,6 +412,28 @@ class SettlementClient:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one signed request (retrying as the module says); its JSON body."""
+        return _result(
+            self._exchange(
+                method,
+                path,
+                json=json,
+                params=params,
+                idempotency_key=idempotency_key,
+                headers=headers,
+            )
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one signed request, retrying as the module says; the last response."""
         extra = dict(headers or {})
         if idempotency_key is not None:
             extra["Idempotency-Key"] = idempotency_key
@@ -416,7 +455,7 @@ class SettlementClient:
                     raise
             else:
                 if not _in_flight(response) or attempt >= self._retries:
-                    return _result(response)
+                    return response
             self._sleep(min(_RETRY_MAX_S, _RETRY_BASE_S * 2**attempt))
             attempt += 1
 

@@ -36,6 +36,7 @@ from settlement.cli.common import (
 from settlement.cli.keys import keys_app
 from settlement.cli.nodes import node_app
 from settlement.cli.officers import officers_app
+from settlement.cli.positions import balances, statement
 from settlement.cli.remote import DEFAULT_URL, KeyIdOption, KeyOption, UrlOption, api_call, target
 from settlement.cli.review import kyc_app, review_app, sanctions_app
 from settlement.cli.tickets import xrpl_app
@@ -60,6 +61,8 @@ app.add_typer(xrpl_app, name="xrpl")
 app.add_typer(keystore_app, name="keystore")
 app.command("worker")(worker)
 app.command("reconcile")(reconcile)
+app.command("balances")(balances)
+app.command("statement")(statement)
 app.add_typer(keys_app, name="keys")
 app.add_typer(commitments_app, name="commitments")
 

@@ -10,8 +10,10 @@ moved), with the ledger's side and the engine's side:
   balance, a custody lock). A ledger that cannot be asked is ``UNAVAILABLE`` (held
   None), never 0; a registered account the ledger does not hold is
   ``ACCOUNT_NOT_FOUND``.
-- ``ledger.locked``: the locks in the latest validated ledger that the account created
-  (escrows it owns, claimable balances it sponsors) in this asset (``Chain.locks_of``).
+- ``ledger.locked``: the locks of this asset in the latest validated ledger that the
+  account created and takes part in (``Chain.locks_of``): XRPL escrows it owns,
+  Stellar claimable balances it sponsors and may itself claim (every lock of the
+  engine's lets its sender reclaim after T_cancel).
 - ``locked``: what the engine records as locked in the party's open settlements, the
   account sending: legs LOCKED, HELD (with the agent) or REFUSED (payout refused, funds
   still locked or held). These funds are no longer in ``held``.
@@ -376,9 +378,9 @@ def _position(
     if ledger.status is LedgerStatus.ACCOUNT_NOT_FOUND:
         breaks.append(f"the registered account {account} does not exist on the {chain} ledger")
     if ledger.locked is not None and not low <= ledger.locked <= high:
-        expected = f"{low}" if low == high else f"between {low} and {high}"
+        expected = _plain(low) if low == high else f"between {_plain(low)} and {_plain(high)}"
         breaks.append(
-            f"the ledger holds {ledger.locked} {asset.code} in locks of {account}; "
+            f"the ledger holds {_plain(ledger.locked)} {asset.code} in locks of {account}; "
             f"the engine's open settlements account for {expected}"
         )
     return Position(
@@ -393,6 +395,10 @@ def _position(
         expected_locked_max=high,
         breaks=tuple(breaks),
     )
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
 
 
 def _expected_locks(legs: Iterable[records.OpenLeg]) -> tuple[Decimal, Decimal]:
