@@ -305,6 +305,57 @@ class SettlementClient:
             _result(response)  # raises the problem as ApiError
         return response.text
 
+    # -- webhooks -----------------------------------------------------------------
+
+    def add_webhook(
+        self,
+        url: str,
+        event_types: list[str],
+        *,
+        party: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Register an endpoint (an allocator's is its party's; an admin names a party,
+        or none for every party)."""
+        body: dict[str, Any] = {"url": url, "event_types": event_types}
+        if party is not None:
+            body["party"] = party
+        return self._write("/webhooks/endpoints", body, idempotency_key=idempotency_key)
+
+    def webhooks(self, *, party: str | None = None) -> list[dict[str, Any]]:
+        params = {"party": party} if party is not None else None
+        return self._read_list("/webhooks/endpoints", params=params)
+
+    def disable_webhook(
+        self, endpoint_id: UUID | str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/webhooks/endpoints/{endpoint_id}/disable"
+        return self._write(path, {}, idempotency_key=idempotency_key)
+
+    def webhook_deliveries(
+        self, endpoint_id: UUID | str, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return self._read_list(f"/webhooks/endpoints/{endpoint_id}/deliveries", params=params)
+
+    def replay_webhooks(
+        self,
+        endpoint_id: UUID | str,
+        delivery_ids: list[int] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Deliver the endpoint's dead deliveries again (those named, else all)."""
+        body = {"delivery_ids": delivery_ids} if delivery_ids is not None else {}
+        path = f"/webhooks/endpoints/{endpoint_id}/replay"
+        return self._write(path, body, idempotency_key=idempotency_key)
+
+    def webhook_keys(self) -> dict[str, Any]:
+        """The engine's webhook public keys (an unsigned route)."""
+        return self._read("/webhooks/keys")
+
     # -- operations (unsigned routes; signing them is harmless) ---------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

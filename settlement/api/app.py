@@ -42,6 +42,7 @@ from settlement.api.routes import (
     positions,
     review,
     settlements,
+    webhooks,
 )
 from settlement.api.strict import RefuseControlCharacters, StrictJsonRoute
 from settlement.breakers import BreakerBoard
@@ -66,7 +67,7 @@ class ConsoleOptions:
 
 #: the HTML pages of the OpenAPI document, which no other site may frame
 DOCUMENT_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
-#: unsigned: probes, scrapers and the OpenAPI documents
+#: unsigned: probes, scrapers, the OpenAPI documents and the webhook public keys
 PUBLIC_PATHS = (
     "/health",
     "/healthz",
@@ -76,6 +77,7 @@ PUBLIC_PATHS = (
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    webhooks.KEYS_PATH,
 )
 DEFAULT_READINESS_TIMEOUT_S = 3.0
 DEFAULT_PUBLISH_EVERY_S = 5.0
@@ -105,6 +107,7 @@ ROUTERS = (
     settlements.router,
     parties.router,
     positions.router,
+    webhooks.router,
     operations.router,
 )
 DESCRIPTION = (
@@ -171,6 +174,8 @@ def create_app(
             # explorer links as asked, else as the settings name them
             explorer_urls=console.explorer_urls or engine.settings.explorer_tx_urls,
             sign_in_secret=console.sign_in_secret,
+            # a party's page reads its balances from this process's ledgers, if any
+            chains=ops.ledgers.chains if ops.ledgers is not None else None,
         )
     problems.install_handlers(app)
     app.openapi = document_of(app, PUBLIC_PATHS)  # type: ignore[method-assign]

@@ -40,6 +40,7 @@ from settlement.cli.positions import balances, statement
 from settlement.cli.remote import DEFAULT_URL, KeyIdOption, KeyOption, UrlOption, api_call, target
 from settlement.cli.review import kyc_app, review_app, sanctions_app
 from settlement.cli.tickets import xrpl_app
+from settlement.cli.webhooks import webhooks_app
 from settlement.cli.worker import keystore_app, reconcile, worker
 from settlement.domain.errors import SettlementError
 from settlement.dvp.ledger_refs import ledger_ref_checker
@@ -65,6 +66,7 @@ app.command("balances")(balances)
 app.command("statement")(statement)
 app.add_typer(keys_app, name="keys")
 app.add_typer(commitments_app, name="commitments")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()

@@ -90,7 +90,8 @@ def worker(
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
-        with _anchoring(engine, running_on=not (once or until_idle)):
+        running_on = not (once or until_idle)
+        with _anchoring(engine, running_on=running_on), _delivering(engine, running_on=running_on):
             if once:
                 runner.run_once()
             elif until_idle:
@@ -127,6 +128,26 @@ def _anchoring(engine: bootstrap.Services, *, running_on: bool) -> Iterator[None
         yield
     finally:
         loop.stop()
+
+
+@contextmanager
+def _delivering(engine: bootstrap.Services, *, running_on: bool) -> Iterator[None]:
+    """Webhook deliveries in a thread of their own while a worker runs on: a slow or
+    unreachable receiver never holds a settlement up. Exit 2 when the signing key
+    cannot be had."""
+    if not running_on:
+        yield
+        return
+    try:
+        delivery = bootstrap.build_delivery_worker(engine)
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from exc
+    delivery.start()
+    try:
+        yield
+    finally:
+        delivery.stop()
+        delivery.close()
 
 
 def reconcile(as_json: JsonFlag = False) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.chain import Chain, ChainName
 from ledger import audit
 from settlement import bootstrap
 from settlement.breakers import BreakerBoard
@@ -90,6 +91,8 @@ class Console:
     #: chain name -> URL template with ``{hash}`` (or ``{tx_hash}``), for links to a
     #: ledger explorer
     explorer_urls: Mapping[str, str]
+    #: the ledgers a party's balances are read from (none: every ledger unavailable)
+    chains: Mapping[ChainName, Chain] = field(default_factory=dict)
 
 
 class SignInRequired(Exception):
@@ -121,6 +124,7 @@ def install_console(
     explorer_urls: Mapping[str, str] | None = None,
     password_hasher: PasswordHasher | None = None,
     sign_in_secret: bytes | None = None,
+    chains: Mapping[ChainName, Chain] | None = None,
 ) -> None:
     """Mount the console at ``/console`` on ``app``.
 
@@ -132,6 +136,8 @@ def install_console(
     ``sign_in_secret`` (32 bytes or more) signs the sign-in forms' tokens; processes
     serving one console together must share it. Without it this process makes one, and
     a form it served is refused by any other (or after a restart): reload and sign in.
+    ``chains`` are the ledgers a party's page reads balances from; without them each
+    position shows its ledger as unavailable.
     """
     for chain, template in (explorer_urls or {}).items():
         placed = any(mark in template for mark in _EXPLORER_MARKS)
@@ -158,6 +164,7 @@ def install_console(
         ),
         templates=_templates(),
         secure_cookies=secure_cookies,
+        chains=dict(chains or {}),
         explorer_urls=dict(explorer_urls or {}),
     )
     app.mount(PREFIX, _console_app(console), name="console")
@@ -300,6 +307,7 @@ def _console_app(console: Console) -> FastAPI:
 
     _auth_routes(sub)
     _review_routes(sub)
+    _party_routes(sub)
     _admin_routes(sub)
     _error_pages(sub)
     return sub
@@ -583,6 +591,17 @@ def _detail_page(
         error=error,
         kept=dict(kept or {}),
     )
+
+
+def _party_routes(sub: FastAPI) -> None:
+    @sub.get("/parties/{party}", response_class=HTMLResponse)
+    def party_page(console: ConsoleDep, session: SessionDep, party: str) -> Response:
+        """A party's balances beside its ledgers (read-only; officers and admins)."""
+        _require_role(session, Role.COMPLIANCE_OFFICER, Role.ADMIN)
+        balances = console.engine.positions.balances(session.actor, party, console.chains)
+        return _render(
+            console, "party.html", title=f"Party {party}", session=session, balances=balances
+        )
 
 
 def _admin_routes(sub: FastAPI) -> None:

@@ -53,6 +53,8 @@ class Rule:
     query: dict[str, str] = field(default_factory=dict)
     #: name a party of its own in {party} (a write must not change the shared ones)
     fresh_party: bool = False
+    #: name a new webhook endpoint of the allocator's party in {endpoint_id}
+    endpoint: bool = False
 
 
 def _rule(*roles: Role, party_scoped: bool = False, **kw: Any) -> Rule:
@@ -64,6 +66,9 @@ C = "/v1/commitments/{commitment_id}"
 R = "/v1/review/{commitment_id}"
 P = "/v1/parties/{party}"
 S = "/v1/settlements/{settlement_id}"
+W = "/v1/webhooks/endpoints/{endpoint_id}"
+#: an endpoint nothing is delivered to, for an event the authorisation tests never cause
+HOOK = {"url": "http://127.0.0.1:9/authz", "event_types": ["settlement.flagged"]}
 LEGS = [
     {
         "kind": "principal",
@@ -142,6 +147,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{S}/resolve"): _rule(ADMIN, body={"note": "authz"}),
     ("GET", "/v1/breakers"): _rule(AUDITOR, ADMIN),
     ("POST", "/v1/breakers/{chain}/reset"): _rule(ADMIN),
+    # webhooks: an allocator's own party's endpoints, an admin's any; the keys are public
+    ("GET", "/v1/webhooks/keys"): PUBLIC,
+    ("POST", "/v1/webhooks/endpoints"): _rule(ALLOCATOR, ADMIN, body=HOOK),
+    ("GET", "/v1/webhooks/endpoints"): _rule(ALLOCATOR, ADMIN, party_scoped=True),
+    ("POST", f"{W}/disable"): _rule(ALLOCATOR, ADMIN, party_scoped=True, endpoint=True),
+    ("GET", f"{W}/deliveries"): _rule(ALLOCATOR, ADMIN, party_scoped=True, endpoint=True),
+    ("POST", f"{W}/replay"): _rule(ALLOCATOR, ADMIN, party_scoped=True, endpoint=True, body={}),
 }
 
 
@@ -224,9 +236,56 @@ def own_ids(api: Api) -> ObjectIds:
             "party": f"party-authz-{uuid.uuid4().hex[:12]}" if rule.fresh_party else OWN_PARTY,
             "settlement_id": str(uuid.uuid4()),
             "chain": "xrpl",
+            "endpoint_id": own_endpoint(api) if rule.endpoint else str(uuid.uuid4()),
         }
 
     return make
+
+
+def own_endpoint(api: Api, key: Key | None = None) -> str:
+    """A new webhook endpoint of ``key``'s party (the allocator's by default)."""
+    created = api.send(
+        key or api.allocator,
+        "POST",
+        "/v1/webhooks/endpoints",
+        json=HOOK,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def test_an_allocator_sees_only_its_own_endpoints(api: Api) -> None:
+    """Another party's endpoints are neither listed nor reachable; an admin's
+    every-party endpoint is not an allocator's either."""
+    mine = own_endpoint(api)
+    theirs = own_endpoint(api, api.other_allocator)
+    admins = api.send(
+        api.admin,
+        "POST",
+        "/v1/webhooks/endpoints",
+        json=HOOK,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    ).json()["id"]
+    listed = api.send(api.allocator, "GET", "/v1/webhooks/endpoints").json()
+    assert mine in {e["id"] for e in listed}
+    assert {e["party"] for e in listed} == {OWN_PARTY}
+    for other in (theirs, admins):
+        for method, path, body in (
+            ("GET", f"/v1/webhooks/endpoints/{other}/deliveries", None),
+            ("POST", f"/v1/webhooks/endpoints/{other}/replay", {}),
+            ("POST", f"/v1/webhooks/endpoints/{other}/disable", None),
+        ):
+            refused = api.send(
+                api.allocator,
+                method,
+                path,
+                json=body,
+                headers={"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {},
+            )
+            _refused(refused)
+    everyone = {e["id"] for e in api.send(api.admin, "GET", "/v1/webhooks/endpoints").json()}
+    assert {mine, theirs, admins} <= everyone
 
 
 @pytest.mark.parametrize("role", ROLES, ids=str)

@@ -103,6 +103,12 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/parties/{party}/kyc"): "create_kyc",
     ("patch", "/v1/parties/{party}/kyc"): "update_kyc",
     ("post", "/v1/parties/{party}/accounts"): "register_account",
+    ("get", "/v1/webhooks/keys"): "webhook_keys",
+    ("post", "/v1/webhooks/endpoints"): "register_endpoint",
+    ("get", "/v1/webhooks/endpoints"): "list_endpoints",
+    ("post", "/v1/webhooks/endpoints/{endpoint_id}/disable"): "disable_endpoint",
+    ("get", "/v1/webhooks/endpoints/{endpoint_id}/deliveries"): "list_deliveries",
+    ("post", "/v1/webhooks/endpoints/{endpoint_id}/replay"): "replay_dead_letters",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
@@ -110,7 +116,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/breakers/{chain}/reset"): "reset_breaker",
 }
 EXPECTED_ROUTES = set(EXPECTED_OPERATIONS)
-UNSIGNED = {"/health", "/healthz", "/readyz", "/metrics"}
+UNSIGNED = {"/health", "/healthz", "/readyz", "/metrics", "/v1/webhooks/keys"}
 
 
 def _operation_id(name: str, path: str, method: str) -> str:

@@ -37,10 +37,13 @@ from settlement import bootstrap, signing
 from settlement.api.position_schemas import CSV_COLUMNS
 from settlement.bootstrap import DatabaseUrls, Ledgers
 from settlement.cli.main import app as cli_app
+from settlement.console.views import format_amount
 from settlement.demo.world import LocalWorld
 from settlement.dvp import DvpCoordinator, DvpPolicy, LegInstruction
 from settlement.sealing import Sealer
+from settlement.services.console_accounts import ConsoleAccounts
 from settlement.settings import load_settings
+from tests.settlement.console.conftest import TEST_HASHER, ConsoleServer, console_app, serve
 from tests.support import OFFICER, seed_compliance
 
 from .conftest import Api, Key, problem_of, running_api
@@ -365,6 +368,34 @@ def test_cli_balances_and_statement(desk: Desk, tmp_path: Path) -> None:
     reversed_period = ("--from", "2020-06-01", "--to", "2020-01-01")
     code, out = _cli(desk, api.auditor, tmp_path, "statement", BUYER, *reversed_period)
     assert code == 1 and "invalid_period" in out
+
+
+def test_the_console_shows_a_party_page_linked_from_the_commitment(desk: Desk) -> None:
+    engine, w = desk.api.engine, desk.world
+    server, thread, url = serve(console_app(engine, w.clock, chains=w.chains))
+    console = ConsoleServer(
+        url,
+        engine,
+        w.clock,
+        ConsoleAccounts(engine.db, w.clock, engine.compliance, hasher=TEST_HASHER),
+    )
+    try:
+        cid = _verified(desk)
+        with console.signed_in(console.officer()) as browser:
+            detail = browser.get(f"/console/commitments/{cid}")
+            assert f'href="/console/parties/{BUYER}"' in detail.text
+            page = browser.get(f"/console/parties/{BUYER}")
+            missing = browser.get("/console/parties/party-nobody")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert page.status_code == 200, page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    held = w.stellar.balance(w.buyer_stellar.public_key, w.usdc)
+    assert w.buyer_stellar.public_key in page.text and w.buyer_xrpl.classic_address in page.text
+    assert f">{format_amount(held)}<" in page.text
+    assert "Of which uninstructed" in page.text
+    assert missing.status_code == 404
 
 
 def _legs_locked(desk: Desk, sid: str) -> bool:
