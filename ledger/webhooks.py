@@ -300,6 +300,25 @@ def record_delivered(
     return rows.rowcount == 1
 
 
+def record_delivered_many(
+    uow: Statements, delivered: list[tuple[int, int, int]], *, at: datetime
+) -> int:
+    """``record_delivered`` for many (delivery id, attempts, status code) in one
+    statement; how many were recorded (a lost claim is left as it is)."""
+    if not delivered:
+        return 0
+    ids, attempts, codes = (list(column) for column in zip(*delivered, strict=True))
+    rows = uow.execute(
+        "UPDATE webhook_deliveries d SET status = 'delivered', delivered_at = :at,"
+        " last_status = r.code, last_error = NULL"
+        " FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),"
+        " CAST(:codes AS integer[])) AS r(id, attempts, code)"
+        " WHERE d.id = r.id AND d.status = 'pending' AND d.attempts = r.attempts",
+        {"ids": ids, "attempts": attempts, "codes": codes, "at": at},
+    )
+    return rows.rowcount
+
+
 def record_failed(
     uow: Statements,
     delivery_id: int,

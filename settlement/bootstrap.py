@@ -470,6 +470,7 @@ def webhook_policy(settings: Settings) -> DeliveryPolicy:
         backoff_max_s=settings.webhook_backoff_max_s,
         give_up_after_s=settings.webhook_give_up_after_s,
         client_error_attempts=settings.webhook_client_error_attempts,
+        concurrency=settings.webhook_concurrency,
     )
 
 

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=3_600.0, gt=0, le=86_400)
     webhook_give_up_after_s: float = Field(default=86_400.0, gt=0, le=86_400 * 30)
     webhook_client_error_attempts: int = Field(default=3, ge=1, le=100)
+    #: deliveries one delivery worker sends at once (each to its own commitment)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
     #: screening policy files, relative to the config directory
     jurisdictions_file: Path = Path("jurisdictions.toml")
     limits_file: Path = Path("limits.toml")

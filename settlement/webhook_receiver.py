@@ -118,6 +118,9 @@ def handler_for(
     engine signed: the one the endpoint was registered with."""
 
     class Handler(BaseHTTPRequestHandler):
+        # keep-alive: the engine sends many events over one connection
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
@@ -126,13 +129,17 @@ def handler_for(
                     "POST", public_url(self.path), list(self.headers.items()), body
                 )
             except Refused as exc:
+                refusal = str(exc).encode()
                 self.send_response(401)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(refusal)))
                 self.end_headers()
-                self.wfile.write(str(exc).encode())
+                self.wfile.write(refusal)
                 return
             if on_event is not None:
                 on_event(event, duplicate)
             self.send_response(204)
+            self.send_header("content-length", "0")
             self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:

@@ -8,7 +8,8 @@ process, as in the tests, never share series). It holds:
   of the signature guard (so refused requests count too);
 - what the database says at scrape time (``EngineCollector``): commitment transitions
   by event, commitments by state, settlements by status and decision, settlements
-  flagged for review, every published circuit breaker by scope and chain, and the
+  flagged for review, every published circuit breaker by scope and chain, webhook
+  deliveries waiting and dead (``settlement_webhook_deliveries`` by ``status``), and the
   audit anchors (below). Reading these at scrape time means transitions made by workers
   in other processes count, and a restarted API process loses nothing.
 
@@ -54,6 +55,7 @@ from ledger import anchors as anchor_records
 from ledger import breakers as breaker_records
 from ledger import commitments as commitment_records
 from ledger import settlements as settlement_records
+from ledger import webhooks as webhook_records
 from ledger.database import Database
 from settlement.breakers import STATES
 from settlement.clock import Clock, SystemClock
@@ -164,6 +166,7 @@ class EngineCollector(Collector):
             flagged = settlement_records.count_flagged(uow)
             breakers = breaker_records.all_rows(uow)
             anchored = anchor_records.anchor_status(uow, self._anchor_chains)
+            deliveries = webhook_records.delivery_counts(uow)
         return [
             _transitions(transitions),
             _commitments(states),
@@ -175,7 +178,19 @@ class EngineCollector(Collector):
             ),
             *_breakers(breakers),
             *_anchors(anchored, self._clock),
+            _webhook_deliveries(deliveries),
         ]
+
+
+def _webhook_deliveries(counts: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "settlement_webhook_deliveries",
+        "Webhook deliveries not delivered: pending (due or retrying) and dead (given up).",
+        labels=["status"],
+    )
+    for status in ("pending", "dead"):
+        family.add_metric([status], int(counts.get(status, 0)))
+    return family
 
 
 def _transitions(counts: dict[str, int]) -> Metric:

@@ -38,6 +38,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -304,8 +305,11 @@ class DeliveryPolicy:
     client_error_attempts: int = 3
     #: deliveries claimed per round
     batch: int = 50
-    #: how long to wait when nothing was due
-    idle_s: float = 0.5
+    #: deliveries of a round sent at once (a round holds at most one event per
+    #: commitment and endpoint, so sending them side by side keeps each one's order)
+    concurrency: int = 8
+    #: how long to wait when nothing was due (the lag of an event when all is quiet)
+    idle_s: float = 0.2
 
     @property
     def lease_s(self) -> float:
@@ -372,6 +376,9 @@ class DeliveryWorker:
             timeout=self.policy.timeout_s,
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.policy.concurrency, thread_name_prefix="webhook-send"
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -470,8 +477,22 @@ class DeliveryWorker:
     def run_once(self) -> int:
         """One round: claim what is due, send and record each; how many were claimed."""
         claimed = self.claim()
-        for claim in claimed:
-            self.record(claim, self.send(claim))
+        if len(claimed) > 1 and self.policy.concurrency > 1:
+            attempts = list(self._pool.map(self.send, claimed))
+        else:
+            attempts = [self.send(claim) for claim in claimed]
+        delivered = [
+            (claim.id, claim.attempts, attempt.status_code or 0)
+            for claim, attempt in zip(claimed, attempts, strict=True)
+            if attempt.delivered
+        ]
+        if delivered:
+            # one transaction for the round's successes: one WAL flush, not one each
+            now = self._clock.now()
+            self._db.statements(lambda uow: records.record_delivered_many(uow, delivered, at=now))
+        for claim, attempt in zip(claimed, attempts, strict=True):
+            if not attempt.delivered:
+                self.record(claim, attempt)
         return len(claimed)
 
     def run(self) -> None:
@@ -496,6 +517,7 @@ class DeliveryWorker:
             self._thread.join(timeout_s)
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._http.close()
 
     def counts(self) -> dict[str, int]:

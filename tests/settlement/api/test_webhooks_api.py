@@ -163,3 +163,9 @@ def test_the_cli_adds_lists_replays_and_disables(settle: Cli, live: Api) -> None
     code, out = settle(live.other_allocator, "webhooks", "disable", added["id"])
     assert code == 1 and "not_authorised" in out
     assert [e["id"] for e in settle.json(alloc, "webhooks", "list")] == [added["id"]]
+
+
+def test_metrics_count_pending_and_dead_deliveries(api: Api) -> None:
+    text = api.send(None, "GET", "/metrics").text
+    assert 'settlement_webhook_deliveries{status="pending"}' in text
+    assert 'settlement_webhook_deliveries{status="dead"}' in text
