@@ -5,7 +5,10 @@ letters that a replay brings back."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +22,9 @@ from uuid import UUID
 import pytest
 
 from ledger import webhooks as records
-from settlement import signing
-from settlement.bootstrap import Services
-from settlement.clock import ManualClock
+from settlement import bootstrap, signing
+from settlement.bootstrap import DatabaseUrls, Services
+from settlement.clock import ManualClock, SystemClock
 from settlement.domain.states import Event, State
 from settlement.services.webhooks import (
     DeliveryPolicy,
@@ -30,7 +33,7 @@ from settlement.services.webhooks import (
     key_from_text,
     key_text,
 )
-from settlement.webhook_receiver import Refused, WebhookReceiver, parse_keys
+from settlement.webhook_receiver import Refused, WebhookReceiver, handler_for, parse_keys
 from tests.support import ALLOCATOR, ENTITLED, new_commitment, reason_for
 
 KEY = key_from_text(key_text(signing.new_private_key()))
@@ -332,3 +335,63 @@ def test_the_worker_thread_delivers(fresh_engine: Services, clock: ManualClock) 
             worker.close()
     assert [e["type"] for e in r.receiver.events] == ["commitment.created"]
     assert worker.counts() == {"pending": 0, "dead": 0}
+
+
+def test_a_killed_deliver_process_leaves_the_event_to_be_sent_again(
+    fresh_engine: Services, fresh_urls: DatabaseUrls
+) -> None:
+    """`settle webhooks deliver` is killed (SIGKILL) while its POST is at the receiver,
+    before it can record the delivery: the event is delivered again once the claim's
+    lease has run out, with the same id (at least once)."""
+    real = SystemClock()
+    key = bootstrap.webhook_key(fresh_engine.settings)  # the one the process signs with
+    received = threading.Event()
+    release = threading.Event()
+    receiver = WebhookReceiver(parse_keys(key.public_document()), now=real.now)
+    base: list[str] = []
+
+    def hold_first(event: dict[str, Any], duplicate: bool) -> None:
+        if not received.is_set():
+            received.set()
+            release.wait(30)  # the worker is killed meanwhile
+
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        handler_for(receiver, public_url=lambda path: base[0] + path, on_event=hold_first),
+    )
+    base.append(f"http://127.0.0.1:{server.server_address[1]}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = _subscribe(fresh_engine, base[0] + "/hook", ["commitment.created"])
+    new_commitment(fresh_engine.commitments, State.DRAFT)
+    env = {**os.environ, "SETTLEMENT_DATABASE_URL": fresh_urls.owner}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "settlement.cli.main", "webhooks", "deliver"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert received.wait(60), "the deliver process never posted"
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        release.set()
+    (claimed,) = _deliveries(fresh_engine, endpoint)
+    assert (claimed.status, claimed.attempts) == ("pending", 1)
+    # a worker that comes along after the lease ran out sends it again
+    later = ManualClock(real.now() + timedelta(seconds=bootstrap.webhook_policy(
+        fresh_engine.settings).lease_s + 1))  # fmt: skip
+    receiver.now = later.now
+    survivor = DeliveryWorker(fresh_engine.db, later, key, policy=POLICY)
+    try:
+        _drain(survivor)
+    finally:
+        survivor.close()
+        server.shutdown()
+        server.server_close()
+    assert len(receiver.events) == 1
+    assert receiver.duplicates == [receiver.events[0]["id"]]
+    (delivered,) = _deliveries(fresh_engine, endpoint)
+    assert (delivered.status, delivered.attempts) == ("delivered", 2)
