@@ -348,10 +348,13 @@ def record_failed(
 
 
 def delivery_counts(uow: Statements) -> dict[str, int]:
-    """How many deliveries are pending and dead (what metrics show)."""
+    """How many deliveries are pending (to active endpoints: a disabled endpoint's wait
+    for nobody) and dead (what metrics show)."""
     rows = uow.execute(
-        "SELECT status, count(*) FROM webhook_deliveries WHERE status <> 'delivered'"
-        " GROUP BY status"
+        "SELECT d.status, count(*) FROM webhook_deliveries d"
+        " JOIN webhook_endpoints p ON p.id = d.endpoint_id"
+        " WHERE d.status <> 'delivered' AND (p.active OR d.status = 'dead')"
+        " GROUP BY d.status"
     )
     counts = {"pending": 0, "dead": 0}
     counts.update({r[0]: int(r[1]) for r in rows})

@@ -214,3 +214,17 @@ def test_the_app_role_cannot_rewrite_history(fresh_engine: Services, clock: Manu
         assert statuses == [("delivered",)]
     finally:
         app.dispose()
+
+
+def test_counts_leave_out_what_waits_for_a_disabled_endpoint(
+    fresh_engine: Services, clock: ManualClock
+) -> None:
+    endpoint = _endpoint(fresh_engine, None, ["commitment.created"])
+    new_commitment(fresh_engine.commitments, State.DRAFT)
+    assert fresh_engine.db.statements(records.delivery_counts) == {"pending": 1, "dead": 0}
+    fresh_engine.db.statements(
+        lambda uow: records.disable_endpoint(uow, endpoint, by="test", at=clock.now())
+    )
+    assert fresh_engine.db.statements(records.delivery_counts) == {"pending": 0, "dead": 0}
+    # and nothing is claimed for it
+    assert _deliver_all(fresh_engine, clock) == []
