@@ -805,6 +805,7 @@ def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
     )
     commits_before = bench.xact_commit(name)
     bench.counter.reset()
+    bench.counter.database = name  # the feeders' own in this database, not the probes'
     try:
         cpu = CpuMeter(bench.nodes, processes, bench.postgres)
         r = EngineRun(world, engine, shape, cpu=cpu, processes=processes).run()

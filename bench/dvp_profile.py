@@ -338,6 +338,7 @@ def profile_run(bench: Bench, args: argparse.Namespace) -> None:
     shape = RunShape(1, 3600.0, args.in_flight, 300.0, args.concurrency, limit=args.dvps)
     before = bench.xact_commit(name)
     bench.counter.reset()
+    bench.counter.database = name
     try:
         cpu = CpuMeter(bench.nodes, worker, bench.postgres)
         r = EngineRun(world, engine, shape, cpu=cpu, processes=worker).run()

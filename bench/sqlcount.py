@@ -16,7 +16,10 @@ import psycopg
 
 
 class SqlCounter:
+    """Counts in every database, or in ``database`` alone once it is set."""
+
     def __init__(self) -> None:
+        self.database: str | None = None
         self._lock = threading.Lock()
         self.statements = 0
         self.commits = 0
@@ -38,7 +41,8 @@ class SqlCounter:
 
         def counted_commit(connection: Any) -> None:
             # in autocommit, or with nothing begun, no transaction ends on the server
-            if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            begun = connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            if begun and counter.counts(connection):
                 with counter._lock:
                     counter.commits += 1
             commit(connection)
@@ -48,7 +52,12 @@ class SqlCounter:
         psycopg.Connection.commit = counted_commit  # type: ignore[method-assign,assignment]
         return self
 
+    def counts(self, connection: Any) -> bool:
+        return self.database is None or connection.info.dbname == self.database
+
     def count(self, cursor: Any) -> None:
+        if not self.counts(cursor.connection):
+            return
         autocommit = bool(getattr(cursor.connection, "autocommit", False))
         with self._lock:
             self.statements += 1
