@@ -32,7 +32,19 @@ from settlement.dvp.protocol import (
 K = LockKind
 
 
-@pytest.mark.parametrize("kinds", SHAPES, ids=lambda kinds: "-".join(k.value for k in kinds))
+#: the largest shape takes over a minute alone; it runs in ``make soak`` (and
+#: ``python -m settlement.dvp.model`` checks it too), the others in every test run
+_SOAK_SHAPES = {(K.CLAIMABLE, K.ESCROW, K.CLAIMABLE)}
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        pytest.param(kinds, marks=[pytest.mark.slow] if kinds in _SOAK_SHAPES else [])
+        for kinds in SHAPES
+    ],
+    ids=lambda kinds: "-".join(k.value for k in kinds),
+)
 def test_every_invariant_holds_in_every_reachable_state(kinds: tuple[LockKind, ...]) -> None:
     report = explore(kinds)
     print(report.describe())

@@ -296,7 +296,10 @@ def test_a_cancel_requested_while_deciding_wins_under_the_row_lock(
         return real(s, legs)
 
     monkeypatch.setattr(coordinator, "_decide_on_every_clock", cancel_first)
-    result = dvp.to_rest(sid, timeout_s=20)
+    # until decided: the escrow cannot go back before CancelAfter, so it would not rest
+    coordinator.run_to_end(
+        sid, timeout_s=20, until=lambda: coordinator.settlement(sid)[0].decision is not None
+    )
     settlement = coordinator.settlement(sid)[0]
     assert settlement.decision == "ABORT", settlement.decision_reason
     assert "force-cancel" in (settlement.decision_reason or "")
