@@ -103,6 +103,8 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/parties/{party}/kyc"): "create_kyc",
     ("patch", "/v1/parties/{party}/kyc"): "update_kyc",
     ("post", "/v1/parties/{party}/accounts"): "register_account",
+    ("get", "/v1/parties/{party}/balances"): "balances",
+    ("get", "/v1/parties/{party}/statement"): "statement",
     ("get", "/v1/webhooks/keys"): "webhook_keys",
     ("post", "/v1/webhooks/endpoints"): "register_endpoint",
     ("get", "/v1/webhooks/endpoints"): "list_endpoints",
@@ -178,6 +180,9 @@ def test_openapi_marks_every_signed_route_and_documents_its_problems(api: Api) -
     assert unready["application/json"]["schema"]["$ref"].endswith("/ReadyOut")
     metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert any(m.startswith("text/plain") for m in metrics)
+    statement = document["paths"]["/v1/parties/{party}/statement"]["get"]
+    assert set(statement["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    assert {p["name"] for p in statement["parameters"]} >= {"from", "to", "format"}
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
