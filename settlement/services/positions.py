@@ -64,7 +64,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from adapters.chain import Asset, Chain, ChainName, LockState
-from adapters.errors import AccountNotFound, AdapterError, TransportError
+from adapters.errors import AccountNotFound, AdapterError
 from ledger import positions as records
 from ledger.database import Database, UnitOfWork
 from settlement.clock import Clock
@@ -341,7 +341,7 @@ def _read_ledger(
         except AccountNotFound as exc:
             out[asset] = LedgerSide(LedgerStatus.ACCOUNT_NOT_FOUND, detail=str(exc))
             continue
-        except (TransportError, AdapterError) as exc:
+        except AdapterError as exc:  # a transport failure, or an answer that says nothing
             out[asset] = LedgerSide(LedgerStatus.UNAVAILABLE, detail=str(exc))
             continue
         if not isinstance(locks, list):

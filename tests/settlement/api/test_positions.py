@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -271,6 +271,11 @@ def test_statement_lists_the_period_and_ties_out(desk: Desk) -> None:
         everything = allocator.statement(
             BUYER, since=(start - timedelta(days=300)).isoformat(), until=end.isoformat()
         )
+    assert (found["party"], found["from"], found["to"]) == (
+        BUYER,
+        start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    )
     mine = [line for line in found["lines"] if line["settlement_id"] == sid]
     w = desk.world
     assert {(x["direction"], x["asset"]["code"], x["amount"], x["kind"]) for x in mine} == {
@@ -365,6 +370,9 @@ def test_cli_balances_and_statement(desk: Desk, tmp_path: Path) -> None:
     code, out = _cli(desk, api.auditor, tmp_path, "statement", BUYER, *period, "--csv")
     assert code == 0, out
     assert out.splitlines() == [",".join(CSV_COLUMNS)]
+    code, out = _cli(desk, api.auditor, tmp_path, "statement", BUYER, *period)
+    assert code == 0, out
+    assert "no settled legs in the period" in out and "no positions" in out
     reversed_period = ("--from", "2020-06-01", "--to", "2020-01-01")
     code, out = _cli(desk, api.auditor, tmp_path, "statement", BUYER, *reversed_period)
     assert code == 1 and "invalid_period" in out
