@@ -38,6 +38,7 @@ def _concrete(path: str) -> str:
         .replace("{settlement_id}", str(uuid.uuid4()))
         .replace("{party}", "party-northwind")
         .replace("{chain}", "xrpl")
+        .replace("{endpoint_id}", str(uuid.uuid4()))
     )
 
 
