@@ -22,10 +22,14 @@ No memos (the engine's adapters add none to legs). Each transaction is submitted
 (Horizon's POST /transactions_async, rippled's ``submit``) and then polled by hash once
 per new ledger of its chain, until it is validated or expired (an expired one is signed
 anew, as the engine does). One watcher thread per chain reads the latest ledger (and,
-per new ledger, the fees) every ``HEAD_POLL_S``; the DVP threads wait on it.
+per new ledger, the fees), paced by the closes it sees: after a new ledger it sleeps
+most of a close interval, then reads every ``HEAD_POLL_S`` until the next (a few reads
+per close, as the engine looks again just after the next close); the DVP threads
+wait on it.
 
-What a competent user would do and the engine also does: one kept-alive HTTP client
-(httpx) per process shared by its threads, Tickets for the two XRPL signers, channel
+What a competent user would do and the engine also does: a kept-alive HTTP client
+(httpx) per server, shared by the process's threads; xrpl-py's own ``sign`` and
+binary codec, stellar-sdk's builder and signing; Tickets for the two XRPL signers, channel
 accounts for Stellar. This client partitions them among the K processes (ticket number
 and channel index modulo K) and tracks each channel's sequence number in memory
 (reloaded after a failure); process 0 keeps both accounts' Tickets stocked.
@@ -67,8 +71,10 @@ from xrpl.models.transactions import EscrowCreate, EscrowFinish, TicketCreate, T
 from xrpl.transaction import sign
 from xrpl.wallet import Wallet
 
-#: how often each chain's watcher reads the latest ledger
-HEAD_POLL_S = 0.1
+#: how often each chain's watcher reads the latest ledger when a close is due
+HEAD_POLL_S = 0.05
+#: the share of a close interval a watcher sleeps after seeing a new ledger
+SLEEP_SHARE = 0.8
 #: an XRPL transaction may apply up to this many ledgers after the validated one
 LEDGER_WINDOW = 20
 #: a Stellar transaction's time bounds: [latest close, + this]
@@ -113,16 +119,27 @@ class Watch:
         return int(getattr(self.head, "index", 0) or getattr(self.head, "sequence", 0))
 
     def run(self) -> None:
+        """Read the head; after a new ledger, sleep most of a close interval (learned
+        from the closes seen) before reading again, then read every ``HEAD_POLL_S``
+        until the next one shows: a few reads per close, found within a poll of it."""
+        interval_s, changed_at = 1.0, None
         while not self.stop.is_set():
             try:
                 fresh = self._read(self.head)
             except (httpx.HTTPError, KeyError, ValueError):
                 fresh = None
-            if fresh is not None:
-                with self._changed:
-                    self.head = fresh
-                    self._changed.notify_all()
-            self.stop.wait(HEAD_POLL_S)
+            if fresh is None:
+                self.stop.wait(HEAD_POLL_S)
+                continue
+            now = time.monotonic()
+            if changed_at is not None:
+                seen = min(max(now - changed_at, 0.2), 10.0)
+                interval_s = 0.8 * interval_s + 0.2 * seen
+            changed_at = now
+            with self._changed:
+                self.head = fresh
+                self._changed.notify_all()
+            self.stop.wait(max(HEAD_POLL_S, SLEEP_SHARE * interval_s))
 
     def wait_past(self, index: int, timeout: float = 30.0) -> None:
         """Return once a ledger after ``index`` is seen (or on stop, or the timeout)."""
@@ -201,12 +218,11 @@ class BareClient:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
-        self.http = httpx.Client(
-            timeout=30.0,
-            limits=httpx.Limits(
-                max_connections=cfg["in_flight"] + 8, max_keepalive_connections=cfg["in_flight"] + 8
-            ),
-        )
+        # one kept-alive client per server: httpcore scans its pool on every request
+        size = cfg["in_flight"] + 4
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self.xrpl_http = httpx.Client(timeout=30.0, limits=limits)
+        self.http = httpx.Client(timeout=30.0, limits=limits)  # Horizon
         self.xrpl_url: str = cfg["xrpl_url"]
         self.horizon: str = cfg["horizon_url"].rstrip("/")
         self.passphrase: str = cfg["passphrase"]
@@ -239,7 +255,9 @@ class BareClient:
     # --- heads ----------------------------------------------------------------------
 
     def _rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        body = self.http.post(self.xrpl_url, json={"method": method, "params": [params]}).json()
+        body = self.xrpl_http.post(
+            self.xrpl_url, json={"method": method, "params": [params]}
+        ).json()
         result: dict[str, Any] = body["result"]
         return result
 
