@@ -10,17 +10,18 @@ One run, on one database of its own:
 3. that backlog drained by a delivery process alone (the worker and a local receiver
    on 127.0.0.1 that verifies every signature, as ``settlement.webhook_receiver``
    does): the delivery rate, events over the time from the first to the last arrival;
-4. transitions again while a delivery process delivers them as they come: the rate
-   beside the bare one, and the lag of each event, its arrival at the receiver minus
-   its ``occurred_at`` (the time of the change, taken just before its transaction
-   commits), p50 and p99;
+4. transitions again while a delivery process delivers them as they come, with K
+   clients and with ``--lag-clients`` (1: a load one delivery process keeps up with):
+   the rate beside the bare one (K only), and the lag of each event, its arrival at
+   the receiver minus its ``occurred_at`` (the time of the change, taken just before
+   its transaction commits), p50 and p99;
 5. the signed API's rate on this machine: closed-loop signed GETs of one commitment
    through uvicorn on loopback (``bench/api.py`` measures the API in depth).
 
 Figures, not a pass/fail test: the machine is shared and noisy, and the receiver, the
 worker, the load and PostgreSQL share its cores.
 
-    python bench/webhooks.py [--seconds 8] [--clients 4] [--api-seconds 5]
+    python bench/webhooks.py [--seconds 8] [--clients 4] [--lag-clients 1] [--api-seconds 5]
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--api-seconds", type=float, default=5.0)
+    # a load the delivery keeps up with, so its lag is the delivery's, not a queue's
+    parser.add_argument("--lag-clients", type=int, default=1)
     args = parser.parse_args()
 
     data_dir = Path(os.environ.get("SETTLEMENT_DATA_DIR", ".settlement")).resolve()
@@ -194,6 +197,24 @@ def _rate(arrivals: list[tuple[float, float]]) -> float:
     return len(arrivals) / span if span > 0 else float("nan")
 
 
+def _while_delivering(owner_url: str, clients: int, seconds: float, bare_tps: float | None) -> None:
+    """Transitions of ``clients`` processes while their events are delivered as they
+    come: the rate, and each event's lag."""
+    process, results, go, stop = _delivering(owner_url)
+    go.set()
+    both = run_engine(owner_url, clients, seconds)
+    share = f" ({both['tps'] / bare_tps:.2f} of the bare rate)" if bare_tps else ""
+    print(f"K={clients}: transitions, subscribed + delivering: {both['tps']:6.0f} tx/s{share}")
+    stop.set()
+    arrivals, duplicates = results.get(timeout=900)
+    process.join()
+    print(
+        f"K={clients}: delivered while settling: {len(arrivals)} events ({duplicates}"
+        f" duplicates) at {_rate(arrivals):.0f} events/s; {_lags(arrivals)}",
+        flush=True,
+    )
+
+
 def report(owner_url: str, args: argparse.Namespace) -> None:
     print(f"{os.cpu_count()} cores; {args.clients} client processes; {args.seconds:.0f} s runs")
     bare = run_engine(owner_url, args.clients, args.seconds)
@@ -218,21 +239,9 @@ def report(owner_url: str, args: argparse.Namespace) -> None:
         flush=True,
     )
 
-    process, results, go, stop = _delivering(owner_url)
-    go.set()
-    both = run_engine(owner_url, args.clients, args.seconds)
-    print(
-        f"transitions, subscribed + delivering:  {both['tps']:8.0f} tx/s"
-        f" ({both['tps'] / bare['tps']:.2f} of the bare rate)",
-        flush=True,
-    )
-    stop.set()
-    arrivals, duplicates = results.get(timeout=900)
-    process.join()
-    print(
-        f"delivered while settling: {len(arrivals)} events ({duplicates} duplicates) at"
-        f" {_rate(arrivals):.0f} events/s; {_lags(arrivals)}"
-    )
+    for clients in dict.fromkeys((args.clients, args.lag_clients)):
+        same_load = bare["tps"] if clients == args.clients else None
+        _while_delivering(owner_url, clients, args.seconds, same_load)
     rate = api_rate(owner_url, args.api_seconds)
     print(f"signed API GETs (8 clients):            {rate:8.0f} req/s")
     print(f"finished {datetime.now(UTC).isoformat(timespec='seconds')}")
