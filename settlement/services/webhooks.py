@@ -57,6 +57,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from compliance import records as compliance_records
 from ledger import webhooks as records
 from ledger.database import Database
 from ledger.errors import LedgerError
@@ -213,6 +214,8 @@ class WebhookDesk:
             party = actor.party
         elif actor.role is not Role.ADMIN:
             raise errors.NotAuthorised("only allocators and admins register webhook endpoints")
+        elif party is not None:
+            self._known_party(party)
         checked_url = check_url(url, local_network=self._local)
         types = check_event_types(event_types)
         now = self._clock.now()
@@ -229,6 +232,14 @@ class WebhookDesk:
                     at=now,
                 )
             )
+
+    def _known_party(self, party: str) -> None:
+        """``UnknownParty`` for a party with no KYC record: an endpoint for a typo would
+        wait, silently, for events that never come."""
+        with translated(), self._db.unit_of_work() as uow:
+            found = compliance_records.load_kyc(uow.connection, [party])
+        if party not in found:
+            raise errors.UnknownParty(f"party {party!r} has no KYC record")
 
     def endpoints(self, actor: Actor, *, party: str | None = None) -> list[EndpointRecord]:
         """An allocator's own party's endpoints; an admin's all (or one party's)."""

@@ -29,6 +29,8 @@ from settlement.api.deps import (
     IdempotencyKey,
 )
 from settlement.api.strict import StrictJsonRoute
+from settlement.domain import errors
+from settlement.settings import SettingsError
 
 router = APIRouter(route_class=StrictJsonRoute)
 WEBHOOKS = f"{API_PREFIX}/webhooks"
@@ -126,8 +128,13 @@ class KeysOut(BaseModel):
 
 @router.get(KEYS_PATH, response_model=KeysOut, tags=["webhooks"])
 def webhook_keys(engine: EngineDep) -> dict[str, Any]:
-    """The engine's webhook signing keys (unsigned): a delivery's ``keyid`` names one."""
-    return bootstrap.webhook_key(engine.settings).public_document()
+    """The engine's webhook signing keys (unsigned): a delivery's ``keyid`` names one.
+    503 when the engine has no signing key configured (outside the local network)."""
+    try:
+        key = bootstrap.webhook_key(engine.settings)
+    except SettingsError as exc:
+        raise errors.EngineUnavailable(f"no webhook signing key: {exc}") from exc
+    return key.public_document()
 
 
 @router.post(

@@ -15,6 +15,7 @@ from settlement import bootstrap
 from settlement.client import ApiError
 from settlement.domain import errors
 from settlement.services.webhooks import DeliveryPolicy, check_url
+from settlement.settings import SettingsError
 from settlement.webhook_receiver import WebhookReceiver, fetch_keys, handler_for
 
 from .conftest import Api, create_draft, problem_of
@@ -94,6 +95,31 @@ def test_an_allocator_registers_for_its_own_party_only(api: Api) -> None:
         every = admin.add_webhook(HOOK, ["settlement.flagged"])
         assert every["party"] is None
         admin.disable_webhook(every["id"])
+
+
+def test_an_admin_names_a_party_that_exists(api: Api) -> None:
+    """An endpoint for a party with no KYC record (a typo) would wait for events that
+    never come: 422 ``unknown_party``, nothing stored."""
+    with api.client(api.admin) as admin:
+        before = admin.webhooks()
+        with pytest.raises(ApiError) as refused:
+            admin.add_webhook(HOOK, ["settlement.flagged"], party="party-nowhere")
+        assert (refused.value.status, refused.value.code) == (422, "unknown_party")
+        assert admin.webhooks() == before
+
+
+def test_without_a_signing_key_the_keys_are_a_503_problem(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside the local network the key must be configured; until it is, the keys
+    route says the engine cannot serve them (503 problem), not a server error."""
+    testnet = api.engine.settings.model_copy(
+        update={"network": "testnet", "webhook_signing_key": None}
+    )
+    with pytest.raises(SettingsError):
+        bootstrap.webhook_key(testnet)
+    monkeypatch.setattr(api.engine, "settings", testnet)
+    problem_of(api.send(None, "GET", "/v1/webhooks/keys"), 503, "engine_unavailable")
 
 
 def test_the_keys_are_served_unsigned(api: Api) -> None:
