@@ -484,6 +484,7 @@ def build_delivery_worker(
         engine.clock,
         webhook_key(engine.settings),
         policy=policy or webhook_policy(engine.settings),
+        local_network=engine.settings.network == "local",
     )
 
 

@@ -36,6 +36,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,25 @@ def check_url(url: str, *, local_network: bool) -> str:
             f"outside the local network an endpoint may not be a {_kind(address)} address"
         )
     return url
+
+
+def resolves_privately(url: str) -> str | None:
+    """Why a POST to ``url`` must not go out (its host resolves to an address that is
+    not global: a name registered as public that points inside the network), or None.
+    Checked just before each POST, outside the local network; a host that does not
+    resolve is left to the HTTP client's own error. The address may still change
+    between this look-up and the client's own (DNS rebinding): a deployment that needs
+    more sends webhooks through an egress proxy."""
+    host = urlsplit(url).hostname or ""
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address.is_global:
+            return f"{host} resolves to a {_kind(address)} address ({address}); not sent"
+    return None
 
 
 def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -378,10 +398,14 @@ class DeliveryWorker:
         *,
         policy: DeliveryPolicy | None = None,
         http: httpx.Client | None = None,
+        local_network: bool = True,
     ) -> None:
         self._db = db
         self._clock = clock
         self._key = key
+        #: outside the local network, a host is resolved before each POST and refused
+        #: when it resolves to a loopback, private or link-local address
+        self._local = local_network
         self.policy = policy or DeliveryPolicy()
         self._http = http or httpx.Client(
             timeout=self.policy.timeout_s,
@@ -422,6 +446,10 @@ class DeliveryWorker:
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
     def _post(self, claim: ClaimedDelivery) -> Attempt:
+        if not self._local:
+            refused = resolves_privately(claim.url)
+            if refused is not None:
+                return Attempt(None, refused)
         request = self._http.build_request(
             "POST",
             claim.url,

@@ -240,6 +240,25 @@ def test_a_redirect_is_not_followed(fresh_engine: Services, clock: ManualClock) 
     assert failed.last_status == 302 and "redirect" in (failed.last_error or "")
 
 
+def test_outside_the_local_network_a_name_that_resolves_inside_is_not_posted(
+    fresh_engine: Services, clock: ManualClock
+) -> None:
+    """Registration checks literal addresses; a name is resolved before each POST, and
+    one that resolves to a loopback address is refused there, nothing sent."""
+    with receiving(clock) as r:
+        by_name = r.url.replace("127.0.0.1", "localhost")
+        endpoint = _subscribe(fresh_engine, by_name, ["commitment.created"])
+        new_commitment(fresh_engine.commitments, State.DRAFT)
+        worker = DeliveryWorker(fresh_engine.db, clock, KEY, policy=POLICY, local_network=False)
+        worker.run_once()
+        assert r.behaviour.posts == 0
+        (held,) = _deliveries(fresh_engine, endpoint)
+        assert held.status == "pending" and "loopback" in (held.last_error or "")
+        clock.advance(timedelta(hours=1))  # past its next attempt
+        _worker(fresh_engine, clock).run_once()  # the local network's worker sends it
+        assert r.behaviour.posts == 1
+
+
 def test_worker_dies_after_sending(fresh_engine: Services, clock: ManualClock) -> None:
     """The claim outlives a worker that sent and never recorded: when its lease runs out
     the event is sent again (at least once), with the same id."""
