@@ -167,21 +167,33 @@ def uninstructed_commitments(uow: Statements, party: str) -> list[UninstructedCo
     return [UninstructedCommitments(str(c), Decimal(a), int(n)) for c, a, n in rows]
 
 
-#: the party's legs of SETTLED settlements, with the time each settled
+#: the party's legs of SETTLED settlements, with the time each settled. It starts from
+#: the party's accounts (indexes ``settlement_legs_by_sender`` / ``_by_receiver``), so
+#: it reads the party's legs alone, not every leg ever settled; a leg between two
+#: accounts of the party comes once
 _SETTLED_LEGS = (
-    "SELECT st.commitment_id, l.settlement_id, l.leg_no, l.kind, l.chain, l.asset_code,"
+    "WITH mine AS ("
+    "   SELECT l.settlement_id, l.leg_no FROM party_accounts a"
+    "   JOIN settlement_legs l ON l.chain = a.chain AND l.sender = a.address"
+    "   WHERE a.party = :party"
+    "   UNION"
+    "   SELECT l.settlement_id, l.leg_no FROM party_accounts a"
+    "   JOIN settlement_legs l ON l.chain = a.chain AND l.receiver = a.address"
+    "   WHERE a.party = :party)"
+    " SELECT st.commitment_id, l.settlement_id, l.leg_no, l.kind, l.chain, l.asset_code,"
     "  l.asset_issuer, l.amount, l.sender, l.receiver,"
     "  ps.party IS NOT NULL AS party_sends, pr.party IS NOT NULL AS party_receives,"
     "  t.at AS settled_at, l.released_tx_hash, l.released_ledger_index,"
     "  l.released_ledger_hash, l.released_to"
-    " FROM settlements st"
+    " FROM mine"
+    " JOIN settlement_legs l ON l.settlement_id = mine.settlement_id AND l.leg_no = mine.leg_no"
+    " JOIN settlements st ON st.id = l.settlement_id"
     " JOIN state_transitions t ON t.commitment_id = st.commitment_id AND t.to_state = 'SETTLED'"
-    " JOIN settlement_legs l ON l.settlement_id = st.id"
     " LEFT JOIN party_accounts ps"
     "   ON ps.chain = l.chain AND ps.address = l.sender AND ps.party = :party"
     " LEFT JOIN party_accounts pr"
     "   ON pr.chain = l.chain AND pr.address = l.receiver AND pr.party = :party"
-    " WHERE st.status = 'SETTLED' AND (ps.party IS NOT NULL OR pr.party IS NOT NULL)"
+    " WHERE st.status = 'SETTLED'"
 )
 
 
