@@ -866,8 +866,9 @@ def engine_cpu_ms(r: dict[str, Any]) -> float:
     """The engine's CPU per DVP: workers + its PostgreSQL server - the feeders' backends
     (threads mode: this whole process, feeders included)."""
     per = r["cpu_ms_per_dvp"]
-    workers = per.get("workers", per["bench"])
-    return float(workers + per["postgres"] - per.get("pg_feeders", 0.0))
+    if "workers" not in per:  # threads: every backend is this process's
+        return float(per["bench"] + per["postgres"])
+    return float(per["workers"] + per["postgres"] - per["pg_feeders"])
 
 
 def print_engine(tickets: int, shape: RunShape, r: dict[str, Any], nodes: NodeProcesses) -> None:
