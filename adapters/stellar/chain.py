@@ -128,6 +128,7 @@ from adapters.stellar.horizon import (
     TIMEOUT_TYPES,
     AccountView,
     BalanceView,
+    FeeStats,
     Horizon,
     LedgerHeader,
     Reply,
@@ -220,6 +221,9 @@ class StellarChain:
         # the threads of a worker share the latest ledger they read, for ``head_fresh_s``
         # (adapters.cadence: each use compares it with what is read afterwards)
         self._head = HeadWatch(self._horizon.latest_ledger, _header_sequence, fresh_s=head_fresh_s)
+        # fee statistics, shared until a newer ledger is priced (``_fee_stats``)
+        self._fee_stats_lock = threading.Lock()
+        self._fee_stats_seen: FeeStats | None = None
 
     @property
     def name(self) -> ChainName:
@@ -546,10 +550,25 @@ class StellarChain:
         if self.fee_per_op_stroops is not None:
             return self.fee_per_op_stroops
         return bid_per_op(
-            self._horizon.fee_stats(),
+            self._fee_stats(header),
             base_fee_stroops=header.base_fee_stroops,
             max_fee_per_op_stroops=max(self.max_fee_per_op_stroops, header.base_fee_stroops),
         )
+
+    def _fee_stats(self, header: LedgerHeader) -> FeeStats:
+        """Horizon's fee statistics, read once per ledger: statistics that already cover
+        ``header``'s ledger (their ``last_ledger`` is at or past it) are what a read
+        now would say about it, so the threads of a worker share them until a newer
+        header is priced. Raises ``TransportError`` when they cannot be read."""
+        with self._fee_stats_lock:
+            known = self._fee_stats_seen
+        if known is not None and known.last_ledger >= header.sequence:
+            return known
+        stats = self._horizon.fee_stats()
+        with self._fee_stats_lock:
+            if self._fee_stats_seen is None or stats.last_ledger > self._fee_stats_seen.last_ledger:
+                self._fee_stats_seen = stats
+        return stats
 
     def _builder(self, source: str, header: LedgerHeader, window: Window) -> TransactionBuilder:
         account = self._horizon.account(source)

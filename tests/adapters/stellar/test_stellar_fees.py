@@ -163,3 +163,29 @@ def test_a_cap_below_the_base_fee_is_refused(local: StellarHarness) -> None:
         bid_per_op(stats(100), base_fee_stroops=100, max_fee_per_op_stroops=99)
     with pytest.raises(ValueError, match="base fee"):
         chain_with(local, max_fee_per_op_stroops=99)
+
+
+def test_fee_statistics_are_read_once_per_ledger(
+    local: StellarHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pricing several transactions against one ledger asks Horizon once; a newer
+    ledger is priced from statistics read again."""
+    h = local
+    reads: list[int] = []
+    read = h.chain._horizon.fee_stats
+
+    def counted() -> FeeStats:
+        answer = read()
+        reads.append(answer.last_ledger)
+        return answer
+
+    legs = [new_leg(h) for _ in range(4)]  # accounts are made while ledgers close
+    monkeypatch.setattr(h.chain._horizon, "fee_stats", counted)
+    with halted(h) as node:
+        node.close_ledger()
+        for leg in legs[:3]:
+            h.chain.prepare_lock(leg, h.terms(3600))
+        assert len(reads) == 1, reads
+        node.close_ledger()
+        h.chain.prepare_lock(legs[3], h.terms(3600))
+    assert len(reads) == 2 and reads[1] > reads[0], reads
