@@ -21,7 +21,9 @@ renamed. Each is one audit action:
 ``settlement.instructed``  a settlement was attached to it
 ``settlement.locked``      every leg is locked on its ledger (ESCROWED)
 ``settlement.committed``   every leg paid out (SETTLED); ``legs`` name the transactions
-``settlement.unwound``     the legs went back to their senders (VERIFIED again)
+``settlement.unwound``     the legs went back to their senders: the commitment is
+                           VERIFIED again (from ESCROWED), or stayed VERIFIED (the
+                           settlement aborted before every leg locked)
 ``settlement.cancelled``   an admin's force-cancel unwound it (CANCELLED)
 ``settlement.flagged``     the settlement needs a person; ``reason`` says why
 =========================  ==========================================================
@@ -79,6 +81,7 @@ ACTIONS: Final = MappingProxyType(
         "lock": EventType.SETTLEMENT_LOCKED,
         "settle": EventType.SETTLEMENT_COMMITTED,
         "release": EventType.SETTLEMENT_UNWOUND,
+        "settlement_unwound": EventType.SETTLEMENT_UNWOUND,
         "force_cancel": EventType.SETTLEMENT_CANCELLED,
         "settlement_flagged": EventType.SETTLEMENT_FLAGGED,
     }

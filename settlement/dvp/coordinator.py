@@ -658,6 +658,12 @@ class DvpCoordinator:
             self._transition(s, Event.SETTLE)
         elif commitment.state == State.ESCROWED:
             self._transition(s, Event.FORCE_CANCEL if s.cancel_requested_by else Event.RELEASE)
+        else:
+            # unwound before every leg locked: the commitment never left VERIFIED, so no
+            # transition says so; the close carries its own audit entry (and the
+            # allocator's ``settlement.unwound`` event)
+            self._close(s, status, audit_action="settlement_unwound")
+            return StepResult(Progress.DONE, status)
         self._close(s, status)
         return StepResult(Progress.DONE, status)
 
@@ -735,13 +741,30 @@ class DvpCoordinator:
             if state not in {t.target for t in transitions_for_event(event)}:
                 raise
 
-    def _close(self, s: SettlementRow, status: SettlementStatus) -> None:
+    def _close(
+        self, s: SettlementRow, status: SettlementStatus, *, audit_action: str | None = None
+    ) -> None:
         """The one place a settlement closes; the table is checked before the database's
-        own rule, so a wrong close is named here."""
+        own rule, so a wrong close is named here. With ``audit_action``, an audit entry
+        of the close is written in the same transaction."""
         SETTLEMENTS.require(SettlementStatus(s.status), status)
-        self._db.statements(
-            lambda uow: settlement_records.close(uow, s.id, status, self._clock.now())
-        )
+        now = self._clock.now()
+
+        def write(uow: Statements) -> None:
+            settlement_records.close(uow, s.id, status, now)
+            if audit_action is not None:
+                settlement_records.append_audit(
+                    uow,
+                    commitment_id=s.commitment_id,
+                    actor=SYSTEM.id,
+                    action=audit_action,
+                    at=now,
+                    payload=payload_text(
+                        {"settlement_id": s.id, "reason": s.decision_reason or status.value}
+                    ),
+                )
+
+        self._db.statements(write)
 
     def _flag(self, s: SettlementRow, reason: str) -> None:
         now = self._clock.now()

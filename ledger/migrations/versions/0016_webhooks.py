@@ -60,6 +60,7 @@ EVENT_TYPES = (
     ("lock", "settlement.locked"),
     ("settle", "settlement.committed"),
     ("release", "settlement.unwound"),
+    ("settlement_unwound", "settlement.unwound"),
     ("force_cancel", "settlement.cancelled"),
     ("settlement_flagged", "settlement.flagged"),
 )
@@ -67,7 +68,7 @@ EVENT_TYPES = (
 TABLES = """
 CREATE TABLE webhook_event_types (
     action     text PRIMARY KEY,
-    event_type text NOT NULL UNIQUE
+    event_type text NOT NULL
 );
 
 CREATE TABLE webhook_endpoints (

@@ -56,3 +56,27 @@ def test_a_settlement_reports_its_events_with_their_transactions(dvp: Dvp) -> No
     assert reported == applied
     assert [leg["state"] for leg in committed["legs"]] == ["COMMITTED"] * len(legs)
     assert all(tx["ledger_index"] for leg in committed["legs"] for tx in leg["transactions"])
+
+
+def test_a_settlement_aborted_before_it_escrowed_reports_it_unwound(dvp: Dvp) -> None:
+    """An admin cancels before every leg locked: the commitment never left VERIFIED, so
+    no transition reports the unwind; the close does (``settlement_unwound`` in the
+    audit log, ``settlement.unwound`` to the allocator), once."""
+    dvp.engine.webhooks.register(
+        ADMIN, url="http://127.0.0.1:9/dvp", event_types=list(records.EventType), party=None
+    )
+    cid = dvp.verified_commitment()
+    sid = _instruct(dvp, cid)
+    dvp.coordinator.request_force_cancel(ADMIN, sid, "the deal was pulled")
+    result = dvp.drive(sid)
+    assert (result.progress, result.status) == (Progress.DONE, "UNWOUND"), result
+    events = _events(dvp, cid)
+    assert [t for t, _ in events][-2:] == ["settlement.instructed", "settlement.unwound"]
+    unwound = events[-1][1]
+    assert unwound["settlement_id"] == str(sid)
+    assert "force-cancel" in unwound["reason"]
+    actions = [e.action for e in dvp.engine.commitments.audit_trail(cid)]
+    assert actions.count("settlement_unwound") == 1
+    assert dvp.coordinator.step(sid).progress is Progress.DONE
+    assert [e.action for e in dvp.engine.commitments.audit_trail(cid)] == actions
+    assert dvp.engine.commitments.verify_audit().ok  # nothing reached a ledger to check
