@@ -541,7 +541,7 @@ class BareClient:
                 self.dvp(n)
             except DvpFailed as exc:
                 with self.stats.lock:
-                    self.stats.failures[str(exc).split(":")[0]] += 1
+                    self.stats.failures[str(exc)[:80]] += 1
             else:
                 with self.stats.lock:
                     self.stats.latencies.append(time.monotonic() - started)
