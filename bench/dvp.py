@@ -818,8 +818,11 @@ def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
     commits = bench.xact_commit(name) - commits_before
     mine = bench.counter.snapshot()["transactions"]
     settled = r["settled"] or float("nan")
-    r["xacts_per_dvp"] = (commits - mine) / settled
-    r["feeder_xacts_per_dvp"] = mine / settled
+    if processes is None:  # threads: the workers' statements are this process's too
+        r["xacts_per_dvp"], r["feeder_xacts_per_dvp"] = commits / settled, float("nan")
+    else:
+        r["xacts_per_dvp"] = (commits - mine) / settled
+        r["feeder_xacts_per_dvp"] = mine / settled
     r["worker_rss_mib"] = r["rss_mib"] if processes is None else processes.peak_rss_mib
     bench.drop(name)
     return r
@@ -888,17 +891,26 @@ def print_engine(tickets: int, shape: RunShape, r: dict[str, Any], nodes: NodePr
         f"         instructed {r['instructed']:.0f}, unwound {r['unwound']:.0f},"
         f" still open {r['open']:.0f}"
         + (f"; steps that failed (each waits out a lease): {failed}" if failed is not None else "")
-        + f"; database transactions per DVP: workers {r['xacts_per_dvp']:.1f},"
-        f" feeders {r['feeder_xacts_per_dvp']:.1f}"
+        + (
+            f"; database transactions per DVP: workers {r['xacts_per_dvp']:.1f},"
+            f" feeders {r['feeder_xacts_per_dvp']:.1f}"
+            if r["feeder_xacts_per_dvp"] == r["feeder_xacts_per_dvp"]  # not NaN
+            else f"; database transactions per DVP, feeders and workers: {r['xacts_per_dvp']:.1f}"
+        )
     )
     if r["causes"]:
         print(f"         signed again after: {r['causes']}")
     per = r["cpu_ms_per_dvp"]
+    engine = (
+        "workers + postgres - feeders' backends"
+        if "workers" in per
+        else "this process, feeders included, + postgres"
+    )
     print(
         "         CPU ms per settled DVP: "
         + ", ".join(f"{name} {per[name]:.1f}" for name in per if name != "pg_feeders")
         + f" (of which feeders' backends {per.get('pg_feeders', float('nan')):.1f});"
-        f" engine (workers + postgres - feeders' backends) {engine_cpu_ms(r):.1f}",
+        f" engine ({engine}) {engine_cpu_ms(r):.1f}",
         flush=True,
     )
 
