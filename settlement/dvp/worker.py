@@ -17,6 +17,7 @@ settlement's advisory lock.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import socket
@@ -81,12 +82,18 @@ class Worker:
         self._next_sweep = 0.0
         self._housekeeping = housekeeping
         self._next_housekeeping = 0.0
+        #: when (monotonic) the settlements this worker handed back fall due again: the
+        #: claim loop wakes for the soonest instead of waiting out ``idle_s``
+        self._dues: list[float] = []
+        self._dues_lock = threading.Lock()
+        #: set when a lane frees, or on ``stop()``: the claim loop's wake-up
+        self._wake = threading.Event()
 
     def run_once(self) -> int:
         """Claim what is due, step each claimed settlement once; return how many. Every
         ``expiry_sweep_s`` it also runs the expiry sweep (``CommitmentService.expire_due``)."""
         self._chores()
-        claimed = self._claim(self.policy.batch)
+        claimed = self._claim_due(self.policy.batch)
         workers = min(self.policy.concurrency, len(claimed))
         if workers <= 1:
             for settlement_id in claimed:
@@ -145,6 +152,26 @@ class Worker:
         self._db.statements(
             lambda uow: settlement_records.release_lease(uow, settlement_id, self.name, retry_at)
         )
+        with self._dues_lock:
+            heapq.heappush(self._dues, time.monotonic() + result.retry_after_s)
+
+    def _idle_wait_s(self) -> float:
+        """How long to wait before claiming again when nothing was due: ``idle_s``, or
+        less when a settlement this worker handed back falls due sooner (a step waiting
+        on a ledger is due just after its next close, and waiting out the idle tick
+        would add up to ``idle_s`` at every stage)."""
+        with self._dues_lock:
+            soonest = self._dues[0] - time.monotonic() if self._dues else self.policy.idle_s
+        return max(0.0, min(self.policy.idle_s, soonest))
+
+    def _claim_due(self, limit: int) -> list[UUID]:
+        """``_claim``, first forgetting the dues it covers: those already past (the
+        claim takes them, or another worker has)."""
+        now = time.monotonic()
+        with self._dues_lock:
+            while self._dues and self._dues[0] <= now:
+                heapq.heappop(self._dues)
+        return self._claim(limit)
 
     def run(self) -> None:
         """Poll until ``stop()``: batch by batch with ``concurrency`` 1, else in lanes."""
@@ -152,7 +179,7 @@ class Worker:
         if self.policy.concurrency <= 1:
             while not self._stop.is_set():
                 if self.run_once() == 0:
-                    self._stop.wait(self.policy.idle_s)
+                    self._stop.wait(self._idle_wait_s())
         else:
             self._run_lanes()
         log.info("worker %s stopped", self.name)
@@ -164,7 +191,7 @@ class Worker:
         do not each poll the database. A failure to claim (the database away) is logged
         and retried after the idle wait."""
         free = threading.Semaphore(self.policy.concurrency)
-        freed = threading.Event()
+        freed = self._wake
 
         def lane(settlement_id: UUID) -> None:
             try:
@@ -188,18 +215,20 @@ class Worker:
                 claimed: list[UUID] = []
                 if slots:
                     try:
-                        claimed = self._claim(slots)
+                        claimed = self._claim_due(slots)
                     except Exception:
                         log.exception("worker %s: claiming failed; trying again", self.name)
                 for _ in range(slots - len(claimed)):
                     free.release()
                 for settlement_id in claimed:
                     lanes.submit(lane, settlement_id)
-                # every lane busy, or nothing more due: wait for a lane or the idle tick
-                freed.wait(self.policy.idle_s)
+                # every lane busy: wait for one; nothing more due: wait for a lane, the
+                # soonest settlement this worker handed back, or the idle tick
+                freed.wait(self._idle_wait_s() if slots else self.policy.idle_s)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def wait(self, seconds: float) -> None:
         """Sleep, waking early on ``stop()``."""
