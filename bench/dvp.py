@@ -72,8 +72,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
@@ -92,9 +93,11 @@ from adapters.chain import Chain, ChainName
 from adapters.resilience import ResiliencePolicy
 from ledger import embedded, migrate
 from ledger.database import app_url_for
+from ledger.webhooks import EventType
 from settlement import bootstrap
 from settlement.bootstrap import DatabaseUrls
 from settlement.demo.world import LocalWorld, NetworkUrls
+from settlement.domain.values import Actor, Role
 from settlement.dvp import DvpPolicy
 from settlement.dvp.coordinator import DvpCoordinator
 from settlement.dvp.worker import Worker, WorkerPolicy
@@ -109,6 +112,8 @@ BOND = Decimal(1)
 #: PostgreSQL application names, so the server's CPU can be split by who connected
 FEEDER_APP = "bench-feeder"
 WORKER_APP = "bench-worker"
+#: registers the --webhook runs' endpoint (for every party: an admin's)
+HOOK_ADMIN = Actor("bench-admin", Role.ADMIN)
 BARE_CLIENT = Path(__file__).resolve().with_name("dvp_bare.py")
 
 
@@ -783,8 +788,54 @@ class Bench:
         )
 
 
-def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
-    """One engine run on a fresh database and a fresh world; its figures."""
+class HookReceiver:
+    """A local webhook receiver for ``--webhook`` runs: answers 204 at once and keeps,
+    per event id, the lag from the change (``occurred_at``) to its arrival. It does not
+    verify signatures (``settlement.webhook_receiver`` does; here only the cost of
+    delivering on the workers is measured)."""
+
+    def __init__(self) -> None:
+        self.lags_s: dict[str, float] = {}
+        self.posts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                arrived = datetime.now(UTC)
+                occurred = datetime.fromisoformat(body["occurred_at"].replace("Z", "+00:00"))
+                receiver.posts += 1
+                receiver.lags_s.setdefault(body["id"], (arrived - occurred).total_seconds())
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def figures(self) -> dict[str, float]:
+        lags = sorted(self.lags_s.values())
+        return {
+            "events": len(lags),
+            "posts": self.posts,
+            "lag_p50_s": _p(lags, 0.5) if lags else float("nan"),
+            "lag_p99_s": _p(lags, 0.99) if lags else float("nan"),
+        }
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def run_engine(
+    bench: Bench, tickets: int, shape: RunShape, *, webhook: bool = False
+) -> dict[str, Any]:
+    """One engine run on a fresh database and a fresh world; its figures. With
+    ``webhook``, an endpoint subscribed to every event of every party first, delivered
+    by the workers (``settle worker`` runs the delivery worker) to a local receiver."""
     args, k = bench.args, shape.workers
     name = bench.fresh_database(k)
     owner_url = bench.server.url(name)
@@ -797,6 +848,11 @@ def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
         clock=world.clock,
         urls=DatabaseUrls(owner=owner_url, app=app_url_for(owner_url)),
     )
+    receiver = HookReceiver() if webhook else None
+    if receiver is not None:
+        engine.webhooks.register(
+            HOOK_ADMIN, url=receiver.url, event_types=list(EventType), party=None
+        )
     workdir = tempfile.TemporaryDirectory(prefix="bench-dvp-")
     processes = (
         None
@@ -812,6 +868,9 @@ def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
     finally:
         if processes is not None:
             processes.stop()
+        if receiver is not None:
+            r_hook = receiver.figures()
+            receiver.close()
         engine.close()
         world.close()
         workdir.cleanup()
@@ -824,6 +883,8 @@ def run_engine(bench: Bench, tickets: int, shape: RunShape) -> dict[str, Any]:
         r["xacts_per_dvp"] = (commits - mine) / settled
         r["feeder_xacts_per_dvp"] = mine / settled
     r["worker_rss_mib"] = r["rss_mib"] if processes is None else processes.peak_rss_mib
+    if receiver is not None:
+        r["webhook"] = r_hook
     bench.drop(name)
     return r
 
@@ -1012,6 +1073,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat every run, alternating which side goes first"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="run the engine again with a webhook endpoint subscribed to every event",
+    )
     args = parser.parse_args()
     if args.tickets is None:
         args.tickets = "0,200" if args.mode == "engine" else "200"
@@ -1054,6 +1120,8 @@ def print_preamble(args: argparse.Namespace) -> None:
 def main() -> None:
     args = parse_args()
     sides = {"engine": ["engine"], "bare": ["bare"], "both": ["engine", "bare"]}[args.mode]
+    if args.webhook:  # the engine again, subscribed: delivery must not slow settlement
+        sides = [x for side in sides for x in ([side, "hooked"] if side == "engine" else [side])]
     nodes = NodeProcesses()
     bench = open_bench(args, nodes)
     print_preamble(args)
@@ -1068,17 +1136,51 @@ def main() -> None:
     finally:
         nodes.stop()
     if args.mode == "both":
-        print_ratios(bench.results)
+        print_ratios([r for r in bench.results if r["side"] != "hooked"])
+    if args.webhook:
+        print_webhook_ratios(bench.results)
     bench.admin.dispose()
+
+
+def print_webhook_ratios(results: list[dict[str, Any]]) -> None:
+    """The engine subscribed beside the engine alone, per (T, K, F)."""
+    print("\nWith a webhook subscription beside without (medians over rounds)")
+    runs: dict[tuple[int, int, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in results:
+        if r["side"] in ("engine", "hooked"):
+            key = (r["tickets"], r["workers"], r["in_flight"])
+            runs.setdefault(key, {"engine": [], "hooked": []})[r["side"]].append(r)
+    for (t, k, f), sides in runs.items():
+        plain, hooked = sides["engine"], sides["hooked"]
+        if not plain or not hooked:
+            continue
+
+        def med(rows: list[dict[str, Any]], name: str) -> float:
+            return float(statistics.median(x[name] for x in rows))
+
+        print(
+            f"  T {t}, K {k}, F {f}: DVP/s {med(plain, 'dvp_per_s'):.2f} without,"
+            f" {med(hooked, 'dvp_per_s'):.2f} with"
+            f" (ratio {med(hooked, 'dvp_per_s') / med(plain, 'dvp_per_s'):.2f}); p50"
+            f" {med(plain, 'p50_s'):.2f} s without, {med(hooked, 'p50_s'):.2f} s with"
+        )
 
 
 def run_one(bench: Bench, side: str, tickets: int, shape: RunShape) -> None:
     if side == "bare" and tickets == 0:
         print(f"bare   {tickets:>4} {shape.workers:>3}: skipped, the bare clients sign on Tickets")
         return
-    if side == "engine":
-        r = run_engine(bench, tickets, shape)
+    if side in ("engine", "hooked"):
+        r = run_engine(bench, tickets, shape, webhook=side == "hooked")
         print_engine(tickets, shape, r, bench.nodes)
+        if "webhook" in r:
+            hook = r["webhook"]
+            print(
+                f"         with a webhook subscription to every event: {hook['events']:.0f}"
+                f" events delivered ({hook['posts']:.0f} POSTs), commit to delivery p50"
+                f" {hook['lag_p50_s']:.2f} s, p99 {hook['lag_p99_s']:.2f} s",
+                flush=True,
+            )
     else:
         r = run_bare(bench, tickets, shape)
         print_bare(tickets, shape, r, bench.nodes)
