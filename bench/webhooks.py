@@ -85,7 +85,7 @@ def deliver(owner_url: str, port_queue: Any, go: Any, stop: Any, results: Any) -
     port_queue.put(base[0] + "/events")
     go.wait()
     worker = bootstrap.build_delivery_worker(
-        engine, policy=DeliveryPolicy(timeout_s=5, batch=200, idle_s=0.02)
+        engine, policy=DeliveryPolicy(timeout_s=5, batch=200, idle_s=0.02, gather_s=0.02)
     )
     while True:
         busy = worker.run_once()
