@@ -39,7 +39,8 @@ bench: setup
 	$(BIN)/python bench/transitions.py
 	$(BIN)/python bench/screening.py
 	$(BIN)/python bench/localnets.py
-	$(BIN)/python bench/dvp.py
+	$(BIN)/python bench/dvp.py --mode both --workers 1,4 --in-flight 8,32
+	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/api.py
 
 soak: setup
