@@ -35,12 +35,12 @@ def test_demo_then_audit_verify(env: dict[str, str]) -> None:
     assert "tx_failed: op_underfunded" in out
     assert "balances moved on the ledgers: none (every lock undone)" in out
     assert "VERIFIED -> CANCELLED      withdraw" in out
-    assert "Audit log verified by the server: 3 chains, 29 entries recomputed" in out
+    assert "Audit log verified by the server: 3 chains, 30 entries recomputed" in out
     assert "Ledger references of this run verified: 11 checked" in out
     code, out = settle("audit", "verify", "--direct", "--json", env=env)
     assert code == 0, out
     report = json.loads(out)
-    assert report["ok"] is True and report["entries"] == 29
+    assert report["ok"] is True and report["entries"] == 30
 
 
 def test_audit_verify_fails_and_names_the_broken_entry(env: dict[str, str]) -> None:
