@@ -27,7 +27,7 @@ from compliance.kyc import KycRecord, KycStatus, RiskRating
 from compliance.sanctions import ListRef, ParsedList, SanctionsEntry, SanctionsIndex
 from compliance.screening import Finding, Outcome, Screening, Subject
 from ledger.audit import payload_text
-from ledger.database import UnitOfWork
+from ledger.database import Statements, UnitOfWork
 from ledger.errors import translate
 
 OPEN_STATES = ("PENDING_REVIEW", "VERIFIED", "ESCROWED")
@@ -208,6 +208,12 @@ def load_kyc(connection: Connection, parties: Iterable[str]) -> dict[str, KycRec
         {"parties": list(parties)},
     )
     return {row[0]: _kyc(row) for row in rows}
+
+
+def party_exists(uow: Statements, party: str) -> bool:
+    """Whether ``party`` has a KYC record (the one test of "is this a party")."""
+    row = uow.execute("SELECT 1 FROM kyc_records WHERE party = :party", {"party": party})
+    return row.one_or_none() is not None
 
 
 def list_kyc(connection: Connection) -> list[KycRecord]:

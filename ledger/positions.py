@@ -108,11 +108,6 @@ class NetPosition:
     net: Decimal
 
 
-def party_exists(uow: Statements, party: str) -> bool:
-    row = uow.execute("SELECT 1 FROM kyc_records WHERE party = :party", {"party": party})
-    return row.one_or_none() is not None
-
-
 def account_assets(uow: Statements, party: str) -> list[AccountAsset]:
     """Each registered account of ``party`` with each asset a leg of it moved on its
     chain (as sender or receiver, in any settlement); an account no leg names yet comes

@@ -65,6 +65,7 @@ from uuid import UUID
 
 from adapters.chain import Asset, Chain, ChainName, LockState
 from adapters.errors import AccountNotFound, AdapterError
+from compliance import records as compliance_records
 from ledger import positions as records
 from ledger.database import Database, UnitOfWork
 from settlement.clock import Clock
@@ -295,7 +296,7 @@ class PositionService:
 
 
 def _require_party(uow: UnitOfWork, party: str) -> None:
-    if not records.party_exists(uow, party):
+    if not compliance_records.party_exists(uow, party):
         raise errors.PartyNotFound(f"party {party} has no KYC record")
 
 

@@ -256,9 +256,11 @@ class WebhookDesk:
     def _known_party(self, party: str) -> None:
         """``UnknownParty`` for a party with no KYC record: an endpoint for a typo would
         wait, silently, for events that never come."""
-        with translated(), self._db.unit_of_work() as uow:
-            found = compliance_records.load_kyc(uow.connection, [party])
-        if party not in found:
+        with translated():
+            known = self._db.statements(
+                lambda uow: compliance_records.party_exists(uow, party), atomic=False
+            )
+        if not known:
             raise errors.UnknownParty(f"party {party!r} has no KYC record")
 
     def endpoints(self, actor: Actor, *, party: str | None = None) -> list[EndpointRecord]:
