@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -354,6 +354,31 @@ def test_the_worker_thread_delivers(fresh_engine: Services, clock: ManualClock) 
             worker.close()
     assert [e["type"] for e in r.receiver.events] == ["commitment.created"]
     assert worker.counts() == {"pending": 0, "dead": 0}
+
+
+def test_a_trickle_gathers_between_rounds_a_backlog_does_not(
+    fresh_engine: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's pauses: after a round short of a batch it waits ``gather_s`` (events
+    then go a few at a time, not one round each); after a full round none (a backlog
+    drains round after round); after an empty one ``idle_s``."""
+    policy = replace(POLICY, batch=4, gather_s=0.25)
+    worker = DeliveryWorker(fresh_engine.db, clock, KEY, policy=policy)
+    rounds = iter([4, 1, 0])
+    waits: list[float] = []
+
+    def run_once() -> int:
+        claimed = next(rounds, None)
+        if claimed is None:
+            worker.stop()
+            return 0
+        return claimed
+
+    monkeypatch.setattr(worker, "run_once", run_once)
+    monkeypatch.setattr(worker._stop, "wait", waits.append)
+    worker.run()
+    worker.close()
+    assert waits == [policy.gather_s, policy.idle_s, policy.idle_s]
 
 
 def test_a_killed_deliver_process_leaves_the_event_to_be_sent_again(
