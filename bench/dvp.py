@@ -383,6 +383,15 @@ def _submission_figures(rows: list[Any]) -> dict[str, Any]:
     }
 
 
+def _peak_rss_mib(proc: subprocess.Popen[Any]) -> float:
+    """A live child's peak resident set (VmHWM), MiB; 0 once it is gone."""
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
+        return kib / 1024
+    return 0.0
+
+
 def _cpu_s(process: psutil.Process) -> float:
     try:
         times = process.cpu_times()
@@ -551,11 +560,7 @@ class WorkerProcesses:
         return found
 
     def stop(self) -> None:
-        for proc in self._procs:
-            with contextlib.suppress(OSError, StopIteration):
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
-                self.peak_rss_mib = max(self.peak_rss_mib, kib / 1024)
+        self.peak_rss_mib = max([self.peak_rss_mib, *map(_peak_rss_mib, self._procs)])
         for proc in self._procs:
             proc.terminate()  # settle worker stops at its next step on SIGTERM
         for proc in self._procs:
@@ -631,11 +636,7 @@ class BareProcesses:
             assert proc.stdout is not None
             answers.append(json.loads(proc.stdout.readline()))
         used = cpu.since(before)
-        for proc in self._procs:
-            with contextlib.suppress(OSError, StopIteration):
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
-                self.peak_rss_mib = max(self.peak_rss_mib, kib / 1024)
+        self.peak_rss_mib = max([self.peak_rss_mib, *map(_peak_rss_mib, self._procs)])
         return answers, used
 
     def processes(self) -> list[psutil.Process]:
@@ -701,12 +702,7 @@ class NodeProcesses:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def peak_rss_mib(self) -> list[float]:
-        peaks = []
-        for proc in self.procs:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
-            peaks.append(kib / 1024)
-        return peaks
+        return [_peak_rss_mib(proc) for proc in self.procs]
 
     def stop(self) -> None:
         for proc in self.procs:
